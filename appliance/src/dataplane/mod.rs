@@ -1,0 +1,1 @@
+//! DPDK ports, worker loop, tx buffering: the only DPDK user.

@@ -1,0 +1,8 @@
+//! The appliance: a DPDK stateful NAT firewall for the edge of a private cloud network.
+//!
+//! The modules mirror `DESIGN.md`. Only [`dataplane`] talks to DPDK; `packet`, `flow`, `nat`,
+//! `policy` and `pipeline` work on byte buffers and are tested without EAL.
+
+pub mod config;
+pub mod dataplane;
+pub mod packet;

@@ -1,0 +1,1 @@
+//! Header views over byte buffers (filled in by the packet-layer issue).

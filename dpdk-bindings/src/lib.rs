@@ -1,0 +1,1 @@
+//! DPDK 22.11 bindings and a thin safe layer.
