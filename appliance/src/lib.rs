@@ -1,8 +1,12 @@
 //! The appliance: a DPDK stateful NAT firewall for the edge of a private cloud network.
 //!
 //! The modules mirror `DESIGN.md`. Only [`dataplane`] talks to DPDK; `packet`, `flow`, `nat`,
-//! `policy` and `pipeline` work on byte buffers and are tested without EAL.
+//! `policy` and `pipeline` work on byte buffers and are tested without EAL. `unsafe` is denied
+//! everywhere but in `dataplane`.
+
+#![deny(unsafe_code)]
 
 pub mod config;
+#[allow(unsafe_code)]
 pub mod dataplane;
 pub mod packet;

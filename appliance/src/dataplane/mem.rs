@@ -1,0 +1,72 @@
+//! CPU and memory hints the fast-path data structures need: cache prefetch and transparent huge
+//! pages. They live here because they need `unsafe`, which the rest of the crate forbids; they
+//! do not touch DPDK, so `flow` and `pipeline` use them without EAL.
+
+/// Hints the CPU to bring the cache line holding `value` into all cache levels.
+///
+/// A hint only: it never faults, whatever the address, and is a no-op on other architectures.
+#[inline(always)]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` is part of SSE, which every x86-64 CPU has; a prefetch never faults
+    // and does not dereference the pointer in the language's sense.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            (value as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+/// Asks the kernel to back `slice` with transparent huge pages (`madvise(MADV_HUGEPAGE)`), so
+/// random accesses over a large table cost fewer TLB misses. Best effort: returns whether the
+/// kernel accepted the advice (it refuses when THP is `never`); the memory works either way.
+pub fn advise_huge_pages<T>(slice: &mut [T]) -> bool {
+    let len = std::mem::size_of_val(slice);
+    if len == 0 {
+        return false;
+    }
+    // madvise needs a page-aligned start: advise the whole pages inside the slice.
+    let page = 4096usize;
+    let start = slice.as_mut_ptr() as usize;
+    let aligned = (start + page - 1) & !(page - 1);
+    let end = (start + len) & !(page - 1);
+    if end <= aligned {
+        return false;
+    }
+    // SAFETY: [aligned, end) lies inside `slice`, which we borrow mutably, and MADV_HUGEPAGE
+    // changes only how the kernel backs those pages, never their contents.
+    let rc = unsafe {
+        libc::madvise(
+            aligned as *mut libc::c_void,
+            end - aligned,
+            libc::MADV_HUGEPAGE,
+        )
+    };
+    rc == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetch_any_reference() {
+        let v = [1u64; 16];
+        prefetch(&v[3]);
+        prefetch(&v);
+    }
+
+    #[test]
+    fn advise_large_and_tiny_slices() {
+        let mut big = vec![0u64; 1 << 20];
+        // THP may be off on a test machine: the call must not fail or corrupt anything.
+        let _ = advise_huge_pages(&mut big);
+        assert!(big.iter().all(|&x| x == 0));
+        let mut tiny = [0u8; 8];
+        assert!(!advise_huge_pages(&mut tiny));
+        let mut empty: [u8; 0] = [];
+        assert!(!advise_huge_pages(&mut empty));
+    }
+}
