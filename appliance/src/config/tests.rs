@@ -1,0 +1,150 @@
+use super::*;
+
+const GOOD: &str = r#"
+[eal]
+lcores = "0-1"
+huge_pages = false
+memory_mb = 128
+
+[dataplane]
+burst = 32
+
+[[port]]
+name = "lan"
+role = "inside"
+device = "net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap"
+
+[[port]]
+name = "wan"
+role = "outside"
+device = "0000:00:05.0"
+queues = 2
+"#;
+
+#[test]
+fn good_config_parses() {
+    let c = Config::parse(GOOD, "good.toml").unwrap();
+    assert!(!c.eal.huge_pages);
+    assert_eq!(c.port.len(), 2);
+    assert_eq!(
+        c.port[0].device(),
+        Device::Virtual {
+            name: "net_pcap0",
+            spec: "net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap"
+        }
+    );
+    assert_eq!(
+        c.port[1].device(),
+        Device::Pci {
+            address: "0000:00:05.0",
+            spec: "0000:00:05.0"
+        }
+    );
+    assert_eq!(c.peer_port(0), Some(1));
+    assert_eq!(c.peer_port(1), Some(0));
+}
+
+#[test]
+fn defaults_fill_sections() {
+    let c = Config::parse(
+        "[[port]]\nname = \"a\"\nrole = \"both\"\ndevice = \"net_null0\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.dataplane, DataplaneConfig::default());
+    assert_eq!(c.eal, EalConfig::default());
+    assert_eq!(c.peer_port(0), Some(0));
+}
+
+#[test]
+fn pci_address_forms() {
+    for (s, pci) in [
+        ("0000:00:04.0", true),
+        ("00:04.0", true),
+        ("0000:af:1f.7", true),
+        ("0000:00:04.8", false),
+        ("net_null0", false),
+        ("net_ring0,nodeaction=r0:0:CREATE", false),
+        ("00:04", false),
+        ("zz:04.0", false),
+    ] {
+        assert_eq!(is_pci_address(s), pci, "{s}");
+    }
+}
+
+/// Each bad file must be refused with a message naming the field (and the value).
+#[test]
+fn bad_configs_name_the_field() {
+    let port = "[[port]]\nname = \"a\"\nrole = \"both\"\ndevice = \"net_null0\"\n";
+    let cases: &[(&str, &str)] = &[
+        ("[eal]\nlcorez = \"0-1\"\n", "lcorez"),
+        ("[dataplane]\nburst = 0\n", "dataplane.burst"),
+        ("[dataplane]\nburst = 1000\n", "dataplane.burst"),
+        ("[dataplane]\nburst = \"x\"\n", "burst"),
+        ("[dataplane]\nmbufs = 10\n", "dataplane.mbufs"),
+        ("[dataplane]\nworkers = 0\n", "dataplane.workers"),
+        (
+            "[dataplane]\nrx_descriptors = 1000\n",
+            "dataplane.rx_descriptors",
+        ),
+        ("[eal]\nmemory_mb = 1\n", "eal.memory_mb"),
+        ("[eal]\nfile_prefix = \"a/b\"\n", "eal.file_prefix"),
+        ("[eal]\nlcores = \"\"\n", "eal.lcores"),
+        ("", "port"),
+        (
+            "[[port]]\nname = \"a\"\nrole = \"sideways\"\ndevice = \"x\"\n",
+            "sideways",
+        ),
+        ("[[port]]\nname = \"a\"\nrole = \"both\"\n", "device"),
+        (
+            "[[port]]\nname = \"\"\nrole = \"both\"\ndevice = \"net_null0\"\n",
+            "port[0].name",
+        ),
+        (
+            "[[port]]\nname = \"a\"\nrole = \"both\"\ndevice = \"net_null0\"\nspeed = 1\n",
+            "speed",
+        ),
+        (
+            "[[port]]\nname = \"a\"\nrole = \"both\"\ndevice = \"net_null0\"\nmtu = 20\n",
+            "port[0].mtu",
+        ),
+        (
+            "[[port]]\nname = \"a\"\nrole = \"both\"\ndevice = \"net_null0\"\nqueues = 0\n",
+            "port[0].queues",
+        ),
+        (
+            "[[port]]\nname = \"a\"\nrole = \"inside\"\ndevice = \"net_null0\"\n",
+            "port.role",
+        ),
+    ];
+    let dup_name = format!("{port}{}", port.replace("net_null0", "net_null1"));
+    let dup_dev = format!("{port}{}", port.replace("\"a\"", "\"b\""));
+    let mut all: Vec<(String, &str)> = cases
+        .iter()
+        .map(|(text, field)| {
+            let text = if text.contains("[[port]]") || text.is_empty() {
+                text.to_string()
+            } else {
+                format!("{text}{port}")
+            };
+            (text, *field)
+        })
+        .collect();
+    all.push((dup_name, "port[1].name"));
+    all.push((dup_dev, "port[1].device"));
+    for (text, field) in &all {
+        let err = Config::parse(text, "bad.toml").expect_err(text);
+        let msg = err.to_string();
+        assert!(msg.starts_with("bad.toml"), "{msg}");
+        assert!(
+            msg.contains(field),
+            "{text:?}: {msg:?} does not name {field}"
+        );
+    }
+}
+
+#[test]
+fn syntax_errors_give_the_line() {
+    let err = Config::parse("[eal]\nlcores = \"0-1\"\nhuge_pages = yes\n", "f.toml").unwrap_err();
+    assert!(err.to_string().starts_with("f.toml:3:"), "{err}");
+}
