@@ -6,6 +6,7 @@ use crate::ffi;
 use crate::mbuf::{Burst, Mbuf, Mempool};
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A DPDK port id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -143,6 +144,7 @@ pub struct Port<'eal> {
     info: PortInfo,
     settings: PortSettings,
     started: bool,
+    queues_taken: AtomicBool,
     _eal: PhantomData<&'eal Eal>,
 }
 
@@ -249,6 +251,7 @@ impl<'eal> Port<'eal> {
             },
             settings: settings.clone(),
             started: false,
+            queues_taken: AtomicBool::new(false),
             _eal: PhantomData,
         })
     }
@@ -338,9 +341,14 @@ impl<'eal> Port<'eal> {
             .collect())
     }
 
-    /// Hands out the rx and tx queues. Each is used by one lcore at a time (DPDK queues are
-    /// not thread-safe); borrowing the port keeps it from being stopped under them.
-    pub fn queues(&mut self) -> (Vec<RxQueue<'_, 'eal>>, Vec<TxQueue<'_, 'eal>>) {
+    /// Hands out the rx and tx queues, once per port (later calls get `None`). Each handle
+    /// is used by one lcore at a time (DPDK queues are not thread-safe); borrowing the port
+    /// keeps it from being stopped or closed under them.
+    #[allow(clippy::type_complexity)]
+    pub fn queues(&self) -> Option<(Vec<RxQueue<'_, 'eal>>, Vec<TxQueue<'_, 'eal>>)> {
+        if self.queues_taken.swap(true, Ordering::SeqCst) {
+            return None;
+        }
         let rx = (0..self.settings.rx_queues)
             .map(|q| RxQueue {
                 port: self.id,
@@ -355,7 +363,7 @@ impl<'eal> Port<'eal> {
                 _port: PhantomData,
             })
             .collect();
-        (rx, tx)
+        Some((rx, tx))
     }
 }
 
@@ -441,11 +449,12 @@ impl<'eal> RxQueue<'_, 'eal> {
         self.queue
     }
 
-    /// Receives up to the burst's free room; returns how many arrived.
+    /// Receives up to `max` packets (bounded by the burst's free room) into the burst;
+    /// returns how many arrived.
     #[inline]
-    pub fn rx_burst<const N: usize>(&mut self, burst: &mut Burst<'eal, N>) -> usize {
+    pub fn rx_burst<const N: usize>(&mut self, burst: &mut Burst<'eal, N>, max: usize) -> usize {
         let (ptr, room) = burst.spare_raw();
-        let room = room.min(usize::from(u16::MAX)) as u16;
+        let room = room.min(max).min(usize::from(u16::MAX)) as u16;
         if room == 0 {
             return 0;
         }

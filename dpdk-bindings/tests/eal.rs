@@ -71,7 +71,8 @@ fn eal_ports_mbufs_and_lcores() {
     assert!(ring.link().expect("link").up);
 
     {
-        let (mut rxq, mut txq) = ring.queues();
+        let (mut rxq, mut txq) = ring.queues().expect("first take");
+        assert!(ring.queues().is_none(), "queues are handed out once");
         let mut out: Burst<'_, 32> = Burst::new();
         for i in 0..32u8 {
             let mut m = pool.alloc().expect("mbuf");
@@ -83,7 +84,7 @@ fn eal_ports_mbufs_and_lcores() {
         assert_eq!(sent, 32);
         assert!(out.is_empty());
         let mut inb: Burst<'_, 32> = Burst::new();
-        let got = rxq[0].rx_burst(&mut inb);
+        let got = rxq[0].rx_burst(&mut inb, 32);
         assert_eq!(got, 32);
         for (i, m) in inb.as_slice().iter().enumerate() {
             assert_eq!(m.data(), &[i as u8; 64][..], "order and content kept");
@@ -96,14 +97,14 @@ fn eal_ports_mbufs_and_lcores() {
 
     // A closure on the worker lcore, borrowing from this stack frame, polling net_null.
     let received = eal.scope(|s| {
-        let (mut rxq, _tx) = null.queues();
+        let (mut rxq, _tx) = null.queues().expect("first take");
         let mut rx = rxq.pop().expect("one rx queue");
         let w = s
             .spawn(workers[0], move || {
                 let mut b: Burst<'_, 32> = Burst::new();
                 let mut total = 0i32;
                 while total < 10_000 {
-                    total += rx.rx_burst(&mut b) as i32;
+                    total += rx.rx_burst(&mut b, 32) as i32;
                     b.free_all();
                 }
                 total

@@ -1,4 +1,415 @@
-//! DPDK ports, worker loop, tx buffering: the only DPDK user, and with `dpdk-sys` the only
+//! DPDK ports, worker lcores, tx buffering: the only DPDK user, and with `dpdk-sys` the only
 //! place `unsafe` is allowed.
+//!
+//! [`run`] is `appliance run`: EAL init, one mempool, the ports configured and started, one
+//! worker per worker lcore, and the main lcore left to the control loop until a stop is
+//! asked (signal or duration). Then workers stop, ports stop, counters are reported and EAL
+//! cleans up.
 
+pub mod counters;
+mod eal_args;
 pub mod mem;
+pub mod worker;
+
+pub use eal_args::eal_args;
+
+use crate::config::Config;
+use counters::{port_totals, PortTotals, WorkerCounters};
+use dpdk_sys::{tsc, Eal, Mempool, Port, PortSettings, PortStats};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Why the appliance could not start or run. Each names the config field or the
+/// environment problem, for a one-line error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Huge pages asked for but not available.
+    #[error("eal.huge_pages = true but {0}; reserve some (echo 512 > /proc/sys/vm/nr_hugepages and mount hugetlbfs on /dev/hugepages) or set eal.huge_pages = false")]
+    NoHugePages(String),
+    /// EAL refused to start.
+    #[error("EAL initialisation failed (check eal.lcores = {lcores:?} and the EAL messages above): {source}")]
+    Eal {
+        /// The configured lcores.
+        lcores: String,
+        /// DPDK's error.
+        source: dpdk_sys::Error,
+    },
+    /// Too few worker lcores for the workers asked.
+    #[error("dataplane.workers = {asked} but eal.lcores = {lcores:?} gives {available} worker lcore(s) (the first lcore is the main one)")]
+    NotEnoughLcores {
+        /// Workers asked.
+        asked: usize,
+        /// Worker lcores EAL has.
+        available: usize,
+        /// The configured lcores.
+        lcores: String,
+    },
+    /// The packet-buffer pool could not be created.
+    #[error("dataplane.mbufs = {mbufs}: cannot create the packet-buffer pool (raise eal.memory_mb or lower dataplane.mbufs): {source}")]
+    Mempool {
+        /// Mbufs asked.
+        mbufs: u32,
+        /// DPDK's error.
+        source: dpdk_sys::Error,
+    },
+    /// A port could not be probed, configured or started.
+    #[error("port[{index}] ({name}) device {device:?}: {source}")]
+    Port {
+        /// Index in the config.
+        index: usize,
+        /// Port name.
+        name: String,
+        /// Its device string.
+        device: String,
+        /// DPDK's error.
+        source: dpdk_sys::Error,
+    },
+    /// A worker could not be launched or failed.
+    #[error("worker {index} on lcore {lcore}: {source}")]
+    Worker {
+        /// Worker index.
+        index: usize,
+        /// Its lcore.
+        lcore: u32,
+        /// The failure.
+        source: dpdk_sys::Error,
+    },
+}
+
+/// Options of one run that are not configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Stop by itself after this long.
+    pub duration: Option<Duration>,
+    /// Log per-port rates this often.
+    pub stats_interval: Option<Duration>,
+}
+
+/// Counters at the end of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// How long the workers ran.
+    pub elapsed: Duration,
+    /// Per port: name, worker-side totals, driver-side counters.
+    pub ports: Vec<(String, PortTotals, PortStats)>,
+    /// Per worker: lcore, packets processed, busy and idle TSC cycles.
+    pub workers: Vec<WorkerReport>,
+    /// TSC ticks per second.
+    pub tsc_hz: u64,
+}
+
+/// One worker's totals.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerReport {
+    /// The lcore it ran on.
+    pub lcore: u32,
+    /// Packets it processed.
+    pub processed: u64,
+    /// Cycles in iterations that moved packets.
+    pub busy_cycles: u64,
+    /// Cycles in idle iterations.
+    pub idle_cycles: u64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        writeln!(f, "ran {:.3} s", secs)?;
+        writeln!(
+            f,
+            "{:<12} {:>14} {:>14} {:>12} {:>10} {:>10} {:>10}",
+            "port", "rx", "tx", "tx_dropped", "rx_missed", "rx_nombuf", "tx_Mpps"
+        )?;
+        for (name, t, s) in &self.ports {
+            writeln!(
+                f,
+                "{:<12} {:>14} {:>14} {:>12} {:>10} {:>10} {:>10.3}",
+                name,
+                t.rx_packets,
+                t.tx_packets,
+                t.tx_dropped,
+                s.rx_missed,
+                s.rx_nombuf,
+                t.tx_packets as f64 / secs / 1e6
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<8} {:>6} {:>14} {:>8} {:>12}",
+            "worker", "lcore", "packets", "busy%", "cycles/pkt"
+        )?;
+        for (i, w) in self.workers.iter().enumerate() {
+            let total = (w.busy_cycles + w.idle_cycles).max(1);
+            let cpp = if w.processed > 0 {
+                w.busy_cycles as f64 / w.processed as f64
+            } else {
+                0.0
+            };
+            writeln!(
+                f,
+                "{:<8} {:>6} {:>14} {:>7.1}% {:>12.1}",
+                i,
+                w.lcore,
+                w.processed,
+                100.0 * w.busy_cycles as f64 / total as f64,
+                cpp
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that huge pages are reserved and free before EAL tries (its own error is vague).
+fn check_huge_pages() -> Result<(), RunError> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let free = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("HugePages_Free:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if free == 0 {
+        return Err(RunError::NoHugePages(
+            "the system has no free huge pages (HugePages_Free: 0 in /proc/meminfo)".into(),
+        ));
+    }
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    if !mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+    {
+        return Err(RunError::NoHugePages("no hugetlbfs is mounted".into()));
+    }
+    Ok(())
+}
+
+/// Runs the data path until `stop` is set (signal handler) or `options.duration` passes.
+pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<Report, RunError> {
+    if config.eal.huge_pages {
+        check_huge_pages()?;
+    }
+    let args = eal_args(config);
+    info!(args = ?args, "initialising EAL");
+    let eal = Eal::init(&args).map_err(|source| RunError::Eal {
+        lcores: config.eal.lcores.clone(),
+        source,
+    })?;
+    let lcores = eal.worker_lcores();
+    let workers = config.dataplane.workers.map_or(lcores.len(), usize::from);
+    if workers == 0 || workers > lcores.len() {
+        return Err(RunError::NotEnoughLcores {
+            asked: workers.max(1),
+            available: lcores.len(),
+            lcores: config.eal.lcores.clone(),
+        });
+    }
+    let d = &config.dataplane;
+    let pool = Mempool::new(
+        &eal,
+        "appliance_mbufs",
+        d.mbufs,
+        d.mbuf_cache,
+        dpdk_sys::ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+        None,
+    )
+    .map_err(|source| RunError::Mempool {
+        mbufs: d.mbufs,
+        source,
+    })?;
+
+    let mut ports = Vec::with_capacity(config.port.len());
+    for (index, pc) in config.port.iter().enumerate() {
+        let port_err = |source| RunError::Port {
+            index,
+            name: pc.name.clone(),
+            device: pc.device.clone(),
+            source,
+        };
+        let id = dpdk_sys::attach(&eal, pc.device.trim()).map_err(port_err)?;
+        let settings = PortSettings {
+            rx_queues: pc.queues.unwrap_or(workers as u16),
+            tx_queues: workers as u16,
+            rx_descriptors: d.rx_descriptors,
+            tx_descriptors: d.tx_descriptors,
+            mtu: pc.mtu,
+            promiscuous: pc.promiscuous,
+        };
+        let mut port = Port::configure(&eal, id, &settings, &pool).map_err(port_err)?;
+        port.start().map_err(port_err)?;
+        let mac = port.mac();
+        let link = port.link().ok();
+        info!(
+            port = %pc.name,
+            id = id.0,
+            driver = %port.info().driver,
+            mac = %format_mac(&mac),
+            rx_queues = settings.rx_queues,
+            tx_queues = settings.tx_queues,
+            rss = port.info().rss_enabled,
+            link_up = link.map(|l| l.up),
+            speed_mbps = link.map(|l| l.speed_mbps),
+            "port started"
+        );
+        ports.push(port);
+    }
+
+    let counters: Vec<WorkerCounters> = (0..workers).map(|_| WorkerCounters::default()).collect();
+    let peer: Vec<usize> = (0..config.port.len())
+        .map(|i| config.peer_port(i).unwrap_or(i))
+        .collect();
+    let worker_stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let tsc_hz = tsc::hz();
+
+    let result = {
+        // Hand every queue to its worker: rx queue q of a port to worker q % workers, tx
+        // queue w of every port to worker w.
+        let mut plans: Vec<worker::Worker<'_, '_>> = (0..workers)
+            .map(|index| worker::Worker {
+                index,
+                rx: Vec::new(),
+                tx: Vec::new(),
+                peer: peer.clone(),
+                burst: usize::from(d.burst),
+            })
+            .collect();
+        for (pi, port) in ports.iter().enumerate() {
+            let (rxqs, txqs) = port
+                .queues()
+                .expect("queues of a freshly configured port are free");
+            for q in rxqs {
+                let w = usize::from(q.queue().0) % workers;
+                plans[w].rx.push((pi, q));
+            }
+            for (w, q) in txqs.into_iter().enumerate() {
+                plans[w].tx.push(q);
+            }
+        }
+        eal.scope(|s| {
+            let mut running = Vec::with_capacity(workers);
+            let mut launch_error = None;
+            for (plan, (&lcore, c)) in plans.into_iter().zip(lcores.iter().zip(&counters)) {
+                let index = plan.index;
+                let stop_flag = &worker_stop;
+                match s.spawn(lcore, move || {
+                    plan.run(c, stop_flag);
+                    0
+                }) {
+                    Ok(w) => running.push((index, w)),
+                    Err(source) => {
+                        launch_error = Some(RunError::Worker {
+                            index,
+                            lcore: lcore.0,
+                            source,
+                        });
+                        break;
+                    }
+                }
+            }
+            if launch_error.is_none() {
+                info!(workers, "workers running");
+                control_loop(&ports, &config.port, &counters, options, stop, started);
+            }
+            worker_stop.store(true, Ordering::SeqCst);
+            let mut first_error = launch_error;
+            for (index, w) in running {
+                let lcore = w.lcore().0;
+                if let Err(source) = w.join() {
+                    first_error.get_or_insert(RunError::Worker {
+                        index,
+                        lcore,
+                        source,
+                    });
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+    };
+    let elapsed = started.elapsed();
+    let mut report = Report {
+        elapsed,
+        ports: Vec::new(),
+        workers: Vec::new(),
+        tsc_hz,
+    };
+    for (i, port) in ports.iter_mut().enumerate() {
+        let stats = port.stats().unwrap_or_default();
+        if let Err(e) = port.stop() {
+            warn!(port = %config.port[i].name, error = %e, "stopping port");
+        }
+        report.ports.push((
+            config.port[i].name.clone(),
+            port_totals(&counters, i),
+            stats,
+        ));
+    }
+    for (c, lcore) in counters.iter().zip(&lcores) {
+        report.workers.push(WorkerReport {
+            lcore: lcore.0,
+            processed: c.processed.load(Ordering::Relaxed),
+            busy_cycles: c.busy_cycles.load(Ordering::Relaxed),
+            idle_cycles: c.idle_cycles.load(Ordering::Relaxed),
+        });
+    }
+    drop(ports);
+    drop(eal);
+    result.map(|()| report)
+}
+
+/// The main lcore's loop while workers run: watch for stop, log rates and link changes.
+fn control_loop(
+    ports: &[Port<'_>],
+    port_config: &[crate::config::PortConfig],
+    counters: &[WorkerCounters],
+    options: &RunOptions,
+    stop: &AtomicBool,
+    started: Instant,
+) {
+    let mut links: Vec<Option<bool>> = ports.iter().map(|p| p.link().ok().map(|l| l.up)).collect();
+    let mut last_stats = Instant::now();
+    let mut last_totals: Vec<PortTotals> =
+        (0..ports.len()).map(|i| port_totals(counters, i)).collect();
+    let mut last_link_check = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if options.duration.is_some_and(|d| started.elapsed() >= d) {
+            info!("run duration reached");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        if last_link_check.elapsed() >= Duration::from_secs(1) {
+            last_link_check = Instant::now();
+            for (i, p) in ports.iter().enumerate() {
+                let up = p.link().ok().map(|l| l.up);
+                if up != links[i] {
+                    info!(port = %port_config[i].name, up = ?up, "link changed");
+                    links[i] = up;
+                }
+            }
+        }
+        if let Some(every) = options.stats_interval {
+            if last_stats.elapsed() >= every {
+                let secs = last_stats.elapsed().as_secs_f64();
+                last_stats = Instant::now();
+                for (i, pc) in port_config.iter().enumerate() {
+                    let t = port_totals(counters, i);
+                    let l = last_totals[i];
+                    info!(
+                        port = %pc.name,
+                        rx_mpps = (t.rx_packets - l.rx_packets) as f64 / secs / 1e6,
+                        tx_mpps = (t.tx_packets - l.tx_packets) as f64 / secs / 1e6,
+                        tx_dropped = t.tx_dropped - l.tx_dropped,
+                        "rates"
+                    );
+                    last_totals[i] = t;
+                }
+            }
+        }
+    }
+}
+
+fn format_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
