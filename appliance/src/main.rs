@@ -30,6 +30,9 @@ enum Command {
         /// Log per-port packet rates every this many seconds.
         #[arg(long, value_parser = parse_seconds)]
         stats_interval: Option<Duration>,
+        /// Print the final report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a configuration file and exit: 0 if valid, 2 with every problem otherwise.
     Check {
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             config,
             duration,
             stats_interval,
+            json,
         } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
@@ -106,7 +110,14 @@ fn main() -> ExitCode {
             };
             match dataplane::run(&config, &options, &stop) {
                 Ok(report) => {
-                    print!("{report}");
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(text) => println!("{text}"),
+                            Err(e) => return fail(format!("cannot encode the report: {e}")),
+                        }
+                    } else {
+                        print!("{report}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

@@ -129,12 +129,32 @@ impl Eal {
     }
 }
 
+impl Eal {
+    /// EAL's runtime folder for this process (`/var/run/dpdk/<file-prefix>` for root).
+    pub fn runtime_dir(&self) -> Option<std::path::PathBuf> {
+        // SAFETY: EAL is initialised; the result is a static NUL-terminated string or NULL.
+        let p = unsafe { ffi::rte_eal_get_runtime_dir() };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: non-null NUL-terminated string owned by EAL, copied out at once.
+        let s = unsafe { std::ffi::CStr::from_ptr(p) };
+        Some(std::path::PathBuf::from(s.to_string_lossy().into_owned()))
+    }
+}
+
 impl Drop for Eal {
     fn drop(&mut self) {
+        let runtime_dir = self.runtime_dir();
         // SAFETY: nothing borrows `Eal` any more (ports, pools, mbufs and scopes all hold
         // `&Eal`), so no DPDK object is used after cleanup.
         unsafe {
             ffi::rte_eal_cleanup();
+        }
+        // EAL creates its runtime folder even in in-memory mode and never removes it; take
+        // it away when it is empty (a folder with files belongs to a shared-config run).
+        if let Some(dir) = runtime_dir {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }

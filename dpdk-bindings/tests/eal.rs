@@ -26,6 +26,7 @@ fn eal_ports_mbufs_and_lcores() {
         "0@0,1@0",
         "--no-pci",
         "--no-telemetry",
+        "--no-shconf",
         "--file-prefix",
         "dpdk-sys-test",
         "--log-level",
@@ -128,4 +129,7 @@ fn eal_ports_mbufs_and_lcores() {
     drop(ring);
     drop(null);
     assert_eq!(pool.available(), before, "every mbuf went back");
+    let runtime = eal.runtime_dir().expect("runtime dir");
+    drop(eal);
+    assert!(!runtime.exists(), "{} left behind", runtime.display());
 }

@@ -26,8 +26,10 @@
 //! ```
 
 mod error;
+mod lcores;
 
 pub use error::ConfigError;
+pub use lcores::parse_lcores;
 
 use serde::Deserialize;
 use std::path::Path;
@@ -252,8 +254,32 @@ impl Config {
     pub fn validate(&self) -> Result<(), Vec<error::FieldError>> {
         use error::FieldError as E;
         let mut errors = Vec::new();
-        if self.eal.lcores.trim().is_empty() {
-            errors.push(E::new("eal.lcores", "", "must name the lcores to run on"));
+        match parse_lcores(&self.eal.lcores) {
+            Err(why) => errors.push(E::new(
+                "eal.lcores",
+                &self.eal.lcores,
+                format!("is not EAL --lcores syntax ({why}); e.g. \"0-1\" or \"0@0,1@1,2@1\""),
+            )),
+            Ok(ids) if ids.len() < 2 => errors.push(E::new(
+                "eal.lcores",
+                &self.eal.lcores,
+                "must name at least two lcores: the first runs control, the others workers",
+            )),
+            Ok(ids) => {
+                if let Some(w) = self.dataplane.workers {
+                    if usize::from(w) > ids.len() - 1 {
+                        errors.push(E::new(
+                            "dataplane.workers",
+                            w,
+                            format!(
+                                "eal.lcores = {:?} gives only {} worker lcore(s)",
+                                self.eal.lcores,
+                                ids.len() - 1
+                            ),
+                        ));
+                    }
+                }
+            }
         }
         if self.eal.memory_mb < 64 {
             errors.push(E::new(
@@ -367,6 +393,15 @@ impl Config {
         } else {
             Err(errors)
         }
+    }
+
+    /// Number of workers this configuration runs: `dataplane.workers`, or one per worker
+    /// lcore.
+    pub fn workers(&self) -> usize {
+        let lcores = parse_lcores(&self.eal.lcores).map_or(2, |v| v.len());
+        self.dataplane
+            .workers
+            .map_or(lcores.saturating_sub(1).max(1), usize::from)
     }
 
     /// Index of the port a plain L2 forwarder sends a port's traffic to: the first port of the

@@ -87,20 +87,59 @@ pub struct RunOptions {
 }
 
 /// Counters at the end of a run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
-    /// How long the workers ran.
-    pub elapsed: Duration,
-    /// Per port: name, worker-side totals, driver-side counters.
-    pub ports: Vec<(String, PortTotals, PortStats)>,
-    /// Per worker: lcore, packets processed, busy and idle TSC cycles.
+    /// How long the workers ran, in seconds.
+    pub elapsed_secs: f64,
+    /// Per port, in config order.
+    pub ports: Vec<PortReport>,
+    /// Per worker.
     pub workers: Vec<WorkerReport>,
     /// TSC ticks per second.
     pub tsc_hz: u64,
 }
 
+/// One port's totals: what the workers counted, and what the driver counted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PortReport {
+    /// Port name from the config.
+    pub name: String,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Packets freed because the driver's tx ring was full.
+    pub tx_dropped: u64,
+    /// Driver: packets the NIC dropped for lack of rx descriptors.
+    pub rx_missed: u64,
+    /// Driver: rx mbuf allocation failures.
+    pub rx_nombuf: u64,
+    /// Driver: erroneous received packets.
+    pub rx_errors: u64,
+    /// Driver: failed transmissions.
+    pub tx_errors: u64,
+}
+
+impl PortReport {
+    fn new(name: &str, t: PortTotals, s: PortStats) -> Self {
+        PortReport {
+            name: name.to_string(),
+            rx_packets: t.rx_packets,
+            rx_bytes: t.rx_bytes,
+            tx_packets: t.tx_packets,
+            tx_dropped: t.tx_dropped,
+            rx_missed: s.rx_missed,
+            rx_nombuf: s.rx_nombuf,
+            rx_errors: s.rx_errors,
+            tx_errors: s.tx_errors,
+        }
+    }
+}
+
 /// One worker's totals.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct WorkerReport {
     /// The lcore it ran on.
     pub lcore: u32,
@@ -114,24 +153,24 @@ pub struct WorkerReport {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let secs = self.elapsed_secs.max(1e-9);
         writeln!(f, "ran {:.3} s", secs)?;
         writeln!(
             f,
             "{:<12} {:>14} {:>14} {:>12} {:>10} {:>10} {:>10}",
             "port", "rx", "tx", "tx_dropped", "rx_missed", "rx_nombuf", "tx_Mpps"
         )?;
-        for (name, t, s) in &self.ports {
+        for p in &self.ports {
             writeln!(
                 f,
                 "{:<12} {:>14} {:>14} {:>12} {:>10} {:>10} {:>10.3}",
-                name,
-                t.rx_packets,
-                t.tx_packets,
-                t.tx_dropped,
-                s.rx_missed,
-                s.rx_nombuf,
-                t.tx_packets as f64 / secs / 1e6
+                p.name,
+                p.rx_packets,
+                p.tx_packets,
+                p.tx_dropped,
+                p.rx_missed,
+                p.rx_nombuf,
+                p.tx_packets as f64 / secs / 1e6
             )?;
         }
         writeln!(
@@ -327,7 +366,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
     };
     let elapsed = started.elapsed();
     let mut report = Report {
-        elapsed,
+        elapsed_secs: elapsed.as_secs_f64(),
         ports: Vec::new(),
         workers: Vec::new(),
         tsc_hz,
@@ -337,8 +376,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
         if let Err(e) = port.stop() {
             warn!(port = %config.port[i].name, error = %e, "stopping port");
         }
-        report.ports.push((
-            config.port[i].name.clone(),
+        report.ports.push(PortReport::new(
+            &config.port[i].name,
             port_totals(&counters, i),
             stats,
         ));

@@ -1,0 +1,91 @@
+//! net_null through `appliance run`: millions of packets, and the counters add up: what a
+//! port received was sent out of its peer or counted as dropped, with one worker and two.
+
+mod common;
+use common::*;
+
+fn config(dir: &std::path::Path, name: &str, lcores: &str, workers: u16) -> std::path::PathBuf {
+    write(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            r#"
+[eal]
+lcores = "{lcores}"
+huge_pages = false
+memory_mb = 256
+file_prefix = "t-{name}-{pid}"
+
+[dataplane]
+workers = {workers}
+mbufs = 8191
+
+[[port]]
+name = "in"
+role = "inside"
+device = "net_null0"
+
+[[port]]
+name = "out"
+role = "outside"
+device = "net_null1"
+"#,
+            pid = std::process::id()
+        ),
+    )
+}
+
+fn check_balance(r: &serde_json::Value) {
+    let (i, o) = (port(r, "in"), port(r, "out"));
+    assert!(
+        count(i, "rx_packets") >= 1_000_000,
+        "at least a million packets: {r}"
+    );
+    assert_eq!(
+        count(i, "rx_packets"),
+        count(o, "tx_packets") + count(o, "tx_dropped"),
+        "in.rx = out.tx + out.dropped: {r}"
+    );
+    assert_eq!(
+        count(o, "rx_packets"),
+        count(i, "tx_packets") + count(i, "tx_dropped"),
+        "out.rx = in.tx + in.dropped: {r}"
+    );
+    let processed: u64 = r["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["processed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(processed, count(i, "rx_packets") + count(o, "rx_packets"));
+}
+
+#[test]
+fn one_worker_counters_add_up() {
+    let dir = scratch("null1");
+    let r = report(&run_appliance(
+        &config(&dir, "null1", "0-1", 1),
+        &["--duration", "2", "--stats-interval", "0.5"],
+    ));
+    assert_eq!(r["workers"].as_array().unwrap().len(), 1);
+    check_balance(&r);
+}
+
+#[test]
+fn two_workers_counters_add_up() {
+    let dir = scratch("null2");
+    // Three lcores on two CPUs: the main lcore and two workers (sharing CPU 1).
+    let r = report(&run_appliance(
+        &config(&dir, "null2", "0@0,1@1,2@1", 2),
+        &["--duration", "2"],
+    ));
+    let workers = r["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2);
+    for w in workers {
+        assert!(
+            w["processed"].as_u64().unwrap() > 0,
+            "every worker polls: {r}"
+        );
+    }
+    check_balance(&r);
+}
