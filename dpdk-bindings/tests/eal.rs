@@ -117,11 +117,14 @@ fn eal_ports_mbufs_and_lcores() {
     assert!(received >= 10_000);
 
     // A panicking worker is reported, not propagated into C.
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let r = eal.scope(|s| {
         s.spawn(workers[0], || panic!("boom"))
             .expect("launch")
             .join()
     });
+    std::panic::set_hook(quiet);
     assert_eq!(r, Err(Error::WorkerPanicked(workers[0].0)));
     // Launching on the main lcore is refused.
     eal.scope(|s| assert!(s.spawn(eal.main_lcore(), || 0).is_err()));
