@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building and testing the appliance needs on Debian 12, if missing.
+# Idempotent: does nothing when everything is there.
+set -euo pipefail
+
+packages=(
+  dpdk dpdk-dev libdpdk-dev          # DPDK 22.11: static archives, headers, shared PMDs
+  clang libclang-dev pkg-config      # bindgen
+  libpcap-dev libnuma-dev libbsd-dev libfdt-dev libxdp-dev libbpf-dev  # DPDK's link deps
+  build-essential
+  iproute2 iputils-ping ethtool netcat-openbsd curl util-linux procps  # tests and testbed
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $EUID -ne 0 ]]; then
+    echo "missing packages: ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    echo "cargo is in $HOME/.cargo/bin: add it to PATH (source \$HOME/.cargo/env)" >&2
+  else
+    echo "no Rust toolchain: install one with rustup (https://rustup.rs), Rust >= 1.80" >&2
+  fi
+  exit 1
+fi
