@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 #[allow(unsafe_code)]
 pub mod dataplane;
 pub mod packet;
