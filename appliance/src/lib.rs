@@ -10,4 +10,5 @@ pub mod config;
 pub mod control;
 #[allow(unsafe_code)]
 pub mod dataplane;
+pub mod nat;
 pub mod packet;

@@ -1,0 +1,3 @@
+//! Network address translation: public port slices and allocation, rewrites, ICMP errors.
+
+pub mod ports;
