@@ -114,8 +114,8 @@ impl PortPool {
         self.index(port).is_some_and(|i| self.pos[i] != NOT_FREE)
     }
 
-    /// Takes `want` if it is in the slice and free (port preservation, RFC 4787 REQ-... "port
-    /// preservation when free"), else a pseudo-random free port (RFC 6056 style, so ports
+    /// Takes `want` if it is in the slice and free (port preservation, RFC 4787 section 4.2.1),
+    /// else a pseudo-random free port (RFC 6056 style, so ports
     /// are hard to guess); `None` when the slice is exhausted.
     pub fn alloc(&mut self, want: u16) -> Option<u16> {
         if self.take(want) {
@@ -134,7 +134,7 @@ impl PortPool {
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
         let r = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        let i = ((r >> 32) * self.free.len() as u64 >> 32) as usize;
+        let i = (((r >> 32) * self.free.len() as u64) >> 32) as usize;
         let port = self.free[i];
         self.remove_at(i);
         Some(port)
