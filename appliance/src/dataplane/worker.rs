@@ -48,6 +48,11 @@ impl<'eal> Worker<'_, 'eal> {
                 let bytes: usize = rx.as_slice().iter().map(|m| m.pkt_len() as usize).sum();
                 bump(&pc.rx_bytes, bytes as u64);
                 let out = self.peer[*port];
+                if pending[out].is_empty() {
+                    // The common case: hand the whole burst over without moving mbufs.
+                    std::mem::swap(&mut rx, &mut pending[out]);
+                    continue;
+                }
                 for m in rx.drain() {
                     if let Err(m) = pending[out].push(m) {
                         flush(&mut self.tx[out], &mut pending[out], counters, out);
