@@ -10,3 +10,4 @@ pub mod config;
 #[allow(unsafe_code)]
 pub mod dataplane;
 pub mod packet;
+pub mod policy;
