@@ -11,15 +11,16 @@
 //!   cut into *elementary intervals*: the ranges between consecutive rule boundaries, inside
 //!   which every value matches exactly the same rules. Each interval points to a bitset with
 //!   bit `i` set when rule `i` matches the values there. Identical bitsets are stored once.
-//! - A lookup finds the interval of each field (binary search over the interval starts for
-//!   addresses and ports, a direct table for protocol and ICMP type), ANDs the six bitsets and
-//!   takes the lowest set bit: rule order is bit order, so that is the first match.
+//! - A lookup finds the interval of each field (for addresses and ports an index on the top
+//!   16 or 8 bits narrows a binary search to the interval starts of that block; protocol and
+//!   ICMP type use a direct table), ANDs the six bitsets and takes the lowest set bit: rule
+//!   order is bit order, so that is the first match.
 //! - Each bitset carries a summary word per 64 words (bit `j` set when word `j` is not zero).
 //!   The AND runs over the summaries first and touches only words whose summary bit survives,
 //!   so a match reads a few words instead of `rules / 64` of them.
 //!
-//! Lookup cost is `O(log intervals)` per field plus the words visited; it allocates nothing
-//! and takes no scratch space. Memory is the distinct bitsets per field (at most about
+//! Lookup cost is one index read and a short binary search per field plus the words visited;
+//! it allocates nothing and takes no scratch space. Memory is the distinct bitsets per field (at most about
 //! `2 * prefixes + 1` intervals, each `rules / 8` bytes), which is what [`MAX_RULES`] bounds.
 //!
 //! [`MAX_RULES`]: super::validate::MAX_RULES
@@ -108,26 +109,15 @@ impl Rule {
     }
 }
 
-/// Bitsets of one field, one per distinct set of rules, each `summary` words then `words`
-/// words, stored back to back.
-#[derive(Debug, Clone)]
-struct Bitsets {
-    stride: usize,
-    data: Box<[u64]>,
-}
-
-impl Bitsets {
-    fn get(&self, class: u32) -> &[u64] {
-        let start = class as usize * self.stride;
-        &self.data[start..start + self.stride]
-    }
-}
-
-/// How a field's value finds its bitset.
+/// How a field's value finds its class (its distinct set of matching rules).
 #[derive(Debug, Clone)]
 enum Lookup {
-    /// Interval starts (ascending, the first is 0) and the class of each interval.
+    /// Interval starts (ascending, the first is 0) and the class of each interval, with an
+    /// index on the value's top bits so the binary search runs over a handful of starts:
+    /// `index[b]` is the first interval starting at or after `b << shift`.
     Intervals {
+        shift: u32,
+        index: Box<[u32]>,
         starts: Box<[u32]>,
         classes: Box<[u32]>,
     },
@@ -135,37 +125,49 @@ enum Lookup {
     Direct(Box<[u32]>),
 }
 
+/// One field: its lookup, and per class a bitset of `words` words and its summary of
+/// `words / 64` words, rounded up (bit `j` of the summary: word `j` is not zero). Summaries are kept
+/// apart from the words so that the first pass of a match reads a few dense cache lines.
 #[derive(Debug, Clone)]
 struct Field {
     lookup: Lookup,
-    sets: Bitsets,
+    words: usize,
+    summaries: Box<[u64]>,
+    bits: Box<[u64]>,
 }
 
 impl Field {
-    fn set(&self, value: u32) -> &[u64] {
-        let class = match &self.lookup {
-            Lookup::Intervals { starts, classes } => {
-                // starts[0] == 0, so at least one start is <= value.
-                let i = starts.partition_point(|&s| s <= value);
-                classes[i - 1]
+    fn class(&self, value: u32) -> usize {
+        match &self.lookup {
+            Lookup::Intervals {
+                shift,
+                index,
+                starts,
+                classes,
+            } => {
+                let bucket = (value >> shift) as usize;
+                let lo = index[bucket] as usize;
+                let hi = index[bucket + 1] as usize;
+                // Starts in this bucket that are <= value; none: the interval began in an
+                // earlier bucket (lo > 0 then, as starts[0] == 0 is in bucket 0).
+                let k = starts[lo..hi].partition_point(|&s| s <= value);
+                classes[lo + k - 1] as usize
             }
-            Lookup::Direct(table) => table[value as usize],
-        };
-        self.sets.get(class)
+            Lookup::Direct(table) => table[value as usize] as usize,
+        }
     }
 
     /// Cuts `0..=max` into elementary intervals for `ranges` (rule, first, last) and gives each
-    /// the bitset of rules matching there; rules in `wildcard` match everywhere.
+    /// the bitset of rules matching there; rules in `wildcard` match everywhere. `index_bits`
+    /// sizes the top-bits index (0: a direct table of every value instead).
     fn build(
         rules: usize,
         max: u32,
         ranges: &[(usize, u32, u32)],
         wildcard: &[usize],
-        direct: bool,
+        index_bits: u32,
     ) -> Field {
         let words = rules.div_ceil(64);
-        let summary = words.div_ceil(64);
-        let stride = summary + words;
         // (position, rule, +1 / -1): a range adds its rule at `first` and drops it after `last`.
         let mut events: Vec<(u32, usize, bool)> = Vec::with_capacity(ranges.len() * 2);
         for &(rule, first, last) in ranges {
@@ -182,7 +184,8 @@ impl Field {
         // A rule may list overlapping ranges: it matches while any of them is open.
         let mut open = vec![0u32; rules];
         let mut dedup: HashMap<Vec<u64>, u32> = HashMap::new();
-        let mut data: Vec<u64> = Vec::new();
+        let mut summaries: Vec<u64> = Vec::new();
+        let mut bits: Vec<u64> = Vec::new();
         let mut starts: Vec<u32> = Vec::new();
         let mut classes: Vec<u32> = Vec::new();
         let mut e = 0;
@@ -208,9 +211,9 @@ impl Field {
                     for (j, w) in chunk.iter().enumerate() {
                         s |= u64::from(*w != 0) << j;
                     }
-                    data.push(s);
+                    summaries.push(s);
                 }
-                data.extend_from_slice(&current);
+                bits.extend_from_slice(&current);
                 next_class
             });
             if classes.last() != Some(&class) {
@@ -222,7 +225,7 @@ impl Field {
                 None => break,
             }
         }
-        let lookup = if direct {
+        let lookup = if index_bits == 0 {
             let mut table = Vec::with_capacity(max as usize + 1);
             for (i, &class) in classes.iter().enumerate() {
                 let end = starts.get(i + 1).map_or(max as usize + 1, |&s| s as usize);
@@ -230,26 +233,36 @@ impl Field {
             }
             Lookup::Direct(table.into_boxed_slice())
         } else {
+            let shift = (u64::from(max) + 1).ilog2() - index_bits;
+            let index = (0..=1u64 << index_bits)
+                .map(|b| starts.partition_point(|&s| u64::from(s) >> shift < b) as u32)
+                .collect();
             Lookup::Intervals {
+                shift,
+                index,
                 starts: starts.into_boxed_slice(),
                 classes: classes.into_boxed_slice(),
             }
         };
         Field {
             lookup,
-            sets: Bitsets {
-                stride,
-                data: data.into_boxed_slice(),
-            },
+            words,
+            summaries: summaries.into_boxed_slice(),
+            bits: bits.into_boxed_slice(),
         }
     }
 
     fn memory_bytes(&self) -> usize {
         let lookup = match &self.lookup {
-            Lookup::Intervals { starts, classes } => 4 * (starts.len() + classes.len()),
+            Lookup::Intervals {
+                index,
+                starts,
+                classes,
+                ..
+            } => 4 * (index.len() + starts.len() + classes.len()),
             Lookup::Direct(t) => 4 * t.len(),
         };
-        lookup + 8 * self.sets.data.len()
+        lookup + 8 * (self.summaries.len() + self.bits.len())
     }
 
     fn intervals(&self) -> usize {
@@ -257,6 +270,10 @@ impl Field {
             Lookup::Intervals { starts, .. } => starts.len(),
             Lookup::Direct(t) => t.len(),
         }
+    }
+
+    fn classes(&self) -> usize {
+        self.bits.len().checked_div(self.words).unwrap_or(1)
     }
 }
 
@@ -287,6 +304,9 @@ pub struct RuleSetStats {
     pub address_intervals: [usize; 2],
     /// Elementary intervals of the source and destination port fields.
     pub port_intervals: [usize; 2],
+    /// Distinct bitsets (sets of matching rules) of the source address, destination
+    /// address, source port and destination port fields.
+    pub bitsets: [usize; 4],
     /// Bytes held by the compiled matcher (lookup tables and bitsets).
     pub memory_bytes: usize,
 }
@@ -304,7 +324,7 @@ impl RuleSet {
             });
         }
         let n = rules.len();
-        let field = |max: u32, direct: bool, ranges_of: &dyn Fn(&Rule) -> Vec<(u32, u32)>| {
+        let field = |max: u32, index_bits: u32, ranges_of: &dyn Fn(&Rule) -> Vec<(u32, u32)>| {
             let mut ranges = Vec::new();
             let mut wildcard = Vec::new();
             for (i, r) in rules.iter().enumerate() {
@@ -314,7 +334,7 @@ impl RuleSet {
                 }
                 ranges.extend(rs.into_iter().map(|(a, b)| (i, a, b)));
             }
-            Field::build(n, max, &ranges, &wildcard, direct)
+            Field::build(n, max, &ranges, &wildcard, index_bits)
         };
         let prefixes = |ps: &[Prefix]| ps.iter().map(|p| (p.first(), p.last())).collect();
         let ports = |rs: &[PortRange]| {
@@ -322,17 +342,17 @@ impl RuleSet {
                 .map(|r| (u32::from(r.start), u32::from(r.end)))
                 .collect()
         };
-        let proto = field(255, true, &|r| {
+        let proto = field(255, 0, &|r| {
             r.proto
                 .map(|p| (u32::from(p), u32::from(p)))
                 .into_iter()
                 .collect()
         });
-        let src = field(u32::MAX, false, &|r| prefixes(&r.src));
-        let dst = field(u32::MAX, false, &|r| prefixes(&r.dst));
-        let src_port = field(65535, false, &|r| ports(&r.src_ports));
-        let dst_port = field(65535, false, &|r| ports(&r.dst_ports));
-        let icmp_type = field(NO_ICMP_TYPE, true, &|r| {
+        let src = field(u32::MAX, 16, &|r| prefixes(&r.src));
+        let dst = field(u32::MAX, 16, &|r| prefixes(&r.dst));
+        let src_port = field(65535, 8, &|r| ports(&r.src_ports));
+        let dst_port = field(65535, 8, &|r| ports(&r.dst_ports));
+        let icmp_type = field(NO_ICMP_TYPE, 0, &|r| {
             r.icmp_types
                 .iter()
                 .map(|&t| (u32::from(t), u32::from(t)))
@@ -354,21 +374,32 @@ impl RuleSet {
 
     /// The first rule matching `key`, or the default. Allocates nothing.
     pub fn check(&self, key: &MatchKey) -> Verdict {
-        let sets = [
-            self.proto.set(u32::from(key.proto)),
-            self.src.set(u32::from(key.src)),
-            self.dst.set(u32::from(key.dst)),
-            self.src_port.set(u32::from(key.src_port)),
-            self.dst_port.set(u32::from(key.dst_port)),
-            self.icmp_type
-                .set(key.icmp_type.map_or(NO_ICMP_TYPE, u32::from)),
+        let fields = [
+            (&self.proto, u32::from(key.proto)),
+            (&self.src, u32::from(key.src)),
+            (&self.dst, u32::from(key.dst)),
+            (&self.src_port, u32::from(key.src_port)),
+            (&self.dst_port, u32::from(key.dst_port)),
+            (
+                &self.icmp_type,
+                key.icmp_type.map_or(NO_ICMP_TYPE, u32::from),
+            ),
         ];
         let sw = self.summary_words;
+        let nw = self.proto.words;
+        let classes = fields.map(|(f, v)| f.class(v));
+        let fields = fields.map(|(f, _)| f);
         for j in 0..sw {
-            let mut summary = sets.iter().fold(u64::MAX, |acc, s| acc & s[j]);
+            let mut summary = u64::MAX;
+            for (f, c) in fields.iter().zip(classes) {
+                summary &= f.summaries[c * sw + j];
+            }
             while summary != 0 {
                 let w = j * 64 + summary.trailing_zeros() as usize;
-                let word = sets.iter().fold(u64::MAX, |acc, s| acc & s[sw + w]);
+                let mut word = u64::MAX;
+                for (f, c) in fields.iter().zip(classes) {
+                    word &= f.bits[c * nw + w];
+                }
                 if word != 0 {
                     let rule = w * 64 + word.trailing_zeros() as usize;
                     return Verdict {
@@ -434,6 +465,12 @@ impl RuleSet {
             rules: self.rules.len(),
             address_intervals: [self.src.intervals(), self.dst.intervals()],
             port_intervals: [self.src_port.intervals(), self.dst_port.intervals()],
+            bitsets: [
+                self.src.classes(),
+                self.dst.classes(),
+                self.src_port.classes(),
+                self.dst_port.classes(),
+            ],
             memory_bytes: fields.iter().map(|f| f.memory_bytes()).sum(),
         }
     }

@@ -32,6 +32,10 @@ pub struct Forward {
 /// lets a packet from a forwarded inside endpoint find its public endpoint (the owner worker
 /// of a DNAT flow is computed from it, DESIGN.md "Ownership"); when several public ports
 /// forward to one inside endpoint, the first in the file is the reverse entry.
+///
+/// A forward's public address may be a SNAT pool address and its port inside
+/// `nat.port_range`: the SNAT port allocator must then never hand out a
+/// `(protocol, address, port)` that [`Forwards::lookup`] finds.
 #[derive(Debug, Clone, Default)]
 pub struct Forwards {
     by_public: HashMap<(u8, Ipv4Addr, u16), Forward>,

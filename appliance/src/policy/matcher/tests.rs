@@ -189,7 +189,7 @@ fn identical_bitsets_are_stored_once() {
     // Intervals: [0, 10/8), [10.0.0.0/24], [10.0.1.0/24], [rest of 10/8], [after 10/8].
     assert_eq!(set.stats().address_intervals[1], 5);
     // Distinct sets: {}, {0, 1}, {1, 2}, {1}.
-    assert_eq!(set.dst.sets.data.len(), 4 * set.dst.sets.stride);
+    assert_eq!(set.dst.classes(), 4);
 }
 
 // ---- property: compiled == linear scan ----
