@@ -9,7 +9,7 @@ use super::tables::{
 use super::validate::Facts;
 use super::value::PortRange;
 use super::{Policy, PolicyError, SessionSettings, SnatPool};
-use crate::config::{Config, Role};
+use crate::config::{Config, FieldError, Role};
 use std::net::Ipv4Addr;
 
 impl Policy {
@@ -20,8 +20,17 @@ impl Policy {
     pub fn compile(config: &Config, generation: u64) -> Result<Policy, PolicyError> {
         config.validate().map_err(PolicyError::Invalid)?;
         let facts = Facts::of(config);
-        let egress = RuleSet::new(rules(&config.egress.rule), config.egress.default)?;
-        let ingress = RuleSet::new(rules(&config.ingress.rule), config.ingress.default)?;
+        let rule_set = |path: &str, configs: &[RuleConfig], default| {
+            RuleSet::new(rules(configs), default).map_err(|e| {
+                PolicyError::Invalid(vec![FieldError::new(
+                    path,
+                    format!("{} rules", configs.len()),
+                    e.to_string(),
+                )])
+            })
+        };
+        let egress = rule_set("egress.rule", &config.egress.rule, config.egress.default)?;
+        let ingress = rule_set("ingress.rule", &config.ingress.rule, config.ingress.default)?;
 
         let mut forwards = Forwards::default();
         for (index, f) in config.ingress.forward.iter().enumerate() {

@@ -158,15 +158,17 @@ impl Field {
     }
 
     /// Cuts `0..=max` into elementary intervals for `ranges` (rule, first, last) and gives each
-    /// the bitset of rules matching there; rules in `wildcard` match everywhere. `index_bits`
-    /// sizes the top-bits index (0: a direct table of every value instead).
+    /// the bitset of rules matching there; rules in `wildcard` match everywhere. The top-bits
+    /// index gets about one block per interval, at most `2^max_index_bits` blocks (0: a direct
+    /// table of every value instead). Errors: the bitsets would pass `max_bytes`.
     fn build(
         rules: usize,
         max: u32,
         ranges: &[(usize, u32, u32)],
         wildcard: &[usize],
-        index_bits: u32,
-    ) -> Field {
+        max_index_bits: u32,
+        max_bytes: usize,
+    ) -> Result<Field, ()> {
         let words = rules.div_ceil(64);
         // (position, rule, +1 / -1): a range adds its rule at `first` and drops it after `last`.
         let mut events: Vec<(u32, usize, bool)> = Vec::with_capacity(ranges.len() * 2);
@@ -205,6 +207,9 @@ impl Field {
                 e += 1;
             }
             let next_class = dedup.len() as u32;
+            if 8 * (summaries.len() + bits.len() + words.div_ceil(64) + words) > max_bytes {
+                return Err(());
+            }
             let class = *dedup.entry_ref(current.as_slice()).or_insert_with(|| {
                 for chunk in current.chunks(64) {
                     let mut s = 0u64;
@@ -225,7 +230,7 @@ impl Field {
                 None => break,
             }
         }
-        let lookup = if index_bits == 0 {
+        let lookup = if max_index_bits == 0 {
             let mut table = Vec::with_capacity(max as usize + 1);
             for (i, &class) in classes.iter().enumerate() {
                 let end = starts.get(i + 1).map_or(max as usize + 1, |&s| s as usize);
@@ -233,23 +238,34 @@ impl Field {
             }
             Lookup::Direct(table.into_boxed_slice())
         } else {
-            let shift = (u64::from(max) + 1).ilog2() - index_bits;
-            let index = (0..=1u64 << index_bits)
-                .map(|b| starts.partition_point(|&s| u64::from(s) >> shift < b) as u32)
-                .collect();
+            let domain_bits = (u64::from(max) + 1).ilog2();
+            let index_bits = starts
+                .len()
+                .next_power_of_two()
+                .ilog2()
+                .clamp(1, max_index_bits);
+            let shift = domain_bits - index_bits;
+            let mut index = Vec::with_capacity((1 << index_bits) + 1);
+            let mut i = 0;
+            for block in 0..=1u64 << index_bits {
+                while i < starts.len() && u64::from(starts[i]) >> shift < block {
+                    i += 1;
+                }
+                index.push(i as u32);
+            }
             Lookup::Intervals {
                 shift,
-                index,
+                index: index.into_boxed_slice(),
                 starts: starts.into_boxed_slice(),
                 classes: classes.into_boxed_slice(),
             }
         };
-        Field {
+        Ok(Field {
             lookup,
             words,
             summaries: summaries.into_boxed_slice(),
             bits: bits.into_boxed_slice(),
-        }
+        })
     }
 
     fn memory_bytes(&self) -> usize {
@@ -276,6 +292,9 @@ impl Field {
         self.bits.len().checked_div(self.words).unwrap_or(1)
     }
 }
+
+/// Most bytes of bitsets one field of a rule set may compile to.
+pub const MAX_FIELD_BYTES: usize = 256 << 20;
 
 /// The value the ICMP-type field takes for packets that are not ICMP.
 const NO_ICMP_TYPE: u32 = 256;
@@ -314,8 +333,17 @@ pub struct RuleSetStats {
 impl RuleSet {
     /// Compiles `rules` (in match order) with `default` for flows no rule matches.
     ///
-    /// Errors: more than [`MAX_RULES`](super::validate::MAX_RULES) rules.
+    /// Errors: more than [`MAX_RULES`](super::validate::MAX_RULES) rules; bitsets of one field
+    /// past [`MAX_FIELD_BYTES`] (many rules, each listing many prefixes or port ranges).
     pub fn new(rules: Vec<Rule>, default: Action) -> Result<RuleSet, PolicyError> {
+        Self::with_limit(rules, default, MAX_FIELD_BYTES)
+    }
+
+    fn with_limit(
+        rules: Vec<Rule>,
+        default: Action,
+        max_bytes: usize,
+    ) -> Result<RuleSet, PolicyError> {
         let max = super::validate::MAX_RULES;
         if rules.len() > max {
             return Err(PolicyError::TooManyRules {
@@ -324,7 +352,10 @@ impl RuleSet {
             });
         }
         let n = rules.len();
-        let field = |max: u32, index_bits: u32, ranges_of: &dyn Fn(&Rule) -> Vec<(u32, u32)>| {
+        let field = |name: &'static str,
+                     max: u32,
+                     index_bits: u32,
+                     ranges_of: &dyn Fn(&Rule) -> Vec<(u32, u32)>| {
             let mut ranges = Vec::new();
             let mut wildcard = Vec::new();
             for (i, r) in rules.iter().enumerate() {
@@ -334,7 +365,12 @@ impl RuleSet {
                 }
                 ranges.extend(rs.into_iter().map(|(a, b)| (i, a, b)));
             }
-            Field::build(n, max, &ranges, &wildcard, index_bits)
+            Field::build(n, max, &ranges, &wildcard, index_bits, max_bytes).map_err(|()| {
+                PolicyError::MatcherTooLarge {
+                    field: name,
+                    max_bytes,
+                }
+            })
         };
         let prefixes = |ps: &[Prefix]| ps.iter().map(|p| (p.first(), p.last())).collect();
         let ports = |rs: &[PortRange]| {
@@ -342,22 +378,22 @@ impl RuleSet {
                 .map(|r| (u32::from(r.start), u32::from(r.end)))
                 .collect()
         };
-        let proto = field(255, 0, &|r| {
+        let proto = field("proto", 255, 0, &|r| {
             r.proto
                 .map(|p| (u32::from(p), u32::from(p)))
                 .into_iter()
                 .collect()
-        });
-        let src = field(u32::MAX, 16, &|r| prefixes(&r.src));
-        let dst = field(u32::MAX, 16, &|r| prefixes(&r.dst));
-        let src_port = field(65535, 8, &|r| ports(&r.src_ports));
-        let dst_port = field(65535, 8, &|r| ports(&r.dst_ports));
-        let icmp_type = field(NO_ICMP_TYPE, 0, &|r| {
+        })?;
+        let src = field("src", u32::MAX, 16, &|r| prefixes(&r.src))?;
+        let dst = field("dst", u32::MAX, 16, &|r| prefixes(&r.dst))?;
+        let src_port = field("src_ports", 65535, 16, &|r| ports(&r.src_ports))?;
+        let dst_port = field("dst_ports", 65535, 16, &|r| ports(&r.dst_ports))?;
+        let icmp_type = field("icmp_types", NO_ICMP_TYPE, 0, &|r| {
             r.icmp_types
                 .iter()
                 .map(|&t| (u32::from(t), u32::from(t)))
                 .collect()
-        });
+        })?;
         Ok(RuleSet {
             actions: rules.iter().map(|r| r.action).collect(),
             summary_words: n.div_ceil(64).div_ceil(64),
@@ -387,19 +423,15 @@ impl RuleSet {
         ];
         let sw = self.summary_words;
         let nw = self.proto.words;
-        let classes = fields.map(|(f, v)| f.class(v));
-        let fields = fields.map(|(f, _)| f);
+        // The class bitsets of this packet's values: summaries and words, field by field.
+        let classes = fields.map(|(f, v)| (f, f.class(v)));
+        let summaries = classes.map(|(f, c)| &f.summaries[c * sw..(c + 1) * sw]);
+        let words = classes.map(|(f, c)| &f.bits[c * nw..(c + 1) * nw]);
         for j in 0..sw {
-            let mut summary = u64::MAX;
-            for (f, c) in fields.iter().zip(classes) {
-                summary &= f.summaries[c * sw + j];
-            }
+            let mut summary = summaries.iter().fold(u64::MAX, |acc, s| acc & s[j]);
             while summary != 0 {
                 let w = j * 64 + summary.trailing_zeros() as usize;
-                let mut word = u64::MAX;
-                for (f, c) in fields.iter().zip(classes) {
-                    word &= f.bits[c * nw + w];
-                }
+                let word = words.iter().fold(u64::MAX, |acc, s| acc & s[w]);
                 if word != 0 {
                     let rule = w * 64 + word.trailing_zeros() as usize;
                     return Verdict {

@@ -53,6 +53,18 @@ pub enum PolicyError {
         /// The limit, [`validate::MAX_RULES`].
         max: usize,
     },
+    /// The rules' values cut one field into so many distinct sets of rules that its bitsets
+    /// would pass the limit.
+    #[error(
+        "the rules' {field} values compile to more than {max_bytes} bytes of bitsets: \
+         merge prefixes or port ranges, or split the rules"
+    )]
+    MatcherTooLarge {
+        /// The rule field (`src`, `dst`, `src_ports`, ...).
+        field: &'static str,
+        /// The limit, [`matcher::MAX_FIELD_BYTES`].
+        max_bytes: usize,
+    },
 }
 
 /// The SNAT pool and the NAT behaviour of its mappings (RFC 4787).

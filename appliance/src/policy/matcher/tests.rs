@@ -350,3 +350,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn oversized_matcher_is_an_error() {
+    let rules: Vec<Rule> = (0..200u32)
+        .map(|i| Rule {
+            dst: vec![Prefix(Ipv4Net::new(Ipv4Addr::from(i << 20), 12).unwrap())],
+            ..Rule::any(Action::Deny)
+        })
+        .collect();
+    assert!(RuleSet::with_limit(rules.clone(), Action::Allow, 1 << 20).is_ok());
+    match RuleSet::with_limit(rules, Action::Allow, 1024) {
+        Err(PolicyError::MatcherTooLarge {
+            field: "dst",
+            max_bytes: 1024,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn index_blocks_follow_the_interval_count() {
+    let set = RuleSet::new(vec![Rule::any(Action::Allow)], Action::Deny).unwrap();
+    // One interval per field: the smallest index (2 blocks) per address and port field; the
+    // protocol and ICMP-type tables take 1 KiB each.
+    assert!(set.stats().memory_bytes < 4096, "{:?}", set.stats());
+}
