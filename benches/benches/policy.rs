@@ -1,5 +1,6 @@
 //! Rule matching cost: the compiled bit-vector matcher against the linear first-match scan,
-//! for 10, 1 000 and 10 000 rules; and what compiling costs.
+//! for 10, 1 000 and 10 000 rules (`policy_match`) and for small sets, where the scan wins
+//! (`policy_crossover`); and what compiling costs (`policy_compile`).
 //!
 //! Rules and packets come from a fixed-seed generator: ACL-like rules (70 % TCP, 20 % UDP, 5 %
 //! ICMP, 5 % any; destination prefixes /16-/32, a tenth /8-/32; 60 % with an inside source
@@ -184,11 +185,11 @@ fn matching(c: &mut Criterion) {
             s.bitsets,
             s.memory_bytes / 1024
         );
-        group.bench_with_input(BenchmarkId::new("compiled", n), &keys, |b, keys| {
+        group.bench_with_input(BenchmarkId::new("bitvector", n), &keys, |b, keys| {
             b.iter(|| {
                 let mut sum = 0usize;
                 for k in keys {
-                    sum = sum.wrapping_add(set.check(black_box(k)).rule.unwrap_or(0));
+                    sum = sum.wrapping_add(set.check_bitvector(black_box(k)).rule.unwrap_or(0));
                 }
                 sum
             })
@@ -209,6 +210,36 @@ fn matching(c: &mut Criterion) {
     group.finish();
 }
 
+/// Where the bit-vector path starts to beat the scan (`RuleSet::check` switches at
+/// `LINEAR_MAX`).
+fn crossover(c: &mut Criterion) {
+    let mut group = c.benchmark_group("policy_crossover");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.warm_up_time(std::time::Duration::from_secs(1));
+    group.measurement_time(std::time::Duration::from_secs(2));
+    for n in [4, 8, 16, 32, 64] {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ n as u64);
+        let rules = rules(n, &mut rng);
+        let set = RuleSet::new(rules.clone(), Action::Allow).unwrap();
+        let keys = packets(&rules, BATCH, &mut rng);
+        group.bench_with_input(BenchmarkId::new("bitvector", n), &keys, |b, keys| {
+            b.iter(|| {
+                keys.iter().fold(0usize, |sum, k| {
+                    sum.wrapping_add(set.check_bitvector(black_box(k)).rule.unwrap_or(0))
+                })
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("linear", n), &keys, |b, keys| {
+            b.iter(|| {
+                keys.iter().fold(0usize, |sum, k| {
+                    sum.wrapping_add(set.check_linear(black_box(k)).rule.unwrap_or(0))
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 fn compiling(c: &mut Criterion) {
     let mut group = c.benchmark_group("policy_compile");
     group.sample_size(10);
@@ -222,5 +253,5 @@ fn compiling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matching, compiling);
+criterion_group!(benches, matching, crossover, compiling);
 criterion_main!(benches);

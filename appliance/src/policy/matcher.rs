@@ -20,7 +20,8 @@
 //!   so a match reads a few words instead of `rules / 64` of them.
 //!
 //! Lookup cost is one index read and a short binary search per field plus the words visited;
-//! it allocates nothing and takes no scratch space. Memory is the distinct bitsets per field (at most about
+//! it allocates nothing and takes no scratch space. Below [`LINEAR_MAX`] rules a plain scan
+//! is cheaper than six field lookups, so [`RuleSet::check`] scans those. Memory is the distinct bitsets per field (at most about
 //! `2 * prefixes + 1` intervals, each `rules / 8` bytes), which is what [`MAX_RULES`] bounds.
 //!
 //! [`MAX_RULES`]: super::validate::MAX_RULES
@@ -293,6 +294,10 @@ impl Field {
     }
 }
 
+/// Rule sets up to this size are matched by a linear scan, which the bench
+/// (`benches/benches/policy.rs`, group `policy_crossover`) measures faster there.
+pub const LINEAR_MAX: usize = 16;
+
 /// Most bytes of bitsets one field of a rule set may compile to.
 pub const MAX_FIELD_BYTES: usize = 256 << 20;
 
@@ -409,7 +414,20 @@ impl RuleSet {
     }
 
     /// The first rule matching `key`, or the default. Allocates nothing.
+    ///
+    /// Sets of at most [`LINEAR_MAX`] rules are scanned (fewer loads than six field lookups);
+    /// larger ones take the bit-vector path.
     pub fn check(&self, key: &MatchKey) -> Verdict {
+        if self.rules.len() <= LINEAR_MAX {
+            self.check_linear(key)
+        } else {
+            self.check_bitvector(key)
+        }
+    }
+
+    /// The first rule matching `key` by the bit-vector path, whatever the set's size (what
+    /// [`RuleSet::check`] does for sets past [`LINEAR_MAX`] rules).
+    pub fn check_bitvector(&self, key: &MatchKey) -> Verdict {
         let fields = [
             (&self.proto, u32::from(key.proto)),
             (&self.src, u32::from(key.src)),
