@@ -204,6 +204,13 @@ fn example_config_parses_and_compiles() {
         ..tcp("10.0.1.5", "1.1.1.1", 0)
     };
     assert_eq!(p.egress.check(&gre).action, Action::Deny);
+    let ntp = MatchKey {
+        proto: value::UDP,
+        src_port: 123,
+        ..tcp("10.0.1.5", "1.1.1.1", 123)
+    };
+    assert_eq!(p.egress.check(&ntp).rule, Some(5));
+    assert_eq!(p.egress.len(), 6);
     assert_eq!(
         p.egress.check(&tcp("10.0.1.5", "1.1.1.1", 80)),
         Verdict {
