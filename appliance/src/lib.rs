@@ -12,3 +12,4 @@ pub mod control;
 pub mod dataplane;
 pub mod nat;
 pub mod packet;
+pub mod policy;

@@ -28,10 +28,14 @@
 mod error;
 mod lcores;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, FieldError};
 pub use lcores::parse_lcores;
 
+use crate::policy::config::{EgressConfig, IngressConfig, LocalConfig, NatConfig, Neighbour};
+use crate::policy::value::{Parsed, Prefix};
+use ipnet::Ipv4Net;
 use serde::Deserialize;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 /// The whole configuration file.
@@ -47,6 +51,22 @@ pub struct Config {
     /// The ports, in the order DPDK probes them. At least one.
     #[serde(default)]
     pub port: Vec<PortConfig>,
+    /// The private network's prefixes: in one-arm mode they give a packet its role. Default:
+    /// the RFC 1918 ranges when a `both` port exists, else the inside ports' subnets.
+    #[serde(default)]
+    pub private_prefixes: Vec<Parsed<Prefix>>,
+    /// Source NAT and NAT behaviour ([`crate::policy`]).
+    #[serde(default)]
+    pub nat: NatConfig,
+    /// Egress filtering.
+    #[serde(default)]
+    pub egress: EgressConfig,
+    /// Ingress: port forwards, static mappings, and who may use them.
+    #[serde(default)]
+    pub ingress: IngressConfig,
+    /// Services on the appliance's own addresses.
+    #[serde(default)]
+    pub local: LocalConfig,
 }
 
 /// EAL options. Everything here becomes an EAL command-line argument.
@@ -166,6 +186,15 @@ pub struct PortConfig {
     /// Receive frames for any MAC address.
     #[serde(default)]
     pub promiscuous: bool,
+    /// The port's own address with its subnet's prefix length (`"10.0.1.1/24"`).
+    #[serde(default)]
+    pub address: Option<Parsed<Ipv4Net>>,
+    /// Next hop for destinations off the port's subnet.
+    #[serde(default)]
+    pub gateway: Option<Parsed<Ipv4Addr>>,
+    /// Static ARP entries (`[[port.neighbours]]` or `neighbours = [{ ip, mac }]`).
+    #[serde(default)]
+    pub neighbours: Vec<Neighbour>,
 }
 
 /// How a port's device is handed to EAL.
@@ -388,6 +417,7 @@ impl Config {
                 "an inside port needs an outside port and the reverse (or use role = \"both\")",
             ));
         }
+        crate::policy::validate::check(self, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

@@ -1,0 +1,264 @@
+//! The lookup tables of a compiled policy besides the rule sets: port forwards, static 1:1
+//! mappings, prefix sets, and port addressing.
+
+use super::value::{MacAddr, Prefix};
+use crate::config::Role;
+use hashbrown::{HashMap, HashSet};
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+
+/// An address and a TCP/UDP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// IPv4 address.
+    pub addr: Ipv4Addr,
+    /// Port.
+    pub port: u16,
+}
+
+/// Where a port forward sends a new flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Forward {
+    /// The inside endpoint the public one is rewritten to (DNAT).
+    pub private: Endpoint,
+    /// Index of the `[[ingress.forward]]` that made it, for counters and `explain`.
+    pub index: usize,
+}
+
+/// The port forward table: `(protocol, public address, public port)` to the inside endpoint,
+/// and back.
+///
+/// Ranges are expanded to one entry per port, so a lookup is one hash probe. The reverse map
+/// lets a packet from a forwarded inside endpoint find its public endpoint (the owner worker
+/// of a DNAT flow is computed from it, DESIGN.md "Ownership"); when several public ports
+/// forward to one inside endpoint, the first in the file is the reverse entry.
+///
+/// A forward's public address may be a SNAT pool address and its port inside
+/// `nat.port_range`: the SNAT port allocator must then never hand out a
+/// `(protocol, address, port)` that [`Forwards::lookup`] finds.
+#[derive(Debug, Clone, Default)]
+pub struct Forwards {
+    by_public: HashMap<(u8, Ipv4Addr, u16), Forward>,
+    by_private: HashMap<(u8, Ipv4Addr, u16), Endpoint>,
+    addresses: HashSet<Ipv4Addr>,
+}
+
+impl Forwards {
+    /// Adds a forward of `public` to `private`; the first added for a key stays.
+    pub(crate) fn insert(&mut self, proto: u8, public: Endpoint, forward: Forward) {
+        self.by_public
+            .entry((proto, public.addr, public.port))
+            .or_insert(forward);
+        self.by_private
+            .entry((proto, forward.private.addr, forward.private.port))
+            .or_insert(public);
+        self.addresses.insert(public.addr);
+    }
+
+    /// The forward for a new flow to `public:port`, if any.
+    pub fn lookup(&self, proto: u8, public: Ipv4Addr, port: u16) -> Option<Forward> {
+        self.by_public.get(&(proto, public, port)).copied()
+    }
+
+    /// The public endpoint that forwards to `private:port`, if any.
+    pub fn reverse(&self, proto: u8, private: Ipv4Addr, port: u16) -> Option<Endpoint> {
+        self.by_private.get(&(proto, private, port)).copied()
+    }
+
+    /// Whether any forward uses `addr` as its public address.
+    pub fn has_address(&self, addr: Ipv4Addr) -> bool {
+        self.addresses.contains(&addr)
+    }
+
+    /// Number of public ports forwarded.
+    pub fn len(&self) -> usize {
+        self.by_public.len()
+    }
+
+    /// Whether there are no forwards.
+    pub fn is_empty(&self) -> bool {
+        self.by_public.is_empty()
+    }
+}
+
+/// Static 1:1 NAT: each public address belongs to one inside host and the reverse.
+#[derive(Debug, Clone, Default)]
+pub struct StaticMaps {
+    to_private: HashMap<Ipv4Addr, Ipv4Addr>,
+    to_public: HashMap<Ipv4Addr, Ipv4Addr>,
+}
+
+impl StaticMaps {
+    pub(crate) fn insert(&mut self, public: Ipv4Addr, private: Ipv4Addr) {
+        self.to_private.entry(public).or_insert(private);
+        self.to_public.entry(private).or_insert(public);
+    }
+
+    /// The inside host behind a public address (ingress DNAT).
+    pub fn private_of(&self, public: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.to_private.get(&public).copied()
+    }
+
+    /// The public address of an inside host (egress SNAT, ports kept).
+    pub fn public_of(&self, private: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.to_public.get(&private).copied()
+    }
+
+    /// Number of mappings.
+    pub fn len(&self) -> usize {
+        self.to_private.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.to_private.is_empty()
+    }
+}
+
+/// A set of prefixes, merged into sorted disjoint ranges for a binary-search lookup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrefixSet {
+    prefixes: Vec<Prefix>,
+    ranges: Box<[(u32, u32)]>,
+}
+
+impl PrefixSet {
+    /// The set of addresses in any of `prefixes`.
+    pub fn new(prefixes: Vec<Prefix>) -> PrefixSet {
+        let mut spans: Vec<(u32, u32)> = prefixes.iter().map(|p| (p.first(), p.last())).collect();
+        spans.sort_unstable();
+        let mut ranges: Vec<(u32, u32)> = Vec::with_capacity(spans.len());
+        for (a, b) in spans {
+            match ranges.last_mut() {
+                Some(last) if u64::from(a) <= u64::from(last.1) + 1 => last.1 = last.1.max(b),
+                _ => ranges.push((a, b)),
+            }
+        }
+        PrefixSet {
+            prefixes,
+            ranges: ranges.into_boxed_slice(),
+        }
+    }
+
+    /// Whether `addr` is in the set.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        let i = self.ranges.partition_point(|r| r.1 < a);
+        self.ranges.get(i).is_some_and(|r| r.0 <= a)
+    }
+
+    /// The prefixes as given.
+    pub fn prefixes(&self) -> &[Prefix] {
+        &self.prefixes
+    }
+
+    /// Whether the set is empty (for a source list: see the owner's doc for what that means).
+    pub fn is_empty(&self) -> bool {
+        self.prefixes.is_empty()
+    }
+}
+
+/// A static ARP entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StaticNeighbour {
+    /// The neighbour's address.
+    pub ip: Ipv4Addr,
+    /// Its MAC address.
+    pub mac: MacAddr,
+}
+
+/// A port's layer-3 setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortAddressing {
+    /// The port's name from the file.
+    pub name: String,
+    /// The side it faces.
+    pub role: Role,
+    /// Its address and subnet (`None`: not configured; the port then only forwards).
+    pub address: Option<Ipv4Net>,
+    /// Next hop for off-link destinations.
+    pub gateway: Option<Ipv4Addr>,
+    /// Static ARP entries.
+    pub neighbours: Vec<StaticNeighbour>,
+    /// Every address the appliance answers ARP for on this port (RFC 826): its own, and the
+    /// SNAT pool and static-mapping public addresses on its subnet unless `nat.routed`.
+    pub arp_addresses: Vec<Ipv4Addr>,
+}
+
+impl PortAddressing {
+    /// Whether `addr` is on this port's subnet.
+    pub fn on_link(&self, addr: Ipv4Addr) -> bool {
+        self.address.is_some_and(|n| n.contains(&addr))
+    }
+}
+
+/// Where to send a packet next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NextHop {
+    /// Index of the port to send it out of.
+    pub port: usize,
+    /// The address whose MAC the frame goes to: the destination itself when on-link, else
+    /// the port's gateway.
+    pub ip: Ipv4Addr,
+}
+
+/// A TCP health probe the appliance answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthProbe {
+    /// TCP port on the appliance's port addresses.
+    pub port: u16,
+    /// Who may probe; empty: anyone.
+    pub sources: PrefixSet,
+}
+
+impl HealthProbe {
+    /// Whether `src` may probe.
+    pub fn admits(&self, src: Ipv4Addr) -> bool {
+        self.sources.is_empty() || self.sources.contains(src)
+    }
+}
+
+/// Services the appliance answers on its own addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalServices {
+    /// Answer ICMP echo requests to the port addresses.
+    pub icmp_echo: bool,
+    /// The health probe, if configured.
+    pub health_probe: Option<HealthProbe>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::value::{FromConfigText, Prefix};
+
+    fn p(s: &str) -> Prefix {
+        Prefix::from_config_text(s).unwrap()
+    }
+
+    #[test]
+    fn prefix_set_merges_and_finds() {
+        let set = PrefixSet::new(vec![
+            p("10.0.0.0/8"),
+            p("10.1.0.0/16"),
+            p("11.0.0.0/8"),
+            p("192.168.1.7"),
+        ]);
+        for (a, inside) in [
+            ("9.255.255.255", false),
+            ("10.0.0.0", true),
+            ("11.255.255.255", true),
+            ("12.0.0.0", false),
+            ("192.168.1.7", true),
+            ("192.168.1.8", false),
+            ("255.255.255.255", false),
+            ("0.0.0.0", false),
+        ] {
+            assert_eq!(set.contains(a.parse().unwrap()), inside, "{a}");
+        }
+        assert_eq!(set.ranges.len(), 2);
+        let all = PrefixSet::new(vec![Prefix::ANY]);
+        assert!(all.contains(Ipv4Addr::BROADCAST));
+        assert!(!PrefixSet::default().contains(Ipv4Addr::UNSPECIFIED));
+    }
+}
