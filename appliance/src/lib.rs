@@ -9,4 +9,5 @@
 pub mod config;
 #[allow(unsafe_code)]
 pub mod dataplane;
+pub mod flow;
 pub mod packet;
