@@ -4,31 +4,41 @@
 //! Layout: a power-of-two array of 64-byte buckets, each one cache line with [`SLOTS`] entries of
 //! a 16-bit signature and a 32-bit session entry (index plus side). There is no key in the
 //! bucket: the full key is compared against the session's own copy, which the packet needs
-//! anyway, so an index entry costs 6.4 bytes. Every key has two candidate buckets, the primary
-//! from the low hash bits and an alternate `primary ^ f(signature)` (partial-key cuckoo hashing,
-//! Fan et al., "MemC3", NSDI 2013), so an entry can be moved to its other bucket from its
-//! signature alone, without reading its key. Inserting into two full buckets displaces entries
-//! along the shortest path found by a bounded breadth-first search. A lookup reads exactly two
-//! buckets and, on a signature match, one session line: its cost does not depend on the keys.
+//! anyway, so an index entry costs 6.4 bytes at full load. Every key has two candidate buckets,
+//! the primary from the low hash bits and an alternate `primary ^ f(signature)` (partial-key
+//! cuckoo hashing, Fan et al., "MemC3", NSDI 2013), so an entry can be moved to its other bucket
+//! from its signature alone, without reading its key.
 //!
-//! [`FlowIndex::lookup_burst`] does a burst in three passes so that the memory accesses of all
-//! keys overlap instead of following each other: hash every key and prefetch both its buckets;
-//! match signatures and prefetch the candidate session; confirm keys. DPDK's `rte_hash` bulk
-//! lookup and VPP's bihash are built the same way for the same reason.
+//! Placement is primary-first: a key goes to its primary bucket when it has room, to its
+//! alternate one otherwise (then it is a *guest* there), and when both are full entries are
+//! displaced along the shortest path found by a bounded breadth-first search. Each bucket counts
+//! the keys of its own that spilled to their alternate bucket, so a lookup reads the alternate
+//! bucket only when that count is not zero. At the load the index is sized for (at most
+//! [`MAX_LOAD`]) few buckets spill, and a lookup costs one bucket line plus one session line.
+//! The work per lookup is bounded whatever the keys: at most two buckets and their candidates.
+//!
+//! [`FlowIndex::lookup_burst`] does a burst in passes so that the memory accesses of all keys
+//! overlap instead of following each other: hash every key and prefetch its primary bucket;
+//! match signatures, prefetch the candidate session, or the alternate bucket when the primary
+//! one has spilled; match those; confirm keys. DPDK's `rte_hash` bulk lookup and VPP's bihash are
+//! built the same way for the same reason.
 
 use super::key::{FlowKey, HashSeed, Side};
 use crate::dataplane::mem::{advise_huge_pages, prefetch};
 
-/// Entries per bucket: ten (16-bit signature, 32-bit entry) pairs fill 60 of the 64 bytes.
+/// Entries per bucket: ten (16-bit signature, 32-bit entry) pairs fill 60 of the 64 bytes; the
+/// last four hold the guest bits and the spill count.
 pub const SLOTS: usize = 10;
 
 /// Most keys [`FlowIndex::lookup_burst`] processes in one pass; longer slices are cut in chunks.
 pub const BURST_MAX: usize = 64;
 
-/// The highest load factor [`FlowIndex::buckets_for`] plans for. Two-choice cuckoo hashing with
-/// ten-slot buckets fills past 95 % before inserts start failing; 90 % keeps displacement paths
-/// short.
-pub const MAX_LOAD: f64 = 0.9;
+/// The highest load factor [`FlowIndex::buckets_for`] plans for. Inserts would succeed far
+/// beyond (two-choice cuckoo hashing with ten-slot buckets fills past 95 %), but below one half
+/// only about one bucket in a hundred spills (primary occupancy is roughly Poisson with a mean
+/// of five), so lookups almost never read a second bucket line. Costs at most 51 bytes of index
+/// per session (two entries at 25 % load, just past a doubling of the bucket count).
+pub const MAX_LOAD: f64 = 0.5;
 
 /// Breadth-first search bound for displacement: two roots, then ten children per bucket, covers
 /// every path of up to three moves with room to spare.
@@ -36,6 +46,10 @@ const BFS_MAX: usize = 256;
 
 /// Signature of an empty slot; real signatures are never zero.
 const EMPTY_SIG: u16 = 0;
+
+/// Marks, in a candidate mask, a key whose primary bucket has spilled: the alternate bucket
+/// must be read too.
+const READ_ALT: u32 = 1 << 31;
 
 /// A lookup result: which session, and which of its two keys matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,14 +107,18 @@ pub enum InsertError {
 struct Bucket {
     sigs: [u16; SLOTS],
     entries: [u32; SLOTS],
-    _spare: u32,
+    /// Bit `i`: slot `i` holds a guest, an entry whose primary bucket is the other one.
+    guests: u16,
+    /// How many entries whose primary bucket is this one sit in their alternate bucket.
+    spilled: u16,
 }
 
 impl Bucket {
     const EMPTY: Bucket = Bucket {
         sigs: [EMPTY_SIG; SLOTS],
         entries: [0; SLOTS],
-        _spare: 0,
+        guests: 0,
+        spilled: 0,
     };
 
     /// Bit `i` set when slot `i` holds `sig`.
@@ -120,8 +138,8 @@ impl Bucket {
     }
 
     #[inline(always)]
-    fn free_count(&self) -> u32 {
-        self.matches(EMPTY_SIG).count_ones()
+    fn is_guest(&self, slot: usize) -> bool {
+        self.guests & (1 << slot) != 0
     }
 }
 
@@ -229,6 +247,13 @@ impl FlowIndex {
         Self::bytes_for(self.buckets.len())
     }
 
+    /// Fraction of buckets that have spilled entries to their alternate bucket: about the
+    /// fraction of lookups of random keys that read two bucket lines. O(buckets), for reports.
+    pub fn spilled_fraction(&self) -> f64 {
+        let n = self.buckets.iter().filter(|b| b.spilled != 0).count();
+        n as f64 / self.buckets.len() as f64
+    }
+
     /// Removes every entry. O(buckets): for resets outside the fast path.
     pub fn clear(&mut self) {
         self.buckets.fill(Bucket::EMPTY);
@@ -261,17 +286,21 @@ impl FlowIndex {
         &self.buckets[b as usize]
     }
 
-    /// Confirms the candidates of `m` (bits `0..SLOTS` in `b1`, the next `SLOTS` in `b2`).
+    /// The entry behind candidate bit `bit` (bits `0..SLOTS` in `b1`, the next `SLOTS` in `b2`).
+    #[inline(always)]
+    fn entry(&self, p: Probe, bit: usize) -> u32 {
+        if bit < SLOTS {
+            self.bucket(p.b1).entries[bit]
+        } else {
+            self.bucket(p.b2).entries[bit - SLOTS]
+        }
+    }
+
+    /// Confirms the candidates of `m` against the stored keys.
     #[inline(always)]
     fn confirm<S: KeyStore>(&self, key: &FlowKey, p: Probe, mut m: u32, store: &S) -> Option<Hit> {
         while m != 0 {
-            let bit = m.trailing_zeros() as usize;
-            let e = if bit < SLOTS {
-                self.bucket(p.b1).entries[bit]
-            } else {
-                self.bucket(p.b2).entries[bit - SLOTS]
-            };
-            let hit = Hit::decode(e);
+            let hit = Hit::decode(self.entry(p, m.trailing_zeros() as usize));
             if store.key_of(hit) == key {
                 return Some(hit);
             }
@@ -280,9 +309,17 @@ impl FlowIndex {
         None
     }
 
+    /// Signature matches of `p`: in the primary bucket, and in the alternate one if the primary
+    /// bucket has spilled.
     #[inline(always)]
     fn candidates(&self, p: Probe) -> u32 {
-        self.bucket(p.b1).matches(p.sig) | (self.bucket(p.b2).matches(p.sig) << SLOTS)
+        let b1 = self.bucket(p.b1);
+        let m = b1.matches(p.sig);
+        if b1.spilled == 0 {
+            m
+        } else {
+            m | (self.bucket(p.b2).matches(p.sig) << SLOTS)
+        }
     }
 
     /// The entry of `key`, one key at a time (control path, tests, slow path).
@@ -294,11 +331,13 @@ impl FlowIndex {
 
     /// Looks up a burst: `out[i]` receives the entry of `keys[i]`, or `None`.
     ///
-    /// Three passes over the burst, so the cache misses of all keys are in flight together:
-    /// (1) hash each key and prefetch its two buckets; (2) match the signature in both buckets
-    /// and prefetch the first candidate's key in the store; (3) confirm the full key, trying
-    /// further candidates (a 16-bit signature collides with probability about 2^-12 per lookup
-    /// at full load). Bursts longer than [`BURST_MAX`] are processed in chunks.
+    /// Passes over the burst, so the cache misses of all keys are in flight together: (1) hash
+    /// each key and prefetch its primary bucket; (2) match the signature there and prefetch the
+    /// first candidate's key in the store, or, if the bucket has spilled, prefetch the alternate
+    /// bucket; (3) for those, match the alternate bucket too and prefetch the candidate; (4)
+    /// confirm the full key, trying further candidates (a 16-bit signature collides with
+    /// probability about 2^-13 per bucket read at the planned load). Bursts longer than
+    /// [`BURST_MAX`] are processed in chunks.
     ///
     /// # Panics
     /// If `out` is shorter than `keys`.
@@ -316,27 +355,40 @@ impl FlowIndex {
         let mut cands = [0u32; BURST_MAX];
         let probes = &mut probes[..keys.len()];
         let cands = &mut cands[..keys.len()];
-        // Stage 1: hash, prefetch both buckets.
+        // 1: hash, prefetch the primary bucket.
         for (p, k) in probes.iter_mut().zip(keys) {
             *p = self.probe(k);
             prefetch(self.bucket(p.b1));
-            prefetch(self.bucket(p.b2));
         }
-        // Stage 2: match signatures, prefetch the first candidate's key.
+        // 2: match the primary bucket; prefetch the candidate, or the alternate bucket.
+        let mut any_alt = false;
         for (c, p) in cands.iter_mut().zip(probes.iter()) {
-            let m = self.candidates(*p);
-            *c = m;
-            if m != 0 {
-                let bit = m.trailing_zeros() as usize;
-                let e = if bit < SLOTS {
-                    self.bucket(p.b1).entries[bit]
-                } else {
-                    self.bucket(p.b2).entries[bit - SLOTS]
-                };
-                store.prefetch(Hit::decode(e));
+            let b1 = self.bucket(p.b1);
+            let m = b1.matches(p.sig);
+            if b1.spilled != 0 {
+                prefetch(self.bucket(p.b2));
+                *c = m | READ_ALT;
+                any_alt = true;
+            } else {
+                *c = m;
+                if m != 0 {
+                    store.prefetch(Hit::decode(b1.entries[m.trailing_zeros() as usize]));
+                }
             }
         }
-        // Stage 3: confirm.
+        // 3: match the alternate buckets that must be read.
+        if any_alt {
+            for (c, p) in cands.iter_mut().zip(probes.iter()) {
+                if *c & READ_ALT != 0 {
+                    let m = (*c & !READ_ALT) | (self.bucket(p.b2).matches(p.sig) << SLOTS);
+                    *c = m;
+                    if m != 0 {
+                        store.prefetch(Hit::decode(self.entry(*p, m.trailing_zeros() as usize)));
+                    }
+                }
+            }
+        }
+        // 4: confirm.
         for (((o, k), p), c) in out
             .iter_mut()
             .zip(keys)
@@ -347,21 +399,19 @@ impl FlowIndex {
         }
     }
 
-    /// Hints the CPU to load the two buckets of `key`, ahead of an [`FlowIndex::insert`] (the
-    /// slow path can issue it for a whole burst of new flows first).
+    /// Hints the CPU to load the primary bucket of `key`, ahead of an [`FlowIndex::insert`]
+    /// (the slow path can issue it for a whole burst of new flows first).
     #[inline]
     pub fn prefetch_key(&self, key: &FlowKey) {
-        let p = self.probe(key);
-        prefetch(self.bucket(p.b1));
-        prefetch(self.bucket(p.b2));
+        prefetch(self.bucket(self.probe(key).b1));
     }
 
     /// Inserts `key -> hit`.
     ///
-    /// Goes to the emptier of the two candidate buckets; when both are full, moves entries
-    /// along the shortest displacement path found by a breadth-first search of at most
-    /// `BFS_MAX` buckets. Checks `store` for an existing equal key first, so one key never has
-    /// two entries.
+    /// Goes to the primary bucket when it has room, else to the alternate one; when both are
+    /// full, moves entries along the shortest displacement path found by a breadth-first search
+    /// of at most `BFS_MAX` buckets. Checks `store` for an existing equal key first, so one key
+    /// never has two entries.
     ///
     /// # Errors
     /// [`InsertError::Exists`] if `key` is already present; [`InsertError::Full`] if no slot
@@ -377,46 +427,57 @@ impl FlowIndex {
         if let Some(old) = self.confirm(key, p, self.candidates(p), store) {
             return Err(InsertError::Exists(old));
         }
-        let f1 = self.bucket(p.b1).free_count();
-        let f2 = self.bucket(p.b2).free_count();
-        let (b, slot) = if f1 != 0 && f1 >= f2 {
-            (p.b1, self.bucket(p.b1).free_slot())
-        } else if f2 != 0 {
-            (p.b2, self.bucket(p.b2).free_slot())
+        let can_spill = self.bucket(p.b1).spilled < u16::MAX;
+        let (b, slot) = if let Some(s) = self.bucket(p.b1).free_slot() {
+            (p.b1, s)
+        } else if let Some(s) = self.bucket(p.b2).free_slot().filter(|_| can_spill) {
+            (p.b2, s)
         } else {
-            match self.make_room(p.b1, p.b2) {
-                Some((b, s)) => (b, Some(s)),
-                None => return Err(InsertError::Full),
-            }
+            let roots = if can_spill {
+                [p.b1, p.b2]
+            } else {
+                [p.b1, p.b1]
+            };
+            self.make_room(roots).ok_or(InsertError::Full)?
         };
-        let slot = slot.ok_or(InsertError::Full)?;
+        let guest = b != p.b1;
         let bk = &mut self.buckets[b as usize];
         bk.sigs[slot] = p.sig;
         bk.entries[slot] = hit.encode();
+        if guest {
+            bk.guests |= 1 << slot;
+            self.buckets[p.b1 as usize].spilled += 1;
+        }
         self.len += 1;
         Ok(())
     }
 
-    /// Frees a slot in `b1` or `b2` (both full) by moving entries to their alternate buckets;
-    /// returns the freed slot.
-    fn make_room(&mut self, b1: u32, b2: u32) -> Option<(u32, usize)> {
+    /// Frees a slot in one of the `roots` (full buckets) by moving entries to their other
+    /// buckets; returns the freed slot.
+    fn make_room(&mut self, roots: [u32; 2]) -> Option<(u32, usize)> {
         let mut q = [Node::default(); BFS_MAX];
         q[0] = Node {
-            bucket: b1,
+            bucket: roots[0],
             parent: NO_PARENT,
             slot: 0,
         };
         q[1] = Node {
-            bucket: b2,
+            bucket: roots[1],
             parent: NO_PARENT,
             slot: 0,
         };
-        let mut len = 2;
+        let mut len = if roots[0] == roots[1] { 1 } else { 2 };
         let mut head = 0;
         while head < len {
             let node = q[head];
             for s in 0..SLOTS {
-                let alt = self.alt(node.bucket, self.bucket(node.bucket).sigs[s]);
+                let bk = self.bucket(node.bucket);
+                // Moving a resident out makes it a guest: its home's spill count must not
+                // overflow.
+                if !bk.is_guest(s) && bk.spilled == u16::MAX {
+                    continue;
+                }
+                let alt = self.alt(node.bucket, bk.sigs[s]);
                 if on_path(&q, head, alt) {
                     continue;
                 }
@@ -449,11 +510,14 @@ impl FlowIndex {
         None
     }
 
+    /// Moves the entry in `from_b[from_s]` to its other bucket `to_b`, slot `to_s` (free),
+    /// keeping the guest bits and spill counts right.
     fn move_entry(&mut self, from_b: u32, from_s: usize, to_b: u32, to_s: usize) {
-        let (sig, e) = {
+        let (sig, e, was_guest) = {
             let f = &mut self.buckets[from_b as usize];
-            let v = (f.sigs[from_s], f.entries[from_s]);
+            let v = (f.sigs[from_s], f.entries[from_s], f.is_guest(from_s));
             f.sigs[from_s] = EMPTY_SIG;
+            f.guests &= !(1 << from_s);
             v
         };
         debug_assert_eq!(self.alt(from_b, sig), to_b);
@@ -461,6 +525,13 @@ impl FlowIndex {
         debug_assert_eq!(t.sigs[to_s], EMPTY_SIG);
         t.sigs[to_s] = sig;
         t.entries[to_s] = e;
+        if was_guest {
+            // Back home.
+            t.spilled -= 1;
+        } else {
+            t.guests |= 1 << to_s;
+            self.buckets[from_b as usize].spilled += 1;
+        }
     }
 
     /// Removes the entry `hit` stored under `key`; returns whether it was there. Reads no key:
@@ -468,14 +539,22 @@ impl FlowIndex {
     pub fn remove(&mut self, key: &FlowKey, hit: Hit) -> bool {
         let p = self.probe(key);
         let e = hit.encode();
+        let spilled = self.bucket(p.b1).spilled != 0;
         for b in [p.b1, p.b2] {
+            if b == p.b2 && !spilled {
+                break;
+            }
             let bk = &mut self.buckets[b as usize];
             let mut m = bk.matches(p.sig);
             while m != 0 {
                 let i = m.trailing_zeros() as usize;
-                if bk.entries[i] == e {
+                if bk.entries[i] == e && bk.is_guest(i) == (b == p.b2) {
                     bk.sigs[i] = EMPTY_SIG;
                     bk.entries[i] = 0;
+                    bk.guests &= !(1 << i);
+                    if b == p.b2 {
+                        self.buckets[p.b1 as usize].spilled -= 1;
+                    }
                     self.len -= 1;
                     return true;
                 }
@@ -485,27 +564,38 @@ impl FlowIndex {
         false
     }
 
-    /// Checks the structure: every entry sits in one of its two buckets, the count matches.
-    /// For tests.
+    /// Checks the structure: every entry sits in its primary bucket or, as a guest, in its
+    /// alternate one; spill counts and the length match. For tests.
     #[cfg(test)]
     pub(crate) fn check_invariants<S: KeyStore>(&self, store: &S) {
         let mut n = 0;
+        let mut spilled = vec![0u32; self.buckets.len()];
         for (b, bk) in self.buckets.iter().enumerate() {
             for s in 0..SLOTS {
                 if bk.sigs[s] == EMPTY_SIG {
+                    assert!(!bk.is_guest(s), "empty slot {s} of bucket {b} marked guest");
                     continue;
                 }
                 n += 1;
                 let hit = Hit::decode(bk.entries[s]);
                 let p = self.probe(store.key_of(hit));
                 assert_eq!(p.sig, bk.sigs[s], "signature of {hit:?}");
-                assert!(
-                    p.b1 == b as u32 || p.b2 == b as u32,
-                    "{hit:?} in bucket {b}, not one of its candidates {p:?}"
-                );
+                if bk.is_guest(s) {
+                    assert_eq!(p.b2, b as u32, "guest {hit:?} in bucket {b}, not {p:?}");
+                    spilled[p.b1 as usize] += 1;
+                } else {
+                    assert_eq!(p.b1, b as u32, "resident {hit:?} in bucket {b}, not {p:?}");
+                }
             }
         }
         assert_eq!(n, self.len);
+        for (b, bk) in self.buckets.iter().enumerate() {
+            assert_eq!(
+                u32::from(bk.spilled),
+                spilled[b],
+                "spill count of bucket {b}"
+            );
+        }
     }
 }
 
@@ -610,8 +700,8 @@ mod tests {
     #[test]
     fn sizing() {
         assert_eq!(FlowIndex::buckets_for(0), 2);
-        assert_eq!(FlowIndex::buckets_for(2_000), 256);
-        assert_eq!(FlowIndex::buckets_for(2_000_000), 262_144);
+        assert_eq!(FlowIndex::buckets_for(2_000), 512);
+        assert_eq!(FlowIndex::buckets_for(2_000_000), 524_288);
         assert_eq!(FlowIndex::buckets_for(20_000_000), 4_194_304);
         assert_eq!(FlowIndex::bytes_for(256), 16_384);
     }
@@ -699,6 +789,42 @@ mod tests {
         for i in 0..n {
             assert_eq!(t.lookup(&key(i), &ks).map(|h| h.index), Some(i));
         }
+    }
+
+    #[test]
+    fn guests_are_found_and_removed() {
+        // Eight buckets filled to 90 %: many primaries overflow into their alternate bucket.
+        let (mut t, ks, n) = fill(8, 72, u16::MAX);
+        assert_eq!(n, 72);
+        assert!(t.spilled_fraction() > 0.0);
+        t.check_invariants(&ks);
+        let keys: Vec<FlowKey> = (0..72).map(key).collect();
+        let mut out = vec![None; 72];
+        t.lookup_burst(&keys, &ks, &mut out);
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(o.map(|h| h.index), Some(i as u32));
+        }
+        // Removing everything brings every spill count back to zero.
+        for i in 0..72 {
+            assert!(t.remove(
+                &key(i),
+                Hit {
+                    index: i,
+                    side: Side::Inside
+                }
+            ));
+            t.check_invariants(&ks);
+        }
+        assert_eq!(t.spilled_fraction(), 0.0);
+    }
+
+    #[test]
+    fn half_load_rarely_spills() {
+        let (t, ks, n) = fill(1024, 5120, u16::MAX);
+        assert_eq!(n, 5120);
+        t.check_invariants(&ks);
+        let f = t.spilled_fraction();
+        assert!(f < 0.05, "{f}");
     }
 
     #[test]
