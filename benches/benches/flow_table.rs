@@ -2,16 +2,25 @@
 //!
 //! - `flow_lookup/<size>`: a burst of 32 random existing sessions (either side's key, rebuilt
 //!   from raw header values the way a parser would), looked up and touched, at 1 K, 1 M and
-//!   10 M sessions. Variants: the staged burst lookup alone, the staged lookup plus `touch`
-//!   with the clock advancing every burst (so every touch really moves the session in its LRU
-//!   list: the worst case), and the `hashbrown` baseline (`get` + the same `touch`). Criterion
-//!   reports time per key and throughput in keys (packets) per second: each iteration is one
-//!   key, measured over whole bursts.
+//!   10 M sessions. Variants: the staged burst lookup alone; plus counting the packet in the
+//!   session and touching it within the current clock tick (`_count_touch`, the work the
+//!   reference figures in DPDK-NOTES.md measure); the same with the clock advancing every burst
+//!   so every touch moves its session in the LRU list (`_relink`, the worst case); and the
+//!   `hashbrown` baseline doing the `_count_touch` work one key at a time. Criterion reports
+//!   time per key and throughput in keys (packets) per second: each iteration is one key,
+//!   measured over whole bursts.
 //! - `flow_create/<size>`: session creation including both index entries and the LRU link,
-//!   filling the table from empty to full over and over (so at every load factor).
+//!   filling the table from empty to full over and over (so at every load factor): one at a
+//!   time (`create`), and in bursts of 32 that prefetch their buckets first (`create_burst`).
 //! - Bytes per session (slab + index) are printed before each group.
+//!
+//! `FLOW_BENCH_SIZES=1K,1M` runs some sizes only. `FLOW_BENCH_CLOCK=cpu` measures the thread's
+//! on-CPU time instead of wall time (groups then end in `_cpu`): on a machine shared with other
+//! jobs it leaves out the time the bench sat descheduled, though not the caches the other jobs
+//! evicted.
 
 use std::hint::black_box;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use appliance::flow::{
@@ -21,6 +30,32 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hashbrown::HashMap;
 
 const BURST: usize = 32;
+
+/// Whether to measure on-CPU time (`FLOW_BENCH_CLOCK=cpu`) rather than wall time.
+fn cpu_clock() -> bool {
+    static CPU: OnceLock<bool> = OnceLock::new();
+    *CPU.get_or_init(|| std::env::var("FLOW_BENCH_CLOCK").is_ok_and(|v| v == "cpu"))
+}
+
+/// A timestamp on the selected clock.
+fn stamp() -> Duration {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    if cpu_clock() {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    } else {
+        ORIGIN.get_or_init(Instant::now).elapsed()
+    }
+}
+
+/// Criterion group name, marked when measuring on-CPU time.
+fn group(name: &str, label: &str) -> String {
+    if cpu_clock() {
+        format!("{name}_cpu/{label}")
+    } else {
+        format!("{name}/{label}")
+    }
+}
 
 /// Sizes to run: all by default; `FLOW_BENCH_SIZES=1K,1M` picks some (building the large tables
 /// takes seconds).
@@ -117,13 +152,11 @@ fn build(n: u32) -> FlowTable {
 /// Runs whole bursts covering `iters` keys; returns the time scaled to exactly `iters` keys.
 fn per_key(iters: u64, mut burst: impl FnMut()) -> Duration {
     let bursts = iters.div_ceil(BURST as u64);
-    let start = Instant::now();
+    let start = stamp();
     for _ in 0..bursts {
         burst();
     }
-    start
-        .elapsed()
-        .mul_f64(iters as f64 / (bursts * BURST as u64) as f64)
+    (stamp() - start).mul_f64(iters as f64 / (bursts * BURST as u64) as f64)
 }
 
 /// Next burst start in a cyclic walk over `len` packets.
@@ -157,7 +190,7 @@ fn lookup(c: &mut Criterion) {
         table.lookup_burst(&keys, &mut out);
         assert!(out.iter().all(Option::is_some));
 
-        let mut g = c.benchmark_group(format!("flow_lookup/{label}"));
+        let mut g = c.benchmark_group(group("flow_lookup", label));
         g.throughput(Throughput::Elements(1))
             .sample_size(20)
             .warm_up_time(Duration::from_secs(1))
@@ -179,30 +212,10 @@ fn lookup(c: &mut Criterion) {
             })
         });
 
-        let mut now = 1u32;
-        g.bench_function("staged_lookup_count_touch_burst", |b| {
-            b.iter_custom(|iters| {
-                per_key(iters, || {
-                    let base = advance(&mut pos, pkts.len());
-                    let mut keys = [FlowKey::default(); BURST];
-                    for (k, p) in keys.iter_mut().zip(&pkts[base..base + BURST]) {
-                        *k = p.key();
-                    }
-                    let mut out: [Option<Hit>; BURST] = [None; BURST];
-                    table.lookup_burst(&keys, &mut out);
-                    now += 1;
-                    for h in out.iter().flatten() {
-                        if let Some(s) = table.get_mut(h.index) {
-                            s.count(64);
-                        }
-                    }
-                    table.touch_burst(&out, now);
-                    black_box(&out);
-                })
-            })
-        });
-
-        g.bench_function("staged_lookup_count_touch_same_tick", |b| {
+        // What the reference figures measure: find the session, write to it (count the packet)
+        // and touch it within the current clock tick (no LRU move).
+        let now = 1u32;
+        g.bench_function("staged_lookup_count_touch", |b| {
             b.iter_custom(|iters| {
                 per_key(iters, || {
                     let base = advance(&mut pos, pkts.len());
@@ -223,6 +236,33 @@ fn lookup(c: &mut Criterion) {
             })
         });
 
+        // Worst case for expiry upkeep: the clock ticks every burst, so every touch moves its
+        // session to the tail of its LRU list (rewriting two random neighbours).
+        let mut tick = now;
+        g.bench_function("staged_lookup_count_touch_relink", |b| {
+            b.iter_custom(|iters| {
+                per_key(iters, || {
+                    let base = advance(&mut pos, pkts.len());
+                    let mut keys = [FlowKey::default(); BURST];
+                    for (k, p) in keys.iter_mut().zip(&pkts[base..base + BURST]) {
+                        *k = p.key();
+                    }
+                    let mut out: [Option<Hit>; BURST] = [None; BURST];
+                    table.lookup_burst(&keys, &mut out);
+                    tick += 1;
+                    for h in out.iter().flatten() {
+                        if let Some(s) = table.get_mut(h.index) {
+                            s.count(64);
+                        }
+                    }
+                    table.touch_burst(&out, tick);
+                    black_box(&out);
+                })
+            })
+        });
+        // Back to a clock no session is ahead of, for the baseline below.
+        let now = tick;
+
         let mut map: HashMap<FlowKey, u32> = HashMap::with_capacity(2 * n as usize);
         for i in 0..n {
             let s = session(i);
@@ -235,11 +275,11 @@ fn lookup(c: &mut Criterion) {
             (n as usize * std::mem::size_of::<Session>() + map.allocation_size()) as f64
                 / f64::from(n),
         );
+        // The same work as staged_lookup_count_touch, one key at a time through hashbrown.
         g.bench_function("hashbrown_get_count_touch", |b| {
             b.iter_custom(|iters| {
                 per_key(iters, || {
                     let base = advance(&mut pos, pkts.len());
-                    now += 1;
                     for p in &pkts[base..base + BURST] {
                         if let Some(&i) = map.get(&p.key()) {
                             if let Some(s) = table.get_mut(i) {
@@ -262,7 +302,7 @@ fn create(c: &mut Criterion) {
             "flow_table/{label}: {:.1} bytes per session allocated for {n} sessions",
             FlowTable::bytes_per_session_for(n)
         );
-        let mut g = c.benchmark_group(format!("flow_create/{label}"));
+        let mut g = c.benchmark_group(group("flow_create", label));
         g.throughput(Throughput::Elements(1))
             .sample_size(10)
             .warm_up_time(Duration::from_secs(1))
@@ -278,19 +318,19 @@ fn create(c: &mut Criterion) {
                         next = 0;
                     }
                     let batch = left.min(u64::from(n - next)) as u32;
-                    let start = Instant::now();
+                    let start = stamp();
                     for i in next..next + batch {
                         let r = table.create(&session(i), 0, |_, _: &Session| {});
                         black_box(r.is_ok());
                     }
-                    total += start.elapsed();
+                    total += stamp() - start;
                     next += batch;
                     left -= u64::from(batch);
                 }
                 total
             })
         });
-        g.bench_function("create_burst_prefetched", |b| {
+        g.bench_function("create_burst", |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 let mut left = iters;
@@ -300,23 +340,21 @@ fn create(c: &mut Criterion) {
                         next = 0;
                     }
                     let batch = left.min(u64::from(n - next)) as u32;
-                    let start = Instant::now();
+                    let start = stamp();
                     let mut i = next;
                     while i < next + batch {
                         let end = (i + BURST as u32).min(next + batch);
+                        let len = (end - i) as usize;
                         let mut new = [session(0); BURST];
                         for (j, s) in (i..end).zip(new.iter_mut()) {
                             *s = session(j);
-                            table.prefetch_insert(&s.inside);
-                            table.prefetch_insert(&s.outside);
                         }
-                        for s in &new[..(end - i) as usize] {
-                            let r = table.create(s, 0, |_, _: &Session| {});
-                            black_box(r.is_ok());
-                        }
+                        let mut out = [Ok(0); BURST];
+                        table.create_burst(&new[..len], 0, |_, _: &Session| {}, &mut out);
+                        black_box(&out);
                         i = end;
                     }
-                    total += start.elapsed();
+                    total += stamp() - start;
                     next += batch;
                     left -= u64::from(batch);
                 }
@@ -328,5 +366,55 @@ fn create(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, lookup, create);
+/// The state of the machine during the run, to read the other figures against: the latency of
+/// a dependent random read over 64 MiB (THP-advised, like the tables) and the time of a step of
+/// a two-cycle dependency chain (half of it is the effective cycle time).
+fn machine(c: &mut Criterion) {
+    let mut g = c.benchmark_group(group("flow_machine", "calibration"));
+    g.throughput(Throughput::Elements(1))
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let lines = (64usize << 20) / 64;
+    let mut chase: Vec<[u32; 16]> = Vec::with_capacity(lines);
+    appliance::dataplane::mem::advise_huge_pages(chase.spare_capacity_mut());
+    chase.resize(lines, [0; 16]);
+    // Sattolo's shuffle: one cycle through every line.
+    let mut perm: Vec<u32> = (0..lines as u32).collect();
+    for i in (1..lines).rev() {
+        let j = (splitmix(i as u64) % i as u64) as usize;
+        perm.swap(i, j);
+    }
+    for (i, &p) in perm.iter().enumerate() {
+        chase[i][0] = p;
+    }
+    let mut at = 0u32;
+    g.bench_function("dependent_read_64MiB", |b| {
+        b.iter_custom(|iters| {
+            let start = stamp();
+            for _ in 0..iters {
+                at = chase[at as usize][0];
+            }
+            let t = stamp() - start;
+            black_box(at);
+            t
+        })
+    });
+    // Two cycles per step: the add and the shift both wait for x, the xor for both.
+    g.bench_function("two_cycle_step", |b| {
+        b.iter_custom(|iters| {
+            let mut x = black_box(1u64);
+            let start = stamp();
+            for i in 0..iters {
+                x = x.wrapping_add(i) ^ (x >> 1);
+            }
+            let t = stamp() - start;
+            black_box(x);
+            t
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, machine, lookup, create);
 criterion_main!(benches);

@@ -31,7 +31,8 @@ use crate::dataplane::mem::{advise_huge_pages, prefetch};
 pub const SLOTS: usize = 10;
 
 /// Most keys [`FlowIndex::lookup_burst`] processes in one pass; longer slices are cut in chunks.
-pub const BURST_MAX: usize = 64;
+/// Thirty-two keys keep about a hundred cache lines in flight, more than the CPU tracks.
+pub const BURST_MAX: usize = 32;
 
 /// The highest load factor [`FlowIndex::buckets_for`] plans for. Inserts would succeed far
 /// beyond (two-choice cuckoo hashing with ten-slot buckets fills past 95 %), but below one half
@@ -122,8 +123,34 @@ impl Bucket {
     };
 
     /// Bit `i` set when slot `i` holds `sig`.
+    ///
+    /// SWAR over three 64-bit words of four 16-bit lanes each (the compiler merges the lane
+    /// reads into one load per word): XOR with the broadcast signature leaves a zero lane where
+    /// it matches, an exact zero-lane test sets that lane's top bit, and one multiplication
+    /// gathers the four top bits. About 45 integer instructions, against about 60 for what the
+    /// auto-vectorizer makes of the plain loop over ten lanes ([`Bucket::matches_naive`]).
     #[inline(always)]
     fn matches(&self, sig: u16) -> u32 {
+        let s = &self.sigs;
+        let bc = u64::from(sig) * 0x0001_0001_0001_0001;
+        let w0 = u64::from(s[0])
+            | (u64::from(s[1]) << 16)
+            | (u64::from(s[2]) << 32)
+            | (u64::from(s[3]) << 48);
+        let w1 = u64::from(s[4])
+            | (u64::from(s[5]) << 16)
+            | (u64::from(s[6]) << 32)
+            | (u64::from(s[7]) << 48);
+        // Lanes 10 and 11 of the last word do not exist: masked off.
+        let w2 = u64::from(s[8]) | (u64::from(s[9]) << 16);
+        gather_lanes(zero_lanes(w0 ^ bc))
+            | (gather_lanes(zero_lanes(w1 ^ bc)) << 4)
+            | ((gather_lanes(zero_lanes(w2 ^ bc)) & 0b11) << 8)
+    }
+
+    /// The plain definition of [`Bucket::matches`], for tests.
+    #[cfg(test)]
+    fn matches_naive(&self, sig: u16) -> u32 {
         let mut m = 0u32;
         for (i, &s) in self.sigs.iter().enumerate() {
             m |= u32::from(s == sig) << i;
@@ -141,6 +168,23 @@ impl Bucket {
     fn is_guest(&self, slot: usize) -> bool {
         self.guests & (1 << slot) != 0
     }
+}
+
+/// The top bit of each 16-bit lane of `x` that is zero, exactly (no false positive from a
+/// borrow, unlike the classic `(x - 1) & !x` test).
+#[inline(always)]
+fn zero_lanes(x: u64) -> u64 {
+    const LOW15: u64 = 0x7fff_7fff_7fff_7fff;
+    !(((x & LOW15) + LOW15) | x) & !LOW15
+}
+
+/// Moves the lane top bits (15, 31, 47, 63) of `z` to bits 0..4. After the shift the bits sit
+/// at 0, 16, 32, 48; the multiplier's four terms carry them to 51..54 and every other product
+/// term lands on a distinct lower bit or above 63, so nothing carries into the result.
+#[inline(always)]
+fn gather_lanes(z: u64) -> u32 {
+    const SPREAD: u64 = (1 << 51) | (1 << 36) | (1 << 21) | (1 << 6);
+    (((z >> 15).wrapping_mul(SPREAD) >> 51) & 0xf) as u32
 }
 
 /// The two candidate buckets and the signature of one key.
@@ -662,6 +706,33 @@ mod tests {
     fn bucket_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Bucket>(), 64);
         assert_eq!(std::mem::align_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn swar_matches_equal_naive() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut b = Bucket::EMPTY;
+            // Few distinct values, so lanes collide often; include 0, 1, 0x8000 and 0xffff.
+            let pool = [0u16, 1, 0x7fff, 0x8000, 0xffff, (next() as u16)];
+            for s in b.sigs.iter_mut() {
+                *s = pool[(next() % pool.len() as u64) as usize];
+            }
+            for sig in pool.iter().copied().chain([next() as u16]) {
+                assert_eq!(
+                    b.matches(sig),
+                    b.matches_naive(sig),
+                    "{:?} {sig:#x}",
+                    b.sigs
+                );
+            }
+        }
     }
 
     #[test]

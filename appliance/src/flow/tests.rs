@@ -201,6 +201,33 @@ fn ingress_session_directions() {
 }
 
 #[test]
+fn create_burst_equals_creates_in_order() {
+    let mut a = FlowTable::with_seed(6, T, seed());
+    let mut b = FlowTable::with_seed(6, T, seed());
+    // Eight new sessions for six records, one duplicate, two reclaims once time has passed.
+    let mut new: Vec<NewSession> = (0..8).map(new_udp).collect();
+    new[5] = NewSession::new(inside(2, PROTO_UDP), outside(50, PROTO_UDP), Side::Inside);
+    for t in [&mut a, &mut b] {
+        t.create(&new_udp(100), 0, no_cb).expect("old");
+        t.create(&new_udp(101), 0, no_cb).expect("old");
+    }
+    let mut out = vec![Ok(0); new.len()];
+    let mut reclaimed_a = Vec::new();
+    a.create_burst(&new, 40, |i, _: &Session| reclaimed_a.push(i), &mut out);
+    let mut reclaimed_b = Vec::new();
+    let want: Vec<_> = new
+        .iter()
+        .map(|n| b.create(n, 40, |i, _: &Session| reclaimed_b.push(i)))
+        .collect();
+    assert_eq!(out, want);
+    assert_eq!(reclaimed_a, reclaimed_b);
+    assert_eq!(reclaimed_a.len(), 2);
+    assert!(matches!(out[5], Err(CreateError::Exists(_))));
+    assert_eq!(out[7], Err(CreateError::Full));
+    a.check_invariants(true);
+}
+
+#[test]
 fn duplicate_keys_are_refused() {
     let mut t = FlowTable::with_seed(8, T, seed());
     let a = t.create(&new_udp(1), 0, no_cb).expect("created");
