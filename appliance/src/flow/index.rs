@@ -1,0 +1,1015 @@
+//! The per-packet index: flow key -> session entry, a bucketized cuckoo hash table looked up a
+//! burst at a time.
+//!
+//! Layout: a power-of-two array of 64-byte buckets, each one cache line with [`SLOTS`] entries of
+//! a 16-bit signature and a 32-bit session entry (index plus side). There is no key in the
+//! bucket: the full key is compared against the session's own copy, which the packet needs
+//! anyway, so an index entry costs 6.4 bytes at full load. Every key has two candidate buckets,
+//! the primary from the low hash bits and an alternate `primary ^ f(signature)` (partial-key
+//! cuckoo hashing, Fan et al., "MemC3", NSDI 2013), so an entry can be moved to its other bucket
+//! from its signature alone, without reading its key.
+//!
+//! Placement is primary-first: a key goes to its primary bucket when it has room, to its
+//! alternate one otherwise (then it is a *guest* there), and when both are full entries are
+//! displaced along the shortest path found by a bounded breadth-first search. Each bucket counts
+//! the keys of its own that spilled to their alternate bucket, so a lookup reads the alternate
+//! bucket only when that count is not zero. At the load the index is sized for (at most
+//! [`MAX_LOAD`]) few buckets spill, and a lookup costs one bucket line plus one session line.
+//! The work per lookup is bounded whatever the keys: at most two buckets and their candidates.
+//!
+//! [`FlowIndex::lookup_burst`] does a burst in passes so that the memory accesses of all keys
+//! overlap instead of following each other: hash every key and prefetch its primary bucket;
+//! match signatures, prefetch the candidate session, or the alternate bucket when the primary
+//! one has spilled; match those; confirm keys. DPDK's `rte_hash` bulk lookup and VPP's bihash are
+//! built the same way for the same reason.
+
+use super::key::{FlowKey, HashSeed, Side};
+use crate::dataplane::mem::{advise_huge_pages, prefetch};
+
+/// Entries per bucket: ten (16-bit signature, 32-bit entry) pairs fill 60 of the 64 bytes; the
+/// last four hold the guest bits and the spill count.
+pub const SLOTS: usize = 10;
+
+/// Most keys [`FlowIndex::lookup_burst`] processes in one pass; longer slices are cut in chunks.
+/// Thirty-two keys keep about a hundred cache lines in flight, more than the CPU tracks.
+pub const BURST_MAX: usize = 32;
+
+/// The highest load factor [`FlowIndex::buckets_for`] plans for. Inserts would succeed far
+/// beyond (two-choice cuckoo hashing with ten-slot buckets fills past 95 %), but below one half
+/// only about one bucket in a hundred spills (primary occupancy is roughly Poisson with a mean
+/// of five), so lookups almost never read a second bucket line. Costs at most 51 bytes of index
+/// per session (two entries at 25 % load, just past a doubling of the bucket count).
+pub const MAX_LOAD: f64 = 0.5;
+
+/// Breadth-first search bound for displacement: two roots, then ten children per bucket, covers
+/// every path of up to three moves with room to spare.
+const BFS_MAX: usize = 256;
+
+/// Signature of an empty slot; real signatures are never zero.
+const EMPTY_SIG: u16 = 0;
+
+/// Marks, in a candidate mask, a key whose primary bucket has spilled: the alternate bucket
+/// must be read too.
+const READ_ALT: u32 = 1 << 31;
+
+/// A lookup result: which session, and which of its two keys matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Hit {
+    /// Session index in the slab.
+    pub index: u32,
+    /// Which of the session's keys matched: the side the packet arrived on.
+    pub side: Side,
+}
+
+impl Hit {
+    /// The largest session index an entry can hold (the top bit holds the side).
+    pub const MAX_INDEX: u32 = (1 << 31) - 1;
+
+    #[inline(always)]
+    fn encode(self) -> u32 {
+        self.index | ((self.side as u32) << 31)
+    }
+
+    #[inline(always)]
+    fn decode(e: u32) -> Hit {
+        Hit {
+            index: e & Self::MAX_INDEX,
+            side: if e >> 31 == 0 {
+                Side::Inside
+            } else {
+                Side::Outside
+            },
+        }
+    }
+}
+
+/// Where the full keys live: the index stores only signatures and entries, and asks the store
+/// for the key of a candidate entry to confirm a match. The session slab is the store in the
+/// appliance; tests use plain vectors.
+pub trait KeyStore {
+    /// The key stored under `hit`. Called only for entries that were inserted and not removed.
+    fn key_of(&self, hit: Hit) -> &FlowKey;
+    /// Hints the CPU to load what [`KeyStore::key_of`] will read for `hit`.
+    fn prefetch(&self, hit: Hit);
+}
+
+/// Why an insert failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// Both candidate buckets are full and no displacement path was found within the search
+    /// bound: the index is too full for this key.
+    Full,
+    /// The key is already in the index, under this entry.
+    Exists(Hit),
+}
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Bucket {
+    sigs: [u16; SLOTS],
+    entries: [u32; SLOTS],
+    /// Bit `i`: slot `i` holds a guest, an entry whose primary bucket is the other one.
+    guests: u16,
+    /// How many entries whose primary bucket is this one sit in their alternate bucket.
+    spilled: u16,
+}
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket {
+        sigs: [EMPTY_SIG; SLOTS],
+        entries: [0; SLOTS],
+        guests: 0,
+        spilled: 0,
+    };
+
+    /// Bit `i` set when slot `i` holds `sig`.
+    ///
+    /// SWAR over three 64-bit words of four 16-bit lanes each (the compiler merges the lane
+    /// reads into one load per word): XOR with the broadcast signature leaves a zero lane where
+    /// it matches, an exact zero-lane test sets that lane's top bit, and one multiplication
+    /// gathers the four top bits. About 45 integer instructions, against about 60 for what the
+    /// auto-vectorizer makes of the plain loop over ten lanes ([`Bucket::matches_naive`]).
+    #[inline(always)]
+    fn matches(&self, sig: u16) -> u32 {
+        let s = &self.sigs;
+        let bc = u64::from(sig) * 0x0001_0001_0001_0001;
+        let w0 = u64::from(s[0])
+            | (u64::from(s[1]) << 16)
+            | (u64::from(s[2]) << 32)
+            | (u64::from(s[3]) << 48);
+        let w1 = u64::from(s[4])
+            | (u64::from(s[5]) << 16)
+            | (u64::from(s[6]) << 32)
+            | (u64::from(s[7]) << 48);
+        // Lanes 10 and 11 of the last word do not exist: masked off.
+        let w2 = u64::from(s[8]) | (u64::from(s[9]) << 16);
+        gather_lanes(zero_lanes(w0 ^ bc))
+            | (gather_lanes(zero_lanes(w1 ^ bc)) << 4)
+            | ((gather_lanes(zero_lanes(w2 ^ bc)) & 0b11) << 8)
+    }
+
+    /// The plain definition of [`Bucket::matches`], for tests.
+    #[cfg(test)]
+    fn matches_naive(&self, sig: u16) -> u32 {
+        let mut m = 0u32;
+        for (i, &s) in self.sigs.iter().enumerate() {
+            m |= u32::from(s == sig) << i;
+        }
+        m
+    }
+
+    #[inline(always)]
+    fn free_slot(&self) -> Option<usize> {
+        let m = self.matches(EMPTY_SIG);
+        (m != 0).then(|| m.trailing_zeros() as usize)
+    }
+
+    #[inline(always)]
+    fn is_guest(&self, slot: usize) -> bool {
+        self.guests & (1 << slot) != 0
+    }
+}
+
+/// The top bit of each 16-bit lane of `x` that is zero, exactly (no false positive from a
+/// borrow, unlike the classic `(x - 1) & !x` test).
+#[inline(always)]
+fn zero_lanes(x: u64) -> u64 {
+    const LOW15: u64 = 0x7fff_7fff_7fff_7fff;
+    !(((x & LOW15) + LOW15) | x) & !LOW15
+}
+
+/// Moves the lane top bits (15, 31, 47, 63) of `z` to bits 0..4. After the shift the bits sit
+/// at 0, 16, 32, 48; the multiplier's four terms carry them to 51..54 and every other product
+/// term lands on a distinct lower bit or above 63, so nothing carries into the result.
+#[inline(always)]
+fn gather_lanes(z: u64) -> u32 {
+    const SPREAD: u64 = (1 << 51) | (1 << 36) | (1 << 21) | (1 << 6);
+    (((z >> 15).wrapping_mul(SPREAD) >> 51) & 0xf) as u32
+}
+
+/// The two candidate buckets and the signature of one key.
+#[derive(Clone, Copy, Debug, Default)]
+struct Probe {
+    b1: u32,
+    b2: u32,
+    sig: u16,
+}
+
+/// A node of the displacement search: a full bucket, reached from slot `slot` of node `parent`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Node {
+    bucket: u32,
+    parent: u16,
+    slot: u8,
+}
+
+const NO_PARENT: u16 = u16::MAX;
+
+/// The per-packet table from [`FlowKey`] to session entry ([`Hit`]): fixed capacity, no
+/// allocation after [`FlowIndex::new`], bucket array advised to transparent huge pages.
+pub struct FlowIndex {
+    buckets: Vec<Bucket>,
+    mask: u32,
+    sig_mask: u16,
+    seed: HashSeed,
+    len: usize,
+}
+
+impl std::fmt::Debug for FlowIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowIndex")
+            .field("buckets", &self.buckets.len())
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlowIndex {
+    /// An empty index of `buckets` buckets (a power of two, at least 2, at most 2^31) hashing
+    /// with `seed`. Allocates and touches all its memory now, so the fast path never faults a
+    /// page in.
+    ///
+    /// # Panics
+    /// If `buckets` is not a power of two in `2..=2^31`.
+    pub fn new(buckets: usize, seed: HashSeed) -> Self {
+        Self::with_signature_mask(buckets, seed, u16::MAX)
+    }
+
+    /// Like [`FlowIndex::new`], keeping only the signature bits in `sig_mask`: tests use a
+    /// narrow mask to force signature collisions.
+    pub(crate) fn with_signature_mask(buckets: usize, seed: HashSeed, sig_mask: u16) -> Self {
+        assert!(
+            buckets.is_power_of_two() && (2..=1 << 31).contains(&buckets),
+            "bucket count {buckets} must be a power of two in 2..=2^31"
+        );
+        let mut v: Vec<Bucket> = Vec::with_capacity(buckets);
+        advise_huge_pages(v.spare_capacity_mut());
+        v.resize(buckets, Bucket::EMPTY);
+        Self {
+            buckets: v,
+            mask: (buckets - 1) as u32,
+            sig_mask,
+            seed,
+            len: 0,
+        }
+    }
+
+    /// The bucket count that holds `entries` entries at no more than [`MAX_LOAD`]: the next
+    /// power of two, at least 2.
+    pub fn buckets_for(entries: usize) -> usize {
+        let min = (entries as f64 / (SLOTS as f64 * MAX_LOAD)).ceil() as usize;
+        min.max(2).next_power_of_two()
+    }
+
+    /// Bytes of bucket memory for `buckets` buckets.
+    pub const fn bytes_for(buckets: usize) -> usize {
+        buckets * std::mem::size_of::<Bucket>()
+    }
+
+    /// Entries currently stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no entry is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of buckets.
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Total entry slots (buckets x [`SLOTS`]).
+    pub fn slots(&self) -> usize {
+        self.buckets.len() * SLOTS
+    }
+
+    /// Bytes of bucket memory.
+    pub fn memory_bytes(&self) -> usize {
+        Self::bytes_for(self.buckets.len())
+    }
+
+    /// Fraction of buckets that have spilled entries to their alternate bucket: about the
+    /// fraction of lookups of random keys that read two bucket lines. O(buckets), for reports.
+    pub fn spilled_fraction(&self) -> f64 {
+        let n = self.buckets.iter().filter(|b| b.spilled != 0).count();
+        n as f64 / self.buckets.len() as f64
+    }
+
+    /// Removes every entry. O(buckets): for resets outside the fast path.
+    pub fn clear(&mut self) {
+        self.buckets.fill(Bucket::EMPTY);
+        self.len = 0;
+    }
+
+    #[inline(always)]
+    fn probe(&self, key: &FlowKey) -> Probe {
+        let h = key.hash(&self.seed);
+        let b1 = (h as u32) & self.mask;
+        let sig = ((h >> 48) as u16) & self.sig_mask;
+        let sig = sig + u16::from(sig == EMPTY_SIG);
+        Probe {
+            b1,
+            b2: self.alt(b1, sig),
+            sig,
+        }
+    }
+
+    /// The other bucket of an entry with signature `sig` in bucket `b`. An involution
+    /// (`alt(alt(b)) == b`), never equal to `b` (the offset is odd), and spread over the whole
+    /// table by the multiplication.
+    #[inline(always)]
+    fn alt(&self, b: u32, sig: u16) -> u32 {
+        b ^ ((u32::from(sig).wrapping_mul(0x9E37_79B1) | 1) & self.mask)
+    }
+
+    #[inline(always)]
+    fn bucket(&self, b: u32) -> &Bucket {
+        &self.buckets[b as usize]
+    }
+
+    /// The entry behind candidate bit `bit` (bits `0..SLOTS` in `b1`, the next `SLOTS` in `b2`).
+    #[inline(always)]
+    fn entry(&self, p: Probe, bit: usize) -> u32 {
+        if bit < SLOTS {
+            self.bucket(p.b1).entries[bit]
+        } else {
+            self.bucket(p.b2).entries[bit - SLOTS]
+        }
+    }
+
+    /// Confirms the candidates of `m` against the stored keys.
+    #[inline(always)]
+    fn confirm<S: KeyStore>(&self, key: &FlowKey, p: Probe, mut m: u32, store: &S) -> Option<Hit> {
+        while m != 0 {
+            let hit = Hit::decode(self.entry(p, m.trailing_zeros() as usize));
+            if store.key_of(hit) == key {
+                return Some(hit);
+            }
+            m &= m - 1;
+        }
+        None
+    }
+
+    /// Signature matches of `p`: in the primary bucket, and in the alternate one if the primary
+    /// bucket has spilled.
+    #[inline(always)]
+    fn candidates(&self, p: Probe) -> u32 {
+        let b1 = self.bucket(p.b1);
+        let m = b1.matches(p.sig);
+        if b1.spilled == 0 {
+            m
+        } else {
+            m | (self.bucket(p.b2).matches(p.sig) << SLOTS)
+        }
+    }
+
+    /// The entry of `key`, one key at a time (control path, tests, slow path).
+    #[inline]
+    pub fn lookup<S: KeyStore>(&self, key: &FlowKey, store: &S) -> Option<Hit> {
+        let p = self.probe(key);
+        self.confirm(key, p, self.candidates(p), store)
+    }
+
+    /// Looks up a burst: `out[i]` receives the entry of `keys[i]`, or `None`.
+    ///
+    /// Passes over the burst, so the cache misses of all keys are in flight together: (1) hash
+    /// each key and prefetch its primary bucket; (2) match the signature there and prefetch the
+    /// first candidate's key in the store, or, if the bucket has spilled, prefetch the alternate
+    /// bucket; (3) for those, match the alternate bucket too and prefetch the candidate; (4)
+    /// confirm the full key, trying further candidates (a 16-bit signature collides with
+    /// probability about 2^-13 per bucket read at the planned load). Bursts longer than
+    /// [`BURST_MAX`] are processed in chunks.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `keys`.
+    #[inline]
+    pub fn lookup_burst<S: KeyStore>(&self, keys: &[FlowKey], store: &S, out: &mut [Option<Hit>]) {
+        assert!(out.len() >= keys.len(), "output shorter than the burst");
+        for (k, o) in keys.chunks(BURST_MAX).zip(out.chunks_mut(BURST_MAX)) {
+            self.lookup_chunk(k, store, o);
+        }
+    }
+
+    #[inline(always)]
+    fn lookup_chunk<S: KeyStore>(&self, keys: &[FlowKey], store: &S, out: &mut [Option<Hit>]) {
+        let mut probes = [Probe::default(); BURST_MAX];
+        let mut cands = [0u32; BURST_MAX];
+        let probes = &mut probes[..keys.len()];
+        let cands = &mut cands[..keys.len()];
+        // 1: hash, prefetch the primary bucket.
+        for (p, k) in probes.iter_mut().zip(keys) {
+            *p = self.probe(k);
+            prefetch(self.bucket(p.b1));
+        }
+        // 2: match the primary bucket; prefetch the candidate, or the alternate bucket.
+        let mut any_alt = false;
+        for (c, p) in cands.iter_mut().zip(probes.iter()) {
+            let b1 = self.bucket(p.b1);
+            let m = b1.matches(p.sig);
+            if b1.spilled != 0 {
+                prefetch(self.bucket(p.b2));
+                *c = m | READ_ALT;
+                any_alt = true;
+            } else {
+                *c = m;
+                if m != 0 {
+                    store.prefetch(Hit::decode(b1.entries[m.trailing_zeros() as usize]));
+                }
+            }
+        }
+        // 3: match the alternate buckets that must be read.
+        if any_alt {
+            for (c, p) in cands.iter_mut().zip(probes.iter()) {
+                if *c & READ_ALT != 0 {
+                    let m = (*c & !READ_ALT) | (self.bucket(p.b2).matches(p.sig) << SLOTS);
+                    *c = m;
+                    if m != 0 {
+                        store.prefetch(Hit::decode(self.entry(*p, m.trailing_zeros() as usize)));
+                    }
+                }
+            }
+        }
+        // 4: confirm.
+        for (((o, k), p), c) in out
+            .iter_mut()
+            .zip(keys)
+            .zip(probes.iter())
+            .zip(cands.iter())
+        {
+            *o = self.confirm(k, *p, *c, store);
+        }
+    }
+
+    /// Hints the CPU to load the primary bucket of `key`, ahead of an [`FlowIndex::insert`]
+    /// (the slow path can issue it for a whole burst of new flows first).
+    #[inline]
+    pub fn prefetch_key(&self, key: &FlowKey) {
+        prefetch(self.bucket(self.probe(key).b1));
+    }
+
+    /// Inserts `key -> hit`.
+    ///
+    /// Goes to the primary bucket when it has room, else to the alternate one; when both are
+    /// full, moves entries along the shortest displacement path found by a breadth-first search
+    /// of at most `BFS_MAX` buckets. Checks `store` for an existing equal key first, so one key
+    /// never has two entries.
+    ///
+    /// # Errors
+    /// [`InsertError::Exists`] if `key` is already present; [`InsertError::Full`] if no slot
+    /// could be made free (the index is left unchanged).
+    pub fn insert<S: KeyStore>(
+        &mut self,
+        key: &FlowKey,
+        hit: Hit,
+        store: &S,
+    ) -> Result<(), InsertError> {
+        debug_assert!(hit.index <= Hit::MAX_INDEX);
+        let p = self.probe(key);
+        if let Some(old) = self.confirm(key, p, self.candidates(p), store) {
+            return Err(InsertError::Exists(old));
+        }
+        let can_spill = self.bucket(p.b1).spilled < u16::MAX;
+        let (b, slot) = if let Some(s) = self.bucket(p.b1).free_slot() {
+            (p.b1, s)
+        } else if let Some(s) = self.bucket(p.b2).free_slot().filter(|_| can_spill) {
+            (p.b2, s)
+        } else {
+            let roots = if can_spill {
+                [p.b1, p.b2]
+            } else {
+                [p.b1, p.b1]
+            };
+            self.make_room(roots).ok_or(InsertError::Full)?
+        };
+        let guest = b != p.b1;
+        let bk = &mut self.buckets[b as usize];
+        bk.sigs[slot] = p.sig;
+        bk.entries[slot] = hit.encode();
+        if guest {
+            bk.guests |= 1 << slot;
+            self.buckets[p.b1 as usize].spilled += 1;
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Frees a slot in one of the `roots` (full buckets) by moving entries to their other
+    /// buckets; returns the freed slot.
+    fn make_room(&mut self, roots: [u32; 2]) -> Option<(u32, usize)> {
+        let mut q = [Node::default(); BFS_MAX];
+        q[0] = Node {
+            bucket: roots[0],
+            parent: NO_PARENT,
+            slot: 0,
+        };
+        q[1] = Node {
+            bucket: roots[1],
+            parent: NO_PARENT,
+            slot: 0,
+        };
+        let mut len = if roots[0] == roots[1] { 1 } else { 2 };
+        let mut head = 0;
+        while head < len {
+            let node = q[head];
+            for s in 0..SLOTS {
+                let bk = self.bucket(node.bucket);
+                // Moving a resident out makes it a guest: its home's spill count must not
+                // overflow. A path visits a bucket once, and the new key may spill from its
+                // primary bucket after the moves: one unit of headroom covers both.
+                if !bk.is_guest(s) && bk.spilled >= u16::MAX - 1 {
+                    continue;
+                }
+                let alt = self.alt(node.bucket, bk.sigs[s]);
+                if on_path(&q, head, alt) {
+                    continue;
+                }
+                if let Some(free) = self.bucket(alt).free_slot() {
+                    // Move along the path from the leaf up, each move filling the slot the
+                    // previous one freed.
+                    self.move_entry(node.bucket, s, alt, free);
+                    let (mut to_b, mut to_s) = (node.bucket, s);
+                    let mut n = head;
+                    while q[n].parent != NO_PARENT {
+                        let parent = q[usize::from(q[n].parent)];
+                        let from_s = usize::from(q[n].slot);
+                        self.move_entry(parent.bucket, from_s, to_b, to_s);
+                        (to_b, to_s) = (parent.bucket, from_s);
+                        n = usize::from(q[n].parent);
+                    }
+                    return Some((to_b, to_s));
+                }
+                if len < BFS_MAX {
+                    q[len] = Node {
+                        bucket: alt,
+                        parent: head as u16,
+                        slot: s as u8,
+                    };
+                    len += 1;
+                }
+            }
+            head += 1;
+        }
+        None
+    }
+
+    /// Moves the entry in `from_b[from_s]` to its other bucket `to_b`, slot `to_s` (free),
+    /// keeping the guest bits and spill counts right.
+    fn move_entry(&mut self, from_b: u32, from_s: usize, to_b: u32, to_s: usize) {
+        let (sig, e, was_guest) = {
+            let f = &mut self.buckets[from_b as usize];
+            let v = (f.sigs[from_s], f.entries[from_s], f.is_guest(from_s));
+            f.sigs[from_s] = EMPTY_SIG;
+            f.guests &= !(1 << from_s);
+            v
+        };
+        debug_assert_eq!(self.alt(from_b, sig), to_b);
+        let t = &mut self.buckets[to_b as usize];
+        debug_assert_eq!(t.sigs[to_s], EMPTY_SIG);
+        t.sigs[to_s] = sig;
+        t.entries[to_s] = e;
+        if was_guest {
+            // Back home.
+            t.spilled -= 1;
+        } else {
+            t.guests |= 1 << to_s;
+            self.buckets[from_b as usize].spilled += 1;
+        }
+    }
+
+    /// Removes the entry `hit` stored under `key`; returns whether it was there. Reads no key:
+    /// the entry value identifies the slot.
+    pub fn remove(&mut self, key: &FlowKey, hit: Hit) -> bool {
+        let p = self.probe(key);
+        let e = hit.encode();
+        let spilled = self.bucket(p.b1).spilled != 0;
+        for b in [p.b1, p.b2] {
+            if b == p.b2 && !spilled {
+                break;
+            }
+            let bk = &mut self.buckets[b as usize];
+            let mut m = bk.matches(p.sig);
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                if bk.entries[i] == e && bk.is_guest(i) == (b == p.b2) {
+                    bk.sigs[i] = EMPTY_SIG;
+                    bk.entries[i] = 0;
+                    bk.guests &= !(1 << i);
+                    if b == p.b2 {
+                        self.buckets[p.b1 as usize].spilled -= 1;
+                    }
+                    self.len -= 1;
+                    return true;
+                }
+                m &= m - 1;
+            }
+        }
+        false
+    }
+
+    /// Checks the structure: every entry sits in its primary bucket or, as a guest, in its
+    /// alternate one; spill counts and the length match. For tests.
+    #[cfg(test)]
+    pub(crate) fn check_invariants<S: KeyStore>(&self, store: &S) {
+        let mut n = 0;
+        let mut spilled = vec![0u32; self.buckets.len()];
+        for (b, bk) in self.buckets.iter().enumerate() {
+            for s in 0..SLOTS {
+                if bk.sigs[s] == EMPTY_SIG {
+                    assert!(!bk.is_guest(s), "empty slot {s} of bucket {b} marked guest");
+                    continue;
+                }
+                n += 1;
+                let hit = Hit::decode(bk.entries[s]);
+                let p = self.probe(store.key_of(hit));
+                assert_eq!(p.sig, bk.sigs[s], "signature of {hit:?}");
+                if bk.is_guest(s) {
+                    assert_eq!(p.b2, b as u32, "guest {hit:?} in bucket {b}, not {p:?}");
+                    spilled[p.b1 as usize] += 1;
+                } else {
+                    assert_eq!(p.b1, b as u32, "resident {hit:?} in bucket {b}, not {p:?}");
+                }
+            }
+        }
+        assert_eq!(n, self.len);
+        for (b, bk) in self.buckets.iter().enumerate() {
+            assert_eq!(
+                u32::from(bk.spilled),
+                spilled[b],
+                "spill count of bucket {b}"
+            );
+        }
+    }
+}
+
+fn on_path(q: &[Node], mut n: usize, bucket: u32) -> bool {
+    loop {
+        if q[n].bucket == bucket {
+            return true;
+        }
+        if q[n].parent == NO_PARENT {
+            return false;
+        }
+        n = usize::from(q[n].parent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::key::PROTO_UDP;
+
+    /// A key store of plain keys: entry index `i` on side `s` is `keys[i][s]`.
+    #[derive(Default)]
+    struct Keys(Vec<[FlowKey; 2]>);
+
+    impl KeyStore for Keys {
+        fn key_of(&self, hit: Hit) -> &FlowKey {
+            &self.0[hit.index as usize][hit.side as usize]
+        }
+        fn prefetch(&self, hit: Hit) {
+            prefetch(&self.0[hit.index as usize]);
+        }
+    }
+
+    fn key(i: u32) -> FlowKey {
+        FlowKey::from_raw(
+            0x0a00_0000 | i,
+            0x0808_0808,
+            (i % 50000) as u16,
+            53,
+            PROTO_UDP,
+        )
+    }
+
+    fn fill(buckets: usize, n: u32, sig_mask: u16) -> (FlowIndex, Keys, u32) {
+        let mut t = FlowIndex::with_signature_mask(buckets, HashSeed::fixed(7, 8, 9), sig_mask);
+        let mut ks = Keys::default();
+        let mut inserted = 0;
+        for i in 0..n {
+            ks.0.push([key(i), key(i).reverse()]);
+            let hit = Hit {
+                index: i,
+                side: Side::Inside,
+            };
+            match t.insert(&key(i), hit, &ks) {
+                Ok(()) => inserted += 1,
+                Err(InsertError::Full) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        (t, ks, inserted)
+    }
+
+    #[test]
+    fn bucket_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
+        assert_eq!(std::mem::align_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn swar_matches_equal_naive() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut b = Bucket::EMPTY;
+            // Few distinct values, so lanes collide often; include 0, 1, 0x8000 and 0xffff.
+            let pool = [0u16, 1, 0x7fff, 0x8000, 0xffff, (next() as u16)];
+            for s in b.sigs.iter_mut() {
+                *s = pool[(next() % pool.len() as u64) as usize];
+            }
+            for sig in pool.iter().copied().chain([next() as u16]) {
+                assert_eq!(
+                    b.matches(sig),
+                    b.matches_naive(sig),
+                    "{:?} {sig:#x}",
+                    b.sigs
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hit_encoding_round_trip() {
+        for hit in [
+            Hit {
+                index: 0,
+                side: Side::Inside,
+            },
+            Hit {
+                index: Hit::MAX_INDEX,
+                side: Side::Outside,
+            },
+            Hit {
+                index: 12345,
+                side: Side::Outside,
+            },
+        ] {
+            assert_eq!(Hit::decode(hit.encode()), hit);
+        }
+    }
+
+    #[test]
+    fn alt_is_an_involution_and_differs() {
+        let t = FlowIndex::new(1024, HashSeed::fixed(1, 2, 3));
+        for b in [0u32, 1, 511, 1023] {
+            for sig in [1u16, 2, 0x8000, 0xffff] {
+                let a = t.alt(b, sig);
+                assert_ne!(a, b);
+                assert!(a < 1024);
+                assert_eq!(t.alt(a, sig), b);
+            }
+        }
+    }
+
+    #[test]
+    fn sizing() {
+        assert_eq!(FlowIndex::buckets_for(0), 2);
+        assert_eq!(FlowIndex::buckets_for(2_000), 512);
+        assert_eq!(FlowIndex::buckets_for(2_000_000), 524_288);
+        assert_eq!(FlowIndex::buckets_for(20_000_000), 4_194_304);
+        assert_eq!(FlowIndex::bytes_for(256), 16_384);
+    }
+
+    #[test]
+    fn insert_lookup_remove() {
+        let (mut t, ks, n) = fill(64, 100, u16::MAX);
+        assert_eq!(n, 100);
+        for i in 0..100 {
+            let want = Hit {
+                index: i,
+                side: Side::Inside,
+            };
+            assert_eq!(t.lookup(&key(i), &ks), Some(want));
+            assert_eq!(t.lookup(&key(i).reverse(), &ks), None);
+        }
+        assert!(t.remove(
+            &key(5),
+            Hit {
+                index: 5,
+                side: Side::Inside
+            }
+        ));
+        assert!(!t.remove(
+            &key(5),
+            Hit {
+                index: 5,
+                side: Side::Inside
+            }
+        ));
+        assert_eq!(t.lookup(&key(5), &ks), None);
+        assert_eq!(t.len(), 99);
+        t.check_invariants(&ks);
+    }
+
+    #[test]
+    fn duplicate_key_is_refused() {
+        let (mut t, mut ks, _) = fill(16, 10, u16::MAX);
+        ks.0.push([key(3), key(3)]);
+        let r = t.insert(
+            &key(3),
+            Hit {
+                index: 10,
+                side: Side::Inside,
+            },
+            &ks,
+        );
+        assert_eq!(
+            r,
+            Err(InsertError::Exists(Hit {
+                index: 3,
+                side: Side::Inside
+            }))
+        );
+        assert_eq!(t.len(), 10);
+    }
+
+    #[test]
+    fn remove_needs_the_right_entry() {
+        let (mut t, ks, _) = fill(16, 10, u16::MAX);
+        assert!(!t.remove(
+            &key(3),
+            Hit {
+                index: 4,
+                side: Side::Inside
+            }
+        ));
+        assert!(!t.remove(
+            &key(3),
+            Hit {
+                index: 3,
+                side: Side::Outside
+            }
+        ));
+        assert_eq!(t.lookup(&key(3), &ks).map(|h| h.index), Some(3));
+    }
+
+    #[test]
+    fn displacement_fills_past_ninety_percent() {
+        // 64 buckets x 10 = 640 slots: without displacement, two-choice insertion stops well
+        // before; with it the table takes more than 95 %.
+        let (t, ks, n) = fill(64, 640, u16::MAX);
+        assert!(n >= 608, "only {n} of 640 inserted");
+        t.check_invariants(&ks);
+        for i in 0..n {
+            assert_eq!(t.lookup(&key(i), &ks).map(|h| h.index), Some(i));
+        }
+    }
+
+    #[test]
+    fn guests_are_found_and_removed() {
+        // Eight buckets filled to 90 %: many primaries overflow into their alternate bucket.
+        let (mut t, ks, n) = fill(8, 72, u16::MAX);
+        assert_eq!(n, 72);
+        assert!(t.spilled_fraction() > 0.0);
+        t.check_invariants(&ks);
+        let keys: Vec<FlowKey> = (0..72).map(key).collect();
+        let mut out = vec![None; 72];
+        t.lookup_burst(&keys, &ks, &mut out);
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(o.map(|h| h.index), Some(i as u32));
+        }
+        // Removing everything brings every spill count back to zero.
+        for i in 0..72 {
+            assert!(t.remove(
+                &key(i),
+                Hit {
+                    index: i,
+                    side: Side::Inside
+                }
+            ));
+            t.check_invariants(&ks);
+        }
+        assert_eq!(t.spilled_fraction(), 0.0);
+    }
+
+    #[test]
+    fn saturated_spill_count_refuses_instead_of_overflowing() {
+        // Two buckets; pretend bucket 0 already has u16::MAX keys spilled elsewhere.
+        let mut t = FlowIndex::new(2, HashSeed::fixed(7, 8, 9));
+        let mut ks = Keys::default();
+        t.buckets[0].spilled = u16::MAX;
+        let (mut home0, mut refused) = (0, 0);
+        for i in 0..200 {
+            ks.0.push([key(i), key(i)]);
+            let p = t.probe(&key(i));
+            let r = t.insert(
+                &key(i),
+                Hit {
+                    index: i,
+                    side: Side::Inside,
+                },
+                &ks,
+            );
+            if p.b1 == 0 {
+                match r {
+                    Ok(()) => home0 += 1,
+                    Err(InsertError::Full) => refused += 1,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+        }
+        // Keys whose primary is bucket 0 fill it and are then refused, never spilled.
+        assert_eq!(home0, SLOTS);
+        assert!(refused > 0);
+        assert_eq!(t.buckets[0].spilled, u16::MAX);
+        assert_eq!(t.buckets[1].guests, 0);
+    }
+
+    #[test]
+    fn half_load_rarely_spills() {
+        let (t, ks, n) = fill(1024, 5120, u16::MAX);
+        assert_eq!(n, 5120);
+        t.check_invariants(&ks);
+        let f = t.spilled_fraction();
+        assert!(f < 0.05, "{f}");
+    }
+
+    #[test]
+    fn full_table_refuses_and_stays_intact() {
+        let (mut t, mut ks, n) = fill(2, 100, u16::MAX);
+        assert_eq!(n, 20, "two buckets hold exactly twenty entries");
+        let extra = key(1000);
+        ks.0.push([extra, extra]);
+        let idx = (ks.0.len() - 1) as u32;
+        assert_eq!(
+            t.insert(
+                &extra,
+                Hit {
+                    index: idx,
+                    side: Side::Inside
+                },
+                &ks
+            ),
+            Err(InsertError::Full)
+        );
+        assert_eq!(t.len(), 20);
+        t.check_invariants(&ks);
+        for i in 0..20 {
+            assert_eq!(t.lookup(&key(i), &ks).map(|h| h.index), Some(i));
+        }
+        // Freeing one slot makes room again.
+        assert!(t.remove(
+            &key(7),
+            Hit {
+                index: 7,
+                side: Side::Inside
+            }
+        ));
+        assert_eq!(
+            t.insert(
+                &extra,
+                Hit {
+                    index: idx,
+                    side: Side::Inside
+                },
+                &ks
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn signature_collisions_are_resolved_by_key() {
+        // Two signature bits: most entries in a bucket share a signature with the probe.
+        let (t, ks, n) = fill(32, 250, 0x3);
+        assert_eq!(n, 250);
+        t.check_invariants(&ks);
+        let keys: Vec<FlowKey> = (0..250).map(key).collect();
+        let mut out = vec![None; 250];
+        t.lookup_burst(&keys, &ks, &mut out);
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(o.map(|h| h.index), Some(i as u32));
+        }
+        let missing: Vec<FlowKey> = (250..300).map(key).collect();
+        t.lookup_burst(&missing, &ks, &mut out);
+        assert!(out[..50].iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn burst_matches_single_lookups_across_chunks() {
+        let (t, ks, _) = fill(128, 500, u16::MAX);
+        let keys: Vec<FlowKey> = (0..200).map(|i| key(i * 3)).collect();
+        let mut out = vec![None; 200];
+        t.lookup_burst(&keys, &ks, &mut out);
+        for (k, o) in keys.iter().zip(&out) {
+            assert_eq!(*o, t.lookup(k, &ks));
+        }
+        assert!(out.iter().filter(|o| o.is_some()).count() > 100);
+    }
+
+    #[test]
+    fn clear_empties() {
+        let (mut t, ks, _) = fill(16, 50, u16::MAX);
+        t.clear();
+        assert!(t.is_empty());
+        assert_eq!(t.lookup(&key(1), &ks), None);
+    }
+}

@@ -1,0 +1,332 @@
+//! The IPv4 flow key and its keyed hash.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::Ipv4Addr;
+
+/// IP protocol number of ICMP (RFC 792).
+pub const PROTO_ICMP: u8 = 1;
+/// IP protocol number of TCP (RFC 9293).
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP (RFC 768).
+pub const PROTO_UDP: u8 = 17;
+
+/// An IPv4 5-tuple as seen on the wire by one side of the appliance.
+///
+/// 16 bytes, 8-aligned, so that comparing two keys is two 64-bit compares and the hash reads two
+/// words. For ICMP echo the identifier stands in for both ports ([`FlowKey::icmp_echo`]), which is
+/// how RFC 5508 section 3.1 asks a NAT to map echo queries. Fields are private: the three padding
+/// bytes are always zero, so equality and hashing may read them as part of the words.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(8))]
+pub struct FlowKey {
+    src_addr: u32,
+    dst_addr: u32,
+    src_port: u16,
+    dst_port: u16,
+    protocol: u8,
+    pad: [u8; 3],
+}
+
+impl FlowKey {
+    /// A key from addresses, ports (host order) and the IP protocol number.
+    #[inline]
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, dst_port: u16, protocol: u8) -> Self {
+        Self::from_raw(u32::from(src), u32::from(dst), src_port, dst_port, protocol)
+    }
+
+    /// A key from addresses as host-order integers (what a parser gets from
+    /// `u32::from_be_bytes`), ports in host order and the IP protocol number.
+    #[inline]
+    pub const fn from_raw(
+        src_addr: u32,
+        dst_addr: u32,
+        src_port: u16,
+        dst_port: u16,
+        protocol: u8,
+    ) -> Self {
+        Self {
+            src_addr,
+            dst_addr,
+            src_port,
+            dst_port,
+            protocol,
+            pad: [0; 3],
+        }
+    }
+
+    /// The key of an ICMP echo request or reply: the identifier is used as both ports, so that
+    /// the query and its reply have reversed keys like any other flow (RFC 5508 section 3.1).
+    #[inline]
+    pub fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, identifier: u16) -> Self {
+        Self::new(src, dst, identifier, identifier, PROTO_ICMP)
+    }
+
+    /// The key of the packets flowing the other way: addresses and ports swapped.
+    #[inline]
+    #[must_use]
+    pub const fn reverse(&self) -> Self {
+        Self::from_raw(
+            self.dst_addr,
+            self.src_addr,
+            self.dst_port,
+            self.src_port,
+            self.protocol,
+        )
+    }
+
+    /// Source address.
+    #[inline]
+    pub fn src_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.src_addr)
+    }
+
+    /// Destination address.
+    #[inline]
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.dst_addr)
+    }
+
+    /// Source address as a host-order integer.
+    #[inline]
+    pub const fn src_addr_raw(&self) -> u32 {
+        self.src_addr
+    }
+
+    /// Destination address as a host-order integer.
+    #[inline]
+    pub const fn dst_addr_raw(&self) -> u32 {
+        self.dst_addr
+    }
+
+    /// Source port (the echo identifier for ICMP).
+    #[inline]
+    pub const fn src_port(&self) -> u16 {
+        self.src_port
+    }
+
+    /// Destination port (the echo identifier for ICMP).
+    #[inline]
+    pub const fn dst_port(&self) -> u16 {
+        self.dst_port
+    }
+
+    /// IP protocol number.
+    #[inline]
+    pub const fn protocol(&self) -> u8 {
+        self.protocol
+    }
+
+    /// The key as two little-endian words; the padding is zero, so both words are plain loads.
+    #[inline(always)]
+    fn words(&self) -> (u64, u64) {
+        let a = u64::from(self.src_addr) | (u64::from(self.dst_addr) << 32);
+        let b = u64::from(self.src_port)
+            | (u64::from(self.dst_port) << 16)
+            | (u64::from(self.protocol) << 32)
+            | (u64::from(self.pad[0]) << 40)
+            | (u64::from(self.pad[1]) << 48)
+            | (u64::from(self.pad[2]) << 56);
+        (a, b)
+    }
+
+    /// The keyed 64-bit hash the session table uses: bucket index from the low bits, signature
+    /// from the high bits.
+    ///
+    /// Two rounds of a folded 64x64->128-bit multiply (the `mum` step of wyhash and foldhash):
+    /// the key words are XORed with secret seed words, multiplied together, and the product's
+    /// halves XORed; a second round with the third seed word and an odd constant spreads every
+    /// input bit over the output. Why this resists hash flooding well enough here: the seed is
+    /// 192 random bits drawn when the table is created and never leaves the process, so an
+    /// attacker cannot compute offline which tuples share a bucket; the hash is not a
+    /// cryptographic PRF (SipHash is), but the only feedback an attacker gets is timing, and the
+    /// table bounds the damage anyway: a lookup reads exactly two buckets whatever the keys, so
+    /// colliding keys can at worst make their own inserts fail, never slow lookups down.
+    #[inline(always)]
+    pub fn hash(&self, seed: &HashSeed) -> u64 {
+        let (a, b) = self.words();
+        let x = fold_mul(a ^ seed.k[0], b ^ seed.k[1]);
+        fold_mul(x ^ seed.k[2], 0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+impl PartialEq for FlowKey {
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        self.words() == other.words()
+    }
+}
+
+impl Eq for FlowKey {}
+
+impl Hash for FlowKey {
+    /// Feeds the two key words, so `std`/`hashbrown` maps hash a key in two writes.
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (a, b) = self.words();
+        state.write_u64(a);
+        state.write_u64(b);
+    }
+}
+
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// The secret words of the table hash ([`FlowKey::hash`]).
+///
+/// Each table draws its own seed when it is created, which also keeps a table's bucket choice
+/// independent of whatever hash picked the worker that owns the flow.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HashSeed {
+    k: [u64; 3],
+}
+
+impl HashSeed {
+    /// A seed from the process's random source (`std`'s `RandomState`, itself seeded from the
+    /// operating system's random numbers once per thread and varied per call).
+    pub fn random() -> Self {
+        let state = std::collections::hash_map::RandomState::new();
+        Self {
+            k: [
+                state.hash_one(0x51u64),
+                state.hash_one(0xA7u64),
+                state.hash_one(0xC3u64),
+            ],
+        }
+    }
+
+    /// A fixed seed, for reproducible tests and benchmarks only: a known seed gives up the
+    /// flooding resistance.
+    pub const fn fixed(k0: u64, k1: u64, k2: u64) -> Self {
+        Self { k: [k0, k1, k2] }
+    }
+}
+
+impl std::fmt::Debug for HashSeed {
+    /// Does not print the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashSeed(..)")
+    }
+}
+
+/// Which side of the appliance a tuple belongs to.
+///
+/// A session is indexed under two keys: the tuple of the packets arriving on the inside (private)
+/// side and the tuple of the packets arriving on the outside (public) side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Side {
+    /// Packets arriving from the private network.
+    Inside = 0,
+    /// Packets arriving from the public network.
+    Outside = 1,
+}
+
+impl Side {
+    /// The opposite side.
+    #[inline]
+    pub const fn other(self) -> Self {
+        match self {
+            Side::Inside => Side::Outside,
+            Side::Outside => Side::Inside,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> FlowKey {
+        FlowKey::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(192, 0, 2, 7),
+            40000,
+            443,
+            PROTO_TCP,
+        )
+    }
+
+    #[test]
+    fn size_and_alignment() {
+        assert_eq!(std::mem::size_of::<FlowKey>(), 16);
+        assert_eq!(std::mem::align_of::<FlowKey>(), 8);
+    }
+
+    #[test]
+    fn accessors_round_trip() {
+        let k = key();
+        assert_eq!(k.src_addr(), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(k.dst_addr(), Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(k.src_port(), 40000);
+        assert_eq!(k.dst_port(), 443);
+        assert_eq!(k.protocol(), PROTO_TCP);
+        assert_eq!(k.src_addr_raw(), 0x0a00_0001);
+    }
+
+    #[test]
+    fn reverse_swaps_and_is_an_involution() {
+        let k = key();
+        let r = k.reverse();
+        assert_eq!(r.src_addr(), k.dst_addr());
+        assert_eq!(r.dst_addr(), k.src_addr());
+        assert_eq!(r.src_port(), 443);
+        assert_eq!(r.dst_port(), 40000);
+        assert_eq!(r.protocol(), PROTO_TCP);
+        assert_ne!(r, k);
+        assert_eq!(r.reverse(), k);
+    }
+
+    #[test]
+    fn icmp_echo_uses_identifier_as_both_ports() {
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let b = Ipv4Addr::new(8, 8, 8, 8);
+        let q = FlowKey::icmp_echo(a, b, 0x1234);
+        assert_eq!((q.src_port(), q.dst_port()), (0x1234, 0x1234));
+        assert_eq!(q.reverse(), FlowKey::icmp_echo(b, a, 0x1234));
+    }
+
+    #[test]
+    fn every_field_takes_part_in_equality_and_hash() {
+        let seed = HashSeed::fixed(1, 2, 3);
+        let k = key();
+        let variants = [
+            FlowKey::from_raw(k.src_addr_raw() ^ 1, k.dst_addr_raw(), 40000, 443, 6),
+            FlowKey::from_raw(k.src_addr_raw(), k.dst_addr_raw() ^ 1, 40000, 443, 6),
+            FlowKey::from_raw(k.src_addr_raw(), k.dst_addr_raw(), 40001, 443, 6),
+            FlowKey::from_raw(k.src_addr_raw(), k.dst_addr_raw(), 40000, 444, 6),
+            FlowKey::from_raw(k.src_addr_raw(), k.dst_addr_raw(), 40000, 443, 17),
+        ];
+        for v in variants {
+            assert_ne!(v, k);
+            assert_ne!(v.hash(&seed), k.hash(&seed));
+        }
+        assert_eq!(k, key());
+        assert_eq!(k.hash(&seed), key().hash(&seed));
+    }
+
+    #[test]
+    fn seed_changes_hash() {
+        let k = key();
+        assert_ne!(
+            k.hash(&HashSeed::fixed(1, 2, 3)),
+            k.hash(&HashSeed::fixed(1, 2, 4))
+        );
+        assert_ne!(HashSeed::random(), HashSeed::random());
+    }
+
+    #[test]
+    fn low_bits_spread_over_sequential_ports() {
+        // 4096 flows differing only in source port must spread over 256 buckets roughly evenly.
+        let seed = HashSeed::random();
+        let mut counts = [0u32; 256];
+        for p in 0..4096u16 {
+            let k = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, p, 53, PROTO_UDP);
+            counts[(k.hash(&seed) & 255) as usize] += 1;
+        }
+        let max = counts.iter().max().copied().unwrap_or(0);
+        assert!(max < 40, "bucket skew: max {max} of mean 16");
+    }
+}

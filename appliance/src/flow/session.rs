@@ -1,0 +1,568 @@
+//! The session record and the preallocated slab that holds them.
+
+use super::expiry::TimeoutClass;
+use super::index::{Hit, KeyStore};
+use super::key::{FlowKey, Side};
+use super::tcp::{Dir, TcpState};
+use crate::dataplane::mem::{advise_huge_pages, prefetch};
+
+/// "No session": the end of a list.
+pub(crate) const NIL: u32 = u32::MAX;
+
+const META_CLASS: u8 = 0b0000_0011;
+const META_ORIG_OUTSIDE: u8 = 0b0000_0100;
+const META_LIVE: u8 = 0b1000_0000;
+
+/// One NAT session: exactly one 64-byte cache line, so confirming the key, rewriting the packet,
+/// counting and touching it cost a single cache miss.
+///
+/// Layout (offsets in bytes):
+///
+/// | offset | field | |
+/// |---|---|---|
+/// | 0 | `keys[0]` | inside-side key: the tuple of packets arriving from the inside |
+/// | 16 | `keys[1]` | outside-side key: the tuple of packets arriving from the outside |
+/// | 32 | `prev`, `next` | LRU links within the timeout class list (`next` links the free list) |
+/// | 40 | `last_seen` | time of the last packet, caller's clock (seconds) |
+/// | 44 | `policy_gen` | policy generation the session was last admitted under |
+/// | 48 | `ip_delta`, `l4_delta` | checksum deltas for inside-to-outside rewriting |
+/// | 52 | `packets` | packets, both directions (wrapping u32) |
+/// | 56 | `bytes_lo`, `bytes_hi` | bytes, both directions (48 bits: 256 TiB) |
+/// | 62 | `tcp` | [`TcpState`] code |
+/// | 63 | `meta` | timeout class (2 bits), originating side, live flag |
+///
+/// The rewrite is not stored twice: a packet that arrived with one side's key leaves with the
+/// reverse of the other side's key (that is what the other side sees), so the new addresses and
+/// ports of both directions are in the keys, and the outside-to-inside checksum deltas are the
+/// ones' complement negation of the inside-to-outside ones ([`Session::rewrite`]).
+#[derive(Clone, Debug)]
+#[repr(C, align(64))]
+pub struct Session {
+    pub(super) keys: [FlowKey; 2],
+    pub(super) prev: u32,
+    pub(super) next: u32,
+    pub(super) last_seen: u32,
+    policy_gen: u32,
+    ip_delta: u16,
+    l4_delta: u16,
+    packets: u32,
+    bytes_lo: u32,
+    bytes_hi: u16,
+    tcp: u8,
+    meta: u8,
+}
+
+/// Incremental checksum adjustments (RFC 1624) for rewriting packets from the inside to the
+/// outside; the NAT computes them once when it creates the session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChecksumDeltas {
+    /// Ones' complement sum of `~old + new` over the 16-bit words of the IPv4 addresses that
+    /// change: added to the complemented IPv4 header checksum.
+    pub ip: u16,
+    /// The same over every word the L4 checksum covers that changes (pseudo-header addresses
+    /// and ports for TCP/UDP; the echo identifier for ICMP).
+    pub l4: u16,
+}
+
+impl ChecksumDeltas {
+    /// The deltas that undo these: the ones' complement negation (`~x`) of each, since the
+    /// reverse rewrite swaps every `old` and `new`.
+    #[inline]
+    #[must_use]
+    pub const fn reversed(self) -> Self {
+        Self {
+            ip: !self.ip,
+            l4: !self.l4,
+        }
+    }
+}
+
+/// What to write into a packet of a session: the new tuple and the checksum deltas for the
+/// direction it travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    /// New source address and port (echo identifier for ICMP), as a key.
+    pub tuple: FlowKey,
+    /// Checksum adjustments for this direction.
+    pub deltas: ChecksumDeltas,
+}
+
+impl Session {
+    /// A free record: on the free list, linked to `next`.
+    const fn free(next: u32) -> Self {
+        Self {
+            keys: [FlowKey::from_raw(0, 0, 0, 0, 0); 2],
+            prev: NIL,
+            next,
+            last_seen: 0,
+            policy_gen: 0,
+            ip_delta: 0,
+            l4_delta: 0,
+            packets: 0,
+            bytes_lo: 0,
+            bytes_hi: 0,
+            tcp: 0,
+            meta: 0,
+        }
+    }
+
+    /// Initialises a record taken off the free list; links are left to the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn init(
+        &mut self,
+        inside: FlowKey,
+        outside: FlowKey,
+        orig: Side,
+        tcp: TcpState,
+        class: TimeoutClass,
+        policy_gen: u32,
+        deltas: ChecksumDeltas,
+        now: u32,
+    ) {
+        self.keys = [inside, outside];
+        self.last_seen = now;
+        self.policy_gen = policy_gen;
+        self.ip_delta = deltas.ip;
+        self.l4_delta = deltas.l4;
+        self.packets = 0;
+        self.bytes_lo = 0;
+        self.bytes_hi = 0;
+        self.tcp = tcp.to_code();
+        self.meta = META_LIVE
+            | (class as u8)
+            | if orig == Side::Outside {
+                META_ORIG_OUTSIDE
+            } else {
+                0
+            };
+    }
+
+    /// The key of packets arriving on `side`.
+    #[inline(always)]
+    pub fn key(&self, side: Side) -> &FlowKey {
+        &self.keys[side as usize]
+    }
+
+    /// The inside-side key.
+    #[inline]
+    pub fn inside(&self) -> &FlowKey {
+        &self.keys[0]
+    }
+
+    /// The outside-side key.
+    #[inline]
+    pub fn outside(&self) -> &FlowKey {
+        &self.keys[1]
+    }
+
+    /// How to rewrite a packet that arrived on `from` (matched the key of `from`): its new tuple
+    /// is the reverse of the other side's key, and the checksum deltas are the stored ones for
+    /// inside-to-outside, negated for outside-to-inside.
+    #[inline(always)]
+    pub fn rewrite(&self, from: Side) -> Rewrite {
+        let deltas = ChecksumDeltas {
+            ip: self.ip_delta,
+            l4: self.l4_delta,
+        };
+        Rewrite {
+            tuple: self.keys[from.other() as usize].reverse(),
+            deltas: match from {
+                Side::Inside => deltas,
+                Side::Outside => deltas.reversed(),
+            },
+        }
+    }
+
+    /// The stored inside-to-outside checksum deltas.
+    #[inline]
+    pub fn checksum_deltas(&self) -> ChecksumDeltas {
+        ChecksumDeltas {
+            ip: self.ip_delta,
+            l4: self.l4_delta,
+        }
+    }
+
+    /// Sets the inside-to-outside checksum deltas (the NAT computes them from the two keys).
+    #[inline]
+    pub fn set_checksum_deltas(&mut self, d: ChecksumDeltas) {
+        self.ip_delta = d.ip;
+        self.l4_delta = d.l4;
+    }
+
+    /// The side whose packet opened the session: inside for SNAT egress, outside for a port
+    /// forward.
+    #[inline]
+    pub fn orig_side(&self) -> Side {
+        if self.meta & META_ORIG_OUTSIDE != 0 {
+            Side::Outside
+        } else {
+            Side::Inside
+        }
+    }
+
+    /// The TCP direction of a packet that arrived on `side`.
+    #[inline]
+    pub fn dir_of(&self, side: Side) -> Dir {
+        if side == self.orig_side() {
+            Dir::Orig
+        } else {
+            Dir::Reply
+        }
+    }
+
+    /// Tracked TCP state (meaningless for other protocols).
+    #[inline]
+    pub fn tcp_state(&self) -> TcpState {
+        TcpState::from_code(self.tcp)
+    }
+
+    #[inline]
+    pub(super) fn set_tcp_state(&mut self, s: TcpState) {
+        self.tcp = s.to_code();
+    }
+
+    /// The timeout class, which names the expiry list the session is on.
+    #[inline]
+    pub fn timeout_class(&self) -> TimeoutClass {
+        TimeoutClass::from_bits(self.meta & META_CLASS)
+    }
+
+    #[inline]
+    pub(super) fn set_class(&mut self, c: TimeoutClass) {
+        self.meta = (self.meta & !META_CLASS) | c as u8;
+    }
+
+    /// Time of the last packet (the clock the caller passes to `touch`).
+    #[inline]
+    pub fn last_seen(&self) -> u32 {
+        self.last_seen
+    }
+
+    /// The policy generation the session was last checked against.
+    #[inline]
+    pub fn policy_generation(&self) -> u32 {
+        self.policy_gen
+    }
+
+    /// Records that the session was re-checked against policy generation `g`.
+    #[inline]
+    pub fn set_policy_generation(&mut self, g: u32) {
+        self.policy_gen = g;
+    }
+
+    /// Counts one packet of `len` bytes. Packets wrap at 2^32, bytes at 2^48.
+    #[inline(always)]
+    pub fn count(&mut self, len: u32) {
+        self.packets = self.packets.wrapping_add(1);
+        let (lo, carry) = self.bytes_lo.overflowing_add(len);
+        self.bytes_lo = lo;
+        self.bytes_hi = self.bytes_hi.wrapping_add(u16::from(carry));
+    }
+
+    /// Packets counted, modulo 2^32.
+    #[inline]
+    pub fn packets(&self) -> u32 {
+        self.packets
+    }
+
+    /// Bytes counted, modulo 2^48.
+    #[inline]
+    pub fn bytes(&self) -> u64 {
+        u64::from(self.bytes_lo) | (u64::from(self.bytes_hi) << 32)
+    }
+
+    /// Whether the record holds a session (not on the free list).
+    #[inline]
+    pub fn is_live(&self) -> bool {
+        self.meta & META_LIVE != 0
+    }
+}
+
+/// Preallocated, fixed-capacity storage of sessions with an intrusive free list: O(1) alloc and
+/// free, `u32` indices, no allocation after [`Slab::new`]. Freed records are reused first (LIFO),
+/// as their cache lines are the likeliest to be warm.
+pub struct Slab {
+    sessions: Vec<Session>,
+    free_head: u32,
+    live: u32,
+}
+
+impl std::fmt::Debug for Slab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slab")
+            .field("capacity", &self.sessions.len())
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slab {
+    /// A slab of `capacity` free records, advised to transparent huge pages and touched now so
+    /// the fast path never faults a page in.
+    ///
+    /// # Panics
+    /// If `capacity` is zero or above [`Hit::MAX_INDEX`].
+    pub fn new(capacity: u32) -> Self {
+        assert!(
+            (1..=Hit::MAX_INDEX).contains(&capacity),
+            "slab capacity {capacity} must be in 1..=2^31-1"
+        );
+        let mut sessions: Vec<Session> = Vec::with_capacity(capacity as usize);
+        advise_huge_pages(sessions.spare_capacity_mut());
+        sessions.extend((1..=capacity).map(|n| Session::free(if n == capacity { NIL } else { n })));
+        Self {
+            sessions,
+            free_head: 0,
+            live: 0,
+        }
+    }
+
+    /// Bytes of session memory for `capacity` records.
+    pub const fn bytes_for(capacity: u32) -> usize {
+        capacity as usize * std::mem::size_of::<Session>()
+    }
+
+    /// Takes a record off the free list and marks it live; `None` when all are in use.
+    #[inline]
+    pub fn alloc(&mut self) -> Option<u32> {
+        let idx = self.free_head;
+        let s = self.sessions.get_mut(idx as usize)?;
+        self.free_head = s.next;
+        s.meta = META_LIVE;
+        s.prev = NIL;
+        s.next = NIL;
+        self.live += 1;
+        Some(idx)
+    }
+
+    /// Returns a live record to the free list; returns false (and does nothing) if `idx` is not
+    /// live.
+    #[inline]
+    pub fn free(&mut self, idx: u32) -> bool {
+        match self.sessions.get_mut(idx as usize) {
+            Some(s) if s.is_live() => {
+                s.meta = 0;
+                s.prev = NIL;
+                s.next = self.free_head;
+                self.free_head = idx;
+                self.live -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The live session at `idx`.
+    #[inline(always)]
+    pub fn get(&self, idx: u32) -> Option<&Session> {
+        self.sessions.get(idx as usize).filter(|s| s.is_live())
+    }
+
+    /// The live session at `idx`, mutably.
+    #[inline(always)]
+    pub fn get_mut(&mut self, idx: u32) -> Option<&mut Session> {
+        self.sessions.get_mut(idx as usize).filter(|s| s.is_live())
+    }
+
+    /// All records, live or free, for the expiry lists' link updates.
+    #[inline(always)]
+    pub(super) fn records_mut(&mut self) -> &mut [Session] {
+        &mut self.sessions
+    }
+
+    /// Live records.
+    #[inline]
+    pub fn len(&self) -> u32 {
+        self.live
+    }
+
+    /// Whether no record is live.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Number of records.
+    #[inline]
+    pub fn capacity(&self) -> u32 {
+        self.sessions.len() as u32
+    }
+
+    /// Frees every record. O(capacity): for resets outside the fast path.
+    pub fn clear(&mut self) {
+        let cap = self.capacity();
+        for (i, s) in self.sessions.iter_mut().enumerate() {
+            let n = i as u32 + 1;
+            *s = Session::free(if n == cap { NIL } else { n });
+        }
+        self.free_head = 0;
+        self.live = 0;
+    }
+
+    /// Hints the CPU to load session `idx`.
+    #[inline(always)]
+    pub fn prefetch(&self, idx: u32) {
+        if let Some(s) = self.sessions.get(idx as usize) {
+            prefetch(s);
+        }
+    }
+
+    /// Counts free records by walking the free list. For tests.
+    #[cfg(test)]
+    pub(crate) fn free_list_len(&self) -> u32 {
+        let mut n = 0;
+        let mut i = self.free_head;
+        while i != NIL {
+            assert!(
+                !self.sessions[i as usize].is_live(),
+                "live record {i} on the free list"
+            );
+            n += 1;
+            i = self.sessions[i as usize].next;
+        }
+        n
+    }
+}
+
+impl KeyStore for Slab {
+    #[inline(always)]
+    fn key_of(&self, hit: Hit) -> &FlowKey {
+        self.sessions[hit.index as usize].key(hit.side)
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, hit: Hit) {
+        Slab::prefetch(self, hit.index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::key::PROTO_UDP;
+    use std::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn session_is_one_cache_line() {
+        assert_eq!(size_of::<Session>(), 64);
+        assert_eq!(align_of::<Session>(), 64);
+        assert_eq!(offset_of!(Session, keys), 0);
+        assert_eq!(offset_of!(Session, prev), 32);
+        assert_eq!(offset_of!(Session, last_seen), 40);
+        assert_eq!(offset_of!(Session, ip_delta), 48);
+        assert_eq!(offset_of!(Session, packets), 52);
+        assert_eq!(offset_of!(Session, tcp), 62);
+        assert_eq!(offset_of!(Session, meta), 63);
+    }
+
+    #[test]
+    fn alloc_free_lifo_and_exhaustion() {
+        let mut s = Slab::new(3);
+        assert_eq!(
+            (s.alloc(), s.alloc(), s.alloc(), s.alloc()),
+            (Some(0), Some(1), Some(2), None)
+        );
+        assert_eq!(s.len(), 3);
+        assert!(s.free(1));
+        assert!(!s.free(1), "double free refused");
+        assert!(!s.free(7), "out of range refused");
+        assert!(s.get(1).is_none());
+        assert_eq!(s.alloc(), Some(1));
+        assert_eq!(s.free_list_len(), 0);
+        s.clear();
+        assert_eq!((s.len(), s.free_list_len()), (0, 3));
+    }
+
+    #[test]
+    fn counters_carry_into_48_bits() {
+        let mut slab = Slab::new(1);
+        let i = slab.alloc().unwrap_or(0);
+        let s = slab.get_mut(i).expect("live");
+        for _ in 0..3 {
+            s.count(u32::MAX);
+        }
+        s.count(10);
+        assert_eq!(s.packets(), 4);
+        assert_eq!(s.bytes(), 3 * u64::from(u32::MAX) + 10);
+    }
+
+    #[test]
+    fn rewrite_takes_reverse_of_other_key() {
+        let inside = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, 5000, 53, PROTO_UDP);
+        let outside = FlowKey::from_raw(0x0808_0808, 0xc633_6401, 53, 61000, PROTO_UDP);
+        let mut slab = Slab::new(1);
+        let i = slab.alloc().unwrap_or(0);
+        let s = slab.get_mut(i).expect("live");
+        let d = ChecksumDeltas {
+            ip: 0x1234,
+            l4: 0xfedc,
+        };
+        s.init(
+            inside,
+            outside,
+            Side::Inside,
+            TcpState::Closed,
+            TimeoutClass::Udp,
+            3,
+            d,
+            10,
+        );
+        let out = s.rewrite(Side::Inside);
+        assert_eq!(
+            out.tuple,
+            FlowKey::from_raw(0xc633_6401, 0x0808_0808, 61000, 53, PROTO_UDP)
+        );
+        assert_eq!(out.deltas, d);
+        let back = s.rewrite(Side::Outside);
+        assert_eq!(
+            back.tuple,
+            FlowKey::from_raw(0x0808_0808, 0x0a00_0001, 53, 5000, PROTO_UDP)
+        );
+        assert_eq!(
+            back.deltas,
+            ChecksumDeltas {
+                ip: !0x1234,
+                l4: !0xfedc
+            }
+        );
+        assert_eq!(s.dir_of(Side::Inside), Dir::Orig);
+        assert_eq!(s.dir_of(Side::Outside), Dir::Reply);
+        assert_eq!(s.timeout_class(), TimeoutClass::Udp);
+        assert_eq!(s.policy_generation(), 3);
+    }
+
+    /// Ones' complement sum of 16-bit words.
+    fn csum_add(a: u16, b: u16) -> u16 {
+        let s = u32::from(a) + u32::from(b);
+        ((s & 0xffff) + (s >> 16)) as u16
+    }
+
+    /// Checksum of words, RFC 1071.
+    fn checksum(words: &[u16]) -> u16 {
+        !words.iter().fold(0, |acc, &w| csum_add(acc, w))
+    }
+
+    /// RFC 1624 eqn. 3: HC' = ~(~HC + delta).
+    fn apply(hc: u16, delta: u16) -> u16 {
+        !csum_add(!hc, delta)
+    }
+
+    #[test]
+    fn reversed_deltas_undo_the_rewrite() {
+        // A pseudo header-ish set of words where an address and a port change.
+        let before = [0x0a00u16, 0x0001, 0x0808, 0x0808, 5000, 53, 0x0011, 0x1c];
+        let mut after = before;
+        after[0] = 0xc633;
+        after[1] = 0x6401;
+        after[4] = 61000;
+        let delta = (0..before.len())
+            .filter(|&i| before[i] != after[i])
+            .fold(0, |acc, i| csum_add(csum_add(acc, !before[i]), after[i]));
+        let d = ChecksumDeltas {
+            ip: delta,
+            l4: delta,
+        };
+        assert_eq!(apply(checksum(&before), d.l4), checksum(&after));
+        assert_eq!(apply(checksum(&after), d.reversed().l4), checksum(&before));
+    }
+}

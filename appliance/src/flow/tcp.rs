@@ -1,0 +1,713 @@
+//! TCP connection tracking as a pure function: the state a middlebox can infer from the flags it
+//! sees, without sequence numbers.
+//!
+//! The states are named after RFC 9293's endpoint states, seen from the middle. What a NAT needs
+//! from them is the timeout (RFC 5382 section 5, REQ-5): an *established* connection may idle for
+//! at least 2 h 4 min, a *transitory* one (partially open or partially closed) for at least
+//! 4 min. So only [`TcpState::Established`] maps to [`TimeoutClass::TcpEstablished`].
+
+use super::expiry::TimeoutClass;
+
+/// Who sent a packet, relative to the connection: the side that sent the first SYN, or the
+/// other one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// From the side that opened the connection.
+    Orig,
+    /// From the side that accepted it.
+    Reply,
+}
+
+impl Dir {
+    /// The opposite direction.
+    #[inline]
+    pub const fn other(self) -> Self {
+        match self {
+            Dir::Orig => Dir::Reply,
+            Dir::Reply => Dir::Orig,
+        }
+    }
+}
+
+/// The TCP flags the tracker looks at. The bit values are those of the TCP header's flags byte
+/// (RFC 9293 section 3.1), so a parser can pass that byte to [`TcpFlags::from_bits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(u8);
+
+impl TcpFlags {
+    /// No more data from the sender.
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    /// Synchronize sequence numbers: opens a connection.
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    /// Reset: aborts the connection.
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    /// The acknowledgment field is significant.
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    /// A SYN with ACK: the answer to a SYN.
+    pub const SYN_ACK: TcpFlags = TcpFlags(0x12);
+    /// A FIN with ACK, the usual form of a FIN.
+    pub const FIN_ACK: TcpFlags = TcpFlags(0x11);
+
+    /// The flags from the TCP header's flags byte; bits the tracker ignores (PSH, URG, ECE, CWR)
+    /// are dropped.
+    #[inline]
+    pub const fn from_bits(bits: u8) -> Self {
+        TcpFlags(bits & 0x17)
+    }
+
+    /// The flags as header bits.
+    #[inline]
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether every flag in `other` is set.
+    #[inline]
+    pub const fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    #[inline]
+    const fn syn(self) -> bool {
+        self.0 & 0x02 != 0
+    }
+    #[inline]
+    const fn ack(self) -> bool {
+        self.0 & 0x10 != 0
+    }
+    #[inline]
+    const fn fin(self) -> bool {
+        self.0 & 0x01 != 0
+    }
+    #[inline]
+    const fn rst(self) -> bool {
+        self.0 & 0x04 != 0
+    }
+    /// A SYN without ACK: an opening attempt.
+    #[inline]
+    const fn pure_syn(self) -> bool {
+        self.syn() && !self.ack() && !self.rst()
+    }
+}
+
+impl std::ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+    #[inline]
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
+
+/// The tracked state of a TCP connection.
+///
+/// The closing states carry the direction of the first FIN (`closer`), because whether the next
+/// FIN or ACK completes the close depends on who sends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    /// The originator sent a SYN; no answer yet.
+    SynSent,
+    /// The other side answered with SYN+ACK (or a SYN: simultaneous open); waiting for the
+    /// originator's ACK.
+    SynReceived,
+    /// Handshake complete, no FIN seen.
+    Established,
+    /// `closer` sent a FIN that the other side has not acknowledged yet.
+    FinWait {
+        /// Who sent the first FIN.
+        closer: Dir,
+    },
+    /// `closer`'s FIN was acknowledged; the other side may still send data (half close).
+    CloseWait {
+        /// Who sent the first FIN.
+        closer: Dir,
+    },
+    /// Both sides sent a FIN; waiting for `closer` to acknowledge the second one.
+    LastAck {
+        /// Who sent the first FIN, and so owes the last ACK.
+        closer: Dir,
+    },
+    /// Both FINs acknowledged; the session lingers for the transitory timeout to absorb
+    /// retransmissions, and a new SYN from the originator reopens it.
+    TimeWait,
+    /// Reset, or never opened: only a new SYN from the originator reopens it.
+    Closed,
+}
+
+impl TcpState {
+    /// The state of a new session whose first packet, from the originator, has `flags`.
+    ///
+    /// A SYN without ACK opens the session in [`TcpState::SynSent`]. Anything else is refused
+    /// (`None`) unless `loose` is set: then a mid-stream packet (an existing connection picked
+    /// up after a restart or a route change) opens it as [`TcpState::Established`]. A RST never
+    /// opens a session.
+    #[inline]
+    pub const fn open(flags: TcpFlags, loose: bool) -> Option<TcpState> {
+        if flags.rst() {
+            None
+        } else if flags.pure_syn() {
+            Some(TcpState::SynSent)
+        } else if loose {
+            Some(TcpState::Established)
+        } else {
+            None
+        }
+    }
+
+    /// The state after a packet with `flags` travelling in direction `dir`.
+    ///
+    /// Rules, in order: RST from either side closes; a SYN without ACK from the originator on a
+    /// closing or closed connection reopens it ([`TcpState::SynSent`], port reuse per RFC 5382
+    /// section 5 and RFC 6191); otherwise the handshake and the close advance as described on
+    /// each state. A packet that does not fit the state leaves it unchanged: tracking never
+    /// drops, the caller decides what an unexpected packet means.
+    #[inline]
+    #[must_use]
+    pub const fn next(self, flags: TcpFlags, dir: Dir) -> TcpState {
+        use TcpState::*;
+        if flags.rst() {
+            return Closed;
+        }
+        let orig = matches!(dir, Dir::Orig);
+        match self {
+            SynSent => {
+                if !orig && flags.syn() {
+                    SynReceived
+                } else {
+                    SynSent
+                }
+            }
+            SynReceived => {
+                if orig && flags.ack() && !flags.syn() {
+                    if flags.fin() {
+                        FinWait { closer: Dir::Orig }
+                    } else {
+                        Established
+                    }
+                } else {
+                    SynReceived
+                }
+            }
+            Established => {
+                if flags.fin() {
+                    FinWait { closer: dir }
+                } else {
+                    Established
+                }
+            }
+            FinWait { closer } => {
+                if orig && flags.pure_syn() {
+                    SynSent
+                } else if same_dir(dir, closer) {
+                    self
+                } else if flags.fin() {
+                    LastAck { closer }
+                } else if flags.ack() {
+                    CloseWait { closer }
+                } else {
+                    self
+                }
+            }
+            CloseWait { closer } => {
+                if orig && flags.pure_syn() {
+                    SynSent
+                } else if !same_dir(dir, closer) && flags.fin() {
+                    LastAck { closer }
+                } else {
+                    self
+                }
+            }
+            LastAck { closer } => {
+                if orig && flags.pure_syn() {
+                    SynSent
+                } else if same_dir(dir, closer) && flags.ack() {
+                    TimeWait
+                } else {
+                    self
+                }
+            }
+            TimeWait | Closed => {
+                if orig && flags.pure_syn() {
+                    SynSent
+                } else {
+                    self
+                }
+            }
+        }
+    }
+
+    /// The timeout class of a session in this state: established or transitory (RFC 5382
+    /// REQ-5).
+    #[inline]
+    pub const fn timeout_class(self) -> TimeoutClass {
+        match self {
+            TcpState::Established => TimeoutClass::TcpEstablished,
+            _ => TimeoutClass::TcpTransitory,
+        }
+    }
+
+    /// [`TcpState::next`] and the timeout class of the new state together.
+    #[inline]
+    pub const fn step(self, flags: TcpFlags, dir: Dir) -> (TcpState, TimeoutClass) {
+        let s = self.next(flags, dir);
+        (s, s.timeout_class())
+    }
+
+    /// One-byte encoding, for the session record.
+    #[inline]
+    pub(crate) const fn to_code(self) -> u8 {
+        use TcpState::*;
+        match self {
+            SynSent => 0,
+            SynReceived => 1,
+            Established => 2,
+            FinWait { closer: Dir::Orig } => 3,
+            FinWait { closer: Dir::Reply } => 4,
+            CloseWait { closer: Dir::Orig } => 5,
+            CloseWait { closer: Dir::Reply } => 6,
+            LastAck { closer: Dir::Orig } => 7,
+            LastAck { closer: Dir::Reply } => 8,
+            TimeWait => 9,
+            Closed => 10,
+        }
+    }
+
+    /// Inverse of [`TcpState::to_code`]; unknown codes read as `Closed`.
+    #[inline]
+    pub(crate) const fn from_code(code: u8) -> Self {
+        use TcpState::*;
+        match code {
+            0 => SynSent,
+            1 => SynReceived,
+            2 => Established,
+            3 => FinWait { closer: Dir::Orig },
+            4 => FinWait { closer: Dir::Reply },
+            5 => CloseWait { closer: Dir::Orig },
+            6 => CloseWait { closer: Dir::Reply },
+            7 => LastAck { closer: Dir::Orig },
+            8 => LastAck { closer: Dir::Reply },
+            9 => TimeWait,
+            _ => Closed,
+        }
+    }
+}
+
+#[inline]
+const fn same_dir(a: Dir, b: Dir) -> bool {
+    matches!((a, b), (Dir::Orig, Dir::Orig) | (Dir::Reply, Dir::Reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dir::{Orig, Reply};
+    use super::TcpState::*;
+    use super::*;
+
+    const SYN: TcpFlags = TcpFlags::SYN;
+    const ACK: TcpFlags = TcpFlags::ACK;
+    const SYN_ACK: TcpFlags = TcpFlags::SYN_ACK;
+    const FIN_ACK: TcpFlags = TcpFlags::FIN_ACK;
+    const FIN: TcpFlags = TcpFlags::FIN;
+    const RST: TcpFlags = TcpFlags::RST;
+    const RST_ACK: TcpFlags = TcpFlags(0x14);
+
+    const ALL: [TcpState; 11] = [
+        SynSent,
+        SynReceived,
+        Established,
+        FinWait { closer: Orig },
+        FinWait { closer: Reply },
+        CloseWait { closer: Orig },
+        CloseWait { closer: Reply },
+        LastAck { closer: Orig },
+        LastAck { closer: Reply },
+        TimeWait,
+        Closed,
+    ];
+
+    fn transitory(s: TcpState) {
+        assert_eq!(s.timeout_class(), TimeoutClass::TcpTransitory, "{s:?}");
+    }
+
+    // =========================================================================================
+    // Opening a session
+    // =========================================================================================
+
+    #[test]
+    fn open_with_syn() {
+        assert_eq!(TcpState::open(SYN, false), Some(SynSent));
+        assert_eq!(TcpState::open(SYN, true), Some(SynSent));
+    }
+
+    #[test]
+    fn open_strict_refuses_mid_stream() {
+        for f in [ACK, SYN_ACK, FIN_ACK, FIN, TcpFlags(0)] {
+            assert_eq!(TcpState::open(f, false), None, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn open_loose_accepts_mid_stream_as_established() {
+        for f in [ACK, SYN_ACK, FIN_ACK, TcpFlags(0x18)] {
+            assert_eq!(TcpState::open(f, true), Some(Established), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn open_never_with_rst() {
+        assert_eq!(TcpState::open(RST, true), None);
+        assert_eq!(TcpState::open(RST_ACK, true), None);
+        assert_eq!(TcpState::open(SYN | RST, true), None);
+    }
+
+    #[test]
+    fn from_bits_ignores_psh_urg_ece_cwr() {
+        assert_eq!(TcpFlags::from_bits(0xff).bits(), 0x17);
+        assert_eq!(TcpFlags::from_bits(0x18), ACK);
+        assert!(TcpFlags::from_bits(0x12).contains(SYN));
+    }
+
+    // =========================================================================================
+    // Any state
+    // =========================================================================================
+
+    #[test]
+    fn rst_closes_from_every_state_either_direction() {
+        for s in ALL {
+            for d in [Orig, Reply] {
+                assert_eq!(s.step(RST, d), (Closed, TimeoutClass::TcpTransitory));
+                assert_eq!(s.next(RST_ACK, d), Closed);
+            }
+        }
+    }
+
+    #[test]
+    fn only_established_has_established_timeout() {
+        for s in ALL {
+            let want = if s == Established {
+                TimeoutClass::TcpEstablished
+            } else {
+                TimeoutClass::TcpTransitory
+            };
+            assert_eq!(s.timeout_class(), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn code_round_trip() {
+        for s in ALL {
+            assert_eq!(TcpState::from_code(s.to_code()), s);
+        }
+        assert_eq!(TcpState::from_code(200), Closed);
+    }
+
+    // =========================================================================================
+    // SYN_SENT
+    // =========================================================================================
+
+    #[test]
+    fn syn_sent_syn_ack_from_reply() {
+        assert_eq!(
+            SynSent.step(SYN_ACK, Reply),
+            (SynReceived, TimeoutClass::TcpTransitory)
+        );
+    }
+
+    #[test]
+    fn syn_sent_simultaneous_open() {
+        assert_eq!(SynSent.next(SYN, Reply), SynReceived);
+    }
+
+    #[test]
+    fn syn_sent_retransmitted_syn() {
+        assert_eq!(SynSent.next(SYN, Orig), SynSent);
+    }
+
+    #[test]
+    fn syn_sent_ignores_ack_and_fin_before_answer() {
+        for (f, d) in [(ACK, Orig), (ACK, Reply), (FIN_ACK, Orig), (FIN, Reply)] {
+            assert_eq!(SynSent.next(f, d), SynSent, "{f:?} {d:?}");
+        }
+    }
+
+    // =========================================================================================
+    // SYN_RECEIVED
+    // =========================================================================================
+
+    #[test]
+    fn syn_received_ack_from_orig_establishes() {
+        assert_eq!(
+            SynReceived.step(ACK, Orig),
+            (Established, TimeoutClass::TcpEstablished)
+        );
+    }
+
+    #[test]
+    fn syn_received_fin_ack_from_orig_establishes_and_closes() {
+        assert_eq!(SynReceived.next(FIN_ACK, Orig), FinWait { closer: Orig });
+    }
+
+    #[test]
+    fn syn_received_retransmissions_stay() {
+        assert_eq!(SynReceived.next(SYN_ACK, Reply), SynReceived);
+        assert_eq!(SynReceived.next(SYN, Orig), SynReceived);
+        transitory(SynReceived);
+    }
+
+    #[test]
+    fn syn_received_ack_from_reply_does_not_establish() {
+        assert_eq!(SynReceived.next(ACK, Reply), SynReceived);
+    }
+
+    // =========================================================================================
+    // ESTABLISHED
+    // =========================================================================================
+
+    #[test]
+    fn established_data_stays() {
+        for d in [Orig, Reply] {
+            assert_eq!(
+                Established.step(ACK, d),
+                (Established, TimeoutClass::TcpEstablished)
+            );
+            assert_eq!(Established.next(TcpFlags(0x18), d), Established);
+        }
+    }
+
+    #[test]
+    fn established_fin_from_orig() {
+        assert_eq!(
+            Established.step(FIN_ACK, Orig),
+            (FinWait { closer: Orig }, TimeoutClass::TcpTransitory)
+        );
+    }
+
+    #[test]
+    fn established_fin_from_reply() {
+        assert_eq!(Established.next(FIN_ACK, Reply), FinWait { closer: Reply });
+        assert_eq!(Established.next(FIN, Reply), FinWait { closer: Reply });
+    }
+
+    #[test]
+    fn established_syn_does_not_reopen() {
+        assert_eq!(Established.next(SYN, Orig), Established);
+        assert_eq!(Established.next(SYN, Reply), Established);
+    }
+
+    // =========================================================================================
+    // FIN_WAIT
+    // =========================================================================================
+
+    #[test]
+    fn fin_wait_ack_from_other_side_half_closes() {
+        assert_eq!(
+            FinWait { closer: Orig }.next(ACK, Reply),
+            CloseWait { closer: Orig }
+        );
+        assert_eq!(
+            FinWait { closer: Reply }.next(ACK, Orig),
+            CloseWait { closer: Reply }
+        );
+    }
+
+    #[test]
+    fn fin_wait_fin_from_other_side_goes_to_last_ack() {
+        assert_eq!(
+            FinWait { closer: Orig }.next(FIN_ACK, Reply),
+            LastAck { closer: Orig }
+        );
+        assert_eq!(
+            FinWait { closer: Reply }.next(FIN_ACK, Orig),
+            LastAck { closer: Reply }
+        );
+    }
+
+    #[test]
+    fn fin_wait_closer_retransmits_stay() {
+        let s = FinWait { closer: Orig };
+        assert_eq!(s.next(FIN_ACK, Orig), s);
+        assert_eq!(s.next(ACK, Orig), s);
+        transitory(s);
+    }
+
+    #[test]
+    fn fin_wait_syn_from_orig_reopens() {
+        assert_eq!(FinWait { closer: Reply }.next(SYN, Orig), SynSent);
+        assert_eq!(FinWait { closer: Orig }.next(SYN, Orig), SynSent);
+    }
+
+    #[test]
+    fn fin_wait_syn_from_reply_does_not_reopen() {
+        let s = FinWait { closer: Orig };
+        assert_eq!(s.next(SYN, Reply), s);
+    }
+
+    // =========================================================================================
+    // CLOSE_WAIT
+    // =========================================================================================
+
+    #[test]
+    fn close_wait_data_from_open_side_stays() {
+        let s = CloseWait { closer: Orig };
+        assert_eq!(s.next(ACK, Reply), s);
+        assert_eq!(s.next(ACK, Orig), s);
+        transitory(s);
+    }
+
+    #[test]
+    fn close_wait_fin_from_open_side_goes_to_last_ack() {
+        assert_eq!(
+            CloseWait { closer: Orig }.next(FIN_ACK, Reply),
+            LastAck { closer: Orig }
+        );
+        assert_eq!(
+            CloseWait { closer: Reply }.next(FIN_ACK, Orig),
+            LastAck { closer: Reply }
+        );
+    }
+
+    #[test]
+    fn close_wait_fin_retransmit_from_closer_stays() {
+        let s = CloseWait { closer: Reply };
+        assert_eq!(s.next(FIN_ACK, Reply), s);
+    }
+
+    #[test]
+    fn close_wait_syn_from_orig_reopens() {
+        assert_eq!(CloseWait { closer: Orig }.next(SYN, Orig), SynSent);
+    }
+
+    // =========================================================================================
+    // LAST_ACK
+    // =========================================================================================
+
+    #[test]
+    fn last_ack_ack_from_closer_goes_to_time_wait() {
+        assert_eq!(
+            LastAck { closer: Orig }.step(ACK, Orig),
+            (TimeWait, TimeoutClass::TcpTransitory)
+        );
+        assert_eq!(LastAck { closer: Reply }.next(ACK, Reply), TimeWait);
+    }
+
+    #[test]
+    fn last_ack_packets_from_other_side_stay() {
+        let s = LastAck { closer: Orig };
+        assert_eq!(s.next(ACK, Reply), s);
+        assert_eq!(s.next(FIN_ACK, Reply), s);
+    }
+
+    #[test]
+    fn last_ack_syn_from_orig_reopens() {
+        assert_eq!(LastAck { closer: Reply }.next(SYN, Orig), SynSent);
+    }
+
+    // =========================================================================================
+    // TIME_WAIT
+    // =========================================================================================
+
+    #[test]
+    fn time_wait_absorbs_retransmissions() {
+        for (f, d) in [
+            (ACK, Orig),
+            (FIN_ACK, Reply),
+            (ACK, Reply),
+            (SYN_ACK, Reply),
+        ] {
+            assert_eq!(TimeWait.next(f, d), TimeWait, "{f:?} {d:?}");
+        }
+        transitory(TimeWait);
+    }
+
+    #[test]
+    fn time_wait_syn_from_orig_reopens() {
+        assert_eq!(
+            TimeWait.step(SYN, Orig),
+            (SynSent, TimeoutClass::TcpTransitory)
+        );
+    }
+
+    #[test]
+    fn time_wait_syn_from_reply_does_not_reopen() {
+        assert_eq!(TimeWait.next(SYN, Reply), TimeWait);
+    }
+
+    // =========================================================================================
+    // CLOSED
+    // =========================================================================================
+
+    #[test]
+    fn closed_stays_closed() {
+        for (f, d) in [
+            (ACK, Orig),
+            (FIN_ACK, Reply),
+            (SYN_ACK, Reply),
+            (SYN, Reply),
+        ] {
+            assert_eq!(Closed.next(f, d), Closed, "{f:?} {d:?}");
+        }
+        transitory(Closed);
+    }
+
+    #[test]
+    fn closed_syn_from_orig_reopens() {
+        assert_eq!(Closed.next(SYN, Orig), SynSent);
+    }
+
+    // =========================================================================================
+    // Whole connections
+    // =========================================================================================
+
+    fn run(steps: &[(TcpFlags, Dir)]) -> TcpState {
+        let (first, rest) = steps.split_first().expect("a packet");
+        assert_eq!(first.1, Orig);
+        let mut s = TcpState::open(first.0, false).expect("opens");
+        for &(f, d) in rest {
+            s = s.next(f, d);
+        }
+        s
+    }
+
+    #[test]
+    fn full_connection_active_close_by_orig() {
+        let s = run(&[
+            (SYN, Orig),
+            (SYN_ACK, Reply),
+            (ACK, Orig),
+            (ACK, Reply),
+            (FIN_ACK, Orig),
+            (ACK, Reply),
+            (FIN_ACK, Reply),
+            (ACK, Orig),
+        ]);
+        assert_eq!(s, TimeWait);
+    }
+
+    #[test]
+    fn full_connection_close_by_reply_with_combined_fin() {
+        let s = run(&[
+            (SYN, Orig),
+            (SYN_ACK, Reply),
+            (ACK, Orig),
+            (FIN_ACK, Reply),
+            (FIN_ACK, Orig),
+            (ACK, Reply),
+        ]);
+        assert_eq!(s, TimeWait);
+    }
+
+    #[test]
+    fn connection_reuse_after_time_wait() {
+        let s = run(&[
+            (SYN, Orig),
+            (SYN_ACK, Reply),
+            (ACK, Orig),
+            (FIN_ACK, Orig),
+            (FIN_ACK, Reply),
+            (ACK, Orig),
+            (SYN, Orig),
+            (SYN_ACK, Reply),
+            (ACK, Orig),
+        ]);
+        assert_eq!(s, Established);
+    }
+}

@@ -1,0 +1,864 @@
+//! Tests of the whole table: unit tests for full tables and reuse, and property tests against
+//! `hashbrown` models.
+
+use super::expiry::is_expired;
+use super::*;
+use hashbrown::HashMap;
+use proptest::prelude::*;
+
+const T: Timeouts = Timeouts {
+    tcp_established: 100,
+    tcp_transitory: 20,
+    udp: 30,
+    icmp: 10,
+};
+
+fn seed() -> HashSeed {
+    HashSeed::fixed(0x1234, 0x5678, 0x9abc)
+}
+
+/// Inside key of flow `i`: host 10.0.x.y talking to 8.8.8.8.
+fn inside(i: u32, proto: u8) -> FlowKey {
+    FlowKey::from_raw(
+        0x0a00_0000 | i,
+        0x0808_0808,
+        1024 + (i % 60000) as u16,
+        53,
+        proto,
+    )
+}
+
+/// Outside key of flow `i`: 8.8.8.8 answering public port `2000 + i`.
+fn outside(i: u32, proto: u8) -> FlowKey {
+    FlowKey::from_raw(
+        0x0808_0808,
+        0xc633_6401,
+        53,
+        2000 + (i % 60000) as u16,
+        proto,
+    )
+}
+
+fn new_udp(i: u32) -> NewSession {
+    NewSession::new(inside(i, PROTO_UDP), outside(i, PROTO_UDP), Side::Inside)
+}
+
+fn new_tcp(i: u32, tcp: TcpState) -> NewSession {
+    NewSession {
+        tcp,
+        ..NewSession::new(inside(i, PROTO_TCP), outside(i, PROTO_TCP), Side::Inside)
+    }
+}
+
+fn no_cb(_: u32, _: &Session) {
+    panic!("no session should be reclaimed");
+}
+
+// =============================================================================================
+// Unit tests
+// =============================================================================================
+
+#[test]
+fn both_keys_find_the_session_with_their_side() {
+    let mut t = FlowTable::with_seed(16, T, seed());
+    let idx = t.create(&new_udp(1), 5, no_cb).expect("created");
+    assert_eq!(
+        t.lookup(&inside(1, PROTO_UDP)),
+        Some(Hit {
+            index: idx,
+            side: Side::Inside
+        })
+    );
+    assert_eq!(
+        t.lookup(&outside(1, PROTO_UDP)),
+        Some(Hit {
+            index: idx,
+            side: Side::Outside
+        })
+    );
+    assert_eq!(t.lookup(&inside(1, PROTO_TCP)), None);
+    let s = t.get(idx).expect("live");
+    assert_eq!(s.inside(), &inside(1, PROTO_UDP));
+    assert_eq!(s.outside(), &outside(1, PROTO_UDP));
+    assert_eq!(s.last_seen(), 5);
+    assert_eq!(s.timeout_class(), TimeoutClass::Udp);
+    assert_eq!(t.len(), 1);
+    t.check_invariants(true);
+    assert!(t.remove(idx));
+    assert!(!t.remove(idx));
+    assert_eq!(t.lookup(&inside(1, PROTO_UDP)), None);
+    assert!(t.is_empty());
+    t.check_invariants(true);
+}
+
+#[test]
+fn burst_lookup_matches_single_lookup() {
+    let mut t = FlowTable::with_seed(1000, T, seed());
+    for i in 0..1000 {
+        t.create(&new_udp(i), 0, no_cb).expect("created");
+    }
+    let keys: Vec<FlowKey> = (0..96)
+        .map(|i| {
+            if i % 3 == 0 {
+                outside(i * 7, PROTO_UDP)
+            } else {
+                inside(i * 13, PROTO_UDP)
+            }
+        })
+        .collect();
+    let mut out = [None; 96];
+    t.lookup_burst(&keys, &mut out);
+    for (k, o) in keys.iter().zip(out) {
+        assert_eq!(o, t.lookup(k));
+    }
+    assert!(out.iter().filter(|o| o.is_some()).count() >= 70);
+}
+
+#[test]
+fn class_follows_protocol_and_tcp_state() {
+    let mut t = FlowTable::with_seed(8, T, seed());
+    let a = t
+        .create(&new_tcp(1, TcpState::SynSent), 0, no_cb)
+        .expect("tcp");
+    let b = t
+        .create(&new_tcp(2, TcpState::Established), 0, no_cb)
+        .expect("tcp");
+    let icmp = NewSession::new(
+        FlowKey::icmp_echo(0x0a00_0001.into(), 0x0808_0808.into(), 7),
+        FlowKey::icmp_echo(0x0808_0808.into(), 0xc633_6401.into(), 9),
+        Side::Inside,
+    );
+    let c = t.create(&icmp, 0, no_cb).expect("icmp");
+    let d = t.create(&new_udp(3), 0, no_cb).expect("udp");
+    let class = |t: &FlowTable, i| t.get(i).map(Session::timeout_class);
+    assert_eq!(class(&t, a), Some(TimeoutClass::TcpTransitory));
+    assert_eq!(class(&t, b), Some(TimeoutClass::TcpEstablished));
+    assert_eq!(class(&t, c), Some(TimeoutClass::Icmp));
+    assert_eq!(class(&t, d), Some(TimeoutClass::Udp));
+    assert_eq!(t.len_by_class(), [1, 1, 1, 1]);
+    t.check_invariants(true);
+}
+
+#[test]
+fn tcp_tracking_moves_between_lists() {
+    let mut t = FlowTable::with_seed(8, T, seed());
+    let i = t
+        .create(&new_tcp(1, TcpState::SynSent), 0, no_cb)
+        .expect("tcp");
+    assert_eq!(
+        t.track_tcp(i, TcpFlags::SYN_ACK, Side::Outside, 1),
+        Some(TcpState::SynReceived)
+    );
+    assert_eq!(
+        t.track_tcp(i, TcpFlags::ACK, Side::Inside, 2),
+        Some(TcpState::Established)
+    );
+    assert_eq!(t.len_by_class(), [0, 1, 0, 0]);
+    t.check_invariants(true);
+    // Established outlives the transitory timeout.
+    assert_eq!(t.expire(2 + T.tcp_transitory + 5, 100, no_cb), 0);
+    assert_eq!(
+        t.track_tcp(i, TcpFlags::RST, Side::Outside, 30),
+        Some(TcpState::Closed)
+    );
+    assert_eq!(t.len_by_class(), [1, 0, 0, 0]);
+    assert_eq!(t.get(i).map(Session::last_seen), Some(30));
+    t.check_invariants(true);
+    let mut freed = Vec::new();
+    assert_eq!(
+        t.expire(30 + T.tcp_transitory, 100, |i, _| freed.push(i)),
+        1
+    );
+    assert_eq!(freed, [i]);
+    // A UDP session is touched, not tracked.
+    let u = t.create(&new_udp(2), 40, no_cb).expect("udp");
+    assert_eq!(t.track_tcp(u, TcpFlags::SYN, Side::Inside, 41), None);
+    assert_eq!(
+        t.get(u).map(Session::timeout_class),
+        Some(TimeoutClass::Udp)
+    );
+    assert_eq!(t.get(u).map(Session::last_seen), Some(41));
+}
+
+#[test]
+fn ingress_session_directions() {
+    let mut t = FlowTable::with_seed(8, T, seed());
+    let new = NewSession {
+        orig: Side::Outside,
+        ..new_tcp(1, TcpState::SynSent)
+    };
+    let i = t.create(&new, 0, no_cb).expect("tcp");
+    assert_eq!(t.get(i).map(|s| s.dir_of(Side::Outside)), Some(Dir::Orig));
+    // The SYN+ACK comes from the inside server.
+    assert_eq!(
+        t.track_tcp(i, TcpFlags::SYN_ACK, Side::Inside, 1),
+        Some(TcpState::SynReceived)
+    );
+    assert_eq!(
+        t.track_tcp(i, TcpFlags::ACK, Side::Outside, 1),
+        Some(TcpState::Established)
+    );
+}
+
+#[test]
+fn create_burst_equals_creates_in_order() {
+    let mut a = FlowTable::with_seed(6, T, seed());
+    let mut b = FlowTable::with_seed(6, T, seed());
+    // Eight new sessions for six records, one duplicate, two reclaims once time has passed.
+    let mut new: Vec<NewSession> = (0..8).map(new_udp).collect();
+    new[5] = NewSession::new(inside(2, PROTO_UDP), outside(50, PROTO_UDP), Side::Inside);
+    for t in [&mut a, &mut b] {
+        t.create(&new_udp(100), 0, no_cb).expect("old");
+        t.create(&new_udp(101), 0, no_cb).expect("old");
+    }
+    let mut out = vec![Ok(0); new.len()];
+    let mut reclaimed_a = Vec::new();
+    a.create_burst(&new, 40, |i, _: &Session| reclaimed_a.push(i), &mut out);
+    let mut reclaimed_b = Vec::new();
+    let want: Vec<_> = new
+        .iter()
+        .map(|n| b.create(n, 40, |i, _: &Session| reclaimed_b.push(i)))
+        .collect();
+    assert_eq!(out, want);
+    assert_eq!(reclaimed_a, reclaimed_b);
+    assert_eq!(reclaimed_a.len(), 2);
+    assert!(matches!(out[5], Err(CreateError::Exists(_))));
+    assert_eq!(out[7], Err(CreateError::Full));
+    a.check_invariants(true);
+}
+
+#[test]
+fn duplicate_keys_are_refused() {
+    let mut t = FlowTable::with_seed(8, T, seed());
+    let a = t.create(&new_udp(1), 0, no_cb).expect("created");
+    let same_inside = NewSession::new(inside(1, PROTO_UDP), outside(2, PROTO_UDP), Side::Inside);
+    assert_eq!(
+        t.create(&same_inside, 0, no_cb),
+        Err(CreateError::Exists(Hit {
+            index: a,
+            side: Side::Inside
+        }))
+    );
+    let same_outside = NewSession::new(inside(2, PROTO_UDP), outside(1, PROTO_UDP), Side::Inside);
+    assert_eq!(
+        t.create(&same_outside, 0, no_cb),
+        Err(CreateError::Exists(Hit {
+            index: a,
+            side: Side::Outside
+        }))
+    );
+    // An outside key equal to another session's inside key is a duplicate too.
+    let crossed = NewSession::new(inside(3, PROTO_UDP), inside(1, PROTO_UDP), Side::Inside);
+    assert!(matches!(
+        t.create(&crossed, 0, no_cb),
+        Err(CreateError::Exists(_))
+    ));
+    assert_eq!(t.len(), 1);
+    t.check_invariants(true);
+}
+
+#[test]
+fn full_table_refuses_when_nothing_expired() {
+    let mut t = FlowTable::with_seed(4, T, seed());
+    for i in 0..4 {
+        t.create(&new_udp(i), 0, no_cb).expect("created");
+    }
+    assert_eq!(
+        t.create(&new_udp(9), T.udp - 1, no_cb),
+        Err(CreateError::Full)
+    );
+    assert_eq!(t.len(), 4);
+    assert_eq!(t.lookup(&inside(9, PROTO_UDP)), None);
+    t.check_invariants(true);
+}
+
+#[test]
+fn full_table_reuses_oldest_expired_session() {
+    let mut t = FlowTable::with_seed(4, T, seed());
+    let ids: Vec<u32> = (0..4)
+        .map(|i| t.create(&new_udp(i), i, no_cb).expect("created"))
+        .collect();
+    // At 31 the sessions seen at 0 and 1 have expired; the one seen at 0 is the oldest.
+    let mut reclaimed = Vec::new();
+    let n = t
+        .create(&new_udp(10), 31, |i, s: &Session| {
+            reclaimed.push((i, *s.inside()))
+        })
+        .expect("reuses");
+    assert_eq!(reclaimed, [(ids[0], inside(0, PROTO_UDP))]);
+    assert_eq!(n, ids[0], "the freed record is reused");
+    assert_eq!(t.lookup(&inside(0, PROTO_UDP)), None);
+    assert_eq!(t.lookup(&outside(0, PROTO_UDP)), None);
+    assert_eq!(t.lookup(&inside(10, PROTO_UDP)).map(|h| h.index), Some(n));
+    assert_eq!(t.len(), 4);
+    t.check_invariants(true);
+}
+
+#[test]
+fn reuse_picks_the_earliest_deadline_across_classes() {
+    let mut t = FlowTable::with_seed(3, T, seed());
+    // ICMP seen at 0 expires at 10, UDP seen at 0 at 30, TCP transitory seen at 5 at 25.
+    let icmp = NewSession::new(
+        FlowKey::icmp_echo(0x0a00_0001.into(), 0x0808_0808.into(), 7),
+        FlowKey::icmp_echo(0x0808_0808.into(), 0xc633_6401.into(), 9),
+        Side::Inside,
+    );
+    let u = t.create(&new_udp(1), 0, no_cb).expect("udp");
+    let c = t.create(&icmp, 0, no_cb).expect("icmp");
+    let p = t
+        .create(&new_tcp(2, TcpState::SynSent), 5, no_cb)
+        .expect("tcp");
+    let mut got = Vec::new();
+    t.create(&new_udp(3), 40, |i, _: &Session| got.push(i))
+        .expect("reuse");
+    t.create(&new_udp(4), 40, |i, _: &Session| got.push(i))
+        .expect("reuse");
+    t.create(&new_udp(5), 40, |i, _: &Session| got.push(i))
+        .expect("reuse");
+    assert_eq!(got, [c, p, u]);
+    t.check_invariants(true);
+}
+
+#[test]
+fn established_sessions_are_never_evicted() {
+    let mut t = FlowTable::with_seed(2, T, seed());
+    t.create(&new_tcp(1, TcpState::Established), 0, no_cb)
+        .expect("tcp");
+    t.create(&new_tcp(2, TcpState::Established), 0, no_cb)
+        .expect("tcp");
+    // Well past every other timeout, but not the established one.
+    assert_eq!(
+        t.create(&new_udp(3), T.tcp_established - 1, no_cb),
+        Err(CreateError::Full)
+    );
+    assert_eq!(t.len(), 2);
+    let mut got = 0;
+    t.create(&new_udp(3), T.tcp_established, |_, _: &Session| got += 1)
+        .expect("reuse");
+    assert_eq!(got, 1);
+}
+
+#[test]
+fn touch_postpones_expiry() {
+    let mut t = FlowTable::with_seed(4, T, seed());
+    let a = t.create(&new_udp(1), 0, no_cb).expect("a");
+    let b = t.create(&new_udp(2), 0, no_cb).expect("b");
+    t.touch(b, 10);
+    t.touch(a, 20);
+    t.touch(a, 20); // same tick: nothing to move
+    t.touch(b, 5); // clock went backwards: ignored
+    t.check_invariants(true);
+    let mut freed = Vec::new();
+    assert_eq!(t.expire(40, 10, |i, _| freed.push(i)), 1);
+    assert_eq!(freed, [b]);
+    assert_eq!(t.expire(49, 10, |i, _| freed.push(i)), 0);
+    assert_eq!(t.expire(50, 10, |i, _| freed.push(i)), 1);
+    assert_eq!(freed, [b, a]);
+    assert!(t.is_empty());
+    t.touch(a, 60); // freed index: ignored
+    t.check_invariants(true);
+}
+
+#[test]
+fn touch_burst_equals_touch_in_order() {
+    let mut a = FlowTable::with_seed(64, T, seed());
+    let mut b = FlowTable::with_seed(64, T, seed());
+    for i in 0..64 {
+        a.create(&new_udp(i), i / 8, no_cb).expect("a");
+        b.create(&new_udp(i), i / 8, no_cb).expect("b");
+    }
+    let keys: Vec<FlowKey> = (0..40).map(|i| inside((i * 3) % 80, PROTO_UDP)).collect();
+    let mut hits = vec![None; keys.len()];
+    a.lookup_burst(&keys, &mut hits);
+    assert!(hits.iter().any(Option::is_none), "some keys miss");
+    a.touch_burst(&hits, 9);
+    for h in hits.iter().flatten() {
+        b.touch(h.index, 9);
+    }
+    a.check_invariants(true);
+    let order = |t: &mut FlowTable| {
+        let mut v = Vec::new();
+        t.expire(1000, u32::MAX, |i, _| v.push(i));
+        v
+    };
+    assert_eq!(order(&mut a), order(&mut b));
+}
+
+#[test]
+fn expire_respects_budget_and_rotates_classes() {
+    let mut t = FlowTable::with_seed(64, T, seed());
+    for i in 0..20 {
+        t.create(&new_udp(i), 0, no_cb).expect("udp");
+        t.create(&new_tcp(100 + i, TcpState::SynSent), 0, no_cb)
+            .expect("tcp");
+    }
+    let mut n = 0;
+    assert_eq!(t.expire(1000, 5, |_, _| n += 1), 5);
+    assert_eq!(n, 5);
+    assert_eq!(t.len(), 35);
+    // Rotation: after a few calls both classes have lost sessions.
+    assert_eq!(t.expire(1000, 5, |_, _| ()), 5);
+    assert_eq!(t.expire(1000, 5, |_, _| ()), 5);
+    let [tr, _, udp, _] = t.len_by_class();
+    assert!(tr < 20 && udp < 20, "{tr} {udp}");
+    assert_eq!(t.expire(1000, 1000, |_, _| ()), 25);
+    assert!(t.is_empty());
+    t.check_invariants(true);
+}
+
+#[test]
+fn index_overflow_is_refused_cleanly() {
+    // 2 buckets = 20 index slots for a 16-session slab: the 11th session's keys cannot fit.
+    let mut t = FlowTable::with_index(16, T, FlowIndex::new(2, seed()));
+    for i in 0..10 {
+        t.create(&new_udp(i), 0, no_cb).expect("fits");
+    }
+    assert_eq!(t.create(&new_udp(10), 0, no_cb), Err(CreateError::Full));
+    assert_eq!(t.len(), 10);
+    t.check_invariants(true);
+    t.remove(3);
+    t.create(&new_udp(10), 0, no_cb).expect("room again");
+    t.check_invariants(true);
+}
+
+#[test]
+fn counters_and_rewrite_through_get_mut() {
+    let mut t = FlowTable::with_seed(4, T, seed());
+    let d = ChecksumDeltas {
+        ip: 0xbeef,
+        l4: 0x1234,
+    };
+    let i = t
+        .create(
+            &NewSession {
+                deltas: d,
+                policy_gen: 7,
+                ..new_udp(1)
+            },
+            0,
+            no_cb,
+        )
+        .expect("created");
+    let s = t.get_mut(i).expect("live");
+    s.count(100);
+    s.count(1400);
+    s.set_policy_generation(8);
+    let s = t.get(i).expect("live");
+    assert_eq!(
+        (s.packets(), s.bytes(), s.policy_generation()),
+        (2, 1500, 8)
+    );
+    assert_eq!(
+        s.rewrite(Side::Inside).tuple,
+        outside(1, PROTO_UDP).reverse()
+    );
+    assert_eq!(
+        s.rewrite(Side::Outside).tuple,
+        inside(1, PROTO_UDP).reverse()
+    );
+    assert_eq!(s.rewrite(Side::Outside).deltas, d.reversed());
+}
+
+#[test]
+fn memory_per_session_within_budget() {
+    for cap in [1_000u32, 1 << 20, 1_000_000, 10_000_000, 1_100_000] {
+        let b = FlowTable::bytes_per_session_for(cap);
+        assert!(b <= 128.0, "{cap} sessions: {b} bytes each");
+    }
+    // The worst case: just past a bucket-count doubling.
+    let cap = 5 * (1 << 18) + 1;
+    assert_eq!(FlowIndex::buckets_for(2 * cap as usize), 1 << 20);
+    let worst = FlowTable::bytes_per_session_for(cap);
+    assert!(worst <= 128.0, "{worst}");
+    let t = FlowTable::with_seed(1000, T, seed());
+    assert_eq!(t.memory_bytes(), 1000 * 64 + 512 * 64);
+    assert!((FlowTable::bytes_per_session_for(1000) - 96.768).abs() < 1e-9);
+}
+
+#[test]
+fn clear_resets_everything() {
+    let mut t = FlowTable::with_seed(8, T, seed());
+    for i in 0..8 {
+        t.create(&new_udp(i), 0, no_cb).expect("created");
+    }
+    t.clear();
+    assert!(t.is_empty());
+    assert_eq!(t.lookup(&inside(1, PROTO_UDP)), None);
+    t.check_invariants(true);
+    for i in 0..8 {
+        t.create(&new_udp(i), 0, no_cb).expect("created again");
+    }
+}
+
+// =============================================================================================
+// Property tests
+// =============================================================================================
+
+/// Index-only ops against a `hashbrown` model.
+#[derive(Clone, Debug)]
+enum IndexOp {
+    Insert(u8),
+    Remove(u8),
+    Lookup(u8),
+}
+
+fn index_op() -> impl Strategy<Value = IndexOp> {
+    prop_oneof![
+        5 => any::<u8>().prop_map(IndexOp::Insert),
+        2 => any::<u8>().prop_map(IndexOp::Remove),
+        3 => any::<u8>().prop_map(IndexOp::Lookup),
+    ]
+}
+
+/// Keys of entry `i` in a plain store.
+#[derive(Default)]
+struct Store(Vec<FlowKey>);
+
+impl KeyStore for Store {
+    fn key_of(&self, hit: Hit) -> &FlowKey {
+        &self.0[hit.index as usize]
+    }
+    fn prefetch(&self, _: Hit) {}
+}
+
+fn pool_key(k: u8) -> FlowKey {
+    FlowKey::from_raw(
+        0x0a00_0000 | u32::from(k),
+        0x0808_0808,
+        1000 + u16::from(k),
+        80,
+        PROTO_TCP,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The index behaves like a map under any sequence of inserts, removes and lookups, up to
+    /// and including a full table, with full or two-bit signatures.
+    #[test]
+    fn index_matches_hashbrown(
+        log2_buckets in 1u32..5,
+        narrow_sigs in any::<bool>(),
+        ops in proptest::collection::vec(index_op(), 1..400),
+        seed_words in any::<(u64, u64, u64)>(),
+    ) {
+        let seed = HashSeed::fixed(seed_words.0, seed_words.1, seed_words.2);
+        let sig_mask = if narrow_sigs { 0x3 } else { u16::MAX };
+        let mut t = FlowIndex::with_signature_mask(1 << log2_buckets, seed, sig_mask);
+        let mut store = Store::default();
+        let mut model: HashMap<FlowKey, Hit> = HashMap::new();
+        for op in ops {
+            match op {
+                IndexOp::Insert(k) => {
+                    let key = pool_key(k);
+                    store.0.push(key);
+                    let hit = Hit { index: (store.0.len() - 1) as u32, side: Side::Inside };
+                    match (t.insert(&key, hit, &store), model.get(&key)) {
+                        (Err(InsertError::Exists(h)), Some(&m)) => prop_assert_eq!(h, m),
+                        (Ok(()), None) => { model.insert(key, hit); }
+                        (Err(InsertError::Full), None) => {
+                            prop_assert!(t.len() >= t.slots() / 2,
+                                "full at {} of {}", t.len(), t.slots());
+                        }
+                        (r, m) => prop_assert!(false, "insert {:?} with model {:?}", r, m),
+                    }
+                }
+                IndexOp::Remove(k) => {
+                    let key = pool_key(k);
+                    match model.remove(&key) {
+                        Some(hit) => {
+                            // An entry that was never inserted does not remove it.
+                            let wrong = Hit { index: Hit::MAX_INDEX, side: hit.side };
+                            prop_assert!(!t.remove(&key, wrong));
+                            let other_side = Hit { side: Side::Outside, ..hit };
+                            prop_assert!(!t.remove(&key, other_side));
+                            prop_assert!(t.remove(&key, hit));
+                        }
+                        None => {
+                            let never = Hit { index: Hit::MAX_INDEX, side: Side::Inside };
+                            prop_assert!(!t.remove(&key, never));
+                        }
+                    }
+                }
+                IndexOp::Lookup(k) => {
+                    let key = pool_key(k);
+                    prop_assert_eq!(t.lookup(&key, &store), model.get(&key).copied());
+                }
+            }
+            prop_assert_eq!(t.len(), model.len());
+            t.check_invariants(&store);
+        }
+        let keys: Vec<FlowKey> = (0..=255).map(pool_key).collect();
+        let mut out = vec![None; keys.len()];
+        t.lookup_burst(&keys, &store, &mut out);
+        for (k, o) in keys.iter().zip(out) {
+            prop_assert_eq!(o, model.get(k).copied());
+        }
+    }
+}
+
+/// Whole-table ops against a model.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Create a session between inside key `a` and outside key `b` of protocol class `proto`
+    /// (0 UDP, 1 TCP opened by SYN, 2 TCP picked up mid-stream, 3 ICMP).
+    Create {
+        a: u8,
+        b: u8,
+        proto: u8,
+    },
+    Remove(u8),
+    Touch(u8),
+    Tcp {
+        idx: u8,
+        flags: u8,
+        from_inside: bool,
+    },
+    Advance(u8),
+    Expire(u8),
+    Lookup(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (any::<u8>(), any::<u8>(), 0u8..4).prop_map(|(a, b, proto)| Op::Create { a, b, proto }),
+        1 => any::<u8>().prop_map(Op::Remove),
+        3 => any::<u8>().prop_map(Op::Touch),
+        3 => (any::<u8>(), prop::sample::select(vec![0x02u8, 0x12, 0x10, 0x11, 0x04, 0x14, 0x18]),
+              any::<bool>())
+            .prop_map(|(idx, flags, from_inside)| Op::Tcp { idx, flags, from_inside }),
+        2 => (0u8..40).prop_map(Op::Advance),
+        2 => (0u8..12).prop_map(Op::Expire),
+        2 => any::<u8>().prop_map(Op::Lookup),
+    ]
+}
+
+fn proto_of(p: u8) -> u8 {
+    match p {
+        0 => PROTO_UDP,
+        3 => PROTO_ICMP,
+        _ => PROTO_TCP,
+    }
+}
+
+/// Key `k` of a small pool shared by both sides, so keys collide across sessions and sides.
+fn side_key(k: u8, proto: u8) -> FlowKey {
+    let k = u32::from(k % 48);
+    FlowKey::from_raw(
+        0x0a00_0000 | (k & 7),
+        0x0808_0800 | (k >> 3),
+        4000 + k as u16,
+        443,
+        proto,
+    )
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ModelSession {
+    keys: [FlowKey; 2],
+    last_seen: u32,
+    class: TimeoutClass,
+    tcp: TcpState,
+    orig: Side,
+}
+
+impl ModelSession {
+    fn deadline(&self) -> u64 {
+        u64::from(self.last_seen) + u64::from(T.of(self.class))
+    }
+}
+
+struct Model {
+    sessions: HashMap<u32, ModelSession>,
+    keys: HashMap<FlowKey, Hit>,
+}
+
+impl Model {
+    fn drop_session(&mut self, idx: u32) -> ModelSession {
+        let m = self.sessions.remove(&idx).expect("model has the session");
+        for k in m.keys {
+            self.keys.remove(&k);
+        }
+        m
+    }
+
+    fn expired_min_deadline(&self, now: u32) -> Option<u64> {
+        self.sessions
+            .values()
+            .filter(|m| m.deadline() <= u64::from(now))
+            .map(ModelSession::deadline)
+            .min()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The table against a model: lookups agree, no two live sessions share a key, expiry and
+    /// reuse free only expired sessions (the oldest first), and once everything has expired
+    /// the slab is empty and every record free.
+    #[test]
+    fn table_matches_model(
+        capacity in 1u32..24,
+        tiny_index in any::<bool>(),
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        let mut t = if tiny_index {
+            // 2 buckets, two-bit signatures: index overflow and signature collisions.
+            FlowTable::with_index(capacity, T, FlowIndex::with_signature_mask(2, seed(), 3))
+        } else {
+            FlowTable::with_seed(capacity, T, seed())
+        };
+        let mut m = Model { sessions: HashMap::new(), keys: HashMap::new() };
+        let mut now = 0u32;
+        for op in ops {
+            match op {
+                Op::Create { a, b, proto } => {
+                    let p = proto_of(proto);
+                    let tcp = if proto == 2 { TcpState::Established } else { TcpState::SynSent };
+                    let new = NewSession {
+                        tcp,
+                        ..NewSession::new(side_key(a, p), side_key(b.wrapping_add(100), p), Side::Inside)
+                    };
+                    let full = m.sessions.len() as u32 == capacity;
+                    let min_deadline = m.expired_min_deadline(now);
+                    let mut reclaimed = None;
+                    let r = t.create(&new, now, |i, s: &Session| {
+                        assert!(reclaimed.is_none(), "one reclaim per create");
+                        reclaimed = Some((i, *s.inside()));
+                    });
+                    if let Some((i, key)) = reclaimed {
+                        prop_assert!(full, "reclaimed with free records");
+                        let ms = m.drop_session(i);
+                        prop_assert_eq!(ms.keys[0], key);
+                        prop_assert_eq!(Some(ms.deadline()), min_deadline, "not the oldest");
+                    } else if full {
+                        prop_assert!(min_deadline.is_none(), "expired session not reused");
+                    }
+                    let exists = m.keys.get(&new.inside).copied()
+                        .or_else(|| m.keys.get(&new.outside).copied())
+                        .or((new.inside == new.outside).then_some(Hit { index: 0, side: Side::Inside }));
+                    match r {
+                        Ok(idx) => {
+                            prop_assert!(exists.is_none(), "created over an existing key");
+                            prop_assert!(!m.sessions.contains_key(&idx), "live index reused");
+                            let class = new.class();
+                            m.sessions.insert(idx, ModelSession {
+                                keys: [new.inside, new.outside], last_seen: now, class,
+                                tcp: if p == PROTO_TCP { tcp } else { TcpState::Closed },
+                                orig: Side::Inside,
+                            });
+                            m.keys.insert(new.inside, Hit { index: idx, side: Side::Inside });
+                            m.keys.insert(new.outside, Hit { index: idx, side: Side::Outside });
+                        }
+                        Err(CreateError::Exists(h)) => {
+                            prop_assert!(exists.is_some(), "phantom duplicate {:?}", h);
+                            if new.inside != new.outside {
+                                let mk = m.keys.get(&new.inside).or_else(|| m.keys.get(&new.outside));
+                                prop_assert_eq!(Some(&h), mk);
+                            }
+                        }
+                        Err(CreateError::Full) => {
+                            // An index with no room for the inside key says so before
+                            // looking at the outside key.
+                            prop_assert!(exists.is_none() || full || tiny_index,
+                                "full hides a duplicate");
+                            prop_assert!(
+                                full || tiny_index,
+                                "full with {} of {} records used", m.sessions.len(), capacity
+                            );
+                        }
+                    }
+                }
+                Op::Remove(i) => {
+                    let idx = u32::from(i) % capacity;
+                    let live = m.sessions.contains_key(&idx);
+                    prop_assert_eq!(t.remove(idx), live);
+                    if live {
+                        m.drop_session(idx);
+                    }
+                }
+                Op::Touch(i) => {
+                    let idx = u32::from(i) % capacity;
+                    t.touch(idx, now);
+                    if let Some(ms) = m.sessions.get_mut(&idx) {
+                        ms.last_seen = ms.last_seen.max(now);
+                    }
+                }
+                Op::Tcp { idx, flags, from_inside } => {
+                    let idx = u32::from(idx) % capacity;
+                    let from = if from_inside { Side::Inside } else { Side::Outside };
+                    let flags = TcpFlags::from_bits(flags);
+                    let got = t.track_tcp(idx, flags, from, now);
+                    match m.sessions.get_mut(&idx) {
+                        Some(ms) if ms.keys[0].protocol() == PROTO_TCP => {
+                            let dir = if from == ms.orig { Dir::Orig } else { Dir::Reply };
+                            let (s, c) = ms.tcp.step(flags, dir);
+                            prop_assert_eq!(got, Some(s));
+                            ms.tcp = s;
+                            ms.class = c;
+                            ms.last_seen = ms.last_seen.max(now);
+                        }
+                        Some(ms) => {
+                            prop_assert_eq!(got, None);
+                            ms.last_seen = ms.last_seen.max(now);
+                        }
+                        None => prop_assert_eq!(got, None),
+                    }
+                }
+                Op::Advance(d) => now += u32::from(d),
+                Op::Expire(budget) => {
+                    let budget = u32::from(budget);
+                    let mut freed = Vec::new();
+                    let n = t.expire(now, budget, |i, s: &Session| {
+                        freed.push((i, s.last_seen(), s.timeout_class()));
+                    });
+                    prop_assert_eq!(n as usize, freed.len());
+                    prop_assert!(n <= budget);
+                    for (i, last_seen, class) in freed {
+                        let ms = m.drop_session(i);
+                        prop_assert_eq!((ms.last_seen, ms.class), (last_seen, class));
+                        prop_assert!(is_expired(last_seen, T.of(class), now),
+                            "freed session {} seen at {} class {:?} at {}", i, last_seen, class, now);
+                    }
+                    if n < budget {
+                        prop_assert!(m.expired_min_deadline(now).is_none(),
+                            "expired sessions left behind with budget to spare");
+                    }
+                }
+                Op::Lookup(k) => {
+                    for p in [PROTO_UDP, PROTO_TCP, PROTO_ICMP] {
+                        for key in [side_key(k, p), side_key(k.wrapping_add(100), p)] {
+                            prop_assert_eq!(t.lookup(&key), m.keys.get(&key).copied());
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(t.len() as usize, m.sessions.len());
+        }
+        t.check_invariants(true);
+        // No two live sessions share a key: the model maps each key to one session, and holds
+        // exactly two keys per session.
+        prop_assert_eq!(m.keys.len(), 2 * m.sessions.len());
+        for (idx, ms) in &m.sessions {
+            let s = t.get(*idx).expect("model session live");
+            prop_assert_eq!(s.inside(), &ms.keys[0]);
+            prop_assert_eq!(s.outside(), &ms.keys[1]);
+            prop_assert_eq!(s.tcp_state(), ms.tcp);
+        }
+        // Everything expires eventually.
+        let end = now + T.tcp_established;
+        prop_assert_eq!(t.expire(end - 1, u32::MAX, |_, _| ()) as usize,
+            m.sessions.values().filter(|s| s.deadline() <= u64::from(end - 1)).count());
+        t.expire(end, u32::MAX, |_, _| ());
+        prop_assert!(t.is_empty());
+        prop_assert_eq!(t.len_by_class(), [0; 4]);
+        prop_assert!(t.index().is_empty());
+        prop_assert_eq!(t.slab.free_list_len(), capacity);
+        for idx in 0..capacity {
+            prop_assert!(t.get(idx).is_none());
+        }
+        t.check_invariants(true);
+    }
+}
