@@ -1,0 +1,131 @@
+//! One-pass classification of a received frame for the fast path.
+
+use super::checksum::ChecksumCaps;
+use super::ethernet::{self, EtherType, Vlans};
+use super::icmp::Message as IcmpMessage;
+use super::ipv4::{self, FiveTuple};
+use super::ipv6::{self, Summary as Ipv6Summary};
+use super::tcp::Flags as TcpFlags;
+use super::{arp, Error, IpProtocol};
+
+/// What a frame is, found in one pass without allocation: the first thing the pipeline does
+/// with each received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedFrame {
+    /// VLAN tags, outer first.
+    pub vlans: Vlans,
+    /// Offset of the L3 header in the frame.
+    pub l3_offset: usize,
+    /// The L3 protocol and what was learned from it.
+    pub l3: L3,
+}
+
+/// The L3 part of a [`ParsedFrame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L3 {
+    /// IPv4 that passed RFC 1812 section 5.2.2 validation.
+    Ipv4(Ipv4Meta),
+    /// IPv6 whose extension headers were walked.
+    Ipv6(Ipv6Summary),
+    /// IPv4-over-Ethernet ARP.
+    Arp,
+    /// Any other EtherType, for counting.
+    Other(EtherType),
+}
+
+/// The IPv4 facts the NAT fast path needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Meta {
+    /// Addresses, protocol and ports (0 where there are none, see [`FiveTuple`]).
+    pub tuple: FiveTuple,
+    /// Offset of the transport header in the frame.
+    pub l4_offset: usize,
+    /// What the transport is.
+    pub l4: L4,
+}
+
+/// Transport classification of an IPv4 packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    /// TCP, with its control bits for the session state machine.
+    Tcp(TcpFlags),
+    /// UDP.
+    Udp,
+    /// ICMP; [`IcmpMessage::is_error`] tells the "related" class apart.
+    Icmp(IcmpMessage),
+    /// A non-first fragment: no transport header, ports are 0.
+    Fragment,
+    /// Another protocol.
+    Other,
+}
+
+/// Classify a frame: walk up to two VLAN tags, validate IPv4 (RFC 1812 section 5.2.2, with
+/// the header checksum unless `caps.ipv4` says the NIC checked it) and the transport header
+/// lengths, and read the 5-tuple. IPv6 gets its extension headers walked; ARP is checked to be
+/// IPv4 over Ethernet.
+///
+/// Transport checksums are not verified: NAT updates them incrementally, so a corrupt one
+/// stays corrupt for the receiver to drop.
+///
+/// # Errors
+/// Any of the Ethernet, VLAN, IPv4, IPv6, ARP, TCP, UDP or ICMP validation errors.
+#[inline]
+pub fn parse_frame(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Error> {
+    let eth = ethernet::Frame::new_checked(frame)?;
+    let (ethertype, l3_offset, vlans) = eth.layers()?;
+    let l3_bytes = &frame[l3_offset..];
+    let l3 = match ethertype {
+        EtherType::Ipv4 => L3::Ipv4(parse_ipv4(l3_bytes, l3_offset, caps)?),
+        EtherType::Ipv6 => L3::Ipv6(ipv6::Packet::new_checked(l3_bytes)?.summary()?),
+        EtherType::Arp => {
+            if !arp::Packet::new_checked(l3_bytes)?.is_ethernet_ipv4() {
+                return Err(Error::ArpUnsupported);
+            }
+            L3::Arp
+        }
+        other => L3::Other(other),
+    };
+    Ok(ParsedFrame {
+        vlans,
+        l3_offset,
+        l3,
+    })
+}
+
+#[inline]
+fn parse_ipv4(bytes: &[u8], l3_offset: usize, caps: &ChecksumCaps) -> Result<Ipv4Meta, Error> {
+    let ip = ipv4::Packet::new_checked(bytes)?;
+    if !caps.ipv4 && !ip.verify_checksum() {
+        return Err(Error::Ipv4BadChecksum);
+    }
+    let l4_offset = l3_offset + ip.header_len();
+    let protocol = ip.protocol();
+    let payload = ip.payload_slice();
+    let (src_port, dst_port, l4) = if !ip.is_first_fragment() {
+        (0, 0, L4::Fragment)
+    } else {
+        let (s, d) = ipv4::l4_ports(protocol, payload)?;
+        // l4_ports checked the header lengths, so these reads are in bounds.
+        let l4 = match protocol {
+            IpProtocol::Tcp => L4::Tcp(TcpFlags(
+                u16::from_be_bytes([payload[12], payload[13]]) & 0x01ff,
+            )),
+            IpProtocol::Udp => L4::Udp,
+            IpProtocol::Icmp => L4::Icmp(payload[0].into()),
+            _ => L4::Other,
+        };
+        (s, d, l4)
+    };
+    let tuple = FiveTuple {
+        src_addr: ip.src_addr(),
+        dst_addr: ip.dst_addr(),
+        protocol,
+        src_port,
+        dst_port,
+    };
+    Ok(Ipv4Meta {
+        tuple,
+        l4_offset,
+        l4,
+    })
+}
