@@ -342,3 +342,329 @@ pub fn tcp_rst(buf: &mut [u8], link: &Link, offending: &[u8]) -> Result<usize, E
     let n = repr.emit(&mut buf[off + hl..], src, dst, &ChecksumCaps::NONE)?;
     Ok(finish(buf, off + hl + n))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::ethernet::{Frame, VlanTag};
+    use crate::packet::{icmp, ipv4, tcp, udp, IcmpRepr};
+
+    const OUR_MAC: Address = Address([0x02, 0, 0, 0, 0, 0x01]);
+    const PEER_MAC: Address = Address([0x02, 0, 0, 0, 0, 0x02]);
+    const OUR_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+    const PEER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+    const LINK: Link = Link {
+        src: OUR_MAC,
+        dst: PEER_MAC,
+        vlans: Vlans::None,
+    };
+
+    #[rustfmt::skip]
+    const ARP_REQUEST_FRAME: [u8; 60] = [
+        // Ethernet: dst broadcast, src 02:00:00:00:00:01, ARP
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06,
+        // ARP: Ethernet, IPv4, 6, 4, request
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01,
+        // sender 02:00:00:00:00:01 192.168.1.1
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0xc0, 0xa8, 0x01, 0x01,
+        // target 00:00:00:00:00:00 192.168.1.2
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0xa8, 0x01, 0x02,
+        // padding to 60 bytes
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn arp_request_known_frame() {
+        let mut buf = [0xaau8; 128];
+        let n = arp_request(&mut buf, OUR_MAC, Vlans::None, OUR_IP, PEER_IP).unwrap();
+        assert_eq!(buf[..n], ARP_REQUEST_FRAME);
+        assert_eq!(
+            arp_request(&mut buf[..59], OUR_MAC, Vlans::None, OUR_IP, PEER_IP),
+            Err(Error::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn arp_reply_and_gratuitous_with_vlan() {
+        let vlans = Vlans::One(VlanTag::new(42));
+        let mut buf = [0u8; 128];
+        let n = arp_reply(&mut buf, &Link { vlans, ..LINK }, OUR_IP, PEER_IP).unwrap();
+        assert_eq!(n, 60);
+        let f = Frame::new_checked(&buf[..n]).unwrap();
+        let (et, off, v) = f.layers().unwrap();
+        assert_eq!((et, off, v), (EtherType::Arp, 18, vlans));
+        let r = arp::Repr::parse(&arp::Packet::new_checked(&buf[off..n]).unwrap()).unwrap();
+        assert_eq!(r.operation, arp::Operation::Reply);
+        assert_eq!(
+            (r.source_hardware_addr, r.target_hardware_addr),
+            (OUR_MAC, PEER_MAC)
+        );
+        assert_eq!(
+            (r.source_protocol_addr, r.target_protocol_addr),
+            (OUR_IP, PEER_IP)
+        );
+
+        let n = gratuitous_arp(&mut buf, OUR_MAC, Vlans::None, OUR_IP).unwrap();
+        let r = arp::Repr::parse(&arp::Packet::new_checked(&buf[14..n]).unwrap()).unwrap();
+        assert_eq!(r.operation, arp::Operation::Request);
+        assert_eq!(r.source_protocol_addr, OUR_IP);
+        assert_eq!(r.target_protocol_addr, OUR_IP);
+        assert!(Frame::new_checked(&buf[..n])
+            .unwrap()
+            .dst_addr()
+            .is_broadcast());
+    }
+
+    /// An IPv4 packet from PEER_IP to `dst` with the given transport bytes, checksums right.
+    fn ip_packet(dst: Ipv4Addr, protocol: IpProtocol, l4: &[u8]) -> Vec<u8> {
+        let repr = ipv4::Repr {
+            src_addr: PEER_IP,
+            dst_addr: dst,
+            protocol,
+            payload_len: l4.len(),
+            ttl: 1,
+            dscp_ecn: 0,
+            ident: 7,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+        };
+        let mut v = vec![0u8; repr.buffer_len()];
+        let hl = repr.emit(&mut v, &ChecksumCaps::NONE).unwrap();
+        v[hl..].copy_from_slice(l4);
+        v
+    }
+
+    fn udp_packet(dst: Ipv4Addr, payload_len: usize) -> Vec<u8> {
+        let payload = vec![0x5a; payload_len];
+        let repr = udp::Repr {
+            src_port: 5000,
+            dst_port: 33434,
+            payload: &payload,
+        };
+        let mut l4 = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut l4, PEER_IP, dst, &ChecksumCaps::NONE)
+            .unwrap();
+        ip_packet(dst, IpProtocol::Udp, &l4)
+    }
+
+    /// Parse a built frame down to its ICMP message, checking every checksum on the way.
+    fn icmp_of(frame: &[u8]) -> (ipv4::Repr, IcmpRepr<'_>) {
+        let ip = ipv4::Packet::new_checked(&frame[14..]).unwrap();
+        let ip_repr = ipv4::Repr::parse(&ip, &ChecksumCaps::NONE).unwrap();
+        let msg = icmp::Packet::new_checked(ip.payload()).unwrap();
+        (ip_repr, IcmpRepr::parse(&msg).unwrap())
+    }
+
+    #[test]
+    fn echo_reply_returns_data() {
+        let req = IcmpRepr::EchoRequest {
+            ident: 0x4242,
+            seq_no: 3,
+            data: b"0123456789",
+        };
+        let mut l4 = [0u8; 18];
+        req.emit(&mut l4).unwrap();
+        let pkt = ip_packet(OUR_IP, IpProtocol::Icmp, &l4);
+        let mut buf = [0u8; 256];
+        let n = icmp_echo_reply(&mut buf, &LINK, &pkt).unwrap();
+        assert_eq!(n, MIN_FRAME_LEN); // 14 + 20 + 18 = 52, padded
+        let (ip, msg) = icmp_of(&buf[..n]);
+        assert_eq!(
+            (ip.src_addr, ip.dst_addr, ip.ttl),
+            (OUR_IP, PEER_IP, DEFAULT_TTL)
+        );
+        assert_eq!(
+            msg,
+            IcmpRepr::EchoReply {
+                ident: 0x4242,
+                seq_no: 3,
+                data: b"0123456789"
+            }
+        );
+        // Not an echo request.
+        let pkt = udp_packet(OUR_IP, 4);
+        assert_eq!(
+            icmp_echo_reply(&mut buf, &LINK, &pkt),
+            Err(Error::IcmpUnsupported)
+        );
+        assert_eq!(
+            icmp_echo_reply(
+                &mut buf[..40],
+                &LINK,
+                &ip_packet(OUR_IP, IpProtocol::Icmp, &l4)
+            ),
+            Err(Error::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn time_exceeded_quotes_whole_small_packet() {
+        let pkt = udp_packet(Ipv4Addr::new(198, 51, 100, 9), 12);
+        let mut buf = [0u8; 1024];
+        let n =
+            icmp_time_exceeded(&mut buf, &LINK, OUR_IP, &pkt, TimeExceeded::TtlExpired).unwrap();
+        let (ip, msg) = icmp_of(&buf[..n]);
+        assert_eq!((ip.src_addr, ip.dst_addr), (OUR_IP, PEER_IP));
+        assert_eq!(ip.dscp_ecn, 0xc0);
+        assert_eq!(
+            msg,
+            IcmpRepr::TimeExceeded {
+                reason: TimeExceeded::TtlExpired,
+                quote: &pkt
+            }
+        );
+    }
+
+    #[test]
+    fn errors_quote_at_most_576_bytes() {
+        let pkt = udp_packet(Ipv4Addr::new(198, 51, 100, 9), 1200);
+        let mut buf = [0u8; 2048];
+        let n = icmp_dst_unreachable(
+            &mut buf,
+            &LINK,
+            OUR_IP,
+            &pkt,
+            Unreachable::FragNeeded { mtu: 1280 },
+        )
+        .unwrap();
+        assert_eq!(n, 14 + ICMP_ERROR_MAX_LEN);
+        let (_, msg) = icmp_of(&buf[..n]);
+        assert_eq!(
+            msg,
+            IcmpRepr::DstUnreachable {
+                reason: DstUnreachable::FragRequired,
+                next_hop_mtu: 1280,
+                quote: &pkt[..548]
+            }
+        );
+        for (why, code) in [
+            (Unreachable::Host, DstUnreachable::HostUnreachable),
+            (Unreachable::Port, DstUnreachable::PortUnreachable),
+            (Unreachable::AdminProhibited, DstUnreachable::CommProhibited),
+        ] {
+            let n = icmp_dst_unreachable(&mut buf, &LINK, OUR_IP, &pkt[..60], why);
+            // A truncated offending packet is refused (its total length says 1228).
+            assert_eq!(n, Err(Error::Ipv4Truncated));
+            let n = icmp_dst_unreachable(&mut buf, &LINK, OUR_IP, &pkt, why).unwrap();
+            match icmp_of(&buf[..n]).1 {
+                IcmpRepr::DstUnreachable {
+                    reason,
+                    next_hop_mtu: 0,
+                    ..
+                } => assert_eq!(reason, code),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn no_error_about_errors_fragments_or_non_unicast() {
+        let mut buf = [0u8; 1024];
+        let te = |buf: &mut [u8], p: &[u8]| {
+            icmp_time_exceeded(buf, &LINK, OUR_IP, p, TimeExceeded::TtlExpired)
+        };
+        // About an ICMP error.
+        let n = te(&mut buf, &udp_packet(OUR_IP, 8)).unwrap();
+        let err = buf[14..n].to_vec();
+        assert_eq!(te(&mut buf, &err), Err(Error::ReplyNotAllowed));
+        // About a later fragment.
+        let mut frag = udp_packet(OUR_IP, 8);
+        let mut p = ipv4::Packet::new_checked(&mut frag[..]).unwrap();
+        p.set_frag(false, false, 8);
+        p.fill_checksum();
+        assert_eq!(te(&mut buf, &frag), Err(Error::ReplyNotAllowed));
+        // To a multicast or from a broadcast address.
+        assert_eq!(
+            te(&mut buf, &udp_packet(Ipv4Addr::new(224, 0, 0, 251), 8)),
+            Err(Error::ReplyNotAllowed)
+        );
+        let mut bcast = udp_packet(OUR_IP, 8);
+        let mut p = ipv4::Packet::new_checked(&mut bcast[..]).unwrap();
+        p.set_src_addr(Ipv4Addr::BROADCAST);
+        p.fill_checksum();
+        assert_eq!(te(&mut buf, &bcast), Err(Error::ReplyNotAllowed));
+        // An echo request may be answered with an error.
+        let mut echo = [0u8; 8];
+        IcmpRepr::EchoRequest {
+            ident: 1,
+            seq_no: 1,
+            data: &[],
+        }
+        .emit(&mut echo)
+        .unwrap();
+        assert!(te(&mut buf, &ip_packet(OUR_IP, IpProtocol::Icmp, &echo)).is_ok());
+    }
+
+    fn tcp_segment(flags: tcp::Flags, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        let repr = tcp::Repr {
+            src_port: 40000,
+            dst_port: 22,
+            flags,
+            seq_number: seq,
+            ack_number: ack,
+            window_len: 1000,
+            urgent_at: 0,
+            max_seg_size: None,
+            window_scale: None,
+            sack_permitted: false,
+            timestamps: None,
+            payload,
+        };
+        let mut l4 = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut l4, PEER_IP, OUR_IP, &ChecksumCaps::NONE)
+            .unwrap();
+        ip_packet(OUR_IP, IpProtocol::Tcp, &l4)
+    }
+
+    fn rst_of(frame: &[u8]) -> tcp::Repr<'_> {
+        let ip = ipv4::Packet::new_checked(&frame[14..]).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (OUR_IP, PEER_IP));
+        assert!(ip.verify_checksum());
+        let seg = tcp::Packet::new_checked(ip.payload()).unwrap();
+        tcp::Repr::parse(&seg, OUR_IP, PEER_IP, &ChecksumCaps::NONE).unwrap()
+    }
+
+    #[test]
+    fn rst_for_syn_and_for_ack() {
+        let mut buf = [0u8; 128];
+        // SYN without ACK: <SEQ=0><ACK=SEG.SEQ+1><CTL=RST,ACK>.
+        let n = tcp_rst(
+            &mut buf,
+            &LINK,
+            &tcp_segment(tcp::Flags::SYN, 0xffff_ffff, 0, &[]),
+        )
+        .unwrap();
+        assert_eq!(n, 60);
+        let r = rst_of(&buf[..n]);
+        assert_eq!((r.src_port, r.dst_port), (22, 40000));
+        assert_eq!(r.flags, tcp::Flags::RST | tcp::Flags::ACK);
+        assert_eq!((r.seq_number, r.ack_number), (0, 0));
+        // Data with ACK: <SEQ=SEG.ACK><CTL=RST>.
+        let seg = tcp_segment(tcp::Flags::ACK | tcp::Flags::PSH, 100, 5000, b"hello");
+        let n = tcp_rst(&mut buf, &LINK, &seg).unwrap();
+        let r = rst_of(&buf[..n]);
+        assert_eq!(r.flags, tcp::Flags::RST);
+        assert_eq!(r.seq_number, 5000);
+        // FIN with data, no ACK: ACK = SEQ + len + 1.
+        let n = tcp_rst(
+            &mut buf,
+            &LINK,
+            &tcp_segment(tcp::Flags::FIN, 100, 0, b"abc"),
+        )
+        .unwrap();
+        assert_eq!(rst_of(&buf[..n]).ack_number, 104);
+        // Never answer a RST.
+        let seg = tcp_segment(tcp::Flags::RST, 1, 0, &[]);
+        assert_eq!(tcp_rst(&mut buf, &LINK, &seg), Err(Error::ReplyNotAllowed));
+        assert_eq!(
+            tcp_rst(&mut buf, &LINK, &udp_packet(OUR_IP, 4)),
+            Err(Error::ReplyNotAllowed)
+        );
+        let seg = tcp_segment(tcp::Flags::SYN, 1, 0, &[]);
+        assert_eq!(
+            tcp_rst(&mut buf[..59], &LINK, &seg),
+            Err(Error::BufferTooSmall)
+        );
+    }
+}

@@ -520,7 +520,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
                     }
                     set_u16(l4, icmp::ECHO_IDENT, rw.port);
                     let c = get_u16(l4, icmp::CHECKSUM);
-                    set_u16(l4, icmp::CHECKSUM, rw.l4_delta.apply(c));
+                    let c = icmp::fix_negative_zero(l4, rw.l4_delta.apply(c));
+                    set_u16(l4, icmp::CHECKSUM, c);
                 }
                 _ => {}
             }

@@ -53,6 +53,8 @@ pub mod build;
 pub mod checksum;
 pub mod error;
 pub mod ethernet;
+#[doc(hidden)]
+pub mod exercise;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
@@ -137,3 +139,6 @@ pub(crate) mod field {
         data[at..at + 4].copy_from_slice(&value.to_be_bytes());
     }
 }
+
+#[cfg(test)]
+mod proptests;
