@@ -23,7 +23,9 @@ use super::IpProtocol;
 ///   field as DPDK expects: 0 for the IPv4 header checksum, the non-inverted pseudo-header sum
 ///   for TCP/UDP (what `rte_ipv4_phdr_cksum` returns). ICMP is never offloaded.
 ///
-/// Incremental NAT rewrites keep checksums correct either way; they do not look at this.
+/// Incremental NAT rewrites do not look at this: they keep a complete checksum complete, so a
+/// rewritten packet needs no TX checksum offload request (and must not get one for L4, since
+/// the NIC would expect a pseudo-header sum in the field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChecksumCaps {
     /// The IPv4 header checksum is the NIC's job.

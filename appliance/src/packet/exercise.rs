@@ -26,7 +26,7 @@ pub fn exercise(data: &[u8]) {
     for caps in [ChecksumCaps::NONE, ChecksumCaps::ALL] {
         if let Ok(frame) = super::parse_frame(data, &caps) {
             if let L3::Ipv4(meta) = frame.l3 {
-                assert!(meta.l4_offset <= data.len());
+                assert!(meta.l4_offset <= meta.l3_end && meta.l3_end <= data.len());
             }
         }
     }

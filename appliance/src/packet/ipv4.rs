@@ -954,6 +954,12 @@ mod tests {
     }
 
     #[test]
+    fn rewrite_is_small() {
+        // A session stores two; keep them within the per-session memory budget.
+        assert!(core::mem::size_of::<Rewrite>() <= 16);
+    }
+
+    #[test]
     fn fragments() {
         let mut b = UDP_PACKET;
         let mut p = Packet::new_checked(&mut b[..]).unwrap();
