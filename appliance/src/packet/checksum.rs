@@ -57,21 +57,39 @@ pub const fn fold(mut sum: u64) -> u16 {
     sum as u16
 }
 
+/// Ones' complement addition of two 16-bit values (end-around carry). Like [`fold`], it
+/// yields 0 only when both are 0, so chains of it and a folded wide sum agree bit for bit.
+#[inline(always)]
+pub const fn add(a: u16, b: u16) -> u16 {
+    let (sum, carry) = a.overflowing_add(b);
+    sum.wrapping_add(carry as u16)
+}
+
 /// Ones' complement sum of `data` as big-endian 16-bit words (an odd last byte is padded with
 /// zero, RFC 1071 section 4.1), folded but not inverted.
 #[inline]
 pub fn data(data: &[u8]) -> u16 {
     // Sum 32-bit words: 2^16 = 1 (mod 2^16 - 1), so folding the wider sum gives the same
-    // result as summing 16-bit words, in half the additions.
+    // result as summing 16-bit words, in half the additions. A u64 accumulator cannot
+    // overflow for any buffer shorter than 2^32 words.
     let mut acc: u64 = 0;
-    let mut words = data.chunks_exact(4);
-    for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        acc += u64::from(u32::from_be_bytes([c[4], c[5], c[6], c[7]]));
     }
-    let rest = words.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rest.len()].copy_from_slice(rest);
-    acc += u64::from(u32::from_be_bytes(tail));
+    let mut rest = chunks.remainder();
+    if let [a, b, c, d, tail @ ..] = rest {
+        acc += u64::from(u32::from_be_bytes([*a, *b, *c, *d]));
+        rest = tail;
+    }
+    // 0 to 3 bytes left, starting on a 16-bit boundary; an odd last byte is padded with zero.
+    match *rest {
+        [a] => acc += u64::from(a) << 8,
+        [a, b] => acc += u64::from(u16::from_be_bytes([a, b])),
+        [a, b, c] => acc += u64::from(u16::from_be_bytes([a, b])) + (u64::from(c) << 8),
+        _ => {}
+    }
     fold(acc)
 }
 
@@ -95,18 +113,15 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, length:
 /// Replace 16-bit word `old` by `new` under `checksum` (RFC 1624 equation 3).
 #[inline]
 pub const fn update16(checksum: u16, old: u16, new: u16) -> u16 {
-    !fold(!checksum as u64 + !old as u64 + new as u64)
+    !add(add(!checksum, !old), new)
 }
 
 /// Replace a 32-bit field (an IPv4 address, a sequence number) under `checksum`.
 #[inline]
 pub const fn update32(checksum: u16, old: u32, new: u32) -> u16 {
-    let acc = !checksum as u64
-        + !(old >> 16) as u16 as u64
-        + !(old as u16) as u64
-        + (new >> 16) as u64
-        + (new & 0xffff) as u64;
-    !fold(acc)
+    let hi = add(!((old >> 16) as u16), (new >> 16) as u16);
+    let lo = add(!(old as u16), new as u16);
+    !add(add(!checksum, hi), lo)
 }
 
 /// The UDP flavour of an update: a zero checksum means "none" and stays zero, and a computed
@@ -138,7 +153,7 @@ impl ChecksumDelta {
     #[inline]
     #[must_use]
     pub const fn add16(self, old: u16, new: u16) -> ChecksumDelta {
-        ChecksumDelta(fold(self.0 as u64 + !old as u64 + new as u64))
+        ChecksumDelta(add(add(self.0, !old), new))
     }
 
     /// Add the change of one 32-bit field.
@@ -160,13 +175,13 @@ impl ChecksumDelta {
     #[inline]
     #[must_use]
     pub const fn combine(self, other: ChecksumDelta) -> ChecksumDelta {
-        ChecksumDelta(fold(self.0 as u64 + other.0 as u64))
+        ChecksumDelta(add(self.0, other.0))
     }
 
     /// The stored checksum after the change.
     #[inline]
     pub const fn apply(self, checksum: u16) -> u16 {
-        !fold(!checksum as u64 + self.0 as u64)
+        !add(!checksum, self.0)
     }
 
     /// Like [`apply`](Self::apply) for a UDP checksum: keeps 0 ("no checksum") and never
@@ -211,6 +226,18 @@ mod tests {
             ChecksumDelta::ZERO.add16(0x5555, 0x3285).apply(0xdd2f),
             0x0000
         );
+    }
+
+    #[test]
+    fn every_length_matches_16_bit_words() {
+        let bytes: Vec<u8> = (0u32..40).map(|i| (i * 37 + 11) as u8).collect();
+        for n in 0..bytes.len() {
+            let mut acc = 0u64;
+            for w in bytes[..n].chunks(2) {
+                acc += u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+            }
+            assert_eq!(data(&bytes[..n]), fold(acc), "length {n}");
+        }
     }
 
     #[test]

@@ -128,6 +128,9 @@ mod field {
     pub const TAG_NEXT: usize = 2;
 }
 
+const TPID_VLAN: u16 = 0x8100;
+const TPID_QINQ: u16 = 0x88a8;
+
 /// Length of an untagged Ethernet II header.
 pub const HEADER_LEN: usize = field::PAYLOAD;
 /// Length of one VLAN tag.
@@ -272,7 +275,12 @@ impl<T: AsRef<[u8]>> Frame<T> {
     #[inline]
     pub fn layers(&self) -> Result<(EtherType, usize, Vlans), Error> {
         let data = self.buffer.as_ref();
-        let mut ethertype = self.ethertype();
+        let outer = get_u16(data, field::ETHERTYPE);
+        if outer != TPID_VLAN && outer != TPID_QINQ {
+            // Untagged: the common case, kept free of the tag walk.
+            return Ok((EtherType::from(outer), HEADER_LEN, Vlans::None));
+        }
+        let mut ethertype = EtherType::from(outer);
         let mut offset = HEADER_LEN;
         let mut tags = [VlanTag::new(0); MAX_VLAN_TAGS];
         let mut count = 0;

@@ -2,11 +2,12 @@
 
 use super::checksum::ChecksumCaps;
 use super::ethernet::{self, EtherType, Vlans};
+use super::field::get_u16;
 use super::icmp::Message as IcmpMessage;
 use super::ipv4::{self, FiveTuple};
 use super::ipv6::{self, Summary as Ipv6Summary};
 use super::tcp::Flags as TcpFlags;
-use super::{arp, Error, IpProtocol};
+use super::{arp, tcp, udp, Error, IpProtocol};
 
 /// What a frame is, found in one pass without allocation: the first thing the pipeline does
 /// with each received frame.
@@ -107,17 +108,22 @@ fn parse_ipv4(bytes: &[u8], l3_offset: usize, caps: &ChecksumCaps) -> Result<Ipv
     let (src_port, dst_port, l4) = if !ip.is_first_fragment() {
         (0, 0, L4::Fragment)
     } else {
-        let (s, d) = ipv4::l4_ports(protocol, payload)?;
-        // l4_ports checked the header lengths, so these reads are in bounds.
-        let l4 = match protocol {
-            IpProtocol::Tcp => L4::Tcp(TcpFlags(
-                u16::from_be_bytes([payload[12], payload[13]]) & 0x01ff,
-            )),
-            IpProtocol::Udp => L4::Udp,
-            IpProtocol::Icmp => L4::Icmp(payload[0].into()),
-            _ => L4::Other,
-        };
-        (s, d, l4)
+        match protocol {
+            IpProtocol::Tcp => {
+                tcp::check_header(payload)?;
+                let flags = TcpFlags(get_u16(payload, 12) & 0x01ff);
+                (get_u16(payload, 0), get_u16(payload, 2), L4::Tcp(flags))
+            }
+            IpProtocol::Udp => {
+                udp::check_header(payload)?;
+                (get_u16(payload, 0), get_u16(payload, 2), L4::Udp)
+            }
+            IpProtocol::Icmp => {
+                let (s, d) = ipv4::l4_ports(protocol, payload)?;
+                (s, d, L4::Icmp(payload[0].into()))
+            }
+            _ => (0, 0, L4::Other),
+        }
     };
     let tuple = FiveTuple {
         src_addr: ip.src_addr(),
