@@ -138,11 +138,30 @@ pub const VLAN_TAG_LEN: usize = 4;
 /// Most VLAN tags a frame may carry here (single tag or QinQ).
 pub const MAX_VLAN_TAGS: usize = 2;
 
-/// One 802.1Q tag: the TPID that announced it and its tag control information.
+/// The tag protocol identifier that announced a VLAN tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tpid {
+    /// 0x8100, an 802.1Q customer tag (the inner one in QinQ).
+    Customer,
+    /// 0x88a8, an 802.1ad service tag (the outer one in QinQ).
+    Service,
+}
+
+impl From<Tpid> for EtherType {
+    fn from(t: Tpid) -> EtherType {
+        match t {
+            Tpid::Customer => EtherType::Vlan,
+            Tpid::Service => EtherType::QinQ,
+        }
+    }
+}
+
+/// One 802.1Q tag: the TPID that announced it and its tag control information. Six bytes,
+/// since the fast path's parse result carries two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VlanTag {
-    /// [`EtherType::Vlan`] or [`EtherType::QinQ`].
-    pub tpid: EtherType,
+    /// Which TPID announced the tag.
+    pub tpid: Tpid,
     /// Priority code point, 3 bits.
     pub pcp: u8,
     /// Drop eligible indicator.
@@ -155,14 +174,14 @@ impl VlanTag {
     /// A customer tag (TPID 0x8100) with priority 0.
     pub const fn new(vid: u16) -> VlanTag {
         VlanTag {
-            tpid: EtherType::Vlan,
+            tpid: Tpid::Customer,
             pcp: 0,
             dei: false,
             vid,
         }
     }
 
-    fn from_tci(tpid: EtherType, tci: u16) -> VlanTag {
+    fn from_tci(tpid: Tpid, tci: u16) -> VlanTag {
         VlanTag {
             tpid,
             pcp: (tci >> 13) as u8,
@@ -280,11 +299,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
             // Untagged: the common case, kept free of the tag walk.
             return Ok((EtherType::from(outer), HEADER_LEN, Vlans::None));
         }
-        let mut ethertype = EtherType::from(outer);
+        let mut ethertype = outer;
         let mut offset = HEADER_LEN;
         let mut tags = [VlanTag::new(0); MAX_VLAN_TAGS];
         let mut count = 0;
-        while ethertype.is_vlan_tpid() {
+        while ethertype == TPID_VLAN || ethertype == TPID_QINQ {
             if count == MAX_VLAN_TAGS {
                 return Err(Error::VlanTooManyTags);
             }
@@ -293,9 +312,14 @@ impl<T: AsRef<[u8]>> Frame<T> {
             }
             // `offset` points just past the TPID; the tag is TCI then the next EtherType.
             let tci = get_u16(data, offset + field::TAG_TCI);
-            tags[count] = VlanTag::from_tci(ethertype, tci);
+            let tpid = if ethertype == TPID_QINQ {
+                Tpid::Service
+            } else {
+                Tpid::Customer
+            };
+            tags[count] = VlanTag::from_tci(tpid, tci);
             count += 1;
-            ethertype = EtherType::from(get_u16(data, offset + field::TAG_NEXT));
+            ethertype = get_u16(data, offset + field::TAG_NEXT);
             offset += VLAN_TAG_LEN;
         }
         let vlans = match count {
@@ -303,7 +327,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
             1 => Vlans::One(tags[0]),
             _ => Vlans::Two(tags[0], tags[1]),
         };
-        Ok((ethertype, offset, vlans))
+        Ok((EtherType::from(ethertype), offset, vlans))
     }
 
     /// Offset of the L3 header past any VLAN tags, and its EtherType. The fast path's first
@@ -408,7 +432,7 @@ impl Repr {
         buf[field::SOURCE].copy_from_slice(&self.src_addr.0);
         let mut at = field::ETHERTYPE;
         let mut put_tag = |buf: &mut [u8], tag: &VlanTag| {
-            set_u16(buf, at, tag.tpid.into());
+            set_u16(buf, at, EtherType::from(tag.tpid).into());
             set_u16(buf, at + 2, tag.tci());
             at += VLAN_TAG_LEN;
         };
@@ -476,13 +500,13 @@ mod tests {
             r.vlans,
             Vlans::Two(
                 VlanTag {
-                    tpid: EtherType::QinQ,
+                    tpid: Tpid::Service,
                     pcp: 5,
                     dei: false,
                     vid: 100
                 },
                 VlanTag {
-                    tpid: EtherType::Vlan,
+                    tpid: Tpid::Customer,
                     pcp: 0,
                     dei: true,
                     vid: 200

@@ -26,7 +26,7 @@ pub fn exercise(data: &[u8]) {
     for caps in [ChecksumCaps::NONE, ChecksumCaps::ALL] {
         if let Ok(frame) = super::parse_frame(data, &caps) {
             if let L3::Ipv4(meta) = frame.l3 {
-                assert!(meta.l4_offset <= meta.l3_end && meta.l3_end <= data.len());
+                assert!(meta.l4_offset() <= meta.l3_end() && meta.l3_end() <= data.len());
             }
         }
     }
@@ -50,7 +50,7 @@ fn l3(data: &[u8]) {
     if let Ok(p) = ipv6::Packet::new_checked(data) {
         let _ = ipv6::Repr::parse(&p);
         if let Ok(s) = p.summary() {
-            assert!(s.l4_offset <= data.len());
+            assert!(s.l4_offset() <= data.len());
         }
     }
     if let Ok(p) = arp::Packet::new_checked(data) {

@@ -167,7 +167,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
         };
         Ok(Summary {
             protocol: next,
-            l4_offset: HEADER_LEN + offset,
+            // Below 40 + 65536.
+            l4_offset: (HEADER_LEN + offset) as u32,
             ext_headers,
             fragment,
             ports,
@@ -230,14 +231,20 @@ pub struct Fragment {
 pub struct Summary {
     /// Upper-layer protocol (or the header the walk stopped at, such as ESP).
     pub protocol: IpProtocol,
-    /// Offset of the upper-layer header from the start of the IPv6 header.
-    pub l4_offset: usize,
+    l4_offset: u32,
     /// Extension headers walked.
     pub ext_headers: u8,
     /// The fragment header, if any.
     pub fragment: Option<Fragment>,
     /// Source and destination ports for TCP/UDP in an unfragmented packet or first fragment.
     pub ports: Option<(u16, u16)>,
+}
+
+impl Summary {
+    /// Offset of the upper-layer header from the start of the IPv6 header.
+    pub fn l4_offset(&self) -> usize {
+        self.l4_offset as usize
+    }
 }
 
 /// The meaning of the IPv6 fixed header.
@@ -325,7 +332,7 @@ mod tests {
         let p = Packet::new_checked(&PACKET[..]).unwrap();
         let s = p.summary().unwrap();
         assert_eq!(s.protocol, IpProtocol::Udp);
-        assert_eq!(s.l4_offset, 56);
+        assert_eq!(s.l4_offset(), 56);
         assert_eq!(s.ext_headers, 2);
         assert_eq!(
             s.fragment,

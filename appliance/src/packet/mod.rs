@@ -66,8 +66,8 @@ pub use arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
 pub use checksum::{ChecksumCaps, ChecksumDelta};
 pub use error::Error;
 pub use ethernet::{
-    Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr, VlanTag,
-    Vlans,
+    Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr, Tpid,
+    VlanTag, Vlans,
 };
 pub use icmp::{
     DstUnreachable as IcmpDstUnreachable, Message as IcmpMessage, Packet as IcmpPacket,

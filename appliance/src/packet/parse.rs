@@ -2,7 +2,9 @@
 
 use super::checksum::ChecksumCaps;
 use super::ethernet::{self, EtherType, Vlans};
-use super::field::get_u16;
+use std::net::Ipv4Addr;
+
+use super::field::{get_u16, get_u32};
 use super::icmp::Message as IcmpMessage;
 use super::ipv4::{self, FiveTuple};
 use super::ipv6::{self, Summary as Ipv6Summary};
@@ -15,10 +17,19 @@ use super::{arp, tcp, udp, Error, IpProtocol};
 pub struct ParsedFrame {
     /// VLAN tags, outer first.
     pub vlans: Vlans,
-    /// Offset of the L3 header in the frame.
-    pub l3_offset: usize,
+    // Offsets are stored narrow and read through methods: a smaller result is cheaper to
+    // return on the fast path.
+    l3_offset: u16,
     /// The L3 protocol and what was learned from it.
     pub l3: L3,
+}
+
+impl ParsedFrame {
+    /// Offset of the L3 header in the frame (past the VLAN tags).
+    #[inline]
+    pub fn l3_offset(&self) -> usize {
+        usize::from(self.l3_offset)
+    }
 }
 
 /// The L3 part of a [`ParsedFrame`].
@@ -39,13 +50,25 @@ pub enum L3 {
 pub struct Ipv4Meta {
     /// Addresses, protocol and ports (0 where there are none, see [`FiveTuple`]).
     pub tuple: FiveTuple,
-    /// Offset of the transport header in the frame.
-    pub l4_offset: usize,
-    /// Offset in the frame where the IPv4 datagram ends (its total length); Ethernet padding
-    /// may follow. The transport is `frame[l4_offset..l3_end]`.
-    pub l3_end: usize,
+    l4_offset: u32,
+    l3_end: u32,
     /// What the transport is.
     pub l4: L4,
+}
+
+impl Ipv4Meta {
+    /// Offset of the transport header in the frame.
+    #[inline]
+    pub fn l4_offset(&self) -> usize {
+        self.l4_offset as usize
+    }
+
+    /// Offset in the frame where the IPv4 datagram ends (its total length); Ethernet padding
+    /// may follow. The transport is `frame[l4_offset()..l3_end()]`.
+    #[inline]
+    pub fn l3_end(&self) -> usize {
+        self.l3_end as usize
+    }
 }
 
 /// Transport classification of an IPv4 packet.
@@ -75,11 +98,38 @@ pub enum L4 {
 /// Any of the Ethernet, VLAN, IPv4, IPv6, ARP, TCP, UDP or ICMP validation errors.
 #[inline]
 pub fn parse_frame(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Error> {
-    let eth = ethernet::Frame::new_checked(frame)?;
-    let (ethertype, l3_offset, vlans) = eth.layers()?;
-    let l3_bytes = &frame[l3_offset..];
-    let l3 = match ethertype {
-        EtherType::Ipv4 => L3::Ipv4(parse_ipv4(l3_bytes, l3_offset, caps)?),
+    if frame.len() < ethernet::HEADER_LEN {
+        return Err(Error::EthernetTruncated);
+    }
+    // The untagged case inline; tags are walked by the Ethernet view, out of line.
+    let outer = get_u16(frame, 12);
+    let (ethertype, l3_offset, vlans) = if outer == 0x8100 || outer == 0x88a8 {
+        tagged(frame)?
+    } else {
+        (outer, ethernet::HEADER_LEN, Vlans::None)
+    };
+    let l3 = if ethertype == 0x0800 {
+        L3::Ipv4(parse_ipv4(frame, l3_offset, caps)?)
+    } else {
+        not_ipv4(ethertype, &frame[l3_offset..])?
+    };
+    Ok(ParsedFrame {
+        vlans,
+        // At most 14 + 2 * 4.
+        l3_offset: l3_offset as u16,
+        l3,
+    })
+}
+
+#[inline(never)]
+fn tagged(frame: &[u8]) -> Result<(u16, usize, Vlans), Error> {
+    let (ethertype, offset, vlans) = ethernet::Frame::new_unchecked(frame).layers()?;
+    Ok((ethertype.into(), offset, vlans))
+}
+
+#[inline(never)]
+fn not_ipv4(ethertype: u16, l3_bytes: &[u8]) -> Result<L3, Error> {
+    Ok(match EtherType::from(ethertype) {
         EtherType::Ipv6 => L3::Ipv6(ipv6::Packet::new_checked(l3_bytes)?.summary()?),
         EtherType::Arp => {
             if !arp::Packet::new_checked(l3_bytes)?.is_ethernet_ipv4() {
@@ -88,55 +138,64 @@ pub fn parse_frame(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Err
             L3::Arp
         }
         other => L3::Other(other),
-    };
-    Ok(ParsedFrame {
-        vlans,
-        l3_offset,
-        l3,
     })
 }
 
-#[inline]
-fn parse_ipv4(bytes: &[u8], l3_offset: usize, caps: &ChecksumCaps) -> Result<Ipv4Meta, Error> {
-    let ip = ipv4::Packet::new_checked(bytes)?;
+/// IPv4 and its transport, reading each field once.
+#[inline(always)]
+fn parse_ipv4(frame: &[u8], l3_offset: usize, caps: &ChecksumCaps) -> Result<Ipv4Meta, Error> {
+    let ip = ipv4::Packet::new_checked(&frame[l3_offset..])?;
     if !caps.ipv4 && !ip.verify_checksum() {
         return Err(Error::Ipv4BadChecksum);
     }
-    let l4_offset = l3_offset + ip.header_len();
-    let protocol = ip.protocol();
-    let payload = ip.payload_slice();
-    let (src_port, dst_port, l4) = if !ip.is_first_fragment() {
-        (0, 0, L4::Fragment)
+    let d = ip.into_inner();
+    let header_len = usize::from(d[0] & 0x0f) * 4;
+    let total_len = usize::from(get_u16(d, 2));
+    let payload = &d[header_len..total_len];
+    let first = get_u16(d, 6) & 0x1fff == 0;
+    let proto = d[9];
+    let (protocol, src_port, dst_port, l4) = if !first {
+        (IpProtocol::from(proto), 0, 0, L4::Fragment)
     } else {
-        match protocol {
-            IpProtocol::Tcp => {
+        match proto {
+            6 => {
                 tcp::check_header(payload)?;
                 let flags = TcpFlags(get_u16(payload, 12) & 0x01ff);
-                (get_u16(payload, 0), get_u16(payload, 2), L4::Tcp(flags))
+                (
+                    IpProtocol::Tcp,
+                    get_u16(payload, 0),
+                    get_u16(payload, 2),
+                    L4::Tcp(flags),
+                )
             }
-            IpProtocol::Udp => {
+            17 => {
                 udp::check_header(payload)?;
-                (get_u16(payload, 0), get_u16(payload, 2), L4::Udp)
+                (
+                    IpProtocol::Udp,
+                    get_u16(payload, 0),
+                    get_u16(payload, 2),
+                    L4::Udp,
+                )
             }
-            IpProtocol::Icmp => {
-                let (s, d) = ipv4::l4_ports(protocol, payload)?;
-                (s, d, L4::Icmp(payload[0].into()))
+            1 => {
+                let (s, d) = ipv4::l4_ports(IpProtocol::Icmp, payload)?;
+                (IpProtocol::Icmp, s, d, L4::Icmp(payload[0].into()))
             }
-            _ => (0, 0, L4::Other),
+            other => (IpProtocol::from(other), 0, 0, L4::Other),
         }
     };
     let tuple = FiveTuple {
-        src_addr: ip.src_addr(),
-        dst_addr: ip.dst_addr(),
+        src_addr: Ipv4Addr::from(get_u32(d, 12)),
+        dst_addr: Ipv4Addr::from(get_u32(d, 16)),
         protocol,
         src_port,
         dst_port,
     };
-    let l3_end = l3_offset + ip.total_len();
     Ok(Ipv4Meta {
         tuple,
-        l4_offset,
-        l3_end,
+        // Both below 22 + 65536.
+        l4_offset: (l3_offset + header_len) as u32,
+        l3_end: (l3_offset + total_len) as u32,
         l4,
     })
 }
@@ -173,10 +232,10 @@ mod tests {
     #[test]
     fn udp_frame() {
         let f = parse_frame(IPV4_UDP, &ChecksumCaps::NONE).unwrap();
-        assert_eq!((f.vlans, f.l3_offset), (Vlans::None, 14));
+        assert_eq!((f.vlans, f.l3_offset()), (Vlans::None, 14));
         let m = ipv4(&f);
         assert_eq!(m.l4, L4::Udp);
-        assert_eq!((m.l4_offset, m.l3_end), (34, 46));
+        assert_eq!((m.l4_offset(), m.l3_end()), (34, 46));
         assert_eq!(
             m.tuple,
             FiveTuple {
@@ -193,13 +252,13 @@ mod tests {
     fn vlan_tcp_syn_then_snat() {
         let f = parse_frame(VLAN_TCP_SYN, &ChecksumCaps::NONE).unwrap();
         assert_eq!(f.vlans, Vlans::One(VlanTag::new(100)));
-        assert_eq!(f.l3_offset, 18);
+        assert_eq!(f.l3_offset(), 18);
         let m = ipv4(&f);
         assert_eq!(m.l4, L4::Tcp(TcpFlags::SYN));
         assert_eq!((m.tuple.src_port, m.tuple.dst_port), (40000, 80));
         // The fast path: rewrite in place at the offset parse_frame found.
         let mut buf = VLAN_TCP_SYN.to_vec();
-        let mut ip = Ipv4Packet::new_checked(&mut buf[f.l3_offset..]).unwrap();
+        let mut ip = Ipv4Packet::new_checked(&mut buf[f.l3_offset()..]).unwrap();
         ip.rewrite(Side::Src, Ipv4Addr::new(203, 0, 113, 1), 1025)
             .unwrap();
         ip.decrement_ttl().unwrap();
@@ -213,7 +272,7 @@ mod tests {
     #[test]
     fn arp_icmp_ipv6_frames() {
         let f = parse_frame(QINQ_ARP, &ChecksumCaps::NONE).unwrap();
-        assert_eq!((f.l3, f.vlans.len(), f.l3_offset), (L3::Arp, 2, 22));
+        assert_eq!((f.l3, f.vlans.len(), f.l3_offset()), (L3::Arp, 2, 22));
 
         let m = ipv4(&parse_frame(ECHO, &ChecksumCaps::NONE).unwrap());
         assert_eq!(m.l4, L4::Icmp(IcmpMessage::EchoRequest));
