@@ -73,7 +73,8 @@ fn parse_and_snat(f: &mut [u8], rw: &Rewrite) {
         unreachable!()
     };
     black_box(meta.tuple);
-    let mut ip = Ipv4Packet::new_checked(&mut f[parsed.l3_offset()..]).unwrap();
+    // parse_frame ran every new_checked test on this header (see its docs).
+    let mut ip = Ipv4Packet::new_unchecked(&mut f[parsed.l3_offset()..]);
     ip.apply(rw).unwrap();
 }
 
@@ -120,7 +121,7 @@ fn bench(c: &mut Criterion) {
                     || f,
                     |f| {
                         let p = parse_frame(f, &ChecksumCaps::NONE).unwrap();
-                        let mut ip = Ipv4Packet::new_checked(&mut f[p.l3_offset()..]).unwrap();
+                        let mut ip = Ipv4Packet::new_unchecked(&mut f[p.l3_offset()..]);
                         ip.rewrite(Side::Src, black_box(PUBLIC), black_box(61000))
                             .unwrap();
                     },

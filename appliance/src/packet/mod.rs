@@ -9,6 +9,8 @@
 //! in-place rewrites on [`Ipv4Packet`]: [`Ipv4Packet::apply`] with a precomputed [`Rewrite`],
 //! [`Ipv4Packet::decrement_ttl`] and [`Ipv4Packet::translate_icmp_error`]. None allocates.
 
+#![warn(missing_docs)]
+
 /// An enum over a protocol number that keeps values it does not know (`Unknown`), so decoding
 /// never fails or panics and re-encoding is lossless.
 macro_rules! enum_with_unknown {

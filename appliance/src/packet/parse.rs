@@ -94,6 +94,10 @@ pub enum L4 {
 /// Transport checksums are not verified: NAT updates them incrementally, so a corrupt one
 /// stays corrupt for the receiver to drop.
 ///
+/// After `L3::Ipv4`, `Ipv4Packet::new_unchecked(&mut frame[parsed.l3_offset()..])` is a
+/// checked view in all but name (every `new_checked` test passed here), so the rewrite step
+/// need not validate again; the rewrites still check the transport bytes they write.
+///
 /// # Errors
 /// Any of the Ethernet, VLAN, IPv4, IPv6, ARP, TCP, UDP or ICMP validation errors.
 #[inline]
