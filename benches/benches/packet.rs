@@ -67,8 +67,8 @@ fn frame(protocol: IpProtocol) -> [u8; 64] {
 
 /// Classify, then apply the session's precomputed SNAT rewrite in place.
 #[inline(always)]
-fn parse_and_snat(f: &mut [u8], rw: &Rewrite) {
-    let parsed = parse_frame(f, &ChecksumCaps::NONE).unwrap();
+fn parse_and_snat(f: &mut [u8], rw: &Rewrite, caps: &ChecksumCaps) {
+    let parsed = parse_frame(f, caps).unwrap();
     let L3::Ipv4(meta) = parsed.l3 else {
         unreachable!()
     };
@@ -108,9 +108,22 @@ fn bench(c: &mut Criterion) {
             )
         });
         g.bench_function(format!("parse_and_snat/{name}_64"), |b| {
+            let caps = ChecksumCaps::NONE;
             b.iter_batched_ref(
                 || f,
-                |f| parse_and_snat(f, black_box(&rw)),
+                |f| parse_and_snat(f, black_box(&rw), &caps),
+                BatchSize::SmallInput,
+            )
+        });
+        // The same when the NIC verified the IPv4 header checksum (RX offload).
+        g.bench_function(format!("parse_and_snat_ipv4_offloaded/{name}_64"), |b| {
+            let caps = ChecksumCaps {
+                ipv4: true,
+                l4: false,
+            };
+            b.iter_batched_ref(
+                || f,
+                |f| parse_and_snat(f, black_box(&rw), &caps),
                 BatchSize::SmallInput,
             )
         });
