@@ -104,7 +104,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Sender hardware address.
     pub fn source_hardware_addr(&self) -> Address {
-        Address::from_bytes(&self.data()[field::SHA])
+        Address::from_field(self.data(), field::SHA)
     }
 
     /// Sender protocol address.
@@ -114,7 +114,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Target hardware address.
     pub fn target_hardware_addr(&self) -> Address {
-        Address::from_bytes(&self.data()[field::THA])
+        Address::from_field(self.data(), field::THA)
     }
 
     /// Target protocol address.

@@ -38,11 +38,17 @@ impl Address {
     /// `ff:ff:ff:ff:ff:ff`.
     pub const BROADCAST: Address = Address([0xff; 6]);
 
-    /// Build from the first 6 bytes of `data`. Panics if `data` is shorter: for constants and
-    /// fields of checked views only.
-    pub fn from_bytes(data: &[u8]) -> Address {
+    /// The address in the first 6 bytes of `data`, or `None` if it is shorter.
+    pub fn from_bytes(data: &[u8]) -> Option<Address> {
+        let bytes: [u8; 6] = data.get(..6)?.try_into().ok()?;
+        Some(Address(bytes))
+    }
+
+    /// The address at a field the caller's checks guarantee is in bounds (views only).
+    #[inline(always)]
+    pub(crate) fn from_field(data: &[u8], field: Field) -> Address {
         let mut a = [0u8; 6];
-        a.copy_from_slice(&data[..6]);
+        a.copy_from_slice(&data[field]);
         Address(a)
     }
 
@@ -271,13 +277,13 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// Destination MAC.
     #[inline]
     pub fn dst_addr(&self) -> Address {
-        Address::from_bytes(&self.buffer.as_ref()[field::DESTINATION])
+        Address::from_field(self.buffer.as_ref(), field::DESTINATION)
     }
 
     /// Source MAC.
     #[inline]
     pub fn src_addr(&self) -> Address {
-        Address::from_bytes(&self.buffer.as_ref()[field::SOURCE])
+        Address::from_field(self.buffer.as_ref(), field::SOURCE)
     }
 
     /// The EtherType at offset 12: the payload's type, or a TPID if the frame is tagged.
@@ -554,5 +560,10 @@ mod tests {
         assert!(Address::BROADCAST.is_broadcast() && Address::BROADCAST.is_multicast());
         assert!(!a.is_multicast() && a.is_unicast() && a.is_local());
         assert!(!Address([0; 6]).is_unicast());
+        assert_eq!(
+            Address::from_bytes(&[1, 2, 3, 4, 5, 6, 7]),
+            Some(Address([1, 2, 3, 4, 5, 6]))
+        );
+        assert_eq!(Address::from_bytes(&[1, 2, 3, 4, 5]), None);
     }
 }
