@@ -1,1 +1,146 @@
-//! Header views over byte buffers (filled in by the packet-layer issue).
+//! Packet layer: header views over byte buffers, validation, checksums and builders.
+//!
+//! Each protocol module has a `Packet<T: AsRef<[u8]>>` view (fields read at named offsets,
+//! setters where the buffer is `AsMut`) and a plain `Repr` with `parse`, `emit` and
+//! `buffer_len`. `new_checked` validates lengths once; after it no accessor panics. Errors are
+//! [`Error`] variants, each a named drop reason.
+//!
+//! The NAT fast path uses [`parse_frame`] (VLAN tags, IPv4 checks, 5-tuple in one pass) and the
+//! in-place rewrites on [`Ipv4Packet`]: [`Ipv4Packet::apply`] with a precomputed [`Rewrite`],
+//! [`Ipv4Packet::decrement_ttl`] and [`Ipv4Packet::translate_icmp_error`]. None allocates.
+
+#![warn(missing_docs)]
+
+/// An enum over a protocol number that keeps values it does not know (`Unknown`), so decoding
+/// never fails or panics and re-encoding is lossless.
+macro_rules! enum_with_unknown {
+    (
+        $(#[$attr:meta])*
+        pub enum $name:ident($ty:ty) {
+            $( $(#[$vattr:meta])* $variant:ident = $value:expr ),+ $(,)?
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $( $(#[$vattr])* $variant, )+
+            /// A value without a name here, kept as is.
+            Unknown($ty),
+        }
+
+        impl From<$ty> for $name {
+            #[inline]
+            fn from(value: $ty) -> Self {
+                match value {
+                    $( $value => $name::$variant, )+
+                    other => $name::Unknown(other),
+                }
+            }
+        }
+
+        impl From<$name> for $ty {
+            #[inline]
+            fn from(value: $name) -> Self {
+                match value {
+                    $( $name::$variant => $value, )+
+                    $name::Unknown(other) => other,
+                }
+            }
+        }
+    };
+}
+
+pub mod arp;
+pub mod build;
+pub mod checksum;
+pub mod error;
+pub mod ethernet;
+#[doc(hidden)]
+pub mod exercise;
+pub mod icmp;
+pub mod ipv4;
+pub mod ipv6;
+mod parse;
+pub mod tcp;
+pub mod udp;
+
+pub use arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
+pub use checksum::{ChecksumCaps, ChecksumDelta};
+pub use error::Error;
+pub use ethernet::{
+    Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr, Tpid,
+    VlanTag, Vlans,
+};
+pub use icmp::{
+    DstUnreachable as IcmpDstUnreachable, Message as IcmpMessage, Packet as IcmpPacket,
+    Quote as IcmpQuote, Repr as IcmpRepr,
+};
+pub use ipv4::{FiveTuple, Packet as Ipv4Packet, Repr as Ipv4Repr, Rewrite, Side};
+pub use ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr, Summary as Ipv6Summary};
+pub use parse::{parse_frame, Ipv4Meta, ParsedFrame, L3, L4};
+pub use tcp::{Flags as TcpFlags, Packet as TcpPacket, Repr as TcpRepr, TcpOption};
+pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
+
+enum_with_unknown! {
+    /// IP protocol / IPv6 next-header numbers (IANA "Assigned Internet Protocol Numbers").
+    pub enum IpProtocol(u8) {
+        /// IPv6 hop-by-hop options (RFC 8200 section 4.3).
+        HopByHop = 0,
+        /// ICMP for IPv4 (RFC 792).
+        Icmp = 1,
+        /// IGMP (RFC 3376).
+        Igmp = 2,
+        /// TCP (RFC 9293).
+        Tcp = 6,
+        /// UDP (RFC 768).
+        Udp = 17,
+        /// IPv6 routing header (RFC 8200 section 4.4).
+        Ipv6Route = 43,
+        /// IPv6 fragment header (RFC 8200 section 4.5).
+        Ipv6Frag = 44,
+        /// GRE (RFC 2784).
+        Gre = 47,
+        /// IPsec ESP (RFC 4303).
+        Esp = 50,
+        /// IPsec AH (RFC 4302).
+        Ah = 51,
+        /// ICMPv6 (RFC 4443).
+        Icmpv6 = 58,
+        /// IPv6 "no next header" (RFC 8200 section 4.7).
+        Ipv6NoNxt = 59,
+        /// IPv6 destination options (RFC 8200 section 4.6).
+        Ipv6Opts = 60,
+        /// SCTP (RFC 9260).
+        Sctp = 132,
+    }
+}
+
+/// Big-endian field access at fixed offsets. Callers guarantee the bounds (checked once in
+/// `new_checked`), so these are the only place a slice index appears.
+pub(crate) mod field {
+    /// A field's byte range.
+    pub type Field = core::ops::Range<usize>;
+
+    #[inline(always)]
+    pub fn get_u16(data: &[u8], at: usize) -> u16 {
+        u16::from_be_bytes([data[at], data[at + 1]])
+    }
+
+    #[inline(always)]
+    pub fn get_u32(data: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+    }
+
+    #[inline(always)]
+    pub fn set_u16(data: &mut [u8], at: usize, value: u16) {
+        data[at..at + 2].copy_from_slice(&value.to_be_bytes());
+    }
+
+    #[inline(always)]
+    pub fn set_u32(data: &mut [u8], at: usize, value: u32) {
+        data[at..at + 4].copy_from_slice(&value.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod proptests;

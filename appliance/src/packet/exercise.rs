@@ -1,0 +1,191 @@
+//! Every parser, accessor and in-place rewrite run over arbitrary bytes, with the invariants
+//! that must hold whatever the input. Shared by the fuzz target (`appliance/fuzz`) and the
+//! "parsing never panics" property test, so both check the same thing.
+
+use std::net::Ipv4Addr;
+
+use super::build::{self, Link, Unreachable};
+use super::icmp::TimeExceeded;
+use super::{
+    arp, icmp, ipv4, ipv6, tcp, udp, ChecksumCaps, EthernetAddress, EthernetFrame, IpProtocol,
+    Side, Vlans, L3,
+};
+
+const LINK: Link = Link {
+    src: EthernetAddress([2, 0, 0, 0, 0, 1]),
+    dst: EthernetAddress([2, 0, 0, 0, 0, 2]),
+    vlans: Vlans::None,
+};
+
+/// Run everything on `data` as an Ethernet frame and as each L3/L4 header directly.
+///
+/// Panics only if an invariant breaks: a view or a rewrite panicked, or an incremental
+/// rewrite turned a valid checksum into an invalid one. `data` is not modified (rewrites run
+/// on copies).
+pub fn exercise(data: &[u8]) {
+    for caps in [ChecksumCaps::NONE, ChecksumCaps::ALL] {
+        if let Ok(frame) = super::parse_frame(data, &caps) {
+            if let L3::Ipv4(meta) = frame.l3 {
+                assert!(meta.l4_offset() <= meta.l3_end() && meta.l3_end() <= data.len());
+            }
+        }
+    }
+    if let Ok(f) = EthernetFrame::new_checked(data) {
+        let _ = (f.src_addr(), f.dst_addr(), f.ethertype());
+        if let Ok(r) = super::EthernetRepr::parse(&f) {
+            let mut out = [0u8; 32];
+            let n = r.emit(&mut out).expect("ethernet header fits");
+            assert_eq!(out[..n], data[..n], "ethernet round trip");
+        }
+        if let Ok(payload) = f.payload() {
+            l3(payload);
+        }
+    }
+    l3(data);
+    l4_all(data, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+}
+
+fn l3(data: &[u8]) {
+    ipv4_checks(data);
+    if let Ok(p) = ipv6::Packet::new_checked(data) {
+        let _ = ipv6::Repr::parse(&p);
+        if let Ok(s) = p.summary() {
+            assert!(s.l4_offset() <= data.len());
+        }
+    }
+    if let Ok(p) = arp::Packet::new_checked(data) {
+        if let Ok(r) = arp::Repr::parse(&p) {
+            let mut out = [0u8; arp::PACKET_LEN];
+            r.emit(&mut out).expect("arp fits");
+            assert_eq!(out[..], data[..arp::PACKET_LEN], "arp round trip");
+        }
+    }
+}
+
+fn ipv4_checks(data: &[u8]) {
+    let Ok(p) = ipv4::Packet::new_checked(data) else {
+        return;
+    };
+    let _ = ipv4::Repr::parse(&p, &ChecksumCaps::NONE);
+    for _ in p.options() {}
+    let _ = p.five_tuple();
+    let (src, dst) = (p.src_addr(), p.dst_addr());
+    l4_all(p.payload(), src, dst);
+    let valid = p.verify_checksum();
+
+    let mut buf = [0u8; 1600];
+    for why in [Unreachable::Port, Unreachable::FragNeeded { mtu: 1280 }] {
+        let _ = build::icmp_dst_unreachable(&mut buf, &LINK, src, data, why);
+    }
+    let _ = build::icmp_time_exceeded(&mut buf, &LINK, dst, data, TimeExceeded::TtlExpired);
+    let _ = build::icmp_echo_reply(&mut buf, &LINK, data);
+    let _ = build::tcp_rst(&mut buf, &LINK, data);
+
+    // In-place rewrites on a copy: a checksum that verified must still verify.
+    let mut copy = data.to_vec();
+    let mut q = ipv4::Packet::new_checked(&mut copy[..]).expect("same bytes");
+    let l4_valid = l4_checksum_ok(&q);
+    if q.decrement_ttl().is_ok() {
+        assert_eq!(q.verify_checksum(), valid, "ttl decrement");
+    }
+    let new_addr = Ipv4Addr::new(203, 0, 113, 77);
+    if q.rewrite(Side::Src, new_addr, 61000).is_ok() {
+        assert_eq!(q.src_addr(), new_addr);
+        assert_eq!(q.verify_checksum(), valid, "src rewrite ip checksum");
+        if l4_valid == Some(true) {
+            assert_eq!(l4_checksum_ok(&q), Some(true), "src rewrite l4 checksum");
+        }
+    }
+    if let Ok(t) = q.five_tuple() {
+        let rw = ipv4::Rewrite::new(Side::Dst, t.protocol, t.endpoint(Side::Dst), (new_addr, 1));
+        let l4_valid = l4_checksum_ok(&q);
+        if q.apply(&rw).is_ok() {
+            assert_eq!(q.verify_checksum(), valid, "dst apply");
+            if l4_valid == Some(true) {
+                assert_eq!(l4_checksum_ok(&q), Some(true), "dst apply l4 checksum");
+            }
+        }
+    }
+    let icmp_valid = icmp_checksum_ok(&q);
+    if q.translate_icmp_error(Side::Src, new_addr, 4242).is_ok() {
+        assert_eq!(icmp_checksum_ok(&q), icmp_valid, "icmp error translation");
+    }
+    q.rewrite_addr_only(Side::Dst, Ipv4Addr::new(10, 9, 8, 7));
+    assert_eq!(q.verify_checksum(), valid, "address-only rewrite");
+}
+
+fn l4_checksum_ok<T: AsRef<[u8]>>(p: &ipv4::Packet<T>) -> Option<bool> {
+    if !p.is_first_fragment() || p.is_fragment() {
+        return None;
+    }
+    let (s, d, l4) = (p.src_addr(), p.dst_addr(), p.payload_slice());
+    match p.protocol() {
+        IpProtocol::Tcp => tcp::Packet::new_checked(l4)
+            .ok()
+            .map(|t| t.verify_checksum(s, d)),
+        IpProtocol::Udp => udp::Packet::new_checked(l4)
+            .ok()
+            .map(|u| u.verify_checksum(s, d)),
+        IpProtocol::Icmp => icmp::Packet::new_checked(l4)
+            .ok()
+            .map(|i| i.verify_checksum()),
+        _ => None,
+    }
+}
+
+fn icmp_checksum_ok<T: AsRef<[u8]>>(p: &ipv4::Packet<T>) -> Option<bool> {
+    icmp::Packet::new_checked(p.payload_slice())
+        .ok()
+        .map(|i| i.verify_checksum())
+}
+
+fn l4_all(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) {
+    if let Ok(t) = tcp::Packet::new_checked(data) {
+        let _ = (t.flags(), t.segment_len(), t.payload());
+        for _ in t.options() {}
+        if let Ok(r) = tcp::Repr::parse(&t, src, dst, &ChecksumCaps::ALL) {
+            let mut out = [0u8; 1600];
+            if r.buffer_len() <= out.len() {
+                let n = r
+                    .emit(&mut out, src, dst, &ChecksumCaps::NONE)
+                    .expect("fits");
+                let back = tcp::Packet::new_checked(&out[..n]).expect("emitted tcp parses");
+                let r2 = tcp::Repr::parse(&back, src, dst, &ChecksumCaps::NONE).expect("valid");
+                assert_eq!(r2, r, "tcp round trip");
+            }
+        }
+        let mut copy = data.to_vec();
+        let mut m = tcp::Packet::new_checked(&mut copy[..]).expect("same bytes");
+        let ok = m.verify_checksum(src, dst);
+        if m.clamp_mss(536) {
+            assert_eq!(m.verify_checksum(src, dst), ok, "mss clamp");
+        }
+    }
+    if let Ok(u) = udp::Packet::new_checked(data) {
+        if let Ok(r) = udp::Repr::parse(&u, src, dst, &ChecksumCaps::NONE) {
+            let mut out = [0u8; 1600];
+            if r.buffer_len() <= out.len() {
+                let n = r
+                    .emit(&mut out, src, dst, &ChecksumCaps::NONE)
+                    .expect("fits");
+                assert_eq!(out[..4], data[..4]);
+                let back = udp::Packet::new_checked(&out[..n]).expect("emitted udp parses");
+                assert!(back.verify_checksum(src, dst));
+            }
+        }
+    }
+    if let Ok(i) = icmp::Packet::new_checked(data) {
+        let _ = (i.echo_ident(), i.next_hop_mtu(), i.pointer(), i.gateway());
+        if let Ok(q) = i.quote() {
+            let _ = (q.five_tuple(), q.l4_bytes(), q.total_len(), q.ip_checksum());
+        }
+        if let Ok(r) = icmp::Repr::parse(&i) {
+            let mut out = [0u8; 1600];
+            if r.buffer_len() <= out.len() {
+                let n = r.emit(&mut out).expect("fits");
+                let back = icmp::Packet::new_checked(&out[..n]).expect("emitted icmp parses");
+                assert_eq!(icmp::Repr::parse(&back), Ok(r), "icmp round trip");
+            }
+        }
+    }
+}

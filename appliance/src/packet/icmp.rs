@@ -1,0 +1,850 @@
+//! ICMP for IPv4 (RFC 792, RFC 1812 section 4.3) and the quoted packet inside ICMP errors.
+
+use std::net::Ipv4Addr;
+
+use super::checksum::{self, ChecksumDelta};
+use super::field::{get_u16, get_u32, set_u16, set_u32};
+use super::ipv4::{FiveTuple, Side};
+use super::{Error, IpProtocol};
+
+enum_with_unknown! {
+    /// ICMP message type (IANA "ICMP Type Numbers").
+    pub enum Message(u8) {
+        /// Echo reply (RFC 792).
+        EchoReply = 0,
+        /// Destination unreachable (RFC 792, RFC 1812 section 5.2.7.1).
+        DstUnreachable = 3,
+        /// Source quench (deprecated by RFC 6633; still an error message).
+        SourceQuench = 4,
+        /// Redirect (RFC 792).
+        Redirect = 5,
+        /// Echo request (RFC 792).
+        EchoRequest = 8,
+        /// Router advertisement (RFC 1256).
+        RouterAdvert = 9,
+        /// Router solicitation (RFC 1256).
+        RouterSolicit = 10,
+        /// Time exceeded (RFC 792).
+        TimeExceeded = 11,
+        /// Parameter problem (RFC 792).
+        ParamProblem = 12,
+        /// Timestamp request (RFC 792).
+        Timestamp = 13,
+        /// Timestamp reply (RFC 792).
+        TimestampReply = 14,
+    }
+}
+
+impl Message {
+    /// An error message, which quotes the packet that caused it (RFC 1812 section 4.3.2.3)
+    /// and must never be answered with another error (RFC 1812 section 4.3.2.7).
+    pub fn is_error(self) -> bool {
+        matches!(
+            self,
+            Message::DstUnreachable
+                | Message::SourceQuench
+                | Message::Redirect
+                | Message::TimeExceeded
+                | Message::ParamProblem
+        )
+    }
+}
+
+enum_with_unknown! {
+    /// Destination unreachable codes (RFC 792, RFC 1812 section 5.2.7.1).
+    pub enum DstUnreachable(u8) {
+        /// Network unreachable.
+        NetUnreachable = 0,
+        /// Host unreachable.
+        HostUnreachable = 1,
+        /// Protocol unreachable.
+        ProtoUnreachable = 2,
+        /// Port unreachable.
+        PortUnreachable = 3,
+        /// Fragmentation needed and DF set; carries the next-hop MTU (RFC 1191).
+        FragRequired = 4,
+        /// Source route failed.
+        SrcRouteFailed = 5,
+        /// Destination network unknown.
+        DstNetUnknown = 6,
+        /// Destination host unknown.
+        DstHostUnknown = 7,
+        /// Source host isolated.
+        SrcHostIsolated = 8,
+        /// Network administratively prohibited.
+        NetProhibited = 9,
+        /// Host administratively prohibited.
+        HostProhibited = 10,
+        /// Network unreachable for ToS.
+        NetUnreachToS = 11,
+        /// Host unreachable for ToS.
+        HostUnreachToS = 12,
+        /// Communication administratively prohibited (RFC 1812), what a firewall sends.
+        CommProhibited = 13,
+        /// Host precedence violation.
+        HostPrecedViol = 14,
+        /// Precedence cutoff in effect.
+        PrecedCutoff = 15,
+    }
+}
+
+enum_with_unknown! {
+    /// Time exceeded codes (RFC 792).
+    pub enum TimeExceeded(u8) {
+        /// TTL exceeded in transit.
+        TtlExpired = 0,
+        /// Fragment reassembly time exceeded.
+        FragExpired = 1,
+    }
+}
+
+/// Length of the ICMP header (type, code, checksum, 4 type-specific bytes).
+pub const HEADER_LEN: usize = 8;
+/// Offset of the checksum.
+pub(crate) const CHECKSUM: usize = 2;
+/// Offset of the echo identifier.
+pub(crate) const ECHO_IDENT: usize = 4;
+const ECHO_SEQ: usize = 6;
+const NEXT_HOP_MTU: usize = 6;
+const POINTER: usize = 4;
+const GATEWAY: usize = 4;
+
+/// The one case where an incremental update and a full computation differ: a message that is
+/// all zeros (an echo reply with identifier, sequence and data 0) sums to +0, whose checksum
+/// is `0xffff`, while the update yields `0x0000`. Updated checksums are 0 once in 65536
+/// packets, so the scan is off the common path.
+#[inline]
+pub(crate) fn fix_negative_zero(message: &[u8], updated: u16) -> u16 {
+    if updated == 0
+        && message
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == 0 || i == 2 || i == 3)
+    {
+        0xffff
+    } else {
+        updated
+    }
+}
+
+/// Echo request or reply: the ICMP types NAT maps by identifier.
+#[inline]
+pub(crate) fn is_echo(msg_type: u8) -> bool {
+    msg_type == 0 || msg_type == 8
+}
+
+/// A view of an ICMP message. The buffer is the whole message (the IPv4 payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wrap a buffer without checks; accessors may panic on a short buffer.
+    pub const fn new_unchecked(buffer: T) -> Packet<T> {
+        Packet { buffer }
+    }
+
+    /// Wrap a message of at least the 8-byte header.
+    ///
+    /// # Errors
+    /// [`Error::IcmpTruncated`].
+    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
+        if buffer.as_ref().len() < HEADER_LEN {
+            return Err(Error::IcmpTruncated);
+        }
+        Ok(Packet { buffer })
+    }
+
+    /// The wrapped buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    #[inline(always)]
+    fn data(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    /// Message type.
+    #[inline]
+    pub fn msg_type(&self) -> Message {
+        self.data()[0].into()
+    }
+
+    /// Code.
+    #[inline]
+    pub fn code(&self) -> u8 {
+        self.data()[1]
+    }
+
+    /// Checksum field.
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        get_u16(self.data(), CHECKSUM)
+    }
+
+    /// Echo identifier (echo request/reply).
+    #[inline]
+    pub fn echo_ident(&self) -> u16 {
+        get_u16(self.data(), ECHO_IDENT)
+    }
+
+    /// Echo sequence number (echo request/reply).
+    #[inline]
+    pub fn echo_seq_no(&self) -> u16 {
+        get_u16(self.data(), ECHO_SEQ)
+    }
+
+    /// Next-hop MTU (destination unreachable, fragmentation needed; RFC 1191 section 4).
+    #[inline]
+    pub fn next_hop_mtu(&self) -> u16 {
+        get_u16(self.data(), NEXT_HOP_MTU)
+    }
+
+    /// Pointer to the offending octet (parameter problem).
+    #[inline]
+    pub fn pointer(&self) -> u8 {
+        self.data()[POINTER]
+    }
+
+    /// Gateway address (redirect).
+    #[inline]
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(get_u32(self.data(), GATEWAY))
+    }
+
+    /// Bytes after the 8-byte header: echo data, or the quoted packet of an error.
+    #[inline]
+    pub fn data_slice(&self) -> &[u8] {
+        &self.data()[HEADER_LEN..]
+    }
+
+    /// Whether the checksum over the whole message verifies.
+    pub fn verify_checksum(&self) -> bool {
+        checksum::data(self.data()) == 0xffff
+    }
+
+    /// The packet quoted by an error message, checked.
+    ///
+    /// # Errors
+    /// [`Error::IcmpUnsupported`] if this is not an error, [`Error::IcmpBadQuote`] if the
+    /// quote is malformed.
+    pub fn quote(&self) -> Result<Quote<&[u8]>, Error> {
+        if !self.msg_type().is_error() {
+            return Err(Error::IcmpUnsupported);
+        }
+        Quote::new_checked(self.data_slice())
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
+    /// Bytes after the 8-byte header, with the buffer's lifetime.
+    #[inline]
+    pub fn data_bytes(&self) -> &'a [u8] {
+        &self.buffer.as_ref()[HEADER_LEN..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Set the type.
+    pub fn set_msg_type(&mut self, v: Message) {
+        self.buffer.as_mut()[0] = v.into();
+    }
+
+    /// Set the code.
+    pub fn set_code(&mut self, v: u8) {
+        self.buffer.as_mut()[1] = v;
+    }
+
+    /// Set the checksum field.
+    pub fn set_checksum(&mut self, v: u16) {
+        set_u16(self.buffer.as_mut(), CHECKSUM, v);
+    }
+
+    /// Set the echo identifier (no checksum update).
+    pub fn set_echo_ident(&mut self, v: u16) {
+        set_u16(self.buffer.as_mut(), ECHO_IDENT, v);
+    }
+
+    /// Set the echo sequence number.
+    pub fn set_echo_seq_no(&mut self, v: u16) {
+        set_u16(self.buffer.as_mut(), ECHO_SEQ, v);
+    }
+
+    /// Set the 4 type-specific bytes as one word (unused: 0; frag needed: MTU in the low
+    /// half; parameter problem: pointer in the top byte; redirect: gateway).
+    pub fn set_rest_of_header(&mut self, v: u32) {
+        set_u32(self.buffer.as_mut(), 4, v);
+    }
+
+    /// Mutable bytes after the header.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer.as_mut()[HEADER_LEN..]
+    }
+
+    /// Compute the checksum over the whole message (ICMP has no pseudo-header and no
+    /// offload).
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let sum = checksum::data(self.buffer.as_ref());
+        self.set_checksum(!sum);
+    }
+}
+
+impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+}
+
+mod quote {
+    pub const VER_IHL: usize = 0;
+    pub const LENGTH: usize = 2;
+    pub const FLG_OFF: usize = 6;
+    pub const PROTOCOL: usize = 9;
+    pub const CHECKSUM: usize = 10;
+    pub const SRC_ADDR: usize = 12;
+    pub const DST_ADDR: usize = 16;
+}
+
+/// Transport bytes an ICMP error must quote at least (RFC 792).
+pub const QUOTE_L4_LEN: usize = 8;
+
+/// A view of the packet an ICMP error quotes: an IPv4 header and at least the first 8 bytes
+/// of its transport header, for NAT to find the session and translate it (RFC 5508).
+///
+/// The quoted header's total length describes the original packet, not the quote, so this is
+/// not an [`Ipv4Packet`](super::Ipv4Packet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Quote<T> {
+    /// Wrap quoted bytes: version 4, IHL at least 5, the header and 8 transport bytes present.
+    ///
+    /// # Errors
+    /// [`Error::IcmpBadQuote`].
+    pub fn new_checked(buffer: T) -> Result<Quote<T>, Error> {
+        let d = buffer.as_ref();
+        if d.len() < super::ipv4::HEADER_LEN + QUOTE_L4_LEN || d[quote::VER_IHL] >> 4 != 4 {
+            return Err(Error::IcmpBadQuote);
+        }
+        let hl = usize::from(d[quote::VER_IHL] & 0x0f) * 4;
+        if hl < super::ipv4::HEADER_LEN || d.len() < hl + QUOTE_L4_LEN {
+            return Err(Error::IcmpBadQuote);
+        }
+        Ok(Quote { buffer })
+    }
+
+    #[inline(always)]
+    fn data(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    /// The quoted IPv4 header's length.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.data()[quote::VER_IHL] & 0x0f) * 4
+    }
+
+    /// The original packet's total length.
+    #[inline]
+    pub fn total_len(&self) -> u16 {
+        get_u16(self.data(), quote::LENGTH)
+    }
+
+    /// Whether the quoted packet carried its transport header (offset 0).
+    #[inline]
+    pub fn is_first_fragment(&self) -> bool {
+        get_u16(self.data(), quote::FLG_OFF) & 0x1fff == 0
+    }
+
+    /// Quoted protocol.
+    #[inline]
+    pub fn protocol(&self) -> IpProtocol {
+        self.data()[quote::PROTOCOL].into()
+    }
+
+    /// Quoted header checksum.
+    #[inline]
+    pub fn ip_checksum(&self) -> u16 {
+        get_u16(self.data(), quote::CHECKSUM)
+    }
+
+    /// Quoted source address.
+    #[inline]
+    pub fn src_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(get_u32(self.data(), quote::SRC_ADDR))
+    }
+
+    /// Quoted destination address.
+    #[inline]
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(get_u32(self.data(), quote::DST_ADDR))
+    }
+
+    /// The first 8 transport bytes.
+    #[inline]
+    pub fn l4_header(&self) -> &[u8] {
+        let hl = self.header_len();
+        &self.data()[hl..hl + QUOTE_L4_LEN]
+    }
+
+    /// Everything quoted after the IP header (8 bytes or more).
+    #[inline]
+    pub fn l4_bytes(&self) -> &[u8] {
+        &self.data()[self.header_len()..]
+    }
+
+    /// The quoted packet's tuple, ports as in [`FiveTuple`] (echo identifier for a quoted
+    /// echo, 0 for protocols without ports). A NAT looks up the session with it; it is the
+    /// tuple of a packet the NAT *sent*, so the reverse of the error's own direction.
+    ///
+    /// # Errors
+    /// [`Error::Ipv4Fragment`] if the quoted packet was a non-first fragment (no ports).
+    pub fn five_tuple(&self) -> Result<FiveTuple, Error> {
+        if !self.is_first_fragment() {
+            return Err(Error::Ipv4Fragment);
+        }
+        let protocol = self.protocol();
+        let l4 = self.l4_header();
+        let (src_port, dst_port) = match protocol {
+            IpProtocol::Tcp | IpProtocol::Udp => (get_u16(l4, 0), get_u16(l4, 2)),
+            IpProtocol::Icmp if is_echo(l4[0]) => {
+                let id = get_u16(l4, ECHO_IDENT);
+                (id, id)
+            }
+            _ => (0, 0),
+        };
+        Ok(FiveTuple {
+            src_addr: self.src_addr(),
+            dst_addr: self.dst_addr(),
+            protocol,
+            src_port,
+            dst_port,
+        })
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Quote<T> {
+    /// Rewrite the quoted `side` address and port and keep the quoted checksums consistent:
+    /// the IP header checksum always; UDP's (unless 0) and a quoted echo's, which lie in the
+    /// 8 bytes; TCP's only if the quote reaches it. Returns the change of every 16-bit word
+    /// touched, for the enclosing ICMP checksum.
+    ///
+    /// # Errors
+    /// [`Error::IcmpUnsupported`] if the quote is an ICMP message other than echo (an error
+    /// about an error should not exist). On error nothing is changed.
+    pub fn rewrite(
+        &mut self,
+        side: Side,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> Result<ChecksumDelta, Error> {
+        let hl = self.header_len();
+        let first = self.is_first_fragment();
+        let protocol = self.protocol();
+        let original_len = self.total_len();
+        if first && protocol == IpProtocol::Icmp && !is_echo(self.l4_header()[0]) {
+            return Err(Error::IcmpUnsupported);
+        }
+        let d = self.buffer.as_mut();
+        let mut outer = ChecksumDelta::ZERO;
+        // Address and the quoted header checksum.
+        let at = match side {
+            Side::Src => quote::SRC_ADDR,
+            Side::Dst => quote::DST_ADDR,
+        };
+        let old_addr = get_u32(d, at);
+        let new_addr = u32::from(addr);
+        let addr_delta = ChecksumDelta::ZERO.add32(old_addr, new_addr);
+        set_u32(d, at, new_addr);
+        outer = outer.combine(addr_delta);
+        let old_c = get_u16(d, quote::CHECKSUM);
+        let new_c = addr_delta.apply(old_c);
+        set_u16(d, quote::CHECKSUM, new_c);
+        outer = outer.add16(old_c, new_c);
+        if !first {
+            return Ok(outer);
+        }
+        let l4 = &mut d[hl..];
+        let port_at = match side {
+            Side::Src => 0,
+            Side::Dst => 2,
+        };
+        let put = |l4: &mut [u8], at: usize, v: u16, outer: &mut ChecksumDelta| {
+            let old = get_u16(l4, at);
+            set_u16(l4, at, v);
+            *outer = outer.add16(old, v);
+            old
+        };
+        match protocol {
+            IpProtocol::Tcp | IpProtocol::Udp => {
+                let old_port = put(l4, port_at, port, &mut outer);
+                let l4_delta = addr_delta.add16(old_port, port);
+                let (c_at, udp) = if protocol == IpProtocol::Udp {
+                    (super::udp::CHECKSUM, true)
+                } else {
+                    (super::tcp::CHECKSUM, false)
+                };
+                if l4.len() >= c_at + 2 {
+                    let c = get_u16(l4, c_at);
+                    let n = if udp {
+                        l4_delta.apply_udp(c)
+                    } else {
+                        l4_delta.apply(c)
+                    };
+                    put(l4, c_at, n, &mut outer);
+                }
+            }
+            IpProtocol::Icmp => {
+                let old_id = put(l4, ECHO_IDENT, port, &mut outer);
+                let c = get_u16(l4, CHECKSUM);
+                let mut n = checksum::update16(c, old_id, port);
+                if hl + l4.len() >= usize::from(original_len) {
+                    n = fix_negative_zero(l4, n);
+                }
+                put(l4, CHECKSUM, n, &mut outer);
+            }
+            _ => {}
+        }
+        Ok(outer)
+    }
+}
+
+impl<T: AsRef<[u8]>> AsRef<[u8]> for Quote<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+}
+
+/// The meaning of an ICMP message. Errors keep the quoted bytes as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repr<'a> {
+    /// Echo request.
+    EchoRequest {
+        /// Identifier.
+        ident: u16,
+        /// Sequence number.
+        seq_no: u16,
+        /// Data, returned unchanged in the reply (RFC 1122 section 3.2.2.6).
+        data: &'a [u8],
+    },
+    /// Echo reply.
+    EchoReply {
+        /// Identifier.
+        ident: u16,
+        /// Sequence number.
+        seq_no: u16,
+        /// Data.
+        data: &'a [u8],
+    },
+    /// Destination unreachable.
+    DstUnreachable {
+        /// Why.
+        reason: DstUnreachable,
+        /// Next-hop MTU for [`DstUnreachable::FragRequired`], else 0.
+        next_hop_mtu: u16,
+        /// The quoted packet (IP header and at least 8 bytes).
+        quote: &'a [u8],
+    },
+    /// Time exceeded.
+    TimeExceeded {
+        /// Why.
+        reason: TimeExceeded,
+        /// The quoted packet.
+        quote: &'a [u8],
+    },
+    /// Parameter problem.
+    ParamProblem {
+        /// Code (0: pointer indicates the error).
+        code: u8,
+        /// Offset of the offending octet in the quoted header.
+        pointer: u8,
+        /// The quoted packet.
+        quote: &'a [u8],
+    },
+    /// Redirect.
+    Redirect {
+        /// Code (0 network, 1 host, 2 ToS and network, 3 ToS and host).
+        code: u8,
+        /// The better first hop.
+        gateway: Ipv4Addr,
+        /// The quoted packet.
+        quote: &'a [u8],
+    },
+}
+
+impl<'a> Repr<'a> {
+    /// Read a checked message and verify its checksum; errors must carry a well-formed quote.
+    ///
+    /// # Errors
+    /// [`Error::IcmpBadChecksum`], [`Error::IcmpBadQuote`], [`Error::IcmpUnsupported`] for
+    /// other types.
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&'a T>) -> Result<Repr<'a>, Error> {
+        if !packet.verify_checksum() {
+            return Err(Error::IcmpBadChecksum);
+        }
+        let data = packet.data_bytes();
+        let msg = packet.msg_type();
+        if msg.is_error() {
+            Quote::new_checked(data)?;
+        }
+        Ok(match msg {
+            Message::EchoRequest => Repr::EchoRequest {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
+            Message::EchoReply => Repr::EchoReply {
+                ident: packet.echo_ident(),
+                seq_no: packet.echo_seq_no(),
+                data,
+            },
+            Message::DstUnreachable => {
+                let reason = DstUnreachable::from(packet.code());
+                let next_hop_mtu = if reason == DstUnreachable::FragRequired {
+                    packet.next_hop_mtu()
+                } else {
+                    0
+                };
+                Repr::DstUnreachable {
+                    reason,
+                    next_hop_mtu,
+                    quote: data,
+                }
+            }
+            Message::TimeExceeded => Repr::TimeExceeded {
+                reason: packet.code().into(),
+                quote: data,
+            },
+            Message::ParamProblem => Repr::ParamProblem {
+                code: packet.code(),
+                pointer: packet.pointer(),
+                quote: data,
+            },
+            Message::Redirect => Repr::Redirect {
+                code: packet.code(),
+                gateway: packet.gateway(),
+                quote: data,
+            },
+            _ => return Err(Error::IcmpUnsupported),
+        })
+    }
+
+    fn body(&self) -> &'a [u8] {
+        match *self {
+            Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } => data,
+            Repr::DstUnreachable { quote, .. }
+            | Repr::TimeExceeded { quote, .. }
+            | Repr::ParamProblem { quote, .. }
+            | Repr::Redirect { quote, .. } => quote,
+        }
+    }
+
+    /// Bytes the message takes.
+    pub fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.body().len()
+    }
+
+    /// Write the message at the start of `buf` with its checksum. Returns its length.
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`] if `buf` is shorter than [`Repr::buffer_len`].
+    pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let len = self.buffer_len();
+        if buf.len() < len {
+            return Err(Error::BufferTooSmall);
+        }
+        let mut p = Packet::new_unchecked(&mut buf[..len]);
+        let (msg, code, rest) = match *self {
+            Repr::EchoRequest { ident, seq_no, .. } => (
+                Message::EchoRequest,
+                0,
+                (u32::from(ident) << 16) | u32::from(seq_no),
+            ),
+            Repr::EchoReply { ident, seq_no, .. } => (
+                Message::EchoReply,
+                0,
+                (u32::from(ident) << 16) | u32::from(seq_no),
+            ),
+            Repr::DstUnreachable {
+                reason,
+                next_hop_mtu,
+                ..
+            } => (
+                Message::DstUnreachable,
+                reason.into(),
+                u32::from(next_hop_mtu),
+            ),
+            Repr::TimeExceeded { reason, .. } => (Message::TimeExceeded, reason.into(), 0),
+            Repr::ParamProblem { code, pointer, .. } => {
+                (Message::ParamProblem, code, u32::from(pointer) << 24)
+            }
+            Repr::Redirect { code, gateway, .. } => (Message::Redirect, code, u32::from(gateway)),
+        };
+        p.set_msg_type(msg);
+        p.set_code(code);
+        p.set_rest_of_header(rest);
+        p.data_mut().copy_from_slice(self.body());
+        p.fill_checksum();
+        Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::ipv4;
+
+    #[rustfmt::skip]
+    const ECHO: [u8; 12] = [
+        // type 8 (echo request), code 0, checksum (filled by `echo()`), id 0x1234, seq 1
+        0x08, 0x00, 0x00, 0x00, 0x12, 0x34, 0x00, 0x01,
+        // data "ping"
+        b'p', b'i', b'n', b'g',
+    ];
+
+    fn echo() -> [u8; 12] {
+        let mut b = ECHO;
+        Packet::new_unchecked(&mut b[..]).fill_checksum();
+        b
+    }
+
+    // Fragmentation needed, MTU 1400, quoting a UDP packet 10.0.0.1:1024 -> 192.0.2.1:53.
+    #[rustfmt::skip]
+    const FRAG_NEEDED: [u8; 36] = [
+        // ICMP: type 3 code 4, checksum (filled), unused 0, next-hop MTU 1400
+        0x03, 0x04, 0x00, 0x00, 0x00, 0x00, 0x05, 0x78,
+        // quoted IPv4 header: ver/ihl, tos, total 1500, id 1, DF, ttl 63, UDP, checksum
+        0x45, 0x00, 0x05, 0xdc, 0x00, 0x01, 0x40, 0x00, 0x3f, 0x11, 0x00, 0x00,
+        // quoted src 10.0.0.1, dst 192.0.2.1
+        0x0a, 0x00, 0x00, 0x01, 0xc0, 0x00, 0x02, 0x01,
+        // quoted UDP: sport 1024, dport 53, length 1480, checksum 0xbeef
+        0x04, 0x00, 0x00, 0x35, 0x05, 0xc8, 0xbe, 0xef,
+    ];
+
+    #[test]
+    fn echo_known_answer_and_round_trip() {
+        let b = echo();
+        // 0x0800 + 0x1234 + 0x0001 + 0x7069 + 0x6e67 = 0xf905 -> checksum 0x06fa
+        assert_eq!(&b[2..4], &[0x06, 0xfa]);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        let r = Repr::parse(&p).unwrap();
+        assert_eq!(
+            r,
+            Repr::EchoRequest {
+                ident: 0x1234,
+                seq_no: 1,
+                data: b"ping"
+            }
+        );
+        let mut out = [0u8; 12];
+        assert_eq!(r.emit(&mut out).unwrap(), 12);
+        assert_eq!(out, b);
+        assert_eq!(r.emit(&mut out[..11]), Err(Error::BufferTooSmall));
+    }
+
+    #[test]
+    fn frag_needed_quote() {
+        let mut b = FRAG_NEEDED;
+        Packet::new_unchecked(&mut b[..]).fill_checksum();
+        let p = Packet::new_checked(&b[..]).unwrap();
+        let r = Repr::parse(&p).unwrap();
+        assert_eq!(
+            r,
+            Repr::DstUnreachable {
+                reason: DstUnreachable::FragRequired,
+                next_hop_mtu: 1400,
+                quote: &b[8..]
+            }
+        );
+        let q = p.quote().unwrap();
+        let t = q.five_tuple().unwrap();
+        assert_eq!(t.src_addr, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(
+            (t.protocol, t.src_port, t.dst_port),
+            (IpProtocol::Udp, 1024, 53)
+        );
+        let mut out = [0u8; 36];
+        r.emit(&mut out).unwrap();
+        assert_eq!(out, b);
+        // A quote without 8 transport bytes is refused.
+        let short = Packet::new_checked(&b[..35]).unwrap();
+        assert_eq!(Repr::parse(&short).unwrap_err(), Error::IcmpBadChecksum);
+        let mut s = [0u8; 35];
+        s.copy_from_slice(&b[..35]);
+        Packet::new_unchecked(&mut s[..]).fill_checksum();
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&s[..]).unwrap()),
+            Err(Error::IcmpBadQuote)
+        );
+    }
+
+    #[test]
+    fn other_errors_round_trip() {
+        let q = &FRAG_NEEDED[8..];
+        let reprs = [
+            Repr::TimeExceeded {
+                reason: TimeExceeded::TtlExpired,
+                quote: q,
+            },
+            Repr::ParamProblem {
+                code: 0,
+                pointer: 9,
+                quote: q,
+            },
+            Repr::Redirect {
+                code: 1,
+                gateway: Ipv4Addr::new(10, 0, 0, 254),
+                quote: q,
+            },
+            Repr::DstUnreachable {
+                reason: DstUnreachable::CommProhibited,
+                next_hop_mtu: 0,
+                quote: q,
+            },
+            Repr::EchoReply {
+                ident: 7,
+                seq_no: 9,
+                data: &[],
+            },
+        ];
+        for r in reprs {
+            let mut out = [0u8; 64];
+            let n = r.emit(&mut out).unwrap();
+            let p = Packet::new_checked(&out[..n]).unwrap();
+            assert_eq!(Repr::parse(&p).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn quote_rewrite_keeps_every_checksum() {
+        let mut b = FRAG_NEEDED;
+        // Make the quoted IP checksum right first, then the ICMP one.
+        ipv4::Packet::new_unchecked(&mut b[8..28]).fill_checksum();
+        Packet::new_unchecked(&mut b[..]).fill_checksum();
+        let old_udp_c = u16::from_be_bytes([b[34], b[35]]);
+        let mut p = Packet::new_checked(&mut b[..]).unwrap();
+        let delta = {
+            let mut q = Quote::new_checked(p.data_mut()).unwrap();
+            q.rewrite(Side::Src, Ipv4Addr::new(203, 0, 113, 5), 61000)
+                .unwrap()
+        };
+        let c = p.checksum();
+        p.set_checksum(delta.apply(c));
+        assert!(p.verify_checksum());
+        let q = p.quote().unwrap();
+        assert_eq!(q.src_addr(), Ipv4Addr::new(203, 0, 113, 5));
+        assert_eq!(q.l4_header()[..2], 61000u16.to_be_bytes());
+        assert_eq!(checksum::data(&b[8..28]), 0xffff);
+        // The UDP checksum moved by exactly the address and port change.
+        let expect = ChecksumDelta::ZERO
+            .add_addr(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(203, 0, 113, 5))
+            .add16(1024, 61000)
+            .apply_udp(old_udp_c);
+        assert_eq!(u16::from_be_bytes([b[34], b[35]]), expect);
+    }
+}
