@@ -187,6 +187,12 @@ impl FlowTable {
         &self.timeouts
     }
 
+    /// Changes the timeouts (a policy reload). Each class list stays ordered by `last_seen`,
+    /// so expiry under the new values stays correct.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
+    }
+
     /// The per-packet index (for its load and size).
     pub fn index(&self) -> &FlowIndex {
         &self.index

@@ -11,6 +11,8 @@ pub(crate) const NIL: u32 = u32::MAX;
 
 const META_CLASS: u8 = 0b0000_0011;
 const META_ORIG_OUTSIDE: u8 = 0b0000_0100;
+const META_TAG: u8 = 0b0011_1000;
+const META_TAG_SHIFT: u32 = 3;
 const META_LIVE: u8 = 0b1000_0000;
 
 /// One NAT session: exactly one 64-byte cache line, so confirming the key, rewriting the packet,
@@ -219,6 +221,19 @@ impl Session {
     #[inline]
     pub(super) fn set_tcp_state(&mut self, s: TcpState) {
         self.tcp = s.to_code();
+    }
+
+    /// The owner's 3-bit tag (0 when created): the NAT records there how the session got its
+    /// public endpoint, so freeing it gives back the right thing.
+    #[inline]
+    pub fn tag(&self) -> u8 {
+        (self.meta & META_TAG) >> META_TAG_SHIFT
+    }
+
+    /// Sets the owner's tag (only the low 3 bits are kept).
+    #[inline]
+    pub fn set_tag(&mut self, tag: u8) {
+        self.meta = (self.meta & !META_TAG) | ((tag << META_TAG_SHIFT) & META_TAG);
     }
 
     /// The timeout class, which names the expiry list the session is on.
@@ -471,6 +486,31 @@ mod tests {
         assert_eq!(s.free_list_len(), 0);
         s.clear();
         assert_eq!((s.len(), s.free_list_len()), (0, 3));
+    }
+
+    #[test]
+    fn tag_keeps_the_other_meta_bits() {
+        let mut slab = Slab::new(1);
+        let i = slab.alloc().unwrap_or(0);
+        let s = slab.get_mut(i).expect("live");
+        s.init(
+            FlowKey::from_raw(1, 2, 3, 4, PROTO_UDP),
+            FlowKey::from_raw(2, 5, 4, 6, PROTO_UDP),
+            Side::Outside,
+            TcpState::Closed,
+            TimeoutClass::Udp,
+            7,
+            ChecksumDeltas::default(),
+            9,
+        );
+        assert_eq!(s.tag(), 0);
+        s.set_tag(0xff);
+        assert_eq!(s.tag(), 7);
+        s.set_tag(2);
+        assert_eq!(s.tag(), 2);
+        assert_eq!(s.orig_side(), Side::Outside);
+        assert_eq!(s.timeout_class(), TimeoutClass::Udp);
+        assert!(s.is_live());
     }
 
     #[test]

@@ -1,0 +1,466 @@
+//! One worker's source-NAT state: its slice of ports on every public address, the
+//! endpoint-independent mappings it owns, and what address-dependent filtering needs.
+//!
+//! Everything here is touched only on the slow path (a session being created or freed) and
+//! by the worker that owns it. Maps are sized at creation so that creating sessions up to the
+//! worker's share of `max_sessions` does not reallocate.
+
+use super::ports::{PortPool, Slices};
+use crate::policy::{Filtering, Mapping};
+use hashbrown::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+/// IP protocols with ports (or echo identifiers) that the NAT maps.
+const PROTOS: [u8; 3] = [1, 6, 17];
+
+fn proto_index(proto: u8) -> Option<usize> {
+    PROTOS.iter().position(|&p| p == proto)
+}
+
+/// Why no public endpoint could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnatError {
+    /// The pool has no address (nothing configured and no outside port address).
+    NoAddress,
+    /// This worker's slice of ports on the chosen address is used up.
+    Exhausted,
+    /// A protocol the NAT does not map.
+    Protocol,
+}
+
+/// An inside endpoint's public endpoint and how many sessions use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mapping1 {
+    public: Ipv4Addr,
+    port: u16,
+    refs: u32,
+}
+
+/// Source-NAT state of one worker.
+#[derive(Debug)]
+pub struct Snat {
+    worker: usize,
+    slices: Slices,
+    addresses: Vec<Ipv4Addr>,
+    /// `pools[address index][protocol index]`.
+    pools: Vec<[PortPool; 3]>,
+    /// Endpoint-independent mappings: (proto, inside addr, inside port) -> public endpoint.
+    mappings: HashMap<(u8, u32, u16), Mapping1>,
+    /// The reverse: (proto, public addr, public port) -> inside endpoint.
+    reverse: HashMap<(u8, u32, u16), (u32, u16)>,
+    /// For address-dependent filtering: (proto, public addr, public port, remote addr) -> sessions.
+    contacted: HashMap<(u8, u32, u16, u32), u32>,
+    /// Ports held back because a port forward uses them, and whether the pool gave the port
+    /// to the reservation (false while a mapping that had it first still holds it).
+    reserved: HashMap<(u8, u32, u16), bool>,
+    /// Allocations refused for lack of ports.
+    pub exhausted: u64,
+}
+
+impl Snat {
+    /// State for `worker` over the pool `addresses`, ports sliced by `slices`, with room for
+    /// `sessions` sessions before any map grows.
+    pub fn new(
+        worker: usize,
+        slices: Slices,
+        addresses: &[Ipv4Addr],
+        sessions: usize,
+        seed: u64,
+    ) -> Self {
+        let (lo, hi) = slices.slice(worker);
+        let pools = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                let s = seed ^ ((i as u64) << 32) ^ worker as u64;
+                [
+                    PortPool::new(lo, hi, s ^ 1),
+                    PortPool::new(lo, hi, s ^ 6),
+                    PortPool::new(lo, hi, s ^ 17),
+                ]
+            })
+            .collect();
+        Snat {
+            worker,
+            slices,
+            addresses: addresses.to_vec(),
+            pools,
+            mappings: HashMap::with_capacity(sessions),
+            reverse: HashMap::with_capacity(sessions),
+            contacted: HashMap::new(),
+            reserved: HashMap::new(),
+            exhausted: 0,
+        }
+    }
+
+    /// The port slices of all workers.
+    pub fn slices(&self) -> &Slices {
+        &self.slices
+    }
+
+    /// The pool addresses.
+    pub fn addresses(&self) -> &[Ipv4Addr] {
+        &self.addresses
+    }
+
+    /// Whether `addr` is a pool address.
+    pub fn is_pool_address(&self, addr: Ipv4Addr) -> bool {
+        self.addresses.contains(&addr)
+    }
+
+    /// The pool address an inside host always gets (paired pooling, RFC 4787 REQ-2): a pure
+    /// function of its address, the same on every worker.
+    pub fn address_for(&self, inside: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.addresses.is_empty() {
+            return None;
+        }
+        let h = u64::from(u32::from(inside)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        Some(self.addresses[(h % self.addresses.len() as u64) as usize])
+    }
+
+    fn pool(&mut self, public: Ipv4Addr, proto: u8) -> Option<&mut PortPool> {
+        let a = self.addresses.iter().position(|&x| x == public)?;
+        let p = proto_index(proto)?;
+        Some(&mut self.pools[a][p])
+    }
+
+    /// A public endpoint for a new session from `inside` (proto, address, port) to `remote`.
+    ///
+    /// Endpoint-independent mapping reuses the inside endpoint's mapping when it has one (RFC
+    /// 4787 REQ-1); otherwise, and always with endpoint-dependent mapping, a port of this
+    /// worker's slice is taken: the inside port when free (port preservation), else a random
+    /// one. Every successful call must be paired with [`Snat::release`].
+    pub fn acquire(
+        &mut self,
+        proto: u8,
+        inside: (Ipv4Addr, u16),
+        remote: Ipv4Addr,
+        mapping: Mapping,
+        filtering: Filtering,
+    ) -> Result<(Ipv4Addr, u16), SnatError> {
+        proto_index(proto).ok_or(SnatError::Protocol)?;
+        let key = (proto, u32::from(inside.0), inside.1);
+        let public = if mapping == Mapping::EndpointIndependent {
+            if let Some(m) = self.mappings.get_mut(&key) {
+                m.refs += 1;
+                (m.public, m.port)
+            } else {
+                let public = self.take_port(proto, inside)?;
+                self.mappings.insert(
+                    key,
+                    Mapping1 {
+                        public: public.0,
+                        port: public.1,
+                        refs: 1,
+                    },
+                );
+                self.reverse
+                    .insert((proto, u32::from(public.0), public.1), (key.1, key.2));
+                public
+            }
+        } else {
+            self.take_port(proto, inside)?
+        };
+        if filtering == Filtering::AddressDependent {
+            *self
+                .contacted
+                .entry((proto, u32::from(public.0), public.1, u32::from(remote)))
+                .or_insert(0) += 1;
+        }
+        Ok(public)
+    }
+
+    fn take_port(
+        &mut self,
+        proto: u8,
+        inside: (Ipv4Addr, u16),
+    ) -> Result<(Ipv4Addr, u16), SnatError> {
+        let public = self.address_for(inside.0).ok_or(SnatError::NoAddress)?;
+        let pool = self.pool(public, proto).ok_or(SnatError::Protocol)?;
+        match pool.alloc(inside.1) {
+            Some(port) => Ok((public, port)),
+            None => {
+                self.exhausted += 1;
+                Err(SnatError::Exhausted)
+            }
+        }
+    }
+
+    /// Records one more session on an existing mapping admitted from outside (filtering
+    /// allowed it), so the mapping lives as long as that session.
+    pub fn adopt(
+        &mut self,
+        proto: u8,
+        public: (Ipv4Addr, u16),
+        remote: Ipv4Addr,
+        filtering: Filtering,
+    ) -> bool {
+        let Some(&(ip, port)) = self.reverse.get(&(proto, u32::from(public.0), public.1)) else {
+            return false;
+        };
+        if let Some(m) = self.mappings.get_mut(&(proto, ip, port)) {
+            m.refs += 1;
+        }
+        if filtering == Filtering::AddressDependent {
+            *self
+                .contacted
+                .entry((proto, u32::from(public.0), public.1, u32::from(remote)))
+                .or_insert(0) += 1;
+        }
+        true
+    }
+
+    /// Gives back what [`Snat::acquire`] or [`Snat::adopt`] took for a session that is going.
+    pub fn release(
+        &mut self,
+        proto: u8,
+        inside: (Ipv4Addr, u16),
+        public: (Ipv4Addr, u16),
+        remote: Ipv4Addr,
+        mapping: Mapping,
+        filtering: Filtering,
+    ) {
+        if filtering == Filtering::AddressDependent {
+            let k = (proto, u32::from(public.0), public.1, u32::from(remote));
+            if let Some(c) = self.contacted.get_mut(&k) {
+                *c -= 1;
+                if *c == 0 {
+                    self.contacted.remove(&k);
+                }
+            }
+        }
+        let key = (proto, u32::from(inside.0), inside.1);
+        if mapping == Mapping::EndpointIndependent {
+            if let Some(m) = self.mappings.get_mut(&key) {
+                if m.public == public.0 && m.port == public.1 {
+                    m.refs -= 1;
+                    if m.refs > 0 {
+                        return;
+                    }
+                    self.mappings.remove(&key);
+                    self.reverse.remove(&(proto, u32::from(public.0), public.1));
+                }
+            }
+        }
+        match self
+            .reserved
+            .get_mut(&(proto, u32::from(public.0), public.1))
+        {
+            // A forward wants this port: it passes to the reservation instead of the pool.
+            Some(held) => *held = true,
+            None => {
+                if let Some(pool) = self.pool(public.0, proto) {
+                    pool.free(public.1);
+                }
+            }
+        }
+    }
+
+    /// The inside endpoint of an endpoint-independent mapping at `public`, if the filtering
+    /// lets `remote` reach it (RFC 4787 section 5): endpoint-independent filtering admits
+    /// anyone; address-dependent filtering admits addresses the inside endpoint has sent
+    /// to; address-and-port-dependent filtering admits only existing sessions, so never here.
+    pub fn inbound(
+        &self,
+        proto: u8,
+        public: (Ipv4Addr, u16),
+        remote: Ipv4Addr,
+        filtering: Filtering,
+    ) -> Option<(Ipv4Addr, u16)> {
+        let &(ip, port) = self.reverse.get(&(proto, u32::from(public.0), public.1))?;
+        let admitted = match filtering {
+            Filtering::EndpointIndependent => true,
+            Filtering::AddressDependent => self.contacted.contains_key(&(
+                proto,
+                u32::from(public.0),
+                public.1,
+                u32::from(remote),
+            )),
+            Filtering::AddressAndPortDependent => false,
+        };
+        admitted.then_some((Ipv4Addr::from(ip), port))
+    }
+
+    /// Holds back the public ports of port forwards that fall in this worker's slice of a pool
+    /// address, so SNAT never hands them out; releases ports of forwards that are gone. A port
+    /// in use by a mapping when its forward appears is held back once the mapping ends.
+    pub fn reserve(&mut self, forwards: impl IntoIterator<Item = (u8, Ipv4Addr, u16)>) {
+        let wanted: HashSet<(u8, u32, u16)> = forwards
+            .into_iter()
+            .filter(|&(proto, addr, port)| {
+                proto_index(proto).is_some()
+                    && self.addresses.contains(&addr)
+                    && self.slices.owner(port) == Some(self.worker)
+            })
+            .map(|(p, a, port)| (p, u32::from(a), port))
+            .collect();
+        let gone: Vec<_> = self
+            .reserved
+            .keys()
+            .filter(|k| !wanted.contains(*k))
+            .copied()
+            .collect();
+        for k in gone {
+            let held = self.reserved.remove(&k) == Some(true);
+            if held {
+                if let Some(pool) = self.pool(Ipv4Addr::from(k.1), k.0) {
+                    pool.free(k.2);
+                }
+            }
+        }
+        for k in wanted {
+            if self.reserved.contains_key(&k) {
+                continue;
+            }
+            // Taken now if free; if a mapping holds it, `release` hands it over later.
+            let held = self
+                .pool(Ipv4Addr::from(k.1), k.0)
+                .is_some_and(|pool| pool.take(k.2));
+            self.reserved.insert(k, held);
+        }
+    }
+
+    /// Ports in use per (address, protocol number).
+    pub fn ports_in_use(&self) -> impl Iterator<Item = (Ipv4Addr, u8, usize)> + '_ {
+        self.addresses
+            .iter()
+            .zip(&self.pools)
+            .flat_map(|(&a, pools)| {
+                PROTOS
+                    .iter()
+                    .zip(pools)
+                    .map(move |(&proto, pool)| (a, proto, pool.in_use()))
+            })
+    }
+
+    /// Live endpoint-independent mappings.
+    pub fn mappings(&self) -> usize {
+        self.mappings.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
+    const R1: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    const R2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    const P: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    const EIM: Mapping = Mapping::EndpointIndependent;
+    const EDM: Mapping = Mapping::EndpointDependent;
+
+    fn snat() -> Snat {
+        Snat::new(0, Slices::new(1024, 65535, 1).unwrap(), &[P], 1000, 1)
+    }
+
+    #[test]
+    fn eim_reuses_the_mapping_and_frees_after_last_session() {
+        let mut s = snat();
+        let f = Filtering::AddressAndPortDependent;
+        let m1 = s.acquire(17, (A, 5000), R1, EIM, f).unwrap();
+        assert_eq!(m1, (P, 5000), "port preserved");
+        let m2 = s.acquire(17, (A, 5000), R2, EIM, f).unwrap();
+        assert_eq!(m1, m2, "same mapping for another destination");
+        assert_eq!(
+            s.inbound(17, m1, R2, Filtering::EndpointIndependent),
+            Some((A, 5000))
+        );
+        assert_eq!(
+            s.inbound(17, m1, R2, f),
+            None,
+            "APDF never admits without a session"
+        );
+        s.release(17, (A, 5000), m1, R1, EIM, f);
+        assert_eq!(s.mappings(), 1);
+        s.release(17, (A, 5000), m1, R2, EIM, f);
+        assert_eq!(s.mappings(), 0);
+        assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn edm_takes_a_port_per_session() {
+        let mut s = snat();
+        let f = Filtering::AddressAndPortDependent;
+        let m1 = s.acquire(6, (A, 5000), R1, EDM, f).unwrap();
+        let m2 = s.acquire(6, (A, 5000), R2, EDM, f).unwrap();
+        assert_ne!(m1.1, m2.1);
+        s.release(6, (A, 5000), m1, R1, EDM, f);
+        s.release(6, (A, 5000), m2, R2, EDM, f);
+        assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn address_dependent_filtering_admits_contacted_addresses() {
+        let mut s = snat();
+        let f = Filtering::AddressDependent;
+        let m = s.acquire(17, (A, 7000), R1, EIM, f).unwrap();
+        assert_eq!(s.inbound(17, m, R1, f), Some((A, 7000)));
+        assert_eq!(s.inbound(17, m, R2, f), None);
+        s.release(17, (A, 7000), m, R1, EIM, f);
+        assert_eq!(s.inbound(17, m, R1, f), None);
+    }
+
+    #[test]
+    fn forwards_are_never_handed_out() {
+        let mut s = snat();
+        s.reserve([(6, P, 8080)]);
+        let f = Filtering::AddressAndPortDependent;
+        let m = s.acquire(6, (A, 8080), R1, EIM, f).unwrap();
+        assert_ne!(m.1, 8080, "a forward's port is not preserved");
+        assert_eq!(
+            s.acquire(17, (A, 8080), R1, EIM, f).unwrap().1,
+            8080,
+            "other protocol is fine"
+        );
+        // The forward goes: its port comes back.
+        s.reserve([]);
+        assert_eq!(
+            s.acquire(6, (Ipv4Addr::new(10, 0, 1, 11), 8080), R1, EIM, f)
+                .unwrap()
+                .1,
+            8080
+        );
+    }
+
+    #[test]
+    fn forward_added_over_a_live_mapping_then_removed() {
+        let mut s = snat();
+        let f = Filtering::AddressAndPortDependent;
+        let m = s.acquire(6, (A, 9000), R1, EIM, f).unwrap();
+        assert_eq!(m.1, 9000);
+        s.reserve([(6, P, 9000)]); // the mapping still holds it
+        s.reserve([]); // gone again before the mapping ended: the mapping keeps it
+        let other = s
+            .acquire(6, (Ipv4Addr::new(10, 0, 1, 12), 9000), R1, EIM, f)
+            .unwrap();
+        assert_ne!(other.1, 9000, "still held by the first mapping");
+        s.reserve([(6, P, 9000)]);
+        s.release(6, (A, 9000), m, R1, EIM, f); // passes to the reservation
+        let third = s
+            .acquire(6, (Ipv4Addr::new(10, 0, 1, 13), 9000), R1, EIM, f)
+            .unwrap();
+        assert_ne!(third.1, 9000, "reserved for the forward");
+        s.reserve([]);
+        let fourth = s
+            .acquire(6, (Ipv4Addr::new(10, 0, 1, 14), 9000), R1, EIM, f)
+            .unwrap();
+        assert_eq!(fourth.1, 9000, "free again once the forward is gone");
+    }
+
+    #[test]
+    fn exhaustion_is_counted() {
+        let mut s = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[P], 10, 1);
+        let f = Filtering::AddressAndPortDependent;
+        s.acquire(17, (A, 1), R1, EIM, f).unwrap();
+        s.acquire(17, (A, 2), R1, EIM, f).unwrap();
+        assert_eq!(s.acquire(17, (A, 3), R1, EIM, f), Err(SnatError::Exhausted));
+        assert_eq!(s.exhausted, 1);
+        assert_eq!(s.acquire(47, (A, 3), R1, EIM, f), Err(SnatError::Protocol));
+        let mut none = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[], 10, 1);
+        assert_eq!(
+            none.acquire(17, (A, 3), R1, EIM, f),
+            Err(SnatError::NoAddress)
+        );
+    }
+}
