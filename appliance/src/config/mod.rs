@@ -422,8 +422,8 @@ impl Config {
                 "an inside port needs an outside port and the reverse (or use role = \"both\")",
             ));
         }
-        control::check(&self.control, &mut errors);
         crate::policy::validate::check(self, &mut errors);
+        control::check(&self.control, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
