@@ -9,6 +9,8 @@
 //! - [`protocol`], [`socket`]: the control socket; [`summary`]: a policy in words;
 //!   [`render`]: the CLI's tables.
 
+#![warn(missing_docs)]
+
 mod controller;
 pub mod metrics;
 pub mod protocol;
