@@ -65,7 +65,11 @@ pub fn restart_only_changes(running: &Config, file: &Config) -> Vec<RestartChang
     diff("eal.log_level".into(), &e.log_level, &f.log_level);
     diff("eal.extra_args".into(), &e.extra_args, &f.extra_args);
     let (d, g) = (&running.dataplane, &file.dataplane);
-    diff("dataplane.workers".into(), &d.workers, &g.workers);
+    diff(
+        "dataplane.workers".into(),
+        &format_args!("{}", opt(d.workers)),
+        &format_args!("{}", opt(g.workers)),
+    );
     diff("dataplane.burst".into(), &d.burst, &g.burst);
     diff("dataplane.mbufs".into(), &d.mbufs, &g.mbufs);
     diff("dataplane.mbuf_cache".into(), &d.mbuf_cache, &g.mbuf_cache);
@@ -90,8 +94,16 @@ pub fn restart_only_changes(running: &Config, file: &Config) -> Vec<RestartChang
         diff(format!("port[{i}].name"), &p.name, &q.name);
         diff(format!("port[{i}].role"), &p.role.name(), &q.role.name());
         diff(format!("port[{i}].device"), &p.device, &q.device);
-        diff(format!("port[{i}].queues"), &p.queues, &q.queues);
-        diff(format!("port[{i}].mtu"), &p.mtu, &q.mtu);
+        diff(
+            format!("port[{i}].queues"),
+            &format_args!("{}", opt(p.queues)),
+            &format_args!("{}", opt(q.queues)),
+        );
+        diff(
+            format!("port[{i}].mtu"),
+            &format_args!("{}", opt(p.mtu)),
+            &format_args!("{}", opt(q.mtu)),
+        );
         diff(
             format!("port[{i}].promiscuous"),
             &p.promiscuous,
@@ -105,8 +117,8 @@ pub fn restart_only_changes(running: &Config, file: &Config) -> Vec<RestartChang
     );
     diff(
         "nat.port_range".into(),
-        &running.nat.port_range.text(),
-        &file.nat.port_range.text(),
+        &format_args!("{}", opt(running.nat.port_range.ok())),
+        &format_args!("{}", opt(file.nat.port_range.ok())),
     );
     diff(
         "control.socket".into(),
@@ -115,10 +127,15 @@ pub fn restart_only_changes(running: &Config, file: &Config) -> Vec<RestartChang
     );
     diff(
         "control.metrics".into(),
-        &running.control.metrics.as_ref().map(|m| m.text()),
-        &file.control.metrics.as_ref().map(|m| m.text()),
+        &format_args!("{}", opt(running.control.metrics_address())),
+        &format_args!("{}", opt(file.control.metrics_address())),
     );
     out
+}
+
+/// An optional value as shown in a refusal: the value, or `unset`.
+fn opt<T: fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "unset".to_string(), |v| v.to_string())
 }
 
 /// Why a reload was refused. In every case the running policy stays in force.
@@ -260,6 +277,17 @@ address = "203.0.113.2/24"
                 "{msg}"
             );
         }
+        let queues = restart_only_changes(
+            &base,
+            &edit(
+                "device = \"net_null1\"",
+                "device = \"net_null1\"\nqueues = 2",
+            ),
+        );
+        assert_eq!(
+            queues[0].to_string(),
+            "port[1].queues cannot change without a restart (running: unset, file: 2)"
+        );
         let two = restart_only_changes(
             &base,
             &edit("lcores = \"0-2\"", "lcores = \"0-3\"\nmemory_mb = 512"),
@@ -280,6 +308,21 @@ address = "203.0.113.2/24"
         ] {
             assert_eq!(restart_only_changes(&base, &edit(from, to)), vec![]);
         }
+        // The same values written differently are no change.
+        let with = |nat: &str| {
+            Config::parse(
+                &format!("{BASE}\n[nat]\n{nat}\n[control]\nmetrics = \"127.0.0.1:9469\"\n"),
+                "t",
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(
+            restart_only_changes(
+                &with("port_range = \"1024-65535\""),
+                &with("port_range = \" 1024 - 65535 \"")
+            ),
+            vec![]
+        );
     }
 
     #[test]
