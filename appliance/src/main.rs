@@ -1,9 +1,12 @@
 //! `appliance`: the command-line entry point.
 
-use appliance::config::Config;
+use appliance::config::{Config, ConfigError, DEFAULT_SOCKET};
+use appliance::control::protocol::{self, Request, Response};
+use appliance::control::{render, socket, PolicySummary, MAX_SESSIONS_LIMIT};
 use appliance::dataplane::{self, RunOptions};
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use appliance::policy::Policy;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -34,12 +37,65 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check a configuration file and exit: 0 if valid, 2 with every problem otherwise.
+    /// Check a configuration file and compile its policy: print a summary and exit 0, or
+    /// list every problem and exit 2.
     Check {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Counters of the running appliance: ports, workers, sessions, NAT, drops.
+    Stats {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Live sessions of the running appliance.
+    #[command(after_help = SESSIONS_HELP)]
+    Sessions {
+        #[command(flatten)]
+        target: Target,
+        /// Only sessions matching this expression, e.g. "proto tcp and host 10.0.1.5".
+        #[arg(long, short)]
+        filter: Option<String>,
+        /// Most sessions to list.
+        #[arg(long, short, default_value_t = appliance::control::DEFAULT_SESSIONS_LIMIT as u64,
+              value_parser = clap::value_parser!(u64).range(1..=MAX_SESSIONS_LIMIT as u64))]
+        limit: u64,
+    },
+    /// Make the running appliance re-read its configuration file (like SIGHUP). Exit 1 if it
+    /// refuses the file; the running policy then stays.
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The running appliance's policy: generation and summary.
+    Policy {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+const SESSIONS_HELP: &str = "Filter terms, joined by \"and\":
+  proto tcp|udp|icmp|N   host A.B.C.D   net A.B.C.D/N   port N
+  state syn_sent|syn_received|established|fin_wait|close_wait|time_wait|closed|active
+  class tcp_established|tcp_transitory|udp|icmp   worker N   generation N
+host, net and port match the inside, outside (translated) or remote side.";
+
+/// How to reach a running appliance.
+#[derive(Debug, Args)]
+struct Target {
+    /// The control socket; default: the one `--config` names, else /run/appliance/control.sock.
+    #[arg(long, short)]
+    socket: Option<PathBuf>,
+    /// The running appliance's configuration file, to find its control socket.
+    #[arg(long, short, conflicts_with = "socket")]
+    config: Option<PathBuf>,
+    /// Print the raw JSON data instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, value_parser = parse_seconds, default_value = "30")]
+    timeout: Duration,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -52,8 +108,10 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
-/// Exit status for bad configuration, arguments or environment.
+/// Exit status for bad configuration, arguments or environment, or no appliance to ask.
 const EXIT_BAD_INPUT: u8 = 2;
+/// Exit status when the running appliance answered with an error (e.g. a refused reload).
+const EXIT_REFUSED: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -76,18 +134,30 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} port(s), lcores {:?})",
-                    config.display(),
-                    c.port.len(),
-                    c.eal.lcores
-                );
-                ExitCode::SUCCESS
+        Command::Check { config } => check(&config),
+        Command::Stats { target } => {
+            ask(&target, protocol::Command::Stats, |v| Ok(render::stats(v)))
+        }
+        Command::Sessions {
+            target,
+            filter,
+            limit,
+        } => {
+            if let Some(f) = &filter {
+                if let Err(e) = appliance::control::SessionFilter::parse(f) {
+                    return fail(e);
+                }
             }
-            Err(e) => fail(e),
-        },
+            let command = protocol::Command::Sessions {
+                filter,
+                limit: usize::try_from(limit).ok(),
+            };
+            ask(&target, command, render::sessions)
+        }
+        Command::Reload { target } => ask(&target, protocol::Command::Reload, |v| {
+            Ok(render::reload(v))
+        }),
+        Command::Policy { target } => ask(&target, protocol::Command::Policy, render::policy),
         Command::Run {
             config,
             duration,
@@ -123,6 +193,120 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+/// `appliance check`: every error on its own line (file, field, value, what to do), exit 2;
+/// or a summary of the compiled policy, exit 0.
+fn check(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(ConfigError::Invalid { origin, errors }) => {
+            for e in &errors {
+                eprintln!("error: {origin}: {e}");
+            }
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        Err(e) => return fail(e),
+    };
+    let policy = match Policy::compile(&config, 1) {
+        Ok(p) => p,
+        Err(appliance::policy::PolicyError::Invalid(errors)) => {
+            for e in &errors {
+                eprintln!("error: {}: {e}", path.display());
+            }
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        Err(e) => return fail(format!("{}: {e}", path.display())),
+    };
+    println!(
+        "{}: ok ({} port(s), {} worker(s), lcores {:?})",
+        path.display(),
+        config.port.len(),
+        config.workers(),
+        config.eal.lcores
+    );
+    print!("{}", PolicySummary::new(&config, &policy));
+    ExitCode::SUCCESS
+}
+
+/// The control socket to talk to: `--socket`, or the one `--config` names, or the default.
+///
+/// Only `control.socket` is read from the file: the rest may be mid-edit (that is when one
+/// runs `appliance reload`), and the running appliance judges it.
+fn socket_path(target: &Target) -> Result<PathBuf, String> {
+    if let Some(s) = &target.socket {
+        return Ok(s.clone());
+    }
+    let Some(file) = &target.config else {
+        return Ok(PathBuf::from(DEFAULT_SOCKET));
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        format!(
+            "{}: cannot find control.socket, the file is not TOML ({}); give --socket",
+            file.display(),
+            e.message().trim_end()
+        )
+    })?;
+    match table.get("control").and_then(|c| c.get("socket")) {
+        None => Ok(PathBuf::from(DEFAULT_SOCKET)),
+        Some(toml::Value::String(s)) if s.is_empty() => Err(format!(
+            "{}: control.socket = \"\": that appliance has no control socket",
+            file.display()
+        )),
+        Some(toml::Value::String(s)) => Ok(PathBuf::from(s)),
+        Some(other) => Err(format!(
+            "{}: control.socket = {other}: must be a path",
+            file.display()
+        )),
+    }
+}
+
+/// Sends `command` to the appliance and prints its answer: JSON with `--json`, else what
+/// `table` makes of it. Exit 2 if the appliance cannot be reached, 1 if it answers an error.
+fn ask(
+    target: &Target,
+    command: protocol::Command,
+    table: impl Fn(&serde_json::Value) -> Result<String, String>,
+) -> ExitCode {
+    let path = match socket_path(target) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let request = Request {
+        v: protocol::VERSION,
+        command,
+    };
+    let response: Response = match socket::request(&path, &request, target.timeout) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if !response.ok {
+        eprintln!(
+            "error: {}",
+            response
+                .error
+                .as_deref()
+                .unwrap_or("the appliance refused without saying why")
+        );
+        return ExitCode::from(EXIT_REFUSED);
+    }
+    let data = response.data.unwrap_or(serde_json::Value::Null);
+    if target.json {
+        match serde_json::to_string_pretty(&data) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(format!("cannot encode the reply: {e}")),
+        }
+        return ExitCode::SUCCESS;
+    }
+    match table(&data) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("{}: {e}", path.display())),
     }
 }
 

@@ -25,9 +25,11 @@
 //! device = "0000:00:05.0"
 //! ```
 
+mod control;
 mod error;
 mod lcores;
 
+pub use control::{ControlConfig, DEFAULT_SOCKET};
 pub use error::{ConfigError, FieldError};
 pub use lcores::parse_lcores;
 
@@ -67,6 +69,9 @@ pub struct Config {
     /// Services on the appliance's own addresses.
     #[serde(default)]
     pub local: LocalConfig,
+    /// The control socket, the Prometheus endpoint, file watching.
+    #[serde(default)]
+    pub control: ControlConfig,
 }
 
 /// EAL options. Everything here becomes an EAL command-line argument.
@@ -418,6 +423,7 @@ impl Config {
             ));
         }
         crate::policy::validate::check(self, &mut errors);
+        control::check(&self.control, &mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
