@@ -13,4 +13,5 @@ pub mod dataplane;
 pub mod flow;
 pub mod nat;
 pub mod packet;
+pub mod pipeline;
 pub mod policy;

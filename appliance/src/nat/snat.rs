@@ -136,7 +136,6 @@ impl Snat {
         inside: (Ipv4Addr, u16),
         remote: Ipv4Addr,
         mapping: Mapping,
-        filtering: Filtering,
     ) -> Result<(Ipv4Addr, u16), SnatError> {
         proto_index(proto).ok_or(SnatError::Protocol)?;
         let key = (proto, u32::from(inside.0), inside.1);
@@ -159,14 +158,9 @@ impl Snat {
                 public
             }
         } else {
-            self.take_port(proto, inside)?
+            return self.take_port(proto, inside);
         };
-        if filtering == Filtering::AddressDependent {
-            *self
-                .contacted
-                .entry((proto, u32::from(public.0), public.1, u32::from(remote)))
-                .or_insert(0) += 1;
-        }
+        self.contact(proto, public, remote);
         Ok(public)
     }
 
@@ -188,26 +182,24 @@ impl Snat {
 
     /// Records one more session on an existing mapping admitted from outside (filtering
     /// allowed it), so the mapping lives as long as that session.
-    pub fn adopt(
-        &mut self,
-        proto: u8,
-        public: (Ipv4Addr, u16),
-        remote: Ipv4Addr,
-        filtering: Filtering,
-    ) -> bool {
+    pub fn adopt(&mut self, proto: u8, public: (Ipv4Addr, u16), remote: Ipv4Addr) -> bool {
         let Some(&(ip, port)) = self.reverse.get(&(proto, u32::from(public.0), public.1)) else {
             return false;
         };
         if let Some(m) = self.mappings.get_mut(&(proto, ip, port)) {
             m.refs += 1;
         }
-        if filtering == Filtering::AddressDependent {
-            *self
-                .contacted
-                .entry((proto, u32::from(public.0), public.1, u32::from(remote)))
-                .or_insert(0) += 1;
-        }
+        self.contact(proto, public, remote);
         true
+    }
+
+    /// Remembers one more session between a mapping and a remote address (what
+    /// address-dependent filtering asks).
+    fn contact(&mut self, proto: u8, public: (Ipv4Addr, u16), remote: Ipv4Addr) {
+        *self
+            .contacted
+            .entry((proto, u32::from(public.0), public.1, u32::from(remote)))
+            .or_insert(0) += 1;
     }
 
     /// Gives back what [`Snat::acquire`] or [`Snat::adopt`] took for a session that is going.
@@ -218,9 +210,8 @@ impl Snat {
         public: (Ipv4Addr, u16),
         remote: Ipv4Addr,
         mapping: Mapping,
-        filtering: Filtering,
     ) {
-        if filtering == Filtering::AddressDependent {
+        if mapping == Mapping::EndpointIndependent {
             let k = (proto, u32::from(public.0), public.1, u32::from(remote));
             if let Some(c) = self.contacted.get_mut(&k) {
                 *c -= 1;
@@ -320,16 +311,21 @@ impl Snat {
         }
     }
 
-    /// Ports in use per (address, protocol number).
+    /// Ports in use by sessions per (address, protocol number); ports held back for port
+    /// forwards are not counted.
     pub fn ports_in_use(&self) -> impl Iterator<Item = (Ipv4Addr, u8, usize)> + '_ {
         self.addresses
             .iter()
             .zip(&self.pools)
-            .flat_map(|(&a, pools)| {
-                PROTOS
-                    .iter()
-                    .zip(pools)
-                    .map(move |(&proto, pool)| (a, proto, pool.in_use()))
+            .flat_map(move |(&a, pools)| {
+                PROTOS.iter().zip(pools).map(move |(&proto, pool)| {
+                    let held = self
+                        .reserved
+                        .iter()
+                        .filter(|(k, held)| **held && k.0 == proto && k.1 == u32::from(a))
+                        .count();
+                    (a, proto, pool.in_use() - held)
+                })
             })
     }
 
@@ -358,9 +354,9 @@ mod tests {
     fn eim_reuses_the_mapping_and_frees_after_last_session() {
         let mut s = snat();
         let f = Filtering::AddressAndPortDependent;
-        let m1 = s.acquire(17, (A, 5000), R1, EIM, f).unwrap();
+        let m1 = s.acquire(17, (A, 5000), R1, EIM).unwrap();
         assert_eq!(m1, (P, 5000), "port preserved");
-        let m2 = s.acquire(17, (A, 5000), R2, EIM, f).unwrap();
+        let m2 = s.acquire(17, (A, 5000), R2, EIM).unwrap();
         assert_eq!(m1, m2, "same mapping for another destination");
         assert_eq!(
             s.inbound(17, m1, R2, Filtering::EndpointIndependent),
@@ -371,9 +367,9 @@ mod tests {
             None,
             "APDF never admits without a session"
         );
-        s.release(17, (A, 5000), m1, R1, EIM, f);
+        s.release(17, (A, 5000), m1, R1, EIM);
         assert_eq!(s.mappings(), 1);
-        s.release(17, (A, 5000), m1, R2, EIM, f);
+        s.release(17, (A, 5000), m1, R2, EIM);
         assert_eq!(s.mappings(), 0);
         assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
     }
@@ -381,12 +377,11 @@ mod tests {
     #[test]
     fn edm_takes_a_port_per_session() {
         let mut s = snat();
-        let f = Filtering::AddressAndPortDependent;
-        let m1 = s.acquire(6, (A, 5000), R1, EDM, f).unwrap();
-        let m2 = s.acquire(6, (A, 5000), R2, EDM, f).unwrap();
+        let m1 = s.acquire(6, (A, 5000), R1, EDM).unwrap();
+        let m2 = s.acquire(6, (A, 5000), R2, EDM).unwrap();
         assert_ne!(m1.1, m2.1);
-        s.release(6, (A, 5000), m1, R1, EDM, f);
-        s.release(6, (A, 5000), m2, R2, EDM, f);
+        s.release(6, (A, 5000), m1, R1, EDM);
+        s.release(6, (A, 5000), m2, R2, EDM);
         assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
     }
 
@@ -394,10 +389,10 @@ mod tests {
     fn address_dependent_filtering_admits_contacted_addresses() {
         let mut s = snat();
         let f = Filtering::AddressDependent;
-        let m = s.acquire(17, (A, 7000), R1, EIM, f).unwrap();
+        let m = s.acquire(17, (A, 7000), R1, EIM).unwrap();
         assert_eq!(s.inbound(17, m, R1, f), Some((A, 7000)));
         assert_eq!(s.inbound(17, m, R2, f), None);
-        s.release(17, (A, 7000), m, R1, EIM, f);
+        s.release(17, (A, 7000), m, R1, EIM);
         assert_eq!(s.inbound(17, m, R1, f), None);
     }
 
@@ -405,18 +400,17 @@ mod tests {
     fn forwards_are_never_handed_out() {
         let mut s = snat();
         s.reserve([(6, P, 8080)]);
-        let f = Filtering::AddressAndPortDependent;
-        let m = s.acquire(6, (A, 8080), R1, EIM, f).unwrap();
+        let m = s.acquire(6, (A, 8080), R1, EIM).unwrap();
         assert_ne!(m.1, 8080, "a forward's port is not preserved");
         assert_eq!(
-            s.acquire(17, (A, 8080), R1, EIM, f).unwrap().1,
+            s.acquire(17, (A, 8080), R1, EIM).unwrap().1,
             8080,
             "other protocol is fine"
         );
         // The forward goes: its port comes back.
         s.reserve([]);
         assert_eq!(
-            s.acquire(6, (Ipv4Addr::new(10, 0, 1, 11), 8080), R1, EIM, f)
+            s.acquire(6, (Ipv4Addr::new(10, 0, 1, 11), 8080), R1, EIM)
                 .unwrap()
                 .1,
             8080
@@ -426,24 +420,23 @@ mod tests {
     #[test]
     fn forward_added_over_a_live_mapping_then_removed() {
         let mut s = snat();
-        let f = Filtering::AddressAndPortDependent;
-        let m = s.acquire(6, (A, 9000), R1, EIM, f).unwrap();
+        let m = s.acquire(6, (A, 9000), R1, EIM).unwrap();
         assert_eq!(m.1, 9000);
         s.reserve([(6, P, 9000)]); // the mapping still holds it
         s.reserve([]); // gone again before the mapping ended: the mapping keeps it
         let other = s
-            .acquire(6, (Ipv4Addr::new(10, 0, 1, 12), 9000), R1, EIM, f)
+            .acquire(6, (Ipv4Addr::new(10, 0, 1, 12), 9000), R1, EIM)
             .unwrap();
         assert_ne!(other.1, 9000, "still held by the first mapping");
         s.reserve([(6, P, 9000)]);
-        s.release(6, (A, 9000), m, R1, EIM, f); // passes to the reservation
+        s.release(6, (A, 9000), m, R1, EIM); // passes to the reservation
         let third = s
-            .acquire(6, (Ipv4Addr::new(10, 0, 1, 13), 9000), R1, EIM, f)
+            .acquire(6, (Ipv4Addr::new(10, 0, 1, 13), 9000), R1, EIM)
             .unwrap();
         assert_ne!(third.1, 9000, "reserved for the forward");
         s.reserve([]);
         let fourth = s
-            .acquire(6, (Ipv4Addr::new(10, 0, 1, 14), 9000), R1, EIM, f)
+            .acquire(6, (Ipv4Addr::new(10, 0, 1, 14), 9000), R1, EIM)
             .unwrap();
         assert_eq!(fourth.1, 9000, "free again once the forward is gone");
     }
@@ -451,16 +444,12 @@ mod tests {
     #[test]
     fn exhaustion_is_counted() {
         let mut s = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[P], 10, 1);
-        let f = Filtering::AddressAndPortDependent;
-        s.acquire(17, (A, 1), R1, EIM, f).unwrap();
-        s.acquire(17, (A, 2), R1, EIM, f).unwrap();
-        assert_eq!(s.acquire(17, (A, 3), R1, EIM, f), Err(SnatError::Exhausted));
+        s.acquire(17, (A, 1), R1, EIM).unwrap();
+        s.acquire(17, (A, 2), R1, EIM).unwrap();
+        assert_eq!(s.acquire(17, (A, 3), R1, EIM), Err(SnatError::Exhausted));
         assert_eq!(s.exhausted, 1);
-        assert_eq!(s.acquire(47, (A, 3), R1, EIM, f), Err(SnatError::Protocol));
+        assert_eq!(s.acquire(47, (A, 3), R1, EIM), Err(SnatError::Protocol));
         let mut none = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[], 10, 1);
-        assert_eq!(
-            none.acquire(17, (A, 3), R1, EIM, f),
-            Err(SnatError::NoAddress)
-        );
+        assert_eq!(none.acquire(17, (A, 3), R1, EIM), Err(SnatError::NoAddress));
     }
 }

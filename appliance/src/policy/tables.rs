@@ -65,6 +65,11 @@ impl Forwards {
         self.by_private.get(&(proto, private, port)).copied()
     }
 
+    /// Every forwarded public endpoint: `(protocol, public address, public port)`.
+    pub fn public_ports(&self) -> impl Iterator<Item = (u8, Ipv4Addr, u16)> + '_ {
+        self.by_public.keys().copied()
+    }
+
     /// Whether any forward uses `addr` as its public address.
     pub fn has_address(&self, addr: Ipv4Addr) -> bool {
         self.addresses.contains(&addr)

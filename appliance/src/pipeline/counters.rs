@@ -1,0 +1,112 @@
+//! A shard's counters: written by its worker only (a relaxed load and store, no locked
+//! instruction), read by the control thread at any time.
+
+use super::reason::Reason;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Counters of one shard. Cache-line aligned so two workers' counters never share a line.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct ShardCounters {
+    drops: [AtomicU64; Reason::COUNT],
+    forwarded: AtomicU64,
+    handoffs: AtomicU64,
+    created: AtomicU64,
+    expired: AtomicU64,
+    closed: AtomicU64,
+    local_replies: AtomicU64,
+}
+
+impl Default for ShardCounters {
+    fn default() -> Self {
+        ShardCounters {
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            forwarded: AtomicU64::new(0),
+            handoffs: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            local_replies: AtomicU64::new(0),
+        }
+    }
+}
+
+#[inline(always)]
+fn add(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl ShardCounters {
+    /// Counts a drop.
+    #[inline]
+    pub fn count_drop(&self, r: Reason) {
+        add(&self.drops[r.index()], 1);
+    }
+
+    pub(super) fn bump_forwarded(&self) {
+        add(&self.forwarded, 1);
+    }
+
+    pub(super) fn bump_handoff(&self) {
+        add(&self.handoffs, 1);
+    }
+
+    pub(super) fn bump_created(&self) {
+        add(&self.created, 1);
+    }
+
+    pub(super) fn add_expired(&self, n: u64) {
+        add(&self.expired, n);
+    }
+
+    pub(super) fn add_closed(&self, n: u64) {
+        add(&self.closed, n);
+    }
+
+    pub(super) fn bump_local(&self) {
+        add(&self.local_replies, 1);
+    }
+
+    /// Drops so far, by reason, in [`Reason::index`] order.
+    pub fn drops(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        self.drops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Reason::from_index(i).map(|r| (r, c.load(Relaxed))))
+    }
+
+    /// Drops of one reason.
+    pub fn drops_of(&self, r: Reason) -> u64 {
+        self.drops[r.index()].load(Relaxed)
+    }
+
+    /// Packets sent on (forwarded, translated or not).
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Relaxed)
+    }
+
+    /// Packets handed to another worker.
+    pub fn handoffs(&self) -> u64 {
+        self.handoffs.load(Relaxed)
+    }
+
+    /// Sessions created.
+    pub fn created(&self) -> u64 {
+        self.created.load(Relaxed)
+    }
+
+    /// Sessions freed by timeout.
+    pub fn expired(&self) -> u64 {
+        self.expired.load(Relaxed)
+    }
+
+    /// Sessions closed by a policy recheck.
+    pub fn closed(&self) -> u64 {
+        self.closed.load(Relaxed)
+    }
+
+    /// Replies the appliance sent itself (ARP, ICMP, health probe).
+    pub fn local_replies(&self) -> u64 {
+        self.local_replies.load(Relaxed)
+    }
+}

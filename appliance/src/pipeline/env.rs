@@ -1,0 +1,146 @@
+//! What a worker reads besides its own sessions: the policy, the neighbour table and the
+//! ports' MAC addresses. The control thread publishes new policies and neighbour tables;
+//! workers take the current ones once per burst.
+
+use crate::packet::EthernetAddress;
+use crate::policy::Policy;
+use hashbrown::HashMap;
+use std::net::Ipv4Addr;
+
+/// The neighbour (ARP) table: which MAC answers for an address on a port. Immutable once
+/// published; every change makes a new table with the next generation.
+#[derive(Debug, Clone, Default)]
+pub struct Neighbours {
+    generation: u64,
+    entries: HashMap<(u8, Ipv4Addr), EthernetAddress>,
+}
+
+impl Neighbours {
+    /// An empty table of generation 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A table with `entries`, at `generation`.
+    pub fn with(
+        generation: u64,
+        entries: impl IntoIterator<Item = ((u8, Ipv4Addr), EthernetAddress)>,
+    ) -> Self {
+        Neighbours {
+            generation,
+            entries: entries.into_iter().collect(),
+        }
+    }
+
+    /// The generation (changes with every published table).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The MAC of `ip` on `port`.
+    pub fn get(&self, port: u8, ip: Ipv4Addr) -> Option<EthernetAddress> {
+        self.entries.get(&(port, ip)).copied()
+    }
+
+    /// Every entry.
+    pub fn iter(&self) -> impl Iterator<Item = ((u8, Ipv4Addr), EthernetAddress)> + '_ {
+        self.entries.iter().map(|(k, v)| (*k, *v))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// One burst's view of the world, borrowed from the published snapshots.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    /// The policy in force.
+    pub policy: &'a Policy,
+    /// The neighbour table in force.
+    pub neighbours: &'a Neighbours,
+    /// Each port's MAC address, by port index.
+    pub macs: &'a [EthernetAddress],
+}
+
+const CACHE_SLOTS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    ip: u32,
+    port: u8,
+    valid: bool,
+    generation: u64,
+    mac: [u8; 6],
+}
+
+/// A worker's direct-mapped cache in front of the neighbour table, so the per-packet next-hop
+/// MAC costs an array read, not a hash-map lookup. Entries from an older table generation are
+/// misses.
+#[derive(Debug)]
+pub struct NeighbourCache {
+    slots: Box<[Slot]>,
+}
+
+impl Default for NeighbourCache {
+    fn default() -> Self {
+        NeighbourCache {
+            slots: vec![Slot::default(); CACHE_SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+impl NeighbourCache {
+    /// The MAC of `ip` on `port`, from the cache or else the table.
+    #[inline]
+    pub fn lookup(
+        &mut self,
+        table: &Neighbours,
+        port: u8,
+        ip: Ipv4Addr,
+    ) -> Option<EthernetAddress> {
+        let raw = u32::from(ip);
+        let i = ((raw.wrapping_mul(0x9e37_79b1) >> 22) as usize ^ usize::from(port))
+            & (CACHE_SLOTS - 1);
+        let s = &self.slots[i];
+        if s.valid && s.ip == raw && s.port == port && s.generation == table.generation() {
+            return Some(EthernetAddress(s.mac));
+        }
+        let mac = table.get(port, ip)?;
+        self.slots[i] = Slot {
+            ip: raw,
+            port,
+            valid: true,
+            generation: table.generation(),
+            mac: mac.0,
+        };
+        Some(mac)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_follows_the_table_generation() {
+        let ip = Ipv4Addr::new(10, 0, 1, 10);
+        let a = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        let b = EthernetAddress([2, 0, 0, 0, 0, 2]);
+        let t1 = Neighbours::with(1, [((0, ip), a)]);
+        let mut c = NeighbourCache::default();
+        assert_eq!(c.lookup(&t1, 0, ip), Some(a));
+        assert_eq!(c.lookup(&t1, 0, ip), Some(a));
+        assert_eq!(c.lookup(&t1, 1, ip), None, "other port");
+        let t2 = Neighbours::with(2, [((0, ip), b)]);
+        assert_eq!(c.lookup(&t2, 0, ip), Some(b), "new generation refreshes");
+        let t3 = Neighbours::with(3, []);
+        assert_eq!(c.lookup(&t3, 0, ip), None, "removed entries are gone");
+    }
+}

@@ -1,0 +1,266 @@
+//! What the appliance answers itself: ARP for its addresses, ICMP echo, the health probe,
+//! ICMP time exceeded; and what it learns from ARP.
+
+use super::buf::PacketBuf;
+use super::env::Env;
+use super::reason::Discard;
+use super::shard::{Action, Kind, Meta, Note, Shard};
+use crate::packet::build::{self, Link};
+use crate::packet::icmp::TimeExceeded;
+use crate::packet::{
+    ArpOperation, ArpPacket, ChecksumCaps, EtherType, EthernetAddress, EthernetRepr, IpProtocol,
+    Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr,
+};
+
+impl Shard {
+    /// Packets that need no session lookup: ARP, ICMP errors, other ICMP, other protocols.
+    pub(super) fn special<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        match meta.kind {
+            Kind::Arp => self.arp(env, in_port, pkt, meta),
+            Kind::IcmpError => self.related(env, now, in_port, pkt, meta),
+            _ => {
+                let dst = meta.key.dst_addr();
+                if env.policy.port_with_address(dst).is_some() || self.snat.is_pool_address(dst) {
+                    self.local(env, in_port, pkt, meta)
+                } else {
+                    self.discard(Discard::ProtocolUnsupported)
+                }
+            }
+        }
+    }
+
+    /// The link to answer a packet on: back to the frame's sender, from our MAC on `in_port`,
+    /// with the same VLAN tags.
+    fn reply_link(env: &Env<'_>, in_port: u8, frame: &[u8], meta: &Meta) -> Link {
+        let mut dst = [0u8; 6];
+        dst.copy_from_slice(&frame[6..12]);
+        Link {
+            src: env
+                .macs
+                .get(usize::from(in_port))
+                .copied()
+                .unwrap_or(EthernetAddress([0; 6])),
+            dst: EthernetAddress(dst),
+            vlans: meta.vlans,
+        }
+    }
+
+    /// Replaces the packet with the first `len` bytes of the scratch buffer and sends it back
+    /// out of `in_port`.
+    fn reply<B: PacketBuf>(&mut self, in_port: u8, pkt: &mut B, len: usize) -> Action {
+        if !pkt.set_len(len) {
+            return self.discard(Discard::LocalUnhandled);
+        }
+        pkt.bytes_mut().copy_from_slice(&self.scratch[..len]);
+        self.counters.bump_local();
+        Action::Forward(in_port)
+    }
+
+    /// A packet addressed to the appliance: ICMP echo, the health probe, or nothing.
+    pub(super) fn local<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        let p = env.policy;
+        let dst = meta.key.dst_addr();
+        // Unsolicited traffic to a public address is ingress without a forward; to the
+        // inside address, a service the appliance does not run.
+        let public = self.snat.is_pool_address(dst) || p.port_with_address(dst).is_none();
+        let link = Self::reply_link(env, in_port, pkt.bytes(), meta);
+        let (l3, end) = (usize::from(meta.l3), usize::from(meta.end));
+        match meta.kind {
+            Kind::IcmpEcho if meta.icmp_type == 8 && p.local.icmp_echo => {
+                let built = build::icmp_echo_reply(&mut self.scratch, &link, &pkt.bytes()[l3..end]);
+                match built {
+                    Ok(len) => self.reply(in_port, pkt, len),
+                    Err(e) => self.discard(e),
+                }
+            }
+            Kind::Tcp
+                if p.local
+                    .health_probe
+                    .as_ref()
+                    .is_some_and(|h| h.port == meta.key.dst_port()) =>
+            {
+                let admitted = p
+                    .local
+                    .health_probe
+                    .as_ref()
+                    .is_some_and(|h| h.admits(meta.key.src_addr()));
+                if !admitted {
+                    return self.discard(Discard::LocalDenied);
+                }
+                let flags = TcpFlags(u16::from(meta.tcp_flags));
+                let built = if flags.syn() && !flags.ack() {
+                    syn_ack(&mut self.scratch, &link, &pkt.bytes()[l3..end])
+                } else if flags.rst() {
+                    return self.discard(Discard::LocalUnhandled);
+                } else {
+                    build::tcp_rst(&mut self.scratch, &link, &pkt.bytes()[l3..end])
+                };
+                match built {
+                    Ok(len) => self.reply(in_port, pkt, len),
+                    Err(e) => self.discard(e),
+                }
+            }
+            _ if public => self.discard(Discard::NoForward),
+            _ => self.discard(Discard::LocalUnhandled),
+        }
+    }
+
+    /// TTL would expire here: answer with ICMP time exceeded from the receiving port's address
+    /// (RFC 1812 section 4.3.2.3 quoting), when the port has one.
+    pub(super) fn time_exceeded<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        self.counters.count_drop(Discard::TtlExpired.into());
+        let Some(src) = env
+            .policy
+            .ports
+            .get(usize::from(in_port))
+            .and_then(|p| p.address)
+            .map(|n| n.addr())
+        else {
+            return Action::Drop(Discard::TtlExpired.into());
+        };
+        let link = Self::reply_link(env, in_port, pkt.bytes(), meta);
+        let (l3, end) = (usize::from(meta.l3), usize::from(meta.end));
+        match build::icmp_time_exceeded(
+            &mut self.scratch,
+            &link,
+            src,
+            &pkt.bytes()[l3..end],
+            TimeExceeded::TtlExpired,
+        ) {
+            Ok(len) => self.reply(in_port, pkt, len),
+            Err(_) => Action::Drop(Discard::TtlExpired.into()),
+        }
+    }
+
+    /// ARP: answer requests for our addresses on this port, learn neighbours from what we see
+    /// (RFC 826 merge: the sender of a request or reply on our subnet).
+    fn arp<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        let l3 = usize::from(meta.l3);
+        let Some(port) = env.policy.ports.get(usize::from(in_port)) else {
+            return self.discard(Discard::ArpIgnored);
+        };
+        let Ok(arp) = ArpPacket::new_checked(&pkt.bytes()[l3..]) else {
+            return self.discard(Discard::ArpIgnored);
+        };
+        let (op, sha, spa, tpa) = (
+            arp.operation(),
+            arp.source_hardware_addr(),
+            arp.source_protocol_addr(),
+            arp.target_protocol_addr(),
+        );
+        let on_link = port.address.is_some_and(|n| n.contains(&spa)) && sha.is_unicast();
+        if on_link {
+            self.note(Note::Learned {
+                port: in_port,
+                ip: spa,
+                mac: sha,
+            });
+        }
+        let for_us =
+            port.address.is_some_and(|n| n.addr() == tpa) || port.arp_addresses.contains(&tpa);
+        if op == ArpOperation::Request && for_us && spa != tpa {
+            let link = Link {
+                src: env
+                    .macs
+                    .get(usize::from(in_port))
+                    .copied()
+                    .unwrap_or(EthernetAddress([0; 6])),
+                dst: sha,
+                vlans: meta.vlans,
+            };
+            return match build::arp_reply(&mut self.scratch, &link, tpa, spa) {
+                Ok(len) => self.reply(in_port, pkt, len),
+                Err(e) => self.discard(e),
+            };
+        }
+        if on_link {
+            Action::Consumed
+        } else {
+            self.discard(Discard::ArpIgnored)
+        }
+    }
+}
+
+/// A SYN-ACK answering a SYN to the health probe: the probe only needs the handshake to
+/// complete, so no state is kept (the next segment gets a RST).
+fn syn_ack(buf: &mut [u8], link: &Link, syn: &[u8]) -> Result<usize, crate::packet::Error> {
+    let ip = Ipv4Packet::new_checked(syn)?;
+    let tcp = TcpPacket::new_checked(ip.payload_slice())?;
+    let (src, dst) = (ip.dst_addr(), ip.src_addr());
+    // An initial sequence number that is not predictable from outside the host.
+    let isn = {
+        let x = u64::from(u32::from(src)) << 32
+            | u64::from(u32::from(dst)) ^ u64::from(tcp.seq_number());
+        let h = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 32) as u32 ^ std::process::id()
+    };
+    let repr = TcpRepr {
+        src_port: tcp.dst_port(),
+        dst_port: tcp.src_port(),
+        flags: TcpFlags::SYN | TcpFlags::ACK,
+        seq_number: isn,
+        ack_number: tcp.seq_number().wrapping_add(1),
+        window_len: 64240,
+        urgent_at: 0,
+        max_seg_size: Some(1460),
+        window_scale: None,
+        sack_permitted: false,
+        timestamps: None,
+        payload: &[],
+    };
+    let eth = EthernetRepr {
+        src_addr: link.src,
+        dst_addr: link.dst,
+        vlans: link.vlans,
+        ethertype: EtherType::Ipv4,
+    };
+    let ip_repr = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: IpProtocol::Tcp,
+        payload_len: repr.buffer_len(),
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+    };
+    let total = eth.buffer_len() + ip_repr.buffer_len() + repr.buffer_len();
+    if buf.len() < total.max(60) {
+        return Err(crate::packet::Error::BufferTooSmall);
+    }
+    let mut at = eth.emit(buf)?;
+    at += ip_repr.emit(&mut buf[at..], &ChecksumCaps::NONE)?;
+    at += repr.emit(&mut buf[at..], src, dst, &ChecksumCaps::NONE)?;
+    if at < 60 {
+        buf[at..60].fill(0);
+        at = 60;
+    }
+    Ok(at)
+}

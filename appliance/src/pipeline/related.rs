@@ -1,0 +1,93 @@
+//! ICMP errors about sessions ("related" traffic, RFC 5508 section 4): the packet quoted in
+//! the error is found in the table, and both the outer header and the quote are translated,
+//! with every checksum fixed.
+
+use super::buf::PacketBuf;
+use super::env::Env;
+use super::reason::Discard;
+use super::shard::{Action, Meta, Shard};
+use crate::flow::{FlowKey, Side};
+use crate::packet::{IcmpPacket, Ipv4Packet, Side as Endpoint};
+
+impl Shard {
+    /// An ICMP error: translated for the session of the packet it quotes, or dropped.
+    pub(super) fn related<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        let (l3, l4, end) = (
+            usize::from(meta.l3),
+            usize::from(meta.l4),
+            usize::from(meta.end),
+        );
+        let quoted = {
+            let bytes = pkt.bytes();
+            IcmpPacket::new_checked(&bytes[l4..end])
+                .and_then(|m| m.quote().and_then(|q| q.five_tuple()))
+        };
+        let q = match quoted {
+            Ok(q) => q,
+            Err(e) => return self.discard(e),
+        };
+        // The quote is a packet the session sent; the session knows its reply.
+        let proto = u8::from(q.protocol);
+        let reply = if proto == 1 {
+            FlowKey::icmp_echo(q.dst_addr, q.src_addr, q.src_port)
+        } else {
+            FlowKey::new(q.dst_addr, q.src_addr, q.dst_port, q.src_port, proto)
+        };
+        let Some(hit) = self.table.lookup(&reply) else {
+            return self.discard(Discard::IcmpErrorNoSession);
+        };
+        let Some(s) = self.table.get(hit.index) else {
+            return self.discard(Discard::IcmpErrorNoSession);
+        };
+        // Put our own endpoint in the quote back to what the other side knows, and address
+        // the error to the host that sent the quoted packet.
+        let (inside, outside) = (*s.inside(), *s.outside());
+        let (quoted_side, quoted_endpoint, outer_dst, outer_src) = match hit.side {
+            // From outside about a packet we sent out: its source was our public endpoint;
+            // the inside host gets the error about its own packet.
+            Side::Outside => (
+                Endpoint::Src,
+                (inside.src_addr(), inside.src_port()),
+                inside.src_addr(),
+                None,
+            ),
+            // From inside about a packet we delivered in: its destination was the inside
+            // host; the outside host sees our public endpoint, in the quote and as the
+            // error's source.
+            Side::Inside => (
+                Endpoint::Dst,
+                (outside.dst_addr(), outside.dst_port()),
+                meta.key.dst_addr(),
+                Some(outside.dst_addr()),
+            ),
+        };
+        self.table.touch(hit.index, now);
+        {
+            let bytes = pkt.bytes_mut();
+            let Ok(mut ip) = Ipv4Packet::new_checked(&mut bytes[l3..end]) else {
+                return self.discard(Discard::IcmpErrorNoSession);
+            };
+            if let Err(e) =
+                ip.translate_icmp_error(quoted_side, quoted_endpoint.0, quoted_endpoint.1)
+            {
+                return self.discard(e);
+            }
+            ip.rewrite_addr_only(Endpoint::Dst, outer_dst);
+            if let Some(src) = outer_src {
+                ip.rewrite_addr_only(Endpoint::Src, src);
+            }
+        }
+        let meta = Meta {
+            key: FlowKey::new(meta.key.src_addr(), outer_dst, 0, 0, 1),
+            ..*meta
+        };
+        self.send(env, now, in_port, pkt, &meta, None)
+    }
+}

@@ -1,0 +1,603 @@
+//! A worker's shard: its sessions, its NAT state, and the per-burst processing.
+//!
+//! A burst goes through three stages (DESIGN.md, "Session table"):
+//! 1. parse every packet, decide which worker owns it, build its flow key;
+//! 2. look the keys of the packets this worker owns up in the table, a burst at a time, with
+//!    prefetch;
+//! 3. hits take the fast path (rewrite from the session, route, send); misses take the slow
+//!    path (classification, policy, session creation), then the same rewrite.
+
+use super::buf::PacketBuf;
+use super::counters::ShardCounters;
+use super::env::{Env, NeighbourCache};
+use super::owner::Sharding;
+use super::reason::{Discard, Reason};
+use super::rewrite;
+use crate::flow::{FlowKey, FlowTable, HashSeed, Hit, Session, TcpFlags, Timeouts, BURST_MAX};
+use crate::nat::{Slices, Snat};
+use crate::packet::{icmp, parse_frame, ChecksumCaps, EthernetAddress, IcmpMessage, Vlans, L3, L4};
+use crate::policy::{Mapping, OnReload, Policy};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// What the worker does with a packet once the shard has processed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send it out of this port (rewritten in place, or turned into a reply).
+    Forward(u8),
+    /// Another worker owns its session: hand it over.
+    Handoff(u16),
+    /// Drop it; the shard has counted the reason.
+    Drop(Reason),
+    /// Used up here (an ARP reply that taught us a neighbour): free it, not a drop.
+    Consumed,
+}
+
+/// Something the control thread should know: a neighbour learned from ARP, or a next hop
+/// to resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    /// `ip` is at `mac` on `port`.
+    Learned {
+        /// Port index.
+        port: u8,
+        /// The neighbour's address.
+        ip: Ipv4Addr,
+        /// Its MAC.
+        mac: EthernetAddress,
+    },
+    /// Traffic waits for the MAC of `ip` on `port`: send an ARP request.
+    Resolve {
+        /// Port index.
+        port: u8,
+        /// The next hop.
+        ip: Ipv4Addr,
+    },
+}
+
+/// How a session got its public endpoint, kept in the session's tag so freeing it gives back
+/// the right thing.
+pub(super) mod tag {
+    /// No SNAT port: a port forward, a static mapping.
+    pub const NONE: u8 = 0;
+    /// A port of the pool, owned by this session alone (endpoint-dependent mapping).
+    pub const POOL: u8 = 1;
+    /// A reference on an endpoint-independent mapping.
+    pub const MAPPING: u8 = 2;
+}
+
+/// What stage 1 learned about a packet.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Meta {
+    pub l3: u16,
+    pub l4: u16,
+    pub end: u16,
+    pub kind: Kind,
+    pub tcp_flags: u8,
+    pub icmp_type: u8,
+    pub vlans: Vlans,
+    pub key: FlowKey,
+}
+
+/// The transport of a packet, as far as the pipeline cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Tcp,
+    Udp,
+    IcmpEcho,
+    IcmpError,
+    IcmpOther,
+    OtherProto,
+    Arp,
+}
+
+const EMPTY_META: Meta = Meta {
+    l3: 0,
+    l4: 0,
+    end: 0,
+    kind: Kind::OtherProto,
+    tcp_flags: 0,
+    icmp_type: 0,
+    vlans: Vlans::None,
+    key: FlowKey::from_raw(0, 0, 0, 0, 0),
+};
+
+/// Pending resolution requests are remembered this long (seconds) to avoid asking again for
+/// every packet.
+const RESOLVE_HOLDOFF: u32 = 1;
+const NOTES_MAX: usize = 32;
+
+/// Settings fixed for the life of the process (changing them needs a restart).
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// This worker's index.
+    pub worker: usize,
+    /// The ownership function shared by all workers.
+    pub sharding: Sharding,
+    /// SNAT pool addresses.
+    pub pool: Vec<Ipv4Addr>,
+    /// Sessions this shard holds at most.
+    pub capacity: u32,
+    /// Checksums the NIC verified on receive.
+    pub rx_caps: ChecksumCaps,
+    /// Seed of the flow table's hash (random in production, fixed in tests).
+    pub seed: Option<HashSeed>,
+}
+
+impl ShardConfig {
+    /// The configuration of worker `worker` of `workers`, from the policy the process starts
+    /// with: pool addresses, port slices, and an equal share of `max_sessions`.
+    pub fn from_policy(
+        policy: &Policy,
+        worker: usize,
+        workers: usize,
+        seed: u64,
+    ) -> Option<ShardConfig> {
+        let ports = policy.snat.ports;
+        let slices = Slices::new(ports.start, ports.end, workers)?;
+        let capacity = (policy.sessions.max_sessions / workers.max(1) as u32).max(64);
+        Some(ShardConfig {
+            worker,
+            sharding: Sharding::new(workers, slices, seed),
+            pool: policy.snat.addresses.clone(),
+            capacity,
+            rx_caps: ChecksumCaps::NONE,
+            seed: None,
+        })
+    }
+}
+
+/// One worker's shard of the appliance state. Only its worker touches it.
+pub struct Shard {
+    pub(super) worker: u16,
+    pub(super) sharding: Sharding,
+    pub(super) table: FlowTable,
+    pub(super) snat: Snat,
+    pub(super) counters: Arc<ShardCounters>,
+    pub(super) neigh: NeighbourCache,
+    pub(super) rx_caps: ChecksumCaps,
+    /// Policy generation last synchronised (timeouts, forward reservations).
+    policy_generation: Option<u64>,
+    /// Scratch for replies the appliance builds (ICMP errors quote the packet they answer).
+    pub(super) scratch: Box<[u8]>,
+    notes: [Option<Note>; NOTES_MAX],
+    notes_len: usize,
+    /// Recently requested resolutions: (port, ip, time).
+    resolving: [(u8, u32, u32); 16],
+    resolving_next: usize,
+    // Per-burst scratch, sized for one chunk.
+    metas: [Meta; BURST_MAX],
+    keys: [FlowKey; BURST_MAX],
+    hits: [Option<Hit>; BURST_MAX],
+    pos: [u8; BURST_MAX],
+    pending: [bool; BURST_MAX],
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("worker", &self.worker)
+            .field("sessions", &self.table.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shard {
+    /// A shard with empty tables, allocating everything now.
+    pub fn new(config: ShardConfig, counters: Arc<ShardCounters>) -> Shard {
+        let timeouts = Timeouts::default();
+        let table = match config.seed {
+            Some(seed) => FlowTable::with_seed(config.capacity, timeouts, seed),
+            None => FlowTable::new(config.capacity, timeouts),
+        };
+        let snat = Snat::new(
+            config.worker,
+            *config.sharding.slices(),
+            &config.pool,
+            config.capacity as usize,
+            0x5eed ^ config.worker as u64,
+        );
+        Shard {
+            worker: config.worker as u16,
+            sharding: config.sharding,
+            table,
+            snat,
+            counters,
+            neigh: NeighbourCache::default(),
+            rx_caps: config.rx_caps,
+            policy_generation: None,
+            scratch: vec![0u8; 2048].into_boxed_slice(),
+            notes: [None; NOTES_MAX],
+            notes_len: 0,
+            resolving: [(0, 0, 0); 16],
+            resolving_next: 0,
+            metas: [EMPTY_META; BURST_MAX],
+            keys: [FlowKey::from_raw(0, 0, 0, 0, 0); BURST_MAX],
+            hits: [None; BURST_MAX],
+            pos: [0; BURST_MAX],
+            pending: [false; BURST_MAX],
+        }
+    }
+
+    /// This shard's worker index.
+    pub fn worker(&self) -> usize {
+        usize::from(self.worker)
+    }
+
+    /// The session table (read-only: for statistics and session listings).
+    pub fn table(&self) -> &FlowTable {
+        &self.table
+    }
+
+    /// The NAT state (read-only: port usage).
+    pub fn snat(&self) -> &Snat {
+        &self.snat
+    }
+
+    /// The counters this shard writes.
+    pub fn counters(&self) -> &Arc<ShardCounters> {
+        &self.counters
+    }
+
+    /// Takes the notes gathered since the last call.
+    pub fn take_notes(&mut self, mut f: impl FnMut(Note)) {
+        for n in self.notes[..self.notes_len].iter_mut() {
+            if let Some(n) = n.take() {
+                f(n);
+            }
+        }
+        self.notes_len = 0;
+    }
+
+    pub(super) fn note(&mut self, n: Note) {
+        if self.notes_len < NOTES_MAX {
+            self.notes[self.notes_len] = Some(n);
+            self.notes_len += 1;
+        }
+    }
+
+    /// Asks for `ip` on `port` to be resolved, at most once a second.
+    pub(super) fn want_neighbour(&mut self, port: u8, ip: Ipv4Addr, now: u32) {
+        let raw = u32::from(ip);
+        if self
+            .resolving
+            .iter()
+            .any(|&(p, i, t)| p == port && i == raw && now.wrapping_sub(t) < RESOLVE_HOLDOFF)
+        {
+            return;
+        }
+        self.resolving[self.resolving_next] = (port, raw, now);
+        self.resolving_next = (self.resolving_next + 1) % self.resolving.len();
+        self.note(Note::Resolve { port, ip });
+    }
+
+    /// Counts a drop and says so.
+    #[inline]
+    pub(super) fn discard(&self, reason: impl Into<Reason>) -> Action {
+        let r = reason.into();
+        self.counters.count_drop(r);
+        Action::Drop(r)
+    }
+
+    /// Brings the shard in line with a new policy generation: timeouts, and the ports held
+    /// back for port forwards. Runs once per generation, not per packet.
+    fn sync_policy(&mut self, policy: &Policy) {
+        if self.policy_generation == Some(policy.generation) {
+            return;
+        }
+        self.policy_generation = Some(policy.generation);
+        let t = policy.sessions.timeouts;
+        self.table.set_timeouts(Timeouts {
+            tcp_established: t.tcp_established,
+            tcp_transitory: t.tcp_transitory,
+            udp: t.udp,
+            icmp: t.icmp,
+        });
+        self.snat.reserve(policy.forwards.public_ports());
+    }
+
+    /// Processes a burst of packets received on `in_port` at time `now` (seconds): each
+    /// packet is rewritten in place (or turned into a reply) and `out[i]` says what to do
+    /// with `pkts[i]`.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `pkts`.
+    pub fn process<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkts: &mut [B],
+        out: &mut [Action],
+    ) {
+        assert!(out.len() >= pkts.len(), "one action per packet");
+        self.sync_policy(env.policy);
+        for (pkts, out) in pkts.chunks_mut(BURST_MAX).zip(out.chunks_mut(BURST_MAX)) {
+            self.chunk(env, now, in_port, pkts, out);
+        }
+    }
+
+    fn chunk<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkts: &mut [B],
+        out: &mut [Action],
+    ) {
+        // Stage 1: parse, own, key.
+        let mut lookups = 0;
+        for (i, pkt) in pkts.iter().enumerate() {
+            self.pending[i] = false;
+            match self.classify(env, in_port, pkt.bytes()) {
+                Ok(meta) => {
+                    self.metas[i] = meta;
+                    if matches!(meta.kind, Kind::Tcp | Kind::Udp | Kind::IcmpEcho) {
+                        self.keys[lookups] = meta.key;
+                        self.pos[lookups] = i as u8;
+                        lookups += 1;
+                    } else {
+                        self.pending[i] = true;
+                    }
+                }
+                Err(action) => out[i] = action,
+            }
+        }
+        // Stage 2: look the burst up.
+        self.table
+            .lookup_burst(&self.keys[..lookups], &mut self.hits[..lookups]);
+        // Stage 3: fast path for hits, slow path for misses.
+        for j in 0..lookups {
+            let i = usize::from(self.pos[j]);
+            let meta = self.metas[i];
+            out[i] = match self.hits[j] {
+                Some(hit) => self.hit(env, now, in_port, &mut pkts[i], &meta, hit),
+                None => self.miss(env, now, in_port, &mut pkts[i], &meta),
+            };
+        }
+        for i in 0..pkts.len() {
+            if self.pending[i] {
+                let meta = self.metas[i];
+                out[i] = self.special(env, now, in_port, &mut pkts[i], &meta);
+            }
+        }
+    }
+
+    /// Stage 1 for one packet: parse and validate, check the frame is for us, decide the
+    /// owner. `Err` carries the final action (a drop, or a handoff).
+    fn classify(&self, env: &Env<'_>, in_port: u8, bytes: &[u8]) -> Result<Meta, Action> {
+        let parsed = parse_frame(bytes, &self.rx_caps).map_err(|e| self.discard(e))?;
+        // Unicast frames must be for this port; broadcast and multicast are looked at.
+        let dst_mac = &bytes[..6];
+        if dst_mac[0] & 1 == 0 {
+            let ours = env
+                .macs
+                .get(usize::from(in_port))
+                .is_some_and(|m| m.0 == *dst_mac);
+            if !ours {
+                return Err(self.discard(Discard::NotForUs));
+            }
+        }
+        let l3 = parsed.l3_offset() as u16;
+        let m = match parsed.l3 {
+            L3::Ipv4(m) => m,
+            L3::Arp => {
+                return Ok(Meta {
+                    l3,
+                    kind: Kind::Arp,
+                    vlans: parsed.vlans,
+                    ..EMPTY_META
+                })
+            }
+            L3::Ipv6(_) => return Err(self.discard(Discard::Ipv6)),
+            L3::Other(_) => return Err(self.discard(Discard::NotIp)),
+        };
+        let t = m.tuple;
+        let (kind, tcp_flags, icmp_type) = match m.l4 {
+            L4::Tcp(f) => (Kind::Tcp, (f.0 & 0xff) as u8, 0),
+            L4::Udp => (Kind::Udp, 0, 0),
+            L4::Icmp(msg) => {
+                let ty = u8::from(msg);
+                let kind = match msg {
+                    IcmpMessage::EchoRequest | IcmpMessage::EchoReply => Kind::IcmpEcho,
+                    m if m.is_error() => Kind::IcmpError,
+                    _ => Kind::IcmpOther,
+                };
+                (kind, 0, ty)
+            }
+            L4::Fragment => return Err(self.discard(Discard::Fragment)),
+            L4::Other => (Kind::OtherProto, 0, 0),
+        };
+        let proto = u8::from(t.protocol);
+        let key = FlowKey::new(t.src_addr, t.dst_addr, t.src_port, t.dst_port, proto);
+        let meta = Meta {
+            l3,
+            l4: m.l4_offset() as u16,
+            end: m.l3_end() as u16,
+            kind,
+            tcp_flags,
+            icmp_type,
+            vlans: parsed.vlans,
+            key,
+        };
+        if self.sharding.workers() > 1 {
+            let owner = self.owner(env, bytes, &meta);
+            if owner != usize::from(self.worker) {
+                self.counters.bump_handoff();
+                return Err(Action::Handoff(owner as u16));
+            }
+        }
+        Ok(meta)
+    }
+
+    /// The worker that owns a packet's session.
+    fn owner(&self, env: &Env<'_>, bytes: &[u8], meta: &Meta) -> usize {
+        let k = &meta.key;
+        match meta.kind {
+            Kind::Tcp | Kind::Udp | Kind::IcmpEcho => self.sharding.of_packet(
+                env.policy,
+                self.snat.addresses(),
+                k.protocol(),
+                (k.src_addr(), k.src_port()),
+                (k.dst_addr(), k.dst_port()),
+            ),
+            Kind::IcmpError => {
+                // The owner of the quoted packet's reply.
+                let quoted = bytes
+                    .get(usize::from(meta.l4)..usize::from(meta.end))
+                    .and_then(|icmp_bytes| icmp::Packet::new_checked(icmp_bytes).ok())
+                    .and_then(|p| p.quote().ok().and_then(|q| q.five_tuple().ok()));
+                match quoted {
+                    Some(q) => self.sharding.of_packet(
+                        env.policy,
+                        self.snat.addresses(),
+                        u8::from(q.protocol),
+                        (q.dst_addr, q.dst_port),
+                        (q.src_addr, q.src_port),
+                    ),
+                    None => usize::from(self.worker),
+                }
+            }
+            // Stateless: answered by whoever received it.
+            Kind::Arp | Kind::IcmpOther | Kind::OtherProto => usize::from(self.worker),
+        }
+    }
+
+    /// The fast path: a packet of a known session.
+    fn hit<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+        hit: Hit,
+    ) -> Action {
+        let idx = hit.index;
+        let generation = env.policy.generation as u32;
+        let Some(s) = self.table.get(idx) else {
+            return self.discard(Discard::IcmpErrorNoSession);
+        };
+        if s.policy_generation() != generation && !self.recheck(env, idx) {
+            return self.discard(Discard::PolicyRecheckDeny);
+        }
+        if meta.kind == Kind::Tcp {
+            self.table
+                .track_tcp(idx, TcpFlags::from_bits(meta.tcp_flags), hit.side, now);
+        } else {
+            self.table.touch(idx, now);
+        }
+        let len = pkt.bytes().len() as u32;
+        let Some(s) = self.table.get_mut(idx) else {
+            return self.discard(Discard::IcmpErrorNoSession);
+        };
+        s.count(len);
+        let rw = s.rewrite(hit.side);
+        self.send(env, now, in_port, pkt, meta, Some(&rw))
+    }
+
+    /// Rewrites (when `rw` is given), decrements the TTL, routes and addresses the frame to
+    /// the next hop. The common tail of the fast and slow paths.
+    pub(super) fn send<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+        rw: Option<&crate::flow::Rewrite>,
+    ) -> Action {
+        let l3 = usize::from(meta.l3);
+        if pkt.bytes()[l3 + 8] <= 1 {
+            return self.time_exceeded(env, in_port, pkt, meta);
+        }
+        let bytes = pkt.bytes_mut();
+        let dst = match rw {
+            Some(rw) => {
+                rewrite::apply(bytes, meta, rw);
+                rw.tuple.dst_addr()
+            }
+            None => meta.key.dst_addr(),
+        };
+        rewrite::decrement_ttl(bytes, l3);
+        if meta.kind == Kind::Tcp && meta.tcp_flags & TcpFlags::SYN.bits() != 0 {
+            if let Some(mss) = env.policy.sessions.mss_clamp {
+                rewrite::clamp_mss(bytes, meta, mss);
+            }
+        }
+        let Some(hop) = env.policy.next_hop(dst) else {
+            return self.discard(Discard::NoRoute);
+        };
+        let port = hop.port as u8;
+        let Some(mac) = self.neigh.lookup(env.neighbours, port, hop.ip) else {
+            self.want_neighbour(port, hop.ip, now);
+            return self.discard(Discard::NeighbourUnresolved);
+        };
+        let src = env
+            .macs
+            .get(hop.port)
+            .copied()
+            .unwrap_or(EthernetAddress([0; 6]));
+        let bytes = pkt.bytes_mut();
+        bytes[..6].copy_from_slice(&mac.0);
+        bytes[6..12].copy_from_slice(&src.0);
+        self.counters.bump_forwarded();
+        Action::Forward(port)
+    }
+
+    /// Frees expired sessions, at most `budget`, releasing their NAT resources. Bounded work
+    /// for the worker loop's periodic tick.
+    pub fn expire(&mut self, now: u32, budget: u32) -> u32 {
+        let snat = &mut self.snat;
+        let n = self.table.expire(now, budget, |_, s| release(snat, s));
+        self.counters.add_expired(u64::from(n));
+        n
+    }
+
+    /// Ends session `idx` now (policy recheck denied it), releasing its NAT resources.
+    pub(super) fn close(&mut self, idx: u32) {
+        if let Some(s) = self.table.get(idx) {
+            release(&mut self.snat, s);
+            self.table.remove(idx);
+            self.counters.add_closed(1);
+        }
+    }
+
+    /// Re-checks session `idx` against the current policy; false if it was closed.
+    fn recheck(&mut self, env: &Env<'_>, idx: u32) -> bool {
+        let generation = env.policy.generation as u32;
+        let keep = env.policy.sessions.on_reload == OnReload::Keep || {
+            let Some(s) = self.table.get(idx) else {
+                return false;
+            };
+            super::slow::still_allowed(env.policy, s, &self.snat)
+        };
+        if keep {
+            if let Some(s) = self.table.get_mut(idx) {
+                s.set_policy_generation(generation);
+            }
+            true
+        } else {
+            self.close(idx);
+            false
+        }
+    }
+}
+
+/// Gives back what a session held: its pool port or its reference on a mapping.
+pub(super) fn release(snat: &mut Snat, s: &Session) {
+    let mapping = match s.tag() {
+        tag::POOL => Mapping::EndpointDependent,
+        tag::MAPPING => Mapping::EndpointIndependent,
+        _ => return,
+    };
+    let inside = s.inside();
+    let outside = s.outside();
+    snat.release(
+        inside.protocol(),
+        (inside.src_addr(), inside.src_port()),
+        (outside.dst_addr(), outside.dst_port()),
+        outside.src_addr(),
+        mapping,
+    );
+}

@@ -1,0 +1,452 @@
+//! The slow path: a packet without a session. Classification (egress, ingress, hairpin,
+//! local), policy, NAT allocation and session creation, then the same send as the fast path.
+
+use super::buf::PacketBuf;
+use super::env::Env;
+use super::reason::Discard;
+use super::shard::{release, tag, Action, Kind, Meta, Shard};
+use crate::config::Role;
+use crate::flow::{CreateError, FlowKey, Hit, NewSession, Session, Side, TcpFlags, TcpState};
+use crate::nat::{Snat, SnatError};
+use crate::policy::{Action as Verdict, Filtering, Mapping, MatchKey, Policy};
+use std::net::Ipv4Addr;
+
+/// Which side of the network a packet comes from: its port's role, or on a one-arm (`both`)
+/// port, whether its source is private.
+pub(super) fn role(p: &Policy, in_port: u8, src: Ipv4Addr) -> Role {
+    match p.ports.get(usize::from(in_port)).map(|x| x.role) {
+        Some(Role::Inside) => Role::Inside,
+        Some(Role::Both) if p.is_private(src) => Role::Inside,
+        _ => Role::Outside,
+    }
+}
+
+/// A source no packet from outside may carry: private (ours), or not a unicast host address
+/// (RFC 1812 section 5.3.7 martians).
+fn spoofed(p: &Policy, src: Ipv4Addr) -> bool {
+    let o = src.octets();
+    p.is_private(src)
+        || o[0] == 0
+        || o[0] == 127
+        || o[0] >= 224
+        || p.port_with_address(src).is_some()
+}
+
+/// Whether `addr` is one of the appliance's public addresses (pool, forward or static).
+fn is_public(p: &Policy, snat: &Snat, addr: Ipv4Addr) -> bool {
+    snat.is_pool_address(addr)
+        || p.forwards.has_address(addr)
+        || p.statics.private_of(addr).is_some()
+}
+
+/// Whether a packet may open a session: TCP, UDP, or an ICMP echo request (an echo reply
+/// without a session is not a new flow).
+fn opens_flow(meta: &Meta) -> bool {
+    matches!(meta.kind, Kind::Tcp | Kind::Udp)
+        || (meta.kind == Kind::IcmpEcho && meta.icmp_type == 8)
+}
+
+/// The policy match key of a packet as it was sent.
+fn match_key(meta: &Meta) -> MatchKey {
+    let k = &meta.key;
+    let icmp = k.protocol() == 1;
+    MatchKey {
+        proto: k.protocol(),
+        src: k.src_addr(),
+        dst: k.dst_addr(),
+        src_port: if icmp { 0 } else { k.src_port() },
+        dst_port: if icmp { 0 } else { k.dst_port() },
+        icmp_type: icmp.then_some(meta.icmp_type),
+    }
+}
+
+/// The key of packets from `src` to `dst` (for ICMP echo, the identifier is both ports).
+fn key(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
+    if proto == 1 {
+        FlowKey::icmp_echo(src.0, dst.0, src.1)
+    } else {
+        FlowKey::new(src.0, dst.0, src.1, dst.1, proto)
+    }
+}
+
+/// What a public endpoint was taken with, to give back if the session is not created.
+#[derive(Clone, Copy)]
+struct Taken {
+    tag: u8,
+    proto: u8,
+    inside: (Ipv4Addr, u16),
+    public: (Ipv4Addr, u16),
+    remote: Ipv4Addr,
+}
+
+impl Taken {
+    fn none() -> Self {
+        Taken {
+            tag: tag::NONE,
+            proto: 0,
+            inside: (Ipv4Addr::UNSPECIFIED, 0),
+            public: (Ipv4Addr::UNSPECIFIED, 0),
+            remote: Ipv4Addr::UNSPECIFIED,
+        }
+    }
+
+    fn undo(&self, snat: &mut Snat) {
+        let mapping = match self.tag {
+            tag::POOL => Mapping::EndpointDependent,
+            tag::MAPPING => Mapping::EndpointIndependent,
+            _ => return,
+        };
+        snat.release(self.proto, self.inside, self.public, self.remote, mapping);
+    }
+}
+
+impl Shard {
+    /// A packet of this worker's with no session.
+    pub(super) fn miss<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        let p = env.policy;
+        let (src, dst) = (meta.key.src_addr(), meta.key.dst_addr());
+        match role(p, in_port, src) {
+            Role::Inside => {
+                if !p.is_private(src) {
+                    return self.discard(Discard::InvalidSource);
+                }
+                if is_public(p, &self.snat, dst) {
+                    return self.hairpin(env, now, in_port, pkt, meta);
+                }
+                if p.port_with_address(dst).is_some() {
+                    return self.local(env, in_port, pkt, meta);
+                }
+                self.egress(env, now, in_port, pkt, meta)
+            }
+            _ => {
+                if spoofed(p, src) {
+                    return self.discard(Discard::SpoofedSource);
+                }
+                self.ingress(env, now, in_port, pkt, meta)
+            }
+        }
+    }
+
+    /// The TCP state a new session starts in, or `None` when the packet may not open one
+    /// (strict mode: only a SYN without ACK).
+    fn opening(&self, p: &Policy, meta: &Meta) -> Option<TcpState> {
+        if meta.kind != Kind::Tcp {
+            return Some(TcpState::Closed);
+        }
+        TcpState::open(TcpFlags::from_bits(meta.tcp_flags), p.sessions.tcp_loose)
+    }
+
+    /// A new flow from inside to the outside: egress policy, SNAT, session.
+    fn egress<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        let p = env.policy;
+        if !opens_flow(meta) {
+            // An echo reply without a session is not a new flow.
+            return self.discard(Discard::ProtocolUnsupported);
+        }
+        let Some(tcp) = self.opening(p, meta) else {
+            return self.discard(Discard::TcpNoSession);
+        };
+        if p.egress.check(&match_key(meta)).action == Verdict::Deny {
+            return self.discard(Discard::EgressDenied);
+        }
+        if pkt.bytes()[usize::from(meta.l3) + 8] <= 1 {
+            return self.time_exceeded(env, in_port, pkt, meta);
+        }
+        let k = meta.key;
+        let proto = k.protocol();
+        let inside = (k.src_addr(), k.src_port());
+        let remote = (k.dst_addr(), k.dst_port());
+        let taken = match self.public_for(p, proto, inside, remote.0) {
+            Ok(t) => t,
+            Err(d) => return self.discard(d),
+        };
+        let outside = key(proto, remote, taken.public);
+        self.create(
+            env,
+            now,
+            in_port,
+            pkt,
+            meta,
+            k,
+            outside,
+            Side::Inside,
+            tcp,
+            taken,
+        )
+    }
+
+    /// The public endpoint of an inside endpoint for a new session: its static mapping (port
+    /// kept), else SNAT from the pool.
+    fn public_for(
+        &mut self,
+        p: &Policy,
+        proto: u8,
+        inside: (Ipv4Addr, u16),
+        remote: Ipv4Addr,
+    ) -> Result<Taken, Discard> {
+        if let Some(public) = p.statics.public_of(inside.0) {
+            return Ok(Taken {
+                public: (public, inside.1),
+                ..Taken::none()
+            });
+        }
+        let mapping = p.snat.mapping;
+        match self.snat.acquire(proto, inside, remote, mapping) {
+            Ok(public) => Ok(Taken {
+                tag: if mapping == Mapping::EndpointIndependent {
+                    tag::MAPPING
+                } else {
+                    tag::POOL
+                },
+                proto,
+                inside,
+                public,
+                remote,
+            }),
+            Err(SnatError::Exhausted) => Err(Discard::NatPortExhausted),
+            Err(SnatError::NoAddress) => Err(Discard::NoNatAddress),
+            Err(SnatError::Protocol) => Err(Discard::ProtocolUnsupported),
+        }
+    }
+
+    /// An unsolicited packet from outside: a port forward, a static mapping or an existing
+    /// endpoint-independent mapping may admit it; else it is for the appliance or dropped.
+    fn ingress<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        let p = env.policy;
+        let k = meta.key;
+        let proto = k.protocol();
+        let remote = (k.src_addr(), k.src_port());
+        let public = (k.dst_addr(), k.dst_port());
+        let new_flow = opens_flow(meta);
+        let target = if !new_flow {
+            None
+        } else if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
+            Some(((f.private.addr, f.private.port), Taken::none(), true))
+        } else if let Some(private) = p.statics.private_of(public.0) {
+            Some(((private, public.1), Taken::none(), true))
+        } else if let Some(inside) = self.snat.inbound(proto, public, remote.0, p.snat.filtering) {
+            let taken = Taken {
+                tag: tag::MAPPING,
+                proto,
+                inside,
+                public,
+                remote: remote.0,
+            };
+            Some((inside, taken, false))
+        } else {
+            None
+        };
+        let Some((inside, taken, by_rule)) = target else {
+            let ours =
+                self.snat.is_pool_address(public.0) || p.port_with_address(public.0).is_some();
+            if ours {
+                return self.local(env, in_port, pkt, meta);
+            }
+            return self.discard(Discard::NoForward);
+        };
+        if by_rule && p.ingress.check(&match_key(meta)).action == Verdict::Deny {
+            return self.discard(Discard::IngressDenied);
+        }
+        let Some(tcp) = self.opening(p, meta) else {
+            return self.discard(Discard::TcpNoSession);
+        };
+        if pkt.bytes()[usize::from(meta.l3) + 8] <= 1 {
+            return self.time_exceeded(env, in_port, pkt, meta);
+        }
+        if taken.tag == tag::MAPPING && !self.snat.adopt(proto, public, remote.0) {
+            return self.discard(Discard::NoForward);
+        }
+        let inside_key = key(proto, inside, remote);
+        self.create(
+            env,
+            now,
+            in_port,
+            pkt,
+            meta,
+            inside_key,
+            k,
+            Side::Outside,
+            tcp,
+            taken,
+        )
+    }
+
+    /// A packet from inside to one of the appliance's public addresses: hairpinning (RFC 4787
+    /// REQ-9, RFC 5382 REQ-8). The inside host reaches the other inside host behind the public
+    /// endpoint, and is seen there from its own public endpoint.
+    fn hairpin<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        let p = env.policy;
+        let k = meta.key;
+        let proto = k.protocol();
+        let from = (k.src_addr(), k.src_port());
+        let public = (k.dst_addr(), k.dst_port());
+        let new_flow = opens_flow(meta);
+        let target = if !new_flow {
+            None
+        } else if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
+            Some((f.private.addr, f.private.port))
+        } else if let Some(private) = p.statics.private_of(public.0) {
+            Some((private, public.1))
+        } else {
+            self.snat
+                .inbound(proto, public, from.0, Filtering::EndpointIndependent)
+        };
+        let Some(to) = target else {
+            return self.local(env, in_port, pkt, meta);
+        };
+        if !p.snat.hairpinning {
+            return self.discard(Discard::HairpinDisabled);
+        }
+        let Some(tcp) = self.opening(p, meta) else {
+            return self.discard(Discard::TcpNoSession);
+        };
+        if p.egress.check(&match_key(meta)).action == Verdict::Deny {
+            return self.discard(Discard::EgressDenied);
+        }
+        if pkt.bytes()[usize::from(meta.l3) + 8] <= 1 {
+            return self.time_exceeded(env, in_port, pkt, meta);
+        }
+        let taken = match self.public_for(p, proto, from, to.0) {
+            Ok(t) => t,
+            Err(d) => return self.discard(d),
+        };
+        // The other key is what the target's replies look like: to our public endpoint.
+        let other = key(proto, to, taken.public);
+        self.create(
+            env,
+            now,
+            in_port,
+            pkt,
+            meta,
+            k,
+            other,
+            Side::Inside,
+            tcp,
+            taken,
+        )
+    }
+
+    /// Creates the session and sends its first packet.
+    #[allow(clippy::too_many_arguments)]
+    fn create<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+        inside: FlowKey,
+        outside: FlowKey,
+        orig: Side,
+        tcp: TcpState,
+        taken: Taken,
+    ) -> Action {
+        let new = NewSession {
+            inside,
+            outside,
+            orig,
+            tcp,
+            policy_gen: env.policy.generation as u32,
+            deltas: super::rewrite::deltas(&inside, &outside),
+        };
+        let snat = &mut self.snat;
+        let created = self.table.create(&new, now, |_, s| release(snat, s));
+        match created {
+            Ok(idx) => {
+                self.counters.bump_created();
+                let len = pkt.bytes().len() as u32;
+                let Some(s) = self.table.get_mut(idx) else {
+                    return self.discard(Discard::SessionTableFull);
+                };
+                s.set_tag(taken.tag);
+                s.count(len);
+                let rw = s.rewrite(orig);
+                self.send(env, now, in_port, pkt, meta, Some(&rw))
+            }
+            Err(CreateError::Full) => {
+                taken.undo(&mut self.snat);
+                self.discard(Discard::SessionTableFull)
+            }
+            Err(CreateError::Exists(Hit { index, side })) => {
+                // One of the keys is already a session's (a simultaneous open from both
+                // sides): the packet belongs to it.
+                taken.undo(&mut self.snat);
+                if side != orig {
+                    return self.discard(Discard::NoForward);
+                }
+                let Some(s) = self.table.get(index) else {
+                    return self.discard(Discard::SessionTableFull);
+                };
+                let rw = s.rewrite(side);
+                self.send(env, now, in_port, pkt, meta, Some(&rw))
+            }
+        }
+    }
+}
+
+/// Whether a session admitted under an older policy is still allowed by `p` (the recheck of
+/// DESIGN.md "Policy and the control thread").
+pub(super) fn still_allowed(p: &Policy, s: &Session, snat: &Snat) -> bool {
+    let inside = s.inside();
+    let outside = s.outside();
+    let proto = inside.protocol();
+    let key_of = |k: &FlowKey| {
+        let icmp = proto == 1;
+        MatchKey {
+            proto,
+            src: k.src_addr(),
+            dst: k.dst_addr(),
+            src_port: if icmp { 0 } else { k.src_port() },
+            dst_port: if icmp { 0 } else { k.dst_port() },
+            icmp_type: icmp.then_some(8),
+        }
+    };
+    match s.orig_side() {
+        Side::Inside => p.egress.check(&key_of(inside)).action == Verdict::Allow,
+        Side::Outside => {
+            let public = (outside.dst_addr(), outside.dst_port());
+            let private = (inside.src_addr(), inside.src_port());
+            if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
+                (f.private.addr, f.private.port) == private
+                    && p.ingress.check(&key_of(outside)).action == Verdict::Allow
+            } else if let Some(addr) = p.statics.private_of(public.0) {
+                addr == private.0 && p.ingress.check(&key_of(outside)).action == Verdict::Allow
+            } else {
+                // Admitted through an endpoint-independent mapping: as long as filtering
+                // still lets this remote in.
+                s.tag() == tag::MAPPING
+                    && snat
+                        .inbound(proto, public, outside.src_addr(), p.snat.filtering)
+                        .is_some()
+            }
+        }
+    }
+}

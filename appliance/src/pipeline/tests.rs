@@ -1,0 +1,1175 @@
+//! Scenario tests of the pipeline on byte vectors, grouped by behaviour: egress and replies,
+//! unsolicited ingress, port forwards, hairpinning, TCP tracking, ICMP (echo, errors both
+//! ways), expiry, limits, local services, policy reload, and several shards.
+
+use super::*;
+use crate::config::Config;
+use crate::flow::HashSeed;
+use crate::packet::build::{self, Link, Unreachable};
+use crate::packet::icmp::TimeExceeded;
+use crate::packet::{
+    parse_frame, ChecksumCaps, EtherType, EthernetAddress, EthernetRepr, IcmpPacket, IcmpRepr,
+    IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpPacket, UdpRepr, Vlans, L3,
+    L4,
+};
+use crate::policy::Policy;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+const LAN: u8 = 0;
+const WAN: u8 = 1;
+const MAC_LAN: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xa0]);
+const MAC_WAN: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xa1]);
+const MAC_GW: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+const MAC_C1: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x10]);
+const MAC_C2: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x11]);
+const C1: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
+const C2: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 11);
+const LAN_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
+const PUBLIC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+const OTHER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+
+const BASE: &str = r#"
+[eal]
+lcores = "0-1"
+huge_pages = false
+
+[[port]]
+name = "lan"
+role = "inside"
+device = "net_null0"
+address = "10.0.1.1/24"
+
+[[port]]
+name = "wan"
+role = "outside"
+device = "net_null1"
+address = "192.0.2.2/24"
+gateway = "192.0.2.1"
+
+[[ingress.forward]]
+proto = "tcp"
+public = "192.0.2.2"
+public_port = 8080
+private = "10.0.1.11"
+private_port = 80
+
+[[ingress.rule]]
+action = "allow"
+proto = "tcp"
+dst_ports = [8080]
+"#;
+
+fn policy(extra: &str, generation: u64) -> Policy {
+    let text = format!("{BASE}{extra}");
+    let config = Config::parse(&text, "test.toml").expect("test config");
+    Policy::compile(&config, generation).expect("test policy")
+}
+
+/// One shard (or several) with the two-port topology above, a fake clock, and a neighbour
+/// table that knows the gateway and both clients.
+struct Net {
+    shards: Vec<Shard>,
+    policy: Policy,
+    neighbours: Neighbours,
+    now: u32,
+}
+
+impl Net {
+    fn new(extra: &str) -> Net {
+        Net::with_workers(extra, 1)
+    }
+
+    fn with_workers(extra: &str, workers: usize) -> Net {
+        let policy = policy(extra, 1);
+        let shards = (0..workers)
+            .map(|w| {
+                let mut c = ShardConfig::from_policy(&policy, w, workers, 42).expect("slices");
+                c.seed = Some(HashSeed::fixed(1, 2, 3));
+                // Tests need few sessions; a million per table would make each test slow.
+                c.capacity = c.capacity.min(4096);
+                Shard::new(c, Arc::new(ShardCounters::default()))
+            })
+            .collect();
+        let neighbours = Neighbours::with(
+            1,
+            [
+                ((WAN, GW), MAC_GW),
+                ((LAN, C1), MAC_C1),
+                ((LAN, C2), MAC_C2),
+            ],
+        );
+        Net {
+            shards,
+            policy,
+            neighbours,
+            now: 1000,
+        }
+    }
+
+    /// Sends one frame into port `port` of shard 0 (following handoffs), returning the action
+    /// and the frame as it leaves.
+    fn send(&mut self, port: u8, frame: Vec<u8>) -> (Action, Vec<u8>) {
+        let macs = [MAC_LAN, MAC_WAN];
+        let env = Env {
+            policy: &self.policy,
+            neighbours: &self.neighbours,
+            macs: &macs,
+        };
+        let mut at = 0usize;
+        let mut buf = [VecBuf::new(&frame)];
+        let mut out = [Action::Consumed];
+        for _ in 0..2 {
+            self.shards[at].process(&env, self.now, port, &mut buf, &mut out);
+            match out[0] {
+                Action::Handoff(w) => {
+                    assert_ne!(usize::from(w), at, "handoff to itself");
+                    at = usize::from(w);
+                }
+                _ => return (out[0], buf[0].bytes().to_vec()),
+            }
+        }
+        panic!("handed off twice: the owner function disagrees between workers");
+    }
+
+    fn drops(&self, r: impl Into<Reason>) -> u64 {
+        let r = r.into();
+        self.shards.iter().map(|s| s.counters().drops_of(r)).sum()
+    }
+
+    fn sessions(&self) -> u32 {
+        self.shards.iter().map(|s| s.table().len()).sum()
+    }
+
+    fn expire_all(&mut self) {
+        for s in &mut self.shards {
+            s.expire(self.now, u32::MAX);
+        }
+    }
+
+    fn reload(&mut self, extra: &str) {
+        let g = self.policy.generation + 1;
+        self.policy = policy(extra, g);
+    }
+}
+
+/// An Ethernet + IPv4 frame carrying `l4` (already emitted transport bytes).
+fn ip_frame(
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    ttl: u8,
+    l4: &[u8],
+) -> Vec<u8> {
+    let eth = EthernetRepr {
+        src_addr: src_mac,
+        dst_addr: dst_mac,
+        vlans: Vlans::None,
+        ethertype: EtherType::Ipv4,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol,
+        payload_len: l4.len(),
+        ttl,
+        dscp_ecn: 0,
+        ident: 7,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+    };
+    let mut f = vec![0u8; eth.buffer_len() + ip.buffer_len()];
+    let at = eth.emit(&mut f).unwrap();
+    let n = ip.emit(&mut f[at..], &ChecksumCaps::NONE).unwrap();
+    f[at + n..].copy_from_slice(l4);
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
+}
+
+fn udp(
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    macs: (EthernetAddress, EthernetAddress),
+) -> Vec<u8> {
+    let payload = b"hello, nat";
+    let r = UdpRepr {
+        src_port: src.1,
+        dst_port: dst.1,
+        payload,
+    };
+    let mut l4 = vec![0u8; r.buffer_len()];
+    r.emit(&mut l4, src.0, dst.0, &ChecksumCaps::NONE).unwrap();
+    ip_frame(macs.0, macs.1, src.0, dst.0, IpProtocol::Udp, 64, &l4)
+}
+
+fn tcp(
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: TcpFlags,
+    macs: (EthernetAddress, EthernetAddress),
+) -> Vec<u8> {
+    let r = TcpRepr {
+        src_port: src.1,
+        dst_port: dst.1,
+        flags,
+        seq_number: 1000,
+        ack_number: if flags.ack() { 5000 } else { 0 },
+        window_len: 65535,
+        urgent_at: 0,
+        max_seg_size: flags.syn().then_some(1460),
+        window_scale: None,
+        sack_permitted: false,
+        timestamps: None,
+        payload: if flags.syn() { &[] } else { b"data" },
+    };
+    let mut l4 = vec![0u8; r.buffer_len()];
+    r.emit(&mut l4, src.0, dst.0, &ChecksumCaps::NONE).unwrap();
+    ip_frame(macs.0, macs.1, src.0, dst.0, IpProtocol::Tcp, 64, &l4)
+}
+
+fn echo(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ident: u16,
+    request: bool,
+    macs: (EthernetAddress, EthernetAddress),
+) -> Vec<u8> {
+    let data = b"ping-data-0123456789";
+    let r = if request {
+        IcmpRepr::EchoRequest {
+            ident,
+            seq_no: 1,
+            data,
+        }
+    } else {
+        IcmpRepr::EchoReply {
+            ident,
+            seq_no: 1,
+            data,
+        }
+    };
+    let mut l4 = vec![0u8; r.buffer_len()];
+    r.emit(&mut l4).unwrap();
+    ip_frame(macs.0, macs.1, src, dst, IpProtocol::Icmp, 64, &l4)
+}
+
+const IN: (EthernetAddress, EthernetAddress) = (MAC_C1, MAC_LAN);
+const IN2: (EthernetAddress, EthernetAddress) = (MAC_C2, MAC_LAN);
+const OUT: (EthernetAddress, EthernetAddress) = (MAC_GW, MAC_WAN);
+
+/// What a frame that left says: its addresses, ports, and that every checksum verifies.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    ttl: u8,
+}
+
+fn seen(frame: &[u8]) -> Seen {
+    let parsed = parse_frame(frame, &ChecksumCaps::NONE).expect("output parses, IPv4 checksum ok");
+    let L3::Ipv4(m) = parsed.l3 else {
+        panic!("not IPv4")
+    };
+    let ip = Ipv4Packet::new_checked(&frame[parsed.l3_offset()..]).unwrap();
+    let payload = ip.payload_slice();
+    match m.l4 {
+        L4::Tcp(_) => assert!(
+            TcpPacket::new_checked(payload)
+                .unwrap()
+                .verify_checksum(ip.src_addr(), ip.dst_addr()),
+            "TCP checksum"
+        ),
+        L4::Udp => assert!(
+            UdpPacket::new_checked(payload)
+                .unwrap()
+                .verify_checksum(ip.src_addr(), ip.dst_addr()),
+            "UDP checksum"
+        ),
+        L4::Icmp(_) => assert!(
+            IcmpPacket::new_checked(payload).unwrap().verify_checksum(),
+            "ICMP checksum"
+        ),
+        _ => {}
+    }
+    let mac = |r: std::ops::Range<usize>| {
+        let mut a = [0u8; 6];
+        a.copy_from_slice(&frame[r]);
+        EthernetAddress(a)
+    };
+    Seen {
+        dst_mac: mac(0..6),
+        src_mac: mac(6..12),
+        src: (m.tuple.src_addr, m.tuple.src_port),
+        dst: (m.tuple.dst_addr, m.tuple.dst_port),
+        ttl: ip.ttl(),
+    }
+}
+
+// --- egress and replies ----------------------------------------------------------------
+
+mod egress {
+    use super::*;
+
+    #[test]
+    fn udp_out_and_reply_back() {
+        let mut n = Net::new("");
+        let (a, f) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Forward(WAN));
+        let s = seen(&f);
+        assert_eq!(
+            s.src,
+            (PUBLIC, 5000),
+            "SNAT to the public address, port preserved"
+        );
+        assert_eq!(s.dst, (SERVER, 53));
+        assert_eq!((s.src_mac, s.dst_mac), (MAC_WAN, MAC_GW));
+        assert_eq!(s.ttl, 63);
+        let (a, f) = n.send(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Forward(LAN));
+        let s = seen(&f);
+        assert_eq!((s.src, s.dst), ((SERVER, 53), (C1, 5000)));
+        assert_eq!((s.src_mac, s.dst_mac), (MAC_LAN, MAC_C1));
+        assert_eq!(n.sessions(), 1);
+    }
+
+    #[test]
+    fn endpoint_independent_mapping_reuses_the_public_port() {
+        let mut n = Net::new("");
+        let (_, f1) = n.send(LAN, udp((C1, 6000), (SERVER, 53), IN));
+        let (_, f2) = n.send(LAN, udp((C1, 6000), (OTHER, 53), IN));
+        assert_eq!(seen(&f1).src, seen(&f2).src, "RFC 4787 REQ-1");
+        assert_eq!(n.sessions(), 2);
+    }
+
+    #[test]
+    fn endpoint_dependent_mapping_takes_a_port_per_destination() {
+        let mut n = Net::new("[nat]\nmapping = \"endpoint-dependent\"\n");
+        let (_, f1) = n.send(LAN, udp((C1, 6000), (SERVER, 53), IN));
+        let (_, f2) = n.send(LAN, udp((C1, 6000), (OTHER, 53), IN));
+        assert_ne!(seen(&f1).src.1, seen(&f2).src.1);
+    }
+
+    #[test]
+    fn port_taken_by_another_host_is_not_reused() {
+        let mut n = Net::new("");
+        let (_, f1) = n.send(LAN, udp((C1, 7000), (SERVER, 53), IN));
+        let (_, f2) = n.send(LAN, udp((C2, 7000), (SERVER, 53), IN2));
+        assert_eq!(seen(&f1).src.1, 7000);
+        assert_ne!(
+            seen(&f2).src.1,
+            7000,
+            "no port overloading (RFC 4787 REQ-3)"
+        );
+    }
+
+    #[test]
+    fn icmp_echo_identifier_is_mapped() {
+        let mut n = Net::new("");
+        let (a, f) = n.send(LAN, echo(C1, SERVER, 0x4242, true, IN));
+        assert_eq!(a, Action::Forward(WAN));
+        let s = seen(&f);
+        assert_eq!(s.src.0, PUBLIC);
+        let id = s.src.1;
+        let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
+        assert_eq!(a, Action::Forward(LAN));
+        let s = seen(&f);
+        assert_eq!((s.src.0, s.dst.0, s.dst.1), (SERVER, C1, 0x4242));
+    }
+
+    #[test]
+    fn egress_deny_rule_drops_new_flows() {
+        let mut n = Net::new(
+            "[[egress.rule]]\naction = \"deny\"\nproto = \"udp\"\ndst = [\"198.51.100.0/24\"]\n",
+        );
+        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Drop(Discard::EgressDenied.into()));
+        assert_eq!(n.drops(Discard::EgressDenied), 1);
+        let (a, _) = n.send(LAN, udp((C1, 5000), (OTHER, 53), IN));
+        assert_eq!(a, Action::Forward(WAN));
+    }
+
+    #[test]
+    fn inside_packet_with_foreign_source_is_invalid() {
+        let mut n = Net::new("");
+        let (a, _) = n.send(LAN, udp((OTHER, 5000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Drop(Discard::InvalidSource.into()));
+    }
+
+    #[test]
+    fn unknown_next_hop_is_resolved_and_counted() {
+        let mut n = Net::new("");
+        n.neighbours = Neighbours::with(2, [((LAN, C1), MAC_C1)]);
+        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Drop(Discard::NeighbourUnresolved.into()));
+        let mut notes = Vec::new();
+        n.shards[0].take_notes(|x| notes.push(x));
+        assert_eq!(notes, vec![Note::Resolve { port: WAN, ip: GW }]);
+        // Once known, the session created by the first packet carries the next one.
+        n.neighbours = Neighbours::with(3, [((LAN, C1), MAC_C1), ((WAN, GW), MAC_GW)]);
+        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Forward(WAN));
+    }
+
+    #[test]
+    fn ttl_expiring_here_gets_time_exceeded_from_the_port_address() {
+        let mut n = Net::new("");
+        let mut f = udp((C1, 5000), (SERVER, 53), IN);
+        // TTL 1: rewrite the byte and the header checksum.
+        let mut ip = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
+        ip.set_ttl(1);
+        ip.fill_checksum();
+        let (a, out) = n.send(LAN, f);
+        assert_eq!(a, Action::Forward(LAN));
+        let s = seen(&out);
+        assert_eq!((s.src.0, s.dst.0), (LAN_IP, C1));
+        assert_eq!((s.src_mac, s.dst_mac), (MAC_LAN, MAC_C1));
+        assert_eq!(n.drops(Discard::TtlExpired), 1);
+        assert_eq!(n.sessions(), 0, "no session for a packet that dies here");
+    }
+
+    #[test]
+    fn mss_is_clamped_on_syn() {
+        let mut n = Net::new("[nat]\nmss_clamp = 1200\n");
+        let (_, f) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::SYN, IN));
+        let _ = seen(&f); // checksums verify after the clamp
+        let p = parse_frame(&f, &ChecksumCaps::NONE).unwrap();
+        let L3::Ipv4(m) = p.l3 else { panic!() };
+        let t = TcpPacket::new_checked(&f[m.l4_offset()..m.l3_end()]).unwrap();
+        let r = TcpRepr::parse(&t, PUBLIC, SERVER, &ChecksumCaps::NONE).unwrap();
+        assert_eq!(r.max_seg_size, Some(1200));
+    }
+}
+
+// --- unsolicited ingress ------------------------------------------------------------------
+
+mod ingress {
+    use super::*;
+
+    #[test]
+    fn unsolicited_udp_tcp_icmp_are_dropped() {
+        let mut n = Net::new("");
+        for f in [
+            udp((OTHER, 999), (PUBLIC, 5000), OUT),
+            tcp((OTHER, 999), (PUBLIC, 22), TcpFlags::SYN, OUT),
+            tcp((OTHER, 999), (PUBLIC, 5000), TcpFlags::ACK, OUT),
+            echo(OTHER, C1, 1, true, OUT),
+            udp((OTHER, 999), (C1, 5000), OUT),
+        ] {
+            let (a, _) = n.send(WAN, f);
+            assert!(matches!(a, Action::Drop(_)), "{a:?}");
+        }
+        assert_eq!(n.sessions(), 0);
+        assert!(n.drops(Discard::NoForward) >= 3);
+    }
+
+    #[test]
+    fn reply_from_another_port_of_the_server_is_filtered() {
+        let mut n = Net::new("");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        let (a, _) = n.send(WAN, udp((SERVER, 54), (PUBLIC, 5000), OUT));
+        assert_eq!(
+            a,
+            Action::Drop(Discard::NoForward.into()),
+            "address-and-port-dependent"
+        );
+    }
+
+    #[test]
+    fn endpoint_independent_filtering_admits_anyone_to_a_mapping() {
+        let mut n = Net::new("[nat]\nfiltering = \"endpoint-independent\"\n");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        let (a, f) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(seen(&f).dst, (C1, 5000));
+    }
+
+    #[test]
+    fn address_dependent_filtering_admits_contacted_addresses() {
+        let mut n = Net::new("[nat]\nfiltering = \"address-dependent\"\n");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        let (a, _) = n.send(WAN, udp((SERVER, 9999), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Forward(LAN));
+        let (a, _) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Drop(Discard::NoForward.into()));
+    }
+
+    #[test]
+    fn spoofed_inside_source_from_outside() {
+        let mut n = Net::new("");
+        let (a, _) = n.send(WAN, udp((C2, 1), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Drop(Discard::SpoofedSource.into()));
+        let (a, _) = n.send(
+            WAN,
+            udp((Ipv4Addr::new(127, 0, 0, 1), 1), (PUBLIC, 5000), OUT),
+        );
+        assert_eq!(a, Action::Drop(Discard::SpoofedSource.into()));
+    }
+
+    #[test]
+    fn ping_to_the_public_address_is_answered() {
+        let mut n = Net::new("");
+        let (a, f) = n.send(WAN, echo(OTHER, PUBLIC, 9, true, OUT));
+        assert_eq!(a, Action::Forward(WAN));
+        let s = seen(&f);
+        assert_eq!((s.src.0, s.dst.0), (PUBLIC, OTHER));
+        assert_eq!(n.sessions(), 0);
+        let mut n = Net::new("[local]\nicmp_echo = false\n");
+        let (a, _) = n.send(WAN, echo(OTHER, PUBLIC, 9, true, OUT));
+        assert!(matches!(a, Action::Drop(_)));
+    }
+}
+
+// --- port forwards and hairpinning --------------------------------------------------------
+
+mod forward {
+    use super::*;
+
+    #[test]
+    fn dnat_in_and_reply_out() {
+        let mut n = Net::new("");
+        let (a, f) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
+        assert_eq!(a, Action::Forward(LAN));
+        let s = seen(&f);
+        assert_eq!((s.src, s.dst), ((OTHER, 40000), (C2, 80)));
+        assert_eq!(s.dst_mac, MAC_C2);
+        let (a, f) = n.send(
+            LAN,
+            tcp((C2, 80), (OTHER, 40000), TcpFlags::SYN | TcpFlags::ACK, IN2),
+        );
+        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(seen(&f).src, (PUBLIC, 8080));
+    }
+
+    #[test]
+    fn ingress_rule_denies_a_source() {
+        let mut n = Net::new("[[ingress.rule]]\naction = \"deny\"\nsrc = [\"203.0.113.0/24\"]\n");
+        // The allow rule in BASE comes first and matches: first match wins.
+        let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
+        assert_eq!(a, Action::Forward(LAN));
+        let text = BASE.replace("dst_ports = [8080]", "dst_ports = [8081]");
+        let config = Config::parse(&text, "t").unwrap();
+        n.policy = Policy::compile(&config, 2).unwrap();
+        let (a, _) = n.send(WAN, tcp((OTHER, 40001), (PUBLIC, 8080), TcpFlags::SYN, OUT));
+        assert_eq!(
+            a,
+            Action::Drop(Discard::IngressDenied.into()),
+            "default deny"
+        );
+    }
+
+    #[test]
+    fn forward_needs_a_syn() {
+        let mut n = Net::new("");
+        let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::ACK, OUT));
+        assert_eq!(a, Action::Drop(Discard::TcpNoSession.into()));
+    }
+
+    #[test]
+    fn hairpin_reaches_the_forwarded_host() {
+        let mut n = Net::new("");
+        let (a, f) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
+        assert_eq!(a, Action::Forward(LAN));
+        let s = seen(&f);
+        assert_eq!(s.dst, (C2, 80));
+        assert_eq!(
+            s.src.0, PUBLIC,
+            "the target sees the client's public endpoint"
+        );
+        assert_eq!(s.dst_mac, MAC_C2);
+        let client_public = s.src;
+        let (a, f) = n.send(
+            LAN,
+            tcp((C2, 80), client_public, TcpFlags::SYN | TcpFlags::ACK, IN2),
+        );
+        assert_eq!(a, Action::Forward(LAN));
+        let s = seen(&f);
+        assert_eq!((s.src, s.dst), ((PUBLIC, 8080), (C1, 41000)));
+    }
+
+    #[test]
+    fn hairpin_can_be_turned_off() {
+        let mut n = Net::new("[nat]\nhairpinning = false\n");
+        let (a, _) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
+        assert_eq!(a, Action::Drop(Discard::HairpinDisabled.into()));
+    }
+
+    #[test]
+    fn static_mapping_both_ways() {
+        let mut n = Net::new(
+            "[[ingress.static]]\npublic = \"192.0.2.40\"\nprivate = \"10.0.1.11\"\n\
+             [[ingress.rule]]\naction = \"allow\"\ndst = [\"192.0.2.40\"]\n",
+        );
+        let (a, f) = n.send(LAN, udp((C2, 5353), (SERVER, 53), IN2));
+        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(seen(&f).src, (Ipv4Addr::new(192, 0, 2, 40), 5353));
+        let (a, f) = n.send(
+            WAN,
+            udp((OTHER, 1234), (Ipv4Addr::new(192, 0, 2, 40), 7000), OUT),
+        );
+        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(seen(&f).dst, (C2, 7000));
+    }
+}
+
+// --- TCP tracking -----------------------------------------------------------------------
+
+mod tcp_states {
+    use super::*;
+    use crate::flow::TcpState;
+
+    fn state(n: &Net) -> TcpState {
+        let t = n.shards[0].table();
+        let key = crate::flow::FlowKey::new(C1, SERVER, 40000, 443, 6);
+        let hit = t.lookup(&key).expect("session");
+        t.get(hit.index).unwrap().tcp_state()
+    }
+
+    #[test]
+    fn open_transfer_close() {
+        let mut n = Net::new("");
+        let out = |f| (LAN, tcp((C1, 40000), (SERVER, 443), f, IN));
+        let back = |f| (WAN, tcp((SERVER, 443), (PUBLIC, 40000), f, OUT));
+        for (port, frame, want) in [
+            (out(TcpFlags::SYN), TcpState::SynSent),
+            (back(TcpFlags::SYN | TcpFlags::ACK), TcpState::SynReceived),
+            (out(TcpFlags::ACK), TcpState::Established),
+            (back(TcpFlags::ACK | TcpFlags::PSH), TcpState::Established),
+        ]
+        .map(|((p, f), w)| (p, f, w))
+        {
+            let (a, _) = n.send(port, frame);
+            assert!(matches!(a, Action::Forward(_)), "{a:?}");
+            assert_eq!(state(&n), want);
+        }
+        n.send(
+            LAN,
+            tcp(
+                (C1, 40000),
+                (SERVER, 443),
+                TcpFlags::FIN | TcpFlags::ACK,
+                IN,
+            ),
+        );
+        assert!(matches!(state(&n), TcpState::FinWait { .. }));
+        n.send(
+            WAN,
+            tcp(
+                (SERVER, 443),
+                (PUBLIC, 40000),
+                TcpFlags::FIN | TcpFlags::ACK,
+                OUT,
+            ),
+        );
+        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
+        assert_eq!(state(&n), TcpState::TimeWait);
+    }
+
+    #[test]
+    fn rst_moves_to_transitory_and_the_session_expires_then() {
+        let mut n = Net::new("");
+        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::SYN, IN));
+        n.send(
+            WAN,
+            tcp(
+                (SERVER, 443),
+                (PUBLIC, 40000),
+                TcpFlags::SYN | TcpFlags::ACK,
+                OUT,
+            ),
+        );
+        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
+        n.send(WAN, tcp((SERVER, 443), (PUBLIC, 40000), TcpFlags::RST, OUT));
+        assert_eq!(state(&n), TcpState::Closed);
+        n.now += 241;
+        n.expire_all();
+        assert_eq!(n.sessions(), 0, "transitory timeout 240 s");
+    }
+
+    #[test]
+    fn established_lives_two_hours_four_minutes() {
+        let mut n = Net::new("");
+        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::SYN, IN));
+        n.send(
+            WAN,
+            tcp(
+                (SERVER, 443),
+                (PUBLIC, 40000),
+                TcpFlags::SYN | TcpFlags::ACK,
+                OUT,
+            ),
+        );
+        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
+        n.now += 7439;
+        n.expire_all();
+        assert_eq!(n.sessions(), 1, "RFC 5382 REQ-5");
+        n.now += 2;
+        n.expire_all();
+        assert_eq!(n.sessions(), 0);
+    }
+
+    #[test]
+    fn mid_stream_packet_without_session() {
+        let mut n = Net::new("");
+        let (a, _) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
+        assert_eq!(a, Action::Drop(Discard::TcpNoSession.into()));
+        let mut n = Net::new("[nat]\ntcp_loose = true\n");
+        let (a, _) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
+        assert_eq!(a, Action::Forward(WAN));
+    }
+}
+
+// --- ICMP errors, both ways ------------------------------------------------------------------
+
+mod related {
+    use super::*;
+
+    /// An ICMP error from `from` (its MAC `mac`) about `offending` (a frame), sent to
+    /// wherever the offending packet came from.
+    fn error_about(
+        offending: &[u8],
+        from: Ipv4Addr,
+        macs: (EthernetAddress, EthernetAddress),
+        kind: u8,
+    ) -> Vec<u8> {
+        let mut buf = vec![0u8; 1500];
+        let link = Link {
+            src: macs.0,
+            dst: macs.1,
+            vlans: Vlans::None,
+        };
+        let n = match kind {
+            0 => build::icmp_dst_unreachable(
+                &mut buf,
+                &link,
+                from,
+                &offending[14..],
+                Unreachable::Port,
+            ),
+            1 => build::icmp_time_exceeded(
+                &mut buf,
+                &link,
+                from,
+                &offending[14..],
+                TimeExceeded::TtlExpired,
+            ),
+            _ => build::icmp_dst_unreachable(
+                &mut buf,
+                &link,
+                from,
+                &offending[14..],
+                Unreachable::FragNeeded { mtu: 1400 },
+            ),
+        }
+        .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    /// The quoted packet's tuple in an ICMP error frame.
+    fn quoted(frame: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
+        let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+        let q = IcmpPacket::new_checked(ip.payload_slice())
+            .unwrap()
+            .quote()
+            .unwrap()
+            .five_tuple()
+            .unwrap();
+        ((q.src_addr, q.src_port), (q.dst_addr, q.dst_port))
+    }
+
+    #[test]
+    fn errors_from_outside_reach_the_inside_host_translated() {
+        for (kind, name) in [
+            (0, "port unreachable"),
+            (1, "time exceeded"),
+            (2, "frag needed"),
+        ] {
+            for proto in ["udp", "tcp", "echo"] {
+                let mut n = Net::new("");
+                let frame = match proto {
+                    "udp" => udp((C1, 5000), (SERVER, 53), IN),
+                    "tcp" => tcp((C1, 5000), (SERVER, 443), TcpFlags::SYN, IN),
+                    _ => echo(C1, SERVER, 5000, true, IN),
+                };
+                let (_, sent) = n.send(LAN, frame);
+                let err = error_about(&sent, ROUTER, OUT, kind);
+                let (a, f) = n.send(WAN, err);
+                assert_eq!(a, Action::Forward(LAN), "{name} {proto}");
+                let s = seen(&f);
+                assert_eq!((s.src.0, s.dst.0), (ROUTER, C1), "{name} {proto}");
+                let (qs, qd) = quoted(&f);
+                assert_eq!(qs.0, C1, "{name} {proto}: quoted source restored");
+                assert_eq!(qs.1, 5000, "{name} {proto}");
+                assert_eq!(qd.0, SERVER);
+                // The quoted IPv4 header checksum is fixed too.
+                let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+                let icmp = IcmpPacket::new_checked(ip.payload_slice()).unwrap();
+                let q = Ipv4Packet::new_checked(icmp.data_slice()).unwrap();
+                assert!(
+                    q.verify_checksum(),
+                    "{name} {proto}: quoted header checksum"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn errors_from_inside_reach_the_outside_host_translated() {
+        let mut n = Net::new("");
+        let (_, delivered) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
+        let err = error_about(&delivered, C2, IN2, 0);
+        let (a, f) = n.send(LAN, err);
+        assert_eq!(a, Action::Forward(WAN));
+        let s = seen(&f);
+        assert_eq!(
+            (s.src.0, s.dst.0),
+            (PUBLIC, OTHER),
+            "reported from our public address"
+        );
+        let (qs, qd) = quoted(&f);
+        assert_eq!(
+            (qs, qd),
+            ((OTHER, 40000), (PUBLIC, 8080)),
+            "quote as the outside host sent it"
+        );
+    }
+
+    #[test]
+    fn errors_about_nothing_are_dropped() {
+        let mut n = Net::new("");
+        let stray = udp((PUBLIC, 5555), (SERVER, 53), OUT);
+        let err = error_about(&stray, ROUTER, OUT, 0);
+        let (a, _) = n.send(WAN, err);
+        assert_eq!(a, Action::Drop(Discard::IcmpErrorNoSession.into()));
+    }
+}
+
+// --- expiry, limits ---------------------------------------------------------------------
+
+mod limits {
+    use super::*;
+
+    #[test]
+    fn udp_session_expires_and_its_port_is_free_again() {
+        let mut n = Net::new("");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        n.now += 299;
+        n.expire_all();
+        assert_eq!(n.sessions(), 1);
+        n.now += 2;
+        n.expire_all();
+        assert_eq!(n.sessions(), 0);
+        let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
+        assert_eq!(in_use, 0);
+        let (a, _) = n.send(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT));
+        assert!(
+            matches!(a, Action::Drop(_)),
+            "a reply after expiry is unsolicited"
+        );
+    }
+
+    #[test]
+    fn port_exhaustion_is_counted() {
+        let mut n = Net::new("[nat]\nport_range = \"2000-2002\"\n");
+        for p in 0..3 {
+            let (a, _) = n.send(LAN, udp((C1, 3000 + p), (SERVER, 53), IN));
+            assert_eq!(a, Action::Forward(WAN));
+        }
+        let (a, _) = n.send(LAN, udp((C1, 4000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Drop(Discard::NatPortExhausted.into()));
+        assert_eq!(n.shards[0].snat().exhausted, 1);
+    }
+
+    #[test]
+    fn table_full_drops_new_flows_and_reuses_expired_sessions() {
+        let mut n = Net::new("[nat]\nmax_sessions = 64\n");
+        for p in 0..64 {
+            let (a, _) = n.send(LAN, udp((C1, 10000 + p), (SERVER, 53), IN));
+            assert_eq!(a, Action::Forward(WAN), "session {p}");
+        }
+        let (a, _) = n.send(LAN, udp((C1, 20000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Drop(Discard::SessionTableFull.into()));
+        // An established TCP session is never evicted; expired UDP ones are reused.
+        n.now += 301;
+        let (a, _) = n.send(LAN, udp((C1, 20000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Forward(WAN), "an expired session is reused");
+        let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
+        assert_eq!(
+            in_use as u32,
+            n.sessions(),
+            "the reclaimed session's port was freed"
+        );
+    }
+}
+
+// --- local services ---------------------------------------------------------------------
+
+mod local {
+    use super::*;
+    use crate::packet::{ArpOperation, ArpRepr};
+
+    fn arp_request(target: Ipv4Addr) -> Vec<u8> {
+        let mut buf = vec![0u8; 64];
+        let n = build::arp_request(&mut buf, MAC_C1, Vlans::None, C1, target).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn arp_for_our_address_is_answered_and_the_asker_learned() {
+        let mut n = Net::new("");
+        let (a, f) = n.send(LAN, arp_request(LAN_IP));
+        assert_eq!(a, Action::Forward(LAN));
+        let arp = crate::packet::ArpPacket::new_checked(&f[14..]).unwrap();
+        let r = ArpRepr::parse(&arp).unwrap();
+        assert_eq!(r.operation, ArpOperation::Reply);
+        assert_eq!(
+            (r.source_hardware_addr, r.source_protocol_addr),
+            (MAC_LAN, LAN_IP)
+        );
+        assert_eq!(r.target_protocol_addr, C1);
+        let mut notes = Vec::new();
+        n.shards[0].take_notes(|x| notes.push(x));
+        assert_eq!(
+            notes,
+            vec![Note::Learned {
+                port: LAN,
+                ip: C1,
+                mac: MAC_C1
+            }]
+        );
+        let (a, _) = n.send(LAN, arp_request(Ipv4Addr::new(10, 0, 1, 99)));
+        assert_eq!(a, Action::Consumed, "not for us, but the asker is learned");
+    }
+
+    #[test]
+    fn ping_to_the_inside_address() {
+        let mut n = Net::new("");
+        let (a, f) = n.send(LAN, echo(C1, LAN_IP, 3, true, IN));
+        assert_eq!(a, Action::Forward(LAN));
+        let s = seen(&f);
+        assert_eq!((s.src.0, s.dst.0, s.dst_mac), (LAN_IP, C1, MAC_C1));
+    }
+
+    #[test]
+    fn health_probe_answers_allowed_sources() {
+        let mut n =
+            Net::new("[local.health_probe]\nport = 9999\nsources = [\"168.63.129.16/32\"]\n");
+        let probe = Ipv4Addr::new(168, 63, 129, 16);
+        let (a, f) = n.send(WAN, tcp((probe, 5555), (PUBLIC, 9999), TcpFlags::SYN, OUT));
+        assert_eq!(a, Action::Forward(WAN));
+        let p = parse_frame(&f, &ChecksumCaps::NONE).unwrap();
+        let L3::Ipv4(m) = p.l3 else { panic!() };
+        assert_eq!(m.l4, L4::Tcp(TcpFlags::SYN | TcpFlags::ACK));
+        let _ = seen(&f);
+        let (a, f) = n.send(WAN, tcp((probe, 5555), (PUBLIC, 9999), TcpFlags::ACK, OUT));
+        assert_eq!(a, Action::Forward(WAN));
+        let p = parse_frame(&f, &ChecksumCaps::NONE).unwrap();
+        let L3::Ipv4(m) = p.l3 else { panic!() };
+        assert!(matches!(m.l4, L4::Tcp(fl) if fl.rst()));
+        let (a, _) = n.send(WAN, tcp((OTHER, 5555), (PUBLIC, 9999), TcpFlags::SYN, OUT));
+        assert_eq!(a, Action::Drop(Discard::LocalDenied.into()));
+    }
+
+    #[test]
+    fn frames_for_another_mac_and_other_ethertypes() {
+        let mut n = Net::new("");
+        let mut f = udp((C1, 5000), (SERVER, 53), IN);
+        f[..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
+        let (a, _) = n.send(LAN, f);
+        assert_eq!(a, Action::Drop(Discard::NotForUs.into()));
+        let mut f = udp((C1, 5000), (SERVER, 53), IN);
+        f[12..14].copy_from_slice(&[0x88, 0xb5]);
+        let (a, _) = n.send(LAN, f);
+        assert_eq!(a, Action::Drop(Discard::NotIp.into()));
+    }
+}
+
+// --- policy reload ----------------------------------------------------------------------
+
+mod reload {
+    use super::*;
+
+    const DENY: &str =
+        "[[egress.rule]]\naction = \"deny\"\nproto = \"udp\"\ndst = [\"198.51.100.10\"]\n";
+
+    #[test]
+    fn recheck_closes_sessions_a_new_rule_denies() {
+        let mut n = Net::new("");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        n.send(LAN, udp((C1, 5001), (OTHER, 53), IN));
+        n.reload(DENY);
+        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Drop(Discard::PolicyRecheckDeny.into()));
+        assert_eq!(n.sessions(), 1, "closed");
+        let (a, _) = n.send(LAN, udp((C1, 5001), (OTHER, 53), IN));
+        assert_eq!(a, Action::Forward(WAN), "still allowed: kept");
+        let (a, _) = n.send(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT));
+        assert!(matches!(a, Action::Drop(_)), "its replies are gone too");
+    }
+
+    #[test]
+    fn keep_mode_leaves_open_sessions_alone() {
+        let mut n = Net::new("[nat]\non_reload = \"keep\"\n");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        n.reload(&format!("[nat]\non_reload = \"keep\"\n{DENY}"));
+        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Forward(WAN));
+        let (a, _) = n.send(LAN, udp((C1, 5002), (SERVER, 53), IN));
+        assert_eq!(
+            a,
+            Action::Drop(Discard::EgressDenied.into()),
+            "new flows follow the new rule"
+        );
+    }
+
+    #[test]
+    fn removed_forward_closes_its_sessions() {
+        let mut n = Net::new("");
+        n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
+        let text = BASE.replace("public_port = 8080", "public_port = 8081");
+        n.policy = Policy::compile(&Config::parse(&text, "t").unwrap(), 2).unwrap();
+        let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::ACK, OUT));
+        assert_eq!(a, Action::Drop(Discard::PolicyRecheckDeny.into()));
+    }
+}
+
+// --- several shards -------------------------------------------------------------------------
+
+mod shards {
+    use super::*;
+
+    #[test]
+    fn every_packet_ends_at_its_sessions_owner() {
+        for workers in [2, 3, 4] {
+            let mut n = Net::with_workers("", workers);
+            for i in 0..200u16 {
+                let client = Ipv4Addr::new(10, 0, 1, 20 + (i % 50) as u8);
+                let mac = EthernetAddress([2, 0, 0, 0, 1, (i % 50) as u8]);
+                n.neighbours = {
+                    let mut e: Vec<_> = n.neighbours.iter().collect();
+                    e.push(((LAN, client), mac));
+                    Neighbours::with(n.neighbours.generation() + 1, e)
+                };
+                let (a, f) = n.send(LAN, udp((client, 30000 + i), (SERVER, 53), (mac, MAC_LAN)));
+                assert_eq!(a, Action::Forward(WAN), "workers {workers}, flow {i}");
+                let public = seen(&f).src;
+                let (a, f) = n.send(WAN, udp((SERVER, 53), public, OUT));
+                assert_eq!(a, Action::Forward(LAN), "reply found its session");
+                assert_eq!(seen(&f).dst, (client, 30000 + i));
+            }
+            // Forwards and hairpin with several workers.
+            let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
+            assert_eq!(a, Action::Forward(LAN));
+            let (a, _) = n.send(
+                LAN,
+                tcp((C2, 80), (OTHER, 40000), TcpFlags::SYN | TcpFlags::ACK, IN2),
+            );
+            assert_eq!(
+                a,
+                Action::Forward(WAN),
+                "the forwarded host's reply finds the session"
+            );
+            let (a, f) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
+            assert_eq!(a, Action::Forward(LAN));
+            let (a, _) = n.send(
+                LAN,
+                tcp((C2, 80), seen(&f).src, TcpFlags::SYN | TcpFlags::ACK, IN2),
+            );
+            assert_eq!(a, Action::Forward(LAN), "hairpin reply");
+            let per: Vec<u32> = n.shards.iter().map(|s| s.table().len()).collect();
+            assert!(per.iter().all(|&x| x > 0), "sessions spread: {per:?}");
+            let handoffs: u64 = n.shards.iter().map(|s| s.counters().handoffs()).sum();
+            assert!(handoffs > 0);
+        }
+    }
+}
+
+// --- properties -------------------------------------------------------------------------
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A reply to a translated packet is translated back to the original tuple, and after
+        /// every session expires every port is free again.
+        #[test]
+        fn nat_is_reversible_and_leaks_nothing(
+            flows in prop::collection::vec((1u8..250, 1024u16..65535, 1u8..250, 1u16..65535, 0u8..3), 1..60)
+        ) {
+            let mut n = Net::new("[nat]\nmapping = \"endpoint-dependent\"\n");
+            n.neighbours = Neighbours::with(1, (1u8..=254).map(|h| ((LAN, Ipv4Addr::new(10, 0, 1, h)), MAC_C1)).chain([((WAN, GW), MAC_GW)]));
+            let mut outside = std::collections::HashSet::new();
+            for (host, sport, far, dport, proto) in flows {
+                let src = (Ipv4Addr::new(10, 0, 1, host), sport);
+                let dst = (Ipv4Addr::new(198, 51, 100, far), dport);
+                let frame = match proto {
+                    0 => udp(src, dst, IN),
+                    1 => tcp(src, dst, TcpFlags::SYN, IN),
+                    _ => echo(src.0, dst.0, src.1, true, IN),
+                };
+                let (a, f) = n.send(LAN, frame);
+                if src.0 == LAN_IP { continue; }
+                prop_assert_eq!(a, Action::Forward(WAN));
+                let s = seen(&f);
+                prop_assert_eq!(s.src.0, PUBLIC);
+                prop_assert!(outside.insert((proto, s.src, s.dst)) || proto == 2, "no two sessions share an outside tuple");
+                let reply = match proto {
+                    0 => udp(s.dst, s.src, OUT),
+                    1 => tcp(s.dst, s.src, TcpFlags::SYN | TcpFlags::ACK, OUT),
+                    _ => echo(s.dst.0, s.src.0, s.src.1, false, OUT),
+                };
+                let (a, f) = n.send(WAN, reply);
+                prop_assert_eq!(a, Action::Forward(LAN));
+                let r = seen(&f);
+                prop_assert_eq!(r.dst, src);
+                // For echo both "ports" are the identifier.
+                let from = if proto == 2 { (dst.0, src.1) } else { dst };
+                prop_assert_eq!(r.src, from);
+            }
+            n.now += 100_000;
+            n.expire_all();
+            prop_assert_eq!(n.sessions(), 0);
+            let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
+            prop_assert_eq!(in_use, 0);
+            prop_assert_eq!(n.shards[0].snat().mappings(), 0);
+        }
+
+        /// Arbitrary bytes from either port never panic and never create a session from
+        /// outside.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            frames in prop::collection::vec((prop::collection::vec(any::<u8>(), 0..200), any::<bool>()), 1..20)
+        ) {
+            let mut n = Net::new("");
+            for (mut f, from_lan) in frames {
+                if f.len() >= 14 {
+                    // Often make it look like IPv4 to us, to get past the first checks.
+                    let mac = if from_lan { MAC_LAN } else { MAC_WAN };
+                    f[..6].copy_from_slice(&mac.0);
+                    f[12] = 0x08;
+                    f[13] = 0x00;
+                }
+                let port = if from_lan { LAN } else { WAN };
+                let before = n.sessions();
+                let (a, _) = n.send(port, f);
+                if !from_lan && n.sessions() > before {
+                    prop_assert!(false, "outside garbage created a session: {a:?}");
+                }
+            }
+        }
+    }
+}
