@@ -164,7 +164,8 @@ fn main() -> ExitCode {
             stats_interval,
             json,
         } => {
-            let config = match Config::load(&config) {
+            let config_path = config;
+            let config = match Config::load(&config_path) {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
@@ -178,7 +179,7 @@ fn main() -> ExitCode {
                 duration,
                 stats_interval,
             };
-            match dataplane::run(&config, &options, &stop) {
+            match dataplane::run(&config_path, &config, &options, &stop) {
                 Ok(report) => {
                     if json {
                         match serde_json::to_string_pretty(&report) {

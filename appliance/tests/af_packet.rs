@@ -1,5 +1,6 @@
-//! AF_PACKET over veth: two hosts in their own network namespaces talk through
-//! `appliance run` (layer-2 forwarding) in a third: ping and a TCP transfer.
+//! AF_PACKET over veth: an inside host and an outside host in their own network namespaces
+//! talk through `appliance run` in a third: ping and a TCP transfer, source-NATed to the
+//! appliance's public address, with ARP resolved by the appliance on both sides.
 
 mod common;
 use common::*;
@@ -36,8 +37,9 @@ fn ping_and_tcp_through_the_appliance() {
         ));
         sh(&format!("ip -n {n} link set {i} up"));
     }
-    sh(&format!("ip -n {a} addr add 10.77.0.1/24 dev a0"));
-    sh(&format!("ip -n {b} addr add 10.77.0.2/24 dev b0"));
+    sh(&format!("ip -n {a} addr add 10.77.1.10/24 dev a0"));
+    sh(&format!("ip -n {a} route add default via 10.77.1.1"));
+    sh(&format!("ip -n {b} addr add 192.0.2.1/24 dev b0"));
 
     let dir = scratch("afp");
     let huge = hugepages_available();
@@ -55,17 +57,21 @@ file_prefix = "t-afp-{id}"
 [dataplane]
 mbufs = 8191
 
+[control]
+socket = ""
+
 [[port]]
 name = "lan"
 role = "inside"
 device = "net_af_packet0,iface=fa"
-promiscuous = true
+address = "10.77.1.1/24"
 
 [[port]]
 name = "wan"
 role = "outside"
 device = "net_af_packet1,iface=fb"
-promiscuous = true
+address = "192.0.2.2/24"
+gateway = "192.0.2.1"
 "#
         ),
     );
@@ -99,7 +105,7 @@ promiscuous = true
                 "0.2",
                 "-W",
                 "1",
-                "10.77.0.2",
+                "192.0.2.1",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -112,7 +118,7 @@ promiscuous = true
         "no ping reply through the appliance within 20 s"
     );
     let out = sh(&format!(
-        "ip netns exec {a} ping -c 5 -i 0.2 -W 1 10.77.0.2"
+        "ip netns exec {a} ping -c 5 -i 0.2 -W 1 192.0.2.1"
     ));
     assert!(out.contains(" 0% packet loss"), "{out}");
 
@@ -125,13 +131,17 @@ promiscuous = true
     ));
     let server = Command::new("ip")
         .args(["netns", "exec", &b, "sh", "-c"])
-        .arg(format!("exec nc -l 10.77.0.2 5001 > {}", recv.display()))
+        .arg(format!(
+            "exec nc -n -v -l 192.0.2.1 5001 > {} 2> {}",
+            recv.display(),
+            dir.join("server.log").display()
+        ))
         .spawn()
         .expect("spawn nc server");
     let server = ns.own(server);
     std::thread::sleep(Duration::from_millis(300));
     sh(&format!(
-        "ip netns exec {a} timeout 30 nc -N 10.77.0.2 5001 < {}",
+        "ip netns exec {a} timeout 30 nc -N 192.0.2.1 5001 < {}",
         send.display()
     ));
     let status = ns.child(server).wait().expect("wait nc");
@@ -139,6 +149,11 @@ promiscuous = true
     let (s, r) = (std::fs::read(&send).unwrap(), std::fs::read(&recv).unwrap());
     assert_eq!(r.len(), s.len(), "received length");
     assert!(r == s, "received bytes differ");
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    assert!(
+        log.contains("192.0.2.2"),
+        "the server sees the appliance's public address as the client: {log}"
+    );
 
     let child = ns.child(app);
     let status = terminate(child);

@@ -1,5 +1,5 @@
-//! net_null through `appliance run`: millions of packets, and the counters add up: what a
-//! port received was sent out of its peer or counted as dropped, with one worker and two.
+//! net_null through `appliance run`: millions of packets through the real worker loop and
+//! pipeline, and the counters add up, with one worker and two.
 
 mod common;
 use common::*;
@@ -20,6 +20,9 @@ file_prefix = "t-{name}-{pid}"
 workers = {workers}
 mbufs = 8191
 
+[control]
+socket = ""
+
 [[port]]
 name = "in"
 role = "inside"
@@ -35,21 +38,24 @@ device = "net_null1"
     )
 }
 
+/// Every packet received is accounted for: sent, dropped at tx, or dropped by the pipeline
+/// with a reason (net_null frames are all-zero, so the pipeline drops them: `not_for_us`).
 fn check_balance(r: &serde_json::Value) {
     let (i, o) = (port(r, "in"), port(r, "out"));
-    assert!(
-        count(i, "rx_packets") >= 1_000_000,
-        "at least a million packets: {r}"
-    );
+    let rx = count(i, "rx_packets") + count(o, "rx_packets");
+    assert!(rx >= 1_000_000, "at least a million packets: {r}");
+    let tx = count(i, "tx_packets") + count(o, "tx_packets");
+    let tx_dropped = count(i, "tx_dropped") + count(o, "tx_dropped");
+    let drops: u64 = r["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d[1].as_u64().unwrap())
+        .sum();
     assert_eq!(
-        count(i, "rx_packets"),
-        count(o, "tx_packets") + count(o, "tx_dropped"),
-        "in.rx = out.tx + out.dropped: {r}"
-    );
-    assert_eq!(
-        count(o, "rx_packets"),
-        count(i, "tx_packets") + count(i, "tx_dropped"),
-        "out.rx = in.tx + in.dropped: {r}"
+        rx,
+        tx + tx_dropped + drops,
+        "rx = tx + tx_dropped + drops: {r}"
     );
     let processed: u64 = r["workers"]
         .as_array()
@@ -57,7 +63,7 @@ fn check_balance(r: &serde_json::Value) {
         .iter()
         .map(|w| w["processed"].as_u64().unwrap())
         .sum();
-    assert_eq!(processed, count(i, "rx_packets") + count(o, "rx_packets"));
+    assert!(processed >= rx, "every packet went through a worker: {r}");
 }
 
 #[test]

@@ -1,36 +1,27 @@
-//! net_pcap through `appliance run`: crafted frames in, the same frames out, same order.
+//! net_pcap through `appliance run`: crafted frames in (`rx_pcap`), through the stateful
+//! pipeline, out (`tx_pcap`): every good frame leaves source-NATed, in order, with valid
+//! checksums; bad frames are counted by reason; ARP for the appliance is answered.
 
 mod common;
 use common::*;
 
-/// Frames of every size from the Ethernet minimum to a full 1514-byte frame, each with a
-/// distinct pattern so a reorder or a corruption is visible.
-fn frames() -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for i in 0..200usize {
-        let len = 60 + (i * 37) % (1514 - 60 + 1);
-        let mut f = Vec::with_capacity(len);
-        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02]); // destination MAC
-        f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]); // source MAC
-        f.extend_from_slice(&0x88b5u16.to_be_bytes()); // local experimental EtherType
-        f.extend_from_slice(&(i as u32).to_be_bytes()); // sequence number
-        while f.len() < len {
-            f.push((f.len() * 7 + i) as u8);
-        }
-        out.push(f);
-    }
-    out
-}
+use appliance::packet::{
+    build, parse_frame, ArpOperation, ArpPacket, ArpRepr, ChecksumCaps, EtherType, EthernetAddress,
+    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpPacket,
+    UdpRepr, Vlans, L3, L4,
+};
+use std::net::Ipv4Addr;
+use std::path::Path;
 
-#[test]
-fn frames_pass_unchanged_and_in_order() {
-    let dir = scratch("pcap");
-    let sent = frames();
-    pcap::write(&dir.join("in.pcap"), &sent);
-    pcap::write(&dir.join("empty.pcap"), &[]);
-    let config = write(
-        &dir,
-        "pcap.toml",
+const CLIENT_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x10]);
+const GATEWAY_MAC: &str = "02:00:00:00:00:01";
+const PUBLIC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+fn config(dir: &Path, input: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        &format!("{input}.toml"),
         &format!(
             r#"
 [eal]
@@ -42,33 +33,198 @@ file_prefix = "t-pcap-{pid}"
 [dataplane]
 mbufs = 4095
 
+[control]
+socket = ""
+
 [[port]]
 name = "lan"
 role = "inside"
-device = "net_pcap0,rx_pcap={d}/in.pcap,tx_pcap={d}/back.pcap"
+device = "net_pcap0,rx_pcap={d}/{input},tx_pcap={d}/back.pcap"
+address = "10.0.1.1/24"
 
 [[port]]
 name = "wan"
 role = "outside"
 device = "net_pcap1,rx_pcap={d}/empty.pcap,tx_pcap={d}/out.pcap"
+address = "192.0.2.2/24"
+gateway = "192.0.2.1"
+neighbours = [{{ ip = "192.0.2.1", mac = "{GATEWAY_MAC}" }}]
 "#,
             d = dir.display(),
             pid = std::process::id()
         ),
-    );
-    let out = run_appliance(&config, &["--duration", "1.5"]);
-    let r = report(&out);
-    assert_eq!(count(port(&r, "lan"), "rx_packets"), sent.len() as u64);
-    assert_eq!(count(port(&r, "wan"), "tx_packets"), sent.len() as u64);
-    assert_eq!(count(port(&r, "wan"), "tx_dropped"), 0);
+    )
+}
 
-    let got = pcap::read(&dir.join("out.pcap"));
-    assert_eq!(got.len(), sent.len(), "every frame came out");
-    for (i, (a, b)) in sent.iter().zip(&got).enumerate() {
-        assert_eq!(a, b, "frame {i} differs");
+fn ip_frame(dst_mac: EthernetAddress, src: Ipv4Addr, proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
+    let eth = EthernetRepr {
+        src_addr: CLIENT_MAC,
+        dst_addr: dst_mac,
+        vlans: Vlans::None,
+        ethertype: EtherType::Ipv4,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER,
+        protocol: proto,
+        payload_len: l4.len(),
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 1,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+    };
+    let mut f = vec![0u8; eth.buffer_len() + ip.buffer_len()];
+    let at = eth.emit(&mut f).unwrap();
+    let n = ip.emit(&mut f[at..], &ChecksumCaps::NONE).unwrap();
+    f[at + n..].copy_from_slice(l4);
+    if f.len() < 60 {
+        f.resize(60, 0);
     }
+    f
+}
+
+/// 100 UDP datagrams and 50 TCP SYNs from two inside hosts, then two frames with a broken
+/// IPv4 header checksum, then an ARP request for the appliance's inside address.
+fn frames(mac: EthernetAddress) -> (Vec<Vec<u8>>, Vec<(Ipv4Addr, u16)>) {
+    let mut out = Vec::new();
+    let mut sent = Vec::new();
+    for i in 0..150u16 {
+        let (src, port) = if i < 100 {
+            (Ipv4Addr::new(10, 0, 1, 10), 4000 + i)
+        } else {
+            (Ipv4Addr::new(10, 0, 1, 11), 5000 + i)
+        };
+        let payload = vec![i as u8; 10 + usize::from(i) * 7];
+        let frame = if i < 100 {
+            let r = UdpRepr {
+                src_port: port,
+                dst_port: 53,
+                payload: &payload,
+            };
+            let mut l4 = vec![0u8; r.buffer_len()];
+            r.emit(&mut l4, src, SERVER, &ChecksumCaps::NONE).unwrap();
+            ip_frame(mac, src, IpProtocol::Udp, &l4)
+        } else {
+            let r = TcpRepr {
+                src_port: port,
+                dst_port: 443,
+                flags: TcpFlags::SYN,
+                seq_number: u32::from(i),
+                ack_number: 0,
+                window_len: 1000,
+                urgent_at: 0,
+                max_seg_size: Some(1460),
+                window_scale: None,
+                sack_permitted: false,
+                timestamps: None,
+                payload: &[],
+            };
+            let mut l4 = vec![0u8; r.buffer_len()];
+            r.emit(&mut l4, src, SERVER, &ChecksumCaps::NONE).unwrap();
+            ip_frame(mac, src, IpProtocol::Tcp, &l4)
+        };
+        out.push(frame);
+        sent.push((src, port));
+    }
+    for _ in 0..2 {
+        let mut bad = out[0].clone();
+        bad[24] ^= 0xff; // IPv4 header checksum
+        out.push(bad);
+    }
+    let mut arp = vec![0u8; 64];
+    let n = build::arp_request(
+        &mut arp,
+        CLIENT_MAC,
+        Vlans::None,
+        Ipv4Addr::new(10, 0, 1, 10),
+        Ipv4Addr::new(10, 0, 1, 1),
+    )
+    .unwrap();
+    arp.truncate(n);
+    out.push(arp);
+    (out, sent)
+}
+
+#[test]
+fn frames_are_translated_in_order_through_pcap() {
+    let dir = scratch("pcap");
+    pcap::write(&dir.join("empty.pcap"), &[]);
+    // First run: learn the port's MAC, which the frames must be addressed to.
+    let r = report(&run_appliance(
+        &config(&dir, "empty.pcap"),
+        &["--duration", "0.5"],
+    ));
+    let mac: EthernetAddress = port(&r, "lan")["mac"].as_str().unwrap().parse().unwrap();
+
+    let (input, sent) = frames(mac);
+    pcap::write(&dir.join("in.pcap"), &input);
+    let r = report(&run_appliance(
+        &config(&dir, "in.pcap"),
+        &["--duration", "1.5"],
+    ));
+    assert_eq!(count(port(&r, "lan"), "rx_packets"), input.len() as u64);
+    let drops: Vec<(String, u64)> = r["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d[0].as_str().unwrap().to_string(), d[1].as_u64().unwrap()))
+        .collect();
     assert!(
-        pcap::read(&dir.join("back.pcap")).is_empty(),
-        "nothing went back"
+        drops.contains(&("ipv4_bad_checksum".to_string(), 2)),
+        "bad checksums counted: {drops:?}"
     );
+    assert_eq!(r["sessions_created"].as_u64(), Some(150));
+
+    let out = pcap::read(&dir.join("out.pcap"));
+    let (arp, data): (Vec<_>, Vec<_>) = out.iter().partition(|f| f[12..14] == [0x08, 0x06]);
+    assert!(
+        arp.iter().any(|f| {
+            let a = ArpRepr::parse(&ArpPacket::new_checked(&f[14..]).unwrap()).unwrap();
+            a.source_protocol_addr == PUBLIC && a.target_protocol_addr == PUBLIC
+        }),
+        "gratuitous ARP for the public address at start"
+    );
+    assert_eq!(data.len(), sent.len(), "every good frame came out");
+    for (i, (f, (src, sport))) in data.iter().zip(&sent).enumerate() {
+        assert_eq!(
+            f[..6],
+            GATEWAY_MAC.parse::<EthernetAddress>().unwrap().0,
+            "frame {i}: to the gateway"
+        );
+        let p = parse_frame(f, &ChecksumCaps::NONE).expect("valid IPv4");
+        let L3::Ipv4(m) = p.l3 else {
+            panic!("frame {i}: not IPv4")
+        };
+        assert_eq!(m.tuple.src_addr, PUBLIC, "frame {i}: source translated");
+        assert_eq!(
+            m.tuple.src_port, *sport,
+            "frame {i}: port preserved ({src})"
+        );
+        assert_eq!(m.tuple.dst_addr, SERVER);
+        let ip = Ipv4Packet::new_checked(&f[p.l3_offset()..]).unwrap();
+        assert_eq!(ip.ttl(), 63);
+        let ok = match m.l4 {
+            L4::Udp => UdpPacket::new_checked(ip.payload_slice())
+                .unwrap()
+                .verify_checksum(PUBLIC, SERVER),
+            L4::Tcp(_) => TcpPacket::new_checked(ip.payload_slice())
+                .unwrap()
+                .verify_checksum(PUBLIC, SERVER),
+            _ => false,
+        };
+        assert!(ok, "frame {i}: transport checksum");
+    }
+    // The ARP request was answered on the inside.
+    let back = pcap::read(&dir.join("back.pcap"));
+    let replies: Vec<ArpRepr> = back
+        .iter()
+        .filter(|f| f[12..14] == [0x08, 0x06])
+        .map(|f| ArpRepr::parse(&ArpPacket::new_checked(&f[14..]).unwrap()).unwrap())
+        .filter(|a| a.operation == ArpOperation::Reply)
+        .collect();
+    assert_eq!(replies.len(), 1, "one ARP reply: {replies:?}");
+    assert_eq!(replies[0].source_hardware_addr, mac);
+    assert_eq!(replies[0].target_hardware_addr, CLIENT_MAC);
 }

@@ -22,6 +22,9 @@ huge_pages = true
 memory_mb = 128
 file_prefix = "{prefix}"
 
+[control]
+socket = ""
+
 [[port]]
 name = "in"
 role = "inside"

@@ -17,7 +17,10 @@ device = "net_null1"
 "#;
 
 fn eal(prefix: &str) -> String {
-    format!("[eal]\nlcores = \"0-1\"\nhuge_pages = false\nmemory_mb = 128\nfile_prefix = \"{prefix}-{}\"\n", std::process::id())
+    format!(
+        "[control]\nsocket = \"\"\n[eal]\nlcores = \"0-1\"\nhuge_pages = false\nmemory_mb = 128\nfile_prefix = \"{prefix}-{}\"\n",
+        std::process::id()
+    )
 }
 
 /// Runs `appliance` with `args` and checks exit 2 and an error line containing `needle`.
@@ -127,7 +130,7 @@ fn more_workers_than_lcores() {
 #[test]
 fn bad_lcores_names_eal_lcores() {
     let text = format!(
-        "[eal]\nlcores = \"0-1,banana\"\nhuge_pages = false\nmemory_mb = 128\nfile_prefix = \"l-{}\"\n{PORTS}",
+        "[control]\nsocket = \"\"\n[eal]\nlcores = \"0-1,banana\"\nhuge_pages = false\nmemory_mb = 128\nfile_prefix = \"l-{}\"\n{PORTS}",
         std::process::id()
     );
     expect_run_error("lcores", &text, "eal.lcores");
@@ -143,7 +146,7 @@ fn no_hugepages() {
     }
     let dir = scratch("err-huge");
     let text = format!(
-        "[eal]\nlcores = \"0-1\"\nhuge_pages = true\nfile_prefix = \"h-{}\"\n{PORTS}",
+        "[control]\nsocket = \"\"\n[eal]\nlcores = \"0-1\"\nhuge_pages = true\nfile_prefix = \"h-{}\"\n{PORTS}",
         std::process::id()
     );
     let cfg = write(&dir, "c.toml", &text);

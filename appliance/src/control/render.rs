@@ -162,36 +162,30 @@ pub fn sessions(v: &Value) -> Result<String, String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<5} {:<21} {:<21} {:<21} {:<12} {:>9} {:>8} {:>10} {:>12} {:>10} {:>12} {:>6} {:>4}",
+        "{:<5} {:<21} {:<21} {:<21} {:<12} {:>8} {:>10} {:>12} {:>6} {:>4}",
         "proto",
         "inside",
         "outside",
         "remote",
         "state",
-        "age_s",
         "idle_s",
-        "pkts_out",
-        "bytes_out",
-        "pkts_in",
-        "bytes_in",
+        "packets",
+        "bytes",
         "worker",
         "gen"
     );
     for x in &list {
         let _ = writeln!(
             out,
-            "{:<5} {:<21} {:<21} {:<21} {:<12} {:>9.1} {:>8.1} {:>10} {:>12} {:>10} {:>12} {:>6} {:>4}",
+            "{:<5} {:<21} {:<21} {:<21} {:<12} {:>8.1} {:>10} {:>12} {:>6} {:>4}",
             proto_label(x.proto),
             x.inside.to_string(),
             x.outside.to_string(),
             x.remote.to_string(),
             x.state.name(),
-            x.age_ms as f64 / 1000.0,
             x.idle_ms as f64 / 1000.0,
-            x.packets_out,
-            x.bytes_out,
-            x.packets_in,
-            x.bytes_in,
+            x.packets,
+            x.bytes,
             x.worker,
             x.generation
         );

@@ -39,18 +39,13 @@ pub struct SessionInfo {
     pub class: SessionClass,
     /// Protocol state.
     pub state: SessionState,
-    /// Milliseconds since the session was created.
-    pub age_ms: u64,
     /// Milliseconds since its last packet.
     pub idle_ms: u64,
-    /// Packets from inside to outside.
-    pub packets_out: u64,
-    /// Bytes from inside to outside.
-    pub bytes_out: u64,
-    /// Packets from outside to inside.
-    pub packets_in: u64,
-    /// Bytes from outside to inside.
-    pub bytes_in: u64,
+    /// Packets, both directions. (A session is one 64-byte record: it keeps totals, not a
+    /// count per direction, and no creation time.)
+    pub packets: u64,
+    /// Bytes, both directions.
+    pub bytes: u64,
     /// The worker that owns it.
     pub worker: u16,
     /// The policy generation that admitted it (or last re-checked it).
@@ -420,12 +415,9 @@ mod tests {
             remote: "198.51.100.7:443".parse().unwrap(),
             class: SessionClass::TcpEstablished,
             state: SessionState::Established,
-            age_ms: 5000,
             idle_ms: 10,
-            packets_out: 10,
-            bytes_out: 1000,
-            packets_in: 8,
-            bytes_in: 9000,
+            packets: 18,
+            bytes: 10_000,
             worker: 1,
             generation: 3,
         }

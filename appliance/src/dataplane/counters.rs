@@ -34,6 +34,10 @@ pub struct WorkerCounters {
     pub idle_cycles: AtomicU64,
     /// Packets processed (for cycles per packet).
     pub processed: AtomicU64,
+    /// Packets handed to the worker that owns their session.
+    pub handoffs: AtomicU64,
+    /// Packets dropped because the ring to their owner was full (`handoff_congestion`).
+    pub handoff_drops: AtomicU64,
 }
 
 /// Adds `n` to a counter only the calling worker writes.

@@ -6,19 +6,34 @@
 //! asked (signal or duration). Then workers stop, ports stop, counters are reported and EAL
 //! cleans up.
 
+pub mod arp;
 pub mod counters;
 mod eal_args;
 pub mod mem;
+pub mod view;
 pub mod worker;
 
 pub use eal_args::eal_args;
 
 use crate::config::Config;
+use crate::control::Control;
+use crate::packet::EthernetAddress;
+use crate::pipeline::{Neighbours, Reason, Shard, ShardConfig, ShardCounters};
+use arc_swap::ArcSwap;
+use arp::{NeighbourManager, Sender};
 use counters::{port_totals, PortTotals, WorkerCounters};
+use crossbeam_queue::ArrayQueue;
 use dpdk_sys::{tsc, Eal, Mempool, Port, PortSettings, PortStats};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
+use view::{DumpSlot, View};
+use worker::{Shared, Worker};
+
+/// Packets each handoff ring holds (per pair of workers).
+const HANDOFF_RING: usize = 4096;
 
 /// Why the appliance could not start or run. Each names the config field or the
 /// environment problem, for a one-line error.
@@ -65,6 +80,12 @@ pub enum RunError {
         /// DPDK's error.
         source: dpdk_sys::Error,
     },
+    /// The control plane could not start (policy, control socket, metrics endpoint).
+    #[error("{0}")]
+    Control(#[from] crate::control::ControlError),
+    /// The SNAT port range is too small for the workers.
+    #[error("nat.port_range has fewer ports than the {0} workers need (one slice each)")]
+    PortRange(usize),
     /// A worker could not be launched or failed.
     #[error("worker {index} on lcore {lcore}: {source}")]
     Worker {
@@ -97,6 +118,12 @@ pub struct Report {
     pub workers: Vec<WorkerReport>,
     /// TSC ticks per second.
     pub tsc_hz: u64,
+    /// Drops by reason (only reasons that happened).
+    pub drops: Vec<(&'static str, u64)>,
+    /// Sessions created.
+    pub sessions_created: u64,
+    /// Sessions live at the end.
+    pub sessions_live: u64,
 }
 
 /// One port's totals: what the workers counted, and what the driver counted.
@@ -104,6 +131,8 @@ pub struct Report {
 pub struct PortReport {
     /// Port name from the config.
     pub name: String,
+    /// The port's MAC address.
+    pub mac: String,
     /// Packets received.
     pub rx_packets: u64,
     /// Bytes received.
@@ -123,9 +152,10 @@ pub struct PortReport {
 }
 
 impl PortReport {
-    fn new(name: &str, t: PortTotals, s: PortStats) -> Self {
+    fn new(name: &str, mac: EthernetAddress, t: PortTotals, s: PortStats) -> Self {
         PortReport {
             name: name.to_string(),
+            mac: mac.to_string(),
             rx_packets: t.rx_packets,
             rx_bytes: t.rx_bytes,
             tx_packets: t.tx_packets,
@@ -149,6 +179,10 @@ pub struct WorkerReport {
     pub busy_cycles: u64,
     /// Cycles in idle iterations.
     pub idle_cycles: u64,
+    /// Packets handed to other workers.
+    pub handoffs: u64,
+    /// Packets dropped because a handoff ring was full.
+    pub handoff_drops: u64,
 }
 
 impl std::fmt::Display for Report {
@@ -175,8 +209,19 @@ impl std::fmt::Display for Report {
         }
         writeln!(
             f,
-            "{:<8} {:>6} {:>14} {:>8} {:>12}",
-            "worker", "lcore", "packets", "busy%", "cycles/pkt"
+            "sessions: {} created, {} live at exit",
+            self.sessions_created, self.sessions_live
+        )?;
+        if !self.drops.is_empty() {
+            writeln!(f, "drops by reason:")?;
+            for (name, n) in &self.drops {
+                writeln!(f, "  {name:<28} {n:>12}")?;
+            }
+        }
+        writeln!(
+            f,
+            "{:<8} {:>6} {:>14} {:>8} {:>12} {:>10}",
+            "worker", "lcore", "packets", "busy%", "cycles/pkt", "handoffs"
         )?;
         for (i, w) in self.workers.iter().enumerate() {
             let total = (w.busy_cycles + w.idle_cycles).max(1);
@@ -187,12 +232,13 @@ impl std::fmt::Display for Report {
             };
             writeln!(
                 f,
-                "{:<8} {:>6} {:>14} {:>7.1}% {:>12.1}",
+                "{:<8} {:>6} {:>14} {:>7.1}% {:>12.1} {:>10}",
                 i,
                 w.lcore,
                 w.processed,
                 100.0 * w.busy_cycles as f64 / total as f64,
-                cpp
+                cpp,
+                w.handoffs
             )?;
         }
         Ok(())
@@ -222,11 +268,20 @@ fn check_huge_pages() -> Result<(), RunError> {
     Ok(())
 }
 
-/// Runs the data path until `stop` is set (signal handler) or `options.duration` passes.
-pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<Report, RunError> {
+/// Runs the data path for `config` (read from `config_path`, which reloads re-read) until
+/// `stop` is set (signal handler) or `options.duration` passes.
+pub fn run(
+    config_path: &Path,
+    config: &Config,
+    options: &RunOptions,
+    stop: &AtomicBool,
+) -> Result<Report, RunError> {
     if config.eal.huge_pages {
         check_huge_pages()?;
     }
+    let mut control = Control::new(config_path, config.clone())?;
+    control.reload_on_sighup()?;
+    let policy0 = control.current();
     let args = eal_args(config);
     info!(args = ?args, "initialising EAL");
     let eal = Eal::init(&args).map_err(|source| RunError::Eal {
@@ -256,6 +311,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
         source,
     })?;
 
+    // Every worker has a tx queue on every port.
     let mut ports = Vec::with_capacity(config.port.len());
     for (index, pc) in config.port.iter().enumerate() {
         let port_err = |source| RunError::Port {
@@ -275,13 +331,12 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
         };
         let mut port = Port::configure(&eal, id, &settings, &pool).map_err(port_err)?;
         port.start().map_err(port_err)?;
-        let mac = port.mac();
         let link = port.link().ok();
         info!(
             port = %pc.name,
             id = id.0,
             driver = %port.info().driver,
-            mac = %format_mac(&mac),
+            mac = %EthernetAddress(port.mac()),
             rx_queues = settings.rx_queues,
             tx_queues = settings.tx_queues,
             rss = port.info().rss_enabled,
@@ -291,25 +346,58 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
         );
         ports.push(port);
     }
+    let macs: Vec<EthernetAddress> = ports.iter().map(|p| EthernetAddress(p.mac())).collect();
 
-    let counters: Vec<WorkerCounters> = (0..workers).map(|_| WorkerCounters::default()).collect();
-    let peer: Vec<usize> = (0..config.port.len())
-        .map(|i| config.peer_port(i).unwrap_or(i))
+    // Per-worker state, built here and moved to the worker lcores.
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(tsc::now());
+        h.finish()
+    };
+    let shard_counters: Vec<Arc<ShardCounters>> = (0..workers)
+        .map(|_| Arc::new(ShardCounters::new(policy0.snat.addresses.len())))
         .collect();
-    let worker_stop = AtomicBool::new(false);
+    let mut shards = Vec::with_capacity(workers);
+    for (w, c) in shard_counters.iter().enumerate() {
+        let sc = ShardConfig::from_policy(&policy0, w, workers, seed)
+            .ok_or(RunError::PortRange(workers))?;
+        shards.push(Shard::new(sc, c.clone()));
+    }
+    let pool_addresses = policy0.snat.addresses.clone();
+    let neighbours = Arc::new(ArcSwap::from_pointee(Neighbours::new()));
+    let neighbour_manager = NeighbourManager::new(neighbours.clone(), &policy0);
+    let shared = Shared {
+        policy: control.policy(),
+        neighbours: neighbours.clone(),
+        rings: (0..workers)
+            .map(|_| {
+                (0..workers)
+                    .map(|_| ArrayQueue::new(HANDOFF_RING))
+                    .collect()
+            })
+            .collect(),
+        notes: ArrayQueue::new(4096),
+        outbox: ArrayQueue::new(256),
+        macs: macs.clone(),
+        dumps: (0..workers).map(|_| DumpSlot::default()).collect(),
+        stop: AtomicBool::new(false),
+    };
+    let counters: Vec<WorkerCounters> = (0..workers).map(|_| WorkerCounters::default()).collect();
     let started = Instant::now();
     let tsc_hz = tsc::hz();
+    let lcore_ids: Vec<u32> = lcores.iter().take(workers).map(|l| l.0).collect();
 
     let result = {
-        // Hand every queue to its worker: rx queue q of a port to worker q % workers, tx
-        // queue w of every port to worker w.
-        let mut plans: Vec<worker::Worker<'_, '_>> = (0..workers)
-            .map(|index| worker::Worker {
+        let mut plans: Vec<Worker<'_, '_>> = shards
+            .into_iter()
+            .enumerate()
+            .map(|(index, shard)| Worker {
                 index,
                 rx: Vec::new(),
                 tx: Vec::new(),
-                peer: peer.clone(),
                 burst: usize::from(d.burst),
+                shard,
             })
             .collect();
         for (pi, port) in ports.iter().enumerate() {
@@ -329,9 +417,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
             let mut launch_error = None;
             for (plan, (&lcore, c)) in plans.into_iter().zip(lcores.iter().zip(&counters)) {
                 let index = plan.index;
-                let stop_flag = &worker_stop;
+                let shared = &shared;
                 match s.spawn(lcore, move || {
-                    plan.run(c, stop_flag);
+                    plan.run(shared, c);
                     0
                 }) {
                     Ok(w) => running.push((index, w)),
@@ -347,9 +435,35 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
             }
             if launch_error.is_none() {
                 info!(workers, "workers running");
-                control_loop(&ports, &config.port, &counters, options, stop, started);
+                let view = View {
+                    config,
+                    ports: &ports,
+                    workers: &counters,
+                    shards: &shard_counters,
+                    lcores: &lcore_ids,
+                    dumps: &shared.dumps,
+                    pool: &pool_addresses,
+                    started,
+                    tsc_hz,
+                };
+                let mut sender = Sender {
+                    outbox: &shared.outbox,
+                    pool: &pool,
+                    macs: &macs,
+                    addresses: Vec::new(),
+                };
+                control_loop(
+                    &mut control,
+                    &view,
+                    &mut sender,
+                    &shared,
+                    neighbour_manager,
+                    options,
+                    stop,
+                    started,
+                );
             }
-            worker_stop.store(true, Ordering::SeqCst);
+            shared.stop.store(true, Ordering::SeqCst);
             let mut first_error = launch_error;
             for (index, w) in running {
                 let lcore = w.lcore().0;
@@ -370,7 +484,21 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
         ports: Vec::new(),
         workers: Vec::new(),
         tsc_hz,
+        drops: Vec::new(),
+        sessions_created: shard_counters.iter().map(|s| s.created()).sum(),
+        sessions_live: shard_counters
+            .iter()
+            .map(|s| s.active().iter().sum::<u64>())
+            .sum(),
     };
+    for i in 0..Reason::COUNT {
+        if let Some(r) = Reason::from_index(i) {
+            let n: u64 = shard_counters.iter().map(|s| s.drops_of(r)).sum();
+            if n > 0 {
+                report.drops.push((r.name(), n));
+            }
+        }
+    }
     for (i, port) in ports.iter_mut().enumerate() {
         let stats = port.stats().unwrap_or_default();
         if let Err(e) = port.stop() {
@@ -378,6 +506,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
         }
         report.ports.push(PortReport::new(
             &config.port[i].name,
+            macs[i],
             port_totals(&counters, i),
             stats,
         ));
@@ -388,33 +517,56 @@ pub fn run(config: &Config, options: &RunOptions, stop: &AtomicBool) -> Result<R
             processed: c.processed.load(Ordering::Relaxed),
             busy_cycles: c.busy_cycles.load(Ordering::Relaxed),
             idle_cycles: c.idle_cycles.load(Ordering::Relaxed),
+            handoffs: c.handoffs.load(Ordering::Relaxed),
+            handoff_drops: c.handoff_drops.load(Ordering::Relaxed),
         });
     }
+    // Mbufs still in handoff rings go back to the pool before the ports and EAL go.
+    drop(shared);
     drop(ports);
     drop(eal);
     result.map(|()| report)
 }
 
-/// The main lcore's loop while workers run: watch for stop, log rates and link changes.
+/// The main lcore's loop while workers run: the control plane (socket, reloads, metrics),
+/// neighbours (notes from workers, ARP), link changes, rate logs; until stop.
+#[allow(clippy::too_many_arguments)]
 fn control_loop(
-    ports: &[Port<'_>],
-    port_config: &[crate::config::PortConfig],
-    counters: &[WorkerCounters],
+    control: &mut Control,
+    view: &View<'_, '_>,
+    sender: &mut Sender<'_, '_>,
+    shared: &Shared<'_>,
+    mut neighbours: NeighbourManager,
     options: &RunOptions,
     stop: &AtomicBool,
     started: Instant,
 ) {
+    let ports = view.ports;
+    let port_config = &view.config.port;
     let mut links: Vec<Option<bool>> = ports.iter().map(|p| p.link().ok().map(|l| l.up)).collect();
     let mut last_stats = Instant::now();
-    let mut last_totals: Vec<PortTotals> =
-        (0..ports.len()).map(|i| port_totals(counters, i)).collect();
+    let mut last_totals: Vec<PortTotals> = (0..ports.len())
+        .map(|i| port_totals(view.workers, i))
+        .collect();
     let mut last_link_check = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         if options.duration.is_some_and(|d| started.elapsed() >= d) {
             info!("run duration reached");
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        let policy = control.current();
+        sender.addresses = policy
+            .ports
+            .iter()
+            .map(|p| p.address.map(|n| n.addr()))
+            .collect();
+        while let Some(n) = shared.notes.pop() {
+            neighbours.note(n, now, sender);
+        }
+        neighbours.tick(&policy, now, sender);
+        control.tick(view);
+        std::thread::sleep(Duration::from_millis(5));
         if last_link_check.elapsed() >= Duration::from_secs(1) {
             last_link_check = Instant::now();
             for (i, p) in ports.iter().enumerate() {
@@ -430,7 +582,7 @@ fn control_loop(
                 let secs = last_stats.elapsed().as_secs_f64();
                 last_stats = Instant::now();
                 for (i, pc) in port_config.iter().enumerate() {
-                    let t = port_totals(counters, i);
+                    let t = port_totals(view.workers, i);
                     let l = last_totals[i];
                     info!(
                         port = %pc.name,
@@ -444,11 +596,4 @@ fn control_loop(
             }
         }
     }
-}
-
-fn format_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }

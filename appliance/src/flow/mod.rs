@@ -193,6 +193,11 @@ impl FlowTable {
         self.timeouts = timeouts;
     }
 
+    /// Every live session with its index. O(capacity): for listings, not the fast path.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Session)> + '_ {
+        self.slab.iter()
+    }
+
     /// The per-packet index (for its load and size).
     pub fn index(&self) -> &FlowIndex {
         &self.index

@@ -381,6 +381,16 @@ impl Slab {
 
     /// All records, live or free, for the expiry lists' link updates.
     #[inline(always)]
+    /// Every live session with its index, in slab order. O(capacity): for listings on the
+    /// control path, not the fast path.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Session)> + '_ {
+        self.sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_live())
+            .map(|(i, s)| (i as u32, s))
+    }
+
     pub(super) fn records_mut(&mut self) -> &mut [Session] {
         &mut self.sessions
     }

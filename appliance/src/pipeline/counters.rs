@@ -15,10 +15,23 @@ pub struct ShardCounters {
     expired: AtomicU64,
     closed: AtomicU64,
     local_replies: AtomicU64,
+    /// Gauges the worker refreshes about once a second: live sessions per timeout class
+    /// (tcp-transitory, tcp-established, udp, icmp), NAT ports in use per (pool address,
+    /// protocol: icmp, tcp, udp), allocation failures.
+    active: [AtomicU64; 4],
+    nat_in_use: Box<[AtomicU64]>,
+    nat_exhausted: AtomicU64,
 }
 
 impl Default for ShardCounters {
     fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl ShardCounters {
+    /// Counters for a shard whose SNAT pool has `addresses` addresses.
+    pub fn new(addresses: usize) -> Self {
         ShardCounters {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             forwarded: AtomicU64::new(0),
@@ -27,6 +40,9 @@ impl Default for ShardCounters {
             expired: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             local_replies: AtomicU64::new(0),
+            active: std::array::from_fn(|_| AtomicU64::new(0)),
+            nat_in_use: (0..addresses * 3).map(|_| AtomicU64::new(0)).collect(),
+            nat_exhausted: AtomicU64::new(0),
         }
     }
 }
@@ -108,5 +124,39 @@ impl ShardCounters {
     /// Replies the appliance sent itself (ARP, ICMP, health probe).
     pub fn local_replies(&self) -> u64 {
         self.local_replies.load(Relaxed)
+    }
+
+    /// Live sessions per timeout class, as last published: tcp-transitory, tcp-established,
+    /// udp, icmp.
+    pub fn active(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.active[i].load(Relaxed))
+    }
+
+    /// NAT ports in use, as last published, for pool address index `a` and protocol index
+    /// `p` (0 ICMP, 1 TCP, 2 UDP).
+    pub fn nat_in_use(&self, a: usize, p: usize) -> u64 {
+        self.nat_in_use
+            .get(a * 3 + p)
+            .map_or(0, |c| c.load(Relaxed))
+    }
+
+    /// SNAT allocations that failed for lack of ports.
+    pub fn nat_exhausted(&self) -> u64 {
+        self.nat_exhausted.load(Relaxed)
+    }
+
+    pub(super) fn set_gauges(
+        &self,
+        active: [u32; 4],
+        in_use: impl Iterator<Item = usize>,
+        exhausted: u64,
+    ) {
+        for (c, v) in self.active.iter().zip(active) {
+            c.store(u64::from(v), Relaxed);
+        }
+        for (c, v) in self.nat_in_use.iter().zip(in_use) {
+            c.store(v as u64, Relaxed);
+        }
+        self.nat_exhausted.store(exhausted, Relaxed);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod buf;
 pub mod counters;
+mod dump;
 pub mod env;
 mod local;
 pub mod owner;
