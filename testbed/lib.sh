@@ -46,8 +46,8 @@ tb_start() {
 }
 
 tb_wait() {
-  local i
-  for i in $(seq 1 40); do
+  local end=$((SECONDS + 20))
+  while ((SECONDS < end)); do
     if nsx c1 ping -c 1 -W 1 203.0.113.10 >/dev/null 2>&1; then
       return 0
     fi
@@ -56,7 +56,7 @@ tb_wait() {
       tail -20 "$NVA_RUN/appliance.log" >&2
       return 1
     fi
-    sleep 0.5
+    sleep 0.2
   done
   echo "no traffic through ${P}fw within 20 s (c1 -> 203.0.113.10)" >&2
   if [[ -n $app_pid ]]; then

@@ -751,15 +751,7 @@ fn kill_mid_transfer_and_restart() {
                 .unwrap_or(false)),
             "[{mode}] {test}: the download did not get going"
         );
-        match mode {
-            Mode::Appliance => tb.kill_appliance(),
-            Mode::Kernel => {
-                common::sh(&format!(
-                    "NVA_PREFIX={prefix} {} off",
-                    repo().join("testbed/kernel-nat.sh").display()
-                ));
-            }
-        }
+        tb.crash();
         let killed_at = Instant::now();
         assert!(
             !tb.exec("c1", &format!("ping -c 1 -W 1 {SRV1}"), 5)
@@ -768,15 +760,7 @@ fn kill_mid_transfer_and_restart() {
             "[{mode}] {test}: traffic still passes with the appliance killed"
         );
         let at_kill = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-        match mode {
-            Mode::Appliance => tb.start_appliance(),
-            Mode::Kernel => {
-                common::sh(&format!(
-                    "NVA_PREFIX={prefix} {} on",
-                    repo().join("testbed/kernel-nat.sh").display()
-                ));
-            }
-        }
+        tb.restart();
         let restarted = Instant::now();
         tb.wait_ready();
         let recovery = restarted.elapsed().as_secs_f64();

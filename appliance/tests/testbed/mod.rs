@@ -345,15 +345,39 @@ impl Testbed {
             panic!(
                 "[{}] {}: the inside hosts cannot reach {SRV1} through the appliance within 20 s \
                  (ping c1 -> {INSIDE_GW} (the appliance's inside address): {}; ping router -> \
-                 {PUBLIC} (its public address): {}).{}",
+                 {PUBLIC} (its public address): {}).{}{}",
                 self.mode,
                 self.test,
                 if gw { "answered" } else { "no answer" },
                 if public { "answered" } else { "no answer" },
+                if self.mode == Mode::Appliance {
+                    " Appliance mode needs the stateful pipeline in `appliance run` (ARP for its \
+                     addresses, SNAT, replies): a binary that only forwards at layer 2 passes \
+                     nothing in this routed testbed."
+                } else {
+                    ""
+                },
                 self.appliance_hint()
             );
         }
         println!("   ready after {:.1} s", start.elapsed().as_secs_f64());
+    }
+
+    /// Takes the appliance down abruptly: SIGKILL (appliance mode), or the NAT torn down
+    /// with no rules, addresses or forwarding left (kernel mode).
+    pub fn crash(&mut self) {
+        match self.mode {
+            Mode::Appliance => self.kill_appliance(),
+            Mode::Kernel => self.script("kernel-nat.sh", &["off"]),
+        }
+    }
+
+    /// Brings the appliance back after [`Testbed::crash`].
+    pub fn restart(&mut self) {
+        match self.mode {
+            Mode::Appliance => self.start_appliance(),
+            Mode::Kernel => self.script("kernel-nat.sh", &["on"]),
+        }
     }
 
     // ---- the appliance (appliance mode) ----
