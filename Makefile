@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # What plays the appliance in the e2e tests (appliance/tests/e2e.rs): kernel (Linux nftables
 # NAT, the reference), appliance, or both. Kernel until the stateful pipeline (NAT, ARP,
-# policy) is in `appliance run`: then switch to both (or appliance).
+# policy) is in `appliance run`: then switch to both (or appliance). `make demo` follows it.
 E2E_MODE ?= kernel
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
@@ -44,8 +44,9 @@ configs: deps
 
 test: lint unit dynamic configs
 
+# The demo follows E2E_MODE too (kernel or appliance; both means appliance).
 demo: deps hugepages release
-	testbed/demo.sh
+	MODE=$(if $(filter kernel,$(E2E_MODE)),kernel,appliance) testbed/demo.sh
 
 # Release build of the appliance for figures worth quoting; one test at a time, output shown.
 e2e: deps release
