@@ -1,10 +1,17 @@
 # One entry point for people and CI. Everything installs what it needs first.
 #   make test   set up (packages, huge pages) and run every check CI runs
 #   make demo   set up and run the namespace testbed demo
+#   make e2e    the end-to-end tests through the namespace testbed (E2E_MODE below)
+#   make baseline  the same show through Linux nftables NAT and the appliance, figures side by side
 SHELL := /bin/bash
 CARGO ?= cargo
+# What plays the appliance in the e2e tests (appliance/tests/e2e.rs): kernel (Linux nftables
+# NAT, the reference), appliance, or both. Kernel until the stateful pipeline (NAT, ARP,
+# policy) is in `appliance run`: then switch to both (or appliance). `make demo` follows it.
+E2E_MODE ?= kernel
+export NVA_E2E_MODE ?= $(E2E_MODE)
 
-.PHONY: all deps hugepages build release test lint unit dynamic configs demo bench clean
+.PHONY: all deps hugepages build release test lint unit dynamic configs demo e2e baseline bench clean
 
 all: release
 
@@ -37,8 +44,16 @@ configs: deps
 
 test: lint unit dynamic configs
 
+# The demo follows E2E_MODE too (kernel or appliance; both means appliance).
 demo: deps hugepages release
-	testbed/demo.sh
+	MODE=$(if $(filter kernel,$(E2E_MODE)),kernel,appliance) testbed/demo.sh
+
+# Release build of the appliance for figures worth quoting; one test at a time, output shown.
+e2e: deps release
+	NVA_APPLIANCE=$(CURDIR)/target/release/appliance $(CARGO) test -p appliance --test e2e -- --nocapture --test-threads=1
+
+baseline: deps release
+	testbed/baseline.sh kernel $(if $(filter kernel,$(E2E_MODE)),,appliance)
 
 bench: deps hugepages release
 	benches/forwarding.sh

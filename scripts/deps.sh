@@ -9,6 +9,8 @@ packages=(
   libpcap-dev libnuma-dev libbsd-dev libfdt-dev libxdp-dev libbpf-dev  # DPDK's link deps
   build-essential
   iproute2 iputils-ping ethtool netcat-openbsd curl util-linux procps  # tests and testbed
+  # the namespace testbed and its e2e tests (testbed/, appliance/tests/e2e.rs)
+  nginx dnsmasq-base iperf3 nmap traceroute tcpdump nftables bind9-dnsutils
 )
 
 missing=()
@@ -23,7 +25,17 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The servers the testbed starts in its namespaces (nginx, iperf3) must not also start as
+  # services of the machine: where no policy-rc.d forbids it, one does for the install.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
+  fi
+  status=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  if ((own_policy)); then rm -f "$policy"; fi
+  ((status == 0)) || exit "$status"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

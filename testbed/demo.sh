@@ -1,53 +1,65 @@
 #!/usr/bin/env bash
-# The testbed demo: a client and a server in their own network namespaces, the appliance
-# between them (AF_PACKET on two veths), a short show, the appliance's counters, tear-down.
-#   testbed/demo.sh            run and tear down
-#   KEEP=1 testbed/demo.sh     leave the testbed and the appliance running
+# The testbed demo: two inside hosts, the appliance, a router and servers in network
+# namespaces (testbed/up.sh draws it); a short show through the appliance, its counters,
+# tear-down.
+#   testbed/demo.sh                 the appliance (AF_PACKET on nva-fw's veths, release build)
+#   MODE=kernel testbed/demo.sh     the same show through Linux nftables NAT (kernel-nat.sh)
+#   KEEP=1 testbed/demo.sh          leave everything up; testbed/down.sh removes it
 set -euo pipefail
 cd "$(dirname "$0")/.."
-here=testbed
-bin=${APPLIANCE:-target/release/appliance}
-[[ -x $bin ]] || cargo build --release -p appliance
+# shellcheck source=testbed/lib.sh
+source testbed/lib.sh
+mode=${MODE:-appliance}
+[[ ${KEEP:-0} == 1 ]] || trap tb_down EXIT
 
-"$here/down.sh" >/dev/null 2>&1 || true
-"$here/up.sh"
-[[ ${KEEP:-0} == 1 ]] || trap '"$here/down.sh"' EXIT
+tb_start "$mode"
+tb_wait
 
-log=$(mktemp /tmp/nva-demo.XXXXXX)
-ip netns exec nva-fw "$bin" run --config configs/testbed.toml >"$log.out" 2>"$log" &
-app=$!
-echo "appliance running (pid $app), log in $log"
+step() { echo; echo "== $*"; }
 
-for _ in $(seq 1 50); do
-  ip netns exec nva-client ping -c 1 -W 1 10.0.1.20 >/dev/null 2>&1 && break
-  sleep 0.2
-done
+step "ping c1 -> 203.0.113.10 (out and back through NAT)"
+nsx c1 ping -c 3 -i 0.2 203.0.113.10
 
-echo; echo "== ping client -> server through the appliance"
-ip netns exec nva-client ping -c 5 -i 0.2 10.0.1.20
+step "DNS: c2 asks the server for www.nva.test (UDP through NAT)"
+nsx c2 dig +short +time=2 +tries=2 @203.0.113.10 www.nva.test
+grep ' from ' "$NVA_RUN/dnsmasq.log" | tail -1
 
-echo; echo "== TCP: 20 MB from the server to the client"
-head -c 20000000 /dev/urandom > "$log.data"
-ip netns exec nva-server sh -c "nc -N -l 10.0.1.20 8080 < $log.data" &
-srv=$!
-sleep 0.3
-start=$(date +%s.%N)
-ip netns exec nva-client timeout 60 nc -d 10.0.1.20 8080 > "$log.recv"
-end=$(date +%s.%N)
-wait $srv || true
-if cmp -s "$log.data" "$log.recv"; then
-  awk -v s="$start" -v e="$end" 'BEGIN { printf "20 MB received intact in %.2f s (%.0f Mbit/s)\n", e - s, 160 / (e - s) }'
-else
-  echo "TCP transfer FAILED: received $(stat -c %s "$log.recv") bytes"
+step "HTTP: c1 downloads 16 MiB from 203.0.113.10"
+nsx c1 curl -sS --max-time 60 -o "$NVA_RUN/c1-big.bin" \
+  -w '%{size_download} bytes in %{time_total} s\n' http://203.0.113.10/big.bin
+(cd "$NVA_RUN" && sha256sum c1-big.bin | cut -d' ' -f1) | grep -qf <(cut -d' ' -f1 "$NVA_RUN/www-srv/big.bin.sha256") \
+  && echo "checksum matches" || echo "CHECKSUM DIFFERS"
+echo "the server's access log (client address first):"
+tail -1 "$NVA_RUN/srv-access.log"
+
+step "port forward: the server fetches http://192.0.2.2:8080/ (c2's web server)"
+nsx srv curl -sS --max-time 5 http://192.0.2.2:8080/
+step "hairpin: c1 fetches http://192.0.2.2:8080/"
+nsx c1 curl -sS --max-time 5 http://192.0.2.2:8080/
+echo "c2's access log:"
+tail -2 "$NVA_RUN/c2-access.log"
+
+step "ingress: nmap from the router against the public address (only 8080 may be open)"
+nsx inet nmap -n -Pn -sS -T4 --max-retries 1 --min-rate 2000 -p 1-1024,8080 192.0.2.2 | grep -E "^[0-9]+/|Not shown|filtered"
+
+step "traceroute c1 -> 203.0.113.10 (ICMP errors translated back)"
+nsx c1 traceroute -n -q 1 -w 2 -m 6 203.0.113.10
+
+step "iperf3 TCP, 5 s"
+nsx c1 timeout 20 iperf3 -c 203.0.113.10 -p 5201 -t 5 -f m | grep -E "sender|receiver"
+
+if [[ $mode == appliance ]]; then
+  step "appliance stats"
+  "${APPLIANCE:-target/release/appliance}" stats --config "$app_config" || echo "(no control socket answered)"
 fi
-rm -f "$log.data" "$log.recv"
 
 if [[ ${KEEP:-0} == 1 ]]; then
-  echo; echo "testbed left up; appliance pid $app; testbed/down.sh removes everything"
+  echo
+  echo "testbed left up (${P}*, $mode mode${app_pid:+, appliance pid $app_pid}); testbed/down.sh removes everything"
   exit 0
 fi
-echo; echo "== appliance counters"
-kill -TERM "$app"
-wait "$app" || true
-cat "$log.out"
-rm -f "$log.out"
+if [[ $mode == appliance ]]; then
+  step "appliance counters"
+  tb_stop_appliance
+  cat "$app_out"
+fi

@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
-# Removes the testbed, whatever state it is in (also after a crash): appliance processes in
-# its namespace, then the namespaces (their veths go with them).
+# Removes the testbed whatever state it is in (also after a crash): first every process left
+# in its namespaces (by the PIDs `ip netns pids` gives: appliance, servers, captures), then the
+# namespaces (their veths go with them), then the servers' files.
+#   NVA_PREFIX (default "nva-"): which testbed. The first version's namespaces (nva-client,
+#   nva-server) are removed too when the prefix is the default.
 set -uo pipefail
-for n in nva-client nva-fw nva-server; do
-  if ip netns list | grep -qw "$n"; then
-    for pid in $(ip netns pids "$n" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null; done
-  fi
+P=${NVA_PREFIX:-nva-}
+run=${NVA_RUN:-/run/nva-testbed/${P%-}}
+names=()
+for n in c1 c2 lan fw inet srv; do names+=("$P$n"); done
+[[ $P == nva- ]] && names+=(nva-client nva-server)
+
+present=()
+for n in "${names[@]}"; do
+  [[ -e /run/netns/$n ]] && present+=("$n")
 done
-sleep 0.5
-for n in nva-client nva-fw nva-server; do
-  for pid in $(ip netns pids "$n" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-  ip netns del "$n" 2>/dev/null
-done
-echo "testbed down"
+pids() {
+  for n in "${present[@]}"; do ip netns pids "$n" 2>/dev/null; done
+}
+if ((${#present[@]})); then
+  for pid in $(pids); do kill -TERM "$pid" 2>/dev/null; done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    [[ -z $(pids) ]] && break
+    sleep 0.2
+  done
+  for pid in $(pids); do kill -KILL "$pid" 2>/dev/null; done
+  for n in "${present[@]}"; do ip netns del "$n" 2>/dev/null; done
+fi
+# Only the servers' own folder, and only when it looks like one (never a path outside /run).
+if [[ $run == /run/nva-testbed/* && -d $run ]]; then
+  rm -rf -- "$run"
+fi
+echo "testbed down (${P}*)"
 exit 0

@@ -1,22 +1,77 @@
 #!/usr/bin/env bash
-# Creates the testbed: namespaces nva-client, nva-fw (the appliance) and nva-server, joined by
-# veth pairs, offloads off on every end (AF_PACKET does not carry checksum offload).
-#   nva-client (10.0.1.10/24, veth c0) <-> lan [nva-fw] wan <-> (s0, 10.0.1.20/24) nva-server
-# The appliance's namespace stays unaddressed with forwarding off, so its kernel never answers
-# for the appliance.
+# Creates the network-namespace testbed (idempotent: an existing one is removed first).
+#
+#   nva-c1 10.0.1.10 --+
+#                      +-- br0 [nva-lan] --- lan [nva-fw] wan --- 192.0.2.1 [nva-inet] -+- 203.0.113.10  [nva-srv]
+#   nva-c2 10.0.1.11 --+        (L2 segment)  10.0.1.1   192.0.2.2       (router)        +- 198.51.100.10 [nva-srv]
+#
+# nva-fw is the appliance's namespace. Here its veths `lan` and `wan` stay unaddressed, with
+# forwarding off: the appliance (AF_PACKET PMD) owns them, and the kernel must neither answer
+# ARP nor forward nor reset TCP there (DPDK-NOTES.md). testbed/kernel-nat.sh turns nva-fw
+# into a Linux nftables NAT instead (kernel mode, the baseline).
+# Offloads are off on both ends of every veth (AF_PACKET does not carry CHECKSUM_PARTIAL),
+# IPv6 is off everywhere (no router solicitations or DAD in the captures), and nothing is
+# routed towards the machine's own network: traffic never leaves these namespaces.
+#
+# Environment: NVA_PREFIX (default "nva-") prefixes every namespace name, so the e2e tests can
+# build their own copies side by side; NVA_RUN (default /run/nva-testbed/<prefix>) is where
+# testbed/servers.sh keeps its files.
 set -euo pipefail
-for n in nva-client nva-fw nva-server; do
-  ip netns add "$n"
-  ip -n "$n" link set lo up
+P=${NVA_PREFIX:-nva-}
+here=$(cd "$(dirname "$0")" && pwd)
+
+"$here/down.sh" >/dev/null 2>&1 || true
+
+for n in c1 c2 lan fw inet srv; do
+  ip netns add "$P$n"
+  ip -n "$P$n" link set lo up
+  ip netns exec "$P$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 done
-ip link add c0 netns nva-client type veth peer name lan netns nva-fw
-ip link add s0 netns nva-server type veth peer name wan netns nva-fw
-for pair in nva-client:c0 nva-fw:lan nva-fw:wan nva-server:s0; do
-  n=${pair%%:*} i=${pair##*:}
-  ip netns exec "$n" ethtool -K "$i" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
-  ip -n "$n" link set "$i" up
+
+# veth pairs: "ns:if ns:if"
+pairs=(
+  "${P}c1:eth0 ${P}lan:c1"
+  "${P}c2:eth0 ${P}lan:c2"
+  "${P}fw:lan ${P}lan:fw"
+  "${P}fw:wan ${P}inet:fw"
+  "${P}srv:net1 ${P}inet:srv1"
+  "${P}srv:net2 ${P}inet:srv2"
+)
+for p in "${pairs[@]}"; do
+  a=${p%% *} b=${p##* }
+  ip link add "${a##*:}" netns "${a%%:*}" type veth peer name "${b##*:}" netns "${b%%:*}"
+  for end in "$a" "$b"; do
+    n=${end%%:*} i=${end##*:}
+    ip netns exec "$n" ethtool -K "$i" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
+    ip -n "$n" link set "$i" up
+  done
 done
-ip netns exec nva-fw sysctl -qw net.ipv4.ip_forward=0
-ip -n nva-client addr add 10.0.1.10/24 dev c0
-ip -n nva-server addr add 10.0.1.20/24 dev s0
-echo "testbed up: nva-client 10.0.1.10 <-> nva-fw (lan|wan) <-> nva-server 10.0.1.20"
+
+# The inside segment: a plain bridge, no STP, forwarding at once.
+ip -n "${P}lan" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+for i in c1 c2 fw; do ip -n "${P}lan" link set "$i" master br0; done
+ip -n "${P}lan" link set br0 up
+
+# Inside hosts: the appliance's inside address is their gateway.
+ip -n "${P}c1" addr add 10.0.1.10/24 dev eth0
+ip -n "${P}c2" addr add 10.0.1.11/24 dev eth0
+for c in c1 c2; do ip -n "$P$c" route add default via 10.0.1.1; done
+
+# The appliance: unaddressed, no forwarding (appliance mode).
+ip netns exec "${P}fw" sysctl -qw net.ipv4.ip_forward=0
+
+# The "internet" router: the appliance's public segment and two server networks. It has no
+# route to 10.0.1.0/24: a packet that leaves the appliance untranslated gets no answer.
+ip -n "${P}inet" addr add 192.0.2.1/24 dev fw
+ip -n "${P}inet" addr add 203.0.113.1/24 dev srv1
+ip -n "${P}inet" addr add 198.51.100.1/24 dev srv2
+ip netns exec "${P}inet" sysctl -qw net.ipv4.ip_forward=1
+
+# Servers: one host on both networks; replies leave by the network they belong to.
+ip -n "${P}srv" addr add 203.0.113.10/24 dev net1
+ip -n "${P}srv" addr add 198.51.100.10/24 dev net2
+ip -n "${P}srv" route add default via 203.0.113.1 dev net1
+ip -n "${P}srv" route add default via 198.51.100.1 dev net2 table 100
+ip -n "${P}srv" rule add from 198.51.100.10 table 100
+
+echo "testbed up (${P}*): c1 10.0.1.10, c2 10.0.1.11 -- [${P}fw lan|wan] -- 192.0.2.1 router -- servers 203.0.113.10, 198.51.100.10"
