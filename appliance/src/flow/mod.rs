@@ -263,6 +263,26 @@ impl FlowTable {
         self.lru[class].move_to_tail(self.slab.records_mut(), idx);
     }
 
+    /// The fast path's bookkeeping for a packet of `len` bytes that matched `hit` at `now`:
+    /// counts it on the session, then runs the TCP tracker when `tcp` carries the segment's
+    /// flags ([`FlowTable::track_tcp`]), else touches the session ([`FlowTable::touch`]).
+    /// When the clock has not moved since the session's last packet (most packets), that is
+    /// one fetch of the record and no list work. Unknown indices are ignored.
+    #[inline(always)]
+    pub fn refresh(&mut self, hit: Hit, now: u32, len: u32, tcp: Option<TcpFlags>) {
+        let Some(s) = self.slab.get_mut(hit.index) else {
+            return;
+        };
+        s.count(len);
+        match tcp {
+            Some(flags) => {
+                self.track_tcp(hit.index, flags, hit.side, now);
+            }
+            None if now > s.last_seen => self.touch(hit.index, now),
+            None => {}
+        }
+    }
+
     /// Touches the sessions of a looked-up burst ([`FlowTable::lookup_burst`]'s output) at
     /// `now`, in two passes: first prefetch the list neighbours of every session that will
     /// move (their links are rewritten, and they are random lines), then touch. Same effect as

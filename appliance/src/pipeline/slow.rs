@@ -388,8 +388,11 @@ impl Shard {
                 };
                 s.set_tag(taken.tag);
                 s.count(len);
-                let rw = s.rewrite(orig);
-                self.send(env, now, in_port, pkt, meta, Some(&rw))
+                let hit = Hit {
+                    index: idx,
+                    side: orig,
+                };
+                self.send_session(env, now, in_port, pkt, meta, hit)
             }
             Err(CreateError::Full) => {
                 taken.undo(&mut self.snat);
@@ -402,11 +405,10 @@ impl Shard {
                 if side != orig {
                     return self.discard(Discard::NoForward);
                 }
-                let Some(s) = self.table.get(index) else {
+                if self.table.get(index).is_none() {
                     return self.discard(Discard::SessionTableFull);
-                };
-                let rw = s.rewrite(side);
-                self.send(env, now, in_port, pkt, meta, Some(&rw))
+                }
+                self.send_session(env, now, in_port, pkt, meta, Hit { index, side })
             }
         }
     }
