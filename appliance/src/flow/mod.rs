@@ -350,6 +350,9 @@ impl FlowTable {
         now: u32,
         on_reclaim: F,
     ) -> Result<u32, CreateError> {
+        // The outside key's bucket is a random line nothing touched yet (a lookup just read
+        // the inside key's): start loading it while a session is found.
+        self.index.prefetch_key(&new.outside);
         let idx = match self.slab.alloc() {
             Some(i) => i,
             None => {
@@ -442,10 +445,31 @@ impl FlowTable {
         let Some((_, idx)) = best else {
             return false;
         };
-        if let Some(s) = self.slab.get(idx) {
-            on_reclaim(idx, s);
+        let class = match self.slab.get(idx) {
+            Some(s) => {
+                on_reclaim(idx, s);
+                s.timeout_class()
+            }
+            None => return false,
+        };
+        let removed = self.remove(idx);
+        self.prefetch_head(class);
+        removed
+    }
+
+    /// Hints the CPU to load what removing the head of `class`'s list will touch: the index
+    /// buckets of its keys, and the record after it. Called when a head was just removed
+    /// (expired or reclaimed), so that removing the next one finds its lines in cache.
+    ///
+    /// Reads the head's record: the call that removed the previous head loaded it (as the
+    /// record after that head), so along a list only the first removal waits for memory.
+    #[inline]
+    fn prefetch_head(&self, class: TimeoutClass) {
+        if let Some(h) = self.slab.get(self.lru[class as usize].head) {
+            self.index.prefetch_key(&h.keys[0]);
+            self.index.prefetch_key(&h.keys[1]);
+            self.slab.prefetch(h.next);
         }
-        self.remove(idx)
     }
 
     /// Deletes session `idx`: both index entries, its list link, its record. Returns false if it
@@ -455,6 +479,12 @@ impl FlowTable {
             return false;
         };
         let (inside, outside, class) = (s.keys[0], s.keys[1], s.timeout_class());
+        // Independent random lines (a bucket per key, the list neighbours): start them
+        // together rather than one after another.
+        self.index.prefetch_key(&inside);
+        self.index.prefetch_key(&outside);
+        self.slab.prefetch(s.prev);
+        self.slab.prefetch(s.next);
         self.index.remove(
             &inside,
             Hit {
@@ -500,6 +530,7 @@ impl FlowTable {
                 }
                 on_expire(head, s);
                 self.remove(head);
+                self.prefetch_head(class);
                 done += 1;
             }
         }

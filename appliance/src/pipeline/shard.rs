@@ -16,7 +16,7 @@ use super::rewrite;
 use crate::flow::{FlowKey, FlowTable, HashSeed, Hit, Session, TcpFlags, Timeouts, BURST_MAX};
 use crate::nat::{Slices, Snat};
 use crate::packet::{icmp, parse_frame, ChecksumCaps, EthernetAddress, IcmpMessage, L3, L4};
-use crate::policy::{Mapping, OnReload, Policy};
+use crate::policy::{Filtering, OnReload, Policy};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -58,12 +58,42 @@ pub enum Note {
 /// How a session got its public endpoint, kept in the session's tag so freeing it gives back
 /// the right thing.
 pub(super) mod tag {
+    use crate::policy::Mapping;
+
     /// No SNAT port: a port forward, a static mapping.
     pub const NONE: u8 = 0;
     /// A port of the pool, owned by this session alone (endpoint-dependent mapping).
     pub const POOL: u8 = 1;
     /// A reference on an endpoint-independent mapping.
     pub const MAPPING: u8 = 2;
+    /// A reference on an endpoint-independent mapping, and the session's remote address
+    /// counted for address-dependent filtering ([`crate::nat::Snat::counts_contacts`]).
+    pub const MAPPING_CONTACT: u8 = 3;
+
+    /// The tag of a reference on a mapping, counted or not.
+    pub fn mapping(contacted: bool) -> u8 {
+        if contacted {
+            MAPPING_CONTACT
+        } else {
+            MAPPING
+        }
+    }
+
+    /// Whether the tag is a reference on a mapping.
+    pub fn is_mapping(t: u8) -> bool {
+        t == MAPPING || t == MAPPING_CONTACT
+    }
+
+    /// What to give back to the NAT for a tag: the mapping behaviour it was taken under, and
+    /// whether the contact was counted. `None`: nothing.
+    pub fn held(t: u8) -> Option<(Mapping, bool)> {
+        match t {
+            POOL => Some((Mapping::EndpointDependent, false)),
+            MAPPING => Some((Mapping::EndpointIndependent, false)),
+            MAPPING_CONTACT => Some((Mapping::EndpointIndependent, true)),
+            _ => None,
+        }
+    }
 }
 
 /// What stage 1 learned about a packet: 32 bytes, so passing it between stages is two
@@ -305,6 +335,35 @@ impl Shard {
             icmp: t.icmp,
         });
         self.snat.reserve(policy.forwards.public_ports());
+        let count = policy.snat.filtering == Filtering::AddressDependent;
+        if count != self.snat.counts_contacts() {
+            self.snat.set_counts_contacts(count);
+            if count {
+                self.count_open_contacts();
+            }
+        }
+    }
+
+    /// Counts the contacts of the sessions already open on endpoint-independent mappings, when
+    /// a policy turns address-dependent filtering on: from then on every live session on a
+    /// mapping is counted, as if the filtering had always been address-dependent. O(capacity),
+    /// once for such a reload.
+    fn count_open_contacts(&mut self) {
+        for idx in 0..self.table.capacity() {
+            let Some(s) = self.table.get_mut(idx) else {
+                continue;
+            };
+            if s.tag() != tag::MAPPING {
+                continue;
+            }
+            s.set_tag(tag::MAPPING_CONTACT);
+            let outside = *s.outside();
+            self.snat.add_contact(
+                outside.protocol(),
+                (outside.dst_addr(), outside.dst_port()),
+                outside.src_addr(),
+            );
+        }
     }
 
     /// Processes a burst of packets received on `in_port` at time `now` (seconds): each
@@ -618,10 +677,8 @@ impl Shard {
 
 /// Gives back what a session held: its pool port or its reference on a mapping.
 pub(super) fn release(snat: &mut Snat, s: &Session) {
-    let mapping = match s.tag() {
-        tag::POOL => Mapping::EndpointDependent,
-        tag::MAPPING => Mapping::EndpointIndependent,
-        _ => return,
+    let Some((mapping, contacted)) = tag::held(s.tag()) else {
+        return;
     };
     let inside = s.inside();
     let outside = s.outside();
@@ -631,5 +688,6 @@ pub(super) fn release(snat: &mut Snat, s: &Session) {
         (outside.dst_addr(), outside.dst_port()),
         outside.src_addr(),
         mapping,
+        contacted,
     );
 }

@@ -1034,6 +1034,28 @@ mod reload {
     }
 
     #[test]
+    fn filtering_turned_address_dependent_counts_the_open_sessions() {
+        const ADF: &str = "[nat]\nfiltering = \"address-dependent\"\n";
+        let mut n = Net::new("");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        n.reload(ADF);
+        let (a, _) = n.send(WAN, udp((SERVER, 9999), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Forward(LAN), "a remote the host sent to before");
+        let (a, _) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Drop(Discard::NoForward.into()));
+        // Back and forth: sessions opened in between are counted at the next switch.
+        n.reload("");
+        n.send(LAN, udp((C1, 5000), (OTHER, 53), IN));
+        n.reload(ADF);
+        let (a, _) = n.send(WAN, udp((OTHER, 1234), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Forward(LAN));
+        n.now += 100_000;
+        n.expire_all();
+        let snat = n.shards[0].snat();
+        assert_eq!((n.sessions(), snat.mappings(), snat.contacts()), (0, 0, 0));
+    }
+
+    #[test]
     fn removed_forward_closes_its_sessions() {
         let mut n = Net::new("");
         n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
