@@ -5,10 +5,10 @@
 #   make baseline  the same show through Linux nftables NAT and the appliance, figures side by side
 SHELL := /bin/bash
 CARGO ?= cargo
-# What plays the appliance in the e2e tests (appliance/tests/e2e.rs): kernel (Linux nftables
-# NAT, the reference), appliance, or both. Kernel until the stateful pipeline (NAT, ARP,
-# policy) is in `appliance run`: then switch to both (or appliance). `make demo` follows it.
-E2E_MODE ?= kernel
+# What plays the appliance in the e2e tests (appliance/tests/e2e.rs): appliance (the real
+# binary), kernel (Linux nftables NAT, the reference the tests were validated against), or
+# both. `make demo` follows it.
+E2E_MODE ?= appliance
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
 .PHONY: all deps hugepages build release test lint unit dynamic configs demo e2e baseline bench clean

@@ -387,6 +387,20 @@ mod egress {
     }
 
     #[test]
+    fn two_hosts_pinging_with_one_identifier() {
+        let mut n = Net::new("");
+        let (_, f1) = n.send(LAN, echo(C1, SERVER, 77, true, IN));
+        let (_, f2) = n.send(LAN, echo(C2, SERVER, 77, true, IN2));
+        let (id1, id2) = (seen(&f1).src.1, seen(&f2).src.1);
+        assert_ne!(id1, id2, "the second identifier is remapped");
+        for (id, host, want) in [(id1, C1, 77), (id2, C2, 77)] {
+            let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
+            assert_eq!(a, Action::Forward(LAN));
+            assert_eq!(seen(&f).dst, (host, want), "reply to {id} reaches {host}");
+        }
+    }
+
+    #[test]
     fn egress_deny_rule_drops_new_flows() {
         let mut n = Net::new(
             "[[egress.rule]]\naction = \"deny\"\nproto = \"udp\"\ndst = [\"198.51.100.0/24\"]\n",
@@ -501,6 +515,19 @@ mod ingress {
         assert_eq!(a, Action::Forward(LAN));
         let (a, _) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
         assert_eq!(a, Action::Drop(Discard::NoForward.into()));
+    }
+
+    #[test]
+    fn the_inside_address_is_not_reachable_from_outside() {
+        let mut n = Net::new("");
+        let (a, _) = n.send(WAN, echo(OTHER, LAN_IP, 9, true, OUT));
+        assert!(matches!(a, Action::Drop(_)), "{a:?}");
+        let (a, _) = n.send(LAN, echo(C1, PUBLIC, 9, true, IN));
+        assert_eq!(
+            a,
+            Action::Forward(LAN),
+            "from inside, the public address answers"
+        );
     }
 
     #[test]
@@ -1068,6 +1095,17 @@ mod shards {
                 assert_eq!(a, Action::Forward(LAN), "reply found its session");
                 assert_eq!(seen(&f).dst, (client, 30000 + i));
             }
+            // ICMP echo with several workers: the identifier is mapped into the owner's slice.
+            let (a, f) = n.send(LAN, echo(C1, SERVER, 27087, true, IN));
+            assert_eq!(a, Action::Forward(WAN));
+            let id = seen(&f).src.1;
+            let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
+            assert_eq!(
+                a,
+                Action::Forward(LAN),
+                "echo reply finds its session (id {id})"
+            );
+            assert_eq!(seen(&f).dst, (C1, 27087));
             // Forwards and hairpin with several workers.
             let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
             assert_eq!(a, Action::Forward(LAN));
