@@ -37,6 +37,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The whole-data-path throughput benchmark: the real worker loop and pipeline on ring
+    /// ports, fed by a generator lcore with 64-byte UDP frames of `--flows` flows; reports
+    /// session setup rate, established packets per second and cycles per packet.
+    Bench {
+        /// Distinct flows (sessions created first, then traffic on them).
+        #[arg(long, default_value_t = 1_000_000)]
+        flows: u32,
+        /// Seconds of established traffic to measure.
+        #[arg(long, value_parser = parse_seconds, default_value = "10")]
+        duration: Duration,
+        /// Worker cores.
+        #[arg(long, default_value_t = 1)]
+        workers: u16,
+        /// EAL lcores: the main lcore, one per worker, then the generator's (default: main
+        /// and generator share CPU 0, workers on CPUs 1..).
+        #[arg(long)]
+        lcores: Option<String>,
+        /// Run without huge pages (slower; for machines without them).
+        #[arg(long)]
+        no_huge: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a configuration file and compile its policy: print a summary and exit 0, or
     /// list every problem and exit 2.
     Check {
@@ -158,6 +182,69 @@ fn main() -> ExitCode {
             Ok(render::reload(v))
         }),
         Command::Policy { target } => ask(&target, protocol::Command::Policy, render::policy),
+        Command::Bench {
+            flows,
+            duration,
+            workers,
+            lcores,
+            no_huge,
+            json,
+        } => {
+            if flows == 0 || workers == 0 {
+                return fail("--flows and --workers must be at least 1");
+            }
+            let lcores = lcores.unwrap_or_else(|| {
+                let mut l = vec!["0@0".to_string()];
+                l.extend((1..=workers).map(|w| format!("{w}@{}", 1 + (w - 1) % 63)));
+                l.push(format!("{}@0", workers + 1));
+                l.join(",")
+            });
+            let text = dataplane::bench::config_text(&lcores, workers, flows, !no_huge);
+            let config = match Config::parse(&text, "bench") {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+                    return fail(format!("cannot install the handler for signal {sig}: {e}"));
+                }
+            }
+            let options = RunOptions {
+                duration: Some(duration),
+                stats_interval: None,
+                bench: Some(dataplane::bench::BenchSpec { flows }),
+            };
+            match dataplane::run(std::path::Path::new("<bench>"), &config, &options, &stop) {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(text) => println!("{text}"),
+                            Err(e) => return fail(format!("cannot encode the report: {e}")),
+                        }
+                    } else {
+                        print!("{report}");
+                        if let Some(b) = report.bench {
+                            println!(
+                                "bench: {} flows; setup {:.2} s ({:.3} M sessions/s); established {:.3} Mpps over {:.1} s, {:.1} cycles/packet at {:.2} GHz, workers {:.0}% busy; generator waited {} times; table {:.1} B/session",
+                                b.flows,
+                                b.setup_secs,
+                                b.setup_per_sec / 1e6,
+                                b.established_pps / 1e6,
+                                b.established_secs,
+                                b.cycles_per_packet,
+                                report.tsc_hz as f64 / 1e9,
+                                b.worker_busy * 100.0,
+                                b.generator_refused,
+                                b.table_bytes_per_session
+                            );
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Run {
             config,
             duration,
@@ -178,6 +265,7 @@ fn main() -> ExitCode {
             let options = RunOptions {
                 duration,
                 stats_interval,
+                bench: None,
             };
             match dataplane::run(&config_path, &config, &options, &stop) {
                 Ok(report) => {
