@@ -286,7 +286,7 @@ impl Control {
         if self.exporter.is_some()
             && self
                 .last_publish
-                .map_or(true, |t| t.elapsed() >= PUBLISH_INTERVAL)
+                .is_none_or(|t| t.elapsed() >= PUBLISH_INTERVAL)
         {
             self.publish(view);
         }
