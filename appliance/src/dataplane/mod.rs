@@ -670,6 +670,18 @@ fn control_loop(
         .map(|i| port_totals(view.workers, i))
         .collect();
     let mut last_link_check = Instant::now();
+    // Drops the workers cannot log themselves (no syscalls on the fast path): the control
+    // thread logs their increase, at most once a second.
+    let watched = [
+        crate::pipeline::Discard::SessionTableFull,
+        crate::pipeline::Discard::NatPortExhausted,
+        crate::pipeline::Discard::NoNatAddress,
+    ];
+    let drops_of = |d: crate::pipeline::Discard| -> u64 {
+        view.shards.iter().map(|s| s.drops_of(d.into())).sum()
+    };
+    let mut last_drops: Vec<u64> = watched.iter().map(|&d| drops_of(d)).collect();
+    let mut last_congestion = 0u64;
     while !stop.load(Ordering::SeqCst) {
         if let Some(spec) = options.bench {
             let created: u64 = view.shards.iter().map(|s| s.created()).sum();
@@ -728,6 +740,30 @@ fn control_loop(
         std::thread::sleep(Duration::from_millis(5));
         if last_link_check.elapsed() >= Duration::from_secs(1) {
             last_link_check = Instant::now();
+            for (i, &d) in watched.iter().enumerate() {
+                let now_count = drops_of(d);
+                if now_count > last_drops[i] {
+                    warn!(
+                        reason = d.name(),
+                        new = now_count - last_drops[i],
+                        total = now_count,
+                        "new flows dropped"
+                    );
+                    last_drops[i] = now_count;
+                }
+            }
+            let congestion: u64 = view
+                .workers
+                .iter()
+                .map(|w| w.handoff_drops.load(Ordering::Relaxed))
+                .sum();
+            if congestion > last_congestion {
+                warn!(
+                    new = congestion - last_congestion,
+                    "handoff rings full: packets dropped"
+                );
+                last_congestion = congestion;
+            }
             for (i, p) in ports.iter().enumerate() {
                 let up = p.link().ok().map(|l| l.up);
                 if up != links[i] {
