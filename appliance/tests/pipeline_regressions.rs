@@ -25,6 +25,8 @@ const MAC_C1: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x10]);
 const MAC_C2: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x11]);
 const C1: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
 const C2: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 11);
+const C3: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 12);
+const MAC_C3: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x12]);
 const GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 
@@ -55,14 +57,20 @@ struct Net {
     shard: Shard,
     policy: Policy,
     neighbours: Neighbours,
+    now: u32,
 }
 
 impl Net {
     fn new() -> Net {
-        let policy = Policy::compile(&Config::parse(CONFIG, "t.toml").unwrap(), 1).unwrap();
+        Net::with("")
+    }
+
+    fn with(extra: &str) -> Net {
+        let text = format!("{CONFIG}{extra}");
+        let policy = Policy::compile(&Config::parse(&text, "t.toml").unwrap(), 1).unwrap();
         let mut c = ShardConfig::from_policy(&policy, 0, 1, 42).unwrap();
         c.seed = Some(HashSeed::fixed(1, 2, 3));
-        c.capacity = 1024;
+        c.capacity = 4096;
         Net {
             shard: Shard::new(c, Arc::new(ShardCounters::default())),
             policy,
@@ -72,22 +80,31 @@ impl Net {
                     ((WAN, GW), MAC_GW),
                     ((LAN, C1), MAC_C1),
                     ((LAN, C2), MAC_C2),
+                    ((LAN, C3), MAC_C3),
                 ],
             ),
+            now: 1000,
         }
     }
 
     fn send(&mut self, port: u8, frame: &[u8]) -> (Action, Vec<u8>) {
+        self.burst(port, &[frame]).remove(0)
+    }
+
+    /// One burst of frames received on `port`.
+    fn burst(&mut self, port: u8, frames: &[&[u8]]) -> Vec<(Action, Vec<u8>)> {
         let macs = [MAC_LAN, MAC_WAN];
         let env = Env {
             policy: &self.policy,
             neighbours: &self.neighbours,
             macs: &macs,
         };
-        let mut buf = [VecBuf::new(frame)];
-        let mut out = [Action::Consumed];
-        self.shard.process(&env, 1000, port, &mut buf, &mut out);
-        (out[0], buf[0].bytes().to_vec())
+        let mut buf: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
+        let mut out = vec![Action::Consumed; frames.len()];
+        self.shard.process(&env, self.now, port, &mut buf, &mut out);
+        out.into_iter()
+            .zip(buf.iter().map(|b| b.bytes().to_vec()))
+            .collect()
     }
 }
 

@@ -666,6 +666,14 @@ impl World {
     }
 
     fn check(&mut self, in_port: u8, input: &[u8], valid_in: bool, f: &[u8], action: Action) {
+        if trace() {
+            eprintln!(
+                "t={} in on {in_port}:\n{}\n-> {action:?}\n{}\n",
+                self.now,
+                hex(input),
+                hex(f)
+            );
+        }
         let p = match action {
             Action::Forward(p) => p,
             Action::Handoff(w) => panic!("handoff to worker {w} left over"),
@@ -800,6 +808,13 @@ fn reply(l2: &L2, i: &wire::Ipv4Info, flags: u8) -> Vec<u8> {
         _ => payload(8),
     };
     wire::ipv4_frame(l2, &ip.packet(&l4))
+}
+
+/// `PIPELINE_TRACE=1`: print every frame, its action and what left (to read a reproducer:
+/// `PIPELINE_TRACE=1 target/.../pipeline artifacts/pipeline/crash-...`).
+fn trace() -> bool {
+    static T: OnceLock<bool> = OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("PIPELINE_TRACE").is_some())
 }
 
 fn hex(f: &[u8]) -> String {
