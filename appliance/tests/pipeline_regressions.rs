@@ -156,12 +156,37 @@ fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), mac: EthernetAddress) -> Vec<
 fn icmp_error_from_inside_does_not_leak_an_inside_address_outside() {
     let mut n = Net::new();
     // C1 talks to C2 through the appliance (a host with a wrong netmask, or a routed inside
-    // network): SNAT, and back out of the inside port.
+    // network). Fixed first by not carrying inside-to-inside traffic at all: it is dropped
+    // (`private_destination`), so no session has an inside host as its remote end.
     let (a, _) = n.send(LAN, &udp((C1, 5000), (C2, 5000), MAC_C1));
-    assert_eq!(
-        a,
-        Action::Forward(LAN),
-        "set-up: the inside-to-inside flow passes"
+    assert!(
+        matches!(a, Action::Drop(_)),
+        "inside-to-inside is not carried: {a:?}"
+    );
+    // And an error from inside must go to the source of the packet it quotes: a session
+    // with an outside remote, and an error about it addressed elsewhere, is dropped.
+    let (a, _) = n.send(LAN, &udp((C1, 5001), (SERVER, 53), MAC_C1));
+    assert_eq!(a, Action::Forward(WAN), "set-up: egress");
+    let mut reply = udp((SERVER, 53), (Ipv4Addr::new(192, 0, 2, 2), 5001), MAC_GW);
+    reply[..6].copy_from_slice(&MAC_WAN.0);
+    let (a, delivered) = n.send(WAN, &reply);
+    assert_eq!(a, Action::Forward(LAN), "set-up: the reply comes in");
+    let mut err = vec![0u8; 200];
+    let link = Link {
+        src: MAC_C1,
+        dst: MAC_LAN,
+        vlans: Vlans::None,
+    };
+    let len = build::icmp_dst_unreachable(&mut err, &link, C1, &delivered[14..], Unreachable::Port)
+        .unwrap();
+    err.truncate(len);
+    let mut ip = Ipv4Packet::new_checked(&mut err[14..]).unwrap();
+    ip.set_dst_addr(Ipv4Addr::new(203, 0, 113, 99)); // not the quoted packet's source
+    ip.fill_checksum();
+    let (a, _) = n.send(LAN, &err);
+    assert!(
+        matches!(a, Action::Drop(_)),
+        "misaddressed error dropped: {a:?}"
     );
     // C1 reports an error about C2's packet to it, addressed to an outside server.
     let offending = udp((C2, 5000), (C1, 5000), MAC_C2);

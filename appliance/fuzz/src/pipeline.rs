@@ -706,8 +706,7 @@ impl World {
             assert!(info.ttl > 0, "TTL 0 sent: {}", why());
             if p == WAN {
                 assert!(!inside(info.src), "inside source sent outside: {}", why());
-                let waived = known_bug_1(in_port, input) || known_bug_2(in_port, input);
-                if let Some((qs, qd)) = info.quoted.filter(|_| !waived) {
+                if let Some((qs, qd)) = info.quoted {
                     assert!(
                         !inside(qs) && !inside(qd),
                         "inside address quoted in an ICMP error sent outside: {}",
@@ -752,34 +751,6 @@ impl World {
             assert_eq!(s.snat().mappings(), 0, "worker {w}: mappings leaked");
         }
     }
-}
-
-/// Known bug 1, reported and reproduced by `appliance/tests/pipeline_regressions.rs`
-/// `icmp_error_from_inside_does_not_leak_an_inside_address_outside`: an ICMP error from
-/// inside whose outer destination is not its quoted packet's source is forwarded there, and
-/// can quote an inside address out of the outside port. Only that quote check is waived, and
-/// only for such inconsistent errors, so the fuzzer goes on finding other bugs; remove this
-/// when the regression test passes.
-fn known_bug_1(in_port: u8, input: &[u8]) -> bool {
-    in_port == LAN
-        && wire::verify(input)
-            .ok()
-            .flatten()
-            .is_some_and(|i| i.quoted.is_some_and(|(qs, _)| qs != i.dst))
-}
-
-/// Known bug 2, reported and reproduced by `appliance/tests/pipeline_regressions.rs`
-/// `packet_from_outside_with_an_inside_source_never_uses_a_session`: a packet arriving on
-/// the outside port with a live session's inside tuple takes the fast path (the spoofed
-/// source check is on the slow path only); with TTL 1 its time exceeded goes out of the
-/// outside port quoting it. The quote check is waived for inputs from outside with an inside
-/// source; remove this when the regression test passes.
-fn known_bug_2(in_port: u8, input: &[u8]) -> bool {
-    in_port == WAN
-        && wire::verify(input)
-            .ok()
-            .flatten()
-            .is_some_and(|i| inside(i.src))
 }
 
 /// An ICMP error quoting `quoted` (its header and 8 bytes, or all of it up to 520 bytes).
@@ -1155,6 +1126,15 @@ mod tests {
                 forwarded >= 2 && created >= 1,
                 "{name}: {forwarded} forwarded, {created} created"
             );
+        }
+    }
+
+    /// Inputs that once crashed the target (fixed bugs) keep passing.
+    #[test]
+    fn regressions_pass() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions/pipeline");
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            run(&std::fs::read(entry.path()).unwrap());
         }
     }
 

@@ -478,6 +478,9 @@ impl Shard {
         let Some(s) = self.table.get(idx) else {
             return self.discard(Discard::IcmpErrorNoSession);
         };
+        if !arrives_right(env, in_port, hit.side, s) {
+            return self.discard(Discard::SpoofedSource);
+        }
         if s.policy_generation() != generation && !self.recheck(env, idx) {
             return self.discard(Discard::PolicyRecheckDeny);
         }
@@ -581,6 +584,30 @@ impl Shard {
             self.close(idx);
             false
         }
+    }
+}
+
+/// Whether a packet that matched `side` of session `s` came in where that side's packets
+/// come from: a session's inside tuple only from an inside (or one-arm) port, its outside
+/// tuple only from an outside (or one-arm) port, or from an inside port when the session is
+/// hairpinned (its other end is an inside host). Otherwise somebody outside forges an inside
+/// host's packets (or the reverse), and the packet must not use the session.
+#[inline]
+pub(super) fn arrives_right(
+    env: &Env<'_>,
+    in_port: u8,
+    side: crate::flow::Side,
+    s: &Session,
+) -> bool {
+    use crate::config::Role;
+    use crate::flow::Side;
+    match (
+        side,
+        env.policy.ports.get(usize::from(in_port)).map(|p| p.role),
+    ) {
+        (Side::Inside, Some(Role::Outside)) => false,
+        (Side::Outside, Some(Role::Inside)) => env.policy.is_private(s.outside().src_addr()),
+        _ => true,
     }
 }
 

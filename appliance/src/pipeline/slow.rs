@@ -152,6 +152,10 @@ impl Shard {
                 if p.port_with_address(dst).is_some() {
                     return self.local(env, in_port, pkt, meta);
                 }
+                if p.is_private(dst) {
+                    // Inside to inside is not the NAT's to carry (nor to translate).
+                    return self.discard(Discard::PrivateDestination);
+                }
                 self.egress(env, now, in_port, pkt, meta)
             }
             _ => {
@@ -368,6 +372,12 @@ impl Shard {
         };
         // The other key is what the target's replies look like: to our public endpoint.
         let other = key_to(proto, to, taken.public);
+        if other == k {
+            // A host reaching itself through its own static public endpoint: both tuples of
+            // the session would be the same.
+            taken.undo(&mut self.snat);
+            return self.discard(Discard::HairpinToSelf);
+        }
         self.create(
             env,
             now,
@@ -427,12 +437,15 @@ impl Shard {
                 // One of the keys is already a session's (a simultaneous open from both
                 // sides): the packet belongs to it.
                 taken.undo(&mut self.snat);
-                if side != orig {
-                    return self.discard(Discard::NoForward);
-                }
+                // Only if the key that exists is this packet's own (two packets of one new
+                // flow in one burst): a collision of the new session's other key with an
+                // existing session must not borrow that session's rewrite.
                 let Some(s) = self.table.get(index) else {
                     return self.discard(Discard::SessionTableFull);
                 };
+                if side != orig || *s.key(side) != meta.key {
+                    return self.discard(Discard::NoForward);
+                }
                 let rw = s.rewrite(side);
                 self.send(env, now, in_port, pkt, meta, Some(&rw))
             }

@@ -624,6 +624,18 @@ mod forward {
     }
 
     #[test]
+    fn hairpin_to_itself_is_refused_by_name() {
+        let mut n =
+            Net::new("[[ingress.static]]\npublic = \"192.0.2.40\"\nprivate = \"10.0.1.11\"\n");
+        let static_ip = Ipv4Addr::new(192, 0, 2, 40);
+        let (a, _) = n.send(LAN, udp((C2, 8080), (static_ip, 8080), IN2));
+        assert_eq!(a, Action::Drop(Discard::HairpinToSelf.into()));
+        assert_eq!(n.sessions(), 0);
+        let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
+        assert_eq!(in_use, 0);
+    }
+
+    #[test]
     fn hairpin_can_be_turned_off() {
         let mut n = Net::new("[nat]\nhairpinning = false\n");
         let (a, _) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
