@@ -67,6 +67,12 @@ pub enum ExplainError {
         /// The source address.
         src: Ipv4Addr,
     },
+    /// The port is past the 256 the pipeline numbers.
+    #[error("port {name:?} is past the 256th: the pipeline numbers ports 0-255")]
+    PortBeyond255 {
+        /// Its name.
+        name: String,
+    },
     /// The NAT port range cannot make a worker's slice.
     #[error("nat.port_range is too small for a worker's slice")]
     NoSlice,
@@ -337,9 +343,8 @@ fn mac_text(m: EthernetAddress) -> String {
 /// port, any other on the first outside port, and either on a `both` port if there is none.
 pub fn arrival_port(policy: &Policy, flow: &Flow) -> Result<(u8, String), ExplainError> {
     let index = |i: usize| {
-        u8::try_from(i).map_err(|_| ExplainError::UnknownPort {
+        u8::try_from(i).map_err(|_| ExplainError::PortBeyond255 {
             name: policy.ports[i].name.clone(),
-            known: "at most 256 ports".into(),
         })
     };
     if let Some(name) = &flow.port {
@@ -665,7 +670,7 @@ impl<'a> Bench<'a> {
             _ => None,
         };
         let session = if forwarded && !o.answered {
-            self.session_of(&o.frame)
+            self.session_of(now, &o.frame)
         } else {
             None
         };
@@ -714,11 +719,11 @@ impl<'a> Bench<'a> {
     }
 
     /// The session a packet that left belongs to: the one whose endpoints it carries.
-    fn session_of(&self, frame: &[u8]) -> Option<SessionInfo> {
+    fn session_of(&self, now: u32, frame: &[u8]) -> Option<SessionInfo> {
         let out = PacketView::of(frame)?;
         let mut all = Vec::new();
         self.shard
-            .dump(NOW, &SessionFilter::default(), CAPACITY as usize, &mut all);
+            .dump(now, &SessionFilter::default(), CAPACITY as usize, &mut all);
         let port = |p: Option<u16>, id: Option<u16>| p.or(id).unwrap_or(0);
         let (sp, dp) = (
             port(out.src_port, out.icmp_id),

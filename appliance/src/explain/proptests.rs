@@ -351,24 +351,31 @@ fn flow_gen() -> impl Strategy<Value = Flow> {
         "192.0.2.40",
         "10.0.1.10",
     ];
-    // Out of the inside, hairpins, in from the outside (mostly to the forwards), and
-    // anything at all.
+    // Out of the inside, hairpins, in from the outside (mostly to the forwards), inside
+    // addresses spoofed from outside, and anything at all; each with the port it comes in
+    // on if that is not left to `explain`.
     let ends = prop_oneof![
-        3 => (addr(&inside), addr(&towards), transport(PORTS.to_vec())),
-        1 => (addr(&inside), addr(&public), transport(forwarded.clone())),
-        3 => (addr(&outside), addr(&to_forwards), transport(forwarded)),
-        1 => (addr(&ADDRS), addr(&ADDRS), transport(PORTS.to_vec())),
+        3 => (addr(&inside), addr(&towards), transport(PORTS.to_vec()), Just(None)),
+        1 => (addr(&inside), addr(&public), transport(forwarded.clone()), Just(None)),
+        3 => (addr(&outside), addr(&to_forwards), transport(forwarded.clone()), Just(None)),
+        1 => (addr(&inside), addr(&to_forwards), transport(forwarded), Just(Some("wan"))),
+        1 => (
+            addr(&ADDRS),
+            addr(&ADDRS),
+            transport(PORTS.to_vec()),
+            prop::sample::select(vec![None, Some("lan"), Some("wan")])
+        ),
     ];
     (
         ends,
-        prop::sample::select(vec![None, None, None, None, None, Some("lan"), Some("wan")]),
+        prop::sample::select(vec![None, None, None, None, Some("lan"), Some("wan")]),
         prop::sample::select(vec![64u8, 64, 64, 64, 1, 2]),
     )
-        .prop_map(|((src, dst, transport), port, ttl)| Flow {
+        .prop_map(|((src, dst, transport, on), port, ttl)| Flow {
             src,
             dst,
             transport,
-            port: port.map(str::to_string),
+            port: on.or(port).map(str::to_string),
             ttl,
         })
 }
@@ -483,6 +490,19 @@ fn reference_frame(flow: &Flow, in_port: u8) -> Vec<u8> {
     ip_frame(in_port, flow.src, flow.dst, proto, flow.ttl, &l4)
 }
 
+/// The TCP flags (by name) and ICMP type of a frame.
+fn control(frame: &[u8]) -> (Option<String>, Option<u8>) {
+    let p = parse_frame(frame, &ChecksumCaps::NONE).expect("the frame parses");
+    match p.l3 {
+        L3::Ipv4(m) => match m.l4 {
+            L4::Tcp(flags) => (Some(super::expr::flag_names(flags)), None),
+            L4::Icmp(msg) => (None, Some(u8::from(msg))),
+            _ => (None, None),
+        },
+        _ => (None, None),
+    }
+}
+
 /// What left: addresses, ports (ICMP echo: identifier), TTL.
 fn left(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8, u8) {
     let p = parse_frame(frame, &ChecksumCaps::NONE).expect("the output parses");
@@ -513,6 +533,8 @@ struct Reference {
 
 /// The reference's view of an outcome: action, and whether the appliance answered.
 struct Seen {
+    input: Vec<u8>,
+    sessions: Vec<SessionInfo>,
     action: PipelineAction,
     answered: bool,
     ttl_expired: bool,
@@ -555,7 +577,12 @@ impl Reference {
         let mut bufs = [VecBuf::new(frame)];
         let mut out = [PipelineAction::Consumed];
         self.shard.process(&env, now, port, &mut bufs, &mut out);
+        let mut sessions = Vec::new();
+        self.shard
+            .dump(now, &SessionFilter::default(), 64, &mut sessions);
         Seen {
+            input: frame.to_vec(),
+            sessions,
             action: out[0],
             answered: self.counters.local_replies() > local,
             ttl_expired: self.counters.drops_of(ttl) > expired,
@@ -597,9 +624,43 @@ fn agree(what: &str, step: &Step, seen: &Seen) -> Result<(), TestCaseError> {
             )))
         }
     };
+    // The same packet went in.
+    let (src, sp, dst, dp, ttl, proto) = left(&seen.input);
+    let p = &step.packet;
+    prop_assert_eq!((p.src, p.dst, p.ttl), (src, dst, ttl), "{}: packet", what);
+    prop_assert_eq!(&p.proto, &proto_name(proto), "{}: packet protocol", what);
+    if proto != 1 {
+        prop_assert_eq!(
+            (p.src_port, p.dst_port),
+            (Some(sp), Some(dp)),
+            "{}: ports",
+            what
+        );
+    }
+    prop_assert_eq!(
+        (p.tcp_flags.clone(), p.icmp_type),
+        control(&seen.input),
+        "{}: packet flags or type",
+        what
+    );
     prop_assert_eq!(&step.verdict, &expected, "{}: verdict", what);
     prop_assert_eq!(step.action, seen.action, "{}: action", what);
     prop_assert_eq!(step.session_created, seen.created, "{}: session", what);
+    // The session it shows is the reference's (but for its counts: the frames differ in
+    // length).
+    if let Some(s) = &step.session {
+        let same = |r: &SessionInfo| {
+            (r.proto, r.inside, r.outside, r.remote, r.class, r.state)
+                == (s.proto, s.inside, s.outside, s.remote, s.class, s.state)
+        };
+        prop_assert!(
+            seen.sessions.iter().any(same),
+            "{}: {:?} not in {:?}",
+            what,
+            s,
+            seen.sessions
+        );
+    }
     if let PipelineAction::Forward(_) = seen.action {
         let (src, sp, dst, dp, ttl, proto) = left(&seen.frame);
         let out = step.output.as_ref().expect("explain shows what left");
