@@ -97,7 +97,35 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// What the appliance would do with one packet: its class, the rule that matches, the
+    /// NAT it gets and where it goes. Runs the real pipeline on the configuration file; needs
+    /// no running appliance. Exit 0 with the answer, 2 for a bad expression or file.
+    #[command(after_help = EXPLAIN_HELP)]
+    Explain {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The packet, one argument: "udp 10.0.1.10:5000 -> 198.51.100.10:53" (forms below).
+        flow: String,
+        /// Also show what the reply to the packet becomes.
+        #[arg(long)]
+        reply: bool,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+const EXPLAIN_HELP: &str =
+    "Flow forms (quote the whole flow: \"->\" means a redirection to the shell):
+  tcp|udp SRC:PORT -> DST:PORT [on PORT] [flags syn,ack,fin,rst,psh,urg,ece,cwr|none] [ttl N]
+  icmp SRC -> DST [on PORT] [type echo-request|echo-reply|unreachable|time-exceeded|N]
+                  [code N] [id N] [ttl N]
+TCP packets are SYNs unless `flags` says otherwise; ICMP ones echo requests with id 1; TTL 64.
+Without `on`, a source in the private prefixes arrives on the inside port, others on the
+outside port. Examples:
+  appliance explain -c configs/testbed.toml \"tcp 10.0.1.10:40000 -> 203.0.113.10:443\" --reply
+  appliance explain -c configs/testbed.toml \"icmp 203.0.113.10 -> 192.0.2.2\"";
 
 const SESSIONS_HELP: &str = "Filter terms, joined by \"and\":
   proto tcp|udp|icmp|N   host A.B.C.D   net A.B.C.D/N   port N
@@ -248,6 +276,12 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Explain {
+            config,
+            flow,
+            reply,
+            json,
+        } => explain(&config, &flow, reply, json),
         Command::Run {
             config,
             duration,
@@ -288,28 +322,64 @@ fn main() -> ExitCode {
     }
 }
 
-/// `appliance check`: every error on its own line (file, field, value, what to do), exit 2;
-/// or a summary of the compiled policy, exit 0.
-fn check(path: &Path) -> ExitCode {
+/// Loads, checks and compiles a configuration file; on failure prints every error on its own
+/// line (file, field, value, what to do) and gives exit status 2.
+fn load_policy(path: &Path) -> Result<(Config, Policy), ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(ConfigError::Invalid { origin, errors }) => {
             for e in &errors {
                 eprintln!("error: {origin}: {e}");
             }
-            return ExitCode::from(EXIT_BAD_INPUT);
+            return Err(ExitCode::from(EXIT_BAD_INPUT));
         }
-        Err(e) => return fail(e),
+        Err(e) => return Err(fail(e)),
     };
-    let policy = match Policy::compile(&config, 1) {
-        Ok(p) => p,
+    match Policy::compile(&config, 1) {
+        Ok(p) => Ok((config, p)),
         Err(appliance::policy::PolicyError::Invalid(errors)) => {
             for e in &errors {
                 eprintln!("error: {}: {e}", path.display());
             }
-            return ExitCode::from(EXIT_BAD_INPUT);
+            Err(ExitCode::from(EXIT_BAD_INPUT))
         }
-        Err(e) => return fail(format!("{}: {e}", path.display())),
+        Err(e) => Err(fail(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// `appliance explain`: the answer, exit 0; a bad flow expression, configuration or port
+/// name, exit 2.
+fn explain(path: &Path, flow: &str, reply: bool, json: bool) -> ExitCode {
+    let flow = match appliance::explain::Flow::parse(flow) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let (config, policy) = match load_policy(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let options = appliance::explain::Options { reply };
+    let explanation = match appliance::explain::explain(&config, &policy, &flow, &options) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    if json {
+        match serde_json::to_string_pretty(&explanation) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(format!("cannot encode the explanation: {e}")),
+        }
+    } else {
+        print!("{}", explanation.render());
+    }
+    ExitCode::SUCCESS
+}
+
+/// `appliance check`: every error on its own line (file, field, value, what to do), exit 2;
+/// or a summary of the compiled policy, exit 0.
+fn check(path: &Path) -> ExitCode {
+    let (config, policy) = match load_policy(path) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     println!(
         "{}: ok ({} port(s), {} worker(s), lcores {:?})",
