@@ -1223,3 +1223,104 @@ mod properties {
         }
     }
 }
+
+// --- one-arm (a single `both` port) -------------------------------------------------------
+
+mod one_arm {
+    use super::*;
+
+    const ONE_ARM: &str = r#"
+private_prefixes = ["10.0.0.0/16", "10.1.0.0/16"]
+[eal]
+lcores = "0-1"
+huge_pages = false
+[[port]]
+name = "nic"
+role = "both"
+device = "net_null0"
+address = "10.0.0.4/24"
+gateway = "10.0.0.1"
+[local.health_probe]
+port = 9999
+sources = ["168.63.129.16/32"]
+"#;
+
+    const NIC: u8 = 0;
+    const MAC_NIC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xb0]);
+    const MAC_ROUTER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xb1]);
+    const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 4);
+    const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 2, 10);
+
+    fn send(
+        shard: &mut Shard,
+        policy: &Policy,
+        neighbours: &Neighbours,
+        frame: Vec<u8>,
+    ) -> (Action, Vec<u8>) {
+        let macs = [MAC_NIC];
+        let env = Env {
+            policy,
+            neighbours,
+            macs: &macs,
+        };
+        let mut buf = [VecBuf::new(&frame)];
+        let mut out = [Action::Consumed];
+        shard.process(&env, 1000, NIC, &mut buf, &mut out);
+        (out[0], buf[0].bytes().to_vec())
+    }
+
+    #[test]
+    fn egress_and_reply_through_one_port() {
+        let policy = Policy::compile(&Config::parse(ONE_ARM, "one-arm.toml").unwrap(), 1).unwrap();
+        let mut c = ShardConfig::from_policy(&policy, 0, 1, 42).unwrap();
+        c.capacity = 1024;
+        let mut shard = Shard::new(c, Arc::new(ShardCounters::default()));
+        let neighbours = Neighbours::with(1, [((NIC, ROUTER), MAC_ROUTER)]);
+        let to_me = (MAC_ROUTER, MAC_NIC);
+        // The cloud routes the host's traffic to the appliance; it leaves by the same port,
+        // translated to the port's address, towards the subnet's router.
+        let (a, f) = send(
+            &mut shard,
+            &policy,
+            &neighbours,
+            udp((HOST, 5000), (SERVER, 53), to_me),
+        );
+        assert_eq!(a, Action::Forward(NIC));
+        let s = seen(&f);
+        assert_eq!(
+            (s.src, s.dst, s.dst_mac),
+            ((ME, 5000), (SERVER, 53), MAC_ROUTER)
+        );
+        // The reply comes back to the port and goes to the host, through the router.
+        let (a, f) = send(
+            &mut shard,
+            &policy,
+            &neighbours,
+            udp((SERVER, 53), (ME, 5000), to_me),
+        );
+        assert_eq!(a, Action::Forward(NIC));
+        let s = seen(&f);
+        assert_eq!(
+            (s.src, s.dst, s.dst_mac),
+            ((SERVER, 53), (HOST, 5000), MAC_ROUTER)
+        );
+        // Unsolicited traffic from the internet is dropped; the load balancer's probe is
+        // answered.
+        let (a, _) = send(
+            &mut shard,
+            &policy,
+            &neighbours,
+            udp((OTHER, 1), (ME, 7000), to_me),
+        );
+        assert!(matches!(a, Action::Drop(_)));
+        let probe = Ipv4Addr::new(168, 63, 129, 16);
+        let (a, _) = send(
+            &mut shard,
+            &policy,
+            &neighbours,
+            tcp((probe, 40000), (ME, 9999), TcpFlags::SYN, to_me),
+        );
+        assert_eq!(a, Action::Forward(NIC));
+    }
+}
