@@ -230,18 +230,27 @@ impl WireDelta {
     }
 
     /// [`ChecksumDelta::apply`] on a checksum field's bytes.
+    ///
+    /// Computed as the ones' complement difference `HC - delta` (subtraction with
+    /// end-around borrow): two instructions where RFC 1624 equation 3, `~(~HC + delta)`,
+    /// takes four, and equal to it bit for bit for every checksum and delta (checked over all
+    /// 2^32 pairs): both give 0, never 0xffff, for a zero result unless HC is 0xffff.
     #[inline(always)]
     pub const fn apply(self, field: [u8; 2]) -> [u8; 2] {
-        let c = u16::from_ne_bytes(field);
-        (!add(!c, self.0)).to_ne_bytes()
+        let (diff, borrow) = u16::from_ne_bytes(field).overflowing_sub(self.0);
+        diff.wrapping_sub(borrow as u16).to_ne_bytes()
     }
 
-    /// [`ChecksumDelta::apply_udp`] on a checksum field's bytes (0 and 0xffff read the same in
-    /// either byte order).
+    /// [`ChecksumDelta::apply_udp`] on a checksum field's bytes.
+    ///
+    /// Computed as `HC + ~delta` with end-around carry, which yields 0 only when both terms
+    /// are 0 and otherwise the value equation 3 gives, with 0xffff for zero: exactly RFC 768's
+    /// rule, so no fix-up follows (checked over all 2^32 pairs). 0 ("no checksum") stays.
     #[inline(always)]
     pub const fn apply_udp(self, field: [u8; 2]) -> [u8; 2] {
         let c = u16::from_ne_bytes(field);
-        udp_finish(c, !add(!c, self.0)).to_ne_bytes()
+        let updated = if c == 0 { 0 } else { add(c, !self.0) };
+        updated.to_ne_bytes()
     }
 }
 
@@ -341,6 +350,32 @@ mod tests {
             let w = WireDelta::new(d);
             assert_eq!(w.apply(c.to_be_bytes()), d.apply(c).to_be_bytes());
             assert_eq!(w.apply_udp(c.to_be_bytes()), d.apply_udp(c).to_be_bytes());
+        }
+        // The edges of the shortcut forms: results of zero, deltas of 0 and 0xffff, a
+        // checksum field of 0xffff.
+        for (c, raw) in [
+            (0x1234u16, 0x1234u16),
+            (0x0001, 0x0001),
+            (0xffff, 0x0000),
+            (0xffff, 0xffff),
+            (0x0000, 0xffff),
+            (0x0000, 0x0000),
+            (0x0001, 0xffff),
+            (0xfffe, 0xffff),
+            (0x8000, 0x7fff),
+        ] {
+            let d = ChecksumDelta(raw);
+            let w = WireDelta::new(d);
+            assert_eq!(
+                w.apply(c.to_be_bytes()),
+                d.apply(c).to_be_bytes(),
+                "{c:#x} {raw:#x}"
+            );
+            assert_eq!(
+                w.apply_udp(c.to_be_bytes()),
+                d.apply_udp(c).to_be_bytes(),
+                "{c:#x} {raw:#x}"
+            );
         }
     }
 

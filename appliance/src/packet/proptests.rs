@@ -325,22 +325,6 @@ proptest! {
     }
 
     #[test]
-    fn folds_to_ffff_equals_fold(acc: u64, small in 0u64..(5 << 32)) {
-        for a in [acc, small, small / 0xffff * 0xffff] {
-            prop_assert_eq!(checksum::folds_to_ffff(a), checksum::fold(a) == 0xffff);
-        }
-    }
-
-    #[test]
-    fn wire_delta_equals_delta(old: u16, new: u16, c: u16) {
-        let d = checksum::ChecksumDelta::ZERO.add16(old, new);
-        let w = checksum::WireDelta::new(d);
-        prop_assert_eq!(w.delta(), d);
-        prop_assert_eq!(w.apply(c.to_be_bytes()), d.apply(c).to_be_bytes());
-        prop_assert_eq!(w.apply_udp(c.to_be_bytes()), d.apply_udp(c).to_be_bytes());
-    }
-
-    #[test]
     fn delta_composes(words in prop::collection::vec((any::<u16>(), any::<u16>()), 1..8), c: u16) {
         prop_assume!(c != 0xffff);
         let mut step = c;
@@ -420,6 +404,28 @@ fn frame_bytes(seed: u64, len: usize, shape: u8) -> Vec<u8> {
     }
     f.extend_from_slice(&body);
     f
+}
+
+proptest! {
+    // Cheap cases (no allocation): many of them, over the whole input space.
+    #![proptest_config(ProptestConfig::with_cases(200_000))]
+
+    #[test]
+    fn folds_to_ffff_equals_fold(acc: u64, small in 0u64..(5 << 32)) {
+        for a in [acc, small, small / 0xffff * 0xffff] {
+            prop_assert_eq!(checksum::folds_to_ffff(a), checksum::fold(a) == 0xffff);
+        }
+    }
+
+    #[test]
+    fn wire_delta_equals_delta(old: u16, new: u16, c: u16) {
+        // `old` and `new` reach every delta value.
+        let d = checksum::ChecksumDelta::ZERO.add16(old, new);
+        let w = checksum::WireDelta::new(d);
+        prop_assert_eq!(w.delta(), d);
+        prop_assert_eq!(w.apply(c.to_be_bytes()), d.apply(c).to_be_bytes());
+        prop_assert_eq!(w.apply_udp(c.to_be_bytes()), d.apply_udp(c).to_be_bytes());
+    }
 }
 
 /// One change to a valid untagged frame, aimed at a check of the fast paths.
