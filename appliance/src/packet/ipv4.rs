@@ -513,7 +513,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// The transport's truncation errors if its header does not hold the fields
     /// ([`Error::TcpTruncated`], [`Error::UdpTruncated`], [`Error::IcmpTruncated`]),
     /// [`Error::IcmpUnsupported`] for ICMP other than echo. On error the packet is unchanged.
-    #[inline]
+    #[inline(always)]
     pub fn apply(&mut self, rw: &Rewrite) -> Result<(), Error> {
         debug_assert_eq!(self.protocol(), rw.protocol);
         if apply_plain(self.data_mut(), rw) {
