@@ -124,11 +124,13 @@ pub fn parse_frame(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Err
 fn untagged_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Ipv4Meta> {
     const L3_OFFSET: usize = ethernet::HEADER_LEN;
     const L4_OFFSET: usize = L3_OFFSET + ipv4::HEADER_LEN;
-    let (eth, rest) = frame.split_first_chunk::<L3_OFFSET>()?;
-    let (ip, rest) = rest.split_first_chunk::<{ ipv4::HEADER_LEN }>()?;
-    // EtherType 0x0800, then version 4 with IHL 5: three bytes, one compare.
-    let head = u32::from_le_bytes([eth[12], eth[13], ip[0], ip[1]]);
-    if head & 0x00ff_ffff != u32::from_le_bytes([0x08, 0x00, 0x45, 0]) {
+    // One length test for both headers; the IPv4 header is then a fixed-size view of it.
+    let (headers, rest) = frame.split_first_chunk::<L4_OFFSET>()?;
+    let Ok(ip) = <&[u8; ipv4::HEADER_LEN]>::try_from(&headers[L3_OFFSET..]) else {
+        return None;
+    };
+    // EtherType 0x0800, then version 4 with IHL 5.
+    if u16::from_be_bytes([headers[12], headers[13]]) != 0x0800 || ip[0] != 0x45 {
         return None;
     }
     // The total length covers the header and fits in the frame: a total length below the
