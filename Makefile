@@ -3,15 +3,16 @@
 #   make demo   set up and run the namespace testbed demo
 #   make e2e    the end-to-end tests through the namespace testbed (E2E_MODE below)
 #   make baseline  the same show through Linux nftables NAT and the appliance, figures side by side
+#   make fuzz   every cargo-fuzz target for FUZZ_SECONDS each (part of make test)
 SHELL := /bin/bash
 CARGO ?= cargo
-# What plays the appliance in the e2e tests (appliance/tests/e2e.rs): kernel (Linux nftables
-# NAT, the reference), appliance, or both. Kernel until the stateful pipeline (NAT, ARP,
-# policy) is in `appliance run`: then switch to both (or appliance). `make demo` follows it.
-E2E_MODE ?= kernel
+# What plays the appliance in the e2e tests (appliance/tests/e2e.rs): appliance (the real
+# binary), kernel (Linux nftables NAT, the reference the tests were validated against), or
+# both. `make demo` follows it.
+E2E_MODE ?= appliance
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
-.PHONY: all deps hugepages build release test lint unit dynamic configs demo e2e baseline bench clean
+.PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench clean
 
 all: release
 
@@ -42,7 +43,19 @@ dynamic: deps
 configs: deps
 	@for c in configs/*.toml; do $(CARGO) run -q -p appliance -- check --config $$c || exit 1; done
 
-test: lint unit dynamic configs
+# Each libFuzzer target (appliance/fuzz/fuzz_targets) for FUZZ_SECONDS, starting from its
+# committed seeds; run.sh installs cargo-fuzz only when it is missing. A crash fails the
+# run and leaves the input in appliance/fuzz/artifacts/<target>/.
+# The instrumented build lives outside the checkout (FUZZ_TARGET_DIR), so a fresh clone
+# rebuilds only the appliance's own crates, not every dependency.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= $(basename $(notdir $(wildcard appliance/fuzz/fuzz_targets/*.rs)))
+export FUZZ_TARGET_DIR ?= $(HOME)/.cache/nva-fuzz-target
+
+fuzz: deps
+	@for t in $(FUZZ_TARGETS); do appliance/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
+
+test: lint unit dynamic configs fuzz
 
 # The demo follows E2E_MODE too (kernel or appliance; both means appliance).
 demo: deps hugepages release

@@ -141,7 +141,11 @@ fn main() {
         .write_to_file(out.join("bindings.rs"))
         .expect("write bindings.rs");
 
-    if !dynamic {
+    if dynamic {
+        // `libdpdk.pc` lists the libraries, not the drivers; the ring PMD's own API
+        // (`rte_eth_from_rings`, used by `ring_port`) lives in its driver library.
+        println!("cargo:rustc-link-lib=dylib=rte_net_ring");
+    } else {
         link_static(&dpdk);
     }
 }

@@ -42,7 +42,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     echo "cargo is in $HOME/.cargo/bin: add it to PATH (source \$HOME/.cargo/env)" >&2
   else
-    echo "no Rust toolchain: install one with rustup (https://rustup.rs), Rust >= 1.80" >&2
+    echo "no Rust toolchain: install one with rustup (https://rustup.rs), Rust >= 1.82" >&2
   fi
   exit 1
 fi

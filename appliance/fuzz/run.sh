@@ -7,7 +7,9 @@
 # the crashing input is then in artifacts/<target>/.
 #
 # Environment: FUZZ_SANITIZER (default "none": the code under test is safe Rust, so the
-# fuzzer hunts panics and broken invariants; "address" turns ASan on).
+# fuzzer hunts panics and broken invariants; "address" turns ASan on). FUZZ_TARGET_DIR
+# (default target/ here): where the instrumented build goes; `make fuzz` keeps it outside the
+# checkout so a fresh clone (CI) does not rebuild every dependency.
 set -euo pipefail
 
 usage() { echo "usage: $0 <target> <seconds>" >&2; exit 2; }
@@ -39,9 +41,15 @@ mkdir -p "corpus/$target"
 seeds="seeds/$target"
 [ -d "$seeds" ] || seeds=""
 
+# The pipeline target reads a program: short inputs say little, so libFuzzer may try long
+# ones from the start instead of growing the length limit slowly.
+extra=""
+if [ "$target" = pipeline ]; then extra="-len_control=0"; fi
+
 export RUSTC_BOOTSTRAP=1
 exec cargo fuzz run \
     --sanitizer "${FUZZ_SANITIZER:-none}" \
+    --target-dir "${FUZZ_TARGET_DIR:-target}" \
     "$target" "corpus/$target" $seeds \
-    -- -max_total_time="$seconds" -max_len=2048 \
+    -- -max_total_time="$seconds" -max_len=2048 $extra \
     -print_final_stats=1

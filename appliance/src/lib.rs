@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 #[allow(unsafe_code)]
 pub mod dataplane;
+pub mod explain;
 pub mod flow;
 pub mod nat;
 pub mod packet;

@@ -37,6 +37,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The whole-data-path throughput benchmark: the real worker loop and pipeline on ring
+    /// ports, fed by a generator lcore with 64-byte UDP frames of `--flows` flows; reports
+    /// session setup rate, established packets per second and cycles per packet.
+    Bench {
+        /// Distinct flows (sessions created first, then traffic on them).
+        #[arg(long, default_value_t = 1_000_000)]
+        flows: u32,
+        /// Seconds of established traffic to measure.
+        #[arg(long, value_parser = parse_seconds, default_value = "10")]
+        duration: Duration,
+        /// Worker cores.
+        #[arg(long, default_value_t = 1)]
+        workers: u16,
+        /// EAL lcores: the main lcore, one per worker, then the generator's (default: main
+        /// and generator share CPU 0, workers on CPUs 1..).
+        #[arg(long)]
+        lcores: Option<String>,
+        /// Run without huge pages (slower; for machines without them).
+        #[arg(long)]
+        no_huge: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a configuration file and compile its policy: print a summary and exit 0, or
     /// list every problem and exit 2.
     Check {
@@ -73,7 +97,35 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// What the appliance would do with one packet: its class, the rule that matches, the
+    /// NAT it gets and where it goes. Runs the real pipeline on the configuration file; needs
+    /// no running appliance. Exit 0 with the answer, 2 for a bad expression or file.
+    #[command(after_help = EXPLAIN_HELP)]
+    Explain {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The packet, one argument: "udp 10.0.1.10:5000 -> 198.51.100.10:53" (forms below).
+        flow: String,
+        /// Also show what the reply to the packet becomes.
+        #[arg(long)]
+        reply: bool,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+const EXPLAIN_HELP: &str =
+    "Flow forms (quote the whole flow: \"->\" means a redirection to the shell):
+  tcp|udp SRC:PORT -> DST:PORT [on PORT] [flags syn,ack,fin,rst,psh,urg,ece,cwr|none] [ttl N]
+  icmp SRC -> DST [on PORT] [type echo-request|echo-reply|unreachable|time-exceeded|N]
+                  [code N] [id N] [ttl N]
+TCP packets are SYNs unless `flags` says otherwise; ICMP ones echo requests with id 1; TTL 64.
+Without `on`, a source in the private prefixes arrives on the inside port, others on the
+outside port. Examples:
+  appliance explain -c configs/testbed.toml \"tcp 10.0.1.10:40000 -> 203.0.113.10:443\" --reply
+  appliance explain -c configs/testbed.toml \"icmp 203.0.113.10 -> 192.0.2.2\"";
 
 const SESSIONS_HELP: &str = "Filter terms, joined by \"and\":
   proto tcp|udp|icmp|N   host A.B.C.D   net A.B.C.D/N   port N
@@ -125,6 +177,9 @@ fn main() -> ExitCode {
             };
         }
     };
+    if !matches!(cli.command, Command::Run { .. } | Command::Bench { .. }) {
+        appliance::dataplane::mem::default_sigpipe();
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -158,6 +213,75 @@ fn main() -> ExitCode {
             Ok(render::reload(v))
         }),
         Command::Policy { target } => ask(&target, protocol::Command::Policy, render::policy),
+        Command::Bench {
+            flows,
+            duration,
+            workers,
+            lcores,
+            no_huge,
+            json,
+        } => {
+            if flows == 0 || workers == 0 {
+                return fail("--flows and --workers must be at least 1");
+            }
+            let lcores = lcores.unwrap_or_else(|| {
+                let mut l = vec!["0@0".to_string()];
+                l.extend((1..=workers).map(|w| format!("{w}@{}", 1 + (w - 1) % 63)));
+                l.push(format!("{}@0", workers + 1));
+                l.join(",")
+            });
+            let text = dataplane::bench::config_text(&lcores, workers, flows, !no_huge);
+            let config = match Config::parse(&text, "bench") {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+                    return fail(format!("cannot install the handler for signal {sig}: {e}"));
+                }
+            }
+            let options = RunOptions {
+                duration: Some(duration),
+                stats_interval: None,
+                bench: Some(dataplane::bench::BenchSpec { flows }),
+            };
+            match dataplane::run(std::path::Path::new("<bench>"), &config, &options, &stop) {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(text) => println!("{text}"),
+                            Err(e) => return fail(format!("cannot encode the report: {e}")),
+                        }
+                    } else {
+                        print!("{report}");
+                        if let Some(b) = report.bench {
+                            println!(
+                                "bench: {} flows; setup {:.2} s ({:.3} M sessions/s); established {:.3} Mpps over {:.1} s, {:.1} cycles/packet at {:.2} GHz, workers {:.0}% busy; generator waited {} times; table {:.1} B/session",
+                                b.flows,
+                                b.setup_secs,
+                                b.setup_per_sec / 1e6,
+                                b.established_pps / 1e6,
+                                b.established_secs,
+                                b.cycles_per_packet,
+                                report.tsc_hz as f64 / 1e9,
+                                b.worker_busy * 100.0,
+                                b.generator_refused,
+                                b.table_bytes_per_session
+                            );
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Explain {
+            config,
+            flow,
+            reply,
+            json,
+        } => explain(&config, &flow, reply, json),
         Command::Run {
             config,
             duration,
@@ -178,6 +302,7 @@ fn main() -> ExitCode {
             let options = RunOptions {
                 duration,
                 stats_interval,
+                bench: None,
             };
             match dataplane::run(&config_path, &config, &options, &stop) {
                 Ok(report) => {
@@ -197,28 +322,64 @@ fn main() -> ExitCode {
     }
 }
 
-/// `appliance check`: every error on its own line (file, field, value, what to do), exit 2;
-/// or a summary of the compiled policy, exit 0.
-fn check(path: &Path) -> ExitCode {
+/// Loads, checks and compiles a configuration file; on failure prints every error on its own
+/// line (file, field, value, what to do) and gives exit status 2.
+fn load_policy(path: &Path) -> Result<(Config, Policy), ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(ConfigError::Invalid { origin, errors }) => {
             for e in &errors {
                 eprintln!("error: {origin}: {e}");
             }
-            return ExitCode::from(EXIT_BAD_INPUT);
+            return Err(ExitCode::from(EXIT_BAD_INPUT));
         }
-        Err(e) => return fail(e),
+        Err(e) => return Err(fail(e)),
     };
-    let policy = match Policy::compile(&config, 1) {
-        Ok(p) => p,
+    match Policy::compile(&config, 1) {
+        Ok(p) => Ok((config, p)),
         Err(appliance::policy::PolicyError::Invalid(errors)) => {
             for e in &errors {
                 eprintln!("error: {}: {e}", path.display());
             }
-            return ExitCode::from(EXIT_BAD_INPUT);
+            Err(ExitCode::from(EXIT_BAD_INPUT))
         }
-        Err(e) => return fail(format!("{}: {e}", path.display())),
+        Err(e) => Err(fail(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// `appliance explain`: the answer, exit 0; a bad flow expression, configuration or port
+/// name, exit 2.
+fn explain(path: &Path, flow: &str, reply: bool, json: bool) -> ExitCode {
+    let flow = match appliance::explain::Flow::parse(flow) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let (config, policy) = match load_policy(path) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let options = appliance::explain::Options { reply };
+    let explanation = match appliance::explain::explain(&config, &policy, &flow, &options) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    if json {
+        match serde_json::to_string_pretty(&explanation) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(format!("cannot encode the explanation: {e}")),
+        }
+    } else {
+        print!("{}", explanation.render());
+    }
+    ExitCode::SUCCESS
+}
+
+/// `appliance check`: every error on its own line (file, field, value, what to do), exit 2;
+/// or a summary of the compiled policy, exit 0.
+fn check(path: &Path) -> ExitCode {
+    let (config, policy) = match load_policy(path) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     println!(
         "{}: ok ({} port(s), {} worker(s), lcores {:?})",

@@ -12,4 +12,5 @@
 #include <rte_ring.h>
 #include <rte_dev.h>
 #include <rte_bus.h>
+#include <rte_eth_ring.h>
 #include "shim.h"

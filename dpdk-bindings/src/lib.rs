@@ -28,6 +28,7 @@ mod eal;
 mod error;
 mod mbuf;
 mod port;
+mod ring;
 
 pub use eal::{tsc, Eal, LcoreId, Scope, Worker};
 pub use error::{strerror, Error, Result};
@@ -35,3 +36,4 @@ pub use mbuf::{Burst, Mbuf, Mempool};
 pub use port::{
     attach, stats, Link, Port, PortId, PortInfo, PortSettings, PortStats, QueueId, RxQueue, TxQueue,
 };
+pub use ring::{ring_port, Ring};

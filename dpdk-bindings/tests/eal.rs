@@ -3,7 +3,7 @@
 //! EAL initialises once per process, so this test binary has one test that walks through
 //! everything in order.
 
-use dpdk_sys::{attach, Burst, Eal, Error, Mempool, Port, PortSettings};
+use dpdk_sys::{attach, ring_port, Burst, Eal, Error, Mempool, Port, PortSettings, Ring};
 
 fn settings(queues: u16) -> PortSettings {
     PortSettings {
@@ -128,6 +128,33 @@ fn eal_ports_mbufs_and_lcores() {
     assert_eq!(r, Err(Error::WorkerPanicked(workers[0].0)));
     // Launching on the main lcore is refused.
     eal.scope(|s| assert!(s.spawn(eal.main_lcore(), || 0).is_err()));
+
+    // A port made of rings we own: what we put in its rx ring is received, what it sends
+    // lands in its tx ring.
+    {
+        let rx = Ring::new(&eal, "t_rx", 1024).expect("ring");
+        let tx = Ring::new(&eal, "t_tx", 1024).expect("ring");
+        let id = ring_port(&eal, "t_ringport", &[&rx], &[&tx]).expect("ring port");
+        let mut p = Port::configure(&eal, id, &settings(1), &pool).expect("configure");
+        p.start().expect("start");
+        {
+            let (mut rxq, mut txq) = p.queues().expect("queues");
+            let mut b: Burst<'_, 32> = Burst::new();
+            assert_eq!(b.alloc_from(&pool, 8), 8);
+            for m in b.as_mut_slice() {
+                m.append(60).expect("room").fill(7);
+            }
+            assert_eq!(rx.enqueue(&mut b), 8);
+            assert_eq!(rx.count(), 8);
+            assert_eq!(rxq[0].rx_burst(&mut b, 32), 8);
+            assert!(b.as_slice().iter().all(|m| m.data() == [7u8; 60]));
+            assert_eq!(txq[0].tx_burst(&mut b), 8);
+            assert_eq!(tx.count(), 8);
+            assert_eq!(tx.dequeue(&mut b, 32), 8);
+            b.free_all();
+        }
+        drop(p);
+    }
 
     drop(ring);
     drop(null);

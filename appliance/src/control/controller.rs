@@ -260,6 +260,25 @@ impl Control {
         }
         let policy = Policy::compile(&config, generation + 1)
             .map_err(|source| ReloadError::Policy { generation, source })?;
+        // The SNAT pool (explicit, or the outside ports' addresses when `nat.addresses` is
+        // empty) is split between the workers' port slices at start.
+        let running = self.policy.load();
+        if policy.snat.addresses != running.snat.addresses {
+            let show = |a: &[std::net::Ipv4Addr]| {
+                a.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(ReloadError::NeedsRestart {
+                generation,
+                changes: vec![super::reload::RestartChange {
+                    field: "nat.addresses (the SNAT pool)".into(),
+                    running: show(&running.snat.addresses),
+                    file: show(&policy.snat.addresses),
+                }],
+            });
+        }
         let warnings = validate::warnings(&config)
             .iter()
             .map(ToString::to_string)
@@ -286,7 +305,7 @@ impl Control {
         if self.exporter.is_some()
             && self
                 .last_publish
-                .map_or(true, |t| t.elapsed() >= PUBLISH_INTERVAL)
+                .is_none_or(|t| t.elapsed() >= PUBLISH_INTERVAL)
         {
             self.publish(view);
         }

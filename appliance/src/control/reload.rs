@@ -10,6 +10,7 @@
 //! | the number of `[[port]]`s; `port[i].name`, `role`, `device`, `queues`, `mtu`, `promiscuous` | ports are probed, configured and handed to workers at start; names label the counters |
 //! | `nat.max_sessions` | the session tables are preallocated at start |
 //! | `nat.port_range` | each worker owns a fixed slice of it, and a packet's owner is computed from its port |
+//! | the SNAT pool (`nat.addresses`, or the outside ports' addresses when it is empty) | each worker's port pools are built for it at start (checked on the compiled policy) |
 //! | `control.socket`, `control.metrics` | bound at start |
 //!
 //! Everything else reloads: port addresses, gateways and neighbours, `private_prefixes`,

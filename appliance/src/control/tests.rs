@@ -156,6 +156,12 @@ fn bad_reloads_leave_the_running_policy() {
             config("socket = \"relative.sock\"", DENY_SMTP),
             "control.socket",
         ),
+        (
+            // The SNAT pool is the wan address while nat.addresses is empty; moving the wan
+            // address moves the pool.
+            config("socket = \"\"", DENY_SMTP).replace("203.0.113.2/24", "203.0.113.3/24"),
+            "nat.addresses (the SNAT pool) cannot change without a restart",
+        ),
     ];
     for (i, (text, needle)) in cases.iter().enumerate() {
         std::fs::write(&path, text).unwrap();

@@ -75,6 +75,18 @@ pub fn advise_huge_pages<T>(slice: &mut [T]) -> bool {
     rc == 0
 }
 
+/// Restores the default SIGPIPE action (terminate quietly), as command-line tools expect when
+/// their output is piped into `head`. Rust ignores SIGPIPE, which turns a closed pipe into a
+/// panic in `println!`. Only for the client commands: the long-running appliance keeps
+/// ignoring it, so a control client that hangs up cannot kill it.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler code; it is done
+    // at start, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! cleans up.
 
 pub mod arp;
+pub mod bench;
 pub mod counters;
 mod eal_args;
 pub mod mem;
@@ -101,10 +102,13 @@ pub enum RunError {
 /// Options of one run that are not configuration.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Stop by itself after this long.
+    /// Stop by itself after this long (in a benchmark: this long after session setup).
     pub duration: Option<Duration>,
     /// Log per-port rates this often.
     pub stats_interval: Option<Duration>,
+    /// Run as the throughput benchmark: ports named `bench:*` are rings fed by a generator
+    /// on the last worker lcore.
+    pub bench: Option<bench::BenchSpec>,
 }
 
 /// Counters at the end of a run.
@@ -124,6 +128,33 @@ pub struct Report {
     pub sessions_created: u64,
     /// Sessions live at the end.
     pub sessions_live: u64,
+    /// Benchmark figures, for `appliance bench`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bench: Option<BenchResult>,
+}
+
+/// What `appliance bench` measured.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct BenchResult {
+    /// Flows (sessions) generated.
+    pub flows: u32,
+    /// Seconds to create every session (first packet of each flow through the slow path).
+    pub setup_secs: f64,
+    /// Sessions created per second in that phase.
+    pub setup_per_sec: f64,
+    /// Seconds of established traffic measured.
+    pub established_secs: f64,
+    /// Packets per second the workers sent out in the established phase.
+    pub established_pps: f64,
+    /// Busy TSC cycles per packet processed in the established phase (all workers).
+    pub cycles_per_packet: f64,
+    /// Share of the workers' time spent on packets in the established phase (1.0: the
+    /// workers are the bottleneck; less: the generator is).
+    pub worker_busy: f64,
+    /// Times the generator found the rx ring full and waited (the workers were saturated).
+    pub generator_refused: u64,
+    /// Session table bytes per session (slab + index).
+    pub table_bytes_per_session: f64,
 }
 
 /// One port's totals: what the workers counted, and what the driver counted.
@@ -290,9 +321,10 @@ pub fn run(
     })?;
     let lcores = eal.worker_lcores();
     let workers = config.dataplane.workers.map_or(lcores.len(), usize::from);
-    if workers == 0 || workers > lcores.len() {
+    let needed = workers + usize::from(options.bench.is_some());
+    if workers == 0 || needed > lcores.len() {
         return Err(RunError::NotEnoughLcores {
-            asked: workers.max(1),
+            asked: needed.max(1),
             available: lcores.len(),
             lcores: config.eal.lcores.clone(),
         });
@@ -312,6 +344,7 @@ pub fn run(
     })?;
 
     // Every worker has a tx queue on every port.
+    let mut bench_rings: Vec<(Vec<dpdk_sys::Ring<'_>>, Vec<dpdk_sys::Ring<'_>>)> = Vec::new();
     let mut ports = Vec::with_capacity(config.port.len());
     for (index, pc) in config.port.iter().enumerate() {
         let port_err = |source| RunError::Port {
@@ -320,9 +353,30 @@ pub fn run(
             device: pc.device.clone(),
             source,
         };
-        let id = dpdk_sys::attach(&eal, pc.device.trim()).map_err(port_err)?;
+        let rx_queues = pc.queues.unwrap_or(workers as u16);
+        let id = if let Some(name) = pc.device.trim().strip_prefix("bench:") {
+            // Benchmark ports: rings we own, one per queue.
+            let mk = |kind: &str, n: u16| -> Result<Vec<dpdk_sys::Ring<'_>>, RunError> {
+                (0..n)
+                    .map(|q| {
+                        dpdk_sys::Ring::new(&eal, &format!("b_{name}_{kind}{q}"), 1024)
+                            .map_err(port_err)
+                    })
+                    .collect()
+            };
+            let rx = mk("rx", rx_queues)?;
+            let tx = mk("tx", workers as u16)?;
+            let rxr: Vec<&dpdk_sys::Ring<'_>> = rx.iter().collect();
+            let txr: Vec<&dpdk_sys::Ring<'_>> = tx.iter().collect();
+            let id = dpdk_sys::ring_port(&eal, &format!("bench_{name}"), &rxr, &txr)
+                .map_err(port_err)?;
+            bench_rings.push((rx, tx));
+            id
+        } else {
+            dpdk_sys::attach(&eal, pc.device.trim()).map_err(port_err)?
+        };
         let settings = PortSettings {
-            rx_queues: pc.queues.unwrap_or(workers as u16),
+            rx_queues,
             tx_queues: workers as u16,
             rx_descriptors: d.rx_descriptors,
             tx_descriptors: d.tx_descriptors,
@@ -388,6 +442,9 @@ pub fn run(
     let tsc_hz = tsc::hz();
     let lcore_ids: Vec<u32> = lcores.iter().take(workers).map(|l| l.0).collect();
 
+    let mut bench_result: Option<BenchResult> = None;
+    let gen_counters = bench::GenCounters::default();
+    let gen_stop = AtomicBool::new(false);
     let result = {
         let mut plans: Vec<Worker<'_, '_>> = shards
             .into_iter()
@@ -433,6 +490,29 @@ pub fn run(
                     }
                 }
             }
+            let mut generator = None;
+            if let (Some(spec), None) = (options.bench, &launch_error) {
+                let feed: Vec<&dpdk_sys::Ring<'_>> = bench_rings
+                    .first()
+                    .map(|(rx, _)| rx.iter().collect())
+                    .unwrap_or_default();
+                let drain: Vec<&dpdk_sys::Ring<'_>> =
+                    bench_rings.iter().flat_map(|(_, tx)| tx.iter()).collect();
+                let (pool, gc, gs, mac) = (&pool, &gen_counters, &gen_stop, macs[0]);
+                match s.spawn(lcores[workers], move || {
+                    bench::generate(spec, mac, pool, &feed, &drain, gc, gs);
+                    0
+                }) {
+                    Ok(g) => generator = Some(g),
+                    Err(source) => {
+                        launch_error = Some(RunError::Worker {
+                            index: workers,
+                            lcore: lcores[workers].0,
+                            source,
+                        })
+                    }
+                }
+            }
             if launch_error.is_none() {
                 info!(workers, "workers running");
                 let view = View {
@@ -452,7 +532,7 @@ pub fn run(
                     macs: &macs,
                     addresses: Vec::new(),
                 };
-                control_loop(
+                bench_result = control_loop(
                     &mut control,
                     &view,
                     &mut sender,
@@ -461,7 +541,15 @@ pub fn run(
                     options,
                     stop,
                     started,
+                    &gen_counters,
                 );
+            }
+            gen_stop.store(true, Ordering::SeqCst);
+            if let Some(g) = generator {
+                let _ = g.join();
+            }
+            if let Some(r) = bench_result.as_mut() {
+                r.generator_refused = gen_counters.refused.load(Ordering::Relaxed);
             }
             shared.stop.store(true, Ordering::SeqCst);
             let mut first_error = launch_error;
@@ -490,6 +578,12 @@ pub fn run(
             .iter()
             .map(|s| s.active().iter().sum::<u64>())
             .sum(),
+        bench: bench_result.map(|mut b| {
+            b.table_bytes_per_session = crate::flow::FlowTable::bytes_per_session_for(
+                policy0.sessions.max_sessions / workers as u32,
+            );
+            b
+        }),
     };
     for i in 0..Reason::COUNT {
         if let Some(r) = Reason::from_index(i) {
@@ -524,6 +618,7 @@ pub fn run(
     // Mbufs still in handoff rings go back to the pool before the ports and EAL go.
     drop(shared);
     drop(ports);
+    drop(bench_rings);
     drop(eal);
     result.map(|()| report)
 }
@@ -540,8 +635,34 @@ fn control_loop(
     options: &RunOptions,
     stop: &AtomicBool,
     started: Instant,
-) {
+    gen: &bench::GenCounters,
+) -> Option<BenchResult> {
     let ports = view.ports;
+    // Benchmark phases: (time, packets out, busy cycles, idle cycles, processed) when the
+    // last session of the setup phase was created.
+    let mut phase2: Option<(Instant, u64, u64, u64, u64)> = None;
+    let totals = || {
+        let out: u64 = (0..ports.len())
+            .map(|i| port_totals(view.workers, i).tx_packets)
+            .sum();
+        let busy: u64 = view
+            .workers
+            .iter()
+            .map(|w| w.busy_cycles.load(Ordering::Relaxed))
+            .sum();
+        let idle: u64 = view
+            .workers
+            .iter()
+            .map(|w| w.idle_cycles.load(Ordering::Relaxed))
+            .sum();
+        let processed: u64 = view
+            .workers
+            .iter()
+            .map(|w| w.processed.load(Ordering::Relaxed))
+            .sum();
+        (out, busy, idle, processed)
+    };
+    let mut result = None;
     let port_config = &view.config.port;
     let mut links: Vec<Option<bool>> = ports.iter().map(|p| p.link().ok().map(|l| l.up)).collect();
     let mut last_stats = Instant::now();
@@ -549,8 +670,58 @@ fn control_loop(
         .map(|i| port_totals(view.workers, i))
         .collect();
     let mut last_link_check = Instant::now();
+    // Drops the workers cannot log themselves (no syscalls on the fast path): the control
+    // thread logs their increase, at most once a second.
+    let watched = [
+        crate::pipeline::Discard::SessionTableFull,
+        crate::pipeline::Discard::NatPortExhausted,
+        crate::pipeline::Discard::NoNatAddress,
+    ];
+    let drops_of = |d: crate::pipeline::Discard| -> u64 {
+        view.shards.iter().map(|s| s.drops_of(d.into())).sum()
+    };
+    let mut last_drops: Vec<u64> = watched.iter().map(|&d| drops_of(d)).collect();
+    let mut last_congestion = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        if options.duration.is_some_and(|d| started.elapsed() >= d) {
+        if let Some(spec) = options.bench {
+            let created: u64 = view.shards.iter().map(|s| s.created()).sum();
+            match phase2 {
+                None if created >= u64::from(spec.flows)
+                    && gen.setup_sent.load(Ordering::Acquire) =>
+                {
+                    let (out, busy, idle, processed) = totals();
+                    phase2 = Some((Instant::now(), out, busy, idle, processed));
+                    let secs = started.elapsed().as_secs_f64();
+                    info!(flows = spec.flows, secs, "benchmark: every session created");
+                    result = Some(BenchResult {
+                        flows: spec.flows,
+                        setup_secs: secs,
+                        setup_per_sec: f64::from(spec.flows) / secs,
+                        ..Default::default()
+                    });
+                }
+                None if started.elapsed() > Duration::from_secs(600) => {
+                    warn!(created, "benchmark: session setup did not finish in 600 s");
+                    break;
+                }
+                Some((t0, out0, busy0, idle0, processed0))
+                    if options.duration.is_none_or(|d| t0.elapsed() >= d) =>
+                {
+                    let (out, busy, idle, processed) = totals();
+                    let secs = t0.elapsed().as_secs_f64();
+                    if let Some(r) = result.as_mut() {
+                        r.established_secs = secs;
+                        r.established_pps = (out - out0) as f64 / secs;
+                        r.cycles_per_packet =
+                            (busy - busy0) as f64 / (processed - processed0).max(1) as f64;
+                        r.worker_busy =
+                            (busy - busy0) as f64 / ((busy - busy0) + (idle - idle0)).max(1) as f64;
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        } else if options.duration.is_some_and(|d| started.elapsed() >= d) {
             info!("run duration reached");
             break;
         }
@@ -569,6 +740,30 @@ fn control_loop(
         std::thread::sleep(Duration::from_millis(5));
         if last_link_check.elapsed() >= Duration::from_secs(1) {
             last_link_check = Instant::now();
+            for (i, &d) in watched.iter().enumerate() {
+                let now_count = drops_of(d);
+                if now_count > last_drops[i] {
+                    warn!(
+                        reason = d.name(),
+                        new = now_count - last_drops[i],
+                        total = now_count,
+                        "new flows dropped"
+                    );
+                    last_drops[i] = now_count;
+                }
+            }
+            let congestion: u64 = view
+                .workers
+                .iter()
+                .map(|w| w.handoff_drops.load(Ordering::Relaxed))
+                .sum();
+            if congestion > last_congestion {
+                warn!(
+                    new = congestion - last_congestion,
+                    "handoff rings full: packets dropped"
+                );
+                last_congestion = congestion;
+            }
             for (i, p) in ports.iter().enumerate() {
                 let up = p.link().ok().map(|l| l.up);
                 if up != links[i] {
@@ -596,4 +791,5 @@ fn control_loop(
             }
         }
     }
+    result
 }

@@ -19,12 +19,19 @@ const LINK: Link = Link {
 
 /// Run everything on `data` as an Ethernet frame and as each L3/L4 header directly.
 ///
-/// Panics only if an invariant breaks: a view or a rewrite panicked, or an incremental
-/// rewrite turned a valid checksum into an invalid one. `data` is not modified (rewrites run
+/// Panics only if an invariant breaks: a view or a rewrite panicked, an incremental rewrite
+/// turned a valid checksum into an invalid one, or the fast path of `parse_frame` or of
+/// `Ipv4Packet::apply` disagreed with its general path. `data` is not modified (rewrites run
 /// on copies).
 pub fn exercise(data: &[u8]) {
     for caps in [ChecksumCaps::NONE, ChecksumCaps::ALL] {
-        if let Ok(frame) = super::parse_frame(data, &caps) {
+        let parsed = super::parse_frame(data, &caps);
+        assert_eq!(
+            parsed,
+            super::parse::parse_frame_general(data, &caps),
+            "fast path and general walk disagree"
+        );
+        if let Ok(frame) = parsed {
             if let L3::Ipv4(meta) = frame.l3 {
                 assert!(meta.l4_offset() <= meta.l3_end() && meta.l3_end() <= data.len());
             }
@@ -99,7 +106,15 @@ fn ipv4_checks(data: &[u8]) {
     if let Ok(t) = q.five_tuple() {
         let rw = ipv4::Rewrite::new(Side::Dst, t.protocol, t.endpoint(Side::Dst), (new_addr, 1));
         let l4_valid = l4_checksum_ok(&q);
-        if q.apply(&rw).is_ok() {
+        let mut general = q.as_ref().to_vec();
+        let general_result = ipv4::apply_general(&mut general, &rw);
+        let result = q.apply(&rw);
+        assert_eq!(
+            (result, q.as_ref()),
+            (general_result, &general[..]),
+            "apply's fast path and general path disagree"
+        );
+        if result.is_ok() {
             assert_eq!(q.verify_checksum(), valid, "dst apply");
             if l4_valid == Some(true) {
                 assert_eq!(l4_checksum_ok(&q), Some(true), "dst apply l4 checksum");

@@ -1,8 +1,9 @@
 //! IPv4 (RFC 791) with RFC 1812 section 5.2.2 validation, and the in-place NAT rewrites.
 
+use core::fmt;
 use std::net::Ipv4Addr;
 
-use super::checksum::{self, ChecksumCaps, ChecksumDelta};
+use super::checksum::{self, ChecksumCaps, ChecksumDelta, WireDelta};
 use super::field::{get_u16, get_u32, set_u16, set_u32};
 use super::{icmp, Error, IpProtocol};
 
@@ -253,18 +254,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn verify_checksum(&self) -> bool {
         let d = self.data();
         let hl = self.header_len();
-        if hl == HEADER_LEN {
-            // The common option-less header, unrolled: five 32-bit words. The sum verifies
-            // when it is a non-zero multiple of 0xffff (ones' complement zero); it is never 0
-            // since the version nibble is set, and a remainder costs less than four folds.
-            let acc = u64::from(get_u32(d, 0))
-                + u64::from(get_u32(d, 4))
-                + u64::from(get_u32(d, 8))
-                + u64::from(get_u32(d, 12))
-                + u64::from(get_u32(d, 16));
-            acc != 0 && acc % 0xffff == 0
-        } else {
-            checksum::data(&d[..hl]) == 0xffff
+        match d.first_chunk::<HEADER_LEN>() {
+            Some(header) if hl == HEADER_LEN => header_checksum_ok(header),
+            _ => checksum::data(&d[..hl]) == 0xffff,
         }
     }
 
@@ -308,6 +300,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
             dst_port,
         })
     }
+}
+
+/// Whether an option-less header's checksum verifies, in one pass of five additions.
+///
+/// The words are read in native byte order: a ones' complement sum taken in the other byte
+/// order is the same sum byte-swapped (RFC 1071 section 2(B)), and a swap keeps 0xffff. The
+/// sum verifies when it folds to 0xffff, that is when the wide sum is a non-zero multiple of
+/// 0xffff (see [`checksum::folds_to_ffff`]).
+#[inline(always)]
+pub(crate) fn header_checksum_ok(header: &[u8; HEADER_LEN]) -> bool {
+    let word = |at: usize| {
+        u64::from(u32::from_ne_bytes([
+            header[at],
+            header[at + 1],
+            header[at + 2],
+            header[at + 3],
+        ]))
+    };
+    checksum::folds_to_ffff(word(0) + word(4) + word(8) + word(12) + word(16))
 }
 
 /// Validate the part of a transport header NAT reads and writes, and return its ports.
@@ -502,56 +513,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// The transport's truncation errors if its header does not hold the fields
     /// ([`Error::TcpTruncated`], [`Error::UdpTruncated`], [`Error::IcmpTruncated`]),
     /// [`Error::IcmpUnsupported`] for ICMP other than echo. On error the packet is unchanged.
-    #[inline]
+    #[inline(always)]
     pub fn apply(&mut self, rw: &Rewrite) -> Result<(), Error> {
         debug_assert_eq!(self.protocol(), rw.protocol);
-        let hl = self.header_len();
-        let tl = self.total_len();
-        let first = self.is_first_fragment();
-        let d = self.data_mut();
-        if first {
-            let l4 = &mut d[hl..tl];
-            let port_at = match rw.side {
-                Side::Src => 0,
-                Side::Dst => 2,
-            };
-            match rw.protocol {
-                IpProtocol::Tcp => {
-                    if l4.len() < super::tcp::HEADER_LEN {
-                        return Err(Error::TcpTruncated);
-                    }
-                    set_u16(l4, port_at, rw.port);
-                    let c = get_u16(l4, super::tcp::CHECKSUM);
-                    set_u16(l4, super::tcp::CHECKSUM, rw.l4_delta.apply(c));
-                }
-                IpProtocol::Udp => {
-                    if l4.len() < super::udp::HEADER_LEN {
-                        return Err(Error::UdpTruncated);
-                    }
-                    set_u16(l4, port_at, rw.port);
-                    let c = get_u16(l4, super::udp::CHECKSUM);
-                    set_u16(l4, super::udp::CHECKSUM, rw.l4_delta.apply_udp(c));
-                }
-                IpProtocol::Icmp => {
-                    if l4.len() < icmp::HEADER_LEN {
-                        return Err(Error::IcmpTruncated);
-                    }
-                    if !icmp::is_echo(l4[0]) {
-                        return Err(Error::IcmpUnsupported);
-                    }
-                    set_u16(l4, icmp::ECHO_IDENT, rw.port);
-                    let c = get_u16(l4, icmp::CHECKSUM);
-                    let c = icmp::fix_negative_zero(l4, rw.l4_delta.apply(c));
-                    set_u16(l4, icmp::CHECKSUM, c);
-                }
-                _ => {}
-            }
+        if apply_plain(self.data_mut(), rw) {
+            return Ok(());
         }
-        let at = addr_offset(rw.side);
-        set_u32(d, at, rw.addr.into());
-        let c = get_u16(d, field::CHECKSUM);
-        set_u16(d, field::CHECKSUM, rw.ip_delta.apply(c));
-        Ok(())
+        apply_general(self.data_mut(), rw)
     }
 
     /// Translate an ICMP error's quoted packet (RFC 5508 section 4.2): rewrite the quoted
@@ -595,6 +563,108 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// [`Packet::apply`] on the common packet: a header without options, not a later fragment,
+/// TCP or UDP whose header fits in the total length. Works on fixed-size arrays, so no bounds
+/// check is left, and on the checksum fields' bytes as they are (see [`WireDelta`]). Returns
+/// false, having written nothing, for any other packet.
+#[inline(always)]
+fn apply_plain(d: &mut [u8], rw: &Rewrite) -> bool {
+    let Some((h, rest)) = d.split_first_chunk_mut::<HEADER_LEN>() else {
+        return false;
+    };
+    if h[field::VER_IHL] != 0x45
+        || u16::from_be_bytes([h[field::FLG_OFF], h[field::FLG_OFF + 1]]) & OFFSET_MASK != 0
+    {
+        return false;
+    }
+    // A total length below the header wraps to a huge one and fails the same test.
+    let total_len = usize::from(u16::from_be_bytes([h[field::LENGTH], h[field::LENGTH + 1]]));
+    let Some(l4) = rest.get_mut(..total_len.wrapping_sub(HEADER_LEN)) else {
+        return false;
+    };
+    let dst = matches!(rw.side, Side::Dst);
+    // Source then destination port lead both headers.
+    let port_at = 2 * usize::from(dst);
+    match rw.protocol {
+        IpProtocol::Udp => {
+            let Some((u, _)) = l4.split_first_chunk_mut::<{ super::udp::HEADER_LEN }>() else {
+                return false;
+            };
+            [u[port_at], u[port_at + 1]] = rw.port;
+            const C: usize = super::udp::CHECKSUM;
+            [u[C], u[C + 1]] = rw.l4_delta.apply_udp([u[C], u[C + 1]]);
+        }
+        IpProtocol::Tcp => {
+            let Some((t, _)) = l4.split_first_chunk_mut::<{ super::tcp::HEADER_LEN }>() else {
+                return false;
+            };
+            [t[port_at], t[port_at + 1]] = rw.port;
+            const C: usize = super::tcp::CHECKSUM;
+            [t[C], t[C + 1]] = rw.l4_delta.apply([t[C], t[C + 1]]);
+        }
+        _ => return false,
+    }
+    let at = field::SRC_ADDR + 4 * usize::from(dst);
+    [h[at], h[at + 1], h[at + 2], h[at + 3]] = rw.addr.octets();
+    const C: usize = field::CHECKSUM;
+    [h[C], h[C + 1]] = rw.ip_delta.apply([h[C], h[C + 1]]);
+    true
+}
+
+/// [`Packet::apply`] on every other packet: options, fragments, ICMP echo, other protocols,
+/// and the errors. Visible to the packet module so the fuzz target and the property tests can
+/// hold the fast path to it.
+#[cold]
+#[inline(never)]
+pub(super) fn apply_general(d: &mut [u8], rw: &Rewrite) -> Result<(), Error> {
+    let p = Packet::new_unchecked(&mut *d);
+    let (hl, tl, first) = (p.header_len(), p.total_len(), p.is_first_fragment());
+    if first {
+        let l4 = &mut d[hl..tl];
+        let port_at = match rw.side {
+            Side::Src => 0,
+            Side::Dst => 2,
+        };
+        let (port, delta) = (rw.port(), rw.l4_delta());
+        match rw.protocol {
+            IpProtocol::Tcp => {
+                if l4.len() < super::tcp::HEADER_LEN {
+                    return Err(Error::TcpTruncated);
+                }
+                set_u16(l4, port_at, port);
+                let c = get_u16(l4, super::tcp::CHECKSUM);
+                set_u16(l4, super::tcp::CHECKSUM, delta.apply(c));
+            }
+            IpProtocol::Udp => {
+                if l4.len() < super::udp::HEADER_LEN {
+                    return Err(Error::UdpTruncated);
+                }
+                set_u16(l4, port_at, port);
+                let c = get_u16(l4, super::udp::CHECKSUM);
+                set_u16(l4, super::udp::CHECKSUM, delta.apply_udp(c));
+            }
+            IpProtocol::Icmp => {
+                if l4.len() < icmp::HEADER_LEN {
+                    return Err(Error::IcmpTruncated);
+                }
+                if !icmp::is_echo(l4[0]) {
+                    return Err(Error::IcmpUnsupported);
+                }
+                set_u16(l4, icmp::ECHO_IDENT, port);
+                let c = get_u16(l4, icmp::CHECKSUM);
+                let c = icmp::fix_negative_zero(l4, delta.apply(c));
+                set_u16(l4, icmp::CHECKSUM, c);
+            }
+            _ => {}
+        }
+    }
+    let at = addr_offset(rw.side);
+    set_u32(d, at, rw.addr.into());
+    let c = get_u16(d, field::CHECKSUM);
+    set_u16(d, field::CHECKSUM, rw.ip_delta().apply(c));
+    Ok(())
+}
+
 #[inline(always)]
 fn addr_offset(side: Side) -> usize {
     match side {
@@ -612,15 +682,31 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
 /// A precomputed NAT rewrite of one endpoint of one direction of a flow.
 ///
 /// Built once when a session is created (one per direction) and applied to every packet with
-/// [`Packet::apply`]: two stores and two checksum folds. 16 bytes, kept small because a session holds two.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// [`Packet::apply`]: two stores and two checksum folds. 14 bytes, kept small because a
+/// session holds two. The port and the deltas are kept in wire byte order, so applying them
+/// swaps no bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rewrite {
     addr: Ipv4Addr,
-    port: u16,
-    ip_delta: ChecksumDelta,
-    l4_delta: ChecksumDelta,
+    /// The new port, big-endian.
+    port: [u8; 2],
+    ip_delta: WireDelta,
+    l4_delta: WireDelta,
     side: Side,
     protocol: IpProtocol,
+}
+
+impl fmt::Debug for Rewrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rewrite")
+            .field("addr", &self.addr)
+            .field("port", &self.port())
+            .field("ip_delta", &self.ip_delta())
+            .field("l4_delta", &self.l4_delta())
+            .field("side", &self.side)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
 }
 
 impl Rewrite {
@@ -643,9 +729,9 @@ impl Rewrite {
         };
         Rewrite {
             addr: new.0,
-            port: new.1,
-            ip_delta,
-            l4_delta,
+            port: new.1.to_be_bytes(),
+            ip_delta: WireDelta::new(ip_delta),
+            l4_delta: WireDelta::new(l4_delta),
             side,
             protocol,
         }
@@ -668,17 +754,17 @@ impl Rewrite {
 
     /// The new port (or echo identifier).
     pub const fn port(&self) -> u16 {
-        self.port
+        u16::from_be_bytes(self.port)
     }
 
     /// The change to the IPv4 header checksum.
     pub const fn ip_delta(&self) -> ChecksumDelta {
-        self.ip_delta
+        self.ip_delta.delta()
     }
 
     /// The change to the transport checksum.
     pub const fn l4_delta(&self) -> ChecksumDelta {
-        self.l4_delta
+        self.l4_delta.delta()
     }
 }
 

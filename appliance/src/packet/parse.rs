@@ -98,10 +98,106 @@ pub enum L4 {
 /// checked view in all but name (every `new_checked` test passed here), so the rewrite step
 /// need not validate again; the rewrites still check the transport bytes they write.
 ///
+/// The common frame (untagged IPv4 without options, not a later fragment, carrying TCP or
+/// UDP) is classified inline in straight-line code; every other frame, and every frame that
+/// fails a check, goes through the general walk, which names the error.
+///
 /// # Errors
 /// Any of the Ethernet, VLAN, IPv4, IPv6, ARP, TCP, UDP or ICMP validation errors.
 #[inline]
 pub fn parse_frame(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Error> {
+    match untagged_ipv4(frame, caps) {
+        Some(meta) => Ok(ParsedFrame {
+            vlans: Vlans::None,
+            l3_offset: ethernet::HEADER_LEN as u16,
+            l3: L3::Ipv4(meta),
+        }),
+        None => parse_general(frame, caps),
+    }
+}
+
+/// The fast path of [`parse_frame`]: an untagged frame with an option-less IPv4 header that is
+/// not a later fragment and carries TCP or UDP. It makes every check the general walk makes on
+/// such a frame, over fixed-size arrays so that no bounds check is left, and returns `None`
+/// for any other frame, valid or not.
+#[inline(always)]
+fn untagged_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Ipv4Meta> {
+    const L3_OFFSET: usize = ethernet::HEADER_LEN;
+    const L4_OFFSET: usize = L3_OFFSET + ipv4::HEADER_LEN;
+    // One length test for both headers; the IPv4 header is then a fixed-size view of it.
+    let (headers, rest) = frame.split_first_chunk::<L4_OFFSET>()?;
+    let Ok(ip) = <&[u8; ipv4::HEADER_LEN]>::try_from(&headers[L3_OFFSET..]) else {
+        return None;
+    };
+    // EtherType 0x0800, then version 4 with IHL 5.
+    if u16::from_be_bytes([headers[12], headers[13]]) != 0x0800 || ip[0] != 0x45 {
+        return None;
+    }
+    // The total length covers the header and fits in the frame: a total length below the
+    // header wraps to a huge one, so one test does both.
+    let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let l4 = rest.get(..total_len.wrapping_sub(ipv4::HEADER_LEN))?;
+    // Not a later fragment: the 13-bit offset is zero (tested in wire order, one test).
+    if u16::from_ne_bytes([ip[6], ip[7]]) & u16::from_ne_bytes([0x1f, 0xff]) != 0 {
+        return None;
+    }
+    if !caps.ipv4 && !ipv4::header_checksum_ok(ip) {
+        return None;
+    }
+    // Each length test below is one compare: a field below the header length wraps.
+    let (protocol, src_port, dst_port, l4_kind) = match ip[9] {
+        17 => {
+            let (udp, after) = l4.split_first_chunk::<{ udp::HEADER_LEN }>()?;
+            let len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+            if len.wrapping_sub(udp::HEADER_LEN) > after.len() {
+                return None;
+            }
+            let src = u16::from_be_bytes([udp[0], udp[1]]);
+            (
+                IpProtocol::Udp,
+                src,
+                u16::from_be_bytes([udp[2], udp[3]]),
+                L4::Udp,
+            )
+        }
+        6 => {
+            let (tcp, after) = l4.split_first_chunk::<{ tcp::HEADER_LEN }>()?;
+            let off_flags = u16::from_be_bytes([tcp[12], tcp[13]]);
+            let header_len = usize::from(off_flags >> 12) * 4;
+            if header_len.wrapping_sub(tcp::HEADER_LEN) > after.len() {
+                return None;
+            }
+            let src = u16::from_be_bytes([tcp[0], tcp[1]]);
+            let dst = u16::from_be_bytes([tcp[2], tcp[3]]);
+            (
+                IpProtocol::Tcp,
+                src,
+                dst,
+                L4::Tcp(TcpFlags(off_flags & 0x01ff)),
+            )
+        }
+        _ => return None,
+    };
+    Some(Ipv4Meta {
+        tuple: FiveTuple {
+            src_addr: Ipv4Addr::from([ip[12], ip[13], ip[14], ip[15]]),
+            dst_addr: Ipv4Addr::from([ip[16], ip[17], ip[18], ip[19]]),
+            protocol,
+            src_port,
+            dst_port,
+        },
+        l4_offset: L4_OFFSET as u32,
+        // Below 14 + 65536.
+        l3_end: (L3_OFFSET + total_len) as u32,
+        l4: l4_kind,
+    })
+}
+
+/// [`parse_frame`] for every frame: VLAN tags, IPv4 with options, fragments, ICMP, other
+/// transports, IPv6, ARP, and the errors.
+#[cold]
+#[inline(never)]
+fn parse_general(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Error> {
     if frame.len() < ethernet::HEADER_LEN {
         return Err(Error::EthernetTruncated);
     }
@@ -123,6 +219,12 @@ pub fn parse_frame(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Err
         l3_offset: l3_offset as u16,
         l3,
     })
+}
+
+/// The general walk alone, so the fuzz target and the property tests can hold the fast path
+/// to it.
+pub(crate) fn parse_frame_general(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Error> {
+    parse_general(frame, caps)
 }
 
 #[inline(never)]

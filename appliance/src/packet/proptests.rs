@@ -407,6 +407,118 @@ fn frame_bytes(seed: u64, len: usize, shape: u8) -> Vec<u8> {
 }
 
 proptest! {
+    // Cheap cases (no allocation): many of them, over the whole input space.
+    #![proptest_config(ProptestConfig::with_cases(200_000))]
+
+    #[test]
+    fn folds_to_ffff_equals_fold(acc: u64, small in 0u64..(5 << 32)) {
+        for a in [acc, small, small / 0xffff * 0xffff] {
+            prop_assert_eq!(checksum::folds_to_ffff(a), checksum::fold(a) == 0xffff);
+        }
+    }
+
+    #[test]
+    fn wire_delta_equals_delta(old: u16, new: u16, c: u16) {
+        // `old` and `new` reach every delta value.
+        let d = checksum::ChecksumDelta::ZERO.add16(old, new);
+        let w = checksum::WireDelta::new(d);
+        prop_assert_eq!(w.delta(), d);
+        prop_assert_eq!(w.apply(c.to_be_bytes()), d.apply(c).to_be_bytes());
+        prop_assert_eq!(w.apply_udp(c.to_be_bytes()), d.apply_udp(c).to_be_bytes());
+    }
+}
+
+/// One change to a valid untagged frame, aimed at a check of the fast paths.
+#[derive(Debug, Clone, Copy)]
+enum Mutation {
+    None,
+    EtherType(u16),
+    VersionIhl(u8),
+    TotalLen(u16),
+    FlagsOffset(u16),
+    Protocol(u8),
+    /// The UDP length, the TCP data offset byte (which also holds 4 flag bits) or the ICMP
+    /// type.
+    L4Length(u16),
+    /// Cut the frame short by this many bytes.
+    Truncate(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        Just(Mutation::None),
+        prop_oneof![Just(0x0800u16), Just(0x8100), Just(0x86dd), any::<u16>()]
+            .prop_map(Mutation::EtherType),
+        prop_oneof![
+            Just(0x45u8),
+            Just(0x46),
+            Just(0x44),
+            Just(0x55),
+            any::<u8>()
+        ]
+        .prop_map(Mutation::VersionIhl),
+        prop_oneof![0u16..100, any::<u16>()].prop_map(Mutation::TotalLen),
+        prop_oneof![Just(0x2000u16), Just(0x0001), Just(0x4000), any::<u16>()]
+            .prop_map(Mutation::FlagsOffset),
+        prop_oneof![Just(1u8), Just(6), Just(17), any::<u8>()].prop_map(Mutation::Protocol),
+        prop_oneof![0u16..0x100, any::<u16>()].prop_map(Mutation::L4Length),
+        (0usize..30).prop_map(Mutation::Truncate),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    /// `parse_frame` and `Ipv4Packet::apply` take a fast path for the common frame; whatever
+    /// the frame, their result must be the general path's, bit for bit.
+    #[test]
+    fn fast_paths_equal_general_paths(
+        g in packet_gen(), m in mutation(), padding in 0usize..8, fix_checksum: bool,
+        side in side(), new_addr in addr(), new_port: u16,
+    ) {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        f.extend_from_slice(&g.build());
+        f.resize(f.len() + padding, 0);
+        let hl = usize::from(f[14] & 0x0f) * 4;
+        match m {
+            Mutation::None => {}
+            Mutation::EtherType(v) => f[12..14].copy_from_slice(&v.to_be_bytes()),
+            Mutation::VersionIhl(v) => f[14] = v,
+            Mutation::TotalLen(v) => f[16..18].copy_from_slice(&v.to_be_bytes()),
+            Mutation::FlagsOffset(v) => f[20..22].copy_from_slice(&v.to_be_bytes()),
+            Mutation::Protocol(v) => f[23] = v,
+            Mutation::L4Length(v) => match g.protocol() {
+                IpProtocol::Udp => f[14 + hl + 4..14 + hl + 6].copy_from_slice(&v.to_be_bytes()),
+                IpProtocol::Tcp => f[14 + hl + 12] = v as u8,
+                _ => f[14 + hl] = v as u8,
+            },
+            Mutation::Truncate(n) => f.truncate(f.len().saturating_sub(n).max(14)),
+        }
+        let hl = f.get(14).map_or(0, |&b| usize::from(b & 0x0f) * 4);
+        if fix_checksum && hl >= 20 && f.len() >= 14 + hl {
+            f[24..26].fill(0);
+            let c = !checksum::data(&f[14..14 + hl]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        for caps in [ChecksumCaps::NONE, ChecksumCaps::ALL] {
+            prop_assert_eq!(
+                super::parse_frame(&f, &caps),
+                super::parse::parse_frame_general(&f, &caps)
+            );
+        }
+        if let Ok(p) = ipv4::Packet::new_checked(&f[14..]) {
+            let rw = Rewrite::new(side, p.protocol(), (g.src, 1), (new_addr, new_port));
+            let mut fast = f.clone();
+            let fast_result = ipv4::Packet::new_unchecked(&mut fast[14..]).apply(&rw);
+            let mut general = f.clone();
+            let general_result = ipv4::apply_general(&mut general[14..], &rw);
+            prop_assert_eq!(fast_result, general_result);
+            prop_assert_eq!(fast, general);
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(100_000))]
 
     #[test]

@@ -97,6 +97,24 @@ impl Default for NeighbourCache {
 }
 
 impl NeighbourCache {
+    fn slot(port: u8, raw: u32) -> usize {
+        ((raw.wrapping_mul(0x9e37_79b1) >> 22) as usize ^ usize::from(port)) & (CACHE_SLOTS - 1)
+    }
+
+    /// Remembers what this worker just learned from ARP, valid while `table` is the
+    /// published one: replies to the host that asked need not wait for the control thread
+    /// to publish a new table.
+    pub fn learn(&mut self, table: &Neighbours, port: u8, ip: Ipv4Addr, mac: EthernetAddress) {
+        let raw = u32::from(ip);
+        self.slots[Self::slot(port, raw)] = Slot {
+            ip: raw,
+            port,
+            valid: true,
+            generation: table.generation(),
+            mac: mac.0,
+        };
+    }
+
     /// The MAC of `ip` on `port`, from the cache or else the table.
     #[inline]
     pub fn lookup(
@@ -106,8 +124,7 @@ impl NeighbourCache {
         ip: Ipv4Addr,
     ) -> Option<EthernetAddress> {
         let raw = u32::from(ip);
-        let i = ((raw.wrapping_mul(0x9e37_79b1) >> 22) as usize ^ usize::from(port))
-            & (CACHE_SLOTS - 1);
+        let i = Self::slot(port, raw);
         let s = &self.slots[i];
         if s.valid && s.ip == raw && s.port == port && s.generation == table.generation() {
             return Some(EthernetAddress(s.mac));
@@ -142,5 +159,21 @@ mod tests {
         assert_eq!(c.lookup(&t2, 0, ip), Some(b), "new generation refreshes");
         let t3 = Neighbours::with(3, []);
         assert_eq!(c.lookup(&t3, 0, ip), None, "removed entries are gone");
+        c.learn(&t3, 0, ip, a);
+        assert_eq!(
+            c.lookup(&t3, 0, ip),
+            Some(a),
+            "learned here, before publication"
+        );
+        let t4 = Neighbours::with(4, []);
+        assert_eq!(c.lookup(&t4, 0, ip), None, "until the next table");
+        c.learn(&t3, 0, ip, a);
+        assert_eq!(
+            c.lookup(&t3, 0, ip),
+            Some(a),
+            "learned here, before publication"
+        );
+        let t4 = Neighbours::with(4, []);
+        assert_eq!(c.lookup(&t4, 0, ip), None, "until the next table");
     }
 }

@@ -27,7 +27,7 @@ impl Shard {
             Kind::IcmpError => self.related(env, now, in_port, pkt, meta),
             _ => {
                 let dst = meta.key.dst_addr();
-                if env.policy.port_with_address(dst).is_some() || self.snat.is_pool_address(dst) {
+                if self.is_local(env.policy, in_port, dst) {
                     self.local(env, in_port, pkt, meta)
                 } else {
                     self.discard(Discard::ProtocolUnsupported)
@@ -175,6 +175,7 @@ impl Shard {
         );
         let on_link = port.address.is_some_and(|n| n.contains(&spa)) && sha.is_unicast();
         if on_link {
+            self.neigh.learn(env.neighbours, in_port, spa, sha);
             self.note(Note::Learned {
                 port: in_port,
                 ip: spa,

@@ -56,11 +56,17 @@ pub enum Discard {
     HairpinDisabled,
     /// ARP that is neither for us nor news about a neighbour.
     ArpIgnored,
+    /// A packet from inside to another private address: the appliance carries traffic
+    /// between inside and outside, not between inside hosts.
+    PrivateDestination,
+    /// A host reaching itself through its own public endpoint (hairpin to self), which
+    /// would need a session whose two tuples are the same.
+    HairpinToSelf,
 }
 
 impl Discard {
     /// Every reason, in counter order.
-    pub const ALL: [Discard; 23] = [
+    pub const ALL: [Discard; 25] = [
         Discard::NotIp,
         Discard::Ipv6,
         Discard::NotForUs,
@@ -84,6 +90,8 @@ impl Discard {
         Discard::IcmpErrorNoSession,
         Discard::HairpinDisabled,
         Discard::ArpIgnored,
+        Discard::PrivateDestination,
+        Discard::HairpinToSelf,
     ];
 
     /// The counter name.
@@ -112,6 +120,8 @@ impl Discard {
             Discard::IcmpErrorNoSession => "icmp_error_no_session",
             Discard::HairpinDisabled => "hairpin_disabled",
             Discard::ArpIgnored => "arp_ignored",
+            Discard::PrivateDestination => "private_destination",
+            Discard::HairpinToSelf => "hairpin_to_self",
         }
     }
 }

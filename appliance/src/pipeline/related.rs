@@ -46,6 +46,18 @@ impl Shard {
         let Some(s) = self.table.get(hit.index) else {
             return self.discard(Discard::IcmpErrorNoSession);
         };
+        // The error must come from the side the quoted packet went to, and be addressed to
+        // whoever sent that packet: our public endpoint for an error from outside, the remote
+        // host for an error from inside. Anything else would carry a quote of one session
+        // to somebody else.
+        let outer_to = meta.key.dst_addr();
+        let addressed = match hit.side {
+            Side::Outside => outer_to == s.outside().dst_addr(),
+            Side::Inside => outer_to == s.outside().src_addr(),
+        };
+        if !addressed || !super::shard::arrives_right(env, in_port, hit.side, s) {
+            return self.discard(Discard::IcmpErrorNoSession);
+        }
         // Put our own endpoint in the quote back to what the other side knows, and address
         // the error to the host that sent the quoted packet.
         let (inside, outside) = (*s.inside(), *s.outside());

@@ -546,14 +546,14 @@ impl Shard {
         hit: Hit,
     ) -> Action {
         let generation = env.policy.generation as u32;
-        match self.table.get(hit.index) {
-            Some(s) if s.policy_generation() == generation => {}
-            Some(_) => {
-                if !self.recheck(env, hit.index) {
-                    return self.discard(Discard::PolicyRecheckDeny);
-                }
-            }
-            None => return self.discard(Discard::IcmpErrorNoSession),
+        let Some(s) = self.table.get(hit.index) else {
+            return self.discard(Discard::IcmpErrorNoSession);
+        };
+        if !arrives_right(env, in_port, hit.side, s) {
+            return self.discard(Discard::SpoofedSource);
+        }
+        if s.policy_generation() != generation && !self.recheck(env, hit.index) {
+            return self.discard(Discard::PolicyRecheckDeny);
         }
         let tcp = (meta.kind == Kind::Tcp).then(|| TcpFlags::from_bits(meta.tcp_flags));
         self.table.refresh(hit, now, pkt.bytes().len() as u32, tcp);
@@ -672,6 +672,30 @@ impl Shard {
             self.close(idx);
             false
         }
+    }
+}
+
+/// Whether a packet that matched `side` of session `s` came in where that side's packets
+/// come from: a session's inside tuple only from an inside (or one-arm) port, its outside
+/// tuple only from an outside (or one-arm) port, or from an inside port when the session is
+/// hairpinned (its other end is an inside host). Otherwise somebody outside forges an inside
+/// host's packets (or the reverse), and the packet must not use the session.
+#[inline]
+pub(super) fn arrives_right(
+    env: &Env<'_>,
+    in_port: u8,
+    side: crate::flow::Side,
+    s: &Session,
+) -> bool {
+    use crate::config::Role;
+    use crate::flow::Side;
+    match (
+        side,
+        env.policy.ports.get(usize::from(in_port)).map(|p| p.role),
+    ) {
+        (Side::Inside, Some(Role::Outside)) => false,
+        (Side::Outside, Some(Role::Inside)) => env.policy.is_private(s.outside().src_addr()),
+        _ => true,
     }
 }
 

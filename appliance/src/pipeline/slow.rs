@@ -60,10 +60,23 @@ fn match_key(meta: &Meta) -> MatchKey {
     }
 }
 
-/// The key of packets from `src` to `dst` (for ICMP echo, the identifier is both ports).
+/// The key of packets from `src` to `dst`. For ICMP echo the identifier stands for both
+/// ports: `src`'s "port" is taken for packets we receive with the sender's identifier, and
+/// [`key_to`] takes `dst`'s for packets that carry the identifier we gave (replies to our
+/// translated endpoint).
 fn key(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
     if proto == 1 {
         FlowKey::icmp_echo(src.0, dst.0, src.1)
+    } else {
+        FlowKey::new(src.0, dst.0, src.1, dst.1, proto)
+    }
+}
+
+/// The key of packets from `src` to our public endpoint `dst` (for ICMP echo, the identifier
+/// is the one we mapped to: `dst`'s).
+fn key_to(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
+    if proto == 1 {
+        FlowKey::icmp_echo(src.0, dst.0, dst.1)
     } else {
         FlowKey::new(src.0, dst.0, src.1, dst.1, proto)
     }
@@ -106,6 +119,22 @@ impl Taken {
 }
 
 impl Shard {
+    /// Whether `dst` is an address of the appliance that a packet arriving on `in_port` may
+    /// reach: from inside, any of its addresses; from outside, the public (pool) addresses
+    /// and the receiving port's own address, never the inside addresses.
+    pub(super) fn is_local(&self, p: &Policy, in_port: u8, dst: Ipv4Addr) -> bool {
+        if self.snat.is_pool_address(dst) {
+            return true;
+        }
+        match p.port_with_address(dst) {
+            None => false,
+            Some(port) => {
+                port == usize::from(in_port)
+                    || p.ports.get(usize::from(in_port)).map(|x| x.role) == Some(Role::Inside)
+            }
+        }
+    }
+
     /// A packet of this worker's with no session.
     pub(super) fn miss<B: PacketBuf>(
         &mut self,
@@ -127,6 +156,10 @@ impl Shard {
                 }
                 if p.port_with_address(dst).is_some() {
                     return self.local(env, in_port, pkt, meta);
+                }
+                if p.is_private(dst) {
+                    // Inside to inside is not the NAT's to carry (nor to translate).
+                    return self.discard(Discard::PrivateDestination);
                 }
                 self.egress(env, now, in_port, pkt, meta)
             }
@@ -179,7 +212,7 @@ impl Shard {
             Ok(t) => t,
             Err(d) => return self.discard(d),
         };
-        let outside = key(proto, remote, taken.public);
+        let outside = key_to(proto, remote, taken.public);
         self.create(
             env,
             now,
@@ -263,8 +296,7 @@ impl Shard {
             None
         };
         let Some((inside, taken, by_rule)) = target else {
-            let ours =
-                self.snat.is_pool_address(public.0) || p.port_with_address(public.0).is_some();
+            let ours = self.is_local(p, in_port, public.0);
             if ours {
                 return self.local(env, in_port, pkt, meta);
             }
@@ -344,7 +376,13 @@ impl Shard {
             Err(d) => return self.discard(d),
         };
         // The other key is what the target's replies look like: to our public endpoint.
-        let other = key(proto, to, taken.public);
+        let other = key_to(proto, to, taken.public);
+        if other == k {
+            // A host reaching itself through its own static public endpoint: both tuples of
+            // the session would be the same.
+            taken.undo(&mut self.snat);
+            return self.discard(Discard::HairpinToSelf);
+        }
         self.create(
             env,
             now,
@@ -407,11 +445,14 @@ impl Shard {
                 // One of the keys is already a session's (a simultaneous open from both
                 // sides): the packet belongs to it.
                 taken.undo(&mut self.snat);
-                if side != orig {
-                    return self.discard(Discard::NoForward);
-                }
-                if self.table.get(index).is_none() {
+                // Only if the key that exists is this packet's own (two packets of one new
+                // flow in one burst): a collision of the new session's other key with an
+                // existing session must not borrow that session's rewrite.
+                let Some(s) = self.table.get(index) else {
                     return self.discard(Discard::SessionTableFull);
+                };
+                if side != orig || *s.key(side) != meta.key {
+                    return self.discard(Discard::NoForward);
                 }
                 self.send_session(env, now, in_port, pkt, meta, Hit { index, side })
             }

@@ -387,6 +387,20 @@ mod egress {
     }
 
     #[test]
+    fn two_hosts_pinging_with_one_identifier() {
+        let mut n = Net::new("");
+        let (_, f1) = n.send(LAN, echo(C1, SERVER, 77, true, IN));
+        let (_, f2) = n.send(LAN, echo(C2, SERVER, 77, true, IN2));
+        let (id1, id2) = (seen(&f1).src.1, seen(&f2).src.1);
+        assert_ne!(id1, id2, "the second identifier is remapped");
+        for (id, host, want) in [(id1, C1, 77), (id2, C2, 77)] {
+            let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
+            assert_eq!(a, Action::Forward(LAN));
+            assert_eq!(seen(&f).dst, (host, want), "reply to {id} reaches {host}");
+        }
+    }
+
+    #[test]
     fn egress_deny_rule_drops_new_flows() {
         let mut n = Net::new(
             "[[egress.rule]]\naction = \"deny\"\nproto = \"udp\"\ndst = [\"198.51.100.0/24\"]\n",
@@ -504,6 +518,19 @@ mod ingress {
     }
 
     #[test]
+    fn the_inside_address_is_not_reachable_from_outside() {
+        let mut n = Net::new("");
+        let (a, _) = n.send(WAN, echo(OTHER, LAN_IP, 9, true, OUT));
+        assert!(matches!(a, Action::Drop(_)), "{a:?}");
+        let (a, _) = n.send(LAN, echo(C1, PUBLIC, 9, true, IN));
+        assert_eq!(
+            a,
+            Action::Forward(LAN),
+            "from inside, the public address answers"
+        );
+    }
+
+    #[test]
     fn spoofed_inside_source_from_outside() {
         let mut n = Net::new("");
         let (a, _) = n.send(WAN, udp((C2, 1), (PUBLIC, 5000), OUT));
@@ -594,6 +621,18 @@ mod forward {
         assert_eq!(a, Action::Forward(LAN));
         let s = seen(&f);
         assert_eq!((s.src, s.dst), ((PUBLIC, 8080), (C1, 41000)));
+    }
+
+    #[test]
+    fn hairpin_to_itself_is_refused_by_name() {
+        let mut n =
+            Net::new("[[ingress.static]]\npublic = \"192.0.2.40\"\nprivate = \"10.0.1.11\"\n");
+        let static_ip = Ipv4Addr::new(192, 0, 2, 40);
+        let (a, _) = n.send(LAN, udp((C2, 8080), (static_ip, 8080), IN2));
+        assert_eq!(a, Action::Drop(Discard::HairpinToSelf.into()));
+        assert_eq!(n.sessions(), 0);
+        let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
+        assert_eq!(in_use, 0);
     }
 
     #[test]
@@ -1090,6 +1129,17 @@ mod shards {
                 assert_eq!(a, Action::Forward(LAN), "reply found its session");
                 assert_eq!(seen(&f).dst, (client, 30000 + i));
             }
+            // ICMP echo with several workers: the identifier is mapped into the owner's slice.
+            let (a, f) = n.send(LAN, echo(C1, SERVER, 27087, true, IN));
+            assert_eq!(a, Action::Forward(WAN));
+            let id = seen(&f).src.1;
+            let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
+            assert_eq!(
+                a,
+                Action::Forward(LAN),
+                "echo reply finds its session (id {id})"
+            );
+            assert_eq!(seen(&f).dst, (C1, 27087));
             // Forwards and hairpin with several workers.
             let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
             assert_eq!(a, Action::Forward(LAN));
@@ -1346,5 +1396,106 @@ mod bursts {
         let (a, f) = n.send(LAN, late);
         assert_eq!(a, Action::Forward(LAN));
         assert_eq!(f[12..16], [0x81, 0x00, 0x00, 44], "time exceeded tagged");
+    }
+}
+
+// --- one-arm (a single `both` port) -------------------------------------------------------
+
+mod one_arm {
+    use super::*;
+
+    const ONE_ARM: &str = r#"
+private_prefixes = ["10.0.0.0/16", "10.1.0.0/16"]
+[eal]
+lcores = "0-1"
+huge_pages = false
+[[port]]
+name = "nic"
+role = "both"
+device = "net_null0"
+address = "10.0.0.4/24"
+gateway = "10.0.0.1"
+[local.health_probe]
+port = 9999
+sources = ["168.63.129.16/32"]
+"#;
+
+    const NIC: u8 = 0;
+    const MAC_NIC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xb0]);
+    const MAC_ROUTER: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xb1]);
+    const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 4);
+    const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 2, 10);
+
+    fn send(
+        shard: &mut Shard,
+        policy: &Policy,
+        neighbours: &Neighbours,
+        frame: Vec<u8>,
+    ) -> (Action, Vec<u8>) {
+        let macs = [MAC_NIC];
+        let env = Env {
+            policy,
+            neighbours,
+            macs: &macs,
+        };
+        let mut buf = [VecBuf::new(&frame)];
+        let mut out = [Action::Consumed];
+        shard.process(&env, 1000, NIC, &mut buf, &mut out);
+        (out[0], buf[0].bytes().to_vec())
+    }
+
+    #[test]
+    fn egress_and_reply_through_one_port() {
+        let policy = Policy::compile(&Config::parse(ONE_ARM, "one-arm.toml").unwrap(), 1).unwrap();
+        let mut c = ShardConfig::from_policy(&policy, 0, 1, 42).unwrap();
+        c.capacity = 1024;
+        let mut shard = Shard::new(c, Arc::new(ShardCounters::default()));
+        let neighbours = Neighbours::with(1, [((NIC, ROUTER), MAC_ROUTER)]);
+        let to_me = (MAC_ROUTER, MAC_NIC);
+        // The cloud routes the host's traffic to the appliance; it leaves by the same port,
+        // translated to the port's address, towards the subnet's router.
+        let (a, f) = send(
+            &mut shard,
+            &policy,
+            &neighbours,
+            udp((HOST, 5000), (SERVER, 53), to_me),
+        );
+        assert_eq!(a, Action::Forward(NIC));
+        let s = seen(&f);
+        assert_eq!(
+            (s.src, s.dst, s.dst_mac),
+            ((ME, 5000), (SERVER, 53), MAC_ROUTER)
+        );
+        // The reply comes back to the port and goes to the host, through the router.
+        let (a, f) = send(
+            &mut shard,
+            &policy,
+            &neighbours,
+            udp((SERVER, 53), (ME, 5000), to_me),
+        );
+        assert_eq!(a, Action::Forward(NIC));
+        let s = seen(&f);
+        assert_eq!(
+            (s.src, s.dst, s.dst_mac),
+            ((SERVER, 53), (HOST, 5000), MAC_ROUTER)
+        );
+        // Unsolicited traffic from the internet is dropped; the load balancer's probe is
+        // answered.
+        let (a, _) = send(
+            &mut shard,
+            &policy,
+            &neighbours,
+            udp((OTHER, 1), (ME, 7000), to_me),
+        );
+        assert!(matches!(a, Action::Drop(_)));
+        let probe = Ipv4Addr::new(168, 63, 129, 16);
+        let (a, _) = send(
+            &mut shard,
+            &policy,
+            &neighbours,
+            tcp((probe, 40000), (ME, 9999), TcpFlags::SYN, to_me),
+        );
+        assert_eq!(a, Action::Forward(NIC));
     }
 }

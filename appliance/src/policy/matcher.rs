@@ -98,7 +98,7 @@ impl Rule {
     /// Whether the rule matches `key`, tested field by field (the definition the compiled
     /// matcher is checked against).
     pub fn matches(&self, key: &MatchKey) -> bool {
-        self.proto.map_or(true, |p| p == key.proto)
+        self.proto.is_none_or(|p| p == key.proto)
             && (self.src.is_empty() || self.src.iter().any(|p| p.contains(key.src)))
             && (self.dst.is_empty() || self.dst.iter().any(|p| p.contains(key.dst)))
             && (self.src_ports.is_empty()

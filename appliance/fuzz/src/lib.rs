@@ -1,0 +1,8 @@
+//! Fuzzing harnesses that are more than a call: the whole-pipeline program interpreter
+//! ([`pipeline`]) and the frame builder and checksum verifier it uses ([`wire`]). The
+//! `fuzz_targets/` binaries call them; `cargo test` here replays the committed seeds.
+
+#![forbid(unsafe_code)]
+
+pub mod pipeline;
+pub mod wire;

@@ -1,0 +1,1132 @@
+//! `appliance explain`: what the appliance would do with one packet, without a running
+//! appliance.
+//!
+//! The answer comes from the real pipeline, so it cannot drift from it: the policy is
+//! compiled, a one-worker [`Shard`] is created with a small table, the packet the flow
+//! expression ([`Flow`]) describes is built with the packet layer's `Repr`s and processed,
+//! and what comes out (the pipeline's [`Action`](crate::pipeline::Action), the frame as it
+//! leaves, the counters, the session created) is read back. Only the naming of the outcome is
+//! done here: the class (egress, reply, ingress, hairpin, local, related, invalid), the rule
+//! that matched (queried from the policy's rule sets with the key the pipeline matches on),
+//! and the port forward, static mapping or SNAT pool address used.
+//!
+//! Two things differ from a running appliance, and the output says so: the shard starts
+//! with no sessions (a packet is judged as the first of its flow; `--reply` then sends the
+//! answer through the same shard), and every next hop's MAC is known (static entries from
+//! the configuration, made-up ones for the rest) so that forwarding is never held up by ARP.
+
+pub mod expr;
+pub mod frame;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+pub use expr::{Flow, ParseError, Transport};
+pub use frame::PacketView;
+
+use crate::config::{Config, Role};
+use crate::control::{SessionClass, SessionFilter, SessionInfo};
+use crate::flow::HashSeed;
+use crate::packet::{EthernetAddress, IcmpMessage, TcpFlags};
+use crate::pipeline::{
+    Action as PipelineAction, Discard, Env, Neighbours, Reason, Shard, ShardConfig, ShardCounters,
+    VecBuf,
+};
+use crate::policy::{Action as RuleAction, Forward, MatchKey, Policy};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Sessions the explaining shard holds: a handful are used, and a small table is quick to
+/// allocate.
+pub const CAPACITY: u32 = 4096;
+/// The clock (seconds) of the first packet; a reply comes one second later.
+pub const NOW: u32 = 1000;
+/// The flow table's hash seed: fixed, so that the same question gets the same answer.
+const SEED: HashSeed = HashSeed::fixed(0x6578_706c, 0x6169_6e21, 0x006e_7661);
+
+/// Why a flow could not be explained (besides a bad expression or configuration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    /// `on PORT` names no port of the configuration.
+    #[error("no port is named {name:?}: the ports are {known}")]
+    UnknownPort {
+        /// The name given.
+        name: String,
+        /// The configured names.
+        known: String,
+    },
+    /// No port has the role the source address calls for.
+    #[error("no {role} port receives a packet from {src}: name the port with `on PORT`")]
+    NoPort {
+        /// `inside` or `outside`.
+        role: &'static str,
+        /// The source address.
+        src: Ipv4Addr,
+    },
+    /// The port is past the 256 the pipeline numbers.
+    #[error("port {name:?} is past the 256th: the pipeline numbers ports 0-255")]
+    PortBeyond255 {
+        /// Its name.
+        name: String,
+    },
+    /// The NAT port range cannot make a worker's slice.
+    #[error("nat.port_range is too small for a worker's slice")]
+    NoSlice,
+    /// The packet layer refused to build the packet.
+    #[error("cannot build the packet: {0}")]
+    Build(crate::packet::Error),
+}
+
+/// What kind of packet the appliance takes it for (DESIGN.md, "What it decides").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// A new flow from inside, going out.
+    Egress,
+    /// A packet of an existing session.
+    Reply,
+    /// An unsolicited new flow from outside.
+    Ingress,
+    /// From inside to a public address of the appliance.
+    Hairpin,
+    /// Addressed to the appliance itself.
+    Local,
+    /// An ICMP error about a session.
+    Related,
+    /// Malformed, spoofed, without a valid TCP state, or out of TTL.
+    Invalid,
+}
+
+impl Class {
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Egress => "egress",
+            Class::Reply => "reply",
+            Class::Ingress => "ingress",
+            Class::Hairpin => "hairpin",
+            Class::Local => "local",
+            Class::Related => "related",
+            Class::Invalid => "invalid",
+        }
+    }
+
+    fn meaning(self) -> &'static str {
+        match self {
+            Class::Egress => "a new flow from inside, going out",
+            Class::Reply => "a packet of an existing session",
+            Class::Ingress => "an unsolicited new flow from outside",
+            Class::Hairpin => "from inside to a public address of the appliance",
+            Class::Local => "addressed to the appliance itself",
+            Class::Related => "an ICMP error about a session",
+            Class::Invalid => "malformed, spoofed, without a valid TCP state or out of TTL",
+        }
+    }
+}
+
+/// What happens to the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Sent on, out of `port`.
+    Forward,
+    /// The appliance answered it itself (echo reply, health probe, ICMP time exceeded), out
+    /// of `port`.
+    Answer,
+    /// Dropped, for `reason`.
+    Drop,
+    /// Used up without a reply (ARP news).
+    Consume,
+    /// Handed to another worker (never with the one worker `explain` runs).
+    Handoff,
+}
+
+/// The pipeline's decision, named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// What happens.
+    pub action: Disposition,
+    /// The port it leaves by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// The drop reason (counter name); for an answer, the reason the original was dropped
+    /// (`ttl_expired`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// Where a forwarded packet goes next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NextHopView {
+    /// The address whose MAC the frame is sent to.
+    pub ip: Ipv4Addr,
+    /// Out of this port.
+    pub port: String,
+    /// `on-link` (the destination itself) or `gateway`.
+    pub via: &'static str,
+    /// Its MAC.
+    pub mac: String,
+    /// `static` (from the configuration) or `assumed` (made up: a running appliance would
+    /// resolve it with ARP first).
+    pub mac_from: &'static str,
+}
+
+/// The outcome of one packet.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// The port it arrives on.
+    pub port: String,
+    /// The packet as it arrives.
+    pub packet: PacketView,
+    /// What the appliance takes it for.
+    pub class: Class,
+    /// What happens to it.
+    pub verdict: Verdict,
+    /// The packet as it leaves (translated, or the appliance's answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<PacketView>,
+    /// Where it goes next (forwarded packets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<NextHopView>,
+    /// Whether it created a session.
+    pub session_created: bool,
+    /// The session it created or used, as `appliance sessions` shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionInfo>,
+    /// Its idle timeout, seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u32>,
+    /// Every drop reason the pipeline counted for it (for an answer, the original's).
+    pub counted: Vec<&'static str>,
+    /// The pipeline's action, unnamed.
+    #[serde(skip)]
+    pub action: PipelineAction,
+    /// The frame after processing (rewritten, or the answer; unchanged if dropped).
+    #[serde(skip)]
+    pub frame: Vec<u8>,
+}
+
+/// The rule that decides a new flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleMatch {
+    /// `egress` or `ingress`.
+    pub set: &'static str,
+    /// The rule's index in the file (`None`: no rule matched, the default decided).
+    pub index: Option<usize>,
+    /// `allow` or `deny`.
+    pub action: &'static str,
+    /// The rule's comment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl RuleMatch {
+    /// The rule's place in the file: `egress.rule[2]`, or `egress.default`.
+    pub fn path(&self) -> String {
+        match self.index {
+            Some(i) => format!("{}.rule[{i}]", self.set),
+            None => format!("{}.default", self.set),
+        }
+    }
+}
+
+/// A translation the packet gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NatView {
+    /// Source NAT to a pool address.
+    Snat {
+        /// The pool address.
+        address: Ipv4Addr,
+        /// The public port (ICMP: echo identifier).
+        port: u16,
+        /// Whether the inside port was kept.
+        port_kept: bool,
+        /// `endpoint-independent` or `endpoint-dependent`.
+        mapping: &'static str,
+        /// Who may then send to the mapping.
+        filtering: &'static str,
+    },
+    /// A port forward (DNAT), `[[ingress.forward]]` number `index`.
+    Forward {
+        /// Its index in the file.
+        index: usize,
+        /// `tcp` or `udp`.
+        proto: String,
+        /// Public address.
+        public: Ipv4Addr,
+        /// Public port.
+        public_port: u16,
+        /// Inside address.
+        private: Ipv4Addr,
+        /// Inside port.
+        private_port: u16,
+        /// Its comment.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+    /// A static 1:1 mapping, `[[ingress.static]]` number `index`.
+    Static {
+        /// Its index in the file.
+        index: usize,
+        /// Public address.
+        public: Ipv4Addr,
+        /// Inside address.
+        private: Ipv4Addr,
+        /// Its comment.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+}
+
+/// Everything `explain` found out about a packet.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// The flow, in canonical form.
+    pub flow: String,
+    /// Why it arrives on the port it does.
+    pub port_choice: String,
+    /// The packet's outcome.
+    #[serde(flatten)]
+    pub step: Step,
+    /// The rule that decides it (new flows that reach a rule set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleMatch>,
+    /// Translations: a port forward or static mapping, and source NAT.
+    pub nat: Vec<NatView>,
+    /// With `--reply`: what the answer to the packet as it left becomes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Step>,
+    /// What differs from a running appliance, and other remarks.
+    pub notes: Vec<String>,
+}
+
+/// What `explain` is asked besides the flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Also send the reply to the packet as it left through the same shard.
+    pub reply: bool,
+}
+
+/// The protocol's name, or its number.
+pub(crate) fn proto_name(proto: u8) -> String {
+    crate::control::session::proto_label(proto)
+}
+
+/// The MAC `explain` gives port `index`.
+pub fn port_mac(index: usize) -> EthernetAddress {
+    EthernetAddress([0x02, 0x4e, 0x56, 0x41, 0, index as u8])
+}
+
+/// The MAC `explain` assumes for a host it has no static entry for: locally administered,
+/// with the address in it.
+pub fn host_mac(ip: Ipv4Addr) -> EthernetAddress {
+    let o = ip.octets();
+    EthernetAddress([0x02, 0x00, o[0], o[1], o[2], o[3]])
+}
+
+fn mac_text(m: EthernetAddress) -> String {
+    let b = m.0;
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5]
+    )
+}
+
+/// Which port the flow arrives on, and why.
+///
+/// `on PORT` names it; otherwise a source in the private prefixes arrives on the first inside
+/// port, any other on the first outside port, and either on a `both` port if there is none.
+pub fn arrival_port(policy: &Policy, flow: &Flow) -> Result<(u8, String), ExplainError> {
+    let index = |i: usize| {
+        u8::try_from(i).map_err(|_| ExplainError::PortBeyond255 {
+            name: policy.ports[i].name.clone(),
+        })
+    };
+    if let Some(name) = &flow.port {
+        return match policy.ports.iter().position(|p| &p.name == name) {
+            Some(i) => Ok((index(i)?, "given".into())),
+            None => Err(ExplainError::UnknownPort {
+                name: name.clone(),
+                known: policy
+                    .ports
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        };
+    }
+    let private = policy.is_private(flow.src);
+    let (role, label, why) = if private {
+        (Role::Inside, "inside", "is in the private prefixes")
+    } else {
+        (Role::Outside, "outside", "is not in the private prefixes")
+    };
+    let found = policy
+        .ports
+        .iter()
+        .position(|p| p.role == role)
+        .map(|i| (i, label))
+        .or_else(|| {
+            policy
+                .ports
+                .iter()
+                .position(|p| p.role == Role::Both)
+                .map(|i| (i, "one-arm"))
+        });
+    match found {
+        Some((i, kind)) => Ok((
+            index(i)?,
+            format!("the first {kind} port: {} {why}", flow.src),
+        )),
+        None => Err(ExplainError::NoPort {
+            role: label,
+            src: flow.src,
+        }),
+    }
+}
+
+/// The neighbour table `explain` runs with: the configuration's static entries, and a made-up
+/// MAC for the next hop of every address the flow, its reply or a translation can lead to.
+pub fn neighbours(config: &Config, policy: &Policy, flow: &Flow) -> Neighbours {
+    let mut candidates: Vec<Ipv4Addr> = vec![flow.src, flow.dst];
+    candidates.extend(policy.ports.iter().filter_map(|p| p.gateway));
+    for (proto, addr, port) in policy.forwards.public_ports() {
+        if let Some(f) = policy.forwards.lookup(proto, addr, port) {
+            candidates.push(f.private.addr);
+        }
+    }
+    candidates.extend(
+        config
+            .ingress
+            .statics
+            .iter()
+            .filter_map(|s| s.private.ok().copied()),
+    );
+    let mut entries: Vec<((u8, Ipv4Addr), EthernetAddress)> = Vec::new();
+    for (i, p) in policy.ports.iter().enumerate() {
+        let Ok(port) = u8::try_from(i) else { continue };
+        for n in &p.neighbours {
+            entries.push(((port, n.ip), EthernetAddress(n.mac.0)));
+        }
+    }
+    for ip in candidates {
+        let Some(hop) = policy.next_hop(ip) else {
+            continue;
+        };
+        let Ok(port) = u8::try_from(hop.port) else {
+            continue;
+        };
+        if !entries.iter().any(|(k, _)| *k == (port, hop.ip)) {
+            entries.push(((port, hop.ip), host_mac(hop.ip)));
+        }
+    }
+    Neighbours::with(1, entries)
+}
+
+/// The key the pipeline matches a new flow's first packet on (ports 0 and the type for
+/// ICMP).
+pub fn match_key(flow: &Flow) -> MatchKey {
+    let (src_port, dst_port, icmp_type) = match flow.transport {
+        Transport::Tcp {
+            src_port, dst_port, ..
+        }
+        | Transport::Udp { src_port, dst_port } => (src_port, dst_port, None),
+        Transport::Icmp { ty, .. } => (0, 0, Some(ty)),
+    };
+    MatchKey {
+        proto: flow.transport.protocol(),
+        src: flow.src,
+        dst: flow.dst,
+        src_port,
+        dst_port,
+        icmp_type,
+    }
+}
+
+/// The way into the inside a new flow to `dst:dst_port` would take: a port forward or a
+/// static mapping. Only packets that open flows (TCP, UDP, ICMP echo requests) take one.
+enum Target {
+    Forward(Forward),
+    Static(Ipv4Addr),
+}
+
+fn target(policy: &Policy, flow: &Flow) -> Option<Target> {
+    let opens = match flow.transport {
+        Transport::Icmp { ty, .. } => ty == 8,
+        _ => true,
+    };
+    if !opens {
+        return None;
+    }
+    let (_, dst_port) = flow.transport.ports();
+    if let Some(f) = policy
+        .forwards
+        .lookup(flow.transport.protocol(), flow.dst, dst_port)
+    {
+        return Some(Target::Forward(f));
+    }
+    policy.statics.private_of(flow.dst).map(Target::Static)
+}
+
+/// Where the pipeline's slow path sends a packet without a session, before any outcome:
+/// the class it is handled as.
+fn path(policy: &Policy, in_port: u8, flow: &Flow) -> Class {
+    if let Transport::Icmp { ty, .. } = flow.transport {
+        let msg = IcmpMessage::from(ty);
+        if msg.is_error() {
+            return Class::Related;
+        }
+        if !matches!(msg, IcmpMessage::EchoRequest | IcmpMessage::EchoReply) {
+            return Class::Local;
+        }
+    }
+    let role = policy.ports.get(usize::from(in_port)).map(|p| p.role);
+    let inside = match role {
+        Some(Role::Inside) => true,
+        Some(Role::Both) => policy.is_private(flow.src),
+        _ => false,
+    };
+    if !inside {
+        return Class::Ingress;
+    }
+    let public = policy.snat.addresses.contains(&flow.dst)
+        || policy.forwards.has_address(flow.dst)
+        || policy.statics.private_of(flow.dst).is_some();
+    if public {
+        Class::Hairpin
+    } else if policy.port_with_address(flow.dst).is_some() {
+        Class::Local
+    } else {
+        Class::Egress
+    }
+}
+
+/// Drop reasons that make a packet invalid whatever it was headed for.
+fn invalid(r: Reason) -> bool {
+    matches!(
+        r,
+        Reason::Malformed(_)
+            | Reason::Pipeline(
+                Discard::NotIp
+                    | Discard::Ipv6
+                    | Discard::NotForUs
+                    | Discard::Fragment
+                    | Discard::ProtocolUnsupported
+                    | Discard::TtlExpired
+                    | Discard::SpoofedSource
+                    | Discard::InvalidSource
+                    | Discard::TcpNoSession
+            )
+    )
+}
+
+/// A shard set up for `explain`, with the environment it runs in.
+struct Bench<'a> {
+    policy: &'a Policy,
+    shard: Shard,
+    counters: Arc<ShardCounters>,
+    neighbours: Neighbours,
+    macs: Vec<EthernetAddress>,
+}
+
+/// What one `process` call did.
+struct Outcome {
+    action: PipelineAction,
+    frame: Vec<u8>,
+    created: bool,
+    answered: bool,
+    counted: Vec<Reason>,
+}
+
+impl<'a> Bench<'a> {
+    fn new(config: &Config, policy: &'a Policy, flow: &Flow) -> Result<Bench<'a>, ExplainError> {
+        let mut c = ShardConfig::from_policy(policy, 0, 1, 0).ok_or(ExplainError::NoSlice)?;
+        c.capacity = c.capacity.min(CAPACITY);
+        c.seed = Some(SEED);
+        let counters = Arc::new(ShardCounters::new(policy.snat.addresses.len()));
+        Ok(Bench {
+            policy,
+            shard: Shard::new(c, Arc::clone(&counters)),
+            counters,
+            neighbours: neighbours(config, policy, flow),
+            macs: (0..policy.ports.len()).map(port_mac).collect(),
+        })
+    }
+
+    fn run(&mut self, now: u32, in_port: u8, frame: &[u8]) -> Outcome {
+        let drops = |c: &ShardCounters| c.drops().map(|(_, n)| n).collect::<Vec<u64>>();
+        let (created, local, before) = (
+            self.counters.created(),
+            self.counters.local_replies(),
+            drops(&self.counters),
+        );
+        let env = Env {
+            policy: self.policy,
+            neighbours: &self.neighbours,
+            macs: &self.macs,
+        };
+        let mut bufs = [VecBuf::new(frame)];
+        let mut out = [PipelineAction::Consumed];
+        self.shard.process(&env, now, in_port, &mut bufs, &mut out);
+        let after = drops(&self.counters);
+        let counted = self
+            .counters
+            .drops()
+            .zip(before.iter().zip(&after))
+            .filter(|(_, (b, a))| a > b)
+            .map(|((r, _), _)| r)
+            .collect();
+        let [buf] = bufs;
+        Outcome {
+            action: out[0],
+            frame: crate::pipeline::PacketBuf::bytes(&buf).to_vec(),
+            created: self.counters.created() > created,
+            answered: self.counters.local_replies() > local,
+            counted,
+        }
+    }
+
+    fn port_name(&self, port: u8) -> String {
+        self.policy
+            .ports
+            .get(usize::from(port))
+            .map_or_else(|| format!("port {port}"), |p| p.name.clone())
+    }
+
+    /// Processes `flow`'s packet arriving on `in_port` and names the outcome; `reply` says
+    /// the packet answers one that just left (its class is `reply` when it finds the
+    /// session).
+    fn step(
+        &mut self,
+        now: u32,
+        in_port: u8,
+        flow: &Flow,
+        reply: bool,
+    ) -> Result<Step, ExplainError> {
+        let frame = frame::build(flow, host_mac(flow.src), self.macs[usize::from(in_port)])
+            .map_err(ExplainError::Build)?;
+        let packet = PacketView::of(&frame)
+            .ok_or(ExplainError::Build(crate::packet::Error::EthernetTruncated))?;
+        let o = self.run(now, in_port, &frame);
+        let verdict = match o.action {
+            PipelineAction::Forward(p) if o.answered => Verdict {
+                action: Disposition::Answer,
+                port: Some(self.port_name(p)),
+                reason: o.counted.first().map(|r| r.name()),
+            },
+            PipelineAction::Forward(p) => Verdict {
+                action: Disposition::Forward,
+                port: Some(self.port_name(p)),
+                reason: None,
+            },
+            PipelineAction::Drop(r) => Verdict {
+                action: Disposition::Drop,
+                port: None,
+                reason: Some(r.name()),
+            },
+            PipelineAction::Consumed => Verdict {
+                action: Disposition::Consume,
+                port: None,
+                reason: None,
+            },
+            PipelineAction::Handoff(_) => Verdict {
+                action: Disposition::Handoff,
+                port: None,
+                reason: None,
+            },
+        };
+        let forwarded = matches!(o.action, PipelineAction::Forward(_));
+        let class = if o.counted.iter().any(|r| invalid(*r)) {
+            Class::Invalid
+        } else if reply && forwarded && !o.created && !o.answered {
+            Class::Reply
+        } else if o.answered
+            || matches!(
+                o.action,
+                PipelineAction::Drop(Reason::Pipeline(
+                    Discard::LocalUnhandled | Discard::LocalDenied
+                ))
+            )
+        {
+            Class::Local
+        } else {
+            path(self.policy, in_port, flow)
+        };
+        let output = if forwarded {
+            PacketView::of(&o.frame)
+        } else {
+            None
+        };
+        let next_hop = match (&output, o.action) {
+            (Some(out), PipelineAction::Forward(p)) if !o.answered => {
+                self.next_hop_view(out.dst, p)
+            }
+            _ => None,
+        };
+        let session = if forwarded && !o.answered {
+            self.session_of(now, &o.frame)
+        } else {
+            None
+        };
+        let t = self.policy.sessions.timeouts;
+        let timeout_s = session.map(|s| match s.class {
+            SessionClass::TcpEstablished => t.tcp_established,
+            SessionClass::TcpTransitory => t.tcp_transitory,
+            SessionClass::Udp => t.udp,
+            SessionClass::Icmp => t.icmp,
+        });
+        Ok(Step {
+            port: self.port_name(in_port),
+            packet,
+            class,
+            verdict,
+            output,
+            next_hop,
+            session_created: o.created,
+            session,
+            timeout_s,
+            counted: o.counted.iter().map(|r| r.name()).collect(),
+            action: o.action,
+            frame: o.frame,
+        })
+    }
+
+    fn next_hop_view(&self, dst: Ipv4Addr, out_port: u8) -> Option<NextHopView> {
+        let hop = self.policy.next_hop(dst)?;
+        let port = u8::try_from(hop.port).ok()?;
+        if port != out_port {
+            return None;
+        }
+        let mac = self.neighbours.get(port, hop.ip)?;
+        let from_config = self
+            .policy
+            .ports
+            .get(hop.port)
+            .is_some_and(|p| p.neighbours.iter().any(|n| n.ip == hop.ip));
+        Some(NextHopView {
+            ip: hop.ip,
+            port: self.port_name(port),
+            via: if hop.ip == dst { "on-link" } else { "gateway" },
+            mac: mac_text(mac),
+            mac_from: if from_config { "static" } else { "assumed" },
+        })
+    }
+
+    /// The session a packet that left belongs to: the one whose endpoints it carries.
+    fn session_of(&self, now: u32, frame: &[u8]) -> Option<SessionInfo> {
+        let out = PacketView::of(frame)?;
+        let mut all = Vec::new();
+        self.shard
+            .dump(now, &SessionFilter::default(), CAPACITY as usize, &mut all);
+        let port = |p: Option<u16>, id: Option<u16>| p.or(id).unwrap_or(0);
+        let (sp, dp) = (
+            port(out.src_port, out.icmp_id),
+            port(out.dst_port, out.icmp_id),
+        );
+        all.into_iter().find(|s| {
+            let sides = [s.inside, s.outside, s.remote];
+            let has = |a: Ipv4Addr, p: u16| {
+                sides
+                    .iter()
+                    .any(|e| *e.ip() == a && (out.icmp_id.is_some() || e.port() == p))
+            };
+            has(out.src, sp) && has(out.dst, dp)
+        })
+    }
+}
+
+fn nonempty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+fn mapping_name(m: crate::policy::Mapping) -> &'static str {
+    match m {
+        crate::policy::Mapping::EndpointIndependent => "endpoint-independent",
+        crate::policy::Mapping::EndpointDependent => "endpoint-dependent",
+    }
+}
+
+fn filtering_name(f: crate::policy::Filtering) -> &'static str {
+    match f {
+        crate::policy::Filtering::EndpointIndependent => "endpoint-independent",
+        crate::policy::Filtering::AddressDependent => "address-dependent",
+        crate::policy::Filtering::AddressAndPortDependent => "address-and-port-dependent",
+    }
+}
+
+fn static_view(config: &Config, public: Ipv4Addr, private: Ipv4Addr) -> NatView {
+    let found = config
+        .ingress
+        .statics
+        .iter()
+        .position(|s| s.public.ok() == Some(&public));
+    NatView::Static {
+        index: found.unwrap_or(0),
+        public,
+        private,
+        comment: found.and_then(|i| nonempty(&config.ingress.statics[i].comment)),
+    }
+}
+
+/// The rule of `set` that matches `flow`, with its comment from the file.
+fn rule_match(config: &Config, policy: &Policy, set: &'static str, flow: &Flow) -> RuleMatch {
+    let (rules, configs) = if set == "egress" {
+        (&policy.egress, &config.egress.rule)
+    } else {
+        (&policy.ingress, &config.ingress.rule)
+    };
+    let v = rules.check(&match_key(flow));
+    RuleMatch {
+        set,
+        index: v.rule,
+        action: match v.action {
+            RuleAction::Allow => "allow",
+            RuleAction::Deny => "deny",
+        },
+        comment: v
+            .rule
+            .and_then(|i| configs.get(i))
+            .and_then(|r| nonempty(&r.comment)),
+    }
+}
+
+/// The reply to the packet `out` as it left: addresses and ports swapped, a SYN answered by
+/// a SYN-ACK, an echo request by an echo reply. `None` for what has no reply.
+fn reply_flow(sent: &Flow, out: &PacketView, port: String) -> Option<Flow> {
+    let transport = match sent.transport {
+        Transport::Tcp { flags, .. } => Transport::Tcp {
+            src_port: out.dst_port?,
+            dst_port: out.src_port?,
+            flags: if flags.syn() && !flags.ack() {
+                TcpFlags::SYN | TcpFlags::ACK
+            } else if flags.rst() {
+                return None;
+            } else {
+                TcpFlags::ACK
+            },
+        },
+        Transport::Udp { .. } => Transport::Udp {
+            src_port: out.dst_port?,
+            dst_port: out.src_port?,
+        },
+        Transport::Icmp { ty: 8, .. } => Transport::Icmp {
+            ty: 0,
+            code: 0,
+            ident: out.icmp_id?,
+        },
+        Transport::Icmp { .. } => return None,
+    };
+    Some(Flow {
+        src: out.dst,
+        dst: out.src,
+        transport,
+        port: Some(port),
+        ttl: expr::DEFAULT_TTL,
+    })
+}
+
+/// Explains `flow` under `config` (already checked) and its compiled `policy`.
+///
+/// # Errors
+/// [`ExplainError`]: an unknown port name, no port for the source's role, a port range too
+/// small, a packet that cannot be built.
+pub fn explain(
+    config: &Config,
+    policy: &Policy,
+    flow: &Flow,
+    options: &Options,
+) -> Result<Explanation, ExplainError> {
+    let (in_port, port_choice) = arrival_port(policy, flow)?;
+    let mut bench = Bench::new(config, policy, flow)?;
+    let step = bench.step(NOW, in_port, flow, false)?;
+    let mut notes = vec![
+        "explain starts with no sessions: the packet is judged as the first of its flow"
+            .to_string(),
+    ];
+
+    // The rule set and translations on the way the slow path takes.
+    let way = path(policy, in_port, flow);
+    let turned_away = matches!(
+        step.action,
+        PipelineAction::Drop(Reason::Pipeline(
+            Discard::InvalidSource | Discard::SpoofedSource | Discard::NotForUs
+        )) | PipelineAction::Drop(Reason::Malformed(_))
+    );
+    let target = target(policy, flow);
+    let set = match way {
+        Class::Egress => Some("egress"),
+        Class::Hairpin if target.is_some() => Some("egress"),
+        Class::Ingress if target.is_some() => Some("ingress"),
+        _ => None,
+    };
+    let rule = set
+        .filter(|_| !turned_away)
+        .map(|s| rule_match(config, policy, s, flow));
+    if way == Class::Ingress && target.is_none() && !turned_away && step.class == Class::Ingress {
+        notes.push(
+            "no port forward or static mapping takes it: the ingress rules are not consulted"
+                .into(),
+        );
+    }
+    let mut nat = Vec::new();
+    if matches!(way, Class::Ingress | Class::Hairpin) && !turned_away {
+        match target {
+            Some(Target::Forward(f)) => nat.push(NatView::Forward {
+                index: f.index,
+                proto: proto_name(flow.transport.protocol()),
+                public: flow.dst,
+                public_port: flow.transport.ports().1,
+                private: f.private.addr,
+                private_port: f.private.port,
+                comment: config
+                    .ingress
+                    .forward
+                    .get(f.index)
+                    .and_then(|c| nonempty(&c.comment)),
+            }),
+            Some(Target::Static(private)) => nat.push(static_view(config, flow.dst, private)),
+            None => {}
+        }
+    }
+    if matches!(way, Class::Egress | Class::Hairpin) && step.session_created {
+        if let Some(out) = &step.output {
+            if let Some(public) = policy.statics.public_of(flow.src) {
+                nat.push(static_view(config, public, flow.src));
+            } else {
+                let port = out.src_port.or(out.icmp_id).unwrap_or(0);
+                nat.push(NatView::Snat {
+                    address: out.src,
+                    port,
+                    port_kept: port == flow.transport.ports().0,
+                    mapping: mapping_name(policy.snat.mapping),
+                    filtering: filtering_name(policy.snat.filtering),
+                });
+            }
+        }
+    }
+
+    let mut reply = None;
+    if options.reply {
+        let left = match (step.action, &step.output) {
+            (PipelineAction::Forward(p), Some(out))
+                if step.verdict.action == Disposition::Forward =>
+            {
+                Some((p, out.clone()))
+            }
+            _ => None,
+        };
+        match left {
+            Some((p, out)) => match reply_flow(flow, &out, bench.port_name(p)) {
+                Some(back) => reply = Some(bench.step(NOW + 1, p, &back, true)?),
+                None => notes.push("no reply to show: this packet gets none".into()),
+            },
+            None if step.verdict.action == Disposition::Answer => {
+                notes.push("no reply to show: the appliance answered the packet itself".into())
+            }
+            None => notes.push("no reply to show: the packet is not sent on".into()),
+        }
+    }
+
+    let mut assumed: Vec<String> = Vec::new();
+    for h in step
+        .next_hop
+        .iter()
+        .chain(reply.iter().flat_map(|r| r.next_hop.iter()))
+    {
+        let hop = format!("{} on {}", h.ip, h.port);
+        if h.mac_from == "assumed" && !assumed.contains(&hop) {
+            assumed.push(hop);
+        }
+    }
+    if !assumed.is_empty() {
+        notes.push(format!(
+            "assumed next-hop MAC for {}: a running appliance resolves it with ARP first",
+            assumed.join(", ")
+        ));
+    }
+    Ok(Explanation {
+        flow: flow.to_string(),
+        port_choice,
+        step,
+        rule,
+        nat,
+        reply,
+        notes,
+    })
+}
+
+/// Label column width of the human output.
+const LABEL: usize = 12;
+
+fn line(out: &mut String, indent: &str, label: &str, text: impl std::fmt::Display) {
+    let width = LABEL.saturating_sub(indent.len()).max(label.len() + 1);
+    let _ = writeln!(out, "{indent}{label:<width$}{text}");
+}
+
+fn verdict_text(v: &Verdict) -> String {
+    let port = v.port.as_deref().unwrap_or("?");
+    match v.action {
+        Disposition::Forward => format!("forward out of {port}"),
+        Disposition::Answer => match v.reason {
+            Some(r) => format!("answered by the appliance on {port} (the packet itself: {r})"),
+            None => format!("answered by the appliance on {port}"),
+        },
+        Disposition::Drop => format!("drop ({})", v.reason.unwrap_or("?")),
+        Disposition::Consume => "consumed (no reply)".into(),
+        Disposition::Handoff => "handed to another worker".into(),
+    }
+}
+
+fn step_lines(out: &mut String, indent: &str, s: &Step) {
+    line(
+        out,
+        indent,
+        "class",
+        format_args!("{}: {}", s.class.name(), s.class.meaning()),
+    );
+    line(out, indent, "verdict", verdict_text(&s.verdict));
+    if let Some(o) = &s.output {
+        line(out, indent, "leaves", o);
+    }
+    if let Some(h) = &s.next_hop {
+        line(
+            out,
+            indent,
+            "next hop",
+            format_args!(
+                "{} ({}) on {}, MAC {} ({})",
+                h.ip, h.via, h.port, h.mac, h.mac_from
+            ),
+        );
+    }
+    if let Some(x) = &s.session {
+        let what = if s.session_created { "created" } else { "used" };
+        let mut text = format!(
+            "{what}: inside {}, outside {}, remote {}, {}, {}",
+            x.inside,
+            x.outside,
+            x.remote,
+            x.class.name(),
+            x.state.name()
+        );
+        if let Some(t) = s.timeout_s {
+            let _ = write!(text, ", idle timeout {t} s");
+        }
+        line(out, indent, "session", text);
+    }
+}
+
+impl Explanation {
+    /// The human form: a few aligned lines.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        line(&mut out, "", "flow", &self.flow);
+        line(
+            &mut out,
+            "",
+            "arrives",
+            format_args!("on {} ({})", self.step.port, self.port_choice),
+        );
+        let s = &self.step;
+        line(
+            &mut out,
+            "",
+            "class",
+            format_args!("{}: {}", s.class.name(), s.class.meaning()),
+        );
+        if let Some(r) = &self.rule {
+            let mut text = format!("{}: {}", r.path(), r.action);
+            if let Some(c) = &r.comment {
+                let _ = write!(text, " ({c:?})");
+            }
+            line(&mut out, "", "rule", text);
+        }
+        for n in &self.nat {
+            line(&mut out, "", "nat", nat_text(n, &self.step.packet));
+        }
+        // The class line is already out; the rest of the step follows.
+        let mut rest = String::new();
+        step_lines(&mut rest, "", s);
+        for l in rest.lines().skip(1) {
+            out.push_str(l);
+            out.push('\n');
+        }
+        if let Some(r) = &self.reply {
+            line(
+                &mut out,
+                "",
+                "reply",
+                format_args!("{} on {}", r.packet, r.port),
+            );
+            step_lines(&mut out, "  ", r);
+        }
+        for n in &self.notes {
+            line(&mut out, "", "note", n);
+        }
+        out
+    }
+}
+
+fn nat_text(n: &NatView, packet: &PacketView) -> String {
+    match n {
+        NatView::Snat {
+            address,
+            port,
+            port_kept,
+            mapping,
+            filtering,
+        } => {
+            let (what, kept) = if packet.icmp_id.is_some() {
+                ("identifier", "identifier kept")
+            } else {
+                ("port", "port kept")
+            };
+            let how = if *port_kept {
+                kept.to_string()
+            } else {
+                format!("{what} {port}")
+            };
+            format!(
+                "source {} -> {address}:{port} (SNAT pool address, {how}; {mapping} mapping, \
+                 {filtering} filtering)",
+                packet.src_text()
+            )
+        }
+        NatView::Forward {
+            index,
+            proto,
+            public,
+            public_port,
+            private,
+            private_port,
+            comment,
+        } => {
+            let mut t = format!(
+                "ingress.forward[{index}]: {proto} {public}:{public_port} -> \
+                 {private}:{private_port}"
+            );
+            if let Some(c) = comment {
+                let _ = write!(t, " ({c:?})");
+            }
+            t
+        }
+        NatView::Static {
+            index,
+            public,
+            private,
+            comment,
+        } => {
+            let mut t = format!("ingress.static[{index}]: {public} <-> {private} (1:1)");
+            if let Some(c) = comment {
+                let _ = write!(t, " ({c:?})");
+            }
+            t
+        }
+    }
+}
