@@ -19,6 +19,34 @@ pub fn prefetch<T>(value: &T) {
     let _ = value;
 }
 
+/// Bit `i` set when `lanes[i] == value`: eight 16-bit compares in one SSE2 compare and a
+/// mask extraction (about six instructions), where the compiler's own vectorization of the
+/// plain loop takes several times that. Plain code on other architectures.
+#[inline(always)]
+pub fn eq_mask_u16x8(lanes: &[u16; 8], value: u16) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of every x86-64 CPU; the load reads exactly the 16 bytes of
+    // `lanes` (an unaligned load, so any alignment is fine).
+    unsafe {
+        use core::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi16, _mm_loadu_si128, _mm_movemask_epi8, _mm_packs_epi16,
+            _mm_set1_epi16,
+        };
+        let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
+        let eq = _mm_cmpeq_epi16(v, _mm_set1_epi16(value as i16));
+        // Saturating 16 -> 8 bit pack keeps 0 and -1; one mask bit per lane, twice.
+        (_mm_movemask_epi8(_mm_packs_epi16(eq, eq)) as u32) & 0xff
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut m = 0u32;
+        for (i, &l) in lanes.iter().enumerate() {
+            m |= u32::from(l == value) << i;
+        }
+        m
+    }
+}
+
 /// Asks the kernel to back `slice` with transparent huge pages (`madvise(MADV_HUGEPAGE)`), so
 /// random accesses over a large table cost fewer TLB misses. Best effort: returns whether the
 /// kernel accepted the advice (it refuses when THP is `never`); the memory works either way.
@@ -68,6 +96,15 @@ mod tests {
         let v = [1u64; 16];
         prefetch(&v[3]);
         prefetch(&v);
+    }
+
+    #[test]
+    fn eq_mask_matches_each_lane() {
+        let lanes = [0u16, 1, 0x8000, 0xffff, 1, 0x7fff, 0, 0xffff];
+        for v in [0u16, 1, 0x7fff, 0x8000, 0xffff, 2] {
+            let want = (0..8).fold(0, |m, i| m | u32::from(lanes[i] == v) << i);
+            assert_eq!(eq_mask_u16x8(&lanes, v), want, "{v:#x}");
+        }
     }
 
     #[test]

@@ -12,19 +12,29 @@ pub const PROTO_UDP: u8 = 17;
 
 /// An IPv4 5-tuple as seen on the wire by one side of the appliance.
 ///
-/// 16 bytes, 8-aligned, so that comparing two keys is two 64-bit compares and the hash reads two
-/// words. For ICMP echo the identifier stands in for both ports ([`FlowKey::icmp_echo`]), which is
-/// how RFC 5508 section 3.1 asks a NAT to map echo queries. Fields are private: the three padding
-/// bytes are always zero, so equality and hashing may read them as part of the words.
-#[derive(Clone, Copy, Debug, Default)]
+/// 16 bytes, 8-aligned, held as the two 64-bit words that comparing and hashing read (and
+/// that building a key stores: two stores, not one per field). For ICMP echo the identifier
+/// stands in for both ports ([`FlowKey::icmp_echo`]), which is how RFC 5508 section 3.1 asks a
+/// NAT to map echo queries.
+///
+/// Word 0 is `src_addr | dst_addr << 32`, word 1 is `src_port | dst_port << 16 | protocol << 32`
+/// (addresses as host-order integers); the top 24 bits of word 1 are always zero.
+#[derive(Clone, Copy, Default)]
 #[repr(C, align(8))]
 pub struct FlowKey {
-    src_addr: u32,
-    dst_addr: u32,
-    src_port: u16,
-    dst_port: u16,
-    protocol: u8,
-    pad: [u8; 3],
+    words: [u64; 2],
+}
+
+impl std::fmt::Debug for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowKey")
+            .field("src_addr", &self.src_addr())
+            .field("dst_addr", &self.dst_addr())
+            .field("src_port", &self.src_port())
+            .field("dst_port", &self.dst_port())
+            .field("protocol", &self.protocol())
+            .finish()
+    }
 }
 
 impl FlowKey {
@@ -45,12 +55,10 @@ impl FlowKey {
         protocol: u8,
     ) -> Self {
         Self {
-            src_addr,
-            dst_addr,
-            src_port,
-            dst_port,
-            protocol,
-            pad: [0; 3],
+            words: [
+                (src_addr as u64) | ((dst_addr as u64) << 32),
+                (src_port as u64) | ((dst_port as u64) << 16) | ((protocol as u64) << 32),
+            ],
         }
     }
 
@@ -65,68 +73,74 @@ impl FlowKey {
     #[inline]
     #[must_use]
     pub const fn reverse(&self) -> Self {
-        Self::from_raw(
-            self.dst_addr,
-            self.src_addr,
-            self.dst_port,
-            self.src_port,
-            self.protocol,
-        )
+        let [a, b] = self.words;
+        Self {
+            words: [
+                a.rotate_left(32),
+                (b & 0xff_0000_0000) | ((b & 0xffff) << 16) | ((b >> 16) & 0xffff),
+            ],
+        }
     }
 
     /// Source address.
     #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.src_addr)
+        Ipv4Addr::from(self.src_addr_raw())
     }
 
     /// Destination address.
     #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.dst_addr)
+        Ipv4Addr::from(self.dst_addr_raw())
     }
 
     /// Source address as a host-order integer.
     #[inline]
     pub const fn src_addr_raw(&self) -> u32 {
-        self.src_addr
+        self.words[0] as u32
     }
 
     /// Destination address as a host-order integer.
     #[inline]
     pub const fn dst_addr_raw(&self) -> u32 {
-        self.dst_addr
+        (self.words[0] >> 32) as u32
     }
 
     /// Source port (the echo identifier for ICMP).
     #[inline]
     pub const fn src_port(&self) -> u16 {
-        self.src_port
+        self.words[1] as u16
     }
 
     /// Destination port (the echo identifier for ICMP).
     #[inline]
     pub const fn dst_port(&self) -> u16 {
-        self.dst_port
+        (self.words[1] >> 16) as u16
     }
 
     /// IP protocol number.
     #[inline]
     pub const fn protocol(&self) -> u8 {
-        self.protocol
+        (self.words[1] >> 32) as u8
     }
 
-    /// The key as two little-endian words; the padding is zero, so both words are plain loads.
+    /// The key's two words.
     #[inline(always)]
     fn words(&self) -> (u64, u64) {
-        let a = u64::from(self.src_addr) | (u64::from(self.dst_addr) << 32);
-        let b = u64::from(self.src_port)
-            | (u64::from(self.dst_port) << 16)
-            | (u64::from(self.protocol) << 32)
-            | (u64::from(self.pad[0]) << 40)
-            | (u64::from(self.pad[1]) << 48)
-            | (u64::from(self.pad[2]) << 56);
-        (a, b)
+        (self.words[0], self.words[1])
+    }
+
+    /// The addresses and ports of the reverse key ([`FlowKey::reverse`]) as they sit on the
+    /// wire: the 8 bytes of an IPv4 header's source and destination address fields, and the 4
+    /// bytes of a TCP or UDP header's port fields, network order. A NAT rewrite writes the
+    /// reverse of the other side's key, so this is two stores into the packet, straight from
+    /// the key's two words.
+    #[inline(always)]
+    pub fn reverse_wire(&self) -> ([u8; 8], [u8; 4]) {
+        // words: a = src | dst << 32, so big-endian a = dst then src; the low half of b is
+        // sport | dport << 16, so big-endian it is dport then sport.
+        let (a, b) = self.words();
+        (a.to_be_bytes(), (b as u32).to_be_bytes())
     }
 
     /// The keyed 64-bit hash the session table uses: bucket index from the low bits, signature
@@ -253,6 +267,13 @@ mod tests {
     fn size_and_alignment() {
         assert_eq!(std::mem::size_of::<FlowKey>(), 16);
         assert_eq!(std::mem::align_of::<FlowKey>(), 8);
+    }
+
+    #[test]
+    fn reverse_wire_is_the_reverse_key_in_network_order() {
+        let (addrs, ports) = key().reverse_wire();
+        assert_eq!(addrs, [192, 0, 2, 7, 10, 0, 0, 1]);
+        assert_eq!(ports, [0x01, 0xbb, 0x9c, 0x40]);
     }
 
     #[test]

@@ -263,6 +263,26 @@ impl FlowTable {
         self.lru[class].move_to_tail(self.slab.records_mut(), idx);
     }
 
+    /// The fast path's bookkeeping for a packet of `len` bytes that matched `hit` at `now`:
+    /// counts it on the session, then runs the TCP tracker when `tcp` carries the segment's
+    /// flags ([`FlowTable::track_tcp`]), else touches the session ([`FlowTable::touch`]).
+    /// When the clock has not moved since the session's last packet (most packets), that is
+    /// one fetch of the record and no list work. Unknown indices are ignored.
+    #[inline(always)]
+    pub fn refresh(&mut self, hit: Hit, now: u32, len: u32, tcp: Option<TcpFlags>) {
+        let Some(s) = self.slab.get_mut(hit.index) else {
+            return;
+        };
+        s.count(len);
+        match tcp {
+            Some(flags) => {
+                self.track_tcp(hit.index, flags, hit.side, now);
+            }
+            None if now > s.last_seen => self.touch(hit.index, now),
+            None => {}
+        }
+    }
+
     /// Touches the sessions of a looked-up burst ([`FlowTable::lookup_burst`]'s output) at
     /// `now`, in two passes: first prefetch the list neighbours of every session that will
     /// move (their links are rewritten, and they are random lines), then touch. Same effect as
@@ -330,6 +350,9 @@ impl FlowTable {
         now: u32,
         on_reclaim: F,
     ) -> Result<u32, CreateError> {
+        // The outside key's bucket is a random line nothing touched yet (a lookup just read
+        // the inside key's): start loading it while a session is found.
+        self.index.prefetch_key(&new.outside);
         let idx = match self.slab.alloc() {
             Some(i) => i,
             None => {
@@ -422,10 +445,31 @@ impl FlowTable {
         let Some((_, idx)) = best else {
             return false;
         };
-        if let Some(s) = self.slab.get(idx) {
-            on_reclaim(idx, s);
+        let class = match self.slab.get(idx) {
+            Some(s) => {
+                on_reclaim(idx, s);
+                s.timeout_class()
+            }
+            None => return false,
+        };
+        let removed = self.remove(idx);
+        self.prefetch_head(class);
+        removed
+    }
+
+    /// Hints the CPU to load what removing the head of `class`'s list will touch: the index
+    /// buckets of its keys, and the record after it. Called when a head was just removed
+    /// (expired or reclaimed), so that removing the next one finds its lines in cache.
+    ///
+    /// Reads the head's record: the call that removed the previous head loaded it (as the
+    /// record after that head), so along a list only the first removal waits for memory.
+    #[inline]
+    fn prefetch_head(&self, class: TimeoutClass) {
+        if let Some(h) = self.slab.get(self.lru[class as usize].head) {
+            self.index.prefetch_key(&h.keys[0]);
+            self.index.prefetch_key(&h.keys[1]);
+            self.slab.prefetch(h.next);
         }
-        self.remove(idx)
     }
 
     /// Deletes session `idx`: both index entries, its list link, its record. Returns false if it
@@ -435,6 +479,12 @@ impl FlowTable {
             return false;
         };
         let (inside, outside, class) = (s.keys[0], s.keys[1], s.timeout_class());
+        // Independent random lines (a bucket per key, the list neighbours): start them
+        // together rather than one after another.
+        self.index.prefetch_key(&inside);
+        self.index.prefetch_key(&outside);
+        self.slab.prefetch(s.prev);
+        self.slab.prefetch(s.next);
         self.index.remove(
             &inside,
             Hit {
@@ -480,6 +530,7 @@ impl FlowTable {
                 }
                 on_expire(head, s);
                 self.remove(head);
+                self.prefetch_head(class);
                 done += 1;
             }
         }

@@ -162,16 +162,25 @@ impl Session {
     /// inside-to-outside, negated for outside-to-inside.
     #[inline(always)]
     pub fn rewrite(&self, from: Side) -> Rewrite {
+        Rewrite {
+            tuple: self.keys[from.other() as usize].reverse(),
+            deltas: self.deltas_from(from),
+        }
+    }
+
+    /// The checksum deltas of [`Session::rewrite`] alone: the stored ones for a packet from
+    /// the inside, negated for one from the outside. The fast path reads these and the other
+    /// side's key ([`FlowKey::reverse_wire`]) straight from the record instead of building a
+    /// [`Rewrite`].
+    #[inline(always)]
+    pub fn deltas_from(&self, from: Side) -> ChecksumDeltas {
         let deltas = ChecksumDeltas {
             ip: self.ip_delta,
             l4: self.l4_delta,
         };
-        Rewrite {
-            tuple: self.keys[from.other() as usize].reverse(),
-            deltas: match from {
-                Side::Inside => deltas,
-                Side::Outside => deltas.reversed(),
-            },
+        match from {
+            Side::Inside => deltas,
+            Side::Outside => deltas.reversed(),
         }
     }
 

@@ -48,8 +48,12 @@ pub struct Snat {
     mappings: HashMap<(u8, u32, u16), Mapping1>,
     /// The reverse: (proto, public addr, public port) -> inside endpoint.
     reverse: HashMap<(u8, u32, u16), (u32, u16)>,
-    /// For address-dependent filtering: (proto, public addr, public port, remote addr) -> sessions.
+    /// For address-dependent filtering: (proto, public addr, public port, remote addr) ->
+    /// sessions counted there. Kept only while `counts_contacts` (see
+    /// [`Snat::set_counts_contacts`]): two random accesses to a large map per session created
+    /// and freed, which no other filtering reads.
     contacted: HashMap<(u8, u32, u16, u32), u32>,
+    counts_contacts: bool,
     /// Ports held back because a port forward uses them, and whether the pool gave the port
     /// to the reservation (false while a mapping that had it first still holds it).
     reserved: HashMap<(u8, u32, u16), bool>,
@@ -88,6 +92,7 @@ impl Snat {
             mappings: HashMap::with_capacity(sessions),
             reverse: HashMap::with_capacity(sessions),
             contacted: HashMap::new(),
+            counts_contacts: true,
             reserved: HashMap::new(),
             exhausted: 0,
         }
@@ -124,12 +129,29 @@ impl Snat {
         Some(&mut self.pools[a][p])
     }
 
+    /// Whether [`Snat::acquire`] and [`Snat::adopt`] count the remote address of each session
+    /// on an endpoint-independent mapping, which address-dependent filtering reads
+    /// ([`Snat::inbound`]). On when created.
+    pub fn counts_contacts(&self) -> bool {
+        self.counts_contacts
+    }
+
+    /// Turns the counting of contacts on or off: on only while the filtering is
+    /// address-dependent, since no other filtering reads them. Sessions counted stay counted
+    /// until released (each session remembers whether it was, and says so to
+    /// [`Snat::release`]); turning counting on does not count the sessions already open: their
+    /// owner does that with [`Snat::add_contact`] before the next packet is filtered.
+    pub fn set_counts_contacts(&mut self, on: bool) {
+        self.counts_contacts = on;
+    }
+
     /// A public endpoint for a new session from `inside` (proto, address, port) to `remote`.
     ///
     /// Endpoint-independent mapping reuses the inside endpoint's mapping when it has one (RFC
     /// 4787 REQ-1); otherwise, and always with endpoint-dependent mapping, a port of this
     /// worker's slice is taken: the inside port when free (port preservation), else a random
-    /// one. Every successful call must be paired with [`Snat::release`].
+    /// one. With an endpoint-independent mapping the contact with `remote` is counted when
+    /// [`Snat::counts_contacts`]. Every successful call must be paired with [`Snat::release`].
     pub fn acquire(
         &mut self,
         proto: u8,
@@ -160,7 +182,9 @@ impl Snat {
         } else {
             return self.take_port(proto, inside);
         };
-        self.contact(proto, public, remote);
+        if self.counts_contacts {
+            self.add_contact(proto, public, remote);
+        }
         Ok(public)
     }
 
@@ -181,7 +205,8 @@ impl Snat {
     }
 
     /// Records one more session on an existing mapping admitted from outside (filtering
-    /// allowed it), so the mapping lives as long as that session.
+    /// allowed it), so the mapping lives as long as that session; counts the contact with
+    /// `remote` when [`Snat::counts_contacts`].
     pub fn adopt(&mut self, proto: u8, public: (Ipv4Addr, u16), remote: Ipv4Addr) -> bool {
         let Some(&(ip, port)) = self.reverse.get(&(proto, u32::from(public.0), public.1)) else {
             return false;
@@ -189,20 +214,26 @@ impl Snat {
         if let Some(m) = self.mappings.get_mut(&(proto, ip, port)) {
             m.refs += 1;
         }
-        self.contact(proto, public, remote);
+        if self.counts_contacts {
+            self.add_contact(proto, public, remote);
+        }
         true
     }
 
-    /// Remembers one more session between a mapping and a remote address (what
-    /// address-dependent filtering asks).
-    fn contact(&mut self, proto: u8, public: (Ipv4Addr, u16), remote: Ipv4Addr) {
+    /// Counts one more session between the mapping at `public` and a remote address (what
+    /// address-dependent filtering asks). [`Snat::acquire`] and [`Snat::adopt`] call it while
+    /// counting is on; the owner calls it for the sessions already open when it turns counting
+    /// on, and then releases them as counted.
+    pub fn add_contact(&mut self, proto: u8, public: (Ipv4Addr, u16), remote: Ipv4Addr) {
         *self
             .contacted
             .entry((proto, u32::from(public.0), public.1, u32::from(remote)))
             .or_insert(0) += 1;
     }
 
-    /// Gives back what [`Snat::acquire`] or [`Snat::adopt`] took for a session that is going.
+    /// Gives back what [`Snat::acquire`] or [`Snat::adopt`] took for a session that is going;
+    /// `contacted` says whether its contact was counted ([`Snat::counts_contacts`] when it was
+    /// taken, or [`Snat::add_contact`] since).
     pub fn release(
         &mut self,
         proto: u8,
@@ -210,8 +241,9 @@ impl Snat {
         public: (Ipv4Addr, u16),
         remote: Ipv4Addr,
         mapping: Mapping,
+        contacted: bool,
     ) {
-        if mapping == Mapping::EndpointIndependent {
+        if mapping == Mapping::EndpointIndependent && contacted {
             let k = (proto, u32::from(public.0), public.1, u32::from(remote));
             if let Some(c) = self.contacted.get_mut(&k) {
                 *c -= 1;
@@ -259,6 +291,10 @@ impl Snat {
         filtering: Filtering,
     ) -> Option<(Ipv4Addr, u16)> {
         let &(ip, port) = self.reverse.get(&(proto, u32::from(public.0), public.1))?;
+        debug_assert!(
+            self.counts_contacts || filtering != Filtering::AddressDependent,
+            "address-dependent filtering without counting contacts"
+        );
         let admitted = match filtering {
             Filtering::EndpointIndependent => true,
             Filtering::AddressDependent => self.contacted.contains_key(&(
@@ -333,6 +369,11 @@ impl Snat {
     pub fn mappings(&self) -> usize {
         self.mappings.len()
     }
+
+    /// Distinct (mapping, remote address) pairs counted for address-dependent filtering.
+    pub fn contacts(&self) -> usize {
+        self.contacted.len()
+    }
 }
 
 #[cfg(test)]
@@ -367,9 +408,9 @@ mod tests {
             None,
             "APDF never admits without a session"
         );
-        s.release(17, (A, 5000), m1, R1, EIM);
+        s.release(17, (A, 5000), m1, R1, EIM, true);
         assert_eq!(s.mappings(), 1);
-        s.release(17, (A, 5000), m1, R2, EIM);
+        s.release(17, (A, 5000), m1, R2, EIM, true);
         assert_eq!(s.mappings(), 0);
         assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
     }
@@ -380,8 +421,8 @@ mod tests {
         let m1 = s.acquire(6, (A, 5000), R1, EDM).unwrap();
         let m2 = s.acquire(6, (A, 5000), R2, EDM).unwrap();
         assert_ne!(m1.1, m2.1);
-        s.release(6, (A, 5000), m1, R1, EDM);
-        s.release(6, (A, 5000), m2, R2, EDM);
+        s.release(6, (A, 5000), m1, R1, EDM, false);
+        s.release(6, (A, 5000), m2, R2, EDM, false);
         assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
     }
 
@@ -392,8 +433,31 @@ mod tests {
         let m = s.acquire(17, (A, 7000), R1, EIM).unwrap();
         assert_eq!(s.inbound(17, m, R1, f), Some((A, 7000)));
         assert_eq!(s.inbound(17, m, R2, f), None);
-        s.release(17, (A, 7000), m, R1, EIM);
+        s.release(17, (A, 7000), m, R1, EIM, true);
         assert_eq!(s.inbound(17, m, R1, f), None);
+    }
+
+    #[test]
+    fn contacts_are_counted_only_when_asked() {
+        let mut s = snat();
+        let f = Filtering::AddressDependent;
+        s.set_counts_contacts(false);
+        let m = s.acquire(17, (A, 7000), R1, EIM).unwrap();
+        assert_eq!(s.contacts(), 0);
+        // Turned on: the owner counts what is open, then new sessions count themselves.
+        s.set_counts_contacts(true);
+        s.add_contact(17, m, R1);
+        assert_eq!(s.inbound(17, m, R1, f), Some((A, 7000)));
+        assert_eq!(s.acquire(17, (A, 7000), R2, EIM).unwrap(), m);
+        assert_eq!(s.inbound(17, m, R2, f), Some((A, 7000)));
+        s.release(17, (A, 7000), m, R1, EIM, true);
+        // Turned off again: counted sessions still give their count back.
+        s.set_counts_contacts(false);
+        let m3 = s.acquire(17, (A, 7000), R1, EIM).unwrap();
+        assert_eq!(s.contacts(), 1);
+        s.release(17, (A, 7000), m, R2, EIM, true);
+        s.release(17, (A, 7000), m3, R1, EIM, false);
+        assert_eq!((s.contacts(), s.mappings()), (0, 0));
     }
 
     #[test]
@@ -429,7 +493,7 @@ mod tests {
             .unwrap();
         assert_ne!(other.1, 9000, "still held by the first mapping");
         s.reserve([(6, P, 9000)]);
-        s.release(6, (A, 9000), m, R1, EIM); // passes to the reservation
+        s.release(6, (A, 9000), m, R1, EIM, true); // passes to the reservation
         let third = s
             .acquire(6, (Ipv4Addr::new(10, 0, 1, 13), 9000), R1, EIM)
             .unwrap();

@@ -59,8 +59,12 @@ impl ShardCounters {
         add(&self.drops[r.index()], 1);
     }
 
-    pub(super) fn bump_forwarded(&self) {
-        add(&self.forwarded, 1);
+    /// Adds the packets forwarded by one burst (the shard counts them in a plain integer
+    /// and publishes once per burst, not per packet).
+    pub(super) fn add_forwarded(&self, n: u64) {
+        if n != 0 {
+            add(&self.forwarded, n);
+        }
     }
 
     pub(super) fn bump_handoff(&self) {

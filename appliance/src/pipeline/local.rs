@@ -8,8 +8,8 @@ use super::shard::{Action, Kind, Meta, Note, Shard};
 use crate::packet::build::{self, Link};
 use crate::packet::icmp::TimeExceeded;
 use crate::packet::{
-    ArpOperation, ArpPacket, ChecksumCaps, EtherType, EthernetAddress, EthernetRepr, IpProtocol,
-    Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr,
+    ArpOperation, ArpPacket, ChecksumCaps, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, Vlans,
 };
 
 impl Shard {
@@ -38,7 +38,7 @@ impl Shard {
 
     /// The link to answer a packet on: back to the frame's sender, from our MAC on `in_port`,
     /// with the same VLAN tags.
-    fn reply_link(env: &Env<'_>, in_port: u8, frame: &[u8], meta: &Meta) -> Link {
+    fn reply_link(env: &Env<'_>, in_port: u8, frame: &[u8]) -> Link {
         let mut dst = [0u8; 6];
         dst.copy_from_slice(&frame[6..12]);
         Link {
@@ -48,7 +48,7 @@ impl Shard {
                 .copied()
                 .unwrap_or(EthernetAddress([0; 6])),
             dst: EthernetAddress(dst),
-            vlans: meta.vlans,
+            vlans: vlans(frame),
         }
     }
 
@@ -76,7 +76,7 @@ impl Shard {
         // Unsolicited traffic to a public address is ingress without a forward; to the
         // inside address, a service the appliance does not run.
         let public = self.snat.is_pool_address(dst) || p.port_with_address(dst).is_none();
-        let link = Self::reply_link(env, in_port, pkt.bytes(), meta);
+        let link = Self::reply_link(env, in_port, pkt.bytes());
         let (l3, end) = (usize::from(meta.l3), usize::from(meta.end));
         match meta.kind {
             Kind::IcmpEcho if meta.icmp_type == 8 && p.local.icmp_echo => {
@@ -137,7 +137,7 @@ impl Shard {
         else {
             return Action::Drop(Discard::TtlExpired.into());
         };
-        let link = Self::reply_link(env, in_port, pkt.bytes(), meta);
+        let link = Self::reply_link(env, in_port, pkt.bytes());
         let (l3, end) = (usize::from(meta.l3), usize::from(meta.end));
         match build::icmp_time_exceeded(
             &mut self.scratch,
@@ -192,7 +192,7 @@ impl Shard {
                     .copied()
                     .unwrap_or(EthernetAddress([0; 6])),
                 dst: sha,
-                vlans: meta.vlans,
+                vlans: vlans(pkt.bytes()),
             };
             return match build::arp_reply(&mut self.scratch, &link, tpa, spa) {
                 Ok(len) => self.reply(in_port, pkt, len),
@@ -205,6 +205,13 @@ impl Shard {
             self.discard(Discard::ArpIgnored)
         }
     }
+}
+
+/// The VLAN tags of a frame stage 1 parsed (so the walk does not fail).
+fn vlans(frame: &[u8]) -> Vlans {
+    EthernetFrame::new_checked(frame)
+        .and_then(|f| f.vlans())
+        .unwrap_or(Vlans::None)
 }
 
 /// A SYN-ACK answering a SYN to the health probe: the probe only needs the handshake to

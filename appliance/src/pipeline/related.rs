@@ -100,6 +100,6 @@ impl Shard {
             key: FlowKey::new(meta.key.src_addr(), outer_dst, 0, 0, 1),
             ..*meta
         };
-        self.send(env, now, in_port, pkt, &meta, None)
+        self.send(env, now, in_port, pkt, &meta)
     }
 }

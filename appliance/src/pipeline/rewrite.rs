@@ -3,9 +3,10 @@
 //! the headers, so every index here is in bounds.
 
 use super::shard::{Kind, Meta};
-use crate::flow::{ChecksumDeltas, FlowKey, Rewrite};
+use crate::flow::{ChecksumDeltas, FlowKey, Session, Side};
 use crate::packet::checksum::{add, update16};
-use crate::packet::TcpPacket;
+use crate::packet::{EthernetAddress, TcpPacket};
+use std::net::Ipv4Addr;
 
 /// Applies a checksum delta to a stored checksum.
 #[inline(always)]
@@ -23,44 +24,76 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Writes the session's new tuple into the packet and fixes the IPv4 header and transport
-/// checksums with the session's deltas.
-#[inline]
-pub(super) fn apply(bytes: &mut [u8], meta: &Meta, rw: &Rewrite) {
-    let l3 = usize::from(meta.l3);
+/// The `N` bytes of `bytes` from `at` on, as an array: one bounds check for a whole header,
+/// then fixed offsets. Stage 1 validated the headers, so it does not fail.
+#[inline(always)]
+fn header<const N: usize>(bytes: &mut [u8], at: usize) -> &mut [u8; N] {
+    let h: &mut [u8] = &mut bytes[at..at + N];
+    h.try_into().expect("N bytes")
+}
+
+/// The checksum delta of a TTL decrement: the word (TTL, protocol) loses 0x0100, and adding
+/// `~0x0100` is subtracting it in ones' complement (RFC 1624).
+const TTL_DELTA: u16 = !0x0100;
+
+/// Translates a packet of session `s` that arrived on `from` and decrements its TTL (the
+/// caller checked it is above 1): writes the reverse of the other side's key as the new
+/// addresses and ports, and fixes the IPv4 header checksum once for both changes and the
+/// transport checksum with the session's deltas. Returns the new destination address.
+///
+/// The IPv4 header checksum comes out bit for bit as updating it for the addresses, then
+/// for the TTL (RFC 1624 eqn. 3 both times): both sums are the same residue, and neither
+/// can be the zero `0x0000` since they add a non-zero word last.
+#[inline(always)]
+pub(super) fn translate(bytes: &mut [u8], meta: &Meta, s: &Session, from: Side) -> Ipv4Addr {
+    let to = s.key(from.other());
+    let deltas = s.deltas_from(from);
+    let (addrs, ports) = to.reverse_wire();
+    let ip = header::<20>(bytes, usize::from(meta.l3));
+    ip[8] = ip[8].wrapping_sub(1);
+    let c = get16(ip, 10);
+    put16(ip, 10, fix(c, add(deltas.ip, TTL_DELTA)));
+    ip[12..20].copy_from_slice(&addrs);
     let l4 = usize::from(meta.l4);
-    let t = &rw.tuple;
-    bytes[l3 + 12..l3 + 16].copy_from_slice(&t.src_addr_raw().to_be_bytes());
-    bytes[l3 + 16..l3 + 20].copy_from_slice(&t.dst_addr_raw().to_be_bytes());
-    let c = get16(bytes, l3 + 10);
-    put16(bytes, l3 + 10, fix(c, rw.deltas.ip));
     match meta.kind {
-        Kind::Tcp => {
-            put16(bytes, l4, t.src_port());
-            put16(bytes, l4 + 2, t.dst_port());
-            let c = get16(bytes, l4 + 16);
-            put16(bytes, l4 + 16, fix(c, rw.deltas.l4));
-        }
         Kind::Udp => {
-            put16(bytes, l4, t.src_port());
-            put16(bytes, l4 + 2, t.dst_port());
-            let c = get16(bytes, l4 + 6);
+            let udp = header::<8>(bytes, l4);
+            udp[..4].copy_from_slice(&ports);
+            let c = get16(udp, 6);
             // 0 means "no checksum" (RFC 768): keep it; never produce 0 from a real one.
             if c != 0 {
-                let n = fix(c, rw.deltas.l4);
-                put16(bytes, l4 + 6, if n == 0 { 0xffff } else { n });
+                let n = fix(c, deltas.l4);
+                put16(udp, 6, if n == 0 { 0xffff } else { n });
             }
         }
+        Kind::Tcp => {
+            let tcp = header::<20>(bytes, l4);
+            tcp[..4].copy_from_slice(&ports);
+            let c = get16(tcp, 16);
+            put16(tcp, 16, fix(c, deltas.l4));
+        }
         Kind::IcmpEcho => {
-            put16(bytes, l4 + 4, t.src_port());
-            let c = get16(bytes, l4 + 2);
-            let n = fix(c, rw.deltas.l4);
+            // The echo identifier is both ports of the key.
+            let c = {
+                let icmp = header::<8>(bytes, l4);
+                icmp[4..6].copy_from_slice(&ports[..2]);
+                fix(get16(icmp, 2), deltas.l4)
+            };
             let end = usize::from(meta.end);
-            let n = crate::packet::icmp::fix_negative_zero(&bytes[l4..end], n);
+            let n = crate::packet::icmp::fix_negative_zero(&bytes[l4..end], c);
             put16(bytes, l4 + 2, n);
         }
         _ => {}
     }
+    to.src_addr()
+}
+
+/// Addresses the frame: destination `dst` (the next hop), source `src` (our port).
+#[inline(always)]
+pub(super) fn set_macs(bytes: &mut [u8], dst: &EthernetAddress, src: &EthernetAddress) {
+    let l2 = header::<12>(bytes, 0);
+    l2[..6].copy_from_slice(&dst.0);
+    l2[6..].copy_from_slice(&src.0);
 }
 
 /// Decrements the TTL (the caller checked it is above 1) and fixes the header checksum.

@@ -15,8 +15,8 @@ use super::reason::{Discard, Reason};
 use super::rewrite;
 use crate::flow::{FlowKey, FlowTable, HashSeed, Hit, Session, TcpFlags, Timeouts, BURST_MAX};
 use crate::nat::{Slices, Snat};
-use crate::packet::{icmp, parse_frame, ChecksumCaps, EthernetAddress, IcmpMessage, Vlans, L3, L4};
-use crate::policy::{Mapping, OnReload, Policy};
+use crate::packet::{icmp, parse_frame, ChecksumCaps, EthernetAddress, IcmpMessage, L3, L4};
+use crate::policy::{Filtering, OnReload, Policy};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -58,29 +58,61 @@ pub enum Note {
 /// How a session got its public endpoint, kept in the session's tag so freeing it gives back
 /// the right thing.
 pub(super) mod tag {
+    use crate::policy::Mapping;
+
     /// No SNAT port: a port forward, a static mapping.
     pub const NONE: u8 = 0;
     /// A port of the pool, owned by this session alone (endpoint-dependent mapping).
     pub const POOL: u8 = 1;
     /// A reference on an endpoint-independent mapping.
     pub const MAPPING: u8 = 2;
+    /// A reference on an endpoint-independent mapping, and the session's remote address
+    /// counted for address-dependent filtering ([`crate::nat::Snat::counts_contacts`]).
+    pub const MAPPING_CONTACT: u8 = 3;
+
+    /// The tag of a reference on a mapping, counted or not.
+    pub fn mapping(contacted: bool) -> u8 {
+        if contacted {
+            MAPPING_CONTACT
+        } else {
+            MAPPING
+        }
+    }
+
+    /// Whether the tag is a reference on a mapping.
+    pub fn is_mapping(t: u8) -> bool {
+        t == MAPPING || t == MAPPING_CONTACT
+    }
+
+    /// What to give back to the NAT for a tag: the mapping behaviour it was taken under, and
+    /// whether the contact was counted. `None`: nothing.
+    pub fn held(t: u8) -> Option<(Mapping, bool)> {
+        match t {
+            POOL => Some((Mapping::EndpointDependent, false)),
+            MAPPING => Some((Mapping::EndpointIndependent, false)),
+            MAPPING_CONTACT => Some((Mapping::EndpointIndependent, true)),
+            _ => None,
+        }
+    }
 }
 
-/// What stage 1 learned about a packet.
+/// What stage 1 learned about a packet: 32 bytes, so passing it between stages is two
+/// vector moves. (The VLAN tags are not kept: only replies the appliance builds need them,
+/// and those read them again from the frame, whose Ethernet header nothing changed.)
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Meta {
+    pub key: FlowKey,
     pub l3: u16,
     pub l4: u16,
     pub end: u16,
     pub kind: Kind,
     pub tcp_flags: u8,
     pub icmp_type: u8,
-    pub vlans: Vlans,
-    pub key: FlowKey,
 }
 
 /// The transport of a packet, as far as the pipeline cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(super) enum Kind {
     Tcp,
     Udp,
@@ -91,15 +123,22 @@ pub(super) enum Kind {
     Arp,
 }
 
+impl Kind {
+    /// Whether packets of this kind belong to sessions (and are looked up in stage 2).
+    #[inline(always)]
+    pub fn has_session(self) -> bool {
+        matches!(self, Kind::Tcp | Kind::Udp | Kind::IcmpEcho)
+    }
+}
+
 const EMPTY_META: Meta = Meta {
+    key: FlowKey::from_raw(0, 0, 0, 0, 0),
     l3: 0,
     l4: 0,
     end: 0,
     kind: Kind::OtherProto,
     tcp_flags: 0,
     icmp_type: 0,
-    vlans: Vlans::None,
-    key: FlowKey::from_raw(0, 0, 0, 0, 0),
 };
 
 /// Pending resolution requests are remembered this long (seconds) to avoid asking again for
@@ -165,12 +204,14 @@ pub struct Shard {
     /// Recently requested resolutions: (port, ip, time).
     resolving: [(u8, u32, u32); 16],
     resolving_next: usize,
-    // Per-burst scratch, sized for one chunk.
+    /// Packets forwarded since the counters were last updated (once per burst).
+    forwarded: u64,
+    // Per-burst scratch, sized for one chunk: stage 1's results by packet, and the keys to
+    // look up with the packet each came from.
     metas: [Meta; BURST_MAX],
     keys: [FlowKey; BURST_MAX],
     hits: [Option<Hit>; BURST_MAX],
     pos: [u8; BURST_MAX],
-    pending: [bool; BURST_MAX],
 }
 
 impl std::fmt::Debug for Shard {
@@ -211,11 +252,11 @@ impl Shard {
             notes_len: 0,
             resolving: [(0, 0, 0); 16],
             resolving_next: 0,
+            forwarded: 0,
             metas: [EMPTY_META; BURST_MAX],
             keys: [FlowKey::from_raw(0, 0, 0, 0, 0); BURST_MAX],
             hits: [None; BURST_MAX],
             pos: [0; BURST_MAX],
-            pending: [false; BURST_MAX],
         }
     }
 
@@ -294,6 +335,35 @@ impl Shard {
             icmp: t.icmp,
         });
         self.snat.reserve(policy.forwards.public_ports());
+        let count = policy.snat.filtering == Filtering::AddressDependent;
+        if count != self.snat.counts_contacts() {
+            self.snat.set_counts_contacts(count);
+            if count {
+                self.count_open_contacts();
+            }
+        }
+    }
+
+    /// Counts the contacts of the sessions already open on endpoint-independent mappings, when
+    /// a policy turns address-dependent filtering on: from then on every live session on a
+    /// mapping is counted, as if the filtering had always been address-dependent. O(capacity),
+    /// once for such a reload.
+    fn count_open_contacts(&mut self) {
+        for idx in 0..self.table.capacity() {
+            let Some(s) = self.table.get_mut(idx) else {
+                continue;
+            };
+            if s.tag() != tag::MAPPING {
+                continue;
+            }
+            s.set_tag(tag::MAPPING_CONTACT);
+            let outside = *s.outside();
+            self.snat.add_contact(
+                outside.protocol(),
+                (outside.dst_addr(), outside.dst_port()),
+                outside.src_addr(),
+            );
+        }
     }
 
     /// Processes a burst of packets received on `in_port` at time `now` (seconds): each
@@ -315,6 +385,8 @@ impl Shard {
         for (pkts, out) in pkts.chunks_mut(BURST_MAX).zip(out.chunks_mut(BURST_MAX)) {
             self.chunk(env, now, in_port, pkts, out);
         }
+        self.counters
+            .add_forwarded(std::mem::take(&mut self.forwarded));
     }
 
     fn chunk<B: PacketBuf>(
@@ -325,19 +397,20 @@ impl Shard {
         pkts: &mut [B],
         out: &mut [Action],
     ) {
-        // Stage 1: parse, own, key.
+        // Stage 1: parse, own, key. Packets without a session (ARP, ICMP errors, other
+        // protocols) wait in `special` for the end of the burst.
         let mut lookups = 0;
+        let mut special = 0u32;
         for (i, pkt) in pkts.iter().enumerate() {
-            self.pending[i] = false;
             match self.classify(env, in_port, pkt.bytes()) {
                 Ok(meta) => {
                     self.metas[i] = meta;
-                    if matches!(meta.kind, Kind::Tcp | Kind::Udp | Kind::IcmpEcho) {
+                    if meta.kind.has_session() {
                         self.keys[lookups] = meta.key;
                         self.pos[lookups] = i as u8;
                         lookups += 1;
                     } else {
-                        self.pending[i] = true;
+                        special |= 1 << i;
                     }
                 }
                 Err(action) => out[i] = action,
@@ -355,11 +428,11 @@ impl Shard {
                 None => self.miss(env, now, in_port, &mut pkts[i], &meta),
             };
         }
-        for i in 0..pkts.len() {
-            if self.pending[i] {
-                let meta = self.metas[i];
-                out[i] = self.special(env, now, in_port, &mut pkts[i], &meta);
-            }
+        while special != 0 {
+            let i = special.trailing_zeros() as usize;
+            special &= special - 1;
+            let meta = self.metas[i];
+            out[i] = self.special(env, now, in_port, &mut pkts[i], &meta);
         }
     }
 
@@ -385,7 +458,6 @@ impl Shard {
                 return Ok(Meta {
                     l3,
                     kind: Kind::Arp,
-                    vlans: parsed.vlans,
                     ..EMPTY_META
                 })
             }
@@ -411,14 +483,13 @@ impl Shard {
         let proto = u8::from(t.protocol);
         let key = FlowKey::new(t.src_addr, t.dst_addr, t.src_port, t.dst_port, proto);
         let meta = Meta {
+            key,
             l3,
             l4: m.l4_offset() as u16,
             end: m.l3_end() as u16,
             kind,
             tcp_flags,
             icmp_type,
-            vlans: parsed.vlans,
-            key,
         };
         if self.sharding.workers() > 1 {
             let owner = self.owner(env, bytes, &meta);
@@ -464,6 +535,7 @@ impl Shard {
     }
 
     /// The fast path: a packet of a known session.
+    #[inline(always)]
     fn hit<B: PacketBuf>(
         &mut self,
         env: &Env<'_>,
@@ -473,34 +545,47 @@ impl Shard {
         meta: &Meta,
         hit: Hit,
     ) -> Action {
-        let idx = hit.index;
         let generation = env.policy.generation as u32;
-        let Some(s) = self.table.get(idx) else {
+        let Some(s) = self.table.get(hit.index) else {
             return self.discard(Discard::IcmpErrorNoSession);
         };
         if !arrives_right(env, in_port, hit.side, s) {
             return self.discard(Discard::SpoofedSource);
         }
-        if s.policy_generation() != generation && !self.recheck(env, idx) {
+        if s.policy_generation() != generation && !self.recheck(env, hit.index) {
             return self.discard(Discard::PolicyRecheckDeny);
         }
-        if meta.kind == Kind::Tcp {
-            self.table
-                .track_tcp(idx, TcpFlags::from_bits(meta.tcp_flags), hit.side, now);
-        } else {
-            self.table.touch(idx, now);
-        }
-        let len = pkt.bytes().len() as u32;
-        let Some(s) = self.table.get_mut(idx) else {
-            return self.discard(Discard::IcmpErrorNoSession);
-        };
-        s.count(len);
-        let rw = s.rewrite(hit.side);
-        self.send(env, now, in_port, pkt, meta, Some(&rw))
+        let tcp = (meta.kind == Kind::Tcp).then(|| TcpFlags::from_bits(meta.tcp_flags));
+        self.table.refresh(hit, now, pkt.bytes().len() as u32, tcp);
+        self.send_session(env, now, in_port, pkt, meta, hit)
     }
 
-    /// Rewrites (when `rw` is given), decrements the TTL, routes and addresses the frame to
-    /// the next hop. The common tail of the fast and slow paths.
+    /// Translates a packet of session `hit` (it arrived on `hit.side`), decrements its TTL,
+    /// routes it and addresses the frame to the next hop. The common tail of the fast path
+    /// and of session creation.
+    #[inline(always)]
+    pub(super) fn send_session<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+        hit: Hit,
+    ) -> Action {
+        let ttl_expires = pkt.bytes()[usize::from(meta.l3) + 8] <= 1;
+        let Some(s) = self.table.get(hit.index) else {
+            return self.discard(Discard::IcmpErrorNoSession);
+        };
+        if ttl_expires {
+            return self.time_exceeded(env, in_port, pkt, meta);
+        }
+        let dst = rewrite::translate(pkt.bytes_mut(), meta, s, hit.side);
+        self.forward(env, now, pkt, meta, dst)
+    }
+
+    /// Decrements the TTL of a packet that is not translated (an ICMP error whose headers
+    /// were rewritten already), routes it and addresses the frame to the next hop.
     pub(super) fn send<B: PacketBuf>(
         &mut self,
         env: &Env<'_>,
@@ -508,24 +593,29 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-        rw: Option<&crate::flow::Rewrite>,
     ) -> Action {
         let l3 = usize::from(meta.l3);
         if pkt.bytes()[l3 + 8] <= 1 {
             return self.time_exceeded(env, in_port, pkt, meta);
         }
-        let bytes = pkt.bytes_mut();
-        let dst = match rw {
-            Some(rw) => {
-                rewrite::apply(bytes, meta, rw);
-                rw.tuple.dst_addr()
-            }
-            None => meta.key.dst_addr(),
-        };
-        rewrite::decrement_ttl(bytes, l3);
+        rewrite::decrement_ttl(pkt.bytes_mut(), l3);
+        self.forward(env, now, pkt, meta, meta.key.dst_addr())
+    }
+
+    /// The end of every forwarded packet, its IPv4 header final (TTL decremented): clamps
+    /// the MSS of a SYN, routes it towards `dst`, writes the next hop's and our MAC.
+    #[inline(always)]
+    fn forward<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        pkt: &mut B,
+        meta: &Meta,
+        dst: Ipv4Addr,
+    ) -> Action {
         if meta.kind == Kind::Tcp && meta.tcp_flags & TcpFlags::SYN.bits() != 0 {
             if let Some(mss) = env.policy.sessions.mss_clamp {
-                rewrite::clamp_mss(bytes, meta, mss);
+                rewrite::clamp_mss(pkt.bytes_mut(), meta, mss);
             }
         }
         let Some(hop) = env.policy.next_hop(dst) else {
@@ -541,10 +631,8 @@ impl Shard {
             .get(hop.port)
             .copied()
             .unwrap_or(EthernetAddress([0; 6]));
-        let bytes = pkt.bytes_mut();
-        bytes[..6].copy_from_slice(&mac.0);
-        bytes[6..12].copy_from_slice(&src.0);
-        self.counters.bump_forwarded();
+        rewrite::set_macs(pkt.bytes_mut(), &mac, &src);
+        self.forwarded += 1;
         Action::Forward(port)
     }
 
@@ -613,10 +701,8 @@ pub(super) fn arrives_right(
 
 /// Gives back what a session held: its pool port or its reference on a mapping.
 pub(super) fn release(snat: &mut Snat, s: &Session) {
-    let mapping = match s.tag() {
-        tag::POOL => Mapping::EndpointDependent,
-        tag::MAPPING => Mapping::EndpointIndependent,
-        _ => return,
+    let Some((mapping, contacted)) = tag::held(s.tag()) else {
+        return;
     };
     let inside = s.inside();
     let outside = s.outside();
@@ -626,5 +712,6 @@ pub(super) fn release(snat: &mut Snat, s: &Session) {
         (outside.dst_addr(), outside.dst_port()),
         outside.src_addr(),
         mapping,
+        contacted,
     );
 }

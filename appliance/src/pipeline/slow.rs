@@ -104,12 +104,17 @@ impl Taken {
     }
 
     fn undo(&self, snat: &mut Snat) {
-        let mapping = match self.tag {
-            tag::POOL => Mapping::EndpointDependent,
-            tag::MAPPING => Mapping::EndpointIndependent,
-            _ => return,
+        let Some((mapping, contacted)) = tag::held(self.tag) else {
+            return;
         };
-        snat.release(self.proto, self.inside, self.public, self.remote, mapping);
+        snat.release(
+            self.proto,
+            self.inside,
+            self.public,
+            self.remote,
+            mapping,
+            contacted,
+        );
     }
 }
 
@@ -241,7 +246,7 @@ impl Shard {
         match self.snat.acquire(proto, inside, remote, mapping) {
             Ok(public) => Ok(Taken {
                 tag: if mapping == Mapping::EndpointIndependent {
-                    tag::MAPPING
+                    tag::mapping(self.snat.counts_contacts())
                 } else {
                     tag::POOL
                 },
@@ -280,7 +285,7 @@ impl Shard {
             Some(((private, public.1), Taken::none(), true))
         } else if let Some(inside) = self.snat.inbound(proto, public, remote.0, p.snat.filtering) {
             let taken = Taken {
-                tag: tag::MAPPING,
+                tag: tag::mapping(self.snat.counts_contacts()),
                 proto,
                 inside,
                 public,
@@ -306,7 +311,7 @@ impl Shard {
         if pkt.bytes()[usize::from(meta.l3) + 8] <= 1 {
             return self.time_exceeded(env, in_port, pkt, meta);
         }
-        if taken.tag == tag::MAPPING && !self.snat.adopt(proto, public, remote.0) {
+        if tag::is_mapping(taken.tag) && !self.snat.adopt(proto, public, remote.0) {
             return self.discard(Discard::NoForward);
         }
         let inside_key = key(proto, inside, remote);
@@ -426,8 +431,11 @@ impl Shard {
                 };
                 s.set_tag(taken.tag);
                 s.count(len);
-                let rw = s.rewrite(orig);
-                self.send(env, now, in_port, pkt, meta, Some(&rw))
+                let hit = Hit {
+                    index: idx,
+                    side: orig,
+                };
+                self.send_session(env, now, in_port, pkt, meta, hit)
             }
             Err(CreateError::Full) => {
                 taken.undo(&mut self.snat);
@@ -446,8 +454,7 @@ impl Shard {
                 if side != orig || *s.key(side) != meta.key {
                     return self.discard(Discard::NoForward);
                 }
-                let rw = s.rewrite(side);
-                self.send(env, now, in_port, pkt, meta, Some(&rw))
+                self.send_session(env, now, in_port, pkt, meta, Hit { index, side })
             }
         }
     }
@@ -483,7 +490,7 @@ pub(super) fn still_allowed(p: &Policy, s: &Session, snat: &Snat) -> bool {
             } else {
                 // Admitted through an endpoint-independent mapping: as long as filtering
                 // still lets this remote in.
-                s.tag() == tag::MAPPING
+                tag::is_mapping(s.tag())
                     && snat
                         .inbound(proto, public, outside.src_addr(), p.snat.filtering)
                         .is_some()

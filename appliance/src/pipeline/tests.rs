@@ -1073,6 +1073,28 @@ mod reload {
     }
 
     #[test]
+    fn filtering_turned_address_dependent_counts_the_open_sessions() {
+        const ADF: &str = "[nat]\nfiltering = \"address-dependent\"\n";
+        let mut n = Net::new("");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        n.reload(ADF);
+        let (a, _) = n.send(WAN, udp((SERVER, 9999), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Forward(LAN), "a remote the host sent to before");
+        let (a, _) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Drop(Discard::NoForward.into()));
+        // Back and forth: sessions opened in between are counted at the next switch.
+        n.reload("");
+        n.send(LAN, udp((C1, 5000), (OTHER, 53), IN));
+        n.reload(ADF);
+        let (a, _) = n.send(WAN, udp((OTHER, 1234), (PUBLIC, 5000), OUT));
+        assert_eq!(a, Action::Forward(LAN));
+        n.now += 100_000;
+        n.expire_all();
+        let snat = n.shards[0].snat();
+        assert_eq!((n.sessions(), snat.mappings(), snat.contacts()), (0, 0, 0));
+    }
+
+    #[test]
     fn removed_forward_closes_its_sessions() {
         let mut n = Net::new("");
         n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
@@ -1221,6 +1243,159 @@ mod properties {
                 }
             }
         }
+    }
+}
+
+// --- bursts -------------------------------------------------------------------------------
+
+mod bursts {
+    use super::*;
+    use crate::packet::VlanTag;
+
+    /// Sends `frames` into `port` of shard 0 as one burst, returning each action and frame.
+    fn send_burst(n: &mut Net, port: u8, frames: &[Vec<u8>]) -> Vec<(Action, Vec<u8>)> {
+        let macs = [MAC_LAN, MAC_WAN];
+        let env = Env {
+            policy: &n.policy,
+            neighbours: &n.neighbours,
+            macs: &macs,
+        };
+        let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
+        let mut out = vec![Action::Consumed; frames.len()];
+        n.shards[0].process(&env, n.now, port, &mut bufs, &mut out);
+        out.into_iter()
+            .zip(bufs.iter().map(|b| b.bytes().to_vec()))
+            .collect()
+    }
+
+    fn with_ttl(mut frame: Vec<u8>, ttl: u8) -> Vec<u8> {
+        let ip = &mut frame[14..34];
+        let old = u16::from_be_bytes([ip[8], ip[9]]);
+        ip[8] = ttl;
+        let new = u16::from_be_bytes([ip[8], ip[9]]);
+        let c = u16::from_be_bytes([ip[10], ip[11]]);
+        let c = crate::packet::checksum::update16(c, old, new);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        frame
+    }
+
+    /// A burst does what the same packets do one at a time, when no packet of it depends on
+    /// another (established flows both ways, new flows each seen once, replies the appliance
+    /// builds, drops of every kind): same actions, same bytes out, same counters. (Packets of
+    /// one new flow in one burst are not the same: all but the first miss the lookup.)
+    #[test]
+    fn a_burst_does_what_its_packets_do_one_by_one() {
+        let extra = "[nat]\nfiltering = \"endpoint-independent\"\n";
+        let mut burst = Net::new(extra);
+        let mut single = Net::new(extra);
+        let hosts: Vec<(Ipv4Addr, EthernetAddress)> = (20..60u8)
+            .map(|h| {
+                (
+                    Ipv4Addr::new(10, 0, 1, h),
+                    EthernetAddress([2, 0, 0, 0, 1, h]),
+                )
+            })
+            .collect();
+        for n in [&mut burst, &mut single] {
+            let mut e: Vec<_> = n.neighbours.iter().collect();
+            e.extend(hosts.iter().map(|&(ip, mac)| ((LAN, ip), mac)));
+            n.neighbours = Neighbours::with(2, e);
+        }
+        // Established flows, created one at a time in both: (inside, remote, public).
+        let mut flows = Vec::new();
+        for (k, &(ip, mac)) in hosts.iter().enumerate() {
+            let inside = (ip, 30000 + k as u16);
+            let remote = (SERVER, 53 + (k % 3) as u16);
+            let f = udp(inside, remote, (mac, MAC_LAN));
+            let (a, out) = single.send(LAN, f.clone());
+            assert_eq!(burst.send(LAN, f), (a, out.clone()));
+            assert_eq!(a, Action::Forward(WAN));
+            flows.push((inside, remote, seen(&out).src, mac));
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut new_port = 40000u16;
+        for round in 0..40 {
+            let from_lan = round % 2 == 0;
+            let port = if from_lan { LAN } else { WAN };
+            let len = 1 + (next() % 32) as usize;
+            let frames: Vec<Vec<u8>> = (0..len)
+                .map(|_| {
+                    let (inside, remote, public, mac) =
+                        flows[(next() % flows.len() as u64) as usize];
+                    let pick = next() % 10;
+                    if from_lan {
+                        match pick {
+                            0..=4 => udp(inside, remote, (mac, MAC_LAN)),
+                            5 => {
+                                new_port += 1;
+                                udp((inside.0, new_port), (OTHER, 443), (mac, MAC_LAN))
+                            }
+                            6 => with_ttl(udp(inside, remote, (mac, MAC_LAN)), 1),
+                            7 => echo(LAN_IP, inside.0, 3, false, (mac, MAC_LAN)),
+                            8 => echo(inside.0, LAN_IP, 3, true, (mac, MAC_LAN)),
+                            _ => {
+                                let mut f = udp(inside, remote, (mac, MAC_LAN));
+                                f[(next() % 60) as usize] ^= 0x5a;
+                                f
+                            }
+                        }
+                    } else {
+                        match pick {
+                            0..=5 => udp(remote, public, OUT),
+                            6 => {
+                                // A new flow from outside, admitted by the mapping.
+                                new_port += 1;
+                                udp((OTHER, new_port), public, OUT)
+                            }
+                            7 => udp(remote, (PUBLIC, 1), OUT),
+                            8 => echo(OTHER, PUBLIC, 9, true, OUT),
+                            _ => tcp((OTHER, 40000), (PUBLIC, 8081), TcpFlags::SYN, OUT),
+                        }
+                    }
+                })
+                .collect();
+            let got = send_burst(&mut burst, port, &frames);
+            for (f, g) in frames.into_iter().zip(got) {
+                assert_eq!(single.send(port, f), g, "round {round}");
+            }
+            assert_eq!(
+                burst.shards[0].counters().forwarded(),
+                single.shards[0].counters().forwarded()
+            );
+        }
+        assert_eq!(burst.sessions(), single.sessions());
+        for r in (0..Reason::COUNT).filter_map(Reason::from_index) {
+            assert_eq!(burst.drops(r), single.drops(r), "{r:?}");
+        }
+    }
+
+    /// Replies the appliance builds go back with the VLAN tags of the frame they answer.
+    #[test]
+    fn replies_keep_the_vlan_tags() {
+        let mut n = Net::new("");
+        let mut buf = vec![0u8; 64];
+        let len =
+            build::arp_request(&mut buf, MAC_C1, Vlans::One(VlanTag::new(42)), C1, LAN_IP).unwrap();
+        buf.truncate(len);
+        let (a, f) = n.send(LAN, buf);
+        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(f[12..16], [0x81, 0x00, 0x00, 42], "ARP reply tagged");
+        let mut ping = echo(C1, LAN_IP, 5, true, IN);
+        ping.splice(12..12, [0x81, 0x00, 0x00, 43]);
+        let (a, f) = n.send(LAN, ping);
+        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(f[12..16], [0x81, 0x00, 0x00, 43], "echo reply tagged");
+        let mut late = with_ttl(udp((C1, 5000), (SERVER, 53), IN), 1);
+        late.splice(12..12, [0x81, 0x00, 0x00, 44]);
+        let (a, f) = n.send(LAN, late);
+        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(f[12..16], [0x81, 0x00, 0x00, 44], "time exceeded tagged");
     }
 }
 

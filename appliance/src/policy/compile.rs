@@ -3,8 +3,8 @@
 use super::config::RuleConfig;
 use super::matcher::{Rule, RuleSet};
 use super::tables::{
-    Endpoint, Forward, Forwards, HealthProbe, LocalServices, PortAddressing, PrefixSet, StaticMaps,
-    StaticNeighbour,
+    Endpoint, Forward, Forwards, HealthProbe, LocalServices, PortAddressing, PrefixSet, Routes,
+    StaticMaps, StaticNeighbour,
 };
 use super::validate::Facts;
 use super::value::PortRange;
@@ -124,7 +124,8 @@ impl Policy {
                     arp_addresses,
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let routes = Routes::new(&ports);
 
         let local = LocalServices {
             icmp_echo: config.local.icmp_echo,
@@ -145,6 +146,7 @@ impl Policy {
             private: PrefixSet::new(facts.private.clone()),
             local,
             ports,
+            routes,
         })
     }
 }

@@ -32,7 +32,7 @@ pub use config::{Action, Filtering, Mapping, OnReload, Timeouts};
 pub use matcher::{MatchKey, Rule, RuleSet, RuleSetStats, Verdict};
 pub use tables::{
     Endpoint, Forward, Forwards, HealthProbe, LocalServices, NextHop, PortAddressing, PrefixSet,
-    StaticMaps, StaticNeighbour,
+    Routes, StaticMaps, StaticNeighbour,
 };
 pub use value::{MacAddr, Parsed, PortRange, Prefix, Proto};
 
@@ -124,6 +124,8 @@ pub struct Policy {
     pub local: LocalServices,
     /// Per port, in file order (the DPDK port order): addressing, neighbours, ARP addresses.
     pub ports: Vec<PortAddressing>,
+    /// [`Policy::next_hop`] precomputed from `ports` when the policy is compiled.
+    routes: Routes,
 }
 
 impl Policy {
@@ -142,20 +144,12 @@ impl Policy {
     /// Where to send a packet for `dst`: out of the port whose subnet holds it, straight to
     /// it; otherwise to the gateway of the first inside (for private destinations) or outside
     /// port that has one (a `both` port serves either). `None`: no route.
+    ///
+    /// A few integer compares per packet: the table is built when the policy is compiled
+    /// ([`Routes`]).
+    #[inline]
     pub fn next_hop(&self, dst: Ipv4Addr) -> Option<NextHop> {
-        if let Some(port) = self.ports.iter().position(|p| p.on_link(dst)) {
-            return Some(NextHop { port, ip: dst });
-        }
-        let wanted = if self.is_private(dst) {
-            crate::config::Role::Inside
-        } else {
-            crate::config::Role::Outside
-        };
-        self.ports
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.role == wanted || p.role == crate::config::Role::Both)
-            .find_map(|(port, p)| p.gateway.map(|ip| NextHop { port, ip }))
+        self.routes.lookup(dst, &self.private)
     }
 }
 

@@ -207,6 +207,65 @@ pub struct NextHop {
     pub ip: Ipv4Addr,
 }
 
+/// The forwarding decision of [`crate::policy::Policy::next_hop`], precomputed when the policy
+/// is compiled so that the per-packet route is a few integer compares: the connected subnets
+/// as (network, mask, port) in port order, and the gateway that private and public
+/// destinations leave through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// `(network, netmask, port)` of every port with an address, in port order.
+    connected: Box<[(u32, u32, usize)]>,
+    /// Off-link private destinations: the first inside or `both` port with a gateway.
+    private_gateway: Option<NextHop>,
+    /// Off-link public destinations: the first outside or `both` port with a gateway.
+    public_gateway: Option<NextHop>,
+}
+
+impl Routes {
+    /// The routes of `ports` (in DPDK port order).
+    pub fn new(ports: &[PortAddressing]) -> Routes {
+        let connected = ports
+            .iter()
+            .enumerate()
+            .filter_map(|(port, p)| {
+                p.address
+                    .map(|n| (u32::from(n.network()), u32::from(n.netmask()), port))
+            })
+            .collect();
+        let gateway = |wanted: Role| {
+            ports
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.role == wanted || p.role == Role::Both)
+                .find_map(|(port, p)| p.gateway.map(|ip| NextHop { port, ip }))
+        };
+        Routes {
+            connected,
+            private_gateway: gateway(Role::Inside),
+            public_gateway: gateway(Role::Outside),
+        }
+    }
+
+    /// Where to send a packet for `dst`, `private` being the policy's private prefixes: out of
+    /// the first port whose subnet holds it, straight to it; else to the gateway for private or
+    /// public destinations. `None`: no route.
+    #[inline]
+    pub fn lookup(&self, dst: Ipv4Addr, private: &PrefixSet) -> Option<NextHop> {
+        let a = u32::from(dst);
+        for &(net, mask, port) in self.connected.iter() {
+            if a & mask == net {
+                return Some(NextHop { port, ip: dst });
+            }
+        }
+        // Most setups have one gateway for both: no need to ask which kind `dst` is.
+        if self.private_gateway == self.public_gateway || !private.contains(dst) {
+            self.public_gateway
+        } else {
+            self.private_gateway
+        }
+    }
+}
+
 /// A TCP health probe the appliance answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthProbe {

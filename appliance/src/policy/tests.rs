@@ -546,3 +546,108 @@ fn bad_policy_configs_name_the_field() {
         }
     }
 }
+
+/// What [`Routes`] precomputes, written as the definition: the first port whose subnet holds
+/// `dst`, else the first port of the destination's kind (inside for private, outside for
+/// public, `both` for either) that has a gateway.
+fn next_hop_by_definition(
+    ports: &[PortAddressing],
+    private: &PrefixSet,
+    dst: Ipv4Addr,
+) -> Option<NextHop> {
+    if let Some(port) = ports.iter().position(|p| p.on_link(dst)) {
+        return Some(NextHop { port, ip: dst });
+    }
+    let wanted = if private.contains(dst) {
+        Role::Inside
+    } else {
+        Role::Outside
+    };
+    ports
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.role == wanted || p.role == Role::Both)
+        .find_map(|(port, p)| p.gateway.map(|ip| NextHop { port, ip }))
+}
+
+#[test]
+fn routes_agree_with_the_definition() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let nets = [
+        None,
+        Some("10.0.1.1/24"),
+        Some("10.0.0.1/16"),
+        Some("192.0.2.2/24"),
+        Some("203.0.113.9/32"),
+        Some("0.0.0.0/0"),
+        Some("172.16.5.4/12"),
+    ];
+    let gateways = [
+        None,
+        Some("10.0.1.254"),
+        Some("192.0.2.1"),
+        Some("172.16.0.1"),
+    ];
+    let roles = [Role::Inside, Role::Outside, Role::Both];
+    let privates = [
+        PrefixSet::default(),
+        PrefixSet::new(vec![Prefix(ipnet::Ipv4Net::new_assert(ip("10.0.0.0"), 8))]),
+        PrefixSet::new(validate::RFC1918.to_vec()),
+    ];
+    let probes: Vec<Ipv4Addr> = [
+        "10.0.1.7",
+        "10.0.0.0",
+        "10.0.255.255",
+        "10.1.0.1",
+        "192.0.2.255",
+        "203.0.113.9",
+        "203.0.113.10",
+        "172.31.255.255",
+        "172.32.0.0",
+        "8.8.8.8",
+        "0.0.0.0",
+        "255.255.255.255",
+    ]
+    .iter()
+    .map(|s| ip(s))
+    .collect();
+    for _ in 0..300 {
+        let n = 1 + (next() % 4) as usize;
+        let ports: Vec<PortAddressing> = (0..n)
+            .map(|i| PortAddressing {
+                name: format!("p{i}"),
+                role: roles[(next() % 3) as usize],
+                address: nets[(next() % nets.len() as u64) as usize].map(|s| s.parse().unwrap()),
+                gateway: gateways[(next() % gateways.len() as u64) as usize].map(ip),
+                neighbours: Vec::new(),
+                arp_addresses: Vec::new(),
+            })
+            .collect();
+        let routes = Routes::new(&ports);
+        for private in &privates {
+            // Anywhere, and near the subnets above (10.0/15, 172.16/12, 192.0.2/23).
+            let random = (0..200).map(|i| {
+                let r = next() as u32;
+                Ipv4Addr::from(match i % 4 {
+                    0 => r,
+                    1 => 0x0a00_0000 | (r & 0x1_ffff),
+                    2 => 0xac10_0000 | (r & 0xf_ffff),
+                    _ => 0xc000_0200 | (r & 0x1ff),
+                })
+            });
+            for dst in probes.iter().copied().chain(random) {
+                assert_eq!(
+                    routes.lookup(dst, private),
+                    next_hop_by_definition(&ports, private, dst),
+                    "{dst} via {ports:?}"
+                );
+            }
+        }
+    }
+}
