@@ -423,7 +423,7 @@ impl Shard {
         for j in 0..lookups {
             let i = usize::from(self.pos[j]);
             let meta = self.metas[i];
-            out[i] = match self.hits[j] {
+            out[i] = match self.hits[j].and_then(|hit| self.current(hit, &meta.key)) {
                 Some(hit) => self.hit(env, now, in_port, &mut pkts[i], &meta, hit),
                 None => self.miss(env, now, in_port, &mut pkts[i], &meta),
             };
@@ -440,9 +440,12 @@ impl Shard {
     /// owner. `Err` carries the final action (a drop, or a handoff).
     fn classify(&self, env: &Env<'_>, in_port: u8, bytes: &[u8]) -> Result<Meta, Action> {
         let parsed = parse_frame(bytes, &self.rx_caps).map_err(|e| self.discard(e))?;
-        // Unicast frames must be for this port; broadcast and multicast are looked at.
+        // Unicast frames must be for this port; broadcast and multicast frames carry ARP only:
+        // an IPv4 packet received as a link-layer broadcast or multicast is never forwarded
+        // (RFC 1812 section 5.3.4) nor answered.
         let dst_mac = &bytes[..6];
-        if dst_mac[0] & 1 == 0 {
+        let group = dst_mac[0] & 1 != 0;
+        if !group {
             let ours = env
                 .macs
                 .get(usize::from(in_port))
@@ -453,6 +456,7 @@ impl Shard {
         }
         let l3 = parsed.l3_offset() as u16;
         let m = match parsed.l3 {
+            L3::Ipv4(_) if group => return Err(self.discard(Discard::NotForUs)),
             L3::Ipv4(m) => m,
             L3::Arp => {
                 return Ok(Meta {
@@ -531,6 +535,18 @@ impl Shard {
             }
             // Stateless: answered by whoever received it.
             Kind::Arp | Kind::IcmpOther | Kind::OtherProto => usize::from(self.worker),
+        }
+    }
+
+    /// Stage 2's `hit` for `key`, still valid when the packet's turn comes: an earlier packet of
+    /// the chunk may have removed that session (a recheck closed it, a new session reclaimed
+    /// it) and another may have taken its slot. So the session's key is compared (two words
+    /// of a record the fast path reads anyway), and on a mismatch the key is looked up again.
+    #[inline(always)]
+    fn current(&self, hit: Hit, key: &FlowKey) -> Option<Hit> {
+        match self.table.get(hit.index) {
+            Some(s) if s.key(hit.side) == key => Some(hit),
+            _ => self.table.lookup(key),
         }
     }
 

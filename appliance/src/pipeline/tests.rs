@@ -1027,6 +1027,14 @@ mod local {
         f[..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
         let (a, _) = n.send(LAN, f);
         assert_eq!(a, Action::Drop(Discard::NotForUs.into()));
+        // IPv4 received as a link-layer broadcast or multicast (RFC 1812 section 5.3.4).
+        for group in [[0xff; 6], [0x01, 0x00, 0x5e, 0, 0, 1]] {
+            let mut f = udp((C1, 5000), (SERVER, 53), IN);
+            f[..6].copy_from_slice(&group);
+            let (a, _) = n.send(LAN, f);
+            assert_eq!(a, Action::Drop(Discard::NotForUs.into()), "{group:02x?}");
+        }
+        assert_eq!(n.sessions(), 0);
         let mut f = udp((C1, 5000), (SERVER, 53), IN);
         f[12..14].copy_from_slice(&[0x88, 0xb5]);
         let (a, _) = n.send(LAN, f);
@@ -1251,6 +1259,32 @@ mod properties {
 mod bursts {
     use super::*;
     use crate::packet::VlanTag;
+
+    /// A session closed by an earlier packet of the same burst, its slot taken by a session
+    /// created after it: the later packets of the closed flow must not use the new session
+    /// (the fuzzer found them translated with its rewrite).
+    #[test]
+    fn a_slot_reused_within_a_burst_is_not_the_old_flow_s() {
+        const DENY: &str =
+            "[[egress.rule]]\naction = \"deny\"\nproto = \"udp\"\ndst = [\"198.51.100.10\"]\n";
+        let mut n = Net::new("");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        n.reload(DENY);
+        let closed = udp((C1, 5000), (SERVER, 53), IN);
+        let out = send_burst(
+            &mut n,
+            LAN,
+            &[closed.clone(), udp((C2, 6000), (OTHER, 53), IN2), closed],
+        );
+        assert_eq!(out[0].0, Action::Drop(Discard::PolicyRecheckDeny.into()));
+        assert_eq!(out[1].0, Action::Forward(WAN));
+        assert_eq!(
+            out[2].0,
+            Action::Drop(Discard::EgressDenied.into()),
+            "a new flow under the new policy, not the reused slot's session"
+        );
+        assert_eq!(n.sessions(), 1);
+    }
 
     /// Sends `frames` into `port` of shard 0 as one burst, returning each action and frame.
     fn send_burst(n: &mut Net, port: u8, frames: &[Vec<u8>]) -> Vec<(Action, Vec<u8>)> {
