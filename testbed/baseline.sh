@@ -4,7 +4,8 @@
 #   testbed/baseline.sh                  kernel mode only
 #   testbed/baseline.sh kernel appliance both, one after the other (appliance: release build)
 # Prints curl time for the 16 MiB download (best of 3), iperf3 TCP (10 s) and UDP (5 s,
-# 1400-byte datagrams offered at $UDP_RATE, default 500M) rates. Offloads are off on every
+# 1400-byte datagrams offered at $UDP_RATE, default 500M) rates, and the packet rate of 64-byte
+# UDP frames sent as fast as one iperf3 goes. Offloads are off on every
 # veth: state that with the figures (DPDK-NOTES.md). The machine's other load shows in them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +34,15 @@ for mode in "${modes[@]}"; do
   echo "iperf3 TCP 10 s: $tcp_fig"
 
   udp=$(nsx c1 timeout 30 iperf3 -c 203.0.113.10 -p 5201 -u -l 1400 -b "$udp_rate" -t 5 -f m)
-  udp_fig=$(awk -v offered="$udp_rate" '/receiver$/ { print $7 " Mbit/s received of " offered " offered, lost " $11 " " $12 }' <<<"$udp")
+  udp_fig=$(awk -v offered="$udp_rate" '/receiver$/ { split($11, n, "/"); printf "%s Mbit/s received of %s offered (%.0f pps), lost %s %s\n", $7, offered, (n[2] - n[1]) / 5, $11, $12 }' <<<"$udp")
   echo "iperf3 UDP 5 s: $udp_fig"
 
-  results+=("$mode|$curl_fig|$tcp_fig|$udp_fig")
+  # Packet rate: 64-byte frames (22-byte datagrams) as fast as one iperf3 sender goes.
+  small=$(nsx c1 timeout 30 iperf3 -c 203.0.113.10 -p 5201 -u -l 22 -b 0 -t 5 -f m)
+  pps_fig=$(awk '/sender$/ { split($11, s, "/"); sent = s[2] } /receiver$/ { split($11, n, "/"); printf "%.0f pps forwarded of %.0f pps sent, lost %s\n", (n[2] - n[1]) / 5, sent / 5, $12 }' <<<"$small")
+  echo "iperf3 UDP 64-byte frames 5 s: $pps_fig"
+
+  results+=("$mode|$curl_fig|$tcp_fig|$udp_fig|$pps_fig")
   if [[ $mode == appliance ]]; then
     tb_stop_appliance
     echo "appliance counters:"
@@ -47,8 +53,7 @@ done
 
 echo
 echo "== summary (offloads off on every veth; $(nproc) cores; other load on the machine shows)"
-printf '%-10s %-28s %-60s %s\n' mode "curl 16 MiB (best of 3)" "iperf3 TCP 10 s" "iperf3 UDP 5 s"
 for r in "${results[@]}"; do
-  IFS='|' read -r m c t u <<<"$r"
-  printf '%-10s %-28s %-60s %s\n' "$m" "$c" "$t" "$u"
+  IFS='|' read -r m c t u p <<<"$r"
+  printf '%s\n  curl 16 MiB (best of 3): %s\n  iperf3 TCP 10 s: %s\n  iperf3 UDP 5 s: %s\n  64-byte UDP 5 s: %s\n' "$m" "$c" "$t" "$u" "$p"
 done
