@@ -48,7 +48,7 @@ configs: deps
 # run and leaves the input in appliance/fuzz/artifacts/<target>/.
 # The instrumented build lives outside the checkout (FUZZ_TARGET_DIR), so a fresh clone
 # rebuilds only the appliance's own crates, not every dependency.
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= $(basename $(notdir $(wildcard appliance/fuzz/fuzz_targets/*.rs)))
 export FUZZ_TARGET_DIR ?= $(HOME)/.cache/nva-fuzz-target
 

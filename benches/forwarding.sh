@@ -45,7 +45,8 @@ tx = sum(p["tx_packets"] for p in r["ports"])
 drop = sum(p["tx_dropped"] for p in r["ports"])
 w = r["workers"][0]
 cpp = w["busy_cycles"] / max(w["processed"], 1)
-print(f"appliance   : {tx / secs / 1e6:7.2f} Mpps forwarded ({tx} packets in {secs:.2f} s, {drop} dropped), "
+print(f"appliance   : {w['processed'] / secs / 1e6:7.2f} Mpps received and processed, {tx / secs / 1e6:.2f} Mpps "
+      f"forwarded ({tx} packets in {secs:.2f} s, {drop} dropped at tx), "
       f"{cpp:.1f} cycles/packet at {r['tsc_hz'] / 1e9:.2f} GHz")
 PY
 
