@@ -710,7 +710,10 @@ pub(super) fn arrives_right(
         env.policy.ports.get(usize::from(in_port)).map(|p| p.role),
     ) {
         (Side::Inside, Some(Role::Outside)) => false,
+        // The outside tuple's source is a private host only for a hairpinned session, whose
+        // packets come from the inside, never from the outside port.
         (Side::Outside, Some(Role::Inside)) => env.policy.is_private(s.outside().src_addr()),
+        (Side::Outside, Some(Role::Outside)) => !env.policy.is_private(s.outside().src_addr()),
         _ => true,
     }
 }

@@ -156,6 +156,18 @@ impl Net {
     }
 }
 
+/// `frame` with its TTL set to `ttl` (IPv4 header checksum updated).
+fn with_ttl(mut frame: Vec<u8>, ttl: u8) -> Vec<u8> {
+    let ip = &mut frame[14..34];
+    let old = u16::from_be_bytes([ip[8], ip[9]]);
+    ip[8] = ttl;
+    let new = u16::from_be_bytes([ip[8], ip[9]]);
+    let c = u16::from_be_bytes([ip[10], ip[11]]);
+    let c = crate::packet::checksum::update16(c, old, new);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    frame
+}
+
 /// An Ethernet + IPv4 frame carrying `l4` (already emitted transport bytes).
 fn ip_frame(
     src_mac: EthernetAddress,
@@ -621,6 +633,16 @@ mod forward {
         assert_eq!(a, Action::Forward(LAN));
         let s = seen(&f);
         assert_eq!((s.src, s.dst), ((PUBLIC, 8080), (C1, 41000)));
+        // The same reply forged on the outside port (an inside source from outside) does not
+        // use the hairpinned session, nor draws an ICMP error quoting inside addresses.
+        for ttl in [64, 1, 0] {
+            let forged = with_ttl(
+                tcp((C2, 80), client_public, TcpFlags::SYN | TcpFlags::ACK, OUT),
+                ttl,
+            );
+            let (a, _) = n.send(WAN, forged);
+            assert_eq!(a, Action::Drop(Discard::SpoofedSource.into()), "ttl {ttl}");
+        }
     }
 
     #[test]
@@ -1300,17 +1322,6 @@ mod bursts {
         out.into_iter()
             .zip(bufs.iter().map(|b| b.bytes().to_vec()))
             .collect()
-    }
-
-    fn with_ttl(mut frame: Vec<u8>, ttl: u8) -> Vec<u8> {
-        let ip = &mut frame[14..34];
-        let old = u16::from_be_bytes([ip[8], ip[9]]);
-        ip[8] = ttl;
-        let new = u16::from_be_bytes([ip[8], ip[9]]);
-        let c = u16::from_be_bytes([ip[10], ip[11]]);
-        let c = crate::packet::checksum::update16(c, old, new);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        frame
     }
 
     /// A burst does what the same packets do one at a time, when no packet of it depends on
