@@ -12,9 +12,8 @@
 
 use appliance::config::Config;
 use appliance::flow::FlowTable;
-use appliance::packet::{
-    ChecksumCaps, EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, UdpRepr, Vlans,
-};
+use appliance::packet::build::{self, Link};
+use appliance::packet::{EthernetAddress, Vlans};
 use appliance::pipeline::{
     Action, Env, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
@@ -68,37 +67,13 @@ fn flow(e: u32, r: u32) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
 /// Writes a 64-byte Ethernet/IPv4/UDP frame from `src` to `dst`, checksums valid, into
 /// `out` (no allocation: the buffers are reused like mbufs).
 fn frame(out: &mut VecBuf, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) {
-    let mut f = [0u8; 64];
-    let eth = EthernetRepr {
-        src_addr: MAC_HOST,
-        dst_addr: MAC_LAN,
+    let link = Link {
+        src: MAC_HOST,
+        dst: MAC_LAN,
         vlans: Vlans::None,
-        ethertype: EtherType::Ipv4,
     };
-    let payload = [0x5a; 18];
-    let udp = UdpRepr {
-        src_port: src.1,
-        dst_port: dst.1,
-        payload: &payload,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src.0,
-        dst_addr: dst.0,
-        protocol: IpProtocol::Udp,
-        payload_len: udp.buffer_len(),
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
-    let at = eth.emit(&mut f).unwrap();
-    let n = ip.emit(&mut f[at..], &ChecksumCaps::NONE).unwrap();
-    udp.emit(&mut f[at + n..], src.0, dst.0, &ChecksumCaps::NONE)
-        .unwrap();
     out.set_len(64);
-    out.bytes_mut().copy_from_slice(&f);
+    build::udp_datagram(out.bytes_mut(), &link, src, dst, &[0x5a; 18]).unwrap();
 }
 
 /// Times `iters` bursts: each burst's frames are written untimed (as a NIC would have), then

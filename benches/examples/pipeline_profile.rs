@@ -7,9 +7,8 @@
 //! state of the `pipeline_setup` bench.
 
 use appliance::config::Config;
-use appliance::packet::{
-    ChecksumCaps, EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, UdpRepr, Vlans,
-};
+use appliance::packet::build::{self, Link};
+use appliance::packet::{EthernetAddress, Vlans};
 use appliance::pipeline::{
     Action, Env, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
@@ -18,35 +17,13 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 fn frame(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> [u8; 64] {
-    let mut f = [0u8; 64];
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([2, 0, 0, 0, 0, 0x10]),
-        dst_addr: EthernetAddress([2, 0, 0, 0, 0, 0xa0]),
+    let link = Link {
+        src: EthernetAddress([2, 0, 0, 0, 0, 0x10]),
+        dst: EthernetAddress([2, 0, 0, 0, 0, 0xa0]),
         vlans: Vlans::None,
-        ethertype: EtherType::Ipv4,
     };
-    let payload = [0x5a; 18];
-    let udp = UdpRepr {
-        src_port: src.1,
-        dst_port: dst.1,
-        payload: &payload,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src.0,
-        dst_addr: dst.0,
-        protocol: IpProtocol::Udp,
-        payload_len: udp.buffer_len(),
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
-    let at = eth.emit(&mut f).unwrap();
-    let n = ip.emit(&mut f[at..], &ChecksumCaps::NONE).unwrap();
-    udp.emit(&mut f[at + n..], src.0, dst.0, &ChecksumCaps::NONE)
-        .unwrap();
+    let mut f = [0u8; 64];
+    build::udp_datagram(&mut f, &link, src, dst, &[0x5a; 18]).unwrap();
     f
 }
 

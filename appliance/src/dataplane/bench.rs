@@ -7,9 +7,8 @@
 //! once, in order (session setup), then flows drawn at random (established traffic) until the
 //! run ends. The control loop samples the counters at the phase change and at the end.
 
-use crate::packet::{
-    ChecksumCaps, EtherType, EthernetAddress, EthernetRepr, IpProtocol, Ipv4Repr, UdpRepr, Vlans,
-};
+use crate::packet::build::{self, Link};
+use crate::packet::{EthernetAddress, Vlans};
 use dpdk_sys::{Burst, Mempool, Ring};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,35 +79,14 @@ fn flow(f: u32) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
 
 fn frame(dst_mac: EthernetAddress, f: u32) -> [u8; 64] {
     let (src, dst) = flow(f);
-    let mut out = [0u8; 64];
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([2, 0, 0, 0, 0, 0x10]),
-        dst_addr: dst_mac,
+    let link = Link {
+        src: EthernetAddress([2, 0, 0, 0, 0, 0x10]),
+        dst: dst_mac,
         vlans: Vlans::None,
-        ethertype: EtherType::Ipv4,
     };
-    let payload = [0x5a; 18];
-    let udp = UdpRepr {
-        src_port: src.1,
-        dst_port: dst.1,
-        payload: &payload,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src.0,
-        dst_addr: dst.0,
-        protocol: IpProtocol::Udp,
-        payload_len: udp.buffer_len(),
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
-    // The sizes are fixed and fit: these cannot fail.
-    let at = eth.emit(&mut out).unwrap_or(0);
-    let n = ip.emit(&mut out[at..], &ChecksumCaps::NONE).unwrap_or(0);
-    let _ = udp.emit(&mut out[at + n..], src.0, dst.0, &ChecksumCaps::NONE);
+    let mut out = [0u8; 64];
+    // 64 bytes hold the frame: this cannot fail.
+    let _ = build::udp_datagram(&mut out, &link, src, dst, &[0x5a; 18]);
     out
 }
 

@@ -1,5 +1,5 @@
 //! Builders for the frames the appliance sends itself: ARP, ICMP echo replies and errors, TCP
-//! resets.
+//! resets; and a plain UDP datagram, the traffic the benchmark generators make.
 //!
 //! Each writes a whole Ethernet frame into a caller-provided buffer (the data path does not
 //! allocate) and returns its length, padded with zeros to the 60-byte Ethernet minimum.
@@ -13,7 +13,7 @@ use super::ethernet::{Address, EtherType, Repr as EthernetRepr, Vlans};
 use super::icmp::{self, DstUnreachable, Message, TimeExceeded};
 use super::ipv4::{self, DEFAULT_TTL};
 use super::tcp::{self, Flags};
-use super::{arp, Error, IpProtocol};
+use super::{arp, udp, Error, IpProtocol};
 
 /// Shortest Ethernet frame without the FCS; shorter frames are padded.
 pub const MIN_FRAME_LEN: usize = 60;
@@ -343,6 +343,42 @@ pub fn tcp_rst(buf: &mut [u8], link: &Link, offending: &[u8]) -> Result<usize, E
     Ok(finish(buf, off + hl + n))
 }
 
+/// A UDP datagram from `src` to `dst` carrying `payload` (TTL 64, DF set, checksums
+/// computed), as the benchmark generators send: 18 payload bytes make a 64-byte frame with
+/// the FCS.
+///
+/// # Errors
+/// [`Error::BufferTooSmall`].
+pub fn udp_datagram(
+    buf: &mut [u8],
+    link: &Link,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Result<usize, Error> {
+    let repr = udp::Repr {
+        src_port: src.1,
+        dst_port: dst.1,
+        payload,
+    };
+    let ip_repr = ipv4::Repr {
+        src_addr: src.0,
+        dst_addr: dst.0,
+        protocol: IpProtocol::Udp,
+        payload_len: repr.buffer_len(),
+        ttl: DEFAULT_TTL,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+    };
+    let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
+    let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
+    let n = repr.emit(&mut buf[off + hl..], src.0, dst.0, &ChecksumCaps::NONE)?;
+    Ok(finish(buf, off + hl + n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,6 +700,40 @@ mod tests {
         let seg = tcp_segment(tcp::Flags::SYN, 1, 0, &[]);
         assert_eq!(
             tcp_rst(&mut buf[..59], &LINK, &seg),
+            Err(Error::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn udp_datagram_is_a_valid_64_byte_frame() {
+        let link = Link {
+            src: OUR_MAC,
+            dst: Address([0x02, 0, 0, 0, 0, 0x99]),
+            vlans: Vlans::None,
+        };
+        let (src, dst) = ((OUR_IP, 40000), (Ipv4Addr::new(198, 51, 100, 7), 53));
+        let mut buf = [0u8; 64];
+        let n = udp_datagram(&mut buf, &link, src, dst, &[0x5a; 18]).unwrap();
+        assert_eq!(n, 60, "64 bytes with the FCS");
+        let p = crate::packet::parse_frame(&buf[..n], &ChecksumCaps::NONE).unwrap();
+        let crate::packet::L3::Ipv4(m) = p.l3 else {
+            panic!("not IPv4: {p:?}")
+        };
+        assert_eq!(
+            (
+                m.tuple.src_addr,
+                m.tuple.src_port,
+                m.tuple.dst_addr,
+                m.tuple.dst_port
+            ),
+            (src.0, src.1, dst.0, dst.1)
+        );
+        let ip = ipv4::Packet::new_checked(&buf[14..n]).unwrap();
+        assert!(ip.verify_checksum());
+        let d = udp::Packet::new_checked(ip.payload()).unwrap();
+        assert!(d.verify_checksum(src.0, dst.0));
+        assert_eq!(
+            udp_datagram(&mut [0u8; 40], &link, src, dst, &[0; 18]),
             Err(Error::BufferTooSmall)
         );
     }
