@@ -261,6 +261,29 @@ impl Shard {
         }
     }
 
+    /// The private endpoint behind public endpoint `public` for a new flow from `remote`: a
+    /// port forward's target, a static mapping's host (port kept), or the inside endpoint of
+    /// an endpoint-independent mapping `filtering` lets `remote` reach. The flag says whether
+    /// a rule (forward or static mapping) admitted it rather than a mapping.
+    fn behind(
+        &self,
+        p: &Policy,
+        proto: u8,
+        public: (Ipv4Addr, u16),
+        remote: Ipv4Addr,
+        filtering: Filtering,
+    ) -> Option<((Ipv4Addr, u16), bool)> {
+        if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
+            Some(((f.private.addr, f.private.port), true))
+        } else if let Some(private) = p.statics.private_of(public.0) {
+            Some(((private, public.1), true))
+        } else {
+            self.snat
+                .inbound(proto, public, remote, filtering)
+                .map(|inside| (inside, false))
+        }
+    }
+
     /// An unsolicited packet from outside: a port forward, a static mapping or an existing
     /// endpoint-independent mapping may admit it; else it is for the appliance or dropped.
     fn ingress<B: PacketBuf>(
@@ -276,25 +299,25 @@ impl Shard {
         let proto = k.protocol();
         let remote = (k.src_addr(), k.src_port());
         let public = (k.dst_addr(), k.dst_port());
-        let new_flow = opens_flow(meta);
-        let target = if !new_flow {
-            None
-        } else if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
-            Some(((f.private.addr, f.private.port), Taken::none(), true))
-        } else if let Some(private) = p.statics.private_of(public.0) {
-            Some(((private, public.1), Taken::none(), true))
-        } else if let Some(inside) = self.snat.inbound(proto, public, remote.0, p.snat.filtering) {
-            let taken = Taken {
-                tag: tag::mapping(self.snat.counts_contacts()),
-                proto,
-                inside,
-                public,
-                remote: remote.0,
-            };
-            Some((inside, taken, false))
+        let target = if opens_flow(meta) {
+            self.behind(p, proto, public, remote.0, p.snat.filtering)
         } else {
             None
         };
+        let target = target.map(|(inside, by_rule)| {
+            let taken = if by_rule {
+                Taken::none()
+            } else {
+                Taken {
+                    tag: tag::mapping(self.snat.counts_contacts()),
+                    proto,
+                    inside,
+                    public,
+                    remote: remote.0,
+                }
+            };
+            (inside, taken, by_rule)
+        });
         let Some((inside, taken, by_rule)) = target else {
             let ours = self.is_local(p, in_port, public.0);
             if ours {
@@ -345,18 +368,13 @@ impl Shard {
         let proto = k.protocol();
         let from = (k.src_addr(), k.src_port());
         let public = (k.dst_addr(), k.dst_port());
-        let new_flow = opens_flow(meta);
-        let target = if !new_flow {
-            None
-        } else if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
-            Some((f.private.addr, f.private.port))
-        } else if let Some(private) = p.statics.private_of(public.0) {
-            Some((private, public.1))
+        // An inside host may reach any endpoint-independent mapping (RFC 4787 REQ-9).
+        let target = if opens_flow(meta) {
+            self.behind(p, proto, public, from.0, Filtering::EndpointIndependent)
         } else {
-            self.snat
-                .inbound(proto, public, from.0, Filtering::EndpointIndependent)
+            None
         };
-        let Some(to) = target else {
+        let Some((to, _)) = target else {
             return self.local(env, in_port, pkt, meta);
         };
         if !p.snat.hairpinning {
