@@ -1,1 +1,3 @@
 //! Shared helpers for the benches (traffic generators, memory accounting).
+
+pub mod workload;

@@ -156,12 +156,23 @@ impl Bucket {
     }
 }
 
-/// The two candidate buckets and the signature of one key.
+/// Where a key is looked for: its two candidate buckets and its signature. A function of the
+/// key and the seed alone, so it stays right while the index changes. Step one of a staged
+/// lookup ([`FlowIndex::start`]).
 #[derive(Clone, Copy, Debug, Default)]
-struct Probe {
+pub struct Probe {
     b1: u32,
     b2: u32,
     sig: u16,
+}
+
+/// A lookup after its second step ([`FlowIndex::advance`]): the slots whose signature matched,
+/// and the index's modification count when they were read, so [`FlowIndex::finish`] knows
+/// whether they still hold.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pending {
+    cands: u32,
+    epoch: u32,
 }
 
 /// A node of the displacement search: a full bucket, reached from slot `slot` of node `parent`.
@@ -182,6 +193,9 @@ pub struct FlowIndex {
     sig_mask: u16,
     seed: HashSeed,
     len: usize,
+    /// Counts the changes (inserts, moves, removals): a [`Pending`] read at another count is
+    /// stale.
+    epoch: u32,
 }
 
 impl std::fmt::Debug for FlowIndex {
@@ -220,6 +234,7 @@ impl FlowIndex {
             sig_mask,
             seed,
             len: 0,
+            epoch: 0,
         }
     }
 
@@ -271,6 +286,7 @@ impl FlowIndex {
     pub fn clear(&mut self) {
         self.buckets.fill(Bucket::EMPTY);
         self.len = 0;
+        self.epoch = self.epoch.wrapping_add(1);
     }
 
     #[inline(always)]
@@ -342,15 +358,69 @@ impl FlowIndex {
         self.confirm(key, p, self.candidates(p), store)
     }
 
+    /// Step one of a staged lookup of `key`: hashes it and prefetches its primary bucket.
+    ///
+    /// A staged lookup is [`FlowIndex::start`], later [`FlowIndex::advance`], later
+    /// [`FlowIndex::finish`]. Between the steps the caller does other work (starts other
+    /// lookups, processes earlier packets) while the cache lines come in, the way DPDK's
+    /// `rte_hash` bulk lookup and VPP's bihash hide memory latency. The index may change in
+    /// between: `finish` notices and looks again, so the result is always the current one.
+    #[inline(always)]
+    pub fn start(&self, key: &FlowKey) -> Probe {
+        let p = self.probe(key);
+        prefetch(self.bucket(p.b1));
+        p
+    }
+
+    /// Step two: matches the signature in the primary bucket and prefetches the first
+    /// candidate's key in the store, or the alternate bucket when the primary one has spilled.
+    #[inline(always)]
+    pub fn advance<S: KeyStore>(&self, p: Probe, store: &S) -> Pending {
+        let b1 = self.bucket(p.b1);
+        let m = b1.matches(p.sig);
+        let cands = if b1.spilled != 0 {
+            prefetch(self.bucket(p.b2));
+            m | READ_ALT
+        } else {
+            if m != 0 {
+                store.prefetch(Hit::decode(b1.entries[m.trailing_zeros() as usize]));
+            }
+            m
+        };
+        Pending {
+            cands,
+            epoch: self.epoch,
+        }
+    }
+
+    /// The last step: the entry of `key` (whose probe is `p` and second step `pending`), or
+    /// `None`. Matches the alternate bucket if it must be read and confirms the full key (a
+    /// 16-bit signature collides with probability about 2^-13 per bucket read at the planned
+    /// load). If the index changed since `pending` was read, the candidates are read again.
+    #[inline(always)]
+    pub fn finish<S: KeyStore>(
+        &self,
+        key: &FlowKey,
+        p: Probe,
+        pending: Pending,
+        store: &S,
+    ) -> Option<Hit> {
+        if pending.epoch != self.epoch {
+            return self.confirm(key, p, self.candidates(p), store);
+        }
+        let mut m = pending.cands;
+        if m & READ_ALT != 0 {
+            m = (m & !READ_ALT) | (self.bucket(p.b2).matches(p.sig) << SLOTS);
+        }
+        self.confirm(key, p, m, store)
+    }
+
     /// Looks up a burst: `out[i]` receives the entry of `keys[i]`, or `None`.
     ///
-    /// Passes over the burst, so the cache misses of all keys are in flight together: (1) hash
-    /// each key and prefetch its primary bucket; (2) match the signature there and prefetch the
-    /// first candidate's key in the store, or, if the bucket has spilled, prefetch the alternate
-    /// bucket; (3) for those, match the alternate bucket too and prefetch the candidate; (4)
-    /// confirm the full key, trying further candidates (a 16-bit signature collides with
-    /// probability about 2^-13 per bucket read at the planned load). Bursts longer than
-    /// [`BURST_MAX`] are processed in chunks.
+    /// The three steps of a staged lookup, each as a pass over the burst, so the cache misses
+    /// of all keys are in flight together: [`FlowIndex::start`] every key, then
+    /// [`FlowIndex::advance`] every key, then [`FlowIndex::finish`] every key. Bursts longer
+    /// than [`BURST_MAX`] are processed in chunks.
     ///
     /// # Panics
     /// If `out` is shorter than `keys`.
@@ -365,50 +435,22 @@ impl FlowIndex {
     #[inline(always)]
     fn lookup_chunk<S: KeyStore>(&self, keys: &[FlowKey], store: &S, out: &mut [Option<Hit>]) {
         let mut probes = [Probe::default(); BURST_MAX];
-        let mut cands = [0u32; BURST_MAX];
+        let mut pending = [Pending::default(); BURST_MAX];
         let probes = &mut probes[..keys.len()];
-        let cands = &mut cands[..keys.len()];
-        // 1: hash, prefetch the primary bucket.
+        let pending = &mut pending[..keys.len()];
         for (p, k) in probes.iter_mut().zip(keys) {
-            *p = self.probe(k);
-            prefetch(self.bucket(p.b1));
+            *p = self.start(k);
         }
-        // 2: match the primary bucket; prefetch the candidate, or the alternate bucket.
-        let mut any_alt = false;
-        for (c, p) in cands.iter_mut().zip(probes.iter()) {
-            let b1 = self.bucket(p.b1);
-            let m = b1.matches(p.sig);
-            if b1.spilled != 0 {
-                prefetch(self.bucket(p.b2));
-                *c = m | READ_ALT;
-                any_alt = true;
-            } else {
-                *c = m;
-                if m != 0 {
-                    store.prefetch(Hit::decode(b1.entries[m.trailing_zeros() as usize]));
-                }
-            }
+        for (d, p) in pending.iter_mut().zip(probes.iter()) {
+            *d = self.advance(*p, store);
         }
-        // 3: match the alternate buckets that must be read.
-        if any_alt {
-            for (c, p) in cands.iter_mut().zip(probes.iter()) {
-                if *c & READ_ALT != 0 {
-                    let m = (*c & !READ_ALT) | (self.bucket(p.b2).matches(p.sig) << SLOTS);
-                    *c = m;
-                    if m != 0 {
-                        store.prefetch(Hit::decode(self.entry(*p, m.trailing_zeros() as usize)));
-                    }
-                }
-            }
-        }
-        // 4: confirm.
-        for (((o, k), p), c) in out
+        for (((o, k), p), d) in out
             .iter_mut()
             .zip(keys)
             .zip(probes.iter())
-            .zip(cands.iter())
+            .zip(pending.iter())
         {
-            *o = self.confirm(k, *p, *c, store);
+            *o = self.finish(k, *p, *d, store);
         }
     }
 
@@ -453,6 +495,7 @@ impl FlowIndex {
             };
             self.make_room(roots).ok_or(InsertError::Full)?
         };
+        self.epoch = self.epoch.wrapping_add(1);
         let guest = b != p.b1;
         let bk = &mut self.buckets[b as usize];
         bk.sigs[slot] = p.sig;
@@ -527,6 +570,7 @@ impl FlowIndex {
     /// Moves the entry in `from_b[from_s]` to its other bucket `to_b`, slot `to_s` (free),
     /// keeping the guest bits and spill counts right.
     fn move_entry(&mut self, from_b: u32, from_s: usize, to_b: u32, to_s: usize) {
+        self.epoch = self.epoch.wrapping_add(1);
         let (sig, e, was_guest) = {
             let f = &mut self.buckets[from_b as usize];
             let v = (f.sigs[from_s], f.entries[from_s], f.is_guest(from_s));
@@ -570,6 +614,7 @@ impl FlowIndex {
                         self.buckets[p.b1 as usize].spilled -= 1;
                     }
                     self.len -= 1;
+                    self.epoch = self.epoch.wrapping_add(1);
                     return true;
                 }
                 m &= m - 1;
@@ -972,6 +1017,57 @@ mod tests {
             assert_eq!(*o, t.lookup(k, &ks));
         }
         assert!(out.iter().filter(|o| o.is_some()).count() > 100);
+    }
+
+    /// Work between the steps of a staged lookup (the pipeline's earlier packets creating and
+    /// closing sessions) moves, removes and adds entries; `finish` must still give the current
+    /// answer. Without the change count it would not: the test checks that some answers taken
+    /// from the stale second steps are wrong.
+    #[test]
+    fn a_staged_lookup_sees_the_changes_made_between_its_steps() {
+        // 32 buckets, 300 keys: nearly full, so inserts displace entries.
+        let (mut t, mut ks, n) = fill(32, 300, u16::MAX);
+        assert!(n > 250, "{n}");
+        let keys: Vec<FlowKey> = (0..n + 100).map(key).collect();
+        let steps: Vec<(Probe, Pending)> = keys
+            .iter()
+            .map(|k| {
+                let p = t.start(k);
+                (p, t.advance(p, &ks))
+            })
+            .collect();
+        for i in (0..n).step_by(7) {
+            let hit = Hit {
+                index: i,
+                side: Side::Inside,
+            };
+            assert!(t.remove(&key(i), hit));
+        }
+        for i in n..n + 100 {
+            ks.0.push([key(i), key(i).reverse()]);
+            let hit = Hit {
+                index: i,
+                side: Side::Inside,
+            };
+            if t.insert(&key(i), hit, &ks) == Err(InsertError::Full) {
+                break;
+            }
+        }
+        t.check_invariants(&ks);
+        let mut stale = 0;
+        for (k, (p, d)) in keys.iter().zip(&steps) {
+            let now = t.lookup(k, &ks);
+            assert_eq!(t.finish(k, *p, *d, &ks), now, "{k:?}");
+            let ignoring_changes = Pending {
+                cands: d.cands,
+                epoch: t.epoch,
+            };
+            stale += usize::from(t.finish(k, *p, ignoring_changes, &ks) != now);
+        }
+        assert!(
+            stale > 10,
+            "only {stale} stale second steps: the test changes too little"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod tcp;
 mod tests;
 
 pub use expiry::{TimeoutClass, Timeouts};
-pub use index::{FlowIndex, Hit, InsertError, KeyStore, BURST_MAX};
+pub use index::{FlowIndex, Hit, InsertError, KeyStore, Pending, Probe, BURST_MAX};
 pub use key::{FlowKey, HashSeed, Side, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 pub use session::{ChecksumDeltas, Rewrite, Session, Slab};
 pub use tcp::{Dir, TcpFlags, TcpState};
@@ -217,6 +217,26 @@ impl FlowTable {
     #[inline]
     pub fn lookup_burst(&self, keys: &[FlowKey], out: &mut [Option<Hit>]) {
         self.index.lookup_burst(keys, &self.slab, out);
+    }
+
+    /// Step one of a staged lookup ([`FlowIndex::start`]): hashes `key`, prefetches its bucket.
+    #[inline(always)]
+    pub fn start(&self, key: &FlowKey) -> Probe {
+        self.index.start(key)
+    }
+
+    /// Step two of a staged lookup ([`FlowIndex::advance`]): matches signatures, prefetches the
+    /// candidate session.
+    #[inline(always)]
+    pub fn advance(&self, p: Probe) -> Pending {
+        self.index.advance(p, &self.slab)
+    }
+
+    /// The last step of a staged lookup ([`FlowIndex::finish`]): the session and side of `key`,
+    /// as the table is now, whatever changed since the first steps.
+    #[inline(always)]
+    pub fn finish(&self, key: &FlowKey, p: Probe, pending: Pending) -> Option<Hit> {
+        self.index.finish(key, p, pending, &self.slab)
     }
 
     /// Hints the CPU to load session `idx`.

@@ -13,7 +13,9 @@ use super::env::{Env, NeighbourCache};
 use super::owner::Sharding;
 use super::reason::{Discard, Reason};
 use super::rewrite;
-use crate::flow::{FlowKey, FlowTable, HashSeed, Hit, Session, TcpFlags, Timeouts, BURST_MAX};
+use crate::flow::{
+    FlowKey, FlowTable, HashSeed, Hit, Pending, Probe, Session, TcpFlags, Timeouts, BURST_MAX,
+};
 use crate::nat::{Slices, Snat};
 use crate::packet::{icmp, parse_frame, ChecksumCaps, EthernetAddress, IcmpMessage, L3, L4};
 use crate::policy::{Filtering, OnReload, Policy};
@@ -206,11 +208,11 @@ pub struct Shard {
     resolving_next: usize,
     /// Packets forwarded since the counters were last updated (once per burst).
     forwarded: u64,
-    // Per-burst scratch, sized for one chunk: stage 1's results by packet, and the keys to
-    // look up with the packet each came from.
+    // Per-burst scratch, sized for one chunk: stage 1's results by packet, and the lookups in
+    // flight (probe, second step) with the packet each is for.
     metas: [Meta; BURST_MAX],
-    keys: [FlowKey; BURST_MAX],
-    hits: [Option<Hit>; BURST_MAX],
+    probes: [Probe; BURST_MAX],
+    pending: [Pending; BURST_MAX],
     pos: [u8; BURST_MAX],
 }
 
@@ -254,8 +256,8 @@ impl Shard {
             resolving_next: 0,
             forwarded: 0,
             metas: [EMPTY_META; BURST_MAX],
-            keys: [FlowKey::from_raw(0, 0, 0, 0, 0); BURST_MAX],
-            hits: [None; BURST_MAX],
+            probes: [Probe::default(); BURST_MAX],
+            pending: [Pending::default(); BURST_MAX],
             pos: [0; BURST_MAX],
         }
     }
@@ -406,7 +408,6 @@ impl Shard {
                 Ok(meta) => {
                     self.metas[i] = meta;
                     if meta.kind.has_session() {
-                        self.keys[lookups] = meta.key;
                         self.pos[lookups] = i as u8;
                         lookups += 1;
                     } else {
@@ -416,14 +417,28 @@ impl Shard {
                 Err(action) => out[i] = action,
             }
         }
-        // Stage 2: look the burst up.
-        self.table
-            .lookup_burst(&self.keys[..lookups], &mut self.hits[..lookups]);
-        // Stage 3: fast path for hits, slow path for misses.
+        // Stage 2, as two tight passes over the burst: hash every key and prefetch its bucket;
+        // then match every bucket and prefetch every candidate session. All the lines of a
+        // pass are in flight together. (Measured with `pipeline_rate` at 1 M sessions: issuing
+        // the prefetches amid other work instead, in stage 1's loop or a few packets ahead of
+        // stage 3, costs 7 to 12 ns a packet more on this machine's EPYC.)
+        for j in 0..lookups {
+            self.probes[j] = self.table.start(&self.metas[usize::from(self.pos[j])].key);
+        }
+        for j in 0..lookups {
+            self.pending[j] = self.table.advance(self.probes[j]);
+        }
+        // Stage 3: finish the lookup (confirm the key on the session, now in cache); hits take
+        // the fast path, misses the slow path. An earlier packet of the burst may have changed
+        // the table (closed a session, created one, moved index entries): `finish` then looks
+        // again, so each packet sees the table as it is.
         for j in 0..lookups {
             let i = usize::from(self.pos[j]);
             let meta = self.metas[i];
-            out[i] = match self.hits[j].and_then(|hit| self.current(hit, &meta.key)) {
+            out[i] = match self
+                .table
+                .finish(&meta.key, self.probes[j], self.pending[j])
+            {
                 Some(hit) => self.hit(env, now, in_port, &mut pkts[i], &meta, hit),
                 None => self.miss(env, now, in_port, &mut pkts[i], &meta),
             };
@@ -535,18 +550,6 @@ impl Shard {
             }
             // Stateless: answered by whoever received it.
             Kind::Arp | Kind::IcmpOther | Kind::OtherProto => usize::from(self.worker),
-        }
-    }
-
-    /// Stage 2's `hit` for `key`, still valid when the packet's turn comes: an earlier packet of
-    /// the chunk may have removed that session (a recheck closed it, a new session reclaimed
-    /// it) and another may have taken its slot. So the session's key is compared (two words
-    /// of a record the fast path reads anyway), and on a mismatch the key is looked up again.
-    #[inline(always)]
-    fn current(&self, hit: Hit, key: &FlowKey) -> Option<Hit> {
-        match self.table.get(hit.index) {
-            Some(s) if s.key(hit.side) == key => Some(hit),
-            _ => self.table.lookup(key),
         }
     }
 

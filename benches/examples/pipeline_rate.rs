@@ -1,0 +1,56 @@
+//! The established fast path's best rate, for A/B comparisons of pipeline changes on a machine
+//! whose speed wanders (a shared VM: criterion's mean then moves by a third between runs of
+//! the same binary). Runs many windows of bursts and reports the fastest window and the
+//! median: the fastest window is the code's speed when nothing else took the core.
+//!
+//! Usage: `pipeline_rate [SESSIONS...]` (default 1000 1000000). The same traffic as the
+//! `pipeline` criterion bench: 64-byte UDP frames of random established sessions, written
+//! untimed before each burst of 32.
+
+use appliance::pipeline::Action;
+use appliance_benches::workload::{buffers, Workload, BURST};
+use std::time::{Duration, Instant};
+
+/// Bursts per window and windows per size.
+const WINDOW: u32 = 256;
+const WINDOWS: usize = 400;
+
+fn main() {
+    let sizes: Vec<u32> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![1000, 1_000_000]
+    } else {
+        sizes
+    };
+    for sessions in sizes {
+        let mut w = Workload::new(sessions);
+        w.fill(sessions);
+        let mut bufs = buffers();
+        let mut actions = [Action::Consumed; BURST];
+        let mut windows: Vec<Duration> = Vec::with_capacity(WINDOWS);
+        for _ in 0..WINDOWS {
+            let mut t = Duration::ZERO;
+            for _ in 0..WINDOW {
+                w.established(&mut bufs, sessions);
+                let start = Instant::now();
+                w.run(&mut bufs, &mut actions);
+                t += start.elapsed();
+            }
+            windows.push(t);
+        }
+        w.check_forwarded();
+        windows.sort();
+        let packets = f64::from(WINDOW) * BURST as f64;
+        let ns = |d: Duration| d.as_nanos() as f64 / packets;
+        println!(
+            "{sessions} sessions: best {:.2} ns/packet ({:.2} Mpps), median {:.2} ns/packet ({:.2} Mpps)",
+            ns(windows[0]),
+            1e3 / ns(windows[0]),
+            ns(windows[WINDOWS / 2]),
+            1e3 / ns(windows[WINDOWS / 2]),
+        );
+    }
+}
