@@ -175,6 +175,15 @@ pub struct Pending {
     epoch: u32,
 }
 
+impl Pending {
+    /// Whether no entry had the key's signature: the key was absent when the step ran (most
+    /// likely a new flow).
+    #[inline(always)]
+    pub fn is_miss(&self) -> bool {
+        self.cands == 0
+    }
+}
+
 /// A node of the displacement search: a full bucket, reached from slot `slot` of node `parent`.
 #[derive(Clone, Copy, Debug, Default)]
 struct Node {
@@ -471,6 +480,7 @@ impl FlowIndex {
     /// # Errors
     /// [`InsertError::Exists`] if `key` is already present; [`InsertError::Full`] if no slot
     /// could be made free (the index is left unchanged).
+    #[inline]
     pub fn insert<S: KeyStore>(
         &mut self,
         key: &FlowKey,
@@ -509,7 +519,10 @@ impl FlowIndex {
     }
 
     /// Frees a slot in one of the `roots` (full buckets) by moving entries to their other
-    /// buckets; returns the freed slot.
+    /// buckets; returns the freed slot. Rare at the planned load: kept out of line so the
+    /// common insert stays small enough to inline.
+    #[cold]
+    #[inline(never)]
     fn make_room(&mut self, roots: [u32; 2]) -> Option<(u32, usize)> {
         let mut q = [Node::default(); BFS_MAX];
         q[0] = Node {

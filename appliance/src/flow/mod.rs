@@ -472,7 +472,7 @@ impl FlowTable {
             }
             None => return false,
         };
-        let removed = self.remove(idx);
+        let removed = self.remove_prefetched(idx);
         self.prefetch_head(class);
         removed
     }
@@ -495,14 +495,22 @@ impl FlowTable {
     /// Deletes session `idx`: both index entries, its list link, its record. Returns false if it
     /// was not live.
     pub fn remove(&mut self, idx: u32) -> bool {
+        if let Some(s) = self.slab.get(idx) {
+            // Independent random lines (a bucket per key): start them together rather than one
+            // after another.
+            self.index.prefetch_key(&s.keys[0]);
+            self.index.prefetch_key(&s.keys[1]);
+        }
+        self.remove_prefetched(idx)
+    }
+
+    /// [`FlowTable::remove`] for a session whose index buckets were prefetched
+    /// ([`FlowTable::prefetch_head`]): the head of an expiry list.
+    fn remove_prefetched(&mut self, idx: u32) -> bool {
         let Some(s) = self.slab.get(idx) else {
             return false;
         };
         let (inside, outside, class) = (s.keys[0], s.keys[1], s.timeout_class());
-        // Independent random lines (a bucket per key, the list neighbours): start them
-        // together rather than one after another.
-        self.index.prefetch_key(&inside);
-        self.index.prefetch_key(&outside);
         self.slab.prefetch(s.prev);
         self.slab.prefetch(s.next);
         self.index.remove(
@@ -549,7 +557,7 @@ impl FlowTable {
                     break;
                 }
                 on_expire(head, s);
-                self.remove(head);
+                self.remove_prefetched(head);
                 self.prefetch_head(class);
                 done += 1;
             }

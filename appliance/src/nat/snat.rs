@@ -188,6 +188,26 @@ impl Snat {
         Ok(public)
     }
 
+    /// The public endpoint [`Snat::acquire`] will most likely give `inside` now, without
+    /// taking it: its endpoint-independent mapping when it has one, else its own port on its
+    /// pool address (port preservation). A guess for prefetching (the pipeline loads the
+    /// index bucket of a new session's outside key ahead of creating it): when the port turns
+    /// out taken, only the prefetch is wasted.
+    #[inline]
+    pub fn predict(
+        &self,
+        proto: u8,
+        inside: (Ipv4Addr, u16),
+        mapping: Mapping,
+    ) -> Option<(Ipv4Addr, u16)> {
+        if mapping == Mapping::EndpointIndependent {
+            if let Some(m) = self.mappings.get(&(proto, u32::from(inside.0), inside.1)) {
+                return Some((m.public, m.port));
+            }
+        }
+        Some((self.address_for(inside.0)?, inside.1))
+    }
+
     fn take_port(
         &mut self,
         proto: u8,
@@ -381,6 +401,7 @@ mod tests {
     use super::*;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 11);
     const R1: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
     const R2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
     const P: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -413,6 +434,27 @@ mod tests {
         s.release(17, (A, 5000), m1, R2, EIM, true);
         assert_eq!(s.mappings(), 0);
         assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn predict_is_what_acquire_gives_when_the_port_is_free() {
+        let mut s = snat();
+        for mapping in [EIM, EDM] {
+            let want = s.predict(17, (A, 6000), mapping);
+            assert_eq!(want, Some((P, 6000)), "{mapping:?}: port preserved");
+            assert_eq!(s.acquire(17, (A, 6000), R1, mapping).ok(), want);
+            s.release(17, (A, 6000), want.unwrap(), R1, mapping, false);
+        }
+        // An existing endpoint-independent mapping on another port: predicted exactly.
+        let taken = s.acquire(17, (B, 6001), R1, EIM).unwrap();
+        let m = s.acquire(17, (A, 6001), R1, EIM).unwrap();
+        assert_ne!(m.1, 6001, "port taken by another host, so another port");
+        assert_eq!(s.predict(17, (A, 6001), EIM), Some(m));
+        assert_eq!(s.acquire(17, (A, 6001), R2, EIM).ok(), Some(m));
+        // Endpoint-dependent: the guess is the inside port even when it is taken (a wasted
+        // prefetch, never a wrong translation: predict takes nothing).
+        assert_eq!(s.predict(17, (B, 6001), EDM), Some(taken));
+        assert_ne!(s.acquire(17, (B, 6001), R2, EDM).ok(), Some(taken));
     }
 
     #[test]

@@ -428,6 +428,14 @@ impl Shard {
         for j in 0..lookups {
             self.pending[j] = self.table.advance(self.probes[j]);
         }
+        // New flows: the outside key of each new session has an index bucket no lookup read.
+        // Load them all now, together, from the outside key SNAT will most likely give.
+        for j in 0..lookups {
+            if self.pending[j].is_miss() {
+                let meta = &self.metas[usize::from(self.pos[j])];
+                super::slow::prefetch_new_session(self, env.policy, &meta.key);
+            }
+        }
         // Stage 3: finish the lookup (confirm the key on the session, now in cache); hits take
         // the fast path, misses the slow path. An earlier packet of the burst may have changed
         // the table (closed a session, created one, moved index entries): `finish` then looks

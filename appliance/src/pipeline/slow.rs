@@ -82,6 +82,28 @@ fn key_to(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
     }
 }
 
+/// Hints the CPU to load what creating an egress session for `key` (a packet that missed)
+/// will touch that nothing loaded yet: the index bucket of its outside key, as SNAT will most
+/// likely make it ([`Snat::predict`]). Nothing for a packet that will not open an egress
+/// session; a wrong guess costs one wasted prefetch.
+#[inline]
+pub(super) fn prefetch_new_session(shard: &Shard, p: &Policy, key: &FlowKey) {
+    let src = key.src_addr();
+    if !p.is_private(src) {
+        return;
+    }
+    let proto = key.protocol();
+    let inside = (src, key.src_port());
+    let public = match p.statics.public_of(src) {
+        Some(public) => Some((public, inside.1)),
+        None => shard.snat.predict(proto, inside, p.snat.mapping),
+    };
+    if let Some(public) = public {
+        let remote = (key.dst_addr(), key.dst_port());
+        shard.table.start(&key_to(proto, remote, public));
+    }
+}
+
 /// What a public endpoint was taken with, to give back if the session is not created.
 #[derive(Clone, Copy)]
 struct Taken {
