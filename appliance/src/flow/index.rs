@@ -17,11 +17,14 @@
 //! [`MAX_LOAD`]) few buckets spill, and a lookup costs one bucket line plus one session line.
 //! The work per lookup is bounded whatever the keys: at most two buckets and their candidates.
 //!
-//! [`FlowIndex::lookup_burst`] does a burst in passes so that the memory accesses of all keys
-//! overlap instead of following each other: hash every key and prefetch its primary bucket;
-//! match signatures, prefetch the candidate session, or the alternate bucket when the primary
-//! one has spilled; match those; confirm keys. DPDK's `rte_hash` bulk lookup and VPP's bihash are
-//! built the same way for the same reason.
+//! A lookup comes in three steps so that the memory accesses of a burst's keys overlap instead
+//! of following each other: [`FlowIndex::start`] hashes a key and prefetches its primary
+//! bucket; [`FlowIndex::advance`] matches signatures there and prefetches the candidate session,
+//! or the alternate bucket when the primary one has spilled; [`FlowIndex::finish`] matches the
+//! alternate bucket if needed and confirms the key. The pipeline runs each step as a pass over
+//! the burst; [`FlowIndex::lookup_burst`] does the same for a slice of keys. DPDK's `rte_hash`
+//! bulk lookup and VPP's bihash are built the same way for the same reason. The index counts
+//! its changes, so a lookup whose steps straddle an insert or a removal is redone at `finish`.
 
 use super::key::{FlowKey, HashSeed, Side};
 use crate::dataplane::mem::{advise_huge_pages, eq_mask_u16x8, prefetch};

@@ -1,7 +1,7 @@
 //! Checks of the policy sections that serde cannot make: every problem is collected, each
 //! naming its field path, the value, and what it must be.
 //!
-//! [`Facts`] holds what several checks (and the compiler) derive from the file: each port's
+//! `Facts` holds what several checks (and the compiler) derive from the file: each port's
 //! parsed address, the effective private prefixes, the SNAT pool. It tolerates invalid values
 //! (it skips them), so the checks can run on a file with errors and report all of them.
 
