@@ -53,6 +53,28 @@ pub enum Unreachable {
     },
 }
 
+/// The IPv4 header of a packet the appliance originates: default TTL, Don't Fragment, no
+/// identification (RFC 6864: an atomic datagram's ID is not used), ordinary service class.
+fn own_header(
+    src_addr: Ipv4Addr,
+    dst_addr: Ipv4Addr,
+    protocol: IpProtocol,
+    payload_len: usize,
+) -> ipv4::Repr {
+    ipv4::Repr {
+        src_addr,
+        dst_addr,
+        protocol,
+        payload_len,
+        ttl: DEFAULT_TTL,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+    }
+}
+
 fn start(buf: &mut [u8], link: &Link, ethertype: EtherType, l3_len: usize) -> Result<usize, Error> {
     let eth = EthernetRepr {
         src_addr: link.src,
@@ -179,18 +201,12 @@ pub fn icmp_echo_reply(buf: &mut [u8], link: &Link, request: &[u8]) -> Result<us
         seq_no: req.echo_seq_no(),
         data: req.data_bytes(),
     };
-    let ip_repr = ipv4::Repr {
-        src_addr: ip.dst_addr(),
-        dst_addr: ip.src_addr(),
-        protocol: IpProtocol::Icmp,
-        payload_len: repr.buffer_len(),
-        ttl: DEFAULT_TTL,
-        dscp_ecn: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
+    let ip_repr = own_header(
+        ip.dst_addr(),
+        ip.src_addr(),
+        IpProtocol::Icmp,
+        repr.buffer_len(),
+    );
     let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
     let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
     let n = repr.emit(&mut buf[off + hl..])?;
@@ -220,16 +236,8 @@ fn icmp_error(
     let quote = &offending[..ip.total_len().min(quote_max)];
     let repr = repr_of(quote);
     let ip_repr = ipv4::Repr {
-        src_addr: src,
-        dst_addr: ip.src_addr(),
-        protocol: IpProtocol::Icmp,
-        payload_len: repr.buffer_len(),
-        ttl: DEFAULT_TTL,
         dscp_ecn: TOS_INTERNETWORK_CONTROL,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
+        ..own_header(src, ip.src_addr(), IpProtocol::Icmp, repr.buffer_len())
     };
     let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
     let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
@@ -325,18 +333,7 @@ pub fn tcp_rst(buf: &mut [u8], link: &Link, offending: &[u8]) -> Result<usize, E
         payload: &[],
     };
     let (src, dst) = (ip.dst_addr(), ip.src_addr());
-    let ip_repr = ipv4::Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: IpProtocol::Tcp,
-        payload_len: repr.buffer_len(),
-        ttl: DEFAULT_TTL,
-        dscp_ecn: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
+    let ip_repr = own_header(src, dst, IpProtocol::Tcp, repr.buffer_len());
     let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
     let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
     let n = repr.emit(&mut buf[off + hl..], src, dst, &ChecksumCaps::NONE)?;
@@ -361,18 +358,7 @@ pub fn udp_datagram(
         dst_port: dst.1,
         payload,
     };
-    let ip_repr = ipv4::Repr {
-        src_addr: src.0,
-        dst_addr: dst.0,
-        protocol: IpProtocol::Udp,
-        payload_len: repr.buffer_len(),
-        ttl: DEFAULT_TTL,
-        dscp_ecn: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
+    let ip_repr = own_header(src.0, dst.0, IpProtocol::Udp, repr.buffer_len());
     let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
     let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
     let n = repr.emit(&mut buf[off + hl..], src.0, dst.0, &ChecksumCaps::NONE)?;
