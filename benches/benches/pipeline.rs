@@ -12,7 +12,7 @@
 
 use appliance::flow::FlowTable;
 use appliance::pipeline::{Action, VecBuf};
-use appliance_benches::workload::{buffers, frame, session_flow, Workload, BURST};
+use appliance_benches::workload::{buffers, Workload, BURST};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::{Duration, Instant};
 
@@ -83,29 +83,13 @@ fn setup(c: &mut Criterion) {
     // the UDP timeout so the oldest expired sessions are reused (steady state).
     let capacity = 4_000_000u32;
     let b = std::cell::RefCell::new(Workload::new(capacity));
-    let mut next = 0u32;
-    let mut round = 0u32;
     let mut bufs = buffers();
     g.bench_function("new_udp_flows", |bench| {
         bench.iter_custom(|iters| {
             timed_bursts(
                 iters,
                 &mut bufs,
-                |bufs| {
-                    let mut b = b.borrow_mut();
-                    for buf in bufs.iter_mut() {
-                        if next >= capacity {
-                            // Every flow so far is now idle past the UDP timeout; the next
-                            // round talks to other remotes, so each packet is a new flow.
-                            next = 0;
-                            round += 1;
-                            b.now += 301;
-                        }
-                        let (src, dst) = session_flow(next, round);
-                        next += 1;
-                        frame(buf, src, dst);
-                    }
-                },
+                |bufs| b.borrow_mut().new_flows(bufs, capacity),
                 |bufs, actions| b.borrow_mut().run(bufs, actions),
             )
         })

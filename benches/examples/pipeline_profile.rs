@@ -7,7 +7,7 @@
 //! state of the `pipeline_setup` bench.
 
 use appliance::pipeline::Action;
-use appliance_benches::workload::{buffers, frame, session_flow, Workload, BURST};
+use appliance_benches::workload::{buffers, Workload, BURST};
 
 /// Sessions in the table of the `setup` workload.
 const SETUP_TABLE: u32 = 100_000;
@@ -37,15 +37,8 @@ fn new_flows() {
     let mut bufs = buffers();
     let mut actions = [Action::Consumed; BURST];
     let mut forwarded = 0u64;
-    for burst in 0..(2 * SETUP_TABLE / BURST as u32) {
-        if burst * BURST as u32 == SETUP_TABLE {
-            w.now += 301;
-        }
-        for (k, b) in bufs.iter_mut().enumerate() {
-            let i = burst * BURST as u32 + k as u32;
-            let (src, dst) = session_flow(i % SETUP_TABLE, i / SETUP_TABLE);
-            frame(b, src, dst);
-        }
+    for _ in 0..(2 * SETUP_TABLE / BURST as u32) {
+        w.new_flows(&mut bufs, SETUP_TABLE);
         w.run(&mut bufs, &mut actions);
         forwarded += actions.iter().filter(|a| **a == Action::Forward(1)).count() as u64;
     }

@@ -13,7 +13,7 @@
 //! expired session.
 
 use appliance::pipeline::Action;
-use appliance_benches::workload::{buffers, frame, session_flow, Workload, BURST};
+use appliance_benches::workload::{buffers, Workload, BURST};
 use std::time::{Duration, Instant};
 
 /// Bursts per window and windows per size.
@@ -73,23 +73,11 @@ fn setup(capacity: u32) {
     w.fill(capacity);
     let mut bufs = buffers();
     let mut actions = [Action::Consumed; BURST];
-    let (mut next, mut round) = (capacity, 0);
     let mut windows: Vec<Duration> = Vec::with_capacity(WINDOWS);
     for _ in 0..WINDOWS {
         let mut t = Duration::ZERO;
         for _ in 0..WINDOW {
-            for buf in bufs.iter_mut() {
-                if next >= capacity {
-                    // Every flow so far is idle past the UDP timeout; the next round talks to
-                    // other remotes, so each packet is a new flow.
-                    next = 0;
-                    round += 1;
-                    w.now += 301;
-                }
-                let (src, dst) = session_flow(next, round);
-                next += 1;
-                frame(buf, src, dst);
-            }
+            w.new_flows(&mut bufs, capacity);
             let start = Instant::now();
             w.run(&mut bufs, &mut actions);
             t += start.elapsed();

@@ -4,6 +4,7 @@
 //! servers, and the sessions they open.
 
 use appliance::config::Config;
+use appliance::dataplane::bench;
 use appliance::packet::build::{self, Link};
 use appliance::packet::{EthernetAddress, Vlans};
 use appliance::pipeline::{
@@ -23,36 +24,20 @@ const MAC_WAN: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xa1]);
 const MAC_GW: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
 const MAC_HOST: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0x10]);
 
-/// The policy: two ports, SNAT to the outside port's address, room for `max_sessions`.
+/// The policy: the appliance `appliance bench` runs (inside `lan`, outside `wan` with its
+/// gateway's MAC known, SNAT to `wan`'s address), with room for exactly `max_sessions`.
 pub fn policy(max_sessions: u32) -> Policy {
-    let text = format!(
-        r#"
-[eal]
-lcores = "0-1"
-huge_pages = false
-[nat]
-max_sessions = {max_sessions}
-[[port]]
-name = "lan"
-role = "inside"
-device = "net_null0"
-address = "10.0.0.1/16"
-[[port]]
-name = "wan"
-role = "outside"
-device = "net_null1"
-address = "192.0.2.2/24"
-gateway = "192.0.2.1"
-neighbours = [{{ ip = "192.0.2.1", mac = "02:00:00:00:00:01" }}]
-"#
-    );
-    Policy::compile(&Config::parse(&text, "bench").expect("config"), 1).expect("policy")
+    let text = bench::config_text("0-1", 1, max_sessions, false);
+    let mut policy =
+        Policy::compile(&Config::parse(&text, "bench").expect("config"), 1).expect("policy");
+    policy.sessions.max_sessions = max_sessions;
+    policy
 }
 
 /// Inside endpoint `e` (address and source port) and remote `r` (in public space,
 /// 198.51.100.1 upwards).
 pub fn flow(e: u32, r: u32) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
-    let inside = Ipv4Addr::from(0x0a00_0000 + 2 + e / 8);
+    let inside = Ipv4Addr::from(0x0a40_0000 + 2 + e / 8); // in bench::INSIDE_NET
     let port = 20000 + (e % 8) as u16;
     let remote = Ipv4Addr::from(0xc633_6400 + 1 + r);
     ((inside, port), (remote, 443))
@@ -93,6 +78,8 @@ pub struct Workload {
     /// The clock passed to the shard (seconds).
     pub now: u32,
     rng: u64,
+    /// The next new flow [`Workload::new_flows`] writes: session number and round.
+    next_new: (u32, u32),
 }
 
 impl Workload {
@@ -108,6 +95,7 @@ impl Workload {
             neighbours,
             now: 1,
             rng: 0x1234_5678_9abc_def1,
+            next_new: (0, 0),
         }
     }
 
@@ -148,6 +136,25 @@ impl Workload {
             i += n as u32;
         }
         assert_eq!(self.shard.table().len(), sessions, "every session created");
+        self.next_new = (sessions, 0);
+    }
+
+    /// Writes a burst of new flows for a table of `capacity` sessions: sessions numbered on
+    /// from the last ones created; past `capacity`, the clock jumps past the UDP timeout and a
+    /// new round starts whose flows talk to other remotes, so every packet is a new flow and,
+    /// once the table is full, each one reuses the oldest expired session (the steady state).
+    pub fn new_flows(&mut self, bufs: &mut [VecBuf], capacity: u32) {
+        for buf in bufs.iter_mut() {
+            let (next, round) = &mut self.next_new;
+            if *next >= capacity {
+                *next = 0;
+                *round += 1;
+                self.now += 301;
+            }
+            let (src, dst) = session_flow(self.next_new.0, self.next_new.1);
+            self.next_new.0 += 1;
+            frame(buf, src, dst);
+        }
     }
 
     /// Writes a burst of packets of sessions drawn at random among `0..sessions`.
