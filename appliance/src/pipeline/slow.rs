@@ -94,14 +94,22 @@ pub(super) fn prefetch_new_session(shard: &Shard, p: &Policy, key: &FlowKey) {
     }
     let proto = key.protocol();
     let inside = (src, key.src_port());
-    let public = match p.statics.public_of(src) {
-        Some(public) => Some((public, inside.1)),
+    let public = match static_public(p, inside) {
+        Some(public) => Some(public),
         None => shard.snat.predict(proto, inside, p.snat.mapping),
     };
     if let Some(public) = public {
         let remote = (key.dst_addr(), key.dst_port());
         shard.table.start(&key_to(proto, remote, public));
     }
+}
+
+/// The public endpoint of an inside endpoint with a static (1:1) mapping: the mapped address,
+/// the port kept.
+fn static_public(p: &Policy, inside: (Ipv4Addr, u16)) -> Option<(Ipv4Addr, u16)> {
+    p.statics
+        .public_of(inside.0)
+        .map(|public| (public, inside.1))
 }
 
 /// What a public endpoint was taken with, to give back if the session is not created.
@@ -258,9 +266,9 @@ impl Shard {
         inside: (Ipv4Addr, u16),
         remote: Ipv4Addr,
     ) -> Result<Taken, Discard> {
-        if let Some(public) = p.statics.public_of(inside.0) {
+        if let Some(public) = static_public(p, inside) {
             return Ok(Taken {
-                public: (public, inside.1),
+                public,
                 ..Taken::none()
             });
         }
