@@ -100,7 +100,7 @@ pub(super) fn prefetch_new_session(shard: &Shard, p: &Policy, key: &FlowKey) {
     };
     if let Some(public) = public {
         let remote = (key.dst_addr(), key.dst_port());
-        shard.table.start(&key_to(proto, remote, public));
+        shard.table.prefetch_insert(&key_to(proto, remote, public));
     }
 }
 
