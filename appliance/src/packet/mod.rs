@@ -77,7 +77,7 @@ pub use icmp::{
 };
 pub use ipv4::{FiveTuple, Packet as Ipv4Packet, Repr as Ipv4Repr, Rewrite, Side};
 pub use ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr, Summary as Ipv6Summary};
-pub use parse::{parse_frame, Ipv4Meta, ParsedFrame, L3, L4};
+pub use parse::{common_ipv4, parse_frame, Common, Ipv4Meta, ParsedFrame, L3, L4};
 pub use tcp::{Flags as TcpFlags, Packet as TcpPacket, Repr as TcpRepr, TcpOption};
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
 

@@ -116,14 +116,42 @@ pub fn parse_frame(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Err
     }
 }
 
+/// What [`common_ipv4`] reads of a common frame, as integers in host order: everything the
+/// NAT fast path needs from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Common {
+    /// Source address.
+    pub src_addr: u32,
+    /// Destination address.
+    pub dst_addr: u32,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// The TCP control bits (the low 9 bits of the offset word); 0 for UDP.
+    pub tcp_flags: u16,
+    /// Offset in the frame where the IPv4 datagram ends (see [`Ipv4Meta::l3_end`]).
+    pub l3_end: u32,
+    /// Whether it is TCP (else UDP).
+    pub tcp: bool,
+}
+
+impl Common {
+    /// Offset of the IPv4 header in a common frame.
+    pub const L3_OFFSET: usize = ethernet::HEADER_LEN;
+    /// Offset of the transport header in a common frame.
+    pub const L4_OFFSET: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+}
+
 /// The fast path of [`parse_frame`]: an untagged frame with an option-less IPv4 header that is
 /// not a later fragment and carries TCP or UDP. It makes every check the general walk makes on
 /// such a frame, over fixed-size arrays so that no bounds check is left, and returns `None`
-/// for any other frame, valid or not.
+/// for any other frame, valid or not. A `Some` is exactly what [`parse_frame`] would say of the
+/// frame: `L3::Ipv4` at [`Common::L3_OFFSET`] with the same tuple, lengths and transport.
 #[inline(always)]
-fn untagged_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Ipv4Meta> {
-    const L3_OFFSET: usize = ethernet::HEADER_LEN;
-    const L4_OFFSET: usize = L3_OFFSET + ipv4::HEADER_LEN;
+pub fn common_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Common> {
+    const L3_OFFSET: usize = Common::L3_OFFSET;
+    const L4_OFFSET: usize = Common::L4_OFFSET;
     // One length test for both headers; the IPv4 header is then a fixed-size view of it.
     let (headers, rest) = frame.split_first_chunk::<L4_OFFSET>()?;
     let Ok(ip) = <&[u8; ipv4::HEADER_LEN]>::try_from(&headers[L3_OFFSET..]) else {
@@ -145,20 +173,14 @@ fn untagged_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Ipv4Meta> {
         return None;
     }
     // Each length test below is one compare: a field below the header length wraps.
-    let (protocol, src_port, dst_port, l4_kind) = match ip[9] {
+    let (tcp, tcp_flags) = match ip[9] {
         17 => {
             let (udp, after) = l4.split_first_chunk::<{ udp::HEADER_LEN }>()?;
             let len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
             if len.wrapping_sub(udp::HEADER_LEN) > after.len() {
                 return None;
             }
-            let src = u16::from_be_bytes([udp[0], udp[1]]);
-            (
-                IpProtocol::Udp,
-                src,
-                u16::from_be_bytes([udp[2], udp[3]]),
-                L4::Udp,
-            )
+            (false, 0)
         }
         6 => {
             let (tcp, after) = l4.split_first_chunk::<{ tcp::HEADER_LEN }>()?;
@@ -167,29 +189,44 @@ fn untagged_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Ipv4Meta> {
             if header_len.wrapping_sub(tcp::HEADER_LEN) > after.len() {
                 return None;
             }
-            let src = u16::from_be_bytes([tcp[0], tcp[1]]);
-            let dst = u16::from_be_bytes([tcp[2], tcp[3]]);
-            (
-                IpProtocol::Tcp,
-                src,
-                dst,
-                L4::Tcp(TcpFlags(off_flags & 0x01ff)),
-            )
+            (true, off_flags & 0x01ff)
         }
         _ => return None,
     };
-    Some(Ipv4Meta {
-        tuple: FiveTuple {
-            src_addr: Ipv4Addr::from([ip[12], ip[13], ip[14], ip[15]]),
-            dst_addr: Ipv4Addr::from([ip[16], ip[17], ip[18], ip[19]]),
-            protocol,
-            src_port,
-            dst_port,
-        },
-        l4_offset: L4_OFFSET as u32,
+    // Both transports start with the two ports, and `l4` holds at least a UDP header.
+    let ports: &[u8; 4] = l4.first_chunk()?;
+    Some(Common {
+        src_addr: u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]),
+        dst_addr: u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]),
+        src_port: u16::from_be_bytes([ports[0], ports[1]]),
+        dst_port: u16::from_be_bytes([ports[2], ports[3]]),
+        tcp_flags,
         // Below 14 + 65536.
         l3_end: (L3_OFFSET + total_len) as u32,
-        l4: l4_kind,
+        tcp,
+    })
+}
+
+/// [`common_ipv4`] as [`parse_frame`] reports it.
+#[inline(always)]
+fn untagged_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Ipv4Meta> {
+    let c = common_ipv4(frame, caps)?;
+    let (protocol, l4) = if c.tcp {
+        (IpProtocol::Tcp, L4::Tcp(TcpFlags(c.tcp_flags)))
+    } else {
+        (IpProtocol::Udp, L4::Udp)
+    };
+    Some(Ipv4Meta {
+        tuple: FiveTuple {
+            src_addr: Ipv4Addr::from(c.src_addr),
+            dst_addr: Ipv4Addr::from(c.dst_addr),
+            protocol,
+            src_port: c.src_port,
+            dst_port: c.dst_port,
+        },
+        l4_offset: Common::L4_OFFSET as u32,
+        l3_end: c.l3_end,
+        l4,
     })
 }
 

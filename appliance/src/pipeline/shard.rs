@@ -17,7 +17,9 @@ use crate::flow::{
     FlowKey, FlowTable, HashSeed, Hit, Pending, Probe, Session, TcpFlags, Timeouts, BURST_MAX,
 };
 use crate::nat::{Slices, Snat};
-use crate::packet::{icmp, parse_frame, ChecksumCaps, EthernetAddress, IcmpMessage, L3, L4};
+use crate::packet::{
+    common_ipv4, icmp, parse_frame, ChecksumCaps, Common, EthernetAddress, IcmpMessage, L3, L4,
+};
 use crate::policy::{Filtering, OnReload, Policy};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -101,7 +103,7 @@ pub(super) mod tag {
 /// What stage 1 learned about a packet: 32 bytes, so passing it between stages is two
 /// vector moves. (The VLAN tags are not kept: only replies the appliance builds need them,
 /// and those read them again from the frame, whose Ethernet header nothing changed.)
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Meta {
     pub key: FlowKey,
     pub l3: u16,
@@ -110,6 +112,26 @@ pub(super) struct Meta {
     pub kind: Kind,
     pub tcp_flags: u8,
     pub icmp_type: u8,
+}
+
+impl Meta {
+    /// Stage 1's facts of a common frame ([`common_ipv4`]), written in place: the same as
+    /// [`Shard::classify`] finds.
+    #[inline(always)]
+    pub fn set_common(&mut self, c: &Common) {
+        let (kind, tcp_flags, protocol) = if c.tcp {
+            (Kind::Tcp, c.tcp_flags as u8, crate::flow::PROTO_TCP)
+        } else {
+            (Kind::Udp, 0, crate::flow::PROTO_UDP)
+        };
+        self.key = FlowKey::from_raw(c.src_addr, c.dst_addr, c.src_port, c.dst_port, protocol);
+        self.l3 = Common::L3_OFFSET as u16;
+        self.l4 = Common::L4_OFFSET as u16;
+        self.end = c.l3_end as u16;
+        self.kind = kind;
+        self.tcp_flags = tcp_flags;
+        self.icmp_type = 0;
+    }
 }
 
 /// The transport of a packet, as far as the pipeline cares.
@@ -133,7 +155,7 @@ impl Kind {
     }
 }
 
-const EMPTY_META: Meta = Meta {
+pub(super) const EMPTY_META: Meta = Meta {
     key: FlowKey::from_raw(0, 0, 0, 0, 0),
     l3: 0,
     l4: 0,
@@ -403,8 +425,25 @@ impl Shard {
         // protocols) wait in `special` for the end of the burst.
         let mut lookups = 0;
         let mut special = 0u32;
+        let ours = env.macs.get(usize::from(in_port)).map(|m| m.0);
         for (i, pkt) in pkts.iter().enumerate() {
-            match self.classify(env, in_port, pkt.bytes()) {
+            let bytes = pkt.bytes();
+            // The common frame, unicast to us, is read straight into its `Meta`.
+            if let Some(c) = self.common(ours, bytes) {
+                self.metas[i].set_common(&c);
+                if self.sharding.workers() > 1 {
+                    let owner = self.owner_of_key(env, &self.metas[i].key);
+                    if owner != usize::from(self.worker) {
+                        self.counters.bump_handoff();
+                        out[i] = Action::Handoff(owner as u16);
+                        continue;
+                    }
+                }
+                self.pos[lookups] = i as u8;
+                lookups += 1;
+                continue;
+            }
+            match self.classify(env, in_port, bytes) {
                 Ok(meta) => {
                     self.metas[i] = meta;
                     if meta.kind.has_session() {
@@ -459,9 +498,24 @@ impl Shard {
         }
     }
 
+    /// The common frame (untagged IPv4 TCP or UDP without options, unicast to our MAC
+    /// `ours`): stage 1 reads it straight into its [`Meta`], which is what
+    /// [`Shard::classify`] would give ([`common_ipv4`] is [`parse_frame`]'s own fast path).
+    #[inline(always)]
+    pub(super) fn common(&self, ours: Option<[u8; 6]>, bytes: &[u8]) -> Option<Common> {
+        let c = common_ipv4(bytes, &self.rx_caps)?;
+        (ours.is_some() && bytes.first_chunk::<6>() == ours.as_ref()).then_some(c)
+    }
+
     /// Stage 1 for one packet: parse and validate, check the frame is for us, decide the
     /// owner. `Err` carries the final action (a drop, or a handoff).
-    fn classify(&self, env: &Env<'_>, in_port: u8, bytes: &[u8]) -> Result<Meta, Action> {
+    #[inline(never)]
+    pub(super) fn classify(
+        &self,
+        env: &Env<'_>,
+        in_port: u8,
+        bytes: &[u8],
+    ) -> Result<Meta, Action> {
         let parsed = parse_frame(bytes, &self.rx_caps).map_err(|e| self.discard(e))?;
         // Unicast frames must be for this port; broadcast and multicast frames carry ARP only:
         // an IPv4 packet received as a link-layer broadcast or multicast is never forwarded
@@ -528,17 +582,21 @@ impl Shard {
         Ok(meta)
     }
 
+    /// The worker that owns the session of a packet with key `k`.
+    fn owner_of_key(&self, env: &Env<'_>, k: &FlowKey) -> usize {
+        self.sharding.of_packet(
+            env.policy,
+            self.snat.addresses(),
+            k.protocol(),
+            (k.src_addr(), k.src_port()),
+            (k.dst_addr(), k.dst_port()),
+        )
+    }
+
     /// The worker that owns a packet's session.
     fn owner(&self, env: &Env<'_>, bytes: &[u8], meta: &Meta) -> usize {
-        let k = &meta.key;
         match meta.kind {
-            Kind::Tcp | Kind::Udp | Kind::IcmpEcho => self.sharding.of_packet(
-                env.policy,
-                self.snat.addresses(),
-                k.protocol(),
-                (k.src_addr(), k.src_port()),
-                (k.dst_addr(), k.dst_port()),
-            ),
+            Kind::Tcp | Kind::Udp | Kind::IcmpEcho => self.owner_of_key(env, &meta.key),
             Kind::IcmpError => {
                 // The owner of the quoted packet's reply.
                 let quoted = bytes

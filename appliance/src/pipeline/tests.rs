@@ -1250,6 +1250,44 @@ mod properties {
             prop_assert_eq!(n.shards[0].snat().mappings(), 0);
         }
 
+        /// Stage 1 reads a common frame (TCP or UDP over untagged IPv4, unicast to us) straight
+        /// into its `Meta`; that is what the general parse and classification find in it, and
+        /// no other frame takes that path.
+        #[test]
+        fn stage_one_common_path_is_the_general_one(
+            tcp_frame: bool, flags: u8, sport: u16, dport: u16, host in 1u8..255,
+            payload in 0usize..40, byte in 0usize..60, value: u8, mutate: bool, to_us: bool,
+        ) {
+            let n = Net::new("");
+            let macs = [MAC_LAN, MAC_WAN];
+            let env = Env { policy: &n.policy, neighbours: &n.neighbours, macs: &macs };
+            let src = (Ipv4Addr::new(10, 0, 1, host), sport);
+            let mut f = if tcp_frame {
+                tcp(src, (SERVER, dport), TcpFlags(u16::from(flags)), IN)
+            } else {
+                udp(src, (SERVER, dport), IN)
+            };
+            f.resize(f.len() + payload, 0);
+            if !to_us {
+                f[..6].copy_from_slice(&MAC_C2.0);
+            }
+            if mutate && byte < f.len() {
+                f[byte] = value;
+            }
+            let shard = &n.shards[0];
+            match shard.common(Some(MAC_LAN.0), &f) {
+                Some(c) => {
+                    let mut meta = super::shard::EMPTY_META;
+                    meta.set_common(&c);
+                    prop_assert_eq!(Ok(meta), shard.classify(&env, LAN, &f));
+                }
+                None => {
+                    // Not common: changed where the fast path looks, or not for us.
+                    prop_assert!(mutate || !to_us, "a plain TCP or UDP frame to us is common");
+                }
+            }
+        }
+
         /// Arbitrary bytes from either port never panic and never create a session from
         /// outside.
         #[test]
