@@ -125,7 +125,8 @@ impl Policy {
                 }
             })
             .collect::<Vec<_>>();
-        let routes = Routes::new(&ports);
+        let private = PrefixSet::new(facts.private.clone());
+        let routes = Routes::new(&ports, &private);
 
         let local = LocalServices {
             icmp_echo: config.local.icmp_echo,
@@ -143,7 +144,7 @@ impl Policy {
             statics,
             snat,
             sessions,
-            private: PrefixSet::new(facts.private.clone()),
+            private,
             local,
             ports,
             routes,

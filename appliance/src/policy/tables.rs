@@ -145,9 +145,16 @@ impl PrefixSet {
         }
     }
 
-    /// Whether `addr` is in the set.
+    /// Whether `addr` is in the set. A few ranges (the private prefixes, which the fast path
+    /// asks about) are each tested, without a branch; more are searched.
+    #[inline]
     pub fn contains(&self, addr: Ipv4Addr) -> bool {
         let a = u32::from(addr);
+        if self.ranges.len() <= 4 {
+            return self.ranges.iter().fold(false, |hit, &(first, last)| {
+                hit | (a.wrapping_sub(first) <= last - first)
+            });
+        }
         let i = self.ranges.partition_point(|r| r.1 < a);
         self.ranges.get(i).is_some_and(|r| r.0 <= a)
     }
@@ -207,11 +214,15 @@ pub struct NextHop {
     pub ip: Ipv4Addr,
 }
 
-/// The forwarding decision of [`crate::policy::Policy::next_hop`], precomputed when the policy
-/// is compiled so that the per-packet route is a few integer compares: the connected subnets
-/// as (network, mask, port) in port order, and the gateway that private and public
-/// destinations leave through.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The forwarding decision of [`crate::policy::Policy::next_hop`], compiled with the policy:
+/// the connected subnets as (network, mask, port) in port order, and the gateway that private
+/// and public destinations leave through.
+///
+/// That decision is constant between a few boundaries (the first and one past the last address
+/// of every subnet and every private range), so it is also compiled into a table of at most
+/// [`ROUTE_SLOTS`] intervals: the per-packet route is then a branch-free binary search of five
+/// compares. A policy with more intervals (many private prefixes) is routed by the definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routes {
     /// `(network, netmask, port)` of every port with an address, in port order.
     connected: Box<[(u32, u32, usize)]>,
@@ -219,11 +230,61 @@ pub struct Routes {
     private_gateway: Option<NextHop>,
     /// Off-link public destinations: the first outside or `both` port with a gateway.
     public_gateway: Option<NextHop>,
+    /// The private prefixes.
+    private: PrefixSet,
+    /// The intervals, if they fit.
+    table: Option<Box<RouteTable>>,
+}
+
+/// Intervals a compiled route table holds at most.
+pub const ROUTE_SLOTS: usize = 32;
+
+/// The route of every address of an interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// No route.
+    None,
+    /// On the subnet of this port: straight to the destination.
+    Direct(usize),
+    /// Through this gateway.
+    Via(NextHop),
+}
+
+/// The compiled intervals: interval `i` is `starts[i]..starts[i + 1]` (the last one to the end
+/// of the address space), `starts[0]` is 0, the starts rise, and unused slots repeat the last
+/// interval (start `u32::MAX`), so a search of all the slots finds the right one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RouteTable {
+    starts: [u32; ROUTE_SLOTS],
+    routes: [Route; ROUTE_SLOTS],
+}
+
+impl RouteTable {
+    /// The interval holding `a`: the last slot whose start is at most `a`.
+    #[inline(always)]
+    fn route(&self, a: u32) -> Route {
+        let mut i = 0;
+        let mut half = ROUTE_SLOTS / 2;
+        while half > 0 {
+            // A conditional move, not a branch: destinations are as random as traffic. (The
+            // index is below ROUTE_SLOTS; the modulo says so without a bounds check.)
+            i += usize::from(self.starts[(i + half) % ROUTE_SLOTS] <= a) * half;
+            half /= 2;
+        }
+        self.routes[i]
+    }
+}
+
+impl Default for Routes {
+    fn default() -> Routes {
+        Routes::new(&[], &PrefixSet::default())
+    }
 }
 
 impl Routes {
-    /// The routes of `ports` (in DPDK port order).
-    pub fn new(ports: &[PortAddressing]) -> Routes {
+    /// The routes of `ports` (in DPDK port order), `private` being the policy's private
+    /// prefixes.
+    pub fn new(ports: &[PortAddressing], private: &PrefixSet) -> Routes {
         let connected = ports
             .iter()
             .enumerate()
@@ -239,30 +300,97 @@ impl Routes {
                 .filter(|(_, p)| p.role == wanted || p.role == Role::Both)
                 .find_map(|(port, p)| p.gateway.map(|ip| NextHop { port, ip }))
         };
-        Routes {
+        let mut routes = Routes {
             connected,
             private_gateway: gateway(Role::Inside),
             public_gateway: gateway(Role::Outside),
-        }
+            private: private.clone(),
+            table: None,
+        };
+        routes.table = routes.compile();
+        routes
     }
 
-    /// Where to send a packet for `dst`, `private` being the policy's private prefixes: out of
-    /// the first port whose subnet holds it, straight to it; else to the gateway for private or
-    /// public destinations. `None`: no route.
-    #[inline]
-    pub fn lookup(&self, dst: Ipv4Addr, private: &PrefixSet) -> Option<NextHop> {
-        let a = u32::from(dst);
-        for &(net, mask, port) in self.connected.iter() {
-            if a & mask == net {
-                return Some(NextHop { port, ip: dst });
+    /// The interval table, if the boundaries fit in [`ROUTE_SLOTS`].
+    fn compile(&self) -> Option<Box<RouteTable>> {
+        let spans = self
+            .connected
+            .iter()
+            .map(|&(net, mask, _)| (net, net | !mask))
+            .chain(self.private.ranges.iter().copied());
+        let mut bounds = vec![0u32];
+        for (first, last) in spans {
+            bounds.push(first);
+            if let Some(next) = last.checked_add(1) {
+                bounds.push(next);
             }
         }
-        // Most setups have one gateway for both: no need to ask which kind `dst` is.
-        if self.private_gateway == self.public_gateway || !private.contains(dst) {
+        bounds.sort_unstable();
+        bounds.dedup();
+        // One interval per run of boundaries with the same route.
+        let mut table = RouteTable {
+            starts: [u32::MAX; ROUTE_SLOTS],
+            routes: [Route::None; ROUTE_SLOTS],
+        };
+        let mut n = 0;
+        for b in bounds {
+            let route = self.route_of(b);
+            if n > 0 && table.routes[n - 1] == route {
+                continue;
+            }
+            if n == ROUTE_SLOTS {
+                return None;
+            }
+            table.starts[n] = b;
+            table.routes[n] = route;
+            n += 1;
+        }
+        let last = table.routes[n - 1];
+        table.routes[n..].fill(last);
+        Some(Box::new(table))
+    }
+
+    /// The definition: the first port whose subnet holds `a`, else the gateway for private or
+    /// public destinations.
+    fn route_of(&self, a: u32) -> Route {
+        if let Some(&(_, _, port)) = self
+            .connected
+            .iter()
+            .find(|&&(net, mask, _)| a & mask == net)
+        {
+            return Route::Direct(port);
+        }
+        // Most setups have one gateway for both: no need to ask which kind `a` is.
+        let hop = if self.private_gateway == self.public_gateway
+            || !self.private.contains(Ipv4Addr::from(a))
+        {
             self.public_gateway
         } else {
             self.private_gateway
+        };
+        hop.map_or(Route::None, Route::Via)
+    }
+
+    /// Where to send a packet for `dst`: out of the first port whose subnet holds it, straight
+    /// to it; else to the gateway for private or public destinations. `None`: no route.
+    #[inline]
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<NextHop> {
+        let a = u32::from(dst);
+        let route = match &self.table {
+            Some(t) => t.route(a),
+            None => self.route_of(a),
+        };
+        match route {
+            Route::None => None,
+            Route::Direct(port) => Some(NextHop { port, ip: dst }),
+            Route::Via(hop) => Some(hop),
         }
+    }
+
+    /// Whether the routes were compiled into an interval table (else each packet is routed
+    /// by the definition).
+    pub fn compiled(&self) -> bool {
+        self.table.is_some()
     }
 }
 

@@ -595,11 +595,22 @@ fn routes_agree_with_the_definition() {
         Some("172.16.0.1"),
     ];
     let roles = [Role::Inside, Role::Outside, Role::Both];
+    // The last set has too many ranges for a compiled table: those routes use the definition.
+    let many = (0..40u32)
+        .map(|i| {
+            Prefix(ipnet::Ipv4Net::new_assert(
+                Ipv4Addr::from(0x6400_0000 + (i << 17)),
+                16,
+            ))
+        })
+        .collect();
     let privates = [
         PrefixSet::default(),
         PrefixSet::new(vec![Prefix(ipnet::Ipv4Net::new_assert(ip("10.0.0.0"), 8))]),
         PrefixSet::new(validate::RFC1918.to_vec()),
+        PrefixSet::new(many),
     ];
+    let mut compiled = [0, 0];
     let probes: Vec<Ipv4Addr> = [
         "10.0.1.7",
         "10.0.0.0",
@@ -629,25 +640,76 @@ fn routes_agree_with_the_definition() {
                 arp_addresses: Vec::new(),
             })
             .collect();
-        let routes = Routes::new(&ports);
         for private in &privates {
+            let routes = Routes::new(&ports, private);
+            compiled[usize::from(private.prefixes().len() == 40)] += usize::from(routes.compiled());
             // Anywhere, and near the subnets above (10.0/15, 172.16/12, 192.0.2/23).
             let random = (0..200).map(|i| {
                 let r = next() as u32;
-                Ipv4Addr::from(match i % 4 {
+                Ipv4Addr::from(match i % 5 {
                     0 => r,
                     1 => 0x0a00_0000 | (r & 0x1_ffff),
                     2 => 0xac10_0000 | (r & 0xf_ffff),
+                    3 => 0x6400_0000 | (r & 0x7f_ffff),
                     _ => 0xc000_0200 | (r & 0x1ff),
                 })
             });
             for dst in probes.iter().copied().chain(random) {
                 assert_eq!(
-                    routes.lookup(dst, private),
+                    routes.lookup(dst),
                     next_hop_by_definition(&ports, private, dst),
                     "{dst} via {ports:?}"
                 );
             }
+        }
+    }
+    // Both kinds were checked: every policy with the first three sets compiles; with the last
+    // (40 ranges) only those that route private and public destinations alike do.
+    assert_eq!(compiled[0], 300 * 3, "compiled tables");
+    assert!(
+        compiled[1] < 200,
+        "the definition's routes: {}",
+        300 - compiled[1]
+    );
+}
+
+#[test]
+fn prefix_sets_hold_what_their_prefixes_hold() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Sizes on both sides of the linear test, prefixes that overlap, touch and nest.
+    for _ in 0..500 {
+        let n = (next() % 9) as usize;
+        let prefixes: Vec<Prefix> = (0..n)
+            .map(|_| {
+                let len = 4 + (next() % 29) as u8;
+                let addr = Ipv4Addr::from(0x0a00_0000 | (next() as u32 & 0x00ff_ffff));
+                Prefix(ipnet::Ipv4Net::new_assert(addr, len).trunc())
+            })
+            .collect();
+        let set = PrefixSet::new(prefixes.clone());
+        for i in 0..200 {
+            let addr = match i % 3 {
+                0 => Ipv4Addr::from(next() as u32),
+                1 => Ipv4Addr::from(0x0a00_0000 | (next() as u32 & 0x00ff_ffff)),
+                // The edges of each prefix.
+                _ => prefixes
+                    .get(i % n.max(1))
+                    .map_or(Ipv4Addr::UNSPECIFIED, |p| {
+                        if next() % 2 == 0 {
+                            Ipv4Addr::from(p.first().wrapping_sub(1))
+                        } else {
+                            Ipv4Addr::from(p.last().wrapping_add(next() as u32 % 2))
+                        }
+                    }),
+            };
+            let expected = prefixes.iter().any(|p| p.contains(addr));
+            assert_eq!(set.contains(addr), expected, "{addr} in {prefixes:?}");
         }
     }
 }
