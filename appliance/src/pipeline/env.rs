@@ -83,15 +83,21 @@ struct Slot {
 /// A worker's direct-mapped cache in front of the neighbour table, so the per-packet next-hop
 /// MAC costs an array read, not a hash-map lookup. Entries from an older table generation are
 /// misses.
+///
+/// The last next hop found is also kept apart and asked first: consecutive packets mostly go
+/// to the same one (everything leaving through a gateway), and that test is a few compares,
+/// without the hash.
 #[derive(Debug)]
 pub struct NeighbourCache {
     slots: Box<[Slot]>,
+    last: Slot,
 }
 
 impl Default for NeighbourCache {
     fn default() -> Self {
         NeighbourCache {
             slots: vec![Slot::default(); CACHE_SLOTS].into_boxed_slice(),
+            last: Slot::default(),
         }
     }
 }
@@ -106,13 +112,17 @@ impl NeighbourCache {
     /// to publish a new table.
     pub fn learn(&mut self, table: &Neighbours, port: u8, ip: Ipv4Addr, mac: EthernetAddress) {
         let raw = u32::from(ip);
-        self.slots[Self::slot(port, raw)] = Slot {
+        let slot = Slot {
             ip: raw,
             port,
             valid: true,
             generation: table.generation(),
             mac: mac.0,
         };
+        self.slots[Self::slot(port, raw)] = slot;
+        if self.last.ip == raw && self.last.port == port {
+            self.last = slot;
+        }
     }
 
     /// The MAC of `ip` on `port`, from the cache or else the table.
@@ -124,26 +134,56 @@ impl NeighbourCache {
         ip: Ipv4Addr,
     ) -> Option<EthernetAddress> {
         let raw = u32::from(ip);
-        let i = Self::slot(port, raw);
-        let s = &self.slots[i];
-        if s.valid && s.ip == raw && s.port == port && s.generation == table.generation() {
-            return Some(EthernetAddress(s.mac));
+        let generation = table.generation();
+        let hit = |s: &Slot| s.valid && s.ip == raw && s.port == port && s.generation == generation;
+        if hit(&self.last) {
+            return Some(EthernetAddress(self.last.mac));
         }
-        let mac = table.get(port, ip)?;
-        self.slots[i] = Slot {
-            ip: raw,
-            port,
-            valid: true,
-            generation: table.generation(),
-            mac: mac.0,
-        };
-        Some(mac)
+        let i = Self::slot(port, raw);
+        if !hit(&self.slots[i]) {
+            let mac = table.get(port, ip)?;
+            self.slots[i] = Slot {
+                ip: raw,
+                port,
+                valid: true,
+                generation,
+                mac: mac.0,
+            };
+        }
+        self.last = self.slots[i];
+        Some(EthernetAddress(self.last.mac))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_next_hop_is_never_stale() {
+        let (x, y) = (Ipv4Addr::new(10, 0, 1, 10), Ipv4Addr::new(10, 0, 1, 11));
+        let a = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        let b = EthernetAddress([2, 0, 0, 0, 0, 2]);
+        let t1 = Neighbours::with(1, [((0, x), a), ((0, y), b), ((1, x), b)]);
+        let mut c = NeighbourCache::default();
+        for _ in 0..3 {
+            assert_eq!(c.lookup(&t1, 0, x), Some(a));
+            assert_eq!(c.lookup(&t1, 0, x), Some(a));
+            assert_eq!(c.lookup(&t1, 0, y), Some(b));
+            assert_eq!(c.lookup(&t1, 1, x), Some(b), "same address, other port");
+        }
+        assert_eq!(c.lookup(&t1, 0, x), Some(a));
+        c.learn(&t1, 0, x, b);
+        assert_eq!(
+            c.lookup(&t1, 0, x),
+            Some(b),
+            "relearned under the same table"
+        );
+        let t2 = Neighbours::with(2, [((0, x), a)]);
+        assert_eq!(c.lookup(&t2, 0, x), Some(a), "a new table");
+        assert_eq!(c.lookup(&t2, 0, y), None);
+        assert_eq!(c.lookup(&t2, 0, x), Some(a));
+    }
 
     #[test]
     fn cache_follows_the_table_generation() {

@@ -239,15 +239,27 @@ pub struct Routes {
 /// Intervals a compiled route table holds at most.
 pub const ROUTE_SLOTS: usize = 32;
 
-/// The route of every address of an interval.
+/// The route of every address of an interval, in 8 bytes (one register): no route; on the
+/// subnet of `port`, straight to the destination; or through gateway `ip` on `port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    /// No route.
-    None,
-    /// On the subnet of this port: straight to the destination.
-    Direct(usize),
-    /// Through this gateway.
-    Via(NextHop),
+struct Route {
+    ip: u32,
+    port: u16,
+    kind: u16,
+}
+
+impl Route {
+    const NONE: u16 = 0;
+    const DIRECT: u16 = 1;
+    const VIA: u16 = 2;
+
+    const fn none() -> Route {
+        Route {
+            ip: 0,
+            port: 0,
+            kind: Route::NONE,
+        }
+    }
 }
 
 /// The compiled intervals: interval `i` is `starts[i]..starts[i + 1]` (the last one to the end
@@ -330,7 +342,7 @@ impl Routes {
         // One interval per run of boundaries with the same route.
         let mut table = RouteTable {
             starts: [u32::MAX; ROUTE_SLOTS],
-            routes: [Route::None; ROUTE_SLOTS],
+            routes: [Route::none(); ROUTE_SLOTS],
         };
         let mut n = 0;
         for b in bounds {
@@ -351,14 +363,18 @@ impl Routes {
     }
 
     /// The definition: the first port whose subnet holds `a`, else the gateway for private or
-    /// public destinations.
+    /// public destinations. (Port indices are below 256, the configuration's limit.)
     fn route_of(&self, a: u32) -> Route {
         if let Some(&(_, _, port)) = self
             .connected
             .iter()
             .find(|&&(net, mask, _)| a & mask == net)
         {
-            return Route::Direct(port);
+            return Route {
+                ip: 0,
+                port: port as u16,
+                kind: Route::DIRECT,
+            };
         }
         // Most setups have one gateway for both: no need to ask which kind `a` is.
         let hop = if self.private_gateway == self.public_gateway
@@ -368,7 +384,11 @@ impl Routes {
         } else {
             self.private_gateway
         };
-        hop.map_or(Route::None, Route::Via)
+        hop.map_or(Route::none(), |h| Route {
+            ip: u32::from(h.ip),
+            port: h.port as u16,
+            kind: Route::VIA,
+        })
     }
 
     /// Where to send a packet for `dst`: out of the first port whose subnet holds it, straight
@@ -380,10 +400,14 @@ impl Routes {
             Some(t) => t.route(a),
             None => self.route_of(a),
         };
-        match route {
-            Route::None => None,
-            Route::Direct(port) => Some(NextHop { port, ip: dst }),
-            Route::Via(hop) => Some(hop),
+        let port = usize::from(route.port);
+        match route.kind {
+            Route::DIRECT => Some(NextHop { port, ip: dst }),
+            Route::VIA => Some(NextHop {
+                port,
+                ip: Ipv4Addr::from(route.ip),
+            }),
+            _ => None,
         }
     }
 

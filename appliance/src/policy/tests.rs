@@ -524,6 +524,12 @@ fn bad_policy_configs_name_the_field() {
             "[local.health_probe]\nport = 443\n".to_string() + &fwd("203.0.113.2", "443", "10.0.1.10"),
             "local.health_probe.port", "443", "ingress.forward[0]",
         ),
+        // Ports.
+        (
+            "".into(), LAN.into(), WAN.into(),
+            (0..31).map(|i| format!("[[port]]\nname = \"p{i}\"\nrole = \"inside\"\ndevice = \"net_null{}\"\n", i + 2)).collect(),
+            "port", "33 ports", "at most 32 ports",
+        ),
     ];
     assert!(cases.len() >= 20);
     for (top, lan, wan, rest, field, value, fix) in &cases {

@@ -18,6 +18,9 @@ pub const MAX_RULES: usize = 16384;
 pub const MAX_POOL: usize = 65536;
 /// Most public ports all port forwards may cover together (entries of the forward table).
 pub const MAX_FORWARD_PORTS: usize = 1 << 20;
+/// Most ports: DPDK's `RTE_MAX_ETHPORTS` as Debian builds it (the pipeline numbers ports in
+/// a byte).
+pub const MAX_PORTS: usize = 32;
 
 /// The RFC 1918 private ranges: the default private prefixes of a one-arm appliance.
 pub const RFC1918: [Prefix; 3] = [
@@ -173,6 +176,13 @@ fn describe_port(config: &Config, i: usize) -> String {
 }
 
 fn check_ports(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
+    if config.port.len() > MAX_PORTS {
+        errors.push(E::new(
+            "port",
+            format!("{} ports", config.port.len()),
+            format!("the appliance drives at most {MAX_PORTS} ports"),
+        ));
+    }
     for (i, p) in config.port.iter().enumerate() {
         let at = |f: &str| format!("port[{i}].{f}");
         let mut net = None;
