@@ -52,6 +52,23 @@ fn main() {
         }
         w.check_forwarded();
         report(&format!("{sessions} sessions"), "packet", "Mpps", windows);
+        huge_pages();
+    }
+}
+
+/// Prints how much of the process's anonymous memory transparent huge pages back (the tables
+/// ask for them): random accesses over pages of 4 KiB miss the TLB.
+fn huge_pages() {
+    let Ok(text) = std::fs::read_to_string("/proc/self/smaps_rollup") else {
+        return;
+    };
+    let kb = |field: &str| {
+        text.lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    };
+    if let (Some(anon), Some(huge)) = (kb("Anonymous:"), kb("AnonHugePages:")) {
+        println!("  huge pages back {} of {} MiB of anonymous memory", huge / 1024, anon / 1024);
     }
 }
 
