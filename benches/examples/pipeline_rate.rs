@@ -7,12 +7,15 @@
 //! `pipeline` criterion bench: 64-byte UDP frames of random established sessions, written
 //! untimed before each burst of 32.
 //!
+//! `burst=N` among the arguments makes the bursts N packets long (the worker's `dataplane.burst`;
+//! the shard takes them in chunks of 32 whose steps interleave).
+//!
 //! `pipeline_rate setup [SESSIONS]`: the new-session rate instead, as the `pipeline_setup`
 //! bench drives it: every packet a new flow, in a table of 4 M sessions (or `SESSIONS`) that is
 //! filled first; then the clock jumps past the UDP timeout, so each new flow reuses the oldest
 //! expired session.
 
-use appliance::pipeline::Action;
+use appliance::pipeline::{Action, VecBuf};
 use appliance_benches::workload::{buffers, Workload, BURST};
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,10 @@ fn main() {
         let capacity = std::env::args().nth(2).and_then(|a| a.parse().ok());
         return setup(capacity.unwrap_or(4_000_000));
     }
+    let burst = std::env::args()
+        .find_map(|a| a.strip_prefix("burst=").and_then(|n| n.parse().ok()))
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(BURST);
     let sizes: Vec<u32> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -37,12 +44,14 @@ fn main() {
     for sessions in sizes {
         let mut w = Workload::new(sessions);
         w.fill(sessions);
-        let mut bufs = buffers();
-        let mut actions = [Action::Consumed; BURST];
+        let mut bufs: Vec<VecBuf> = (0..burst).map(|_| VecBuf::new(&[0; 64])).collect();
+        let mut actions = vec![Action::Consumed; burst];
         let mut windows: Vec<Duration> = Vec::with_capacity(WINDOWS);
+        // About WINDOW bursts of 32 packets a window, whatever the burst length.
+        let rounds = (WINDOW as usize * BURST).div_ceil(burst);
         for _ in 0..WINDOWS {
             let mut t = Duration::ZERO;
-            for _ in 0..WINDOW {
+            for _ in 0..rounds {
                 w.established(&mut bufs, sessions);
                 let start = Instant::now();
                 w.run(&mut bufs, &mut actions);
@@ -51,7 +60,12 @@ fn main() {
             windows.push(t);
         }
         w.check_forwarded();
-        report(&format!("{sessions} sessions"), "packet", "Mpps", windows);
+        let what = if burst == BURST {
+            format!("{sessions} sessions")
+        } else {
+            format!("{sessions} sessions, bursts of {burst}")
+        };
+        report(&what, "packet", "Mpps", windows, rounds * burst);
         huge_pages();
     }
 }
@@ -68,14 +82,18 @@ fn huge_pages() {
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
     };
     if let (Some(anon), Some(huge)) = (kb("Anonymous:"), kb("AnonHugePages:")) {
-        println!("  huge pages back {} of {} MiB of anonymous memory", huge / 1024, anon / 1024);
+        println!(
+            "  huge pages back {} of {} MiB of anonymous memory",
+            huge / 1024,
+            anon / 1024
+        );
     }
 }
 
 /// Prints the fastest and the median window, per packet and as a rate.
-fn report(what: &str, unit: &str, rate: &str, mut windows: Vec<Duration>) {
+fn report(what: &str, unit: &str, rate: &str, mut windows: Vec<Duration>, per_window: usize) {
     windows.sort();
-    let packets = f64::from(WINDOW) * BURST as f64;
+    let packets = per_window as f64;
     let ns = |d: Duration| d.as_nanos() as f64 / packets;
     let (best, median) = (ns(windows[0]), ns(windows[windows.len() / 2]));
     println!(
@@ -105,5 +123,5 @@ fn setup(capacity: u32) {
         }
         windows.push(t);
     }
-    report("new flows", "flow", "M/s", windows);
+    report("new flows", "flow", "M/s", windows, WINDOW as usize * BURST);
 }

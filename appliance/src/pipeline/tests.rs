@@ -1406,7 +1406,8 @@ mod bursts {
         for round in 0..40 {
             let from_lan = round % 2 == 0;
             let port = if from_lan { LAN } else { WAN };
-            let len = 1 + (next() % 32) as usize;
+            // Up to five chunks of BURST_MAX: the chunks' steps interleave.
+            let len = 1 + (next() % 150) as usize;
             let frames: Vec<Vec<u8>> = (0..len)
                 .map(|_| {
                     let (inside, remote, public, mac) =
