@@ -504,7 +504,9 @@ impl Shard {
     #[inline(always)]
     pub(super) fn common(&self, ours: Option<[u8; 6]>, bytes: &[u8]) -> Option<Common> {
         let c = common_ipv4(bytes, &self.rx_caps)?;
-        (ours.is_some() && bytes.first_chunk::<6>() == ours.as_ref()).then_some(c)
+        // A group address is never ours: the general path drops IPv4 sent to one.
+        let unicast = ours.is_some_and(|m| m[0] & 1 == 0);
+        (unicast && bytes.first_chunk::<6>() == ours.as_ref()).then_some(c)
     }
 
     /// Stage 1 for one packet: parse and validate, check the frame is for us, decide the
