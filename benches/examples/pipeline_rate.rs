@@ -13,7 +13,8 @@
 //! `pipeline_rate setup [SESSIONS]`: the new-session rate instead, as the `pipeline_setup`
 //! bench drives it: every packet a new flow, in a table of 4 M sessions (or `SESSIONS`) that is
 //! filled first; then the clock jumps past the UDP timeout, so each new flow reuses the oldest
-//! expired session.
+//! expired session. `pipeline_rate setup-fresh [SESSIONS]`: new flows into a table with a free
+//! session for each (none is reused).
 
 use appliance::pipeline::{Action, VecBuf};
 use appliance_benches::workload::{buffers, Workload, BURST};
@@ -24,9 +25,11 @@ const WINDOW: u32 = 256;
 const WINDOWS: usize = 400;
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("setup") {
+    let first = std::env::args().nth(1);
+    if matches!(first.as_deref(), Some("setup" | "setup-fresh")) {
         let capacity = std::env::args().nth(2).and_then(|a| a.parse().ok());
-        return setup(capacity.unwrap_or(4_000_000));
+        let reuse = first.as_deref() == Some("setup");
+        return setup(capacity.unwrap_or(4_000_000), reuse);
     }
     let burst = std::env::args()
         .find_map(|a| a.strip_prefix("burst=").and_then(|n| n.parse().ok()))
@@ -103,9 +106,19 @@ fn report(what: &str, unit: &str, rate: &str, mut windows: Vec<Duration>, per_wi
     );
 }
 
-fn setup(capacity: u32) {
+/// New flows, each reusing the oldest expired session of a full table (`reuse`), or taking a
+/// free one (a table large enough for every flow of the run, filled only by it).
+fn setup(capacity: u32, reuse: bool) {
+    let flows = WINDOWS * WINDOW as usize * BURST;
+    let capacity = if reuse {
+        capacity
+    } else {
+        capacity.max(flows as u32 + 1)
+    };
     let mut w = Workload::new(capacity);
-    w.fill(capacity);
+    if reuse {
+        w.fill(capacity);
+    }
     let mut bufs = buffers();
     let mut actions = [Action::Consumed; BURST];
     let mut windows: Vec<Duration> = Vec::with_capacity(WINDOWS);
@@ -123,5 +136,10 @@ fn setup(capacity: u32) {
         }
         windows.push(t);
     }
-    report("new flows", "flow", "M/s", windows, WINDOW as usize * BURST);
+    let what = if reuse {
+        format!("new flows, {capacity} sessions reused")
+    } else {
+        format!("new flows into free sessions ({capacity})")
+    };
+    report(&what, "flow", "M/s", windows, WINDOW as usize * BURST);
 }

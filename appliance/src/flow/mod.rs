@@ -100,6 +100,56 @@ pub struct FlowTable {
     lru: [Lru; 4],
     timeouts: Timeouts,
     cursor: usize,
+    /// Per expiry list, the sessions that will be its next heads, loading ([`Ahead`]).
+    ahead: [Ahead; 4],
+}
+
+/// How many sessions of an expiry list, from its head on, are loading ahead of their removal.
+const AHEAD: usize = 4;
+
+/// The next heads of an expiry list, in list order from the head, whose records were
+/// prefetched (and, all but the last, their index buckets too): removing the oldest sessions
+/// one by one (reclaim, expiry) then finds each one's lines loaded several removals earlier,
+/// where following the list one record at a time would wait for each.
+///
+/// A hint only: if the list changed under it (a queued session was touched, closed or
+/// reclaimed elsewhere), the front no longer is the head and the queue starts again from the
+/// head; a stale entry costs a wasted prefetch, never a wrong removal.
+#[derive(Clone, Copy, Debug)]
+struct Ahead {
+    ring: [u32; AHEAD],
+    start: usize,
+    len: usize,
+}
+
+impl Ahead {
+    const EMPTY: Ahead = Ahead {
+        ring: [NIL; AHEAD],
+        start: 0,
+        len: 0,
+    };
+
+    fn front(&self) -> Option<u32> {
+        (self.len > 0).then(|| self.ring[self.start])
+    }
+
+    fn back(&self) -> Option<u32> {
+        (self.len > 0).then(|| self.ring[(self.start + self.len - 1) % AHEAD])
+    }
+
+    fn pop(&mut self) {
+        if self.len > 0 {
+            self.start = (self.start + 1) % AHEAD;
+            self.len -= 1;
+        }
+    }
+
+    fn push(&mut self, idx: u32) {
+        if self.len < AHEAD {
+            self.ring[(self.start + self.len) % AHEAD] = idx;
+            self.len += 1;
+        }
+    }
 }
 
 impl std::fmt::Debug for FlowTable {
@@ -132,6 +182,7 @@ impl FlowTable {
             lru: [Lru::EMPTY; 4],
             timeouts,
             cursor: 0,
+            ahead: [Ahead::EMPTY; 4],
         }
     }
 
@@ -143,6 +194,7 @@ impl FlowTable {
             lru: [Lru::EMPTY; 4],
             timeouts,
             cursor: 0,
+            ahead: [Ahead::EMPTY; 4],
         }
     }
 
@@ -473,22 +525,52 @@ impl FlowTable {
             None => return false,
         };
         let removed = self.remove_prefetched(idx);
-        self.prefetch_head(class);
+        self.prefetch_ahead(class);
         removed
     }
 
-    /// Hints the CPU to load what removing the head of `class`'s list will touch: the index
-    /// buckets of its keys, and the record after it. Called when a head was just removed
-    /// (expired or reclaimed), so that removing the next one finds its lines in cache.
+    /// Hints the CPU to load what removing the next heads of `class`'s list will touch: their
+    /// records and the index buckets of their keys ([`Ahead`]). Called when a head was just
+    /// removed (expired or reclaimed).
     ///
-    /// Reads the head's record: the call that removed the previous head loaded it (as the
-    /// record after that head), so along a list only the first removal waits for memory.
+    /// Each call moves the queue one session on: it reads the record of the last session
+    /// queued (prefetched by the previous call, so loaded), prefetches that session's buckets
+    /// and the record after it, and queues that one. A session's buckets are so asked for
+    /// `AHEAD - 2` removals before its own, its record `AHEAD - 1` removals before.
     #[inline]
-    fn prefetch_head(&self, class: TimeoutClass) {
-        if let Some(h) = self.slab.get(self.lru[class as usize].head) {
-            self.index.prefetch_key(&h.keys[0]);
-            self.index.prefetch_key(&h.keys[1]);
-            self.slab.prefetch(h.next);
+    fn prefetch_ahead(&mut self, class: TimeoutClass) {
+        let head = self.lru[class as usize].head;
+        let q = &mut self.ahead[class as usize];
+        if q.front().is_some_and(|f| f != head) {
+            // The front was the head just removed; anything else means the list changed.
+            q.pop();
+            if q.front().is_some_and(|f| f != head) {
+                *q = Ahead::EMPTY;
+            }
+        }
+        if q.len == 0 {
+            if head == NIL {
+                return;
+            }
+            q.push(head);
+        }
+        // Twice while the queue is short (after it started again), so it grows back to
+        // AHEAD; once it is full, once a call (a removal took one off).
+        for _ in 0..2 {
+            if q.len >= AHEAD {
+                break;
+            }
+            let Some(s) = q.back().and_then(|last| self.slab.get(last)) else {
+                *q = Ahead::EMPTY;
+                return;
+            };
+            self.index.prefetch_key(&s.keys[0]);
+            self.index.prefetch_key(&s.keys[1]);
+            if s.next == NIL {
+                break;
+            }
+            self.slab.prefetch(s.next);
+            q.push(s.next);
         }
     }
 
@@ -505,7 +587,7 @@ impl FlowTable {
     }
 
     /// [`FlowTable::remove`] for a session whose index buckets were prefetched
-    /// ([`FlowTable::prefetch_head`]): the head of an expiry list.
+    /// ([`FlowTable::prefetch_ahead`]): the head of an expiry list.
     fn remove_prefetched(&mut self, idx: u32) -> bool {
         let Some(s) = self.slab.get(idx) else {
             return false;
@@ -558,7 +640,7 @@ impl FlowTable {
                 }
                 on_expire(head, s);
                 self.remove_prefetched(head);
-                self.prefetch_head(class);
+                self.prefetch_ahead(class);
                 done += 1;
             }
         }
@@ -571,6 +653,7 @@ impl FlowTable {
         self.index.clear();
         self.slab.clear();
         self.lru = [Lru::EMPTY; 4];
+        self.ahead = [Ahead::EMPTY; 4];
     }
 
     /// Checks every structural invariant; for tests. With `sorted`, also that each list is

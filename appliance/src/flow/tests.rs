@@ -294,6 +294,57 @@ fn full_table_reuses_oldest_expired_session() {
     t.check_invariants(true);
 }
 
+/// The sessions of `class`'s list queued to be loaded ahead, and the first ones of the list.
+fn ahead_and_list(t: &FlowTable, class: TimeoutClass) -> (Vec<u32>, Vec<u32>) {
+    let q = &t.ahead[class as usize];
+    let queued: Vec<u32> = (0..q.len).map(|k| q.ring[(q.start + k) % AHEAD]).collect();
+    let mut list = Vec::new();
+    let mut i = t.lru[class as usize].head;
+    while i != NIL && list.len() < queued.len() {
+        list.push(i);
+        i = t.get(i).expect("listed").next;
+    }
+    (queued, list)
+}
+
+#[test]
+fn reclaim_keeps_the_next_heads_loading() {
+    let mut t = FlowTable::with_seed(64, T, seed());
+    for i in 0..64 {
+        t.create(&new_udp(i), i, no_cb).expect("created");
+    }
+    // Everything expired: each new flow reclaims the oldest session.
+    let now = 1000;
+    let mut next = 100;
+    let mut reclaim = |t: &mut FlowTable, n: u32| {
+        for _ in 0..n {
+            let mut got = None;
+            let oldest = t.lru[TimeoutClass::Udp as usize].head;
+            t.create(&new_udp(next), now, |i, _: &Session| got = Some(i))
+                .expect("reuses");
+            assert_eq!(got, Some(oldest), "the oldest is reclaimed");
+            next += 1;
+        }
+    };
+    reclaim(&mut t, 6);
+    let (queued, list) = ahead_and_list(&t, TimeoutClass::Udp);
+    assert_eq!(queued.len(), AHEAD, "the queue grew to its length");
+    assert_eq!(queued, list, "and follows the list from its head");
+    // The list changes under the queue: a queued session is seen again (to the tail), one is
+    // closed. Reclaiming goes on with the oldest, and the queue starts again from the head.
+    t.touch(queued[1], now);
+    t.remove(queued[2]);
+    t.create(&new_udp(999), now, no_cb)
+        .expect("takes the record freed");
+    reclaim(&mut t, 1);
+    let (queued, list) = ahead_and_list(&t, TimeoutClass::Udp);
+    assert_eq!(queued, list, "in step again after the change");
+    reclaim(&mut t, 4);
+    let (queued, list) = ahead_and_list(&t, TimeoutClass::Udp);
+    assert_eq!((queued.len(), &queued), (AHEAD, &list));
+    t.check_invariants(false);
+}
+
 #[test]
 fn reuse_picks_the_earliest_deadline_across_classes() {
     let mut t = FlowTable::with_seed(3, T, seed());
