@@ -7,7 +7,8 @@
 //! `pipeline` criterion bench: 64-byte UDP frames of random established sessions, written
 //! untimed before each burst of 32.
 //!
-//! `burst=N` among the arguments makes the bursts N packets long (the worker's `dataplane.burst`;
+//! `replies` among the arguments sends the sessions' replies instead (remote to public endpoint,
+//! in on `wan`, out to the inside host). `burst=N` among the arguments makes the bursts N packets long (the worker's `dataplane.burst`;
 //! the shard takes them in chunks of 32 whose steps interleave).
 //!
 //! `pipeline_rate setup [SESSIONS]`: the new-session rate instead, as the `pipeline_setup`
@@ -35,6 +36,7 @@ fn main() {
         .find_map(|a| a.strip_prefix("burst=").and_then(|n| n.parse().ok()))
         .filter(|&n: &usize| n > 0)
         .unwrap_or(BURST);
+    let replies = std::env::args().any(|a| a == "replies");
     let sizes: Vec<u32> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -55,19 +57,37 @@ fn main() {
         for _ in 0..WINDOWS {
             let mut t = Duration::ZERO;
             for _ in 0..rounds {
-                w.established(&mut bufs, sessions);
-                let start = Instant::now();
-                w.run(&mut bufs, &mut actions);
+                let start = if replies {
+                    w.replies(&mut bufs, sessions);
+                    let start = Instant::now();
+                    w.run_on(1, &mut bufs, &mut actions);
+                    start
+                } else {
+                    w.established(&mut bufs, sessions);
+                    let start = Instant::now();
+                    w.run(&mut bufs, &mut actions);
+                    start
+                };
                 t += start.elapsed();
+            }
+            if replies {
+                assert!(
+                    actions.iter().all(|a| *a == Action::Forward(0)),
+                    "replies go back to lan: {actions:?}"
+                );
             }
             windows.push(t);
         }
         w.check_forwarded();
-        let what = if burst == BURST {
-            format!("{sessions} sessions")
-        } else {
-            format!("{sessions} sessions, bursts of {burst}")
-        };
+        let what = format!(
+            "{sessions} sessions{}{}",
+            if replies { ", replies" } else { "" },
+            if burst == BURST {
+                String::new()
+            } else {
+                format!(", bursts of {burst}")
+            }
+        );
         report(&what, "packet", "Mpps", windows, rounds * burst);
         huge_pages();
     }

@@ -5,6 +5,7 @@
 
 use appliance::config::Config;
 use appliance::dataplane::bench;
+use appliance::flow::{FlowKey, PROTO_UDP};
 use appliance::packet::build::{self, Link};
 use appliance::packet::{EthernetAddress, Vlans};
 use appliance::pipeline::{
@@ -80,15 +81,24 @@ pub struct Workload {
     rng: u64,
     /// The next new flow [`Workload::new_flows`] writes: session number and round.
     next_new: (u32, u32),
+    /// Each inside endpoint's public endpoint, for [`Workload::replies`].
+    public: Vec<(Ipv4Addr, u16)>,
 }
 
 impl Workload {
-    /// A shard with room for `sessions` sessions (at least 64), hash seed fixed.
+    /// A shard with room for `sessions` sessions (at least 64), hash seed fixed. The inside
+    /// hosts of those sessions and the gateway are known neighbours.
     pub fn new(sessions: u32) -> Workload {
         let policy = policy(sessions.max(64));
         let cfg = ShardConfig::from_policy(&policy, 0, 1, 7).expect("shard config");
         let shard = Shard::new(cfg, Arc::new(ShardCounters::new(1)));
-        let neighbours = Neighbours::with(1, [((1, Ipv4Addr::new(192, 0, 2, 1)), MAC_GW)]);
+        let hosts = (0..=sessions / REMOTES).map(|e| session_flow(e * REMOTES, 0).0 .0);
+        let neighbours = Neighbours::with(
+            1,
+            hosts
+                .map(|h| ((0, h), MAC_HOST))
+                .chain([((1, Ipv4Addr::new(192, 0, 2, 1)), MAC_GW)]),
+        );
         Workload {
             shard,
             policy,
@@ -96,6 +106,7 @@ impl Workload {
             now: 1,
             rng: 0x1234_5678_9abc_def1,
             next_new: (0, 0),
+            public: Vec::new(),
         }
     }
 
@@ -109,13 +120,18 @@ impl Workload {
 
     /// Processes `bufs` as a burst received on `lan`.
     pub fn run(&mut self, bufs: &mut [VecBuf], actions: &mut [Action]) {
+        self.run_on(0, bufs, actions);
+    }
+
+    /// Processes `bufs` as a burst received on port `port` (0 `lan`, 1 `wan`).
+    pub fn run_on(&mut self, port: u8, bufs: &mut [VecBuf], actions: &mut [Action]) {
         let macs = [MAC_LAN, MAC_WAN];
         let env = Env {
             policy: &self.policy,
             neighbours: &self.neighbours,
             macs: &macs,
         };
-        self.shard.process(&env, self.now, 0, bufs, actions);
+        self.shard.process(&env, self.now, port, bufs, actions);
     }
 
     /// Creates sessions `0..sessions` through the slow path, a burst at a time.
@@ -163,6 +179,52 @@ impl Workload {
             let s = (self.random() % u64::from(sessions)) as u32;
             let (src, dst) = session_flow(s, 0);
             frame(buf, src, dst);
+        }
+    }
+
+    /// Writes a burst of replies (remote to the public endpoint, arriving on `wan`) to sessions
+    /// drawn at random among `0..sessions`, which must exist.
+    ///
+    /// The mapping is endpoint-independent, so an inside endpoint has one public endpoint for
+    /// all its remotes: those are read from the table once, and writing a reply touches none
+    /// of the lines the shard will read for it.
+    ///
+    /// # Panics
+    /// If an endpoint's first session does not exist.
+    pub fn replies(&mut self, bufs: &mut [VecBuf], sessions: u32) {
+        let endpoints = sessions.div_ceil(REMOTES) as usize;
+        if self.public.len() < endpoints {
+            self.public = (0..endpoints as u32)
+                .map(|e| {
+                    let (src, dst) = session_flow(e * REMOTES, 0);
+                    let key = FlowKey::new(src.0, dst.0, src.1, dst.1, PROTO_UDP);
+                    let table = self.shard.table();
+                    let out = table
+                        .lookup(&key)
+                        .and_then(|h| table.get(h.index))
+                        .map(|s| *s.outside())
+                        .expect("the endpoint has sessions");
+                    (out.dst_addr(), out.dst_port())
+                })
+                .collect();
+        }
+        let link = Link {
+            src: MAC_GW,
+            dst: MAC_WAN,
+            vlans: Vlans::None,
+        };
+        for buf in bufs.iter_mut() {
+            let s = (self.random() % u64::from(sessions)) as u32;
+            let (_, remote) = session_flow(s, 0);
+            buf.set_len(64);
+            build::udp_datagram(
+                buf.bytes_mut(),
+                &link,
+                remote,
+                self.public[(s / REMOTES) as usize],
+                &[0x5a; 18],
+            )
+            .expect("a 64-byte frame holds the datagram");
         }
     }
 
