@@ -582,19 +582,22 @@ impl FlowTable {
             // after another.
             self.index.prefetch_key(&s.keys[0]);
             self.index.prefetch_key(&s.keys[1]);
+            // Its list neighbours, whose links the unlink rewrites. (A head has none before
+            // it, and the queue of next heads loaded the one after.)
+            self.slab.prefetch(s.prev);
+            self.slab.prefetch(s.next);
         }
         self.remove_prefetched(idx)
     }
 
-    /// [`FlowTable::remove`] for a session whose index buckets were prefetched
-    /// ([`FlowTable::prefetch_ahead`]): the head of an expiry list.
+    /// [`FlowTable::remove`] for a session whose index buckets and list neighbours were
+    /// prefetched: by `remove`, or for the head of an expiry list by
+    /// [`FlowTable::prefetch_ahead`].
     fn remove_prefetched(&mut self, idx: u32) -> bool {
         let Some(s) = self.slab.get(idx) else {
             return false;
         };
         let (inside, outside, class) = (s.keys[0], s.keys[1], s.timeout_class());
-        self.slab.prefetch(s.prev);
-        self.slab.prefetch(s.next);
         self.index.remove(
             &inside,
             Hit {
