@@ -576,15 +576,19 @@ fn next_hop_by_definition(
         .find_map(|(port, p)| p.gateway.map(|ip| NextHop { port, ip }))
 }
 
-#[test]
-fn routes_agree_with_the_definition() {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
+/// A xorshift generator from `seed` (not zero): reproducible random inputs.
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         x
-    };
+    }
+}
+
+#[test]
+fn routes_agree_with_the_definition() {
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
     let nets = [
         None,
         Some("10.0.1.1/24"),
@@ -681,13 +685,7 @@ fn routes_agree_with_the_definition() {
 
 #[test]
 fn prefix_sets_hold_what_their_prefixes_hold() {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
     // Sizes on both sides of the linear test, prefixes that overlap, touch and nest.
     for _ in 0..500 {
         let n = (next() % 9) as usize;
