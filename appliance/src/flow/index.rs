@@ -159,13 +159,12 @@ impl Bucket {
     }
 }
 
-/// Where a key is looked for: its two candidate buckets and its signature. A function of the
-/// key and the seed alone, so it stays right while the index changes. Step one of a staged
+/// Where a key is looked for: its primary bucket and its signature (which give the alternate
+/// bucket, [`FlowIndex::alt`]). A function of the key and the seed alone, so it stays right while the index changes. Step one of a staged
 /// lookup ([`FlowIndex::start`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Probe {
     b1: u32,
-    b2: u32,
     sig: u16,
 }
 
@@ -307,11 +306,7 @@ impl FlowIndex {
         let b1 = (h as u32) & self.mask;
         let sig = ((h >> 48) as u16) & self.sig_mask;
         let sig = sig + u16::from(sig == EMPTY_SIG);
-        Probe {
-            b1,
-            b2: self.alt(b1, sig),
-            sig,
-        }
+        Probe { b1, sig }
     }
 
     /// The other bucket of an entry with signature `sig` in bucket `b`. An involution
@@ -320,6 +315,12 @@ impl FlowIndex {
     #[inline(always)]
     fn alt(&self, b: u32, sig: u16) -> u32 {
         b ^ ((u32::from(sig).wrapping_mul(0x9E37_79B1) | 1) & self.mask)
+    }
+
+    /// The alternate bucket of a probe: computed when needed, as most lookups never read it.
+    #[inline(always)]
+    fn b2(&self, p: Probe) -> u32 {
+        self.alt(p.b1, p.sig)
     }
 
     #[inline(always)]
@@ -333,8 +334,16 @@ impl FlowIndex {
         if bit < SLOTS {
             self.bucket(p.b1).entries[bit]
         } else {
-            self.bucket(p.b2).entries[bit - SLOTS]
+            self.alt_entry(p, bit - SLOTS)
         }
+    }
+
+    /// Slot `slot` of the alternate bucket: out of line, so that the lookups that read only
+    /// their primary bucket (almost all) do not compute the alternate bucket's address.
+    #[cold]
+    #[inline(never)]
+    fn alt_entry(&self, p: Probe, slot: usize) -> u32 {
+        self.bucket(self.b2(p)).entries[slot]
     }
 
     /// Confirms the candidates of `m` against the stored keys.
@@ -359,7 +368,7 @@ impl FlowIndex {
         if b1.spilled == 0 {
             m
         } else {
-            m | (self.bucket(p.b2).matches(p.sig) << SLOTS)
+            m | (self.bucket(self.b2(p)).matches(p.sig) << SLOTS)
         }
     }
 
@@ -391,7 +400,7 @@ impl FlowIndex {
         let b1 = self.bucket(p.b1);
         let m = b1.matches(p.sig);
         let cands = if b1.spilled != 0 {
-            prefetch(self.bucket(p.b2));
+            prefetch(self.bucket(self.b2(p)));
             m | READ_ALT
         } else {
             if m != 0 {
@@ -422,7 +431,7 @@ impl FlowIndex {
         }
         let mut m = pending.cands;
         if m & READ_ALT != 0 {
-            m = (m & !READ_ALT) | (self.bucket(p.b2).matches(p.sig) << SLOTS);
+            m = (m & !READ_ALT) | (self.bucket(self.b2(p)).matches(p.sig) << SLOTS);
         }
         self.confirm(key, p, m, store)
     }
@@ -498,11 +507,11 @@ impl FlowIndex {
         let can_spill = self.bucket(p.b1).spilled < u16::MAX;
         let (b, slot) = if let Some(s) = self.bucket(p.b1).free_slot() {
             (p.b1, s)
-        } else if let Some(s) = self.bucket(p.b2).free_slot().filter(|_| can_spill) {
-            (p.b2, s)
+        } else if let Some(s) = self.bucket(self.b2(p)).free_slot().filter(|_| can_spill) {
+            (self.b2(p), s)
         } else {
             let roots = if can_spill {
-                [p.b1, p.b2]
+                [p.b1, self.b2(p)]
             } else {
                 [p.b1, p.b1]
             };
@@ -615,19 +624,20 @@ impl FlowIndex {
         let p = self.probe(key);
         let e = hit.encode();
         let spilled = self.bucket(p.b1).spilled != 0;
-        for b in [p.b1, p.b2] {
-            if b == p.b2 && !spilled {
+        let b2 = self.b2(p);
+        for b in [p.b1, b2] {
+            if b == b2 && !spilled {
                 break;
             }
             let bk = &mut self.buckets[b as usize];
             let mut m = bk.matches(p.sig);
             while m != 0 {
                 let i = m.trailing_zeros() as usize;
-                if bk.entries[i] == e && bk.is_guest(i) == (b == p.b2) {
+                if bk.entries[i] == e && bk.is_guest(i) == (b == b2) {
                     bk.sigs[i] = EMPTY_SIG;
                     bk.entries[i] = 0;
                     bk.guests &= !(1 << i);
-                    if b == p.b2 {
+                    if b == b2 {
                         self.buckets[p.b1 as usize].spilled -= 1;
                     }
                     self.len -= 1;
@@ -657,7 +667,11 @@ impl FlowIndex {
                 let p = self.probe(store.key_of(hit));
                 assert_eq!(p.sig, bk.sigs[s], "signature of {hit:?}");
                 if bk.is_guest(s) {
-                    assert_eq!(p.b2, b as u32, "guest {hit:?} in bucket {b}, not {p:?}");
+                    assert_eq!(
+                        self.b2(p),
+                        b as u32,
+                        "guest {hit:?} in bucket {b}, not {p:?}"
+                    );
                     spilled[p.b1 as usize] += 1;
                 } else {
                     assert_eq!(p.b1, b as u32, "resident {hit:?} in bucket {b}, not {p:?}");
