@@ -4,7 +4,7 @@
 
 use super::shard::{Kind, Meta};
 use crate::flow::{ChecksumDeltas, FlowKey, Session, Side};
-use crate::packet::checksum::{add, update16};
+use crate::packet::checksum::{add, fold, update16};
 use crate::packet::{EthernetAddress, TcpPacket};
 use std::net::Ipv4Addr;
 
@@ -118,30 +118,87 @@ pub(super) fn clamp_mss(bytes: &mut [u8], meta: &Meta, mss: u16) {
 
 /// The inside-to-outside checksum deltas of a session: from the tuple of its packets
 /// arriving inside to the tuple they leave with (the reverse of the outside key).
+///
+/// Each changed field adds its old value's complement and its new value (RFC 1624), summed
+/// as 32-bit words and folded once: the same 16 bits as adding word by word ([`add`] and
+/// [`fold`] agree bit for bit), in a third of the instructions.
 pub(super) fn deltas(inside: &FlowKey, outside: &FlowKey) -> ChecksumDeltas {
     let new = outside.reverse();
-    let word = |d: u16, old: u16, new: u16| add(add(d, !old), new);
-    let addr = |d: u16, old: u32, new: u32| {
-        word(
-            word(d, (old >> 16) as u16, (new >> 16) as u16),
-            old as u16,
-            new as u16,
-        )
-    };
-    let ip = addr(
-        addr(0, inside.src_addr_raw(), new.src_addr_raw()),
-        inside.dst_addr_raw(),
-        new.dst_addr_raw(),
+    let change = |old: u32, new: u32| u64::from(!old) + u64::from(new);
+    let ports = |k: &FlowKey| (u32::from(k.src_port()) << 16) | u32::from(k.dst_port());
+    let ip = fold(
+        change(inside.src_addr_raw(), new.src_addr_raw())
+            + change(inside.dst_addr_raw(), new.dst_addr_raw()),
     );
     let l4 = match inside.protocol() {
-        6 | 17 => word(
-            word(ip, inside.src_port(), new.src_port()),
-            inside.dst_port(),
-            new.dst_port(),
-        ),
+        6 | 17 => fold(u64::from(ip) + change(ports(inside), ports(&new))),
         // ICMP's checksum has no pseudo-header: only the echo identifier changes it.
-        1 => word(0, inside.src_port(), new.src_port()),
+        1 => add(!inside.src_port(), new.src_port()),
         _ => ip,
     };
     ChecksumDeltas { ip, l4 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+    use proptest::prelude::*;
+
+    /// The deltas as RFC 1624 writes them: one 16-bit word at a time.
+    fn deltas_word_by_word(inside: &FlowKey, outside: &FlowKey) -> ChecksumDeltas {
+        let new = outside.reverse();
+        let word = |d: u16, old: u16, new: u16| add(add(d, !old), new);
+        let addr = |d: u16, old: u32, new: u32| {
+            word(
+                word(d, (old >> 16) as u16, (new >> 16) as u16),
+                old as u16,
+                new as u16,
+            )
+        };
+        let ip = addr(
+            addr(0, inside.src_addr_raw(), new.src_addr_raw()),
+            inside.dst_addr_raw(),
+            new.dst_addr_raw(),
+        );
+        let l4 = match inside.protocol() {
+            6 | 17 => word(
+                word(ip, inside.src_port(), new.src_port()),
+                inside.dst_port(),
+                new.dst_port(),
+            ),
+            1 => word(0, inside.src_port(), new.src_port()),
+            _ => ip,
+        };
+        ChecksumDeltas { ip, l4 }
+    }
+
+    /// Addresses and ports drawn so that all-zero and all-one words (where a ones'
+    /// complement sum could come out as 0x0000 or 0xffff) are common.
+    fn word32() -> impl Strategy<Value = u32> {
+        prop_oneof![
+            Just(0),
+            Just(u32::MAX),
+            Just(0xffff),
+            Just(0xffff_0000),
+            any::<u32>()
+        ]
+    }
+
+    fn word16() -> impl Strategy<Value = u16> {
+        prop_oneof![Just(0), Just(u16::MAX), any::<u16>()]
+    }
+
+    proptest! {
+        #[test]
+        fn wide_deltas_are_the_word_by_word_ones(
+            a in [word32(), word32(), word32(), word32()],
+            p in [word16(), word16(), word16(), word16()],
+            proto in prop_oneof![Just(PROTO_TCP), Just(PROTO_UDP), Just(PROTO_ICMP), Just(47u8)],
+        ) {
+            let inside = FlowKey::from_raw(a[0], a[1], p[0], p[1], proto);
+            let outside = FlowKey::from_raw(a[2], a[3], p[2], p[3], proto);
+            prop_assert_eq!(deltas(&inside, &outside), deltas_word_by_word(&inside, &outside));
+        }
+    }
 }
