@@ -412,6 +412,10 @@ impl FlowTable {
     /// `on_reclaim(idx, &session)` is called first so the owner can release its NAT port. A
     /// session that has not expired is never evicted, established or not.
     ///
+    /// It loads nothing ahead: a caller that creates sessions on a large table prefetches the
+    /// index buckets of both keys first ([`FlowTable::prefetch_insert`]), as
+    /// [`FlowTable::create_burst`] and the pipeline's stage 2 do.
+    ///
     /// # Errors
     /// [`CreateError::Full`] when nothing is free or expired (or, rarely, the index has no room
     /// for a key); [`CreateError::Exists`] when a key is already taken. The table is unchanged
@@ -422,9 +426,6 @@ impl FlowTable {
         now: u32,
         on_reclaim: F,
     ) -> Result<u32, CreateError> {
-        // The outside key's bucket is a random line nothing touched yet (a lookup just read
-        // the inside key's): start loading it while a session is found.
-        self.index.prefetch_key(&new.outside);
         let idx = match self.slab.alloc() {
             Some(i) => i,
             None => {
