@@ -220,8 +220,9 @@ pub struct NextHop {
 ///
 /// That decision is constant between a few boundaries (the first and one past the last address
 /// of every subnet and every private range), so it is also compiled into a table of at most
-/// [`ROUTE_SLOTS`] intervals: the per-packet route is then a branch-free binary search of five
-/// compares. A policy with more intervals (many private prefixes) is routed by the definition.
+/// [`ROUTE_SLOTS`] intervals: the per-packet route is then one load for a destination whose /8
+/// lies in one interval, else a branch-free binary search of five compares. A policy with more
+/// intervals (many private prefixes) is routed by the definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routes {
     /// `(network, netmask, port)` of every port with an address, in port order.
@@ -252,6 +253,8 @@ impl Route {
     const NONE: u16 = 0;
     const DIRECT: u16 = 1;
     const VIA: u16 = 2;
+    /// In [`RouteTable::first`] only: the /8 holds more than one interval, search them.
+    const SEARCH: u16 = 3;
 
     const fn none() -> Route {
         Route {
@@ -265,16 +268,49 @@ impl Route {
 /// The compiled intervals: interval `i` is `starts[i]..starts[i + 1]` (the last one to the end
 /// of the address space), `starts[0]` is 0, the starts rise, and unused slots repeat the last
 /// interval (start `u32::MAX`), so a search of all the slots finds the right one.
+///
+/// In front of them, the route of each /8 that lies in one interval (most of the address
+/// space: the subnets and private ranges fall in a few /8s), so that most destinations cost
+/// one load instead of the search. 2 KiB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RouteTable {
     starts: [u32; ROUTE_SLOTS],
     routes: [Route; ROUTE_SLOTS],
+    /// Per /8: its route, or [`Route::SEARCH`].
+    first: [Route; 256],
 }
 
 impl RouteTable {
-    /// The interval holding `a`: the last slot whose start is at most `a`.
+    /// The route of `a`: its /8's, else the interval's.
     #[inline(always)]
     fn route(&self, a: u32) -> Route {
+        let r = self.first[(a >> 24) as usize];
+        if r.kind != Route::SEARCH {
+            return r;
+        }
+        self.search(a)
+    }
+
+    /// Fills [`RouteTable::first`] from the intervals.
+    fn index_slash8s(&mut self) {
+        for b in 0..self.first.len() {
+            let (lo, hi) = ((b as u32) << 24, ((b as u32) << 24) | 0x00ff_ffff);
+            let split = self.starts.iter().any(|&s| lo < s && s <= hi);
+            self.first[b] = if split {
+                Route {
+                    ip: 0,
+                    port: 0,
+                    kind: Route::SEARCH,
+                }
+            } else {
+                self.search(lo)
+            };
+        }
+    }
+
+    /// The interval holding `a`: the last slot whose start is at most `a`.
+    #[inline(always)]
+    fn search(&self, a: u32) -> Route {
         let mut i = 0;
         let mut half = ROUTE_SLOTS / 2;
         while half > 0 {
@@ -343,6 +379,7 @@ impl Routes {
         let mut table = RouteTable {
             starts: [u32::MAX; ROUTE_SLOTS],
             routes: [Route::none(); ROUTE_SLOTS],
+            first: [Route::none(); 256],
         };
         let mut n = 0;
         for b in bounds {
@@ -359,6 +396,7 @@ impl Routes {
         }
         let last = table.routes[n - 1];
         table.routes[n..].fill(last);
+        table.index_slash8s();
         Some(Box::new(table))
     }
 
