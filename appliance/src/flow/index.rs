@@ -492,7 +492,7 @@ impl FlowIndex {
     /// # Errors
     /// [`InsertError::Exists`] if `key` is already present; [`InsertError::Full`] if no slot
     /// could be made free (the index is left unchanged).
-    #[inline]
+    #[inline(always)]
     pub fn insert<S: KeyStore>(
         &mut self,
         key: &FlowKey,
@@ -620,6 +620,7 @@ impl FlowIndex {
 
     /// Removes the entry `hit` stored under `key`; returns whether it was there. Reads no key:
     /// the entry value identifies the slot.
+    #[inline(always)]
     pub fn remove(&mut self, key: &FlowKey, hit: Hit) -> bool {
         let p = self.probe(key);
         let e = hit.encode();
