@@ -259,6 +259,7 @@ impl Shard {
 
     /// The public endpoint of an inside endpoint for a new session: its static mapping (port
     /// kept), else SNAT from the pool.
+    #[inline]
     fn public_for(
         &mut self,
         p: &Policy,
