@@ -7,9 +7,9 @@
 //! `pipeline` criterion bench: 64-byte UDP frames of random established sessions, written
 //! untimed before each burst of 32.
 //!
-//! `replies` among the arguments sends the sessions' replies instead (remote to public endpoint,
-//! in on `wan`, out to the inside host). `burst=N` among the arguments makes the bursts N packets long (the worker's `dataplane.burst`;
-//! the shard takes them in chunks of 32 whose steps interleave).
+//! `replies` among the arguments sends the sessions' replies instead (remote to public
+//! endpoint, in on `wan`, out to the inside host). `burst=N` among the arguments makes the
+//! bursts N packets long (the worker's `dataplane.burst`; the shard takes them in chunks of 32).
 //!
 //! `pipeline_rate setup [SESSIONS]`: the new-session rate instead, as the `pipeline_setup`
 //! bench drives it: every packet a new flow, in a table of 4 M sessions (or `SESSIONS`) that is

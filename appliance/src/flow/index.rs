@@ -159,9 +159,9 @@ impl Bucket {
     }
 }
 
-/// Where a key is looked for: its primary bucket and its signature (which give the alternate
-/// bucket, [`FlowIndex::alt`]). A function of the key and the seed alone, so it stays right while the index changes. Step one of a staged
-/// lookup ([`FlowIndex::start`]).
+/// Where a key is looked for: its primary bucket and its signature, which give the alternate
+/// bucket. A function of the key and the seed alone, so it stays right while the index
+/// changes. Step one of a staged lookup ([`FlowIndex::start`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Probe {
     b1: u32,
@@ -507,15 +507,14 @@ impl FlowIndex {
         let can_spill = self.bucket(p.b1).spilled < u16::MAX;
         let (b, slot) = if let Some(s) = self.bucket(p.b1).free_slot() {
             (p.b1, s)
-        } else if let Some(s) = self.bucket(self.b2(p)).free_slot().filter(|_| can_spill) {
-            (self.b2(p), s)
         } else {
-            let roots = if can_spill {
-                [p.b1, self.b2(p)]
+            let b2 = self.b2(p);
+            if let Some(s) = self.bucket(b2).free_slot().filter(|_| can_spill) {
+                (b2, s)
             } else {
-                [p.b1, p.b1]
-            };
-            self.make_room(roots).ok_or(InsertError::Full)?
+                let roots = if can_spill { [p.b1, b2] } else { [p.b1, p.b1] };
+                self.make_room(roots).ok_or(InsertError::Full)?
+            }
         };
         self.epoch = self.epoch.wrapping_add(1);
         let guest = b != p.b1;

@@ -143,34 +143,30 @@ pub(super) fn deltas(inside: &FlowKey, outside: &FlowKey) -> ChecksumDeltas {
 mod tests {
     use super::*;
     use crate::flow::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+    use crate::packet::ChecksumDelta;
     use proptest::prelude::*;
 
-    /// The deltas as RFC 1624 writes them: one 16-bit word at a time.
+    /// The deltas as RFC 1624 writes them, one 16-bit word at a time: the packet layer's
+    /// [`ChecksumDelta`].
     fn deltas_word_by_word(inside: &FlowKey, outside: &FlowKey) -> ChecksumDeltas {
         let new = outside.reverse();
-        let word = |d: u16, old: u16, new: u16| add(add(d, !old), new);
-        let addr = |d: u16, old: u32, new: u32| {
-            word(
-                word(d, (old >> 16) as u16, (new >> 16) as u16),
-                old as u16,
-                new as u16,
-            )
-        };
-        let ip = addr(
-            addr(0, inside.src_addr_raw(), new.src_addr_raw()),
-            inside.dst_addr_raw(),
-            new.dst_addr_raw(),
-        );
+        let ip = ChecksumDelta::ZERO
+            .add32(inside.src_addr_raw(), new.src_addr_raw())
+            .add32(inside.dst_addr_raw(), new.dst_addr_raw());
         let l4 = match inside.protocol() {
-            6 | 17 => word(
-                word(ip, inside.src_port(), new.src_port()),
-                inside.dst_port(),
-                new.dst_port(),
-            ),
-            1 => word(0, inside.src_port(), new.src_port()),
+            6 | 17 => ip
+                .add16(inside.src_port(), new.src_port())
+                .add16(inside.dst_port(), new.dst_port()),
+            1 => ChecksumDelta::ZERO.add16(inside.src_port(), new.src_port()),
             _ => ip,
         };
-        ChecksumDeltas { ip, l4 }
+        // A delta `d` applied to 0xffff gives `!d` (ones' complement addition to 0 is the
+        // identity), so this reads a delta back bit for bit.
+        let value = |d: ChecksumDelta| !d.apply(0xffff);
+        ChecksumDeltas {
+            ip: value(ip),
+            l4: value(l4),
+        }
     }
 
     /// Addresses and ports drawn so that all-zero and all-one words (where a ones'

@@ -291,26 +291,35 @@ impl RouteTable {
         self.search(a)
     }
 
-    /// Fills [`RouteTable::first`] from the intervals.
+    /// Fills [`RouteTable::first`] from the intervals: a /8 whose slots, from its first
+    /// address's to its last's, all hold one route has that route. (Neighbouring intervals
+    /// have different routes; the padding repeats the last.)
     fn index_slash8s(&mut self) {
         for b in 0..self.first.len() {
             let (lo, hi) = ((b as u32) << 24, ((b as u32) << 24) | 0x00ff_ffff);
-            let split = self.starts.iter().any(|&s| lo < s && s <= hi);
-            self.first[b] = if split {
+            let (i, j) = (self.slot(lo), self.slot(hi));
+            let route = self.routes[i];
+            self.first[b] = if self.routes[i..=j].iter().all(|r| *r == route) {
+                route
+            } else {
                 Route {
                     ip: 0,
                     port: 0,
                     kind: Route::SEARCH,
                 }
-            } else {
-                self.search(lo)
             };
         }
     }
 
-    /// The interval holding `a`: the last slot whose start is at most `a`.
+    /// The route of the interval holding `a`.
     #[inline(always)]
     fn search(&self, a: u32) -> Route {
+        self.routes[self.slot(a)]
+    }
+
+    /// The slot of the interval holding `a`: the last slot whose start is at most `a`.
+    #[inline(always)]
+    fn slot(&self, a: u32) -> usize {
         let mut i = 0;
         let mut half = ROUTE_SLOTS / 2;
         while half > 0 {
@@ -319,7 +328,7 @@ impl RouteTable {
             i += usize::from(self.starts[(i + half) % ROUTE_SLOTS] <= a) * half;
             half /= 2;
         }
-        self.routes[i]
+        i
     }
 }
 
