@@ -71,7 +71,7 @@ fn one_worker_counters_add_up() {
     let dir = scratch("null1");
     let r = report(&run_appliance(
         &config(&dir, "null1", "0-1", 1),
-        &["--duration", "2", "--stats-interval", "0.5"],
+        &["--duration", "4", "--stats-interval", "0.5"],
     ));
     assert_eq!(r["workers"].as_array().unwrap().len(), 1);
     check_balance(&r);
@@ -83,7 +83,7 @@ fn two_workers_counters_add_up() {
     // Three lcores on two CPUs: the main lcore and two workers (sharing CPU 1).
     let r = report(&run_appliance(
         &config(&dir, "null2", "0@0,1@1,2@1", 2),
-        &["--duration", "2"],
+        &["--duration", "4"],
     ));
     let workers = r["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2);
