@@ -346,11 +346,21 @@ impl FlowTable {
             return;
         };
         s.count(len);
+        let idle = now > s.last_seen;
+        self.follow(hit, now, tcp, idle);
+    }
+
+    /// The rest of [`FlowTable::refresh`], for a caller that counted the packet on the record
+    /// itself (the pipeline's fast path, which fetches the record once for its checks, the
+    /// count and the rewrite): runs the TCP tracker when `tcp` carries the segment's flags,
+    /// else touches the session when `idle` (the clock moved past its last packet).
+    #[inline(always)]
+    pub fn follow(&mut self, hit: Hit, now: u32, tcp: Option<TcpFlags>, idle: bool) {
         match tcp {
             Some(flags) => {
                 self.track_tcp(hit.index, flags, hit.side, now);
             }
-            None if now > s.last_seen => self.touch(hit.index, now),
+            None if idle => self.touch(hit.index, now),
             None => {}
         }
     }
@@ -395,7 +405,11 @@ impl FlowTable {
         s.set_tcp_state(state);
         let old = s.timeout_class();
         if old == class {
-            self.touch(idx, now);
+            // `touch`, on the record in hand.
+            if now > s.last_seen {
+                s.last_seen = now;
+                self.lru[class as usize].move_to_tail(self.slab.records_mut(), idx);
+            }
         } else {
             s.set_class(class);
             s.last_seen = s.last_seen.max(now);

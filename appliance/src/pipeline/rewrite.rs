@@ -3,7 +3,7 @@
 //! the headers, so every index here is in bounds.
 
 use super::shard::{Kind, Meta};
-use crate::flow::{ChecksumDeltas, FlowKey, Session, Side};
+use crate::flow::{ChecksumDeltas, FlowKey};
 use crate::packet::checksum::{add, fold, update16};
 use crate::packet::{EthernetAddress, TcpPacket};
 use std::net::Ipv4Addr;
@@ -36,18 +36,23 @@ fn header<const N: usize>(bytes: &mut [u8], at: usize) -> &mut [u8; N] {
 /// `~0x0100` is subtracting it in ones' complement (RFC 1624).
 const TTL_DELTA: u16 = !0x0100;
 
-/// Translates a packet of session `s` that arrived on `from` and decrements its TTL (the
-/// caller checked it is above 1): writes the reverse of the other side's key as the new
-/// addresses and ports, and fixes the IPv4 header checksum once for both changes and the
-/// transport checksum with the session's deltas. Returns the new destination address.
+/// Translates a packet of a session and decrements its TTL (the caller checked it is above
+/// 1): writes the reverse of `to`, the session's key of the other side, as the new addresses
+/// and ports, and fixes the IPv4 header checksum once for both changes and the transport
+/// checksum with `deltas`, the session's for the packet's direction
+/// ([`Session::deltas_from`](crate::flow::Session::deltas_from)). Returns the new destination
+/// address.
 ///
 /// The IPv4 header checksum comes out bit for bit as updating it for the addresses, then
 /// for the TTL (RFC 1624 eqn. 3 both times): both sums are the same residue, and neither
 /// can be the zero `0x0000` since they add a non-zero word last.
 #[inline(always)]
-pub(super) fn translate(bytes: &mut [u8], meta: &Meta, s: &Session, from: Side) -> Ipv4Addr {
-    let to = s.key(from.other());
-    let deltas = s.deltas_from(from);
+pub(super) fn translate(
+    bytes: &mut [u8],
+    meta: &Meta,
+    to: &FlowKey,
+    deltas: ChecksumDeltas,
+) -> Ipv4Addr {
     let (addrs, ports) = to.reverse_wire();
     let ip = header::<20>(bytes, usize::from(meta.l3));
     ip[8] = ip[8].wrapping_sub(1);

@@ -1090,10 +1090,13 @@ mod reload {
     #[test]
     fn keep_mode_leaves_open_sessions_alone() {
         let mut n = Net::new("[nat]\non_reload = \"keep\"\n");
-        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        let (_, before) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         n.reload(&format!("[nat]\non_reload = \"keep\"\n{DENY}"));
-        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        let (a, after) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(after, before, "translated as before the reload");
+        let (_, s) = n.shards[0].table().iter().next().expect("the session");
+        assert_eq!(s.packets(), 2, "counted once before and once after");
         let (a, _) = n.send(LAN, udp((C1, 5002), (SERVER, 53), IN));
         assert_eq!(
             a,
