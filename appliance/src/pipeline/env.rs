@@ -73,11 +73,18 @@ const CACHE_SLOTS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
-    ip: u32,
-    port: u8,
-    valid: bool,
+    /// [`Slot::tag`] of the next hop held, 0 for none: one compare tells a hit.
+    tag: u64,
     generation: u64,
     mac: [u8; 6],
+}
+
+impl Slot {
+    /// `ip` and `port` in one word, with a bit set so that no next hop's tag is 0.
+    #[inline(always)]
+    fn tag(port: u8, ip: u32) -> u64 {
+        u64::from(ip) | u64::from(port) << 32 | 1 << 40
+    }
 }
 
 /// A worker's direct-mapped cache in front of the neighbour table, so the per-packet next-hop
@@ -113,14 +120,12 @@ impl NeighbourCache {
     pub fn learn(&mut self, table: &Neighbours, port: u8, ip: Ipv4Addr, mac: EthernetAddress) {
         let raw = u32::from(ip);
         let slot = Slot {
-            ip: raw,
-            port,
-            valid: true,
+            tag: Slot::tag(port, raw),
             generation: table.generation(),
             mac: mac.0,
         };
         self.slots[Self::slot(port, raw)] = slot;
-        if self.last.ip == raw && self.last.port == port {
+        if self.last.tag == slot.tag {
             self.last = slot;
         }
     }
@@ -135,7 +140,8 @@ impl NeighbourCache {
     ) -> Option<EthernetAddress> {
         let raw = u32::from(ip);
         let generation = table.generation();
-        let hit = |s: &Slot| s.valid && s.ip == raw && s.port == port && s.generation == generation;
+        let tag = Slot::tag(port, raw);
+        let hit = |s: &Slot| s.tag == tag && s.generation == generation;
         if hit(&self.last) {
             return Some(EthernetAddress(self.last.mac));
         }
@@ -143,9 +149,7 @@ impl NeighbourCache {
         if !hit(&self.slots[i]) {
             let mac = table.get(port, ip)?;
             self.slots[i] = Slot {
-                ip: raw,
-                port,
-                valid: true,
+                tag,
                 generation,
                 mac: mac.0,
             };
