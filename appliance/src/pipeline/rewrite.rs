@@ -36,12 +36,13 @@ fn header<const N: usize>(bytes: &mut [u8], at: usize) -> &mut [u8; N] {
 /// `~0x0100` is subtracting it in ones' complement (RFC 1624).
 const TTL_DELTA: u16 = !0x0100;
 
-/// Translates a packet of a session and decrements its TTL (the caller checked it is above
-/// 1): writes the reverse of `to`, the session's key of the other side, as the new addresses
-/// and ports, and fixes the IPv4 header checksum once for both changes and the transport
-/// checksum with `deltas`, the session's for the packet's direction
+/// Translates a packet of a session and decrements its TTL: writes the reverse of `to`, the
+/// session's key of the other side, as the new addresses and ports, and fixes the IPv4
+/// header checksum once for both changes and the transport checksum with `deltas`, the
+/// session's for the packet's direction
 /// ([`Session::deltas_from`](crate::flow::Session::deltas_from)). Returns the new destination
-/// address.
+/// address; `None`, with the packet unchanged, when its TTL is 1 or 0 (it must not be
+/// forwarded).
 ///
 /// The IPv4 header checksum comes out bit for bit as updating it for the addresses, then
 /// for the TTL (RFC 1624 eqn. 3 both times): both sums are the same residue, and neither
@@ -52,10 +53,13 @@ pub(super) fn translate(
     meta: &Meta,
     to: &FlowKey,
     deltas: ChecksumDeltas,
-) -> Ipv4Addr {
+) -> Option<Ipv4Addr> {
     let (addrs, ports) = to.reverse_wire();
     let ip = header::<20>(bytes, usize::from(meta.l3));
-    ip[8] = ip[8].wrapping_sub(1);
+    if ip[8] <= 1 {
+        return None;
+    }
+    ip[8] -= 1;
     let c = get16(ip, 10);
     put16(ip, 10, fix(c, add(deltas.ip, TTL_DELTA)));
     ip[12..20].copy_from_slice(&addrs);
@@ -90,7 +94,7 @@ pub(super) fn translate(
         }
         _ => {}
     }
-    to.src_addr()
+    Some(to.src_addr())
 }
 
 /// Addresses the frame: destination `dst` (the next hop), source `src` (our port).

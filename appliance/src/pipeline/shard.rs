@@ -761,11 +761,10 @@ impl Shard {
         to: &FlowKey,
         deltas: ChecksumDeltas,
     ) -> Action {
-        if pkt.bytes()[usize::from(meta.l3) + 8] <= 1 {
-            return self.time_exceeded(env, in_port, pkt, meta);
+        match rewrite::translate(pkt.bytes_mut(), meta, to, deltas) {
+            Some(dst) => self.forward(env, now, pkt, meta, dst),
+            None => self.time_exceeded(env, in_port, pkt, meta),
         }
-        let dst = rewrite::translate(pkt.bytes_mut(), meta, to, deltas);
-        self.forward(env, now, pkt, meta, dst)
     }
 
     /// Decrements the TTL of a packet that is not translated (an ICMP error whose headers

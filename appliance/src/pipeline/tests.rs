@@ -464,6 +464,27 @@ mod egress {
     }
 
     #[test]
+    fn ttl_expiring_on_an_open_session_quotes_the_packet_as_it_came() {
+        let mut n = Net::new("");
+        n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        for ttl in [1, 0] {
+            let f = with_ttl(udp((C1, 5000), (SERVER, 53), IN), ttl);
+            let (a, out) = n.send(LAN, f.clone());
+            assert_eq!(a, Action::Forward(LAN), "ttl {ttl}");
+            let s = seen(&out);
+            assert_eq!((s.src.0, s.dst.0), (LAN_IP, C1), "ttl {ttl}");
+            // The quote: the IPv4 header and 8 bytes of the datagram, untranslated.
+            let quote = &f[14..42];
+            assert!(
+                out.windows(quote.len()).any(|w| w == quote),
+                "ttl {ttl}: the quote is the packet as it arrived"
+            );
+        }
+        assert_eq!(n.drops(Discard::TtlExpired), 2);
+        assert_eq!(n.sessions(), 1);
+    }
+
+    #[test]
     fn mss_is_clamped_on_syn() {
         let mut n = Net::new("[nat]\nmss_clamp = 1200\n");
         let (_, f) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::SYN, IN));
