@@ -335,25 +335,12 @@ impl FlowTable {
         self.lru[class].move_to_tail(self.slab.records_mut(), idx);
     }
 
-    /// The fast path's bookkeeping for a packet of `len` bytes that matched `hit` at `now`:
-    /// counts it on the session, then runs the TCP tracker when `tcp` carries the segment's
-    /// flags ([`FlowTable::track_tcp`]), else touches the session ([`FlowTable::touch`]).
-    /// When the clock has not moved since the session's last packet (most packets), that is
-    /// one fetch of the record and no list work. Unknown indices are ignored.
-    #[inline(always)]
-    pub fn refresh(&mut self, hit: Hit, now: u32, len: u32, tcp: Option<TcpFlags>) {
-        let Some(s) = self.slab.get_mut(hit.index) else {
-            return;
-        };
-        s.count(len);
-        let idle = now > s.last_seen;
-        self.follow(hit, now, tcp, idle);
-    }
-
-    /// The rest of [`FlowTable::refresh`], for a caller that counted the packet on the record
-    /// itself (the pipeline's fast path, which fetches the record once for its checks, the
-    /// count and the rewrite): runs the TCP tracker when `tcp` carries the segment's flags,
-    /// else touches the session when `idle` (the clock moved past its last packet).
+    /// The fast path's list work for a packet that matched `hit` at `now`, once the caller
+    /// counted it on the record ([`Session::count`]; the pipeline fetches the record once for
+    /// its checks, the count and the rewrite): runs the TCP tracker when `tcp` carries the
+    /// segment's flags ([`FlowTable::track_tcp`]), else touches the session
+    /// ([`FlowTable::touch`]) when `idle` (the clock moved past its last packet). For most
+    /// packets that is no list work at all.
     #[inline(always)]
     pub fn follow(&mut self, hit: Hit, now: u32, tcp: Option<TcpFlags>, idle: bool) {
         match tcp {

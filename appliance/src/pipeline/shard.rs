@@ -704,7 +704,8 @@ impl Shard {
     }
 
     /// The fast path of a session admitted under an older policy: checks it against the
-    /// current one first (once per session and policy change).
+    /// current one first (once per session and policy change), then takes the fast path,
+    /// which the recheck made current.
     #[cold]
     #[inline(never)]
     fn hit_recheck<B: PacketBuf>(
@@ -719,9 +720,7 @@ impl Shard {
         if !self.recheck(env, hit.index) {
             return self.discard(Discard::PolicyRecheckDeny);
         }
-        let tcp = (meta.kind == Kind::Tcp).then(|| TcpFlags::from_bits(meta.tcp_flags));
-        self.table.refresh(hit, now, pkt.bytes().len() as u32, tcp);
-        self.send_session(env, now, in_port, pkt, meta, hit)
+        self.hit(env, now, in_port, pkt, meta, hit)
     }
 
     /// Translates a packet of session `hit` (it arrived on `hit.side`), decrements its TTL,
