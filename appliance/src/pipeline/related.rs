@@ -81,7 +81,7 @@ impl Shard {
             ),
         };
         self.table.touch(hit.index, now);
-        {
+        let expired = {
             let bytes = pkt.bytes_mut();
             let Ok(mut ip) = Ipv4Packet::new_checked(&mut bytes[l3..end]) else {
                 return self.discard(Discard::IcmpErrorNoSession);
@@ -95,11 +95,16 @@ impl Shard {
             if let Some(src) = outer_src {
                 ip.rewrite_addr_only(Endpoint::Src, src);
             }
-        }
+            // Leaves the packet unchanged when the TTL runs out.
+            ip.decrement_ttl().is_err()
+        };
         let meta = Meta {
             key: FlowKey::new(meta.key.src_addr(), outer_dst, 0, 0, 1),
             ..*meta
         };
-        self.send(env, now, in_port, pkt, &meta)
+        if expired {
+            return self.time_exceeded(env, in_port, pkt, &meta);
+        }
+        self.forward(env, now, pkt, &meta, outer_dst)
     }
 }

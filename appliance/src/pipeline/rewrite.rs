@@ -4,7 +4,7 @@
 
 use super::shard::{Kind, Meta};
 use crate::flow::{ChecksumDeltas, FlowKey};
-use crate::packet::checksum::{add, fold, update16};
+use crate::packet::checksum::{add, fold};
 use crate::packet::{EthernetAddress, TcpPacket};
 use std::net::Ipv4Addr;
 
@@ -103,16 +103,6 @@ pub(super) fn set_macs(bytes: &mut [u8], dst: &EthernetAddress, src: &EthernetAd
     let l2 = header::<12>(bytes, 0);
     l2[..6].copy_from_slice(&dst.0);
     l2[6..].copy_from_slice(&src.0);
-}
-
-/// Decrements the TTL (the caller checked it is above 1) and fixes the header checksum.
-#[inline]
-pub(super) fn decrement_ttl(bytes: &mut [u8], l3: usize) {
-    let old = get16(bytes, l3 + 8);
-    let new = old.wrapping_sub(0x0100);
-    put16(bytes, l3 + 8, new);
-    let c = get16(bytes, l3 + 10);
-    put16(bytes, l3 + 10, update16(c, old, new));
 }
 
 /// Lowers the MSS option of a SYN to `mss` if it is larger.

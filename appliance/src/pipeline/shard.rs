@@ -780,28 +780,10 @@ impl Shard {
         }
     }
 
-    /// Decrements the TTL of a packet that is not translated (an ICMP error whose headers
-    /// were rewritten already), routes it and addresses the frame to the next hop.
-    pub(super) fn send<B: PacketBuf>(
-        &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
-        pkt: &mut B,
-        meta: &Meta,
-    ) -> Action {
-        let l3 = usize::from(meta.l3);
-        if pkt.bytes()[l3 + 8] <= 1 {
-            return self.time_exceeded(env, in_port, pkt, meta);
-        }
-        rewrite::decrement_ttl(pkt.bytes_mut(), l3);
-        self.forward(env, now, pkt, meta, meta.key.dst_addr())
-    }
-
     /// The end of every forwarded packet, its IPv4 header final (TTL decremented): clamps
     /// the MSS of a SYN, routes it towards `dst`, writes the next hop's and our MAC.
     #[inline(always)]
-    fn forward<B: PacketBuf>(
+    pub(super) fn forward<B: PacketBuf>(
         &mut self,
         env: &Env<'_>,
         now: u32,

@@ -870,6 +870,27 @@ mod related {
     }
 
     #[test]
+    fn errors_are_forwarded_one_hop_older_and_die_at_ttl_one() {
+        let mut n = Net::new("");
+        let (_, sent) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        let err = error_about(&sent, ROUTER, OUT, 0);
+        let ttl = Ipv4Packet::new_checked(&err[14..]).unwrap().ttl();
+        let (a, f) = n.send(WAN, err.clone());
+        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(seen(&f).ttl, ttl - 1, "the header checksum verified too");
+        for last in [1, 0] {
+            let (a, f) = n.send(WAN, with_ttl(err.clone(), last));
+            // No ICMP error answers an ICMP error (RFC 1812 section 4.3.2.7).
+            assert_eq!(
+                a,
+                Action::Drop(Discard::TtlExpired.into()),
+                "ttl {last}: {f:?}"
+            );
+        }
+        assert_eq!(n.drops(Discard::TtlExpired), 2);
+    }
+
+    #[test]
     fn errors_from_outside_reach_the_inside_host_translated() {
         for (kind, name) in [
             (0, "port unreachable"),
