@@ -62,11 +62,15 @@ pub enum Discard {
     /// A host reaching itself through its own public endpoint (hairpin to self), which
     /// would need a session whose two tuples are the same.
     HairpinToSelf,
+    /// The lookup found a session that was gone when its packet came to use it. Not
+    /// expected (a burst's lookups are finished against the table as it is): counted so
+    /// that it would show, never taken for another session's packet.
+    SessionGone,
 }
 
 impl Discard {
     /// Every reason, in counter order.
-    pub const ALL: [Discard; 25] = [
+    pub const ALL: [Discard; 26] = [
         Discard::NotIp,
         Discard::Ipv6,
         Discard::NotForUs,
@@ -92,6 +96,7 @@ impl Discard {
         Discard::ArpIgnored,
         Discard::PrivateDestination,
         Discard::HairpinToSelf,
+        Discard::SessionGone,
     ];
 
     /// The counter name.
@@ -122,6 +127,7 @@ impl Discard {
             Discard::ArpIgnored => "arp_ignored",
             Discard::PrivateDestination => "private_destination",
             Discard::HairpinToSelf => "hairpin_to_self",
+            Discard::SessionGone => "session_gone",
         }
     }
 }

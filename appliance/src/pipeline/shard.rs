@@ -688,7 +688,7 @@ impl Shard {
     /// fetches, each with its own bounds and liveness test, cost 22 instructions a packet more
     /// by callgrind: the compiler cannot keep a record across the writes in between.)
     #[inline(always)]
-    fn hit<B: PacketBuf>(
+    pub(super) fn hit<B: PacketBuf>(
         &mut self,
         env: &Env<'_>,
         now: u32,
@@ -700,7 +700,7 @@ impl Shard {
         let generation = env.policy.generation as u32;
         let len = pkt.bytes().len() as u32;
         let Some(s) = self.table.get_mut(hit.index) else {
-            return self.discard(Discard::IcmpErrorNoSession);
+            return self.discard(Discard::SessionGone);
         };
         if !arrives_right(env, in_port, hit.side, s) {
             return self.discard(Discard::SpoofedSource);
@@ -751,7 +751,7 @@ impl Shard {
         hit: Hit,
     ) -> Action {
         let Some(s) = self.table.get(hit.index) else {
-            return self.discard(Discard::IcmpErrorNoSession);
+            return self.discard(Discard::SessionGone);
         };
         let to = *s.key(hit.side.other());
         let deltas = s.deltas_from(hit.side);

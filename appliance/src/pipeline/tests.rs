@@ -354,6 +354,29 @@ mod egress {
         assert_eq!(n.sessions(), 1);
     }
 
+    /// A hit whose session is gone by the time the fast path reads it (the lookup found it,
+    /// something closed it) is dropped under a name of its own, not as an ICMP error's.
+    #[test]
+    fn a_hit_on_a_vanished_session_is_not_an_icmp_error() {
+        let mut n = Net::new("");
+        let f = udp((C1, 5000), (SERVER, 53), IN);
+        n.send(LAN, f.clone());
+        let macs = [MAC_LAN, MAC_WAN];
+        let env = Env {
+            policy: &n.policy,
+            neighbours: &n.neighbours,
+            macs: &macs,
+        };
+        let shard = &mut n.shards[0];
+        let meta = shard.classify(&env, LAN, &f).expect("a valid frame");
+        let hit = shard.table().lookup(&meta.key).expect("the session");
+        shard.close(hit.index);
+        let a = shard.hit(&env, n.now, LAN, &mut VecBuf::new(&f), &meta, hit);
+        assert_eq!(a, Action::Drop(Discard::SessionGone.into()));
+        assert_eq!(n.drops(Discard::SessionGone), 1);
+        assert_eq!(n.drops(Discard::IcmpErrorNoSession), 0);
+    }
+
     #[test]
     fn endpoint_independent_mapping_reuses_the_public_port() {
         let mut n = Net::new("");
