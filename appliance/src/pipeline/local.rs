@@ -13,7 +13,8 @@ use crate::packet::{
 };
 
 impl Shard {
-    /// Packets that need no session lookup: ARP, ICMP errors, other ICMP, other protocols.
+    /// Packets that take no part in the burst's session lookups: ARP, ICMP errors, other
+    /// ICMP, other protocols, and VLAN-tagged packets.
     pub(super) fn special<B: PacketBuf>(
         &mut self,
         env: &Env<'_>,
@@ -24,6 +25,7 @@ impl Shard {
     ) -> Action {
         match meta.kind {
             Kind::Arp => self.arp(env, in_port, pkt, meta),
+            _ if meta.kind.has_session() => self.tagged(env, now, in_port, pkt, meta),
             Kind::IcmpError => self.related(env, now, in_port, pkt, meta),
             _ => {
                 let dst = meta.key.dst_addr();
@@ -34,6 +36,25 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// A VLAN-tagged packet of a kind that has sessions. Ports have no VLAN settings, so it
+    /// is never forwarded (its tag would leave on another port): a packet of an open session
+    /// is dropped; any other takes the slow path like a new flow, where the appliance answers
+    /// what is addressed to itself or runs out of TTL, and refuses to create a session for
+    /// the rest. Looked up alone, off the fast path, which never sees a tag.
+    fn tagged<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        in_port: u8,
+        pkt: &mut B,
+        meta: &Meta,
+    ) -> Action {
+        if self.table.lookup(&meta.key).is_some() {
+            return self.discard(Discard::VlanTransit);
+        }
+        self.miss(env, now, in_port, pkt, meta)
     }
 
     /// The link to answer a packet on: back to the frame's sender, from our MAC on `in_port`,

@@ -66,11 +66,15 @@ pub enum Discard {
     /// expected (a burst's lookups are finished against the table as it is): counted so
     /// that it would show, never taken for another session's packet.
     SessionGone,
+    /// A VLAN-tagged frame that would be forwarded. Ports have no VLAN settings yet, so the
+    /// tag a frame arrived with must not leave on another port: the appliance answers tagged
+    /// frames addressed to itself (and those whose TTL runs out), and forwards none.
+    VlanTransit,
 }
 
 impl Discard {
     /// Every reason, in counter order.
-    pub const ALL: [Discard; 26] = [
+    pub const ALL: [Discard; 27] = [
         Discard::NotIp,
         Discard::Ipv6,
         Discard::NotForUs,
@@ -97,6 +101,7 @@ impl Discard {
         Discard::PrivateDestination,
         Discard::HairpinToSelf,
         Discard::SessionGone,
+        Discard::VlanTransit,
     ];
 
     /// The counter name.
@@ -128,6 +133,7 @@ impl Discard {
             Discard::PrivateDestination => "private_destination",
             Discard::HairpinToSelf => "hairpin_to_self",
             Discard::SessionGone => "session_gone",
+            Discard::VlanTransit => "vlan_transit",
         }
     }
 }

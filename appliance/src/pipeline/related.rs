@@ -19,6 +19,10 @@ impl Shard {
         pkt: &mut B,
         meta: &Meta,
     ) -> Action {
+        if meta.tagged() {
+            // Forwarded, it would leave with the tag it arrived with.
+            return self.discard(Discard::VlanTransit);
+        }
         let (l3, l4, end) = (
             usize::from(meta.l3),
             usize::from(meta.l4),

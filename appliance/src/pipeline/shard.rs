@@ -19,7 +19,8 @@ use crate::flow::{
 };
 use crate::nat::{Slices, Snat};
 use crate::packet::{
-    common_ipv4, icmp, parse_frame, ChecksumCaps, Common, EthernetAddress, IcmpMessage, L3, L4,
+    common_ipv4, icmp, parse_frame, ChecksumCaps, Common, EthernetAddress, IcmpMessage, Ipv4Packet,
+    L3, L4,
 };
 use crate::policy::{Filtering, OnReload, Policy};
 use std::net::Ipv4Addr;
@@ -116,6 +117,23 @@ pub(super) struct Meta {
 }
 
 impl Meta {
+    /// Where the IPv4 header of an untagged frame starts: a packet whose header starts
+    /// elsewhere came with VLAN tags.
+    pub const UNTAGGED_L3: u16 = crate::packet::ethernet::HEADER_LEN as u16;
+
+    /// Whether the frame came with VLAN tags.
+    #[inline(always)]
+    pub fn tagged(&self) -> bool {
+        self.l3 != Self::UNTAGGED_L3
+    }
+
+    /// Whether forwarding the packet would take its TTL to 0 (RFC 1812 section 5.3.1): it
+    /// is answered with time exceeded instead. `bytes` is the frame stage 1 validated.
+    pub fn ttl_runs_out(&self, bytes: &[u8]) -> bool {
+        let ip = Ipv4Packet::new_unchecked(&bytes[usize::from(self.l3)..usize::from(self.end)]);
+        ip.ttl() <= 1
+    }
+
     /// Stage 1's facts of a common frame ([`common_ipv4`]), written in place: the same as
     /// [`Shard::classify`] finds.
     #[inline(always)]
@@ -459,7 +477,8 @@ impl Shard {
             match self.classify(env, in_port, bytes) {
                 Ok(meta) => {
                     self.metas[i] = meta;
-                    if meta.kind.has_session() {
+                    // A tagged frame is never forwarded, so it needs no session.
+                    if meta.kind.has_session() && !meta.tagged() {
                         self.pos[lookups] = i as u8;
                         misses |= self.start_lookup(lookups, &meta.key);
                         lookups += 1;

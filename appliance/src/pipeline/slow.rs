@@ -231,7 +231,7 @@ impl Shard {
         if p.egress.check(&match_key(meta)).action == Verdict::Deny {
             return self.discard(Discard::EgressDenied);
         }
-        if pkt.bytes()[usize::from(meta.l3) + 8] <= 1 {
+        if meta.ttl_runs_out(pkt.bytes()) {
             return self.time_exceeded(env, in_port, pkt, meta);
         }
         let k = meta.key;
@@ -362,7 +362,7 @@ impl Shard {
         let Some(tcp) = self.opening(p, meta) else {
             return self.discard(Discard::TcpNoSession);
         };
-        if pkt.bytes()[usize::from(meta.l3) + 8] <= 1 {
+        if meta.ttl_runs_out(pkt.bytes()) {
             return self.time_exceeded(env, in_port, pkt, meta);
         }
         if tag::is_mapping(taken.tag) && !self.snat.adopt(proto, public, remote.0) {
@@ -417,7 +417,7 @@ impl Shard {
         if p.egress.check(&match_key(meta)).action == Verdict::Deny {
             return self.discard(Discard::EgressDenied);
         }
-        if pkt.bytes()[usize::from(meta.l3) + 8] <= 1 {
+        if meta.ttl_runs_out(pkt.bytes()) {
             return self.time_exceeded(env, in_port, pkt, meta);
         }
         let taken = match self.public_for(p, proto, from, to.0) {
@@ -461,6 +461,11 @@ impl Shard {
         tcp: TcpState,
         taken: Taken,
     ) -> Action {
+        if meta.tagged() {
+            // It would be forwarded with the tag it arrived with (see `Shard::tagged`).
+            taken.undo(&mut self.snat);
+            return self.discard(Discard::VlanTransit);
+        }
         let new = NewSession {
             inside,
             outside,

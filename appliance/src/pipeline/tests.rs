@@ -1528,6 +1528,34 @@ mod bursts {
         }
     }
 
+    /// `frame` with an 802.1Q tag of VLAN `vid` after its MAC addresses.
+    fn tagged(mut frame: Vec<u8>, vid: u8) -> Vec<u8> {
+        frame.splice(12..12, [0x81, 0x00, 0x00, vid]);
+        frame
+    }
+
+    /// Ports have no VLAN settings, so a tagged frame is never forwarded: its inside tag
+    /// would leave on the outside port. Neither a new flow nor a packet of an open session
+    /// (whose untagged packets pass) goes through, and no session is created.
+    #[test]
+    fn tagged_transit_frames_are_not_forwarded() {
+        let mut n = Net::new("");
+        let (a, _) = n.send(LAN, tagged(udp((C1, 5000), (SERVER, 53), IN), 42));
+        assert!(matches!(a, Action::Drop(_)), "a new flow: {a:?}");
+        assert_eq!(n.sessions(), 0);
+        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
+        assert_eq!(a, Action::Forward(WAN));
+        for (port, f) in [
+            (LAN, tagged(udp((C1, 5000), (SERVER, 53), IN), 42)),
+            (WAN, tagged(udp((SERVER, 53), (PUBLIC, 5000), OUT), 7)),
+        ] {
+            let (a, _) = n.send(port, f);
+            assert!(matches!(a, Action::Drop(_)), "an open session's: {a:?}");
+        }
+        assert_eq!(n.drops(Discard::VlanTransit), 3);
+        assert_eq!(n.sessions(), 1);
+    }
+
     /// Replies the appliance builds go back with the VLAN tags of the frame they answer.
     #[test]
     fn replies_keep_the_vlan_tags() {
