@@ -6,7 +6,7 @@
 use super::counters::{bump, WorkerCounters};
 use super::view::DumpSlot;
 use crate::packet::EthernetAddress;
-use crate::pipeline::{Action, Env, Neighbours, Note, PacketBuf, Shard};
+use crate::pipeline::{Action, Discard, Env, Neighbours, Note, PacketBuf, Shard, ShardCounters};
 use crate::policy::Policy;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
@@ -144,18 +144,36 @@ impl<'eal> Worker<'_, 'eal> {
                     l.rx.as_mut_slice(),
                     &mut l.actions[..n],
                 );
-                dispatch(&mut self.tx, self.index, &mut l, shared, counters);
+                let drops = self.shard.counters();
+                deliver(
+                    &mut self.tx,
+                    self.index,
+                    &mut l,
+                    false,
+                    shared,
+                    counters,
+                    drops,
+                );
             }
             moved += self.drain_handoffs(&env, now, &mut l, shared, counters, burst);
             if self.index == 0 {
+                // The control thread's frames (ARP), as if this worker had made them.
+                let mut out = Out {
+                    tx: &mut self.tx,
+                    pending: &mut l.pending,
+                    rings: &shared.rings[self.index],
+                    counters,
+                };
                 while let Some((port, m)) = shared.outbox.pop() {
-                    let out = usize::from(port);
-                    if let Some(buf) = l.pending.get_mut(out) {
-                        if let Err(m) = buf.push(m) {
-                            flush(&mut self.tx[out], buf, counters, out);
-                            let _ = buf.push(m);
-                        }
-                    }
+                    let to = [Action::Forward(port)];
+                    dispatch(
+                        [m].into_iter(),
+                        &to,
+                        false,
+                        &mut out,
+                        counters,
+                        self.shard.counters(),
+                    );
                 }
             }
             for (out, buf) in l.pending.iter_mut().enumerate() {
@@ -229,67 +247,140 @@ impl<'eal> Worker<'_, 'eal> {
                 while end < n && l.rx.as_slice()[end].port() == port {
                     end += 1;
                 }
-                let port_index = self.port_index(port);
-                self.shard.process(
-                    env,
-                    now,
-                    port_index,
+                let (pkts, actions) = (
                     &mut l.rx.as_mut_slice()[start..end],
                     &mut l.actions[start..end],
                 );
+                match self.port_index(port) {
+                    Some(index) => self.shard.process(env, now, index, pkts, actions),
+                    None => {
+                        // Not a port of ours: nothing to process it as.
+                        let unknown = Action::Drop(Discard::UnknownPort.into());
+                        for a in actions.iter_mut() {
+                            self.shard
+                                .counters()
+                                .count_drop(Discard::UnknownPort.into());
+                            *a = unknown;
+                        }
+                    }
+                }
                 start = end;
             }
-            // A handed-over packet is never handed over again (the owner function agrees
-            // between workers); if it were, it is dropped rather than ping-ponged.
-            for a in &mut l.actions[..n] {
-                if matches!(a, Action::Handoff(_)) {
-                    bump(&counters.handoff_drops, 1);
-                    *a = Action::Consumed;
-                }
-            }
-            dispatch(&mut self.tx, self.index, l, shared, counters);
+            let drops = self.shard.counters();
+            deliver(&mut self.tx, self.index, l, true, shared, counters, drops);
         }
         moved
     }
 
     /// The config index of DPDK port `id` (ports are probed in config order).
-    fn port_index(&self, id: u16) -> u8 {
-        self.tx.iter().position(|q| q.port().0 == id).unwrap_or(0) as u8
+    fn port_index(&self, id: u16) -> Option<u8> {
+        port_index(self.tx.iter().map(|q| q.port().0), id)
     }
 }
 
-/// Moves each packet of the burst where its action says: a port's tx buffer, another
-/// worker's ring, or back to the pool.
-fn dispatch<'eal>(
+/// [`dispatch`] of the burst in `l` to worker `me`'s outputs: its transmit queues `tx` and
+/// its row of handoff rings; pipeline drops are counted in `drops`.
+fn deliver<'eal>(
     tx: &mut [TxQueue<'_, 'eal>],
     me: usize,
     l: &mut Loop<'eal>,
+    handed: bool,
     shared: &Shared<'eal>,
     counters: &WorkerCounters,
+    drops: &ShardCounters,
 ) {
-    for (i, m) in l.rx.drain().enumerate() {
-        match l.actions[i] {
-            Action::Forward(port) => {
-                let out = usize::from(port);
-                if out >= l.pending.len() {
-                    continue; // dropped: not a port of ours
-                }
-                if let Err(m) = l.pending[out].push(m) {
-                    flush(&mut tx[out], &mut l.pending[out], counters, out);
-                    let _ = l.pending[out].push(m);
-                }
+    let mut out = Out {
+        tx,
+        pending: &mut l.pending,
+        rings: &shared.rings[me],
+        counters,
+    };
+    let n = l.rx.len();
+    dispatch(
+        l.rx.drain(),
+        &l.actions[..n],
+        handed,
+        &mut out,
+        counters,
+        drops,
+    );
+}
+
+/// Where `dispatch` can put a packet: a port's transmit buffer or another worker's handoff
+/// ring. A seam, so that what happens to every packet is tested without DPDK.
+pub(crate) trait Outputs<M> {
+    /// How many ports there are (a port index is below this).
+    fn ports(&self) -> usize;
+    /// Queues `m` for transmission on port `port`.
+    fn send(&mut self, port: usize, m: M);
+    /// Puts `m` on worker `worker`'s handoff ring, or gives it back when that ring is full.
+    fn hand(&mut self, worker: usize, m: M) -> Result<(), M>;
+}
+
+/// Moves each packet of a burst where its action says: a port's transmit buffer, another
+/// worker's ring, or back to the pool (a packet dropped is freed when it goes out of scope).
+/// `handed` says the burst came from other workers' rings.
+pub(crate) fn dispatch<M>(
+    pkts: impl Iterator<Item = M>,
+    actions: &[Action],
+    handed: bool,
+    out: &mut impl Outputs<M>,
+    counters: &WorkerCounters,
+    drops: &ShardCounters,
+) {
+    for (m, action) in pkts.zip(actions) {
+        match *action {
+            Action::Forward(port) if usize::from(port) < out.ports() => {
+                out.send(usize::from(port), m);
             }
-            Action::Handoff(w) => {
-                let ring = &shared.rings[me][usize::from(w)];
-                if ring.push(m).is_err() {
-                    bump(&counters.handoff_drops, 1);
-                } else {
-                    bump(&counters.handoffs, 1);
-                }
-            }
+            Action::Forward(_) => drops.count_drop(Discard::UnknownPort.into()),
+            // The owner function agrees between workers, so this does not happen; if it
+            // did, passing the packet back and forth would be worse than dropping it.
+            Action::Handoff(_) if handed => drops.count_drop(Discard::HandoffLoop.into()),
+            Action::Handoff(w) => match out.hand(usize::from(w), m) {
+                Ok(()) => bump(&counters.handoffs, 1),
+                Err(_) => bump(&counters.handoff_drops, 1),
+            },
             Action::Drop(_) | Action::Consumed => {}
         }
     }
+}
+
+/// The worker's real outputs: its transmit buffers (sent when full) and its row of handoff
+/// rings.
+struct Out<'a, 'p, 'eal> {
+    tx: &'a mut [TxQueue<'p, 'eal>],
+    pending: &'a mut [Burst<'eal, MAX_BURST>],
+    rings: &'a [ArrayQueue<Mbuf<'eal>>],
+    counters: &'a WorkerCounters,
+}
+
+impl<'eal> Outputs<Mbuf<'eal>> for Out<'_, '_, 'eal> {
+    fn ports(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn send(&mut self, port: usize, m: Mbuf<'eal>) {
+        let buf = &mut self.pending[port];
+        if let Err(m) = buf.push(m) {
+            flush(&mut self.tx[port], buf, self.counters, port);
+            let _ = buf.push(m);
+        }
+    }
+
+    fn hand(&mut self, worker: usize, m: Mbuf<'eal>) -> Result<(), Mbuf<'eal>> {
+        match self.rings.get(worker) {
+            Some(ring) => ring.push(m),
+            None => Err(m),
+        }
+    }
+}
+
+/// The config index of DPDK port `id`, given each port's DPDK id in config order; `None`
+/// for a port that is not one of them.
+pub(crate) fn port_index(ids: impl IntoIterator<Item = u16>, id: u16) -> Option<u8> {
+    let i = ids.into_iter().position(|p| p == id)?;
+    u8::try_from(i).ok()
 }
 
 /// Sends what `buf` holds on `tx`; what the driver does not take is freed and counted.
@@ -306,5 +397,92 @@ fn flush<'eal, const N: usize>(
     let dropped = buf.free_all();
     if dropped > 0 {
         bump(&pc.tx_dropped, dropped as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::Reason;
+
+    /// Outputs that record where each packet went: (port, packet) sent, (worker, packet)
+    /// handed; rings of `room` packets.
+    #[derive(Default)]
+    struct Record {
+        ports: usize,
+        room: usize,
+        sent: Vec<(usize, u32)>,
+        handed: Vec<(usize, u32)>,
+    }
+
+    impl Outputs<u32> for Record {
+        fn ports(&self) -> usize {
+            self.ports
+        }
+        fn send(&mut self, port: usize, m: u32) {
+            self.sent.push((port, m));
+        }
+        fn hand(&mut self, worker: usize, m: u32) -> Result<(), u32> {
+            if self.handed.len() < self.room {
+                self.handed.push((worker, m));
+                Ok(())
+            } else {
+                Err(m)
+            }
+        }
+    }
+
+    fn drops(c: &ShardCounters, d: Discard) -> u64 {
+        c.drops_of(Reason::from(d))
+    }
+
+    /// Every packet is sent, handed over, or dropped and counted under a name of its own:
+    /// a full ring is `handoff_drops`, a port the worker does not have is `unknown_port`.
+    #[test]
+    fn every_packet_goes_somewhere_or_is_counted() {
+        let (w, s) = (WorkerCounters::default(), ShardCounters::default());
+        let mut out = Record {
+            ports: 2,
+            room: 1,
+            ..Record::default()
+        };
+        let actions = [
+            Action::Forward(1),
+            Action::Forward(7),
+            Action::Handoff(1),
+            Action::Handoff(1),
+            Action::Drop(Discard::NoRoute.into()),
+            Action::Consumed,
+        ];
+        dispatch(0..6u32, &actions, false, &mut out, &w, &s);
+        assert_eq!(out.sent, [(1, 0)]);
+        assert_eq!(out.handed, [(1, 2)]);
+        assert_eq!(w.handoffs.load(Ordering::Relaxed), 1);
+        assert_eq!(w.handoff_drops.load(Ordering::Relaxed), 1, "the full ring");
+        assert_eq!(drops(&s, Discard::UnknownPort), 1, "port 7");
+    }
+
+    /// A packet another worker handed over is not handed over again (the workers would
+    /// disagree on its owner): it is dropped as `handoff_loop`, not counted as a full ring.
+    #[test]
+    fn a_packet_handed_over_twice_is_its_own_drop() {
+        let (w, s) = (WorkerCounters::default(), ShardCounters::default());
+        let mut out = Record {
+            ports: 2,
+            room: 8,
+            ..Record::default()
+        };
+        dispatch(0..1u32, &[Action::Handoff(0)], true, &mut out, &w, &s);
+        assert!(out.handed.is_empty());
+        assert_eq!(w.handoff_drops.load(Ordering::Relaxed), 0);
+        assert_eq!(drops(&s, Discard::HandoffLoop), 1);
+    }
+
+    /// A handed-over mbuf names the DPDK port it came in on; one that is not a port of this
+    /// worker has no config index (it is dropped as `unknown_port`), never port 0's.
+    #[test]
+    fn an_unknown_dpdk_port_has_no_index() {
+        assert_eq!(port_index([3, 5, 9], 5), Some(1));
+        assert_eq!(port_index([3, 5, 9], 4), None);
     }
 }

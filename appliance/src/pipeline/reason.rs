@@ -70,11 +70,17 @@ pub enum Discard {
     /// tag a frame arrived with must not leave on another port: the appliance answers tagged
     /// frames addressed to itself (and those whose TTL runs out), and forwards none.
     VlanTransit,
+    /// A packet for, or from, a port index the worker does not have. Not expected (ports
+    /// come from the configuration): counted so that it would show.
+    UnknownPort,
+    /// A packet another worker handed over that this one would hand over again: the two
+    /// disagree on its owner. Dropped rather than passed back and forth.
+    HandoffLoop,
 }
 
 impl Discard {
     /// Every reason, in counter order.
-    pub const ALL: [Discard; 27] = [
+    pub const ALL: [Discard; 29] = [
         Discard::NotIp,
         Discard::Ipv6,
         Discard::NotForUs,
@@ -102,6 +108,8 @@ impl Discard {
         Discard::HairpinToSelf,
         Discard::SessionGone,
         Discard::VlanTransit,
+        Discard::UnknownPort,
+        Discard::HandoffLoop,
     ];
 
     /// The counter name.
@@ -134,6 +142,8 @@ impl Discard {
             Discard::HairpinToSelf => "hairpin_to_self",
             Discard::SessionGone => "session_gone",
             Discard::VlanTransit => "vlan_transit",
+            Discard::UnknownPort => "unknown_port",
+            Discard::HandoffLoop => "handoff_loop",
         }
     }
 }
