@@ -9,8 +9,8 @@ use std::time::Duration;
 
 #[test]
 fn ping_and_tcp_through_the_appliance() {
-    if !is_root() {
-        eprintln!("skipped: AF_PACKET test needs root (network namespaces and veth pairs)");
+    let needs = "root (network namespaces and veth pairs)";
+    if !require("ping_and_tcp_through_the_appliance", needs, is_root()) {
         return;
     }
     let id = std::process::id() % 100_000;

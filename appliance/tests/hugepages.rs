@@ -5,8 +5,8 @@ use common::*;
 
 #[test]
 fn no_files_left_behind() {
-    if !hugepages_available() {
-        eprintln!("skipped: no free huge pages or no hugetlbfs mounted (make test sets them up)");
+    let needs = "free huge pages and a mounted hugetlbfs";
+    if !require("no_files_left_behind", needs, hugepages_available()) {
         return;
     }
     let prefix = format!("t-huge-{}", std::process::id());

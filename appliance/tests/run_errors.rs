@@ -140,8 +140,11 @@ fn bad_lcores_names_eal_lcores() {
 /// pages is refused with the fix in the message.
 #[test]
 fn no_hugepages() {
-    if !is_root() {
-        eprintln!("skipped: needs root to unshare a mount namespace");
+    if !require(
+        "no_hugepages",
+        "root (to unshare a mount namespace)",
+        is_root(),
+    ) {
         return;
     }
     let dir = scratch("err-huge");

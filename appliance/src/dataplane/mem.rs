@@ -92,13 +92,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefetch_any_reference() {
-        let v = [1u64; 16];
-        prefetch(&v[3]);
-        prefetch(&v);
-    }
-
-    #[test]
     fn eq_mask_matches_each_lane() {
         let lanes = [0u16, 1, 0x8000, 0xffff, 1, 0x7fff, 0, 0xffff];
         for v in [0u16, 1, 0x7fff, 0x8000, 0xffff, 2] {

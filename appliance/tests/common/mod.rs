@@ -86,6 +86,27 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The variable that lets a test run without what it needs pass as skipped. Unset, such a
+/// test fails and says what is missing, so a run that did not test says so.
+pub const ALLOW_SKIP: &str = "NVA_TEST_ALLOW_SKIP";
+
+/// Whether `test` can run: `have` says whether what it `needs` is here. If not, the test
+/// fails with what is missing, unless [`ALLOW_SKIP`] is set to 1: then it prints that it was
+/// skipped, and the caller returns.
+///
+/// # Panics
+/// When `have` is false and skipping is not allowed.
+pub fn require(test: &str, needs: &str, have: bool) -> bool {
+    if have {
+        return true;
+    }
+    if std::env::var(ALLOW_SKIP).as_deref() == Ok("1") {
+        eprintln!("SKIPPED {test}: it needs {needs} ({ALLOW_SKIP}=1)");
+        return false;
+    }
+    panic!("{test} needs {needs}: run it as root after `make hugepages` (or `make test`), or set {ALLOW_SKIP}=1 to skip it");
+}
+
 /// Free huge pages and a mounted hugetlbfs, as `appliance run` needs with huge pages on.
 pub fn hugepages_available() -> bool {
     let free = std::fs::read_to_string("/proc/meminfo")

@@ -14,7 +14,7 @@
 //! Every command runs under `timeout`; processes the tests start are ended by their PID.
 #![allow(dead_code)]
 
-use crate::common::{is_root, sh_quiet};
+use crate::common::{is_root, require, sh_quiet};
 use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -72,8 +72,7 @@ pub fn modes() -> Vec<Mode> {
 /// Whether the e2e tests can run here; prints why not. They need root (namespaces) and the
 /// programs `scripts/deps.sh` installs; a missing program fails the test (CI installs them).
 pub fn can_run(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("skipped {test}: the end-to-end tests need root (network namespaces, veths)");
+    if !require(test, "root (network namespaces, veths)", is_root()) {
         return false;
     }
     let missing: Vec<&str> = [
