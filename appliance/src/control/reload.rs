@@ -13,9 +13,9 @@
 //! | the SNAT pool (`nat.addresses`, or the outside ports' addresses when it is empty) | each worker's port pools are built for it at start (checked on the compiled policy) |
 //! | `control.socket`, `control.metrics` | bound at start |
 //!
-//! Everything else reloads: port addresses, gateways and neighbours, `private_prefixes`,
-//! the rest of `[nat]` (pool addresses, mapping, filtering, timeouts, ...), `[egress]`,
-//! `[ingress]`, `[local]` and `control.watch_config`.
+//! Everything else reloads: the other port addresses, gateways and neighbours,
+//! `private_prefixes`, the rest of `[nat]` (mapping, filtering, timeouts, hairpinning, ...),
+//! `[egress]`, `[ingress]`, `[local]` and `control.watch_config`.
 //! A file that changes a restart-only field is refused whole, naming each such field; the
 //! running policy stays.
 
