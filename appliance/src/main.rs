@@ -178,7 +178,7 @@ fn main() -> ExitCode {
         }
     };
     if !matches!(cli.command, Command::Run { .. } | Command::Bench { .. }) {
-        appliance::dataplane::mem::default_sigpipe();
+        appliance::sys::default_sigpipe();
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

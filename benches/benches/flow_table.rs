@@ -377,7 +377,7 @@ fn machine(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     let lines = (64usize << 20) / 64;
     let mut chase: Vec<[u32; 16]> = Vec::with_capacity(lines);
-    appliance::dataplane::mem::advise_huge_pages(chase.spare_capacity_mut());
+    appliance::sys::advise_huge_pages(chase.spare_capacity_mut());
     chase.resize(lines, [0; 16]);
     // Sattolo's shuffle: one cycle through every line.
     let mut perm: Vec<u32> = (0..lines as u32).collect();

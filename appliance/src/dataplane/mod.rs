@@ -1,5 +1,5 @@
-//! DPDK ports, worker lcores, tx buffering: the only DPDK user, and with `dpdk-sys` the only
-//! place `unsafe` is allowed.
+//! DPDK ports, worker lcores, tx buffering: the only user of DPDK (through `dpdk-sys`, whose
+//! safe layer holds its unsafe code).
 //!
 //! [`run`] is `appliance run`: EAL init, one mempool, the ports configured and started, one
 //! worker per worker lcore, and the main lcore left to the control loop until a stop is
@@ -10,7 +10,6 @@ pub mod arp;
 pub mod bench;
 pub mod counters;
 mod eal_args;
-pub mod mem;
 pub mod view;
 pub mod worker;
 

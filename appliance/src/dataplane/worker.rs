@@ -133,7 +133,7 @@ impl<'eal> Worker<'_, 'eal> {
                 for m in l.rx.as_slice() {
                     bytes += m.pkt_len() as usize;
                     if let Some(b) = m.data().first() {
-                        super::mem::prefetch(b);
+                        crate::sys::prefetch(b);
                     }
                 }
                 bump(&pc.rx_bytes, bytes as u64);

@@ -27,7 +27,7 @@
 //! its changes, so a lookup whose steps straddle an insert or a removal is redone at `finish`.
 
 use super::key::{FlowKey, HashSeed, Side};
-use crate::dataplane::mem::{advise_huge_pages, eq_mask_u16x8, prefetch};
+use crate::sys::{advise_huge_pages, eq_mask_u16x8, prefetch};
 
 /// Entries per bucket: ten (16-bit signature, 32-bit entry) pairs fill 60 of the 64 bytes; the
 /// last four hold the guest bits and the spill count.

@@ -4,7 +4,7 @@ use super::expiry::TimeoutClass;
 use super::index::{Hit, KeyStore};
 use super::key::{FlowKey, Side};
 use super::tcp::{Dir, TcpState};
-use crate::dataplane::mem::{advise_huge_pages, prefetch};
+use crate::sys::{advise_huge_pages, prefetch};
 
 /// "No session": the end of a list.
 pub(crate) const NIL: u32 = u32::MAX;

@@ -1,6 +1,7 @@
-//! CPU and memory hints the fast-path data structures need: cache prefetch and transparent huge
-//! pages. They live here because they need `unsafe`, which the rest of the crate forbids; they
-//! do not touch DPDK, so `flow` and `pipeline` use them without EAL.
+//! The CPU and operating-system primitives the layers above need and safe Rust does not give:
+//! cache prefetch, a SIMD compare, transparent huge pages, the SIGPIPE action. The lowest
+//! layer, and the one module of the crate where `unsafe` is allowed (DPDK's own unsafe code
+//! lives in `dpdk-sys`); each block says why it is sound.
 
 /// Hints the CPU to bring the cache line holding `value` into all cache levels.
 ///
