@@ -10,7 +10,8 @@
 //! more, a broad rule catches every packet, so the scan stops before the end). Each iteration
 //! matches a batch of 1 024 packets.
 
-use appliance::policy::{Action, MatchKey, PortRange, Prefix, Rule, RuleSet};
+use appliance::config::{Action, PortRange, Prefix};
+use appliance::policy::{MatchKey, Rule, RuleSet};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;

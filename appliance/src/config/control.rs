@@ -2,7 +2,7 @@
 //! endpoint) and whether it watches its configuration file.
 
 use super::error::FieldError;
-use crate::policy::value::{FromConfigText, Parsed};
+use crate::config::value::{FromConfigText, Parsed};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

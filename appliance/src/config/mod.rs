@@ -1,8 +1,10 @@
 //! The configuration file: one TOML document (serde, unknown fields rejected).
 //!
-//! This module is the file's shape and the checks that need nothing but the file. Sections
-//! that are policy (NAT, rules, port forwards) live in [`crate::policy`]; the running
-//! appliance compiles them into an immutable snapshot.
+//! This module is the whole file: its shape (here and in `sections`: `[nat]`, `[egress]`,
+//! `[ingress]`, `[local]`), the values written as text ([`value`]) and every check the file
+//! alone allows ([`validate`]), each naming its field. It imports nothing above the packet
+//! and flow vocabulary; [`crate::policy`] compiles a checked file into the immutable snapshot
+//! the workers read.
 //!
 //! ```toml
 //! [eal]
@@ -28,13 +30,20 @@
 mod control;
 mod error;
 mod lcores;
+mod sections;
+pub mod validate;
+pub mod value;
 
 pub use control::{ControlConfig, DEFAULT_SOCKET};
 pub use error::{ConfigError, FieldError};
 pub use lcores::parse_lcores;
+pub use sections::{
+    Action, EgressConfig, Filtering, ForwardConfig, ForwardProto, HealthProbeConfig, IngressConfig,
+    LocalConfig, Mapping, NatConfig, Neighbour, OnReload, RuleConfig, StaticConfig,
+    DEFAULT_MAX_SESSIONS,
+};
+pub use value::{FromConfigText, Parsed, PortRange, Prefix, Proto};
 
-use crate::policy::config::{EgressConfig, IngressConfig, LocalConfig, NatConfig, Neighbour};
-use crate::policy::value::{Parsed, Prefix};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
@@ -422,7 +431,7 @@ impl Config {
                 "an inside port needs an outside port and the reverse (or use role = \"both\")",
             ));
         }
-        crate::policy::validate::check(self, &mut errors);
+        crate::config::validate::check(self, &mut errors);
         control::check(&self.control, &mut errors);
         if errors.is_empty() {
             Ok(())

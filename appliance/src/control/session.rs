@@ -16,7 +16,7 @@
 //!
 //! e.g. `proto tcp and host 10.0.1.5 and port 443`. The empty filter matches everything.
 
-use crate::policy::value::{FromConfigText, Prefix};
+use crate::config::{FromConfigText, Prefix};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -140,9 +140,9 @@ impl SessionState {
 /// The protocol name shown for a protocol number.
 pub fn proto_label(proto: u8) -> String {
     match proto {
-        crate::policy::value::TCP => "tcp".into(),
-        crate::policy::value::UDP => "udp".into(),
-        crate::policy::value::ICMP => "icmp".into(),
+        crate::config::value::TCP => "tcp".into(),
+        crate::config::value::UDP => "udp".into(),
+        crate::config::value::ICMP => "icmp".into(),
         n => n.to_string(),
     }
 }

@@ -2,7 +2,8 @@
 //! command returns (the latter as JSON, read back by `appliance policy`).
 
 use crate::config::Config;
-use crate::policy::{validate, Action, Filtering, Mapping, OnReload, Policy};
+use crate::config::{validate, Action, Filtering, Mapping, OnReload};
+use crate::policy::Policy;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -26,6 +26,7 @@ mod tests;
 pub use expr::{Flow, ParseError, Transport};
 pub use frame::PacketView;
 
+use crate::config::Action as RuleAction;
 use crate::config::{Config, Role};
 use crate::control::{SessionClass, SessionFilter, SessionInfo};
 use crate::flow::HashSeed;
@@ -34,7 +35,7 @@ use crate::pipeline::{
     Action as PipelineAction, Discard, Env, Neighbours, Reason, Shard, ShardConfig, ShardCounters,
     VecBuf,
 };
-use crate::policy::{Action as RuleAction, Forward, MatchKey, Policy};
+use crate::policy::{Forward, MatchKey, Policy};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -745,18 +746,18 @@ fn nonempty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
-fn mapping_name(m: crate::policy::Mapping) -> &'static str {
+fn mapping_name(m: crate::config::Mapping) -> &'static str {
     match m {
-        crate::policy::Mapping::EndpointIndependent => "endpoint-independent",
-        crate::policy::Mapping::EndpointDependent => "endpoint-dependent",
+        crate::config::Mapping::EndpointIndependent => "endpoint-independent",
+        crate::config::Mapping::EndpointDependent => "endpoint-dependent",
     }
 }
 
-fn filtering_name(f: crate::policy::Filtering) -> &'static str {
+fn filtering_name(f: crate::config::Filtering) -> &'static str {
     match f {
-        crate::policy::Filtering::EndpointIndependent => "endpoint-independent",
-        crate::policy::Filtering::AddressDependent => "address-dependent",
-        crate::policy::Filtering::AddressAndPortDependent => "address-and-port-dependent",
+        crate::config::Filtering::EndpointIndependent => "endpoint-independent",
+        crate::config::Filtering::AddressDependent => "address-dependent",
+        crate::config::Filtering::AddressAndPortDependent => "address-and-port-dependent",
     }
 }
 

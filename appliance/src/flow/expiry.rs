@@ -41,16 +41,20 @@ impl TimeoutClass {
     }
 }
 
-/// Idle timeouts per class, in the unit of the caller's clock (seconds).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Idle timeouts per class, in seconds (the unit of the table's clock): the file's
+/// `[nat.timeouts]`, where each has the floor its RFC sets and lower values are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    /// Established TCP connections; default 7440 s (2 h 4 min, RFC 5382 REQ-5).
+    /// Established TCP connections; default and floor 7440 s (2 h 4 min, RFC 5382 REQ-5).
     pub tcp_established: u32,
-    /// TCP connections opening or closing; default 240 s (RFC 5382 REQ-5).
+    /// TCP connections opening or closing (SYN sent, FIN or RST seen); default and floor
+    /// 240 s (RFC 5382 REQ-5).
     pub tcp_transitory: u32,
-    /// UDP and other protocols; default 300 s (RFC 4787 REQ-5 recommends 5 min).
+    /// UDP and other protocols; at least 120 s (RFC 4787 REQ-5), default 300 s as it
+    /// recommends.
     pub udp: u32,
-    /// ICMP echo; default 60 s (RFC 5508 REQ-1).
+    /// ICMP echo; default and floor 60 s (RFC 5508 REQ-1).
     pub icmp: u32,
 }
 

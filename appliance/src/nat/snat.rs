@@ -6,7 +6,7 @@
 //! worker's share of `max_sessions` does not reallocate.
 
 use super::ports::{PortPool, Slices};
-use crate::policy::{Filtering, Mapping};
+use crate::config::{Filtering, Mapping};
 use hashbrown::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 

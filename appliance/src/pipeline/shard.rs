@@ -13,6 +13,7 @@ use super::env::{Env, NeighbourCache};
 use super::owner::Sharding;
 use super::reason::{Discard, Reason};
 use super::rewrite;
+use crate::config::{Filtering, OnReload};
 use crate::flow::{
     ChecksumDeltas, FlowKey, FlowTable, HashSeed, Hit, Pending, Probe, Session, TcpFlags, Timeouts,
     BURST_MAX,
@@ -22,7 +23,7 @@ use crate::packet::{
     common_ipv4, icmp, parse_frame, ChecksumCaps, Common, EthernetAddress, IcmpMessage, Ipv4Packet,
     L3, L4,
 };
-use crate::policy::{Filtering, OnReload, Policy};
+use crate::policy::Policy;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -64,7 +65,7 @@ pub enum Note {
 /// How a session got its public endpoint, kept in the session's tag so freeing it gives back
 /// the right thing.
 pub(super) mod tag {
-    use crate::policy::Mapping;
+    use crate::config::Mapping;
 
     /// No SNAT port: a port forward, a static mapping.
     pub const NONE: u8 = 0;

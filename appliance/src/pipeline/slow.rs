@@ -6,9 +6,10 @@ use super::env::Env;
 use super::reason::Discard;
 use super::shard::{release, tag, Action, Kind, Meta, Shard};
 use crate::config::Role;
+use crate::config::{Action as Verdict, Filtering, Mapping};
 use crate::flow::{CreateError, FlowKey, Hit, NewSession, Session, Side, TcpFlags, TcpState};
 use crate::nat::{Snat, SnatError};
-use crate::policy::{Action as Verdict, Filtering, Mapping, MatchKey, Policy};
+use crate::policy::{MatchKey, Policy};
 use std::net::Ipv4Addr;
 
 /// Which side of the network a packet comes from: its port's role, or on a one-arm (`both`)

@@ -1,15 +1,13 @@
 //! From a checked [`Config`] to a [`Policy`].
 
-use super::config::RuleConfig;
 use super::matcher::{Rule, RuleSet};
 use super::tables::{
     Endpoint, Forward, Forwards, HealthProbe, LocalServices, PortAddressing, PrefixSet, Routes,
     StaticMaps, StaticNeighbour,
 };
-use super::validate::Facts;
-use super::value::PortRange;
 use super::{Policy, PolicyError, SessionSettings, SnatPool};
-use crate::config::{Config, FieldError, Role};
+use crate::config::validate::Facts;
+use crate::config::{Config, FieldError, PortRange, Role, RuleConfig};
 use std::net::Ipv4Addr;
 
 impl Policy {

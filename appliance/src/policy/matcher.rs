@@ -24,11 +24,10 @@
 //! is cheaper than six field lookups, so [`RuleSet::check`] scans those. Memory is the distinct bitsets per field (at most about
 //! `2 * prefixes + 1` intervals, each `rules / 8` bytes), which is what [`MAX_RULES`] bounds.
 //!
-//! [`MAX_RULES`]: super::validate::MAX_RULES
+//! [`MAX_RULES`]: crate::config::validate::MAX_RULES
 
-use super::config::Action;
-use super::value::{PortRange, Prefix};
 use super::PolicyError;
+use crate::config::{Action, PortRange, Prefix};
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
@@ -338,7 +337,7 @@ pub struct RuleSetStats {
 impl RuleSet {
     /// Compiles `rules` (in match order) with `default` for flows no rule matches.
     ///
-    /// Errors: more than [`MAX_RULES`](super::validate::MAX_RULES) rules; bitsets of one field
+    /// Errors: more than [`MAX_RULES`](crate::config::validate::MAX_RULES) rules; bitsets of one field
     /// past [`MAX_FIELD_BYTES`] (many rules, each listing many prefixes or port ranges).
     pub fn new(rules: Vec<Rule>, default: Action) -> Result<RuleSet, PolicyError> {
         Self::with_limit(rules, default, MAX_FIELD_BYTES)
@@ -349,7 +348,7 @@ impl RuleSet {
         default: Action,
         max_bytes: usize,
     ) -> Result<RuleSet, PolicyError> {
-        let max = super::validate::MAX_RULES;
+        let max = crate::config::validate::MAX_RULES;
         if rules.len() > max {
             return Err(PolicyError::TooManyRules {
                 count: rules.len(),

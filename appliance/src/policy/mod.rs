@@ -22,21 +22,17 @@
 #![warn(missing_docs)]
 
 mod compile;
-pub mod config;
 pub mod matcher;
 pub mod tables;
-pub mod validate;
-pub mod value;
 
-pub use config::{Action, Filtering, Mapping, OnReload, Timeouts};
 pub use matcher::{MatchKey, Rule, RuleSet, RuleSetStats, Verdict};
 pub use tables::{
     Endpoint, Forward, Forwards, HealthProbe, LocalServices, NextHop, PortAddressing, PrefixSet,
     Routes, StaticMaps, StaticNeighbour,
 };
-pub use value::{MacAddr, Parsed, PortRange, Prefix, Proto};
 
-use crate::config::FieldError;
+use crate::config::{FieldError, Filtering, Mapping, OnReload, PortRange};
+use crate::flow::Timeouts;
 use std::net::Ipv4Addr;
 
 /// Why a policy could not be compiled.

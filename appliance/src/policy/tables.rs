@@ -1,8 +1,9 @@
 //! The lookup tables of a compiled policy besides the rule sets: port forwards, static 1:1
 //! mappings, prefix sets, and port addressing.
 
-use super::value::{MacAddr, Prefix};
+use crate::config::Prefix;
 use crate::config::Role;
+use crate::packet::EthernetAddress;
 use hashbrown::{HashMap, HashSet};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
@@ -176,7 +177,7 @@ pub struct StaticNeighbour {
     /// The neighbour's address.
     pub ip: Ipv4Addr,
     /// Its MAC address.
-    pub mac: MacAddr,
+    pub mac: EthernetAddress,
 }
 
 /// A port's layer-3 setup.
@@ -493,7 +494,7 @@ pub struct LocalServices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::value::{FromConfigText, Prefix};
+    use crate::config::{FromConfigText, Prefix};
 
     fn p(s: &str) -> Prefix {
         Prefix::from_config_text(s).unwrap()

@@ -1,4 +1,8 @@
 use super::*;
+use crate::config::{
+    self as config, validate, value, Action, Filtering, Mapping, OnReload, Parsed, PortRange,
+    Prefix,
+};
 use crate::config::{Config, ConfigError, Role};
 
 const EXAMPLE: &str = include_str!("../../../configs/example-policy.toml");
@@ -59,7 +63,7 @@ fn example_config_parses_and_compiles() {
         p.ports[0].neighbours,
         vec![StaticNeighbour {
             ip: ip("10.0.1.254"),
-            mac: MacAddr([2, 0, 0, 0, 1, 0xfe])
+            mac: crate::packet::EthernetAddress([2, 0, 0, 0, 1, 0xfe])
         }]
     );
     assert_eq!(p.ports[1].role, Role::Outside);

@@ -1,5 +1,5 @@
 use super::*;
-use crate::policy::value::{ICMP, TCP, UDP};
+use crate::config::value::{ICMP, TCP, UDP};
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 
@@ -162,7 +162,7 @@ fn rules_beyond_one_summary_word() {
 
 #[test]
 fn too_many_rules_is_an_error() {
-    let rules = vec![Rule::any(Action::Allow); crate::policy::validate::MAX_RULES + 1];
+    let rules = vec![Rule::any(Action::Allow); crate::config::validate::MAX_RULES + 1];
     assert!(matches!(
         RuleSet::new(rules, Action::Deny),
         Err(PolicyError::TooManyRules { .. })

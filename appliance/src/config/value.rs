@@ -6,6 +6,7 @@
 //! validation with its full field path (`egress.rule[3].dst[1]`), next to every other problem
 //! in the file, instead of stopping at the first one with only a line number.
 
+use crate::packet::EthernetAddress;
 use ipnet::Ipv4Net;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use std::fmt;
@@ -322,26 +323,12 @@ impl FromConfigText for Proto {
     }
 }
 
-/// An Ethernet MAC address (`aa:bb:cc:dd:ee:ff`, or with `-` separators).
+/// An Ethernet MAC address (`aa:bb:cc:dd:ee:ff`, or with `-` separators, two hex digits an
+/// octet).
 ///
 /// Only unicast addresses are accepted: a static neighbour with a group (multicast or
-/// broadcast) or all-zero address is a typo that would black-hole the next hop. The packet
-/// layer will provide the data-path type; this one only carries the six bytes there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl FromConfigText for MacAddr {
+/// broadcast) or all-zero address is a typo that would black-hole the next hop.
+impl FromConfigText for EthernetAddress {
     fn from_config_text(text: &str) -> Result<Self, String> {
         let bad = || "must be a MAC address like 02:00:5e:10:00:01".to_string();
         let sep = if text.contains('-') { '-' } else { ':' };
@@ -366,7 +353,7 @@ impl FromConfigText for MacAddr {
                     .into(),
             );
         }
-        Ok(MacAddr(bytes))
+        Ok(EthernetAddress(bytes))
     }
 }
 
@@ -437,14 +424,14 @@ mod tests {
 
     #[test]
     fn macs() {
-        let m = |s: &str| Parsed::<MacAddr>::new(s).ok().copied();
+        let m = |s: &str| Parsed::<EthernetAddress>::new(s).ok().copied();
         assert_eq!(
             m("02:00:5e:10:00:01"),
-            Some(MacAddr([2, 0, 0x5e, 0x10, 0, 1]))
+            Some(EthernetAddress([2, 0, 0x5e, 0x10, 0, 1]))
         );
         assert_eq!(
             m("02-AA-5e-10-00-01"),
-            Some(MacAddr([2, 0xaa, 0x5e, 0x10, 0, 1]))
+            Some(EthernetAddress([2, 0xaa, 0x5e, 0x10, 0, 1]))
         );
         for bad in [
             "02:00:5e:10:00",
@@ -458,7 +445,7 @@ mod tests {
             assert_eq!(m(bad), None, "{bad}");
         }
         assert_eq!(
-            MacAddr([2, 0, 0x5e, 0x10, 0, 1]).to_string(),
+            EthernetAddress([2, 0, 0x5e, 0x10, 0, 1]).to_string(),
             "02:00:5e:10:00:01"
         );
     }

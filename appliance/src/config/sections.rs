@@ -4,11 +4,13 @@
 //! These are the file's shape only (serde, unknown fields rejected). Values whose syntax can
 //! be wrong in interesting ways (addresses, prefixes, port ranges, protocols, MACs) are held as
 //! [`Parsed`] so that validation ([`super::validate`]) reports each bad one with its field path.
-//! The compiled form the workers read is [`super::Policy`].
+//! The compiled form the workers read is [`crate::policy::Policy`].
 //!
 //! The whole schema, annotated, is `configs/example-policy.toml`.
 
-use super::value::{MacAddr, Parsed, PortRange, Prefix, Proto};
+use super::value::{Parsed, PortRange, Prefix, Proto};
+use crate::flow::Timeouts;
+use crate::packet::EthernetAddress;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
 
@@ -20,7 +22,7 @@ pub struct Neighbour {
     /// The neighbour's IPv4 address; on the port's subnet.
     pub ip: Parsed<Ipv4Addr>,
     /// Its unicast MAC address, `"aa:bb:cc:dd:ee:ff"`.
-    pub mac: Parsed<MacAddr>,
+    pub mac: Parsed<EthernetAddress>,
 }
 
 /// What a rule (or a rule set's default) does with a matching flow.
@@ -70,32 +72,6 @@ pub enum OnReload {
     Recheck,
     /// Sessions keep running under the policy that admitted them.
     Keep,
-}
-
-/// Idle timeouts, in seconds. Each has the floor its RFC sets; lower values are refused.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
-#[serde(deny_unknown_fields, default)]
-pub struct Timeouts {
-    /// Established TCP connections; at least 7440 s (2 h 4 min, RFC 5382 REQ-5).
-    pub tcp_established: u32,
-    /// TCP connections opening or closing (SYN sent, FIN or RST seen); at least 240 s
-    /// (RFC 5382 REQ-5).
-    pub tcp_transitory: u32,
-    /// UDP mappings; at least 120 s (RFC 4787 REQ-5), 300 s recommended.
-    pub udp: u32,
-    /// ICMP query (echo) sessions; at least 60 s (RFC 5508 REQ-1).
-    pub icmp: u32,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            tcp_established: 7440,
-            tcp_transitory: 240,
-            udp: 300,
-            icmp: 60,
-        }
-    }
 }
 
 /// `[nat]`: source NAT for egress and the NAT behaviour of every session.

@@ -5,7 +5,7 @@
 //! parsed address, the effective private prefixes, the SNAT pool. It tolerates invalid values
 //! (it skips them), so the checks can run on a file with errors and report all of them.
 
-use super::config::{Action, ForwardProto, RuleConfig};
+use super::sections::{Action, ForwardProto, RuleConfig};
 use super::value::{PortRange, Prefix, Proto, ICMP};
 use crate::config::{Config, FieldError as E, Role};
 use ipnet::Ipv4Net;
