@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 cargo build -q --release -p appliance-benches --example pipeline_profile
-bin=target/release/examples/pipeline_profile
+bin=${CARGO_TARGET_DIR:-target}/release/examples/pipeline_profile
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

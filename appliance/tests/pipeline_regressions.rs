@@ -10,7 +10,7 @@ use appliance::packet::{
     Ipv4Repr, UdpRepr, Vlans,
 };
 use appliance::pipeline::{
-    Action, Env, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
+    Disposition, Env, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
 use appliance::policy::Policy;
 use std::net::Ipv4Addr;
@@ -87,12 +87,12 @@ impl Net {
         }
     }
 
-    fn send(&mut self, port: u8, frame: &[u8]) -> (Action, Vec<u8>) {
+    fn send(&mut self, port: u8, frame: &[u8]) -> (Disposition, Vec<u8>) {
         self.burst(port, &[frame]).remove(0)
     }
 
     /// One burst of frames received on `port`.
-    fn burst(&mut self, port: u8, frames: &[&[u8]]) -> Vec<(Action, Vec<u8>)> {
+    fn burst(&mut self, port: u8, frames: &[&[u8]]) -> Vec<(Disposition, Vec<u8>)> {
         let macs = [MAC_LAN, MAC_WAN];
         let env = Env {
             policy: &self.policy,
@@ -100,7 +100,7 @@ impl Net {
             macs: &macs,
         };
         let mut buf: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
-        let mut out = vec![Action::Consumed; frames.len()];
+        let mut out = vec![Disposition::Consumed; frames.len()];
         self.shard.process(&env, self.now, port, &mut buf, &mut out);
         out.into_iter()
             .zip(buf.iter().map(|b| b.bytes().to_vec()))
@@ -160,17 +160,17 @@ fn icmp_error_from_inside_does_not_leak_an_inside_address_outside() {
     // (`private_destination`), so no session has an inside host as its remote end.
     let (a, _) = n.send(LAN, &udp((C1, 5000), (C2, 5000), MAC_C1));
     assert!(
-        matches!(a, Action::Drop(_)),
+        matches!(a, Disposition::Drop(_)),
         "inside-to-inside is not carried: {a:?}"
     );
     // And an error from inside must go to the source of the packet it quotes: a session
     // with an outside remote, and an error about it addressed elsewhere, is dropped.
     let (a, _) = n.send(LAN, &udp((C1, 5001), (SERVER, 53), MAC_C1));
-    assert_eq!(a, Action::Forward(WAN), "set-up: egress");
+    assert_eq!(a, Disposition::Forward(WAN), "set-up: egress");
     let mut reply = udp((SERVER, 53), (Ipv4Addr::new(192, 0, 2, 2), 5001), MAC_GW);
     reply[..6].copy_from_slice(&MAC_WAN.0);
     let (a, delivered) = n.send(WAN, &reply);
-    assert_eq!(a, Action::Forward(LAN), "set-up: the reply comes in");
+    assert_eq!(a, Disposition::Forward(LAN), "set-up: the reply comes in");
     let mut err = vec![0u8; 200];
     let link = Link {
         src: MAC_C1,
@@ -185,7 +185,7 @@ fn icmp_error_from_inside_does_not_leak_an_inside_address_outside() {
     ip.fill_checksum();
     let (a, _) = n.send(LAN, &err);
     assert!(
-        matches!(a, Action::Drop(_)),
+        matches!(a, Disposition::Drop(_)),
         "misaddressed error dropped: {a:?}"
     );
     // C1 reports an error about C2's packet to it, addressed to an outside server.
@@ -204,7 +204,7 @@ fn icmp_error_from_inside_does_not_leak_an_inside_address_outside() {
     ip.set_dst_addr(SERVER);
     ip.fill_checksum();
     let (a, out) = n.send(LAN, &buf);
-    if a == Action::Forward(WAN) {
+    if a == Disposition::Forward(WAN) {
         let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
         let q = IcmpPacket::new_checked(ip.payload_slice())
             .unwrap()
@@ -238,13 +238,13 @@ fn icmp_error_from_inside_does_not_leak_an_inside_address_outside() {
 fn packet_from_outside_with_an_inside_source_never_uses_a_session() {
     let mut n = Net::new();
     let (a, _) = n.send(LAN, &udp((C1, 5000), (SERVER, 53), MAC_C1));
-    assert_eq!(a, Action::Forward(WAN), "set-up: egress flow");
+    assert_eq!(a, Disposition::Forward(WAN), "set-up: egress flow");
     // The same tuple, arriving on the outside port.
     let mut spoofed = udp((C1, 5000), (SERVER, 53), MAC_GW);
     spoofed[..6].copy_from_slice(&MAC_WAN.0);
     let (a, out) = n.send(WAN, &spoofed);
     assert!(
-        matches!(a, Action::Drop(_)),
+        matches!(a, Disposition::Drop(_)),
         "a packet from outside with the inside source {C1} was {a:?}: {out:02x?}"
     );
 }

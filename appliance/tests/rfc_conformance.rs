@@ -14,7 +14,8 @@ use appliance::packet::{
     L4,
 };
 use appliance::pipeline::{
-    Action, Discard, Env, Neighbours, PacketBuf, Reason, Shard, ShardConfig, ShardCounters, VecBuf,
+    Discard, Disposition, Env, Neighbours, PacketBuf, Reason, Shard, ShardConfig, ShardCounters,
+    VecBuf,
 };
 use appliance::policy::Policy;
 use std::net::Ipv4Addr;
@@ -109,7 +110,7 @@ impl Net {
     }
 
     /// Sends one frame into `port`, returning the action and the frame as it leaves.
-    fn send(&mut self, port: u8, frame: Vec<u8>) -> (Action, Vec<u8>) {
+    fn send(&mut self, port: u8, frame: Vec<u8>) -> (Disposition, Vec<u8>) {
         let macs = [MAC_LAN, MAC_WAN];
         let env = Env {
             policy: &self.policy,
@@ -117,7 +118,7 @@ impl Net {
             macs: &macs,
         };
         let mut buf = [VecBuf::new(&frame)];
-        let mut out = [Action::Consumed];
+        let mut out = [Disposition::Consumed];
         self.shards[0].process(&env, self.now, port, &mut buf, &mut out);
         (out[0], buf[0].bytes().to_vec())
     }
@@ -345,12 +346,12 @@ fn quoted(frame: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
     ((q.src_addr, q.src_port), (q.dst_addr, q.dst_port))
 }
 
-fn forwarded(a: Action, port: u8) {
-    assert_eq!(a, Action::Forward(port));
+fn forwarded(a: Disposition, port: u8) {
+    assert_eq!(a, Disposition::Forward(port));
 }
 
-fn dropped(a: Action, why: Discard) {
-    assert_eq!(a, Action::Drop(Reason::from(why)));
+fn dropped(a: Disposition, why: Discard) {
+    assert_eq!(a, Disposition::Drop(Reason::from(why)));
 }
 
 /// Offsets in an untagged frame: the IP header, the ICMP header, the quoted IP header.
@@ -446,7 +447,10 @@ mod rfc4787 {
                 } else {
                     n.send(LAN, udp((C1, 5000), (SERVER, 53), IN))
                 };
-                assert!(matches!(a, Action::Forward(_)), "inbound {inbound}: {a:?}");
+                assert!(
+                    matches!(a, Disposition::Forward(_)),
+                    "inbound {inbound}: {a:?}"
+                );
             }
             assert_eq!(n.sessions(), 1, "alive after 800 s of traffic");
             n.now += 301;
@@ -604,9 +608,9 @@ mod rfc5382 {
             (WAN, tcp((SERVER, 5001), public, TcpFlags::ACK, OUT)),
         ] {
             let (a, _) = n.send(port, frame);
-            assert!(matches!(a, Action::Forward(_)), "{a:?}");
+            assert!(matches!(a, Disposition::Forward(_)), "{a:?}");
         }
-        let key = FlowKey::new(C1, SERVER, 40000, 5001, 6);
+        let key = FlowKey::new(C1, SERVER, 40000, 5001, IpProtocol::Tcp);
         assert_eq!(n.session(&key).unwrap().0, TcpState::Established);
     }
 
@@ -705,7 +709,7 @@ mod rfc5382 {
             let (a, _) = n.send(WAN, error_about(&sent, ROUTER, OUT, kind));
             forwarded(a, LAN);
         }
-        let key = FlowKey::new(C1, SERVER, 40000, 443, 6);
+        let key = FlowKey::new(C1, SERVER, 40000, 443, IpProtocol::Tcp);
         assert_eq!(n.session(&key).unwrap().0, TcpState::Established);
         let (a, _) = n.send(WAN, tcp((SERVER, 443), public, TcpFlags::ACK, OUT));
         forwarded(a, LAN);

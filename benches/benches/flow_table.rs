@@ -23,9 +23,8 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use appliance::flow::{
-    FlowKey, FlowTable, Hit, NewSession, Session, Side, TcpState, Timeouts, PROTO_TCP, PROTO_UDP,
-};
+use appliance::flow::{FlowKey, FlowTable, Hit, NewSession, Session, Side, TcpState, Timeouts};
+use appliance::packet::IpProtocol;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hashbrown::HashMap;
 
@@ -80,7 +79,11 @@ fn session(i: u32) -> NewSession {
     let r = splitmix(u64::from(i));
     let remote = r as u32;
     let rport = (r >> 32) as u16;
-    let proto = if i & 1 == 0 { PROTO_TCP } else { PROTO_UDP };
+    let proto = if i & 1 == 0 {
+        IpProtocol::Tcp
+    } else {
+        IpProtocol::Udp
+    };
     let inside = FlowKey::from_raw(
         0x0a00_0000 | (i & 0xffff),
         remote,
@@ -108,7 +111,7 @@ struct Fields {
     dst: u32,
     sport: u16,
     dport: u16,
-    proto: u8,
+    proto: IpProtocol,
 }
 
 impl Fields {

@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use appliance::packet::{
-    checksum, parse_frame, ChecksumCaps, EthernetFrame, IpProtocol, Ipv4Packet, Rewrite, Side,
+    checksum, parse_frame, ChecksumCaps, Endpoint, EthernetFrame, IpProtocol, Ipv4Packet, Rewrite,
     TcpFlags, TcpRepr, UdpRepr, L3,
 };
 use appliance::packet::{Error, ParsedFrame};
@@ -164,7 +164,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (name, proto) in [("udp", IpProtocol::Udp), ("tcp", IpProtocol::Tcp)] {
         let f = frame(proto);
-        let rw = Rewrite::new(Side::Src, proto, (INSIDE, 40000), (PUBLIC, 61000));
+        let rw = Rewrite::new(Endpoint::Src, proto, (INSIDE, 40000), (PUBLIC, 61000));
 
         g.bench_function(format!("parse/{name}_64"), |b| {
             plain(b, || {
@@ -208,7 +208,7 @@ fn bench(c: &mut Criterion) {
                 batched(b, f, |f| {
                     let p = parse_frame(f, &ChecksumCaps::NONE).unwrap();
                     let mut ip = Ipv4Packet::new_unchecked(&mut f[p.l3_offset()..]);
-                    ip.rewrite(Side::Src, black_box(PUBLIC), black_box(61000))
+                    ip.rewrite(Endpoint::Src, black_box(PUBLIC), black_box(61000))
                         .unwrap();
                 })
             },
@@ -292,8 +292,8 @@ fn count(n: u64, case: &str) {
         l4: false,
     };
     let rws = [
-        Rewrite::new(Side::Src, proto, (INSIDE, 40000), (PUBLIC, 61000)),
-        Rewrite::new(Side::Src, proto, (PUBLIC, 61000), (INSIDE, 40000)),
+        Rewrite::new(Endpoint::Src, proto, (INSIDE, 40000), (PUBLIC, 61000)),
+        Rewrite::new(Endpoint::Src, proto, (PUBLIC, 61000), (INSIDE, 40000)),
     ];
     let mut f = frame(proto);
     for _ in 0..n {

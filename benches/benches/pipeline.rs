@@ -11,7 +11,7 @@
 //! `PIPELINE_SIZES=1000,1000000` picks the table sizes (default 1 K, 1 M, 10 M).
 
 use appliance::flow::FlowTable;
-use appliance::pipeline::{Action, VecBuf};
+use appliance::pipeline::{Disposition, VecBuf};
 use appliance_benches::workload::{buffers, Workload, BURST};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, Instant};
@@ -22,9 +22,9 @@ fn timed_bursts(
     iters: u64,
     bufs: &mut [VecBuf],
     mut fill: impl FnMut(&mut [VecBuf]),
-    mut run: impl FnMut(&mut [VecBuf], &mut [Action]),
+    mut run: impl FnMut(&mut [VecBuf], &mut [Disposition]),
 ) -> Duration {
-    let mut actions = [Action::Consumed; BURST];
+    let mut actions = [Disposition::Consumed; BURST];
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         fill(bufs);

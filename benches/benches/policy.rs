@@ -11,6 +11,7 @@
 //! matches a batch of 1 024 packets.
 
 use appliance::config::{Action, PortRange, Prefix};
+use appliance::packet::IpProtocol;
 use appliance::policy::{MatchKey, Rule, RuleSet};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ipnet::Ipv4Net;
@@ -65,12 +66,12 @@ fn rules(n: usize, rng: &mut Rng) -> Vec<Rule> {
     (0..n)
         .map(|_| {
             let proto = match rng.below(100) {
-                0..70 => Some(6),
-                70..90 => Some(17),
-                90..95 => Some(1),
+                0..70 => Some(IpProtocol::Tcp),
+                70..90 => Some(IpProtocol::Udp),
+                90..95 => Some(IpProtocol::Icmp),
                 _ => None,
             };
-            let ported = matches!(proto, Some(6 | 17));
+            let ported = matches!(proto, Some(IpProtocol::Tcp | IpProtocol::Udp));
             Rule {
                 action: if rng.chance(50) {
                     Action::Allow
@@ -103,7 +104,7 @@ fn rules(n: usize, rng: &mut Rng) -> Vec<Rule> {
                 } else {
                     Vec::new()
                 },
-                icmp_types: if proto == Some(1) && rng.chance(50) {
+                icmp_types: if proto == Some(IpProtocol::Icmp) && rng.chance(50) {
                     vec![rng.below(16) as u8]
                 } else {
                     Vec::new()
@@ -133,25 +134,27 @@ fn packets(rules: &[Rule], count: usize, rng: &mut Rng) -> Vec<MatchKey> {
     (0..count)
         .map(|_| {
             if rules.is_empty() || rng.chance(50) {
-                let proto = [6u8, 17, 1][rng.below(3) as usize];
+                let proto =
+                    [IpProtocol::Tcp, IpProtocol::Udp, IpProtocol::Icmp][rng.below(3) as usize];
                 MatchKey {
                     proto,
                     src: Ipv4Addr::from(0x0a00_0000 | (rng.next() as u32 & 0x00ff_ffff)),
                     dst: Ipv4Addr::from(rng.next() as u32),
                     src_port: rng.next() as u16,
                     dst_port: rng.next() as u16,
-                    icmp_type: (proto == 1).then(|| rng.below(16) as u8),
+                    icmp_type: (proto == IpProtocol::Icmp).then(|| rng.below(16) as u8),
                 }
             } else {
                 let r = &rules[rng.below(rules.len() as u64) as usize];
-                let proto = r.proto.unwrap_or(6);
+                let proto = r.proto.unwrap_or(IpProtocol::Tcp);
                 MatchKey {
                     proto,
                     src: pick_in_prefixes(rng, &r.src),
                     dst: pick_in_prefixes(rng, &r.dst),
                     src_port: pick_in_ports(rng, &r.src_ports),
                     dst_port: pick_in_ports(rng, &r.dst_ports),
-                    icmp_type: (proto == 1).then(|| r.icmp_types.first().copied().unwrap_or(8)),
+                    icmp_type: (proto == IpProtocol::Icmp)
+                        .then(|| r.icmp_types.first().copied().unwrap_or(8)),
                 }
             }
         })

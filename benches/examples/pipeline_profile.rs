@@ -9,7 +9,7 @@
 //! through a table of 100 000 sessions, so the second half reuses expired sessions, the steady
 //! state of the `pipeline_setup` bench.
 
-use appliance::pipeline::Action;
+use appliance::pipeline::Disposition;
 use appliance_benches::workload::{buffers, Workload, BURST};
 
 /// Sessions in the table of the `setup` workload.
@@ -26,12 +26,15 @@ fn main() {
         return println!("{} sessions created", w.shard.table().len());
     }
     let mut bufs = buffers();
-    let mut actions = [Action::Consumed; BURST];
+    let mut actions = [Disposition::Consumed; BURST];
     let mut forwarded = 0u64;
     for _ in 0..2000 {
         w.established(&mut bufs, 1000);
         w.run(&mut bufs, &mut actions);
-        forwarded += actions.iter().filter(|a| **a == Action::Forward(1)).count() as u64;
+        forwarded += actions
+            .iter()
+            .filter(|a| **a == Disposition::Forward(1))
+            .count() as u64;
     }
     println!("{forwarded} packets forwarded");
 }
@@ -42,12 +45,15 @@ fn main() {
 fn new_flows() {
     let mut w = Workload::new(SETUP_TABLE);
     let mut bufs = buffers();
-    let mut actions = [Action::Consumed; BURST];
+    let mut actions = [Disposition::Consumed; BURST];
     let mut forwarded = 0u64;
     for _ in 0..(2 * SETUP_TABLE / BURST as u32) {
         w.new_flows(&mut bufs, SETUP_TABLE);
         w.run(&mut bufs, &mut actions);
-        forwarded += actions.iter().filter(|a| **a == Action::Forward(1)).count() as u64;
+        forwarded += actions
+            .iter()
+            .filter(|a| **a == Disposition::Forward(1))
+            .count() as u64;
     }
     println!(
         "{forwarded} new flows forwarded, {} sessions live",

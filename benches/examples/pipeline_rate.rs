@@ -17,7 +17,7 @@
 //! expired session. `pipeline_rate setup-fresh [SESSIONS]`: new flows into a table with a free
 //! session for each (none is reused).
 
-use appliance::pipeline::{Action, VecBuf};
+use appliance::pipeline::{Disposition, VecBuf};
 use appliance_benches::workload::{buffers, Workload, BURST};
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ fn main() {
         let mut w = Workload::new(sessions);
         w.fill(sessions);
         let mut bufs: Vec<VecBuf> = (0..burst).map(|_| VecBuf::new(&[0; 64])).collect();
-        let mut actions = vec![Action::Consumed; burst];
+        let mut actions = vec![Disposition::Consumed; burst];
         let mut windows: Vec<Duration> = Vec::with_capacity(WINDOWS);
         // About WINDOW bursts of 32 packets a window, whatever the burst length.
         let rounds = (WINDOW as usize * BURST).div_ceil(burst);
@@ -72,7 +72,7 @@ fn main() {
             }
             if replies {
                 assert!(
-                    actions.iter().all(|a| *a == Action::Forward(0)),
+                    actions.iter().all(|a| *a == Disposition::Forward(0)),
                     "replies go back to lan: {actions:?}"
                 );
             }
@@ -140,7 +140,7 @@ fn setup(capacity: u32, reuse: bool) {
         w.fill(capacity);
     }
     let mut bufs = buffers();
-    let mut actions = [Action::Consumed; BURST];
+    let mut actions = [Disposition::Consumed; BURST];
     let mut windows: Vec<Duration> = Vec::with_capacity(WINDOWS);
     for _ in 0..WINDOWS {
         let mut t = Duration::ZERO;
@@ -150,7 +150,7 @@ fn setup(capacity: u32, reuse: bool) {
             w.run(&mut bufs, &mut actions);
             t += start.elapsed();
             assert!(
-                actions.iter().all(|a| *a == Action::Forward(1)),
+                actions.iter().all(|a| *a == Disposition::Forward(1)),
                 "{actions:?}"
             );
         }

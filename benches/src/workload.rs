@@ -5,11 +5,11 @@
 
 use appliance::config::Config;
 use appliance::dataplane::bench;
-use appliance::flow::{FlowKey, PROTO_UDP};
+use appliance::flow::FlowKey;
 use appliance::packet::build::{self, Link};
-use appliance::packet::{EthernetAddress, Vlans};
+use appliance::packet::{EthernetAddress, IpProtocol, Vlans};
 use appliance::pipeline::{
-    Action, Env, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
+    Disposition, Env, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
 use appliance::policy::Policy;
 use std::net::Ipv4Addr;
@@ -119,12 +119,12 @@ impl Workload {
     }
 
     /// Processes `bufs` as a burst received on `lan`.
-    pub fn run(&mut self, bufs: &mut [VecBuf], actions: &mut [Action]) {
+    pub fn run(&mut self, bufs: &mut [VecBuf], actions: &mut [Disposition]) {
         self.run_on(0, bufs, actions);
     }
 
     /// Processes `bufs` as a burst received on port `port` (0 `lan`, 1 `wan`).
-    pub fn run_on(&mut self, port: u8, bufs: &mut [VecBuf], actions: &mut [Action]) {
+    pub fn run_on(&mut self, port: u8, bufs: &mut [VecBuf], actions: &mut [Disposition]) {
         let macs = [MAC_LAN, MAC_WAN];
         let env = Env {
             policy: &self.policy,
@@ -140,7 +140,7 @@ impl Workload {
     /// If not every session was created.
     pub fn fill(&mut self, sessions: u32) {
         let mut bufs = buffers();
-        let mut actions = [Action::Consumed; BURST];
+        let mut actions = [Disposition::Consumed; BURST];
         let mut i = 0;
         while i < sessions {
             let n = (sessions - i).min(BURST as u32) as usize;
@@ -197,7 +197,7 @@ impl Workload {
             self.public = (0..endpoints as u32)
                 .map(|e| {
                     let (src, dst) = session_flow(e * REMOTES, 0);
-                    let key = FlowKey::new(src.0, dst.0, src.1, dst.1, PROTO_UDP);
+                    let key = FlowKey::new(src.0, dst.0, src.1, dst.1, IpProtocol::Udp);
                     let table = self.shard.table();
                     let out = table
                         .lookup(&key)
@@ -234,14 +234,14 @@ impl Workload {
     /// If it is not.
     pub fn check_forwarded(&mut self) {
         let mut bufs = buffers();
-        let mut actions = [Action::Consumed; BURST];
+        let mut actions = [Disposition::Consumed; BURST];
         for buf in &mut bufs {
             let (src, dst) = session_flow(1, 0);
             frame(buf, src, dst);
         }
         self.run(&mut bufs, &mut actions);
         assert!(
-            actions.iter().all(|a| *a == Action::Forward(1)),
+            actions.iter().all(|a| *a == Disposition::Forward(1)),
             "{actions:?}"
         );
         assert!(bufs[0].bytes()[26..30] == [192, 0, 2, 2], "translated");

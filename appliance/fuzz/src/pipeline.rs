@@ -46,7 +46,7 @@ use appliance::config::Config;
 use appliance::flow::HashSeed;
 use appliance::packet::{parse_frame, ChecksumCaps, EthernetAddress};
 use appliance::pipeline::{
-    Action, Env, Neighbours, Note, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
+    Disposition, Env, Neighbours, Note, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
 use appliance::policy::Policy;
 use std::net::Ipv4Addr;
@@ -600,7 +600,7 @@ impl World {
         let macs = [EthernetAddress(MAC_LAN), EthernetAddress(MAC_WAN)];
         let valid: Vec<bool> = frames.iter().map(|f| wire::verify(f).is_ok()).collect();
         let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
-        let mut out = vec![Action::Consumed; bufs.len()];
+        let mut out = vec![Disposition::Consumed; bufs.len()];
         {
             let env = Env {
                 policy: &self.policy,
@@ -610,18 +610,18 @@ impl World {
             self.shards[start].process(&env, self.now, port, &mut bufs, &mut out);
             for w in 0..workers {
                 let idx: Vec<usize> = (0..out.len())
-                    .filter(|&i| out[i] == Action::Handoff(w as u16))
+                    .filter(|&i| out[i] == Disposition::Handoff(w as u16))
                     .collect();
                 if idx.is_empty() {
                     continue;
                 }
                 assert_ne!(w, start, "a worker handed a packet to itself");
                 let mut hb: Vec<VecBuf> = idx.iter().map(|&i| bufs[i].clone()).collect();
-                let mut ho = vec![Action::Consumed; hb.len()];
+                let mut ho = vec![Disposition::Consumed; hb.len()];
                 self.shards[w].process(&env, self.now, port, &mut hb, &mut ho);
                 for (k, &i) in idx.iter().enumerate() {
                     assert!(
-                        !matches!(ho[k], Action::Handoff(_)),
+                        !matches!(ho[k], Disposition::Handoff(_)),
                         "handed off twice ({start} -> {w} -> {:?}): the owner function \
                          disagrees between workers\n{}",
                         ho[k],
@@ -665,7 +665,7 @@ impl World {
         }
     }
 
-    fn check(&mut self, in_port: u8, input: &[u8], valid_in: bool, f: &[u8], action: Action) {
+    fn check(&mut self, in_port: u8, input: &[u8], valid_in: bool, f: &[u8], action: Disposition) {
         if trace() {
             eprintln!(
                 "t={} in on {in_port}:\n{}\n-> {action:?}\n{}\n",
@@ -675,9 +675,9 @@ impl World {
             );
         }
         let p = match action {
-            Action::Forward(p) => p,
-            Action::Handoff(w) => panic!("handoff to worker {w} left over"),
-            Action::Drop(_) | Action::Consumed => return,
+            Disposition::Forward(p) => p,
+            Disposition::Handoff(w) => panic!("handoff to worker {w} left over"),
+            Disposition::Drop(_) | Disposition::Consumed => return,
         };
         let why = || {
             format!(

@@ -10,7 +10,7 @@
 
 use super::value::{Parsed, PortRange, Prefix, Proto};
 use crate::flow::Timeouts;
-use crate::packet::EthernetAddress;
+use crate::packet::{EthernetAddress, IpProtocol};
 use serde::Deserialize;
 use std::net::Ipv4Addr;
 
@@ -170,7 +170,7 @@ fn any_proto() -> Parsed<Proto> {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EgressConfig {
-    /// Verdict for a flow no rule matches; `allow` by default.
+    /// The action for a flow no rule matches; `allow` by default.
     pub default: Action,
     /// Ordered rules (`[[egress.rule]]`), matched against the flow as the inside host sent
     /// it (before SNAT).
@@ -197,11 +197,11 @@ pub enum ForwardProto {
 }
 
 impl ForwardProto {
-    /// The IP protocol number.
-    pub fn number(self) -> u8 {
+    /// The IP protocol.
+    pub fn protocol(self) -> IpProtocol {
         match self {
-            ForwardProto::Tcp => super::value::TCP,
-            ForwardProto::Udp => super::value::UDP,
+            ForwardProto::Tcp => IpProtocol::Tcp,
+            ForwardProto::Udp => IpProtocol::Udp,
         }
     }
 
@@ -258,7 +258,7 @@ pub struct StaticConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngressConfig {
-    /// Verdict for a flow that reaches a forward or static mapping and matches no rule.
+    /// The action for a flow that reaches a forward or static mapping and matches no rule.
     /// `deny` (default): a forward is usable only by sources an `allow` rule names.
     /// `allow`: every forward is open to every source unless a rule denies it.
     pub default: Action,

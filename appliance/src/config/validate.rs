@@ -6,8 +6,9 @@
 //! (it skips them), so the checks can run on a file with errors and report all of them.
 
 use super::sections::{Action, ForwardProto, RuleConfig};
-use super::value::{PortRange, Prefix, Proto, ICMP};
+use super::value::{PortRange, Prefix, Proto};
 use crate::config::{Config, FieldError as E, Role};
+use crate::packet::IpProtocol;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
@@ -509,7 +510,7 @@ fn check_rules(path: &str, rules: &[RuleConfig], errors: &mut Vec<E>) {
             }
         }
         if let Some(proto) = proto {
-            if !r.icmp_types.is_empty() && proto != Proto::Number(ICMP) {
+            if !r.icmp_types.is_empty() && proto != Proto::Is(IpProtocol::Icmp) {
                 errors.push(E::new(
                     at("icmp_types"),
                     format!("{:?}", r.icmp_types),
@@ -523,7 +524,7 @@ fn check_rules(path: &str, rules: &[RuleConfig], errors: &mut Vec<E>) {
 /// A forward's public side, for the overlap check.
 struct PublicSide {
     index: usize,
-    proto: u8,
+    proto: IpProtocol,
     addr: Ipv4Addr,
     ports: PortRange,
 }
@@ -623,7 +624,7 @@ fn check_forwards(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
             total += u64::from(ports.len());
             sides.push(PublicSide {
                 index: i,
-                proto: f.proto.number(),
+                proto: f.proto.protocol(),
                 addr,
                 ports,
             });

@@ -6,7 +6,7 @@
 //! validation with its full field path (`egress.rule[3].dst[1]`), next to every other problem
 //! in the file, instead of stopping at the first one with only a line number.
 
-use crate::packet::EthernetAddress;
+use crate::packet::{EthernetAddress, IpProtocol};
 use ipnet::Ipv4Net;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use std::fmt;
@@ -270,30 +270,22 @@ pub enum Proto {
     /// Every protocol.
     #[default]
     Any,
-    /// One IP protocol number (IANA "Assigned Internet Protocol Numbers"); tcp, udp and icmp
-    /// are stored as 6, 17 and 1.
-    Number(u8),
+    /// One IP protocol (IANA "Assigned Internet Protocol Numbers"), named or by number.
+    Is(IpProtocol),
 }
 
-/// IANA protocol number of ICMP.
-pub const ICMP: u8 = 1;
-/// IANA protocol number of TCP.
-pub const TCP: u8 = 6;
-/// IANA protocol number of UDP.
-pub const UDP: u8 = 17;
-
 impl Proto {
-    /// The protocol number, `None` for any.
-    pub fn number(self) -> Option<u8> {
+    /// The protocol, `None` for any.
+    pub fn protocol(self) -> Option<IpProtocol> {
         match self {
             Proto::Any => None,
-            Proto::Number(n) => Some(n),
+            Proto::Is(p) => Some(p),
         }
     }
 
     /// Whether rules with this protocol may name ports (TCP and UDP carry them).
     pub fn has_ports(self) -> bool {
-        matches!(self, Proto::Number(TCP | UDP))
+        matches!(self, Proto::Is(IpProtocol::Tcp | IpProtocol::Udp))
     }
 }
 
@@ -301,25 +293,19 @@ impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Proto::Any => f.write_str("any"),
-            Proto::Number(TCP) => f.write_str("tcp"),
-            Proto::Number(UDP) => f.write_str("udp"),
-            Proto::Number(ICMP) => f.write_str("icmp"),
-            Proto::Number(n) => write!(f, "{n}"),
+            Proto::Is(p) => write!(f, "{p}"),
         }
     }
 }
 
 impl FromConfigText for Proto {
     fn from_config_text(text: &str) -> Result<Self, String> {
-        match text.to_ascii_lowercase().as_str() {
-            "any" => Ok(Proto::Any),
-            "tcp" => Ok(Proto::Number(TCP)),
-            "udp" => Ok(Proto::Number(UDP)),
-            "icmp" => Ok(Proto::Number(ICMP)),
-            other => other.parse::<u8>().map(Proto::Number).map_err(|_| {
-                "must be \"tcp\", \"udp\", \"icmp\", \"any\" or a protocol number 0-255".into()
-            }),
+        if text.eq_ignore_ascii_case("any") {
+            return Ok(Proto::Any);
         }
+        IpProtocol::from_name(text).map(Proto::Is).ok_or_else(|| {
+            "must be \"tcp\", \"udp\", \"icmp\", \"any\" or a protocol number 0-255".into()
+        })
     }
 }
 
@@ -412,14 +398,14 @@ mod tests {
     #[test]
     fn protocols() {
         let p = |s: &str| Parsed::<Proto>::new(s).ok().copied();
-        assert_eq!(p("tcp"), Some(Proto::Number(6)));
-        assert_eq!(p("UDP"), Some(Proto::Number(17)));
-        assert_eq!(p("icmp"), Some(Proto::Number(1)));
+        assert_eq!(p("tcp"), Some(Proto::Is(IpProtocol::Tcp)));
+        assert_eq!(p("UDP"), Some(Proto::Is(IpProtocol::Udp)));
+        assert_eq!(p("icmp"), Some(Proto::Is(IpProtocol::Icmp)));
         assert_eq!(p("any"), Some(Proto::Any));
-        assert_eq!(p("47"), Some(Proto::Number(47)));
+        assert_eq!(p("47"), Some(Proto::Is(IpProtocol::Gre)));
         assert_eq!(p("256"), None);
         assert_eq!(p("gre"), None);
-        assert_eq!(Proto::Number(6).to_string(), "tcp");
+        assert_eq!(Proto::Is(IpProtocol::Tcp).to_string(), "tcp");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! client can show an appliance one version apart; sessions and the policy summary are read
 //! back into their types.
 
-use super::session::{proto_label, SessionInfo};
+use super::session::SessionInfo;
 use super::summary::PolicySummary;
 use serde_json::Value;
 use std::fmt::Write;
@@ -178,7 +178,7 @@ pub fn sessions(v: &Value) -> Result<String, String> {
         let _ = writeln!(
             out,
             "{:<5} {:<21} {:<21} {:<21} {:<12} {:>8.1} {:>10} {:>12} {:>6} {:>4}",
-            proto_label(x.proto),
+            x.proto.to_string(),
             x.inside.to_string(),
             x.outside.to_string(),
             x.remote.to_string(),

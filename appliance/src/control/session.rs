@@ -17,6 +17,7 @@
 //! e.g. `proto tcp and host 10.0.1.5 and port 443`. The empty filter matches everything.
 
 use crate::config::{FromConfigText, Prefix};
+use crate::packet::IpProtocol;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -25,9 +26,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 /// without allocating per session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
-    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP); named in JSON when known.
+    /// IP protocol; named in JSON when it has a name (tcp, udp, icmp), else its number.
     #[serde(with = "proto_name")]
-    pub proto: u8,
+    pub proto: IpProtocol,
     /// The inside host's endpoint (ICMP: the echo identifier as the port).
     pub inside: SocketAddrV4,
     /// The inside endpoint as the outside sees it, after SNAT (or the public side of a
@@ -137,27 +138,19 @@ impl SessionState {
     }
 }
 
-/// The protocol name shown for a protocol number.
-pub fn proto_label(proto: u8) -> String {
-    match proto {
-        crate::config::value::TCP => "tcp".into(),
-        crate::config::value::UDP => "udp".into(),
-        crate::config::value::ICMP => "icmp".into(),
-        n => n.to_string(),
-    }
-}
-
+/// The protocol as JSON carries it: `"tcp"`, `"udp"`, `"icmp"`, or the number.
 mod proto_name {
+    use crate::packet::IpProtocol;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(proto: &u8, s: S) -> Result<S::Ok, S::Error> {
-        match *proto {
-            6 | 17 | 1 => s.serialize_str(&super::proto_label(*proto)),
-            n => s.serialize_u8(n),
+    pub fn serialize<S: Serializer>(proto: &IpProtocol, s: S) -> Result<S::Ok, S::Error> {
+        match proto.name() {
+            Some(name) => s.serialize_str(name),
+            None => s.serialize_u8(proto.value()),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<IpProtocol, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Either {
@@ -165,15 +158,9 @@ mod proto_name {
             Name(String),
         }
         match Either::deserialize(d)? {
-            Either::Number(n) => Ok(n),
-            Either::Name(name) => match name.as_str() {
-                "tcp" => Ok(6),
-                "udp" => Ok(17),
-                "icmp" => Ok(1),
-                _ => Err(serde::de::Error::custom(format!(
-                    "unknown protocol {name:?}"
-                ))),
-            },
+            Either::Number(n) => Ok(IpProtocol::of(n)),
+            Either::Name(name) => IpProtocol::from_name(&name)
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {name:?}"))),
         }
     }
 }
@@ -182,7 +169,7 @@ mod proto_name {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Term {
     /// `proto P`.
-    Proto(u8),
+    Proto(IpProtocol),
     /// `host A`: any of the three addresses.
     Host(Ipv4Addr),
     /// `net P`: any of the three addresses in the prefix.
@@ -313,14 +300,10 @@ impl SessionFilter {
                 why,
             };
             let term = match keyword {
-                "proto" => Term::Proto(match value.to_ascii_lowercase().as_str() {
-                    "tcp" => 6,
-                    "udp" => 17,
-                    "icmp" => 1,
-                    v => v
-                        .parse()
-                        .map_err(|_| bad("must be tcp, udp, icmp or a number 0-255".into()))?,
-                }),
+                "proto" => Term::Proto(
+                    IpProtocol::from_name(value)
+                        .ok_or_else(|| bad("must be tcp, udp, icmp or a number 0-255".into()))?,
+                ),
                 "host" => Term::Host(
                     value
                         .parse()
@@ -389,7 +372,7 @@ impl fmt::Display for SessionFilter {
                 f.write_str(" and ")?;
             }
             match t {
-                Term::Proto(p) => write!(f, "proto {}", proto_label(*p))?,
+                Term::Proto(p) => write!(f, "proto {p}")?,
                 Term::Host(a) => write!(f, "host {a}")?,
                 Term::Net(p) => write!(f, "net {}", p.0)?,
                 Term::Port(p) => write!(f, "port {p}")?,
@@ -409,7 +392,7 @@ mod tests {
 
     fn session() -> SessionInfo {
         SessionInfo {
-            proto: 6,
+            proto: IpProtocol::Tcp,
             inside: "10.0.1.5:40000".parse().unwrap(),
             outside: "203.0.113.2:40000".parse().unwrap(),
             remote: "198.51.100.7:443".parse().unwrap(),
@@ -490,7 +473,10 @@ mod tests {
         assert_eq!(v["state"], "established");
         assert_eq!(v["inside"], "10.0.1.5:40000");
         assert_eq!(serde_json::from_value::<SessionInfo>(v).unwrap(), s);
-        let gre = SessionInfo { proto: 47, ..s };
+        let gre = SessionInfo {
+            proto: IpProtocol::Gre,
+            ..s
+        };
         let v = serde_json::to_value(gre).unwrap();
         assert_eq!(v["proto"], 47);
         assert_eq!(serde_json::from_value::<SessionInfo>(v).unwrap(), gre);

@@ -7,6 +7,7 @@ use super::session::{SessionClass, SessionFilter, SessionInfo, SessionState};
 use super::snapshot::{
     NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, Snapshot, WorkerSnapshot,
 };
+use crate::packet::IpProtocol;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,7 +118,7 @@ pub fn snapshot(n: u64) -> Snapshot {
 pub fn sessions() -> Vec<SessionInfo> {
     let ep = |a: [u8; 4], p| SocketAddrV4::new(Ipv4Addr::from(a), p);
     let tcp = SessionInfo {
-        proto: 6,
+        proto: IpProtocol::Tcp,
         inside: ep([10, 0, 1, 5], 40000),
         outside: ep([203, 0, 113, 2], 40000),
         remote: ep([198, 51, 100, 7], 443),
@@ -132,7 +133,7 @@ pub fn sessions() -> Vec<SessionInfo> {
     vec![
         tcp,
         SessionInfo {
-            proto: 17,
+            proto: IpProtocol::Udp,
             inside: ep([10, 0, 1, 6], 5353),
             outside: ep([203, 0, 113, 2], 31000),
             remote: ep([192, 0, 2, 53], 53),
@@ -142,7 +143,7 @@ pub fn sessions() -> Vec<SessionInfo> {
             ..tcp
         },
         SessionInfo {
-            proto: 1,
+            proto: IpProtocol::Icmp,
             inside: ep([10, 0, 1, 5], 7),
             outside: ep([203, 0, 113, 2], 1031),
             remote: ep([192, 0, 2, 1], 7),

@@ -6,7 +6,9 @@
 use super::counters::{bump, WorkerCounters};
 use super::view::DumpSlot;
 use crate::packet::EthernetAddress;
-use crate::pipeline::{Action, Discard, Env, Neighbours, Note, PacketBuf, Shard, ShardCounters};
+use crate::pipeline::{
+    Discard, Disposition, Env, Neighbours, Note, PacketBuf, Shard, ShardCounters,
+};
 use crate::policy::Policy;
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
@@ -88,7 +90,7 @@ impl std::fmt::Debug for Worker<'_, '_> {
 /// Per-iteration state of the loop, allocated once.
 struct Loop<'eal> {
     rx: Burst<'eal, MAX_BURST>,
-    actions: [Action; MAX_BURST],
+    actions: [Disposition; MAX_BURST],
     pending: Vec<Burst<'eal, MAX_BURST>>,
 }
 
@@ -97,7 +99,7 @@ impl<'eal> Worker<'_, 'eal> {
     pub fn run(mut self, shared: &Shared<'eal>, counters: &WorkerCounters) {
         let mut l = Loop {
             rx: Burst::new(),
-            actions: [Action::Consumed; MAX_BURST],
+            actions: [Disposition::Consumed; MAX_BURST],
             pending: (0..self.tx.len()).map(|_| Burst::new()).collect(),
         };
         let burst = self.burst.clamp(1, MAX_BURST);
@@ -165,7 +167,7 @@ impl<'eal> Worker<'_, 'eal> {
                     counters,
                 };
                 while let Some((port, m)) = shared.outbox.pop() {
-                    let to = [Action::Forward(port)];
+                    let to = [Disposition::Forward(port)];
                     dispatch(
                         [m].into_iter(),
                         &to,
@@ -255,7 +257,7 @@ impl<'eal> Worker<'_, 'eal> {
                     Some(index) => self.shard.process(env, now, index, pkts, actions),
                     None => {
                         // Not a port of ours: nothing to process it as.
-                        let unknown = Action::Drop(Discard::UnknownPort.into());
+                        let unknown = Disposition::Drop(Discard::UnknownPort.into());
                         for a in actions.iter_mut() {
                             self.shard
                                 .counters()
@@ -322,7 +324,7 @@ pub(crate) trait Outputs<M> {
 /// `handed` says the burst came from other workers' rings.
 pub(crate) fn dispatch<M>(
     pkts: impl Iterator<Item = M>,
-    actions: &[Action],
+    actions: &[Disposition],
     handed: bool,
     out: &mut impl Outputs<M>,
     counters: &WorkerCounters,
@@ -330,18 +332,18 @@ pub(crate) fn dispatch<M>(
 ) {
     for (m, action) in pkts.zip(actions) {
         match *action {
-            Action::Forward(port) if usize::from(port) < out.ports() => {
+            Disposition::Forward(port) if usize::from(port) < out.ports() => {
                 out.send(usize::from(port), m);
             }
-            Action::Forward(_) => drops.count_drop(Discard::UnknownPort.into()),
+            Disposition::Forward(_) => drops.count_drop(Discard::UnknownPort.into()),
             // The owner function agrees between workers, so this does not happen; if it
             // did, passing the packet back and forth would be worse than dropping it.
-            Action::Handoff(_) if handed => drops.count_drop(Discard::HandoffLoop.into()),
-            Action::Handoff(w) => match out.hand(usize::from(w), m) {
+            Disposition::Handoff(_) if handed => drops.count_drop(Discard::HandoffLoop.into()),
+            Disposition::Handoff(w) => match out.hand(usize::from(w), m) {
                 Ok(()) => bump(&counters.handoffs, 1),
                 Err(_) => bump(&counters.handoff_drops, 1),
             },
-            Action::Drop(_) | Action::Consumed => {}
+            Disposition::Drop(_) | Disposition::Consumed => {}
         }
     }
 }
@@ -447,12 +449,12 @@ mod tests {
             ..Record::default()
         };
         let actions = [
-            Action::Forward(1),
-            Action::Forward(7),
-            Action::Handoff(1),
-            Action::Handoff(1),
-            Action::Drop(Discard::NoRoute.into()),
-            Action::Consumed,
+            Disposition::Forward(1),
+            Disposition::Forward(7),
+            Disposition::Handoff(1),
+            Disposition::Handoff(1),
+            Disposition::Drop(Discard::NoRoute.into()),
+            Disposition::Consumed,
         ];
         dispatch(0..6u32, &actions, false, &mut out, &w, &s);
         assert_eq!(out.sent, [(1, 0)]);
@@ -472,7 +474,7 @@ mod tests {
             room: 8,
             ..Record::default()
         };
-        dispatch(0..1u32, &[Action::Handoff(0)], true, &mut out, &w, &s);
+        dispatch(0..1u32, &[Disposition::Handoff(0)], true, &mut out, &w, &s);
         assert!(out.handed.is_empty());
         assert_eq!(w.handoff_drops.load(Ordering::Relaxed), 0);
         assert_eq!(drops(&s, Discard::HandoffLoop), 1);

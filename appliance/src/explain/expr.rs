@@ -11,7 +11,7 @@
 //! once. A TCP packet is a SYN unless `flags` says otherwise; an ICMP one an echo request with
 //! identifier 1. Errors name the offending token and the form expected there.
 
-use crate::packet::TcpFlags;
+use crate::packet::{IpProtocol, TcpFlags};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -118,11 +118,11 @@ impl ParseError {
 
 impl Transport {
     /// The IP protocol number.
-    pub fn protocol(&self) -> u8 {
+    pub fn protocol(&self) -> IpProtocol {
         match self {
-            Transport::Tcp { .. } => 6,
-            Transport::Udp { .. } => 17,
-            Transport::Icmp { .. } => 1,
+            Transport::Tcp { .. } => IpProtocol::Tcp,
+            Transport::Udp { .. } => IpProtocol::Udp,
+            Transport::Icmp { .. } => IpProtocol::Icmp,
         }
     }
 

@@ -240,7 +240,7 @@ impl PacketView {
         let ip = Ipv4Packet::new_checked(frame.get(parsed.l3_offset()..)?).ok()?;
         let t = m.tuple;
         let mut v = PacketView {
-            proto: super::proto_name(u8::from(t.protocol)),
+            proto: t.protocol.to_string(),
             src: t.src_addr,
             src_port: None,
             dst: t.dst_addr,

@@ -26,14 +26,13 @@ mod tests;
 pub use expr::{Flow, ParseError, Transport};
 pub use frame::PacketView;
 
-use crate::config::Action as RuleAction;
+use crate::config::Action;
 use crate::config::{Config, Role};
 use crate::control::{SessionClass, SessionFilter, SessionInfo};
 use crate::flow::HashSeed;
 use crate::packet::{EthernetAddress, IcmpMessage, TcpFlags};
 use crate::pipeline::{
-    Action as PipelineAction, Discard, Env, Neighbours, Reason, Shard, ShardConfig, ShardCounters,
-    VecBuf,
+    Discard, Disposition, Env, Neighbours, Reason, Shard, ShardConfig, ShardCounters, VecBuf,
 };
 use crate::policy::{Forward, MatchKey, Policy};
 use serde::Serialize;
@@ -132,7 +131,7 @@ impl Class {
 /// What happens to the packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Disposition {
+pub enum Handling {
     /// Sent on, out of `port`.
     Forward,
     /// The appliance answered it itself (echo reply, health probe, ICMP time exceeded), out
@@ -150,7 +149,7 @@ pub enum Disposition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     /// What happens.
-    pub action: Disposition,
+    pub action: Handling,
     /// The port it leaves by.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
@@ -205,7 +204,7 @@ pub struct Step {
     pub counted: Vec<&'static str>,
     /// The pipeline's action, unnamed.
     #[serde(skip)]
-    pub action: PipelineAction,
+    pub action: Disposition,
     /// The frame after processing (rewritten, or the answer; unchanged if dropped).
     #[serde(skip)]
     pub frame: Vec<u8>,
@@ -313,11 +312,6 @@ pub struct Options {
     pub reply: bool,
 }
 
-/// The protocol's name, or its number.
-pub(crate) fn proto_name(proto: u8) -> String {
-    crate::control::session::proto_label(proto)
-}
-
 /// The MAC `explain` gives port `index`.
 pub fn port_mac(index: usize) -> EthernetAddress {
     EthernetAddress([0x02, 0x4e, 0x56, 0x41, 0, index as u8])
@@ -399,7 +393,7 @@ pub fn neighbours(config: &Config, policy: &Policy, flow: &Flow) -> Neighbours {
     candidates.extend(policy.ports.iter().filter_map(|p| p.gateway));
     for (proto, addr, port) in policy.forwards.public_ports() {
         if let Some(f) = policy.forwards.lookup(proto, addr, port) {
-            candidates.push(f.private.addr);
+            candidates.push(*f.private.ip());
         }
     }
     candidates.extend(
@@ -538,7 +532,7 @@ struct Bench<'a> {
 
 /// What one `process` call did.
 struct Outcome {
-    action: PipelineAction,
+    action: Disposition,
     frame: Vec<u8>,
     created: bool,
     answered: bool,
@@ -573,7 +567,7 @@ impl<'a> Bench<'a> {
             macs: &self.macs,
         };
         let mut bufs = [VecBuf::new(frame)];
-        let mut out = [PipelineAction::Consumed];
+        let mut out = [Disposition::Consumed];
         self.shard.process(&env, now, in_port, &mut bufs, &mut out);
         let after = drops(&self.counters);
         let counted = self
@@ -616,33 +610,33 @@ impl<'a> Bench<'a> {
             .ok_or(ExplainError::Build(crate::packet::Error::EthernetTruncated))?;
         let o = self.run(now, in_port, &frame);
         let verdict = match o.action {
-            PipelineAction::Forward(p) if o.answered => Verdict {
-                action: Disposition::Answer,
+            Disposition::Forward(p) if o.answered => Verdict {
+                action: Handling::Answer,
                 port: Some(self.port_name(p)),
                 reason: o.counted.first().map(|r| r.name()),
             },
-            PipelineAction::Forward(p) => Verdict {
-                action: Disposition::Forward,
+            Disposition::Forward(p) => Verdict {
+                action: Handling::Forward,
                 port: Some(self.port_name(p)),
                 reason: None,
             },
-            PipelineAction::Drop(r) => Verdict {
-                action: Disposition::Drop,
+            Disposition::Drop(r) => Verdict {
+                action: Handling::Drop,
                 port: None,
                 reason: Some(r.name()),
             },
-            PipelineAction::Consumed => Verdict {
-                action: Disposition::Consume,
+            Disposition::Consumed => Verdict {
+                action: Handling::Consume,
                 port: None,
                 reason: None,
             },
-            PipelineAction::Handoff(_) => Verdict {
-                action: Disposition::Handoff,
+            Disposition::Handoff(_) => Verdict {
+                action: Handling::Handoff,
                 port: None,
                 reason: None,
             },
         };
-        let forwarded = matches!(o.action, PipelineAction::Forward(_));
+        let forwarded = matches!(o.action, Disposition::Forward(_));
         let class = if o.counted.iter().any(|r| invalid(*r)) {
             Class::Invalid
         } else if reply && forwarded && !o.created && !o.answered {
@@ -650,7 +644,7 @@ impl<'a> Bench<'a> {
         } else if o.answered
             || matches!(
                 o.action,
-                PipelineAction::Drop(Reason::Pipeline(
+                Disposition::Drop(Reason::Pipeline(
                     Discard::LocalUnhandled | Discard::LocalDenied
                 ))
             )
@@ -665,9 +659,7 @@ impl<'a> Bench<'a> {
             None
         };
         let next_hop = match (&output, o.action) {
-            (Some(out), PipelineAction::Forward(p)) if !o.answered => {
-                self.next_hop_view(out.dst, p)
-            }
+            (Some(out), Disposition::Forward(p)) if !o.answered => self.next_hop_view(out.dst, p),
             _ => None,
         };
         let session = if forwarded && !o.answered {
@@ -787,8 +779,8 @@ fn rule_match(config: &Config, policy: &Policy, set: &'static str, flow: &Flow) 
         set,
         index: v.rule,
         action: match v.action {
-            RuleAction::Allow => "allow",
-            RuleAction::Deny => "deny",
+            Action::Allow => "allow",
+            Action::Deny => "deny",
         },
         comment: v
             .rule
@@ -855,9 +847,9 @@ pub fn explain(
     let way = path(policy, in_port, flow);
     let turned_away = matches!(
         step.action,
-        PipelineAction::Drop(Reason::Pipeline(
+        Disposition::Drop(Reason::Pipeline(
             Discard::InvalidSource | Discard::SpoofedSource | Discard::NotForUs
-        )) | PipelineAction::Drop(Reason::Malformed(_))
+        )) | Disposition::Drop(Reason::Malformed(_))
     );
     let target = target(policy, flow);
     let set = match way {
@@ -880,11 +872,11 @@ pub fn explain(
         match target {
             Some(Target::Forward(f)) => nat.push(NatView::Forward {
                 index: f.index,
-                proto: proto_name(flow.transport.protocol()),
+                proto: flow.transport.protocol().to_string(),
                 public: flow.dst,
                 public_port: flow.transport.ports().1,
-                private: f.private.addr,
-                private_port: f.private.port,
+                private: *f.private.ip(),
+                private_port: f.private.port(),
                 comment: config
                     .ingress
                     .forward
@@ -915,9 +907,7 @@ pub fn explain(
     let mut reply = None;
     if options.reply {
         let left = match (step.action, &step.output) {
-            (PipelineAction::Forward(p), Some(out))
-                if step.verdict.action == Disposition::Forward =>
-            {
+            (Disposition::Forward(p), Some(out)) if step.verdict.action == Handling::Forward => {
                 Some((p, out.clone()))
             }
             _ => None,
@@ -927,7 +917,7 @@ pub fn explain(
                 Some(back) => reply = Some(bench.step(NOW + 1, p, &back, true)?),
                 None => notes.push("no reply to show: this packet gets none".into()),
             },
-            None if step.verdict.action == Disposition::Answer => {
+            None if step.verdict.action == Handling::Answer => {
                 notes.push("no reply to show: the appliance answered the packet itself".into())
             }
             None => notes.push("no reply to show: the packet is not sent on".into()),
@@ -973,14 +963,14 @@ fn line(out: &mut String, indent: &str, label: &str, text: impl std::fmt::Displa
 fn verdict_text(v: &Verdict) -> String {
     let port = v.port.as_deref().unwrap_or("?");
     match v.action {
-        Disposition::Forward => format!("forward out of {port}"),
-        Disposition::Answer => match v.reason {
+        Handling::Forward => format!("forward out of {port}"),
+        Handling::Answer => match v.reason {
             Some(r) => format!("answered by the appliance on {port} (the packet itself: {r})"),
             None => format!("answered by the appliance on {port}"),
         },
-        Disposition::Drop => format!("drop ({})", v.reason.unwrap_or("?")),
-        Disposition::Consume => "consumed (no reply)".into(),
-        Disposition::Handoff => "handed to another worker".into(),
+        Handling::Drop => format!("drop ({})", v.reason.unwrap_or("?")),
+        Handling::Consume => "consumed (no reply)".into(),
+        Handling::Handoff => "handed to another worker".into(),
     }
 }
 

@@ -504,7 +504,7 @@ fn control(frame: &[u8]) -> (Option<String>, Option<u8>) {
 }
 
 /// What left: addresses, ports (ICMP echo: identifier), TTL.
-fn left(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8, u8) {
+fn left(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8, IpProtocol) {
     let p = parse_frame(frame, &ChecksumCaps::NONE).expect("the output parses");
     let L3::Ipv4(m) = p.l3 else {
         panic!("not IPv4")
@@ -521,7 +521,7 @@ fn left(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8, u8) {
         t.dst_addr,
         dp,
         frame[p.l3_offset() + 8],
-        u8::from(t.protocol),
+        t.protocol,
     )
 }
 
@@ -535,7 +535,7 @@ struct Reference {
 struct Seen {
     input: Vec<u8>,
     sessions: Vec<SessionInfo>,
-    action: PipelineAction,
+    action: Disposition,
     answered: bool,
     ttl_expired: bool,
     created: bool,
@@ -575,7 +575,7 @@ impl Reference {
             macs: &MACS,
         };
         let mut bufs = [VecBuf::new(frame)];
-        let mut out = [PipelineAction::Consumed];
+        let mut out = [Disposition::Consumed];
         self.shard.process(&env, now, port, &mut bufs, &mut out);
         let mut sessions = Vec::new();
         self.shard
@@ -599,26 +599,26 @@ fn port_name(p: u8) -> &'static str {
 /// Explain's verdict equals the reference's outcome; so does the packet that left.
 fn agree(what: &str, step: &Step, seen: &Seen) -> Result<(), TestCaseError> {
     let expected = match seen.action {
-        PipelineAction::Forward(p) => Verdict {
+        Disposition::Forward(p) => Verdict {
             action: if seen.answered {
-                Disposition::Answer
+                Handling::Answer
             } else {
-                Disposition::Forward
+                Handling::Forward
             },
             port: Some(port_name(p).to_string()),
             reason: (seen.answered && seen.ttl_expired).then_some("ttl_expired"),
         },
-        PipelineAction::Drop(r) => Verdict {
-            action: Disposition::Drop,
+        Disposition::Drop(r) => Verdict {
+            action: Handling::Drop,
             port: None,
             reason: Some(r.name()),
         },
-        PipelineAction::Consumed => Verdict {
-            action: Disposition::Consume,
+        Disposition::Consumed => Verdict {
+            action: Handling::Consume,
             port: None,
             reason: None,
         },
-        PipelineAction::Handoff(_) => {
+        Disposition::Handoff(_) => {
             return Err(TestCaseError::fail(format!(
                 "{what}: one worker handed off"
             )))
@@ -628,8 +628,8 @@ fn agree(what: &str, step: &Step, seen: &Seen) -> Result<(), TestCaseError> {
     let (src, sp, dst, dp, ttl, proto) = left(&seen.input);
     let p = &step.packet;
     prop_assert_eq!((p.src, p.dst, p.ttl), (src, dst, ttl), "{}: packet", what);
-    prop_assert_eq!(&p.proto, &proto_name(proto), "{}: packet protocol", what);
-    if proto != 1 {
+    prop_assert_eq!(&p.proto, &proto.to_string(), "{}: packet protocol", what);
+    if proto != IpProtocol::Icmp {
         prop_assert_eq!(
             (p.src_port, p.dst_port),
             (Some(sp), Some(dp)),
@@ -661,14 +661,14 @@ fn agree(what: &str, step: &Step, seen: &Seen) -> Result<(), TestCaseError> {
             seen.sessions
         );
     }
-    if let PipelineAction::Forward(_) = seen.action {
+    if let Disposition::Forward(_) = seen.action {
         let (src, sp, dst, dp, ttl, proto) = left(&seen.frame);
         let out = step.output.as_ref().expect("explain shows what left");
         prop_assert_eq!(out.src, src, "{}: source", what);
         prop_assert_eq!(out.dst, dst, "{}: destination", what);
         prop_assert_eq!(out.ttl, ttl, "{}: ttl", what);
-        prop_assert_eq!(&out.proto, &proto_name(proto), "{}: protocol", what);
-        if proto != 1 {
+        prop_assert_eq!(&out.proto, &proto.to_string(), "{}: protocol", what);
+        if proto != IpProtocol::Icmp {
             prop_assert_eq!(out.src_port, Some(sp), "{}: source port", what);
             prop_assert_eq!(out.dst_port, Some(dp), "{}: destination port", what);
         } else if out.icmp_id.is_some() {
@@ -738,7 +738,7 @@ fn check(gen: &ConfigGen, flow: &Flow) -> Result<(), TestCaseError> {
 
     // The reply: through the reference's own shard, built from its own output.
     let back = match seen.action {
-        PipelineAction::Forward(p) if !seen.answered => {
+        Disposition::Forward(p) if !seen.answered => {
             reference_reply(flow, &seen.frame, p).map(|f| (p, f))
         }
         _ => None,
@@ -747,7 +747,7 @@ fn check(gen: &ConfigGen, flow: &Flow) -> Result<(), TestCaseError> {
         (Some(step), Some((p, f))) => {
             let seen = reference.send(&policy, NOW + 1, p, &reference_frame(&f, p));
             agree("reply", step, &seen)?;
-            if seen.action == PipelineAction::Forward(in_port) && !seen.created && !seen.answered {
+            if seen.action == Disposition::Forward(in_port) && !seen.created && !seen.answered {
                 prop_assert_eq!(step.class, Class::Reply);
             }
         }
@@ -786,7 +786,7 @@ fn check(gen: &ConfigGen, flow: &Flow) -> Result<(), TestCaseError> {
         };
         let linear = set.check_linear(&key);
         prop_assert_eq!(r.index, linear.rule, "rule index");
-        let action = if linear.action == RuleAction::Allow {
+        let action = if linear.action == crate::config::Action::Allow {
             "allow"
         } else {
             "deny"

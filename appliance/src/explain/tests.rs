@@ -328,12 +328,12 @@ fn out(x: &Step) -> &PacketView {
 }
 
 fn forwarded(x: &Step, port: &str) {
-    assert_eq!(x.verdict.action, Disposition::Forward, "{x:?}");
+    assert_eq!(x.verdict.action, Handling::Forward, "{x:?}");
     assert_eq!(x.verdict.port.as_deref(), Some(port));
 }
 
 fn dropped(x: &Step, reason: &str) {
-    assert_eq!(x.verdict.action, Disposition::Drop, "{x:?}");
+    assert_eq!(x.verdict.action, Handling::Drop, "{x:?}");
     assert_eq!(x.verdict.reason, Some(reason));
     assert!(x.output.is_none());
 }
@@ -440,7 +440,7 @@ fn the_port_forward_admits_and_translates() {
 fn ping_to_the_public_address_is_answered() {
     let x = run(TESTBED, "icmp 203.0.113.10 -> 192.0.2.2", true);
     assert_eq!(x.step.class, Class::Local);
-    assert_eq!(x.step.verdict.action, Disposition::Answer);
+    assert_eq!(x.step.verdict.action, Handling::Answer);
     assert_eq!(x.step.verdict.port.as_deref(), Some("wan"));
     let o = out(&x.step);
     assert_eq!(
@@ -503,7 +503,7 @@ fn ttl_expiring_here_is_answered_with_time_exceeded() {
         false,
     );
     assert_eq!(x.step.class, Class::Invalid);
-    assert_eq!(x.step.verdict.action, Disposition::Answer);
+    assert_eq!(x.step.verdict.action, Handling::Answer);
     assert_eq!(x.step.verdict.reason, Some("ttl_expired"));
     let o = out(&x.step);
     assert_eq!(
@@ -606,7 +606,7 @@ fn health_probe_is_local() {
         false,
     );
     assert_eq!(x.step.class, Class::Local);
-    assert_eq!(x.step.verdict.action, Disposition::Answer);
+    assert_eq!(x.step.verdict.action, Handling::Answer);
     assert_eq!(out(&x.step).tcp_flags.as_deref(), Some("syn,ack"));
     let x = run(EXAMPLE, "tcp 192.0.2.9:50000 -> 203.0.113.2:8080", false);
     assert_eq!(x.step.class, Class::Local);

@@ -704,7 +704,7 @@ fn on_path(q: &[Node], mut n: usize, bucket: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::key::PROTO_UDP;
+    use crate::packet::IpProtocol;
 
     /// A key store of plain keys: entry index `i` on side `s` is `keys[i][s]`.
     #[derive(Default)]
@@ -725,7 +725,7 @@ mod tests {
             0x0808_0808,
             (i % 50000) as u16,
             53,
-            PROTO_UDP,
+            IpProtocol::Udp,
         )
     }
 

@@ -1,14 +1,8 @@
 //! The IPv4 flow key and its keyed hash.
 
+use crate::packet::{FiveTuple, IpProtocol};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::Ipv4Addr;
-
-/// IP protocol number of ICMP (RFC 792).
-pub const PROTO_ICMP: u8 = 1;
-/// IP protocol number of TCP (RFC 9293).
-pub const PROTO_TCP: u8 = 6;
-/// IP protocol number of UDP (RFC 768).
-pub const PROTO_UDP: u8 = 17;
 
 /// An IPv4 5-tuple as seen on the wire by one side of the appliance.
 ///
@@ -38,22 +32,36 @@ impl std::fmt::Debug for FlowKey {
 }
 
 impl FlowKey {
-    /// A key from addresses, ports (host order) and the IP protocol number.
+    /// A key from addresses, ports (host order) and the IP protocol.
     #[inline]
-    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, dst_port: u16, protocol: u8) -> Self {
+    pub fn new(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u16,
+        dst_port: u16,
+        protocol: IpProtocol,
+    ) -> Self {
         Self::from_raw(u32::from(src), u32::from(dst), src_port, dst_port, protocol)
     }
 
+    /// The key of a packet with the wire tuple `t` (for ICMP echo, the identifier in both
+    /// ports, as the packet layer gives it).
+    #[inline]
+    pub fn of(t: &FiveTuple) -> Self {
+        Self::new(t.src_addr, t.dst_addr, t.src_port, t.dst_port, t.protocol)
+    }
+
     /// A key from addresses as host-order integers (what a parser gets from
-    /// `u32::from_be_bytes`), ports in host order and the IP protocol number.
+    /// `u32::from_be_bytes`), ports in host order and the IP protocol.
     #[inline]
     pub const fn from_raw(
         src_addr: u32,
         dst_addr: u32,
         src_port: u16,
         dst_port: u16,
-        protocol: u8,
+        protocol: IpProtocol,
     ) -> Self {
+        let protocol = protocol.value();
         Self {
             words: [
                 (src_addr as u64) | ((dst_addr as u64) << 32),
@@ -66,7 +74,7 @@ impl FlowKey {
     /// the query and its reply have reversed keys like any other flow (RFC 5508 section 3.1).
     #[inline]
     pub fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, identifier: u16) -> Self {
-        Self::new(src, dst, identifier, identifier, PROTO_ICMP)
+        Self::new(src, dst, identifier, identifier, IpProtocol::Icmp)
     }
 
     /// The key of the packets flowing the other way: addresses and ports swapped.
@@ -118,10 +126,10 @@ impl FlowKey {
         (self.words[1] >> 16) as u16
     }
 
-    /// IP protocol number.
+    /// IP protocol.
     #[inline]
-    pub const fn protocol(&self) -> u8 {
-        (self.words[1] >> 32) as u8
+    pub const fn protocol(&self) -> IpProtocol {
+        IpProtocol::of((self.words[1] >> 32) as u8)
     }
 
     /// The key's two words.
@@ -259,7 +267,7 @@ mod tests {
             Ipv4Addr::new(192, 0, 2, 7),
             40000,
             443,
-            PROTO_TCP,
+            IpProtocol::Tcp,
         )
     }
 
@@ -283,7 +291,7 @@ mod tests {
         assert_eq!(k.dst_addr(), Ipv4Addr::new(192, 0, 2, 7));
         assert_eq!(k.src_port(), 40000);
         assert_eq!(k.dst_port(), 443);
-        assert_eq!(k.protocol(), PROTO_TCP);
+        assert_eq!(k.protocol(), IpProtocol::Tcp);
         assert_eq!(k.src_addr_raw(), 0x0a00_0001);
     }
 
@@ -295,7 +303,7 @@ mod tests {
         assert_eq!(r.dst_addr(), k.src_addr());
         assert_eq!(r.src_port(), 443);
         assert_eq!(r.dst_port(), 40000);
-        assert_eq!(r.protocol(), PROTO_TCP);
+        assert_eq!(r.protocol(), IpProtocol::Tcp);
         assert_ne!(r, k);
         assert_eq!(r.reverse(), k);
     }
@@ -314,11 +322,41 @@ mod tests {
         let seed = HashSeed::fixed(1, 2, 3);
         let k = key();
         let variants = [
-            FlowKey::from_raw(k.src_addr_raw() ^ 1, k.dst_addr_raw(), 40000, 443, 6),
-            FlowKey::from_raw(k.src_addr_raw(), k.dst_addr_raw() ^ 1, 40000, 443, 6),
-            FlowKey::from_raw(k.src_addr_raw(), k.dst_addr_raw(), 40001, 443, 6),
-            FlowKey::from_raw(k.src_addr_raw(), k.dst_addr_raw(), 40000, 444, 6),
-            FlowKey::from_raw(k.src_addr_raw(), k.dst_addr_raw(), 40000, 443, 17),
+            FlowKey::from_raw(
+                k.src_addr_raw() ^ 1,
+                k.dst_addr_raw(),
+                40000,
+                443,
+                IpProtocol::Tcp,
+            ),
+            FlowKey::from_raw(
+                k.src_addr_raw(),
+                k.dst_addr_raw() ^ 1,
+                40000,
+                443,
+                IpProtocol::Tcp,
+            ),
+            FlowKey::from_raw(
+                k.src_addr_raw(),
+                k.dst_addr_raw(),
+                40001,
+                443,
+                IpProtocol::Tcp,
+            ),
+            FlowKey::from_raw(
+                k.src_addr_raw(),
+                k.dst_addr_raw(),
+                40000,
+                444,
+                IpProtocol::Tcp,
+            ),
+            FlowKey::from_raw(
+                k.src_addr_raw(),
+                k.dst_addr_raw(),
+                40000,
+                443,
+                IpProtocol::Udp,
+            ),
         ];
         for v in variants {
             assert_ne!(v, k);
@@ -344,7 +382,7 @@ mod tests {
         let seed = HashSeed::random();
         let mut counts = [0u32; 256];
         for p in 0..4096u16 {
-            let k = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, p, 53, PROTO_UDP);
+            let k = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, p, 53, IpProtocol::Udp);
             counts[(k.hash(&seed) & 255) as usize] += 1;
         }
         let max = counts.iter().max().copied().unwrap_or(0);

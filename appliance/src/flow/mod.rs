@@ -24,10 +24,11 @@ mod tests;
 
 pub use expiry::{TimeoutClass, Timeouts};
 pub use index::{FlowIndex, Hit, InsertError, KeyStore, Pending, Probe, BURST_MAX};
-pub use key::{FlowKey, HashSeed, Side, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+pub use key::{FlowKey, HashSeed, Side};
 pub use session::{ChecksumDeltas, Rewrite, Session, Slab};
-pub use tcp::{Dir, TcpFlags, TcpState};
+pub use tcp::{Dir, TcpState};
 
+use crate::packet::{IpProtocol, TcpFlags};
 use expiry::{is_expired, Lru};
 use session::NIL;
 
@@ -86,8 +87,8 @@ impl NewSession {
     /// protocol (UDP timeout for protocols other than ICMP).
     pub const fn class(&self) -> TimeoutClass {
         match self.inside.protocol() {
-            PROTO_TCP => self.tcp.timeout_class(),
-            PROTO_ICMP => TimeoutClass::Icmp,
+            IpProtocol::Tcp => self.tcp.timeout_class(),
+            IpProtocol::Icmp => TimeoutClass::Icmp,
             _ => TimeoutClass::Udp,
         }
     }
@@ -384,7 +385,7 @@ impl FlowTable {
         now: u32,
     ) -> Option<TcpState> {
         let s = self.slab.get_mut(idx)?;
-        if s.inside().protocol() != PROTO_TCP {
+        if s.inside().protocol() != IpProtocol::Tcp {
             self.touch(idx, now);
             return None;
         }
@@ -437,7 +438,7 @@ impl FlowTable {
             }
         };
         let class = new.class();
-        let tcp = if new.inside.protocol() == PROTO_TCP {
+        let tcp = if new.inside.protocol() == IpProtocol::Tcp {
             new.tcp
         } else {
             TcpState::Closed

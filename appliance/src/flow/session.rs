@@ -4,6 +4,7 @@ use super::expiry::TimeoutClass;
 use super::index::{Hit, KeyStore};
 use super::key::{FlowKey, Side};
 use super::tcp::{Dir, TcpState};
+use crate::packet::IpProtocol;
 use crate::sys::{advise_huge_pages, prefetch};
 
 /// "No session": the end of a list.
@@ -93,7 +94,7 @@ impl Session {
     /// A free record: on the free list, linked to `next`.
     const fn free(next: u32) -> Self {
         Self {
-            keys: [FlowKey::from_raw(0, 0, 0, 0, 0); 2],
+            keys: [FlowKey::from_raw(0, 0, 0, 0, IpProtocol::of(0)); 2],
             prev: NIL,
             next,
             last_seen: 0,
@@ -473,7 +474,7 @@ impl KeyStore for Slab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::key::PROTO_UDP;
+    use crate::packet::IpProtocol;
     use std::mem::{align_of, offset_of, size_of};
 
     #[test]
@@ -513,8 +514,8 @@ mod tests {
         let i = slab.alloc().unwrap_or(0);
         let s = slab.get_mut(i).expect("live");
         s.init(
-            FlowKey::from_raw(1, 2, 3, 4, PROTO_UDP),
-            FlowKey::from_raw(2, 5, 4, 6, PROTO_UDP),
+            FlowKey::from_raw(1, 2, 3, 4, IpProtocol::Udp),
+            FlowKey::from_raw(2, 5, 4, 6, IpProtocol::Udp),
             Side::Outside,
             TcpState::Closed,
             TimeoutClass::Udp,
@@ -547,8 +548,8 @@ mod tests {
 
     #[test]
     fn rewrite_takes_reverse_of_other_key() {
-        let inside = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, 5000, 53, PROTO_UDP);
-        let outside = FlowKey::from_raw(0x0808_0808, 0xc633_6401, 53, 61000, PROTO_UDP);
+        let inside = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, 5000, 53, IpProtocol::Udp);
+        let outside = FlowKey::from_raw(0x0808_0808, 0xc633_6401, 53, 61000, IpProtocol::Udp);
         let mut slab = Slab::new(1);
         let i = slab.alloc().unwrap_or(0);
         let s = slab.get_mut(i).expect("live");
@@ -569,13 +570,13 @@ mod tests {
         let out = s.rewrite(Side::Inside);
         assert_eq!(
             out.tuple,
-            FlowKey::from_raw(0xc633_6401, 0x0808_0808, 61000, 53, PROTO_UDP)
+            FlowKey::from_raw(0xc633_6401, 0x0808_0808, 61000, 53, IpProtocol::Udp)
         );
         assert_eq!(out.deltas, d);
         let back = s.rewrite(Side::Outside);
         assert_eq!(
             back.tuple,
-            FlowKey::from_raw(0x0808_0808, 0x0a00_0001, 53, 5000, PROTO_UDP)
+            FlowKey::from_raw(0x0808_0808, 0x0a00_0001, 53, 5000, IpProtocol::Udp)
         );
         assert_eq!(
             back.deltas,

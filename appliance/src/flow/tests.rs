@@ -3,6 +3,7 @@
 
 use super::expiry::is_expired;
 use super::*;
+use crate::packet::IpProtocol;
 use hashbrown::HashMap;
 use proptest::prelude::*;
 
@@ -18,7 +19,7 @@ fn seed() -> HashSeed {
 }
 
 /// Inside key of flow `i`: host 10.0.x.y talking to 8.8.8.8.
-fn inside(i: u32, proto: u8) -> FlowKey {
+fn inside(i: u32, proto: IpProtocol) -> FlowKey {
     FlowKey::from_raw(
         0x0a00_0000 | i,
         0x0808_0808,
@@ -29,7 +30,7 @@ fn inside(i: u32, proto: u8) -> FlowKey {
 }
 
 /// Outside key of flow `i`: 8.8.8.8 answering public port `2000 + i`.
-fn outside(i: u32, proto: u8) -> FlowKey {
+fn outside(i: u32, proto: IpProtocol) -> FlowKey {
     FlowKey::from_raw(
         0x0808_0808,
         0xc633_6401,
@@ -40,13 +41,21 @@ fn outside(i: u32, proto: u8) -> FlowKey {
 }
 
 fn new_udp(i: u32) -> NewSession {
-    NewSession::new(inside(i, PROTO_UDP), outside(i, PROTO_UDP), Side::Inside)
+    NewSession::new(
+        inside(i, IpProtocol::Udp),
+        outside(i, IpProtocol::Udp),
+        Side::Inside,
+    )
 }
 
 fn new_tcp(i: u32, tcp: TcpState) -> NewSession {
     NewSession {
         tcp,
-        ..NewSession::new(inside(i, PROTO_TCP), outside(i, PROTO_TCP), Side::Inside)
+        ..NewSession::new(
+            inside(i, IpProtocol::Tcp),
+            outside(i, IpProtocol::Tcp),
+            Side::Inside,
+        )
     }
 }
 
@@ -63,30 +72,30 @@ fn both_keys_find_the_session_with_their_side() {
     let mut t = FlowTable::with_seed(16, T, seed());
     let idx = t.create(&new_udp(1), 5, no_cb).expect("created");
     assert_eq!(
-        t.lookup(&inside(1, PROTO_UDP)),
+        t.lookup(&inside(1, IpProtocol::Udp)),
         Some(Hit {
             index: idx,
             side: Side::Inside
         })
     );
     assert_eq!(
-        t.lookup(&outside(1, PROTO_UDP)),
+        t.lookup(&outside(1, IpProtocol::Udp)),
         Some(Hit {
             index: idx,
             side: Side::Outside
         })
     );
-    assert_eq!(t.lookup(&inside(1, PROTO_TCP)), None);
+    assert_eq!(t.lookup(&inside(1, IpProtocol::Tcp)), None);
     let s = t.get(idx).expect("live");
-    assert_eq!(s.inside(), &inside(1, PROTO_UDP));
-    assert_eq!(s.outside(), &outside(1, PROTO_UDP));
+    assert_eq!(s.inside(), &inside(1, IpProtocol::Udp));
+    assert_eq!(s.outside(), &outside(1, IpProtocol::Udp));
     assert_eq!(s.last_seen(), 5);
     assert_eq!(s.timeout_class(), TimeoutClass::Udp);
     assert_eq!(t.len(), 1);
     t.check_invariants(true);
     assert!(t.remove(idx));
     assert!(!t.remove(idx));
-    assert_eq!(t.lookup(&inside(1, PROTO_UDP)), None);
+    assert_eq!(t.lookup(&inside(1, IpProtocol::Udp)), None);
     assert!(t.is_empty());
     t.check_invariants(true);
 }
@@ -100,9 +109,9 @@ fn burst_lookup_matches_single_lookup() {
     let keys: Vec<FlowKey> = (0..96)
         .map(|i| {
             if i % 3 == 0 {
-                outside(i * 7, PROTO_UDP)
+                outside(i * 7, IpProtocol::Udp)
             } else {
-                inside(i * 13, PROTO_UDP)
+                inside(i * 13, IpProtocol::Udp)
             }
         })
         .collect();
@@ -146,7 +155,7 @@ fn tcp_tracking_moves_between_lists() {
         .create(&new_tcp(1, TcpState::SynSent), 0, no_cb)
         .expect("tcp");
     assert_eq!(
-        t.track_tcp(i, TcpFlags::SYN_ACK, Side::Outside, 1),
+        t.track_tcp(i, TcpFlags::SYN | TcpFlags::ACK, Side::Outside, 1),
         Some(TcpState::SynReceived)
     );
     assert_eq!(
@@ -191,7 +200,7 @@ fn ingress_session_directions() {
     assert_eq!(t.get(i).map(|s| s.dir_of(Side::Outside)), Some(Dir::Orig));
     // The SYN+ACK comes from the inside server.
     assert_eq!(
-        t.track_tcp(i, TcpFlags::SYN_ACK, Side::Inside, 1),
+        t.track_tcp(i, TcpFlags::SYN | TcpFlags::ACK, Side::Inside, 1),
         Some(TcpState::SynReceived)
     );
     assert_eq!(
@@ -206,7 +215,11 @@ fn create_burst_equals_creates_in_order() {
     let mut b = FlowTable::with_seed(6, T, seed());
     // Eight new sessions for six records, one duplicate, two reclaims once time has passed.
     let mut new: Vec<NewSession> = (0..8).map(new_udp).collect();
-    new[5] = NewSession::new(inside(2, PROTO_UDP), outside(50, PROTO_UDP), Side::Inside);
+    new[5] = NewSession::new(
+        inside(2, IpProtocol::Udp),
+        outside(50, IpProtocol::Udp),
+        Side::Inside,
+    );
     for t in [&mut a, &mut b] {
         t.create(&new_udp(100), 0, no_cb).expect("old");
         t.create(&new_udp(101), 0, no_cb).expect("old");
@@ -231,7 +244,11 @@ fn create_burst_equals_creates_in_order() {
 fn duplicate_keys_are_refused() {
     let mut t = FlowTable::with_seed(8, T, seed());
     let a = t.create(&new_udp(1), 0, no_cb).expect("created");
-    let same_inside = NewSession::new(inside(1, PROTO_UDP), outside(2, PROTO_UDP), Side::Inside);
+    let same_inside = NewSession::new(
+        inside(1, IpProtocol::Udp),
+        outside(2, IpProtocol::Udp),
+        Side::Inside,
+    );
     assert_eq!(
         t.create(&same_inside, 0, no_cb),
         Err(CreateError::Exists(Hit {
@@ -239,7 +256,11 @@ fn duplicate_keys_are_refused() {
             side: Side::Inside
         }))
     );
-    let same_outside = NewSession::new(inside(2, PROTO_UDP), outside(1, PROTO_UDP), Side::Inside);
+    let same_outside = NewSession::new(
+        inside(2, IpProtocol::Udp),
+        outside(1, IpProtocol::Udp),
+        Side::Inside,
+    );
     assert_eq!(
         t.create(&same_outside, 0, no_cb),
         Err(CreateError::Exists(Hit {
@@ -248,7 +269,11 @@ fn duplicate_keys_are_refused() {
         }))
     );
     // An outside key equal to another session's inside key is a duplicate too.
-    let crossed = NewSession::new(inside(3, PROTO_UDP), inside(1, PROTO_UDP), Side::Inside);
+    let crossed = NewSession::new(
+        inside(3, IpProtocol::Udp),
+        inside(1, IpProtocol::Udp),
+        Side::Inside,
+    );
     assert!(matches!(
         t.create(&crossed, 0, no_cb),
         Err(CreateError::Exists(_))
@@ -268,7 +293,7 @@ fn full_table_refuses_when_nothing_expired() {
         Err(CreateError::Full)
     );
     assert_eq!(t.len(), 4);
-    assert_eq!(t.lookup(&inside(9, PROTO_UDP)), None);
+    assert_eq!(t.lookup(&inside(9, IpProtocol::Udp)), None);
     t.check_invariants(true);
 }
 
@@ -285,11 +310,14 @@ fn full_table_reuses_oldest_expired_session() {
             reclaimed.push((i, *s.inside()))
         })
         .expect("reuses");
-    assert_eq!(reclaimed, [(ids[0], inside(0, PROTO_UDP))]);
+    assert_eq!(reclaimed, [(ids[0], inside(0, IpProtocol::Udp))]);
     assert_eq!(n, ids[0], "the freed record is reused");
-    assert_eq!(t.lookup(&inside(0, PROTO_UDP)), None);
-    assert_eq!(t.lookup(&outside(0, PROTO_UDP)), None);
-    assert_eq!(t.lookup(&inside(10, PROTO_UDP)).map(|h| h.index), Some(n));
+    assert_eq!(t.lookup(&inside(0, IpProtocol::Udp)), None);
+    assert_eq!(t.lookup(&outside(0, IpProtocol::Udp)), None);
+    assert_eq!(
+        t.lookup(&inside(10, IpProtocol::Udp)).map(|h| h.index),
+        Some(n)
+    );
     assert_eq!(t.len(), 4);
     t.check_invariants(true);
 }
@@ -418,7 +446,9 @@ fn touch_burst_equals_touch_in_order() {
         a.create(&new_udp(i), i / 8, no_cb).expect("a");
         b.create(&new_udp(i), i / 8, no_cb).expect("b");
     }
-    let keys: Vec<FlowKey> = (0..40).map(|i| inside((i * 3) % 80, PROTO_UDP)).collect();
+    let keys: Vec<FlowKey> = (0..40)
+        .map(|i| inside((i * 3) % 80, IpProtocol::Udp))
+        .collect();
     let mut hits = vec![None; keys.len()];
     a.lookup_burst(&keys, &mut hits);
     assert!(hits.iter().any(Option::is_none), "some keys miss");
@@ -501,11 +531,11 @@ fn counters_and_rewrite_through_get_mut() {
     );
     assert_eq!(
         s.rewrite(Side::Inside).tuple,
-        outside(1, PROTO_UDP).reverse()
+        outside(1, IpProtocol::Udp).reverse()
     );
     assert_eq!(
         s.rewrite(Side::Outside).tuple,
-        inside(1, PROTO_UDP).reverse()
+        inside(1, IpProtocol::Udp).reverse()
     );
     assert_eq!(s.rewrite(Side::Outside).deltas, d.reversed());
 }
@@ -534,7 +564,7 @@ fn clear_resets_everything() {
     }
     t.clear();
     assert!(t.is_empty());
-    assert_eq!(t.lookup(&inside(1, PROTO_UDP)), None);
+    assert_eq!(t.lookup(&inside(1, IpProtocol::Udp)), None);
     t.check_invariants(true);
     for i in 0..8 {
         t.create(&new_udp(i), 0, no_cb).expect("created again");
@@ -578,7 +608,7 @@ fn pool_key(k: u8) -> FlowKey {
         0x0808_0808,
         1000 + u16::from(k),
         80,
-        PROTO_TCP,
+        IpProtocol::Tcp,
     )
 }
 
@@ -685,16 +715,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn proto_of(p: u8) -> u8 {
+fn proto_of(p: u8) -> IpProtocol {
     match p {
-        0 => PROTO_UDP,
-        3 => PROTO_ICMP,
-        _ => PROTO_TCP,
+        0 => IpProtocol::Udp,
+        3 => IpProtocol::Icmp,
+        _ => IpProtocol::Tcp,
     }
 }
 
 /// Key `k` of a small pool shared by both sides, so keys collide across sessions and sides.
-fn side_key(k: u8, proto: u8) -> FlowKey {
+fn side_key(k: u8, proto: IpProtocol) -> FlowKey {
     let k = u32::from(k % 48);
     FlowKey::from_raw(
         0x0a00_0000 | (k & 7),
@@ -797,7 +827,7 @@ proptest! {
                             let class = new.class();
                             m.sessions.insert(idx, ModelSession {
                                 keys: [new.inside, new.outside], last_seen: now, class,
-                                tcp: if p == PROTO_TCP { tcp } else { TcpState::Closed },
+                                tcp: if p == IpProtocol::Tcp { tcp } else { TcpState::Closed },
                                 orig: Side::Inside,
                             });
                             m.keys.insert(new.inside, Hit { index: idx, side: Side::Inside });
@@ -840,10 +870,10 @@ proptest! {
                 Op::Tcp { idx, flags, from_inside } => {
                     let idx = u32::from(idx) % capacity;
                     let from = if from_inside { Side::Inside } else { Side::Outside };
-                    let flags = TcpFlags::from_bits(flags);
+                    let flags = TcpFlags(u16::from(flags));
                     let got = t.track_tcp(idx, flags, from, now);
                     match m.sessions.get_mut(&idx) {
-                        Some(ms) if ms.keys[0].protocol() == PROTO_TCP => {
+                        Some(ms) if ms.keys[0].protocol() == IpProtocol::Tcp => {
                             let dir = if from == ms.orig { Dir::Orig } else { Dir::Reply };
                             let (s, c) = ms.tcp.step(flags, dir);
                             prop_assert_eq!(got, Some(s));
@@ -879,7 +909,7 @@ proptest! {
                     }
                 }
                 Op::Lookup(k) => {
-                    for p in [PROTO_UDP, PROTO_TCP, PROTO_ICMP] {
+                    for p in [IpProtocol::Udp, IpProtocol::Tcp, IpProtocol::Icmp] {
                         for key in [side_key(k, p), side_key(k.wrapping_add(100), p)] {
                             prop_assert_eq!(t.lookup(&key), m.keys.get(&key).copied());
                         }

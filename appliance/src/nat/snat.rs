@@ -7,13 +7,14 @@
 
 use super::ports::{PortPool, Slices};
 use crate::config::{Filtering, Mapping};
+use crate::packet::IpProtocol;
 use hashbrown::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 /// IP protocols with ports (or echo identifiers) that the NAT maps.
-const PROTOS: [u8; 3] = [1, 6, 17];
+const PROTOS: [IpProtocol; 3] = [IpProtocol::Icmp, IpProtocol::Tcp, IpProtocol::Udp];
 
-fn proto_index(proto: u8) -> Option<usize> {
+fn proto_index(proto: IpProtocol) -> Option<usize> {
     PROTOS.iter().position(|&p| p == proto)
 }
 
@@ -45,18 +46,18 @@ pub struct Snat {
     /// `pools[address index][protocol index]`.
     pools: Vec<[PortPool; 3]>,
     /// Endpoint-independent mappings: (proto, inside addr, inside port) -> public endpoint.
-    mappings: HashMap<(u8, u32, u16), Mapping1>,
+    mappings: HashMap<(IpProtocol, u32, u16), Mapping1>,
     /// The reverse: (proto, public addr, public port) -> inside endpoint.
-    reverse: HashMap<(u8, u32, u16), (u32, u16)>,
+    reverse: HashMap<(IpProtocol, u32, u16), (u32, u16)>,
     /// For address-dependent filtering: (proto, public addr, public port, remote addr) ->
     /// sessions counted there. Kept only while `counts_contacts` (see
     /// [`Snat::set_counts_contacts`]): two random accesses to a large map per session created
     /// and freed, which no other filtering reads.
-    contacted: HashMap<(u8, u32, u16, u32), u32>,
+    contacted: HashMap<(IpProtocol, u32, u16, u32), u32>,
     counts_contacts: bool,
     /// Ports held back because a port forward uses them, and whether the pool gave the port
     /// to the reservation (false while a mapping that had it first still holds it).
-    reserved: HashMap<(u8, u32, u16), bool>,
+    reserved: HashMap<(IpProtocol, u32, u16), bool>,
     /// Allocations refused for lack of ports.
     pub exhausted: u64,
 }
@@ -123,7 +124,7 @@ impl Snat {
         Some(self.addresses[(h % self.addresses.len() as u64) as usize])
     }
 
-    fn pool(&mut self, public: Ipv4Addr, proto: u8) -> Option<&mut PortPool> {
+    fn pool(&mut self, public: Ipv4Addr, proto: IpProtocol) -> Option<&mut PortPool> {
         let a = self.addresses.iter().position(|&x| x == public)?;
         let p = proto_index(proto)?;
         Some(&mut self.pools[a][p])
@@ -154,7 +155,7 @@ impl Snat {
     /// [`Snat::counts_contacts`]. Every successful call must be paired with [`Snat::release`].
     pub fn acquire(
         &mut self,
-        proto: u8,
+        proto: IpProtocol,
         inside: (Ipv4Addr, u16),
         remote: Ipv4Addr,
         mapping: Mapping,
@@ -196,7 +197,7 @@ impl Snat {
     #[inline]
     pub fn predict(
         &self,
-        proto: u8,
+        proto: IpProtocol,
         inside: (Ipv4Addr, u16),
         mapping: Mapping,
     ) -> Option<(Ipv4Addr, u16)> {
@@ -210,7 +211,7 @@ impl Snat {
 
     fn take_port(
         &mut self,
-        proto: u8,
+        proto: IpProtocol,
         inside: (Ipv4Addr, u16),
     ) -> Result<(Ipv4Addr, u16), SnatError> {
         let public = self.address_for(inside.0).ok_or(SnatError::NoAddress)?;
@@ -227,7 +228,7 @@ impl Snat {
     /// Records one more session on an existing mapping admitted from outside (filtering
     /// allowed it), so the mapping lives as long as that session; counts the contact with
     /// `remote` when [`Snat::counts_contacts`].
-    pub fn adopt(&mut self, proto: u8, public: (Ipv4Addr, u16), remote: Ipv4Addr) -> bool {
+    pub fn adopt(&mut self, proto: IpProtocol, public: (Ipv4Addr, u16), remote: Ipv4Addr) -> bool {
         let Some(&(ip, port)) = self.reverse.get(&(proto, u32::from(public.0), public.1)) else {
             return false;
         };
@@ -244,7 +245,7 @@ impl Snat {
     /// address-dependent filtering asks). [`Snat::acquire`] and [`Snat::adopt`] call it while
     /// counting is on; the owner calls it for the sessions already open when it turns counting
     /// on, and then releases them as counted.
-    pub fn add_contact(&mut self, proto: u8, public: (Ipv4Addr, u16), remote: Ipv4Addr) {
+    pub fn add_contact(&mut self, proto: IpProtocol, public: (Ipv4Addr, u16), remote: Ipv4Addr) {
         *self
             .contacted
             .entry((proto, u32::from(public.0), public.1, u32::from(remote)))
@@ -256,7 +257,7 @@ impl Snat {
     /// taken, or [`Snat::add_contact`] since).
     pub fn release(
         &mut self,
-        proto: u8,
+        proto: IpProtocol,
         inside: (Ipv4Addr, u16),
         public: (Ipv4Addr, u16),
         remote: Ipv4Addr,
@@ -305,7 +306,7 @@ impl Snat {
     /// to; address-and-port-dependent filtering admits only existing sessions, so never here.
     pub fn inbound(
         &self,
-        proto: u8,
+        proto: IpProtocol,
         public: (Ipv4Addr, u16),
         remote: Ipv4Addr,
         filtering: Filtering,
@@ -331,8 +332,8 @@ impl Snat {
     /// Holds back the public ports of port forwards that fall in this worker's slice of a pool
     /// address, so SNAT never hands them out; releases ports of forwards that are gone. A port
     /// in use by a mapping when its forward appears is held back once the mapping ends.
-    pub fn reserve(&mut self, forwards: impl IntoIterator<Item = (u8, Ipv4Addr, u16)>) {
-        let wanted: HashSet<(u8, u32, u16)> = forwards
+    pub fn reserve(&mut self, forwards: impl IntoIterator<Item = (IpProtocol, Ipv4Addr, u16)>) {
+        let wanted: HashSet<(IpProtocol, u32, u16)> = forwards
             .into_iter()
             .filter(|&(proto, addr, port)| {
                 proto_index(proto).is_some()
@@ -367,9 +368,9 @@ impl Snat {
         }
     }
 
-    /// Ports in use by sessions per (address, protocol number); ports held back for port
-    /// forwards are not counted.
-    pub fn ports_in_use(&self) -> impl Iterator<Item = (Ipv4Addr, u8, usize)> + '_ {
+    /// Ports in use by sessions per (address, protocol); ports held back for port forwards
+    /// are not counted.
+    pub fn ports_in_use(&self) -> impl Iterator<Item = (Ipv4Addr, IpProtocol, usize)> + '_ {
         self.addresses
             .iter()
             .zip(&self.pools)
@@ -400,6 +401,9 @@ impl Snat {
 mod tests {
     use super::*;
 
+    const UDP: IpProtocol = IpProtocol::Udp;
+    const TCP: IpProtocol = IpProtocol::Tcp;
+
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
     const B: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 11);
     const R1: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -416,22 +420,22 @@ mod tests {
     fn eim_reuses_the_mapping_and_frees_after_last_session() {
         let mut s = snat();
         let f = Filtering::AddressAndPortDependent;
-        let m1 = s.acquire(17, (A, 5000), R1, EIM).unwrap();
+        let m1 = s.acquire(UDP, (A, 5000), R1, EIM).unwrap();
         assert_eq!(m1, (P, 5000), "port preserved");
-        let m2 = s.acquire(17, (A, 5000), R2, EIM).unwrap();
+        let m2 = s.acquire(UDP, (A, 5000), R2, EIM).unwrap();
         assert_eq!(m1, m2, "same mapping for another destination");
         assert_eq!(
-            s.inbound(17, m1, R2, Filtering::EndpointIndependent),
+            s.inbound(UDP, m1, R2, Filtering::EndpointIndependent),
             Some((A, 5000))
         );
         assert_eq!(
-            s.inbound(17, m1, R2, f),
+            s.inbound(UDP, m1, R2, f),
             None,
             "APDF never admits without a session"
         );
-        s.release(17, (A, 5000), m1, R1, EIM, true);
+        s.release(UDP, (A, 5000), m1, R1, EIM, true);
         assert_eq!(s.mappings(), 1);
-        s.release(17, (A, 5000), m1, R2, EIM, true);
+        s.release(UDP, (A, 5000), m1, R2, EIM, true);
         assert_eq!(s.mappings(), 0);
         assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
     }
@@ -440,31 +444,31 @@ mod tests {
     fn predict_is_what_acquire_gives_when_the_port_is_free() {
         let mut s = snat();
         for mapping in [EIM, EDM] {
-            let want = s.predict(17, (A, 6000), mapping);
+            let want = s.predict(UDP, (A, 6000), mapping);
             assert_eq!(want, Some((P, 6000)), "{mapping:?}: port preserved");
-            assert_eq!(s.acquire(17, (A, 6000), R1, mapping).ok(), want);
-            s.release(17, (A, 6000), want.unwrap(), R1, mapping, false);
+            assert_eq!(s.acquire(UDP, (A, 6000), R1, mapping).ok(), want);
+            s.release(UDP, (A, 6000), want.unwrap(), R1, mapping, false);
         }
         // An existing endpoint-independent mapping on another port: predicted exactly.
-        let taken = s.acquire(17, (B, 6001), R1, EIM).unwrap();
-        let m = s.acquire(17, (A, 6001), R1, EIM).unwrap();
+        let taken = s.acquire(UDP, (B, 6001), R1, EIM).unwrap();
+        let m = s.acquire(UDP, (A, 6001), R1, EIM).unwrap();
         assert_ne!(m.1, 6001, "port taken by another host, so another port");
-        assert_eq!(s.predict(17, (A, 6001), EIM), Some(m));
-        assert_eq!(s.acquire(17, (A, 6001), R2, EIM).ok(), Some(m));
+        assert_eq!(s.predict(UDP, (A, 6001), EIM), Some(m));
+        assert_eq!(s.acquire(UDP, (A, 6001), R2, EIM).ok(), Some(m));
         // Endpoint-dependent: the guess is the inside port even when it is taken (a wasted
         // prefetch, never a wrong translation: predict takes nothing).
-        assert_eq!(s.predict(17, (B, 6001), EDM), Some(taken));
-        assert_ne!(s.acquire(17, (B, 6001), R2, EDM).ok(), Some(taken));
+        assert_eq!(s.predict(UDP, (B, 6001), EDM), Some(taken));
+        assert_ne!(s.acquire(UDP, (B, 6001), R2, EDM).ok(), Some(taken));
     }
 
     #[test]
     fn edm_takes_a_port_per_session() {
         let mut s = snat();
-        let m1 = s.acquire(6, (A, 5000), R1, EDM).unwrap();
-        let m2 = s.acquire(6, (A, 5000), R2, EDM).unwrap();
+        let m1 = s.acquire(TCP, (A, 5000), R1, EDM).unwrap();
+        let m2 = s.acquire(TCP, (A, 5000), R2, EDM).unwrap();
         assert_ne!(m1.1, m2.1);
-        s.release(6, (A, 5000), m1, R1, EDM, false);
-        s.release(6, (A, 5000), m2, R2, EDM, false);
+        s.release(TCP, (A, 5000), m1, R1, EDM, false);
+        s.release(TCP, (A, 5000), m2, R2, EDM, false);
         assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
     }
 
@@ -472,11 +476,11 @@ mod tests {
     fn address_dependent_filtering_admits_contacted_addresses() {
         let mut s = snat();
         let f = Filtering::AddressDependent;
-        let m = s.acquire(17, (A, 7000), R1, EIM).unwrap();
-        assert_eq!(s.inbound(17, m, R1, f), Some((A, 7000)));
-        assert_eq!(s.inbound(17, m, R2, f), None);
-        s.release(17, (A, 7000), m, R1, EIM, true);
-        assert_eq!(s.inbound(17, m, R1, f), None);
+        let m = s.acquire(UDP, (A, 7000), R1, EIM).unwrap();
+        assert_eq!(s.inbound(UDP, m, R1, f), Some((A, 7000)));
+        assert_eq!(s.inbound(UDP, m, R2, f), None);
+        s.release(UDP, (A, 7000), m, R1, EIM, true);
+        assert_eq!(s.inbound(UDP, m, R1, f), None);
     }
 
     #[test]
@@ -484,39 +488,39 @@ mod tests {
         let mut s = snat();
         let f = Filtering::AddressDependent;
         s.set_counts_contacts(false);
-        let m = s.acquire(17, (A, 7000), R1, EIM).unwrap();
+        let m = s.acquire(UDP, (A, 7000), R1, EIM).unwrap();
         assert_eq!(s.contacts(), 0);
         // Turned on: the owner counts what is open, then new sessions count themselves.
         s.set_counts_contacts(true);
-        s.add_contact(17, m, R1);
-        assert_eq!(s.inbound(17, m, R1, f), Some((A, 7000)));
-        assert_eq!(s.acquire(17, (A, 7000), R2, EIM).unwrap(), m);
-        assert_eq!(s.inbound(17, m, R2, f), Some((A, 7000)));
-        s.release(17, (A, 7000), m, R1, EIM, true);
+        s.add_contact(UDP, m, R1);
+        assert_eq!(s.inbound(UDP, m, R1, f), Some((A, 7000)));
+        assert_eq!(s.acquire(UDP, (A, 7000), R2, EIM).unwrap(), m);
+        assert_eq!(s.inbound(UDP, m, R2, f), Some((A, 7000)));
+        s.release(UDP, (A, 7000), m, R1, EIM, true);
         // Turned off again: counted sessions still give their count back.
         s.set_counts_contacts(false);
-        let m3 = s.acquire(17, (A, 7000), R1, EIM).unwrap();
+        let m3 = s.acquire(UDP, (A, 7000), R1, EIM).unwrap();
         assert_eq!(s.contacts(), 1);
-        s.release(17, (A, 7000), m, R2, EIM, true);
-        s.release(17, (A, 7000), m3, R1, EIM, false);
+        s.release(UDP, (A, 7000), m, R2, EIM, true);
+        s.release(UDP, (A, 7000), m3, R1, EIM, false);
         assert_eq!((s.contacts(), s.mappings()), (0, 0));
     }
 
     #[test]
     fn forwards_are_never_handed_out() {
         let mut s = snat();
-        s.reserve([(6, P, 8080)]);
-        let m = s.acquire(6, (A, 8080), R1, EIM).unwrap();
+        s.reserve([(TCP, P, 8080)]);
+        let m = s.acquire(TCP, (A, 8080), R1, EIM).unwrap();
         assert_ne!(m.1, 8080, "a forward's port is not preserved");
         assert_eq!(
-            s.acquire(17, (A, 8080), R1, EIM).unwrap().1,
+            s.acquire(UDP, (A, 8080), R1, EIM).unwrap().1,
             8080,
             "other protocol is fine"
         );
         // The forward goes: its port comes back.
         s.reserve([]);
         assert_eq!(
-            s.acquire(6, (Ipv4Addr::new(10, 0, 1, 11), 8080), R1, EIM)
+            s.acquire(TCP, (Ipv4Addr::new(10, 0, 1, 11), 8080), R1, EIM)
                 .unwrap()
                 .1,
             8080
@@ -526,23 +530,23 @@ mod tests {
     #[test]
     fn forward_added_over_a_live_mapping_then_removed() {
         let mut s = snat();
-        let m = s.acquire(6, (A, 9000), R1, EIM).unwrap();
+        let m = s.acquire(TCP, (A, 9000), R1, EIM).unwrap();
         assert_eq!(m.1, 9000);
-        s.reserve([(6, P, 9000)]); // the mapping still holds it
+        s.reserve([(TCP, P, 9000)]); // the mapping still holds it
         s.reserve([]); // gone again before the mapping ended: the mapping keeps it
         let other = s
-            .acquire(6, (Ipv4Addr::new(10, 0, 1, 12), 9000), R1, EIM)
+            .acquire(TCP, (Ipv4Addr::new(10, 0, 1, 12), 9000), R1, EIM)
             .unwrap();
         assert_ne!(other.1, 9000, "still held by the first mapping");
-        s.reserve([(6, P, 9000)]);
-        s.release(6, (A, 9000), m, R1, EIM, true); // passes to the reservation
+        s.reserve([(TCP, P, 9000)]);
+        s.release(TCP, (A, 9000), m, R1, EIM, true); // passes to the reservation
         let third = s
-            .acquire(6, (Ipv4Addr::new(10, 0, 1, 13), 9000), R1, EIM)
+            .acquire(TCP, (Ipv4Addr::new(10, 0, 1, 13), 9000), R1, EIM)
             .unwrap();
         assert_ne!(third.1, 9000, "reserved for the forward");
         s.reserve([]);
         let fourth = s
-            .acquire(6, (Ipv4Addr::new(10, 0, 1, 14), 9000), R1, EIM)
+            .acquire(TCP, (Ipv4Addr::new(10, 0, 1, 14), 9000), R1, EIM)
             .unwrap();
         assert_eq!(fourth.1, 9000, "free again once the forward is gone");
     }
@@ -550,12 +554,18 @@ mod tests {
     #[test]
     fn exhaustion_is_counted() {
         let mut s = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[P], 10, 1);
-        s.acquire(17, (A, 1), R1, EIM).unwrap();
-        s.acquire(17, (A, 2), R1, EIM).unwrap();
-        assert_eq!(s.acquire(17, (A, 3), R1, EIM), Err(SnatError::Exhausted));
+        s.acquire(UDP, (A, 1), R1, EIM).unwrap();
+        s.acquire(UDP, (A, 2), R1, EIM).unwrap();
+        assert_eq!(s.acquire(UDP, (A, 3), R1, EIM), Err(SnatError::Exhausted));
         assert_eq!(s.exhausted, 1);
-        assert_eq!(s.acquire(47, (A, 3), R1, EIM), Err(SnatError::Protocol));
+        assert_eq!(
+            s.acquire(IpProtocol::Gre, (A, 3), R1, EIM),
+            Err(SnatError::Protocol)
+        );
         let mut none = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[], 10, 1);
-        assert_eq!(none.acquire(17, (A, 3), R1, EIM), Err(SnatError::NoAddress));
+        assert_eq!(
+            none.acquire(UDP, (A, 3), R1, EIM),
+            Err(SnatError::NoAddress)
+        );
     }
 }

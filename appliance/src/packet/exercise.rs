@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use super::build::{self, Link, Unreachable};
 use super::icmp::TimeExceeded;
 use super::{
-    arp, icmp, ipv4, ipv6, tcp, udp, ChecksumCaps, EthernetAddress, EthernetFrame, IpProtocol,
-    Side, Vlans, L3,
+    arp, icmp, ipv4, ipv6, tcp, udp, ChecksumCaps, Endpoint, EthernetAddress, EthernetFrame,
+    IpProtocol, Vlans, L3,
 };
 
 const LINK: Link = Link {
@@ -96,7 +96,7 @@ fn ipv4_checks(data: &[u8]) {
         assert_eq!(q.verify_checksum(), valid, "ttl decrement");
     }
     let new_addr = Ipv4Addr::new(203, 0, 113, 77);
-    if q.rewrite(Side::Src, new_addr, 61000).is_ok() {
+    if q.rewrite(Endpoint::Src, new_addr, 61000).is_ok() {
         assert_eq!(q.src_addr(), new_addr);
         assert_eq!(q.verify_checksum(), valid, "src rewrite ip checksum");
         if l4_valid == Some(true) {
@@ -104,7 +104,12 @@ fn ipv4_checks(data: &[u8]) {
         }
     }
     if let Ok(t) = q.five_tuple() {
-        let rw = ipv4::Rewrite::new(Side::Dst, t.protocol, t.endpoint(Side::Dst), (new_addr, 1));
+        let rw = ipv4::Rewrite::new(
+            Endpoint::Dst,
+            t.protocol,
+            t.endpoint(Endpoint::Dst),
+            (new_addr, 1),
+        );
         let l4_valid = l4_checksum_ok(&q);
         let mut general = q.as_ref().to_vec();
         let general_result = ipv4::apply_general(&mut general, &rw);
@@ -122,10 +127,12 @@ fn ipv4_checks(data: &[u8]) {
         }
     }
     let icmp_valid = icmp_checksum_ok(&q);
-    if q.translate_icmp_error(Side::Src, new_addr, 4242).is_ok() {
+    if q.translate_icmp_error(Endpoint::Src, new_addr, 4242)
+        .is_ok()
+    {
         assert_eq!(icmp_checksum_ok(&q), icmp_valid, "icmp error translation");
     }
-    q.rewrite_addr_only(Side::Dst, Ipv4Addr::new(10, 9, 8, 7));
+    q.rewrite_addr_only(Endpoint::Dst, Ipv4Addr::new(10, 9, 8, 7));
     assert_eq!(q.verify_checksum(), valid, "address-only rewrite");
 }
 

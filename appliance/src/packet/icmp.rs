@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum::{self, ChecksumDelta};
 use super::field::{get_u16, get_u32, set_u16, set_u32};
-use super::ipv4::{FiveTuple, Side};
+use super::ipv4::{Endpoint, FiveTuple};
 use super::{Error, IpProtocol};
 
 enum_with_unknown! {
@@ -439,7 +439,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quote<T> {
     /// about an error should not exist). On error nothing is changed.
     pub fn rewrite(
         &mut self,
-        side: Side,
+        side: Endpoint,
         addr: Ipv4Addr,
         port: u16,
     ) -> Result<ChecksumDelta, Error> {
@@ -454,8 +454,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quote<T> {
         let mut outer = ChecksumDelta::ZERO;
         // Address and the quoted header checksum.
         let at = match side {
-            Side::Src => quote::SRC_ADDR,
-            Side::Dst => quote::DST_ADDR,
+            Endpoint::Src => quote::SRC_ADDR,
+            Endpoint::Dst => quote::DST_ADDR,
         };
         let old_addr = get_u32(d, at);
         let new_addr = u32::from(addr);
@@ -471,8 +471,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quote<T> {
         }
         let l4 = &mut d[hl..];
         let port_at = match side {
-            Side::Src => 0,
-            Side::Dst => 2,
+            Endpoint::Src => 0,
+            Endpoint::Dst => 2,
         };
         let put = |l4: &mut [u8], at: usize, v: u16, outer: &mut ChecksumDelta| {
             let old = get_u16(l4, at);
@@ -830,7 +830,7 @@ mod tests {
         let mut p = Packet::new_checked(&mut b[..]).unwrap();
         let delta = {
             let mut q = Quote::new_checked(p.data_mut()).unwrap();
-            q.rewrite(Side::Src, Ipv4Addr::new(203, 0, 113, 5), 61000)
+            q.rewrite(Endpoint::Src, Ipv4Addr::new(203, 0, 113, 5), 61000)
                 .unwrap()
         };
         let c = p.checksum();

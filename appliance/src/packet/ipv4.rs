@@ -33,19 +33,19 @@ const OFFSET_MASK: u16 = 0x1fff;
 
 /// Which endpoint of a packet a rewrite changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
+pub enum Endpoint {
     /// Source address and port (SNAT on the way out, reverse DNAT on the way back).
     Src,
     /// Destination address and port (DNAT on the way in, reverse SNAT on the way back).
     Dst,
 }
 
-impl Side {
+impl Endpoint {
     /// The other endpoint.
-    pub const fn flip(self) -> Side {
+    pub const fn flip(self) -> Endpoint {
         match self {
-            Side::Src => Side::Dst,
-            Side::Dst => Side::Src,
+            Endpoint::Src => Endpoint::Dst,
+            Endpoint::Dst => Endpoint::Src,
         }
     }
 }
@@ -82,10 +82,10 @@ impl FiveTuple {
     }
 
     /// Address and port of one side.
-    pub const fn endpoint(&self, side: Side) -> (Ipv4Addr, u16) {
+    pub const fn endpoint(&self, side: Endpoint) -> (Ipv4Addr, u16) {
         match side {
-            Side::Src => (self.src_addr, self.src_port),
-            Side::Dst => (self.dst_addr, self.dst_port),
+            Endpoint::Src => (self.src_addr, self.src_port),
+            Endpoint::Dst => (self.dst_addr, self.dst_port),
         }
     }
 }
@@ -464,7 +464,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// ICMP error), and for protocols NAT does not look into. For TCP/UDP use
     /// [`Packet::rewrite`] or [`Packet::apply`], which also fix the transport checksum.
     #[inline]
-    pub fn rewrite_addr_only(&mut self, side: Side, addr: Ipv4Addr) {
+    pub fn rewrite_addr_only(&mut self, side: Endpoint, addr: Ipv4Addr) {
         let at = addr_offset(side);
         let d = self.data_mut();
         let old = get_u32(d, at);
@@ -484,17 +484,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// # Errors
     /// As [`Packet::apply`]. On error the packet is unchanged.
     #[inline]
-    pub fn rewrite(&mut self, side: Side, addr: Ipv4Addr, port: u16) -> Result<(), Error> {
+    pub fn rewrite(&mut self, side: Endpoint, addr: Ipv4Addr, port: u16) -> Result<(), Error> {
         let protocol = self.protocol();
         let old_addr = match side {
-            Side::Src => self.src_addr(),
-            Side::Dst => self.dst_addr(),
+            Endpoint::Src => self.src_addr(),
+            Endpoint::Dst => self.dst_addr(),
         };
         let old_port = if self.is_first_fragment() {
             let (s, d) = l4_ports(protocol, self.payload_slice())?;
             match side {
-                Side::Src => s,
-                Side::Dst => d,
+                Endpoint::Src => s,
+                Endpoint::Dst => d,
             }
         } else {
             port
@@ -528,7 +528,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// this packet's ICMP checksum. The outer header is not changed: rewrite it with
     /// [`Packet::rewrite_addr_only`] (ICMP has no pseudo-header).
     ///
-    /// For an error about a packet the NAT sent out after SNAT, `side` is [`Side::Src`] and the
+    /// For an error about a packet the NAT sent out after SNAT, `side` is [`Endpoint::Src`] and the
     /// address/port are the inside ones.
     ///
     /// # Errors
@@ -538,7 +538,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// the packet is unchanged.
     pub fn translate_icmp_error(
         &mut self,
-        side: Side,
+        side: Endpoint,
         addr: Ipv4Addr,
         port: u16,
     ) -> Result<(), Error> {
@@ -582,7 +582,7 @@ fn apply_plain(d: &mut [u8], rw: &Rewrite) -> bool {
     let Some(l4) = rest.get_mut(..total_len.wrapping_sub(HEADER_LEN)) else {
         return false;
     };
-    let dst = matches!(rw.side, Side::Dst);
+    let dst = matches!(rw.side, Endpoint::Dst);
     // Source then destination port lead both headers.
     let port_at = 2 * usize::from(dst);
     match rw.protocol {
@@ -622,8 +622,8 @@ pub(super) fn apply_general(d: &mut [u8], rw: &Rewrite) -> Result<(), Error> {
     if first {
         let l4 = &mut d[hl..tl];
         let port_at = match rw.side {
-            Side::Src => 0,
-            Side::Dst => 2,
+            Endpoint::Src => 0,
+            Endpoint::Dst => 2,
         };
         let (port, delta) = (rw.port(), rw.l4_delta());
         match rw.protocol {
@@ -666,10 +666,10 @@ pub(super) fn apply_general(d: &mut [u8], rw: &Rewrite) -> Result<(), Error> {
 }
 
 #[inline(always)]
-fn addr_offset(side: Side) -> usize {
+fn addr_offset(side: Endpoint) -> usize {
     match side {
-        Side::Src => field::SRC_ADDR,
-        Side::Dst => field::DST_ADDR,
+        Endpoint::Src => field::SRC_ADDR,
+        Endpoint::Dst => field::DST_ADDR,
     }
 }
 
@@ -692,7 +692,7 @@ pub struct Rewrite {
     port: [u8; 2],
     ip_delta: WireDelta,
     l4_delta: WireDelta,
-    side: Side,
+    side: Endpoint,
     protocol: IpProtocol,
 }
 
@@ -716,7 +716,7 @@ impl Rewrite {
     /// the port (or ICMP echo identifier, which ICMP's checksum covers without a
     /// pseudo-header). For other protocols only the address changes and `port` is ignored.
     pub fn new(
-        side: Side,
+        side: Endpoint,
         protocol: IpProtocol,
         old: (Ipv4Addr, u16),
         new: (Ipv4Addr, u16),
@@ -738,7 +738,7 @@ impl Rewrite {
     }
 
     /// The endpoint rewritten.
-    pub const fn side(&self) -> Side {
+    pub const fn side(&self) -> Endpoint {
         self.side
     }
 
@@ -1043,7 +1043,7 @@ mod tests {
         let mut b = UDP_PACKET;
         let mut p = Packet::new_checked(&mut b[..]).unwrap();
         let new = Ipv4Addr::new(203, 0, 113, 7);
-        p.rewrite(Side::Src, new, 40000).unwrap();
+        p.rewrite(Endpoint::Src, new, 40000).unwrap();
         assert!(p.verify_checksum());
         let t = p.five_tuple().unwrap();
         assert_eq!((t.src_addr, t.src_port), (new, 40000));
@@ -1051,7 +1051,7 @@ mod tests {
         assert!(udp.verify_checksum(new, t.dst_addr));
         // And back with a precomputed rewrite.
         let back = Rewrite::new(
-            Side::Src,
+            Endpoint::Src,
             IpProtocol::Udp,
             (new, 40000),
             (Ipv4Addr::new(10, 0, 0, 1), 1024),
@@ -1079,7 +1079,8 @@ mod tests {
         p.fill_checksum();
         // A later fragment gets the address only; its bytes after the header are data.
         let before = p.payload_slice().to_vec();
-        p.rewrite(Side::Dst, Ipv4Addr::new(10, 9, 9, 9), 7).unwrap();
+        p.rewrite(Endpoint::Dst, Ipv4Addr::new(10, 9, 9, 9), 7)
+            .unwrap();
         assert!(p.verify_checksum());
         assert_eq!(p.payload_slice(), &before[..]);
     }

@@ -28,9 +28,19 @@ macro_rules! enum_with_unknown {
             Unknown($ty),
         }
 
-        impl From<$ty> for $name {
+        impl $name {
+            /// The value on the wire (`From` in `const` code).
             #[inline]
-            fn from(value: $ty) -> Self {
+            pub const fn value(self) -> $ty {
+                match self {
+                    $( $name::$variant => $value, )+
+                    $name::Unknown(other) => other,
+                }
+            }
+
+            /// The name of a value on the wire (`From` in `const` code).
+            #[inline]
+            pub const fn of(value: $ty) -> Self {
                 match value {
                     $( $value => $name::$variant, )+
                     other => $name::Unknown(other),
@@ -38,13 +48,17 @@ macro_rules! enum_with_unknown {
             }
         }
 
+        impl From<$ty> for $name {
+            #[inline]
+            fn from(value: $ty) -> Self {
+                $name::of(value)
+            }
+        }
+
         impl From<$name> for $ty {
             #[inline]
             fn from(value: $name) -> Self {
-                match value {
-                    $( $name::$variant => $value, )+
-                    $name::Unknown(other) => other,
-                }
+                value.value()
             }
         }
     };
@@ -75,7 +89,7 @@ pub use icmp::{
     DstUnreachable as IcmpDstUnreachable, Message as IcmpMessage, Packet as IcmpPacket,
     Quote as IcmpQuote, Repr as IcmpRepr,
 };
-pub use ipv4::{FiveTuple, Packet as Ipv4Packet, Repr as Ipv4Repr, Rewrite, Side};
+pub use ipv4::{Endpoint, FiveTuple, Packet as Ipv4Packet, Repr as Ipv4Repr, Rewrite};
 pub use ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr, Summary as Ipv6Summary};
 pub use parse::{common_ipv4, parse_frame, Common, Ipv4Meta, ParsedFrame, L3, L4};
 pub use tcp::{Flags as TcpFlags, Packet as TcpPacket, Repr as TcpRepr, TcpOption};
@@ -112,6 +126,40 @@ enum_with_unknown! {
         Ipv6Opts = 60,
         /// SCTP (RFC 9260).
         Sctp = 132,
+    }
+}
+
+impl IpProtocol {
+    /// The protocol named as the configuration file, the CLI and the JSON output name it:
+    /// `tcp`, `udp`, `icmp` (any case), or a number 0-255.
+    pub fn from_name(text: &str) -> Option<IpProtocol> {
+        match text.to_ascii_lowercase().as_str() {
+            "tcp" => Some(IpProtocol::Tcp),
+            "udp" => Some(IpProtocol::Udp),
+            "icmp" => Some(IpProtocol::Icmp),
+            n => n.parse::<u8>().ok().map(IpProtocol::of),
+        }
+    }
+
+    /// The name of TCP, UDP and ICMP as [`IpProtocol::from_name`] reads it, `None` for the
+    /// others (which go by their number).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            IpProtocol::Tcp => Some("tcp"),
+            IpProtocol::Udp => Some("udp"),
+            IpProtocol::Icmp => Some("icmp"),
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for IpProtocol {
+    /// `tcp`, `udp`, `icmp`, or the number.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "{}", self.value()),
+        }
     }
 }
 

@@ -128,8 +128,8 @@ pub struct Common {
     pub src_port: u16,
     /// Destination port.
     pub dst_port: u16,
-    /// The TCP control bits (the low 9 bits of the offset word); 0 for UDP.
-    pub tcp_flags: u16,
+    /// The TCP control bits (the low 9 bits of the offset word); none for UDP.
+    pub tcp_flags: TcpFlags,
     /// Offset in the frame where the IPv4 datagram ends (see [`Ipv4Meta::l3_end`]).
     pub l3_end: u32,
     /// Whether it is TCP (else UDP).
@@ -180,7 +180,7 @@ pub fn common_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Common> {
             if len.wrapping_sub(udp::HEADER_LEN) > after.len() {
                 return None;
             }
-            (false, 0)
+            (false, TcpFlags(0))
         }
         6 => {
             let (tcp, after) = l4.split_first_chunk::<{ tcp::HEADER_LEN }>()?;
@@ -189,7 +189,7 @@ pub fn common_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Common> {
             if header_len.wrapping_sub(tcp::HEADER_LEN) > after.len() {
                 return None;
             }
-            (true, off_flags & 0x01ff)
+            (true, TcpFlags(off_flags & 0x01ff))
         }
         _ => return None,
     };
@@ -212,7 +212,7 @@ pub fn common_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Common> {
 fn untagged_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Ipv4Meta> {
     let c = common_ipv4(frame, caps)?;
     let (protocol, l4) = if c.tcp {
-        (IpProtocol::Tcp, L4::Tcp(TcpFlags(c.tcp_flags)))
+        (IpProtocol::Tcp, L4::Tcp(c.tcp_flags))
     } else {
         (IpProtocol::Udp, L4::Udp)
     };
@@ -349,7 +349,7 @@ mod tests {
 
     use super::*;
     use crate::packet::ethernet::VlanTag;
-    use crate::packet::{IpProtocol, Ipv4Packet, Side};
+    use crate::packet::{Endpoint, IpProtocol, Ipv4Packet};
 
     // The fuzz seeds are real frames (listed header by header in appliance/fuzz/README.md);
     // checking them here keeps the seeds and the parser honest together.
@@ -402,12 +402,12 @@ mod tests {
         // The fast path: rewrite in place at the offset parse_frame found.
         let mut buf = VLAN_TCP_SYN.to_vec();
         let mut ip = Ipv4Packet::new_checked(&mut buf[f.l3_offset()..]).unwrap();
-        ip.rewrite(Side::Src, Ipv4Addr::new(203, 0, 113, 1), 1025)
+        ip.rewrite(Endpoint::Src, Ipv4Addr::new(203, 0, 113, 1), 1025)
             .unwrap();
         ip.decrement_ttl().unwrap();
         let again = ipv4(&parse_frame(&buf, &ChecksumCaps::NONE).unwrap());
         assert_eq!(
-            again.tuple.endpoint(Side::Src),
+            again.tuple.endpoint(Endpoint::Src),
             (Ipv4Addr::new(203, 0, 113, 1), 1025)
         );
     }

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::checksum::{self, ChecksumCaps};
 use super::icmp::{self, TimeExceeded};
-use super::ipv4::{self, Rewrite, Side};
+use super::ipv4::{self, Endpoint, Rewrite};
 use super::{build, tcp, udp, IcmpRepr, IpProtocol};
 
 /// The transport of a generated packet.
@@ -216,8 +216,8 @@ fn recompute(pkt: &[u8]) -> Vec<u8> {
     v
 }
 
-fn side() -> impl Strategy<Value = Side> {
-    prop_oneof![Just(Side::Src), Just(Side::Dst)]
+fn side() -> impl Strategy<Value = Endpoint> {
+    prop_oneof![Just(Endpoint::Src), Just(Endpoint::Dst)]
 }
 
 proptest! {
@@ -306,20 +306,20 @@ proptest! {
         }
 
         let mut p = ipv4::Packet::new_checked(&mut err[..]).unwrap();
-        p.translate_icmp_error(Side::Src, new_addr, new_port).unwrap();
-        p.rewrite_addr_only(Side::Dst, new_addr);
+        p.translate_icmp_error(Endpoint::Src, new_addr, new_port).unwrap();
+        p.rewrite_addr_only(Endpoint::Dst, new_addr);
         prop_assert!(p.verify_checksum());
         let msg = icmp::Packet::new_checked(p.payload_slice()).unwrap();
         prop_assert!(msg.verify_checksum());
         let q = msg.quote().unwrap();
         let t = q.five_tuple().unwrap();
-        prop_assert_eq!(t.endpoint(Side::Src), (new_addr, new_port));
+        prop_assert_eq!(t.endpoint(Endpoint::Src), (new_addr, new_port));
         prop_assert_eq!(checksum::data(&q.as_ref()[..q.header_len()]), 0xffff);
         if full_quote {
             // The whole original is quoted: it must equal the original translated directly.
             let mut direct = orig.clone();
             ipv4::Packet::new_checked(&mut direct[..]).unwrap()
-                .rewrite(Side::Src, new_addr, new_port).unwrap();
+                .rewrite(Endpoint::Src, new_addr, new_port).unwrap();
             prop_assert_eq!(q.as_ref(), &direct[..]);
         }
     }

@@ -71,6 +71,11 @@ impl Flags {
     pub const fn rst(self) -> bool {
         self.contains(Flags::RST)
     }
+
+    /// A SYN without ACK or RST: an attempt to open a connection.
+    pub const fn pure_syn(self) -> bool {
+        self.0 & (Flags::SYN.0 | Flags::ACK.0 | Flags::RST.0) == Flags::SYN.0
+    }
 }
 
 impl BitOr for Flags {

@@ -4,6 +4,7 @@
 use super::shard::Shard;
 use crate::control::{SessionClass, SessionFilter, SessionInfo, SessionState};
 use crate::flow::{Session, TcpState, TimeoutClass};
+use crate::packet::IpProtocol;
 use std::net::SocketAddrV4;
 
 impl Shard {
@@ -41,7 +42,7 @@ fn info(s: &Session, now: u32, worker: u16) -> SessionInfo {
         TimeoutClass::Udp => SessionClass::Udp,
         TimeoutClass::Icmp => SessionClass::Icmp,
     };
-    let state = if inside.protocol() == 6 {
+    let state = if inside.protocol() == IpProtocol::Tcp {
         match s.tcp_state() {
             TcpState::SynSent => SessionState::SynSent,
             TcpState::SynReceived => SessionState::SynReceived,

@@ -4,7 +4,7 @@
 use super::buf::PacketBuf;
 use super::env::Env;
 use super::reason::Discard;
-use super::shard::{Action, Kind, Meta, Note, Shard};
+use super::shard::{Disposition, Kind, Meta, Note, Shard};
 use crate::packet::build::{self, Link};
 use crate::packet::icmp::TimeExceeded;
 use crate::packet::{
@@ -22,7 +22,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         match meta.kind {
             Kind::Arp => self.arp(env, in_port, pkt, meta),
             _ if meta.kind.has_session() => self.tagged(env, now, in_port, pkt, meta),
@@ -50,7 +50,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         if self.table.lookup(&meta.key).is_some() {
             return self.discard(Discard::VlanTransit);
         }
@@ -75,13 +75,13 @@ impl Shard {
 
     /// Replaces the packet with the first `len` bytes of the scratch buffer and sends it back
     /// out of `in_port`.
-    fn reply<B: PacketBuf>(&mut self, in_port: u8, pkt: &mut B, len: usize) -> Action {
+    fn reply<B: PacketBuf>(&mut self, in_port: u8, pkt: &mut B, len: usize) -> Disposition {
         if !pkt.set_len(len) {
             return self.discard(Discard::LocalUnhandled);
         }
         pkt.bytes_mut().copy_from_slice(&self.scratch[..len]);
         self.counters.bump_local();
-        Action::Forward(in_port)
+        Disposition::Forward(in_port)
     }
 
     /// A packet addressed to the appliance: ICMP echo, the health probe, or nothing.
@@ -91,7 +91,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         let p = env.policy;
         let dst = meta.key.dst_addr();
         // Unsolicited traffic to a public address is ingress without a forward; to the
@@ -121,7 +121,7 @@ impl Shard {
                 if !admitted {
                     return self.discard(Discard::LocalDenied);
                 }
-                let flags = TcpFlags(u16::from(meta.tcp_flags));
+                let flags = meta.tcp_flags;
                 let built = if flags.syn() && !flags.ack() {
                     syn_ack(&mut self.scratch, &link, &pkt.bytes()[l3..end])
                 } else if flags.rst() {
@@ -147,7 +147,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         self.counters.count_drop(Discard::TtlExpired.into());
         let Some(src) = env
             .policy
@@ -156,7 +156,7 @@ impl Shard {
             .and_then(|p| p.address)
             .map(|n| n.addr())
         else {
-            return Action::Drop(Discard::TtlExpired.into());
+            return Disposition::Drop(Discard::TtlExpired.into());
         };
         let link = Self::reply_link(env, in_port, pkt.bytes());
         let (l3, end) = (usize::from(meta.l3), usize::from(meta.end));
@@ -168,7 +168,7 @@ impl Shard {
             TimeExceeded::TtlExpired,
         ) {
             Ok(len) => self.reply(in_port, pkt, len),
-            Err(_) => Action::Drop(Discard::TtlExpired.into()),
+            Err(_) => Disposition::Drop(Discard::TtlExpired.into()),
         }
     }
 
@@ -180,7 +180,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         let l3 = usize::from(meta.l3);
         let Some(port) = env.policy.ports.get(usize::from(in_port)) else {
             return self.discard(Discard::ArpIgnored);
@@ -221,7 +221,7 @@ impl Shard {
             };
         }
         if on_link {
-            Action::Consumed
+            Disposition::Consumed
         } else {
             self.discard(Discard::ArpIgnored)
         }

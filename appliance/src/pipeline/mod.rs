@@ -24,4 +24,4 @@ pub use counters::ShardCounters;
 pub use env::{Env, NeighbourCache, Neighbours};
 pub use owner::Sharding;
 pub use reason::{Discard, Reason};
-pub use shard::{Action, Note, Shard, ShardConfig};
+pub use shard::{Disposition, Note, Shard, ShardConfig};

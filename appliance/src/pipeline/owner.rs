@@ -10,6 +10,7 @@
 //! - An ICMP error belongs to the owner of the packet it quotes, seen as a reply.
 
 use crate::nat::Slices;
+use crate::packet::IpProtocol;
 use crate::policy::Policy;
 use std::net::Ipv4Addr;
 
@@ -44,11 +45,12 @@ impl Sharding {
 
     /// The worker of an inside endpoint.
     #[inline]
-    pub fn of_endpoint(&self, proto: u8, addr: Ipv4Addr, port: u16) -> usize {
+    pub fn of_endpoint(&self, proto: IpProtocol, addr: Ipv4Addr, port: u16) -> usize {
         if self.workers == 1 {
             return 0;
         }
-        let x = (u64::from(u32::from(addr)) << 24) ^ (u64::from(port) << 8) ^ u64::from(proto);
+        let x =
+            (u64::from(u32::from(addr)) << 24) ^ (u64::from(port) << 8) ^ u64::from(proto.value());
         let mut h = (x ^ self.seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         h ^= h >> 29;
         h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -63,7 +65,7 @@ impl Sharding {
         &self,
         policy: &Policy,
         pool: &[Ipv4Addr],
-        proto: u8,
+        proto: IpProtocol,
         src: (Ipv4Addr, u16),
         dst: (Ipv4Addr, u16),
     ) -> usize {
@@ -73,7 +75,7 @@ impl Sharding {
         // Forwards first: a forward's public port may lie in the SNAT range of a pool address
         // (the SNAT allocator never hands it out).
         if let Some(f) = policy.forwards.lookup(proto, dst.0, dst.1) {
-            return self.of_endpoint(proto, f.private.addr, f.private.port);
+            return self.of_endpoint(proto, *f.private.ip(), f.private.port());
         }
         if pool.contains(&dst.0) && self.slices.contains(dst.1) {
             if let Some(w) = self.slices.owner(dst.1) {
@@ -96,10 +98,13 @@ mod tests {
         let s = Sharding::new(4, Slices::new(1024, 65535, 4).unwrap(), 7);
         let mut seen = [0usize; 4];
         for i in 0..4000u32 {
-            seen[s.of_endpoint(17, Ipv4Addr::from(0x0a00_0000 + i), 40000)] += 1;
+            seen[s.of_endpoint(IpProtocol::Udp, Ipv4Addr::from(0x0a00_0000 + i), 40000)] += 1;
         }
         assert!(seen.iter().all(|&n| n > 800), "{seen:?}");
         let one = Sharding::new(1, Slices::new(1024, 65535, 1).unwrap(), 7);
-        assert_eq!(one.of_endpoint(6, Ipv4Addr::new(1, 2, 3, 4), 5), 0);
+        assert_eq!(
+            one.of_endpoint(IpProtocol::Tcp, Ipv4Addr::new(1, 2, 3, 4), 5),
+            0
+        );
     }
 }

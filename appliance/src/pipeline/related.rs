@@ -5,9 +5,9 @@
 use super::buf::PacketBuf;
 use super::env::Env;
 use super::reason::Discard;
-use super::shard::{Action, Meta, Shard};
+use super::shard::{Disposition, Meta, Shard};
 use crate::flow::{FlowKey, Side};
-use crate::packet::{IcmpPacket, Ipv4Packet, Side as Endpoint};
+use crate::packet::{Endpoint, IcmpPacket, IpProtocol, Ipv4Packet};
 
 impl Shard {
     /// An ICMP error: translated for the session of the packet it quotes, or dropped.
@@ -18,7 +18,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         if meta.tagged() {
             // Forwarded, it would leave with the tag it arrived with.
             return self.discard(Discard::VlanTransit);
@@ -38,12 +38,7 @@ impl Shard {
             Err(e) => return self.discard(e),
         };
         // The quote is a packet the session sent; the session knows its reply.
-        let proto = u8::from(q.protocol);
-        let reply = if proto == 1 {
-            FlowKey::icmp_echo(q.dst_addr, q.src_addr, q.src_port)
-        } else {
-            FlowKey::new(q.dst_addr, q.src_addr, q.dst_port, q.src_port, proto)
-        };
+        let reply = FlowKey::of(&q.reversed());
         let Some(hit) = self.table.lookup(&reply) else {
             return self.discard(Discard::IcmpErrorNoSession);
         };
@@ -103,7 +98,7 @@ impl Shard {
             ip.decrement_ttl().is_err()
         };
         let meta = Meta {
-            key: FlowKey::new(meta.key.src_addr(), outer_dst, 0, 0, 1),
+            key: FlowKey::new(meta.key.src_addr(), outer_dst, 0, 0, IpProtocol::Icmp),
             ..*meta
         };
         if expired {

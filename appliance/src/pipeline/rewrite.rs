@@ -5,7 +5,7 @@
 use super::shard::{Kind, Meta};
 use crate::flow::{ChecksumDeltas, FlowKey};
 use crate::packet::checksum::{add, fold};
-use crate::packet::{EthernetAddress, TcpPacket};
+use crate::packet::{EthernetAddress, IpProtocol, TcpPacket};
 use std::net::Ipv4Addr;
 
 /// Applies a checksum delta to a stored checksum.
@@ -130,9 +130,11 @@ pub(super) fn deltas(inside: &FlowKey, outside: &FlowKey) -> ChecksumDeltas {
             + change(inside.dst_addr_raw(), new.dst_addr_raw()),
     );
     let l4 = match inside.protocol() {
-        6 | 17 => fold(u64::from(ip) + change(ports(inside), ports(&new))),
+        IpProtocol::Tcp | IpProtocol::Udp => {
+            fold(u64::from(ip) + change(ports(inside), ports(&new)))
+        }
         // ICMP's checksum has no pseudo-header: only the echo identifier changes it.
-        1 => add(!inside.src_port(), new.src_port()),
+        IpProtocol::Icmp => add(!inside.src_port(), new.src_port()),
         _ => ip,
     };
     ChecksumDeltas { ip, l4 }
@@ -141,7 +143,7 @@ pub(super) fn deltas(inside: &FlowKey, outside: &FlowKey) -> ChecksumDeltas {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+
     use crate::packet::ChecksumDelta;
     use proptest::prelude::*;
 
@@ -153,10 +155,10 @@ mod tests {
             .add32(inside.src_addr_raw(), new.src_addr_raw())
             .add32(inside.dst_addr_raw(), new.dst_addr_raw());
         let l4 = match inside.protocol() {
-            6 | 17 => ip
+            IpProtocol::Tcp | IpProtocol::Udp => ip
                 .add16(inside.src_port(), new.src_port())
                 .add16(inside.dst_port(), new.dst_port()),
-            1 => ChecksumDelta::ZERO.add16(inside.src_port(), new.src_port()),
+            IpProtocol::Icmp => ChecksumDelta::ZERO.add16(inside.src_port(), new.src_port()),
             _ => ip,
         };
         // A delta `d` applied to 0xffff gives `!d` (ones' complement addition to 0 is the
@@ -189,7 +191,7 @@ mod tests {
         fn wide_deltas_are_the_word_by_word_ones(
             a in [word32(), word32(), word32(), word32()],
             p in [word16(), word16(), word16(), word16()],
-            proto in prop_oneof![Just(PROTO_TCP), Just(PROTO_UDP), Just(PROTO_ICMP), Just(47u8)],
+            proto in prop_oneof![Just(IpProtocol::Tcp), Just(IpProtocol::Udp), Just(IpProtocol::Icmp), Just(IpProtocol::Gre)],
         ) {
             let inside = FlowKey::from_raw(a[0], a[1], p[0], p[1], proto);
             let outside = FlowKey::from_raw(a[2], a[3], p[2], p[3], proto);

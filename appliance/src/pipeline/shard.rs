@@ -15,13 +15,12 @@ use super::reason::{Discard, Reason};
 use super::rewrite;
 use crate::config::{Filtering, OnReload};
 use crate::flow::{
-    ChecksumDeltas, FlowKey, FlowTable, HashSeed, Hit, Pending, Probe, Session, TcpFlags, Timeouts,
-    BURST_MAX,
+    ChecksumDeltas, FlowKey, FlowTable, HashSeed, Hit, Pending, Probe, Session, Timeouts, BURST_MAX,
 };
 use crate::nat::{Slices, Snat};
 use crate::packet::{
-    common_ipv4, icmp, parse_frame, ChecksumCaps, Common, EthernetAddress, IcmpMessage, Ipv4Packet,
-    L3, L4,
+    common_ipv4, icmp, parse_frame, ChecksumCaps, Common, EthernetAddress, IcmpMessage, IpProtocol,
+    Ipv4Packet, TcpFlags, L3, L4,
 };
 use crate::policy::Policy;
 use std::net::Ipv4Addr;
@@ -29,7 +28,7 @@ use std::sync::Arc;
 
 /// What the worker does with a packet once the shard has processed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum Disposition {
     /// Send it out of this port (rewritten in place, or turned into a reply).
     Forward(u8),
     /// Another worker owns its session: hand it over.
@@ -113,7 +112,7 @@ pub(super) struct Meta {
     pub l4: u16,
     pub end: u16,
     pub kind: Kind,
-    pub tcp_flags: u8,
+    pub tcp_flags: TcpFlags,
     pub icmp_type: u8,
 }
 
@@ -140,9 +139,9 @@ impl Meta {
     #[inline(always)]
     pub fn set_common(&mut self, c: &Common) {
         let (kind, tcp_flags, protocol) = if c.tcp {
-            (Kind::Tcp, c.tcp_flags as u8, crate::flow::PROTO_TCP)
+            (Kind::Tcp, c.tcp_flags, IpProtocol::Tcp)
         } else {
-            (Kind::Udp, 0, crate::flow::PROTO_UDP)
+            (Kind::Udp, TcpFlags(0), IpProtocol::Udp)
         };
         self.key = FlowKey::from_raw(c.src_addr, c.dst_addr, c.src_port, c.dst_port, protocol);
         self.l3 = Common::L3_OFFSET as u16;
@@ -176,12 +175,12 @@ impl Kind {
 }
 
 pub(super) const EMPTY_META: Meta = Meta {
-    key: FlowKey::from_raw(0, 0, 0, 0, 0),
+    key: FlowKey::from_raw(0, 0, 0, 0, IpProtocol::of(0)),
     l3: 0,
     l4: 0,
     end: 0,
     kind: Kind::OtherProto,
-    tcp_flags: 0,
+    tcp_flags: TcpFlags(0),
     icmp_type: 0,
 };
 
@@ -366,10 +365,10 @@ impl Shard {
 
     /// Counts a drop and says so.
     #[inline]
-    pub(super) fn discard(&self, reason: impl Into<Reason>) -> Action {
+    pub(super) fn discard(&self, reason: impl Into<Reason>) -> Disposition {
         let r = reason.into();
         self.counters.count_drop(r);
-        Action::Drop(r)
+        Disposition::Drop(r)
     }
 
     /// Brings the shard in line with a new policy generation: timeouts, and the ports held
@@ -430,7 +429,7 @@ impl Shard {
         now: u32,
         in_port: u8,
         pkts: &mut [B],
-        out: &mut [Action],
+        out: &mut [Disposition],
     ) {
         assert!(out.len() >= pkts.len(), "one action per packet");
         self.sync_policy(env.policy);
@@ -447,7 +446,7 @@ impl Shard {
         now: u32,
         in_port: u8,
         pkts: &mut [B],
-        out: &mut [Action],
+        out: &mut [Disposition],
     ) {
         // Stage 1: parse, own, key. Packets without a session (ARP, ICMP errors, other
         // protocols) wait in `special` for the end of the burst.
@@ -465,7 +464,7 @@ impl Shard {
                     let owner = self.owner_of_key(env, &self.metas[i].key);
                     if owner != usize::from(self.worker) {
                         self.counters.bump_handoff();
-                        out[i] = Action::Handoff(owner as u16);
+                        out[i] = Disposition::Handoff(owner as u16);
                         continue;
                     }
                 }
@@ -598,7 +597,7 @@ impl Shard {
         env: &Env<'_>,
         in_port: u8,
         bytes: &[u8],
-    ) -> Result<Meta, Action> {
+    ) -> Result<Meta, Disposition> {
         let parsed = parse_frame(bytes, &self.rx_caps).map_err(|e| self.discard(e))?;
         // Unicast frames must be for this port; broadcast and multicast frames carry ARP only:
         // an IPv4 packet received as a link-layer broadcast or multicast is never forwarded
@@ -630,8 +629,8 @@ impl Shard {
         };
         let t = m.tuple;
         let (kind, tcp_flags, icmp_type) = match m.l4 {
-            L4::Tcp(f) => (Kind::Tcp, (f.0 & 0xff) as u8, 0),
-            L4::Udp => (Kind::Udp, 0, 0),
+            L4::Tcp(f) => (Kind::Tcp, f, 0),
+            L4::Udp => (Kind::Udp, TcpFlags(0), 0),
             L4::Icmp(msg) => {
                 let ty = u8::from(msg);
                 let kind = match msg {
@@ -639,13 +638,12 @@ impl Shard {
                     m if m.is_error() => Kind::IcmpError,
                     _ => Kind::IcmpOther,
                 };
-                (kind, 0, ty)
+                (kind, TcpFlags(0), ty)
             }
             L4::Fragment => return Err(self.discard(Discard::Fragment)),
-            L4::Other => (Kind::OtherProto, 0, 0),
+            L4::Other => (Kind::OtherProto, TcpFlags(0), 0),
         };
-        let proto = u8::from(t.protocol);
-        let key = FlowKey::new(t.src_addr, t.dst_addr, t.src_port, t.dst_port, proto);
+        let key = FlowKey::of(&t);
         let meta = Meta {
             key,
             l3,
@@ -659,7 +657,7 @@ impl Shard {
             let owner = self.owner(env, bytes, &meta);
             if owner != usize::from(self.worker) {
                 self.counters.bump_handoff();
-                return Err(Action::Handoff(owner as u16));
+                return Err(Disposition::Handoff(owner as u16));
             }
         }
         Ok(meta)
@@ -690,7 +688,7 @@ impl Shard {
                     Some(q) => self.sharding.of_packet(
                         env.policy,
                         self.snat.addresses(),
-                        u8::from(q.protocol),
+                        q.protocol,
                         (q.dst_addr, q.dst_port),
                         (q.src_addr, q.src_port),
                     ),
@@ -716,7 +714,7 @@ impl Shard {
         pkt: &mut B,
         meta: &Meta,
         hit: Hit,
-    ) -> Action {
+    ) -> Disposition {
         let generation = env.policy.generation as u32;
         let len = pkt.bytes().len() as u32;
         let Some(s) = self.table.get_mut(hit.index) else {
@@ -732,7 +730,7 @@ impl Shard {
         let idle = now > s.last_seen();
         let to = *s.key(hit.side.other());
         let deltas = s.deltas_from(hit.side);
-        let tcp = (meta.kind == Kind::Tcp).then(|| TcpFlags::from_bits(meta.tcp_flags));
+        let tcp = (meta.kind == Kind::Tcp).then_some(meta.tcp_flags);
         self.table.follow(hit, now, tcp, idle);
         self.send_translated(env, now, in_port, pkt, meta, &to, deltas)
     }
@@ -750,7 +748,7 @@ impl Shard {
         pkt: &mut B,
         meta: &Meta,
         hit: Hit,
-    ) -> Action {
+    ) -> Disposition {
         if !self.recheck(env, hit.index) {
             return self.discard(Discard::PolicyRecheckDeny);
         }
@@ -769,7 +767,7 @@ impl Shard {
         pkt: &mut B,
         meta: &Meta,
         hit: Hit,
-    ) -> Action {
+    ) -> Disposition {
         let Some(s) = self.table.get(hit.index) else {
             return self.discard(Discard::SessionGone);
         };
@@ -793,7 +791,7 @@ impl Shard {
         meta: &Meta,
         to: &FlowKey,
         deltas: ChecksumDeltas,
-    ) -> Action {
+    ) -> Disposition {
         match rewrite::translate(pkt.bytes_mut(), meta, to, deltas) {
             Some(dst) => self.forward(env, now, pkt, meta, dst),
             None => self.time_exceeded(env, in_port, pkt, meta),
@@ -810,8 +808,8 @@ impl Shard {
         pkt: &mut B,
         meta: &Meta,
         dst: Ipv4Addr,
-    ) -> Action {
-        if meta.kind == Kind::Tcp && meta.tcp_flags & TcpFlags::SYN.bits() != 0 {
+    ) -> Disposition {
+        if meta.kind == Kind::Tcp && meta.tcp_flags.syn() {
             if let Some(mss) = env.policy.sessions.mss_clamp {
                 rewrite::clamp_mss(pkt.bytes_mut(), meta, mss);
             }
@@ -828,7 +826,7 @@ impl Shard {
         let src = env.macs.get(hop.port).unwrap_or(&NONE);
         rewrite::set_macs(pkt.bytes_mut(), &mac, src);
         self.forwarded += 1;
-        Action::Forward(port)
+        Disposition::Forward(port)
     }
 
     /// Frees expired sessions, at most `budget`, releasing their NAT resources. Bounded work

@@ -4,11 +4,12 @@
 use super::buf::PacketBuf;
 use super::env::Env;
 use super::reason::Discard;
-use super::shard::{release, tag, Action, Kind, Meta, Shard};
+use super::shard::{release, tag, Disposition, Kind, Meta, Shard};
 use crate::config::Role;
-use crate::config::{Action as Verdict, Filtering, Mapping};
-use crate::flow::{CreateError, FlowKey, Hit, NewSession, Session, Side, TcpFlags, TcpState};
+use crate::config::{Action, Filtering, Mapping};
+use crate::flow::{CreateError, FlowKey, Hit, NewSession, Session, Side, TcpState};
 use crate::nat::{Snat, SnatError};
+use crate::packet::IpProtocol;
 use crate::policy::{MatchKey, Policy};
 use std::net::Ipv4Addr;
 
@@ -50,7 +51,7 @@ fn opens_flow(meta: &Meta) -> bool {
 /// The policy match key of a packet as it was sent.
 fn match_key(meta: &Meta) -> MatchKey {
     let k = &meta.key;
-    let icmp = k.protocol() == 1;
+    let icmp = k.protocol() == IpProtocol::Icmp;
     MatchKey {
         proto: k.protocol(),
         src: k.src_addr(),
@@ -65,8 +66,8 @@ fn match_key(meta: &Meta) -> MatchKey {
 /// ports: `src`'s "port" is taken for packets we receive with the sender's identifier, and
 /// [`key_to`] takes `dst`'s for packets that carry the identifier we gave (replies to our
 /// translated endpoint).
-fn key(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
-    if proto == 1 {
+fn key(proto: IpProtocol, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
+    if proto == IpProtocol::Icmp {
         FlowKey::icmp_echo(src.0, dst.0, src.1)
     } else {
         FlowKey::new(src.0, dst.0, src.1, dst.1, proto)
@@ -75,8 +76,8 @@ fn key(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
 
 /// The key of packets from `src` to our public endpoint `dst` (for ICMP echo, the identifier
 /// is the one we mapped to: `dst`'s).
-fn key_to(proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
-    if proto == 1 {
+fn key_to(proto: IpProtocol, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
+    if proto == IpProtocol::Icmp {
         FlowKey::icmp_echo(src.0, dst.0, dst.1)
     } else {
         FlowKey::new(src.0, dst.0, src.1, dst.1, proto)
@@ -117,7 +118,7 @@ fn static_public(p: &Policy, inside: (Ipv4Addr, u16)) -> Option<(Ipv4Addr, u16)>
 #[derive(Clone, Copy)]
 struct Taken {
     tag: u8,
-    proto: u8,
+    proto: IpProtocol,
     inside: (Ipv4Addr, u16),
     public: (Ipv4Addr, u16),
     remote: Ipv4Addr,
@@ -127,7 +128,7 @@ impl Taken {
     fn none() -> Self {
         Taken {
             tag: tag::NONE,
-            proto: 0,
+            proto: IpProtocol::of(0),
             inside: (Ipv4Addr::UNSPECIFIED, 0),
             public: (Ipv4Addr::UNSPECIFIED, 0),
             remote: Ipv4Addr::UNSPECIFIED,
@@ -174,7 +175,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         let p = env.policy;
         let (src, dst) = (meta.key.src_addr(), meta.key.dst_addr());
         match role(p, in_port, src) {
@@ -209,7 +210,7 @@ impl Shard {
         if meta.kind != Kind::Tcp {
             return Some(TcpState::Closed);
         }
-        TcpState::open(TcpFlags::from_bits(meta.tcp_flags), p.sessions.tcp_loose)
+        TcpState::open(meta.tcp_flags, p.sessions.tcp_loose)
     }
 
     /// A new flow from inside to the outside: egress policy, SNAT, session.
@@ -220,7 +221,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         let p = env.policy;
         if !opens_flow(meta) {
             // An echo reply without a session is not a new flow.
@@ -229,7 +230,7 @@ impl Shard {
         let Some(tcp) = self.opening(p, meta) else {
             return self.discard(Discard::TcpNoSession);
         };
-        if p.egress.check(&match_key(meta)).action == Verdict::Deny {
+        if p.egress.check(&match_key(meta)).action == Action::Deny {
             return self.discard(Discard::EgressDenied);
         }
         if meta.ttl_runs_out(pkt.bytes()) {
@@ -264,7 +265,7 @@ impl Shard {
     fn public_for(
         &mut self,
         p: &Policy,
-        proto: u8,
+        proto: IpProtocol,
         inside: (Ipv4Addr, u16),
         remote: Ipv4Addr,
     ) -> Result<Taken, Discard> {
@@ -300,13 +301,13 @@ impl Shard {
     fn behind(
         &self,
         p: &Policy,
-        proto: u8,
+        proto: IpProtocol,
         public: (Ipv4Addr, u16),
         remote: Ipv4Addr,
         filtering: Filtering,
     ) -> Option<((Ipv4Addr, u16), bool)> {
         if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
-            Some(((f.private.addr, f.private.port), true))
+            Some(((*f.private.ip(), f.private.port()), true))
         } else if let Some(private) = p.statics.private_of(public.0) {
             Some(((private, public.1), true))
         } else {
@@ -325,7 +326,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         let p = env.policy;
         let k = meta.key;
         let proto = k.protocol();
@@ -357,7 +358,7 @@ impl Shard {
             }
             return self.discard(Discard::NoForward);
         };
-        if by_rule && p.ingress.check(&match_key(meta)).action == Verdict::Deny {
+        if by_rule && p.ingress.check(&match_key(meta)).action == Action::Deny {
             return self.discard(Discard::IngressDenied);
         }
         let Some(tcp) = self.opening(p, meta) else {
@@ -394,7 +395,7 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Action {
+    ) -> Disposition {
         let p = env.policy;
         let k = meta.key;
         let proto = k.protocol();
@@ -415,7 +416,7 @@ impl Shard {
         let Some(tcp) = self.opening(p, meta) else {
             return self.discard(Discard::TcpNoSession);
         };
-        if p.egress.check(&match_key(meta)).action == Verdict::Deny {
+        if p.egress.check(&match_key(meta)).action == Action::Deny {
             return self.discard(Discard::EgressDenied);
         }
         if meta.ttl_runs_out(pkt.bytes()) {
@@ -461,7 +462,7 @@ impl Shard {
         orig: Side,
         tcp: TcpState,
         taken: Taken,
-    ) -> Action {
+    ) -> Disposition {
         if meta.tagged() {
             // It would be forwarded with the tag it arrived with (see `Shard::tagged`).
             taken.undo(&mut self.snat);
@@ -522,7 +523,7 @@ pub(super) fn still_allowed(p: &Policy, s: &Session, snat: &Snat) -> bool {
     let outside = s.outside();
     let proto = inside.protocol();
     let key_of = |k: &FlowKey| {
-        let icmp = proto == 1;
+        let icmp = proto == IpProtocol::Icmp;
         MatchKey {
             proto,
             src: k.src_addr(),
@@ -533,15 +534,15 @@ pub(super) fn still_allowed(p: &Policy, s: &Session, snat: &Snat) -> bool {
         }
     };
     match s.orig_side() {
-        Side::Inside => p.egress.check(&key_of(inside)).action == Verdict::Allow,
+        Side::Inside => p.egress.check(&key_of(inside)).action == Action::Allow,
         Side::Outside => {
             let public = (outside.dst_addr(), outside.dst_port());
             let private = (inside.src_addr(), inside.src_port());
             if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
-                (f.private.addr, f.private.port) == private
-                    && p.ingress.check(&key_of(outside)).action == Verdict::Allow
+                (*f.private.ip(), f.private.port()) == private
+                    && p.ingress.check(&key_of(outside)).action == Action::Allow
             } else if let Some(addr) = p.statics.private_of(public.0) {
-                addr == private.0 && p.ingress.check(&key_of(outside)).action == Verdict::Allow
+                addr == private.0 && p.ingress.check(&key_of(outside)).action == Action::Allow
             } else {
                 // Admitted through an endpoint-independent mapping: as long as filtering
                 // still lets this remote in.

@@ -112,7 +112,7 @@ impl Net {
 
     /// Sends one frame into port `port` of shard 0 (following handoffs), returning the action
     /// and the frame as it leaves.
-    fn send(&mut self, port: u8, frame: Vec<u8>) -> (Action, Vec<u8>) {
+    fn send(&mut self, port: u8, frame: Vec<u8>) -> (Disposition, Vec<u8>) {
         let macs = [MAC_LAN, MAC_WAN];
         let env = Env {
             policy: &self.policy,
@@ -121,11 +121,11 @@ impl Net {
         };
         let mut at = 0usize;
         let mut buf = [VecBuf::new(&frame)];
-        let mut out = [Action::Consumed];
+        let mut out = [Disposition::Consumed];
         for _ in 0..2 {
             self.shards[at].process(&env, self.now, port, &mut buf, &mut out);
             match out[0] {
-                Action::Handoff(w) => {
+                Disposition::Handoff(w) => {
                     assert_ne!(usize::from(w), at, "handoff to itself");
                     at = usize::from(w);
                 }
@@ -336,7 +336,7 @@ mod egress {
     fn udp_out_and_reply_back() {
         let mut n = Net::new("");
         let (a, f) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         let s = seen(&f);
         assert_eq!(
             s.src,
@@ -347,7 +347,7 @@ mod egress {
         assert_eq!((s.src_mac, s.dst_mac), (MAC_WAN, MAC_GW));
         assert_eq!(s.ttl, 63);
         let (a, f) = n.send(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let s = seen(&f);
         assert_eq!((s.src, s.dst), ((SERVER, 53), (C1, 5000)));
         assert_eq!((s.src_mac, s.dst_mac), (MAC_LAN, MAC_C1));
@@ -372,7 +372,7 @@ mod egress {
         let hit = shard.table().lookup(&meta.key).expect("the session");
         shard.close(hit.index);
         let a = shard.hit(&env, n.now, LAN, &mut VecBuf::new(&f), &meta, hit);
-        assert_eq!(a, Action::Drop(Discard::SessionGone.into()));
+        assert_eq!(a, Disposition::Drop(Discard::SessionGone.into()));
         assert_eq!(n.drops(Discard::SessionGone), 1);
         assert_eq!(n.drops(Discard::IcmpErrorNoSession), 0);
     }
@@ -411,12 +411,12 @@ mod egress {
     fn icmp_echo_identifier_is_mapped() {
         let mut n = Net::new("");
         let (a, f) = n.send(LAN, echo(C1, SERVER, 0x4242, true, IN));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         let s = seen(&f);
         assert_eq!(s.src.0, PUBLIC);
         let id = s.src.1;
         let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let s = seen(&f);
         assert_eq!((s.src.0, s.dst.0, s.dst.1), (SERVER, C1, 0x4242));
     }
@@ -430,7 +430,7 @@ mod egress {
         assert_ne!(id1, id2, "the second identifier is remapped");
         for (id, host, want) in [(id1, C1, 77), (id2, C2, 77)] {
             let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
-            assert_eq!(a, Action::Forward(LAN));
+            assert_eq!(a, Disposition::Forward(LAN));
             assert_eq!(seen(&f).dst, (host, want), "reply to {id} reaches {host}");
         }
     }
@@ -441,17 +441,17 @@ mod egress {
             "[[egress.rule]]\naction = \"deny\"\nproto = \"udp\"\ndst = [\"198.51.100.0/24\"]\n",
         );
         let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Drop(Discard::EgressDenied.into()));
+        assert_eq!(a, Disposition::Drop(Discard::EgressDenied.into()));
         assert_eq!(n.drops(Discard::EgressDenied), 1);
         let (a, _) = n.send(LAN, udp((C1, 5000), (OTHER, 53), IN));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
     }
 
     #[test]
     fn inside_packet_with_foreign_source_is_invalid() {
         let mut n = Net::new("");
         let (a, _) = n.send(LAN, udp((OTHER, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Drop(Discard::InvalidSource.into()));
+        assert_eq!(a, Disposition::Drop(Discard::InvalidSource.into()));
     }
 
     #[test]
@@ -459,14 +459,14 @@ mod egress {
         let mut n = Net::new("");
         n.neighbours = Neighbours::with(2, [((LAN, C1), MAC_C1)]);
         let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Drop(Discard::NeighbourUnresolved.into()));
+        assert_eq!(a, Disposition::Drop(Discard::NeighbourUnresolved.into()));
         let mut notes = Vec::new();
         n.shards[0].take_notes(|x| notes.push(x));
         assert_eq!(notes, vec![Note::Resolve { port: WAN, ip: GW }]);
         // Once known, the session created by the first packet carries the next one.
         n.neighbours = Neighbours::with(3, [((LAN, C1), MAC_C1), ((WAN, GW), MAC_GW)]);
         let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
     }
 
     #[test]
@@ -478,7 +478,7 @@ mod egress {
         ip.set_ttl(1);
         ip.fill_checksum();
         let (a, out) = n.send(LAN, f);
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let s = seen(&out);
         assert_eq!((s.src.0, s.dst.0), (LAN_IP, C1));
         assert_eq!((s.src_mac, s.dst_mac), (MAC_LAN, MAC_C1));
@@ -493,7 +493,7 @@ mod egress {
         for ttl in [1, 0] {
             let f = with_ttl(udp((C1, 5000), (SERVER, 53), IN), ttl);
             let (a, out) = n.send(LAN, f.clone());
-            assert_eq!(a, Action::Forward(LAN), "ttl {ttl}");
+            assert_eq!(a, Disposition::Forward(LAN), "ttl {ttl}");
             let s = seen(&out);
             assert_eq!((s.src.0, s.dst.0), (LAN_IP, C1), "ttl {ttl}");
             // The quote: the IPv4 header and 8 bytes of the datagram, untranslated.
@@ -536,7 +536,7 @@ mod ingress {
             udp((OTHER, 999), (C1, 5000), OUT),
         ] {
             let (a, _) = n.send(WAN, f);
-            assert!(matches!(a, Action::Drop(_)), "{a:?}");
+            assert!(matches!(a, Disposition::Drop(_)), "{a:?}");
         }
         assert_eq!(n.sessions(), 0);
         assert!(n.drops(Discard::NoForward) >= 3);
@@ -549,7 +549,7 @@ mod ingress {
         let (a, _) = n.send(WAN, udp((SERVER, 54), (PUBLIC, 5000), OUT));
         assert_eq!(
             a,
-            Action::Drop(Discard::NoForward.into()),
+            Disposition::Drop(Discard::NoForward.into()),
             "address-and-port-dependent"
         );
     }
@@ -559,7 +559,7 @@ mod ingress {
         let mut n = Net::new("[nat]\nfiltering = \"endpoint-independent\"\n");
         n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         let (a, f) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         assert_eq!(seen(&f).dst, (C1, 5000));
     }
 
@@ -568,20 +568,20 @@ mod ingress {
         let mut n = Net::new("[nat]\nfiltering = \"address-dependent\"\n");
         n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         let (a, _) = n.send(WAN, udp((SERVER, 9999), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let (a, _) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Action::Drop(Discard::NoForward.into()));
+        assert_eq!(a, Disposition::Drop(Discard::NoForward.into()));
     }
 
     #[test]
     fn the_inside_address_is_not_reachable_from_outside() {
         let mut n = Net::new("");
         let (a, _) = n.send(WAN, echo(OTHER, LAN_IP, 9, true, OUT));
-        assert!(matches!(a, Action::Drop(_)), "{a:?}");
+        assert!(matches!(a, Disposition::Drop(_)), "{a:?}");
         let (a, _) = n.send(LAN, echo(C1, PUBLIC, 9, true, IN));
         assert_eq!(
             a,
-            Action::Forward(LAN),
+            Disposition::Forward(LAN),
             "from inside, the public address answers"
         );
     }
@@ -590,25 +590,25 @@ mod ingress {
     fn spoofed_inside_source_from_outside() {
         let mut n = Net::new("");
         let (a, _) = n.send(WAN, udp((C2, 1), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Action::Drop(Discard::SpoofedSource.into()));
+        assert_eq!(a, Disposition::Drop(Discard::SpoofedSource.into()));
         let (a, _) = n.send(
             WAN,
             udp((Ipv4Addr::new(127, 0, 0, 1), 1), (PUBLIC, 5000), OUT),
         );
-        assert_eq!(a, Action::Drop(Discard::SpoofedSource.into()));
+        assert_eq!(a, Disposition::Drop(Discard::SpoofedSource.into()));
     }
 
     #[test]
     fn ping_to_the_public_address_is_answered() {
         let mut n = Net::new("");
         let (a, f) = n.send(WAN, echo(OTHER, PUBLIC, 9, true, OUT));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         let s = seen(&f);
         assert_eq!((s.src.0, s.dst.0), (PUBLIC, OTHER));
         assert_eq!(n.sessions(), 0);
         let mut n = Net::new("[local]\nicmp_echo = false\n");
         let (a, _) = n.send(WAN, echo(OTHER, PUBLIC, 9, true, OUT));
-        assert!(matches!(a, Action::Drop(_)));
+        assert!(matches!(a, Disposition::Drop(_)));
     }
 }
 
@@ -621,7 +621,7 @@ mod forward {
     fn dnat_in_and_reply_out() {
         let mut n = Net::new("");
         let (a, f) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let s = seen(&f);
         assert_eq!((s.src, s.dst), ((OTHER, 40000), (C2, 80)));
         assert_eq!(s.dst_mac, MAC_C2);
@@ -629,7 +629,7 @@ mod forward {
             LAN,
             tcp((C2, 80), (OTHER, 40000), TcpFlags::SYN | TcpFlags::ACK, IN2),
         );
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         assert_eq!(seen(&f).src, (PUBLIC, 8080));
     }
 
@@ -638,14 +638,14 @@ mod forward {
         let mut n = Net::new("[[ingress.rule]]\naction = \"deny\"\nsrc = [\"203.0.113.0/24\"]\n");
         // The allow rule in BASE comes first and matches: first match wins.
         let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let text = BASE.replace("dst_ports = [8080]", "dst_ports = [8081]");
         let config = Config::parse(&text, "t").unwrap();
         n.policy = Policy::compile(&config, 2).unwrap();
         let (a, _) = n.send(WAN, tcp((OTHER, 40001), (PUBLIC, 8080), TcpFlags::SYN, OUT));
         assert_eq!(
             a,
-            Action::Drop(Discard::IngressDenied.into()),
+            Disposition::Drop(Discard::IngressDenied.into()),
             "default deny"
         );
     }
@@ -654,14 +654,14 @@ mod forward {
     fn forward_needs_a_syn() {
         let mut n = Net::new("");
         let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::ACK, OUT));
-        assert_eq!(a, Action::Drop(Discard::TcpNoSession.into()));
+        assert_eq!(a, Disposition::Drop(Discard::TcpNoSession.into()));
     }
 
     #[test]
     fn hairpin_reaches_the_forwarded_host() {
         let mut n = Net::new("");
         let (a, f) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let s = seen(&f);
         assert_eq!(s.dst, (C2, 80));
         assert_eq!(
@@ -674,7 +674,7 @@ mod forward {
             LAN,
             tcp((C2, 80), client_public, TcpFlags::SYN | TcpFlags::ACK, IN2),
         );
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let s = seen(&f);
         assert_eq!((s.src, s.dst), ((PUBLIC, 8080), (C1, 41000)));
         // The same reply forged on the outside port (an inside source from outside) does not
@@ -685,7 +685,11 @@ mod forward {
                 ttl,
             );
             let (a, _) = n.send(WAN, forged);
-            assert_eq!(a, Action::Drop(Discard::SpoofedSource.into()), "ttl {ttl}");
+            assert_eq!(
+                a,
+                Disposition::Drop(Discard::SpoofedSource.into()),
+                "ttl {ttl}"
+            );
         }
     }
 
@@ -695,7 +699,7 @@ mod forward {
             Net::new("[[ingress.static]]\npublic = \"192.0.2.40\"\nprivate = \"10.0.1.11\"\n");
         let static_ip = Ipv4Addr::new(192, 0, 2, 40);
         let (a, _) = n.send(LAN, udp((C2, 8080), (static_ip, 8080), IN2));
-        assert_eq!(a, Action::Drop(Discard::HairpinToSelf.into()));
+        assert_eq!(a, Disposition::Drop(Discard::HairpinToSelf.into()));
         assert_eq!(n.sessions(), 0);
         let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
         assert_eq!(in_use, 0);
@@ -705,7 +709,7 @@ mod forward {
     fn hairpin_can_be_turned_off() {
         let mut n = Net::new("[nat]\nhairpinning = false\n");
         let (a, _) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
-        assert_eq!(a, Action::Drop(Discard::HairpinDisabled.into()));
+        assert_eq!(a, Disposition::Drop(Discard::HairpinDisabled.into()));
     }
 
     #[test]
@@ -715,13 +719,13 @@ mod forward {
              [[ingress.rule]]\naction = \"allow\"\ndst = [\"192.0.2.40\"]\n",
         );
         let (a, f) = n.send(LAN, udp((C2, 5353), (SERVER, 53), IN2));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         assert_eq!(seen(&f).src, (Ipv4Addr::new(192, 0, 2, 40), 5353));
         let (a, f) = n.send(
             WAN,
             udp((OTHER, 1234), (Ipv4Addr::new(192, 0, 2, 40), 7000), OUT),
         );
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         assert_eq!(seen(&f).dst, (C2, 7000));
     }
 }
@@ -734,7 +738,7 @@ mod tcp_states {
 
     fn state(n: &Net) -> TcpState {
         let t = n.shards[0].table();
-        let key = crate::flow::FlowKey::new(C1, SERVER, 40000, 443, 6);
+        let key = crate::flow::FlowKey::new(C1, SERVER, 40000, 443, IpProtocol::Tcp);
         let hit = t.lookup(&key).expect("session");
         t.get(hit.index).unwrap().tcp_state()
     }
@@ -753,7 +757,7 @@ mod tcp_states {
         .map(|((p, f), w)| (p, f, w))
         {
             let (a, _) = n.send(port, frame);
-            assert!(matches!(a, Action::Forward(_)), "{a:?}");
+            assert!(matches!(a, Disposition::Forward(_)), "{a:?}");
             assert_eq!(state(&n), want);
         }
         n.send(
@@ -826,10 +830,10 @@ mod tcp_states {
     fn mid_stream_packet_without_session() {
         let mut n = Net::new("");
         let (a, _) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
-        assert_eq!(a, Action::Drop(Discard::TcpNoSession.into()));
+        assert_eq!(a, Disposition::Drop(Discard::TcpNoSession.into()));
         let mut n = Net::new("[nat]\ntcp_loose = true\n");
         let (a, _) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
     }
 }
 
@@ -899,14 +903,14 @@ mod related {
         let err = error_about(&sent, ROUTER, OUT, 0);
         let ttl = Ipv4Packet::new_checked(&err[14..]).unwrap().ttl();
         let (a, f) = n.send(WAN, err.clone());
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         assert_eq!(seen(&f).ttl, ttl - 1, "the header checksum verified too");
         for last in [1, 0] {
             let (a, f) = n.send(WAN, with_ttl(err.clone(), last));
             // No ICMP error answers an ICMP error (RFC 1812 section 4.3.2.7).
             assert_eq!(
                 a,
-                Action::Drop(Discard::TtlExpired.into()),
+                Disposition::Drop(Discard::TtlExpired.into()),
                 "ttl {last}: {f:?}"
             );
         }
@@ -930,7 +934,7 @@ mod related {
                 let (_, sent) = n.send(LAN, frame);
                 let err = error_about(&sent, ROUTER, OUT, kind);
                 let (a, f) = n.send(WAN, err);
-                assert_eq!(a, Action::Forward(LAN), "{name} {proto}");
+                assert_eq!(a, Disposition::Forward(LAN), "{name} {proto}");
                 let s = seen(&f);
                 assert_eq!((s.src.0, s.dst.0), (ROUTER, C1), "{name} {proto}");
                 let (qs, qd) = quoted(&f);
@@ -955,7 +959,7 @@ mod related {
         let (_, delivered) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
         let err = error_about(&delivered, C2, IN2, 0);
         let (a, f) = n.send(LAN, err);
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         let s = seen(&f);
         assert_eq!(
             (s.src.0, s.dst.0),
@@ -976,7 +980,7 @@ mod related {
         let stray = udp((PUBLIC, 5555), (SERVER, 53), OUT);
         let err = error_about(&stray, ROUTER, OUT, 0);
         let (a, _) = n.send(WAN, err);
-        assert_eq!(a, Action::Drop(Discard::IcmpErrorNoSession.into()));
+        assert_eq!(a, Disposition::Drop(Discard::IcmpErrorNoSession.into()));
     }
 }
 
@@ -999,7 +1003,7 @@ mod limits {
         assert_eq!(in_use, 0);
         let (a, _) = n.send(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT));
         assert!(
-            matches!(a, Action::Drop(_)),
+            matches!(a, Disposition::Drop(_)),
             "a reply after expiry is unsolicited"
         );
     }
@@ -1009,10 +1013,10 @@ mod limits {
         let mut n = Net::new("[nat]\nport_range = \"2000-2002\"\n");
         for p in 0..3 {
             let (a, _) = n.send(LAN, udp((C1, 3000 + p), (SERVER, 53), IN));
-            assert_eq!(a, Action::Forward(WAN));
+            assert_eq!(a, Disposition::Forward(WAN));
         }
         let (a, _) = n.send(LAN, udp((C1, 4000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Drop(Discard::NatPortExhausted.into()));
+        assert_eq!(a, Disposition::Drop(Discard::NatPortExhausted.into()));
         assert_eq!(n.shards[0].snat().exhausted, 1);
     }
 
@@ -1021,14 +1025,14 @@ mod limits {
         let mut n = Net::new("[nat]\nmax_sessions = 64\n");
         for p in 0..64 {
             let (a, _) = n.send(LAN, udp((C1, 10000 + p), (SERVER, 53), IN));
-            assert_eq!(a, Action::Forward(WAN), "session {p}");
+            assert_eq!(a, Disposition::Forward(WAN), "session {p}");
         }
         let (a, _) = n.send(LAN, udp((C1, 20000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Drop(Discard::SessionTableFull.into()));
+        assert_eq!(a, Disposition::Drop(Discard::SessionTableFull.into()));
         // An established TCP session is never evicted; expired UDP ones are reused.
         n.now += 301;
         let (a, _) = n.send(LAN, udp((C1, 20000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Forward(WAN), "an expired session is reused");
+        assert_eq!(a, Disposition::Forward(WAN), "an expired session is reused");
         let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
         assert_eq!(
             in_use as u32,
@@ -1055,7 +1059,7 @@ mod local {
     fn arp_for_our_address_is_answered_and_the_asker_learned() {
         let mut n = Net::new("");
         let (a, f) = n.send(LAN, arp_request(LAN_IP));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let arp = crate::packet::ArpPacket::new_checked(&f[14..]).unwrap();
         let r = ArpRepr::parse(&arp).unwrap();
         assert_eq!(r.operation, ArpOperation::Reply);
@@ -1075,14 +1079,18 @@ mod local {
             }]
         );
         let (a, _) = n.send(LAN, arp_request(Ipv4Addr::new(10, 0, 1, 99)));
-        assert_eq!(a, Action::Consumed, "not for us, but the asker is learned");
+        assert_eq!(
+            a,
+            Disposition::Consumed,
+            "not for us, but the asker is learned"
+        );
     }
 
     #[test]
     fn ping_to_the_inside_address() {
         let mut n = Net::new("");
         let (a, f) = n.send(LAN, echo(C1, LAN_IP, 3, true, IN));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         let s = seen(&f);
         assert_eq!((s.src.0, s.dst.0, s.dst_mac), (LAN_IP, C1, MAC_C1));
     }
@@ -1093,18 +1101,18 @@ mod local {
             Net::new("[local.health_probe]\nport = 9999\nsources = [\"168.63.129.16/32\"]\n");
         let probe = Ipv4Addr::new(168, 63, 129, 16);
         let (a, f) = n.send(WAN, tcp((probe, 5555), (PUBLIC, 9999), TcpFlags::SYN, OUT));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         let p = parse_frame(&f, &ChecksumCaps::NONE).unwrap();
         let L3::Ipv4(m) = p.l3 else { panic!() };
         assert_eq!(m.l4, L4::Tcp(TcpFlags::SYN | TcpFlags::ACK));
         let _ = seen(&f);
         let (a, f) = n.send(WAN, tcp((probe, 5555), (PUBLIC, 9999), TcpFlags::ACK, OUT));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         let p = parse_frame(&f, &ChecksumCaps::NONE).unwrap();
         let L3::Ipv4(m) = p.l3 else { panic!() };
         assert!(matches!(m.l4, L4::Tcp(fl) if fl.rst()));
         let (a, _) = n.send(WAN, tcp((OTHER, 5555), (PUBLIC, 9999), TcpFlags::SYN, OUT));
-        assert_eq!(a, Action::Drop(Discard::LocalDenied.into()));
+        assert_eq!(a, Disposition::Drop(Discard::LocalDenied.into()));
     }
 
     #[test]
@@ -1113,19 +1121,23 @@ mod local {
         let mut f = udp((C1, 5000), (SERVER, 53), IN);
         f[..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
         let (a, _) = n.send(LAN, f);
-        assert_eq!(a, Action::Drop(Discard::NotForUs.into()));
+        assert_eq!(a, Disposition::Drop(Discard::NotForUs.into()));
         // IPv4 received as a link-layer broadcast or multicast (RFC 1812 section 5.3.4).
         for group in [[0xff; 6], [0x01, 0x00, 0x5e, 0, 0, 1]] {
             let mut f = udp((C1, 5000), (SERVER, 53), IN);
             f[..6].copy_from_slice(&group);
             let (a, _) = n.send(LAN, f);
-            assert_eq!(a, Action::Drop(Discard::NotForUs.into()), "{group:02x?}");
+            assert_eq!(
+                a,
+                Disposition::Drop(Discard::NotForUs.into()),
+                "{group:02x?}"
+            );
         }
         assert_eq!(n.sessions(), 0);
         let mut f = udp((C1, 5000), (SERVER, 53), IN);
         f[12..14].copy_from_slice(&[0x88, 0xb5]);
         let (a, _) = n.send(LAN, f);
-        assert_eq!(a, Action::Drop(Discard::NotIp.into()));
+        assert_eq!(a, Disposition::Drop(Discard::NotIp.into()));
     }
 }
 
@@ -1144,12 +1156,15 @@ mod reload {
         n.send(LAN, udp((C1, 5001), (OTHER, 53), IN));
         n.reload(DENY);
         let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Drop(Discard::PolicyRecheckDeny.into()));
+        assert_eq!(a, Disposition::Drop(Discard::PolicyRecheckDeny.into()));
         assert_eq!(n.sessions(), 1, "closed");
         let (a, _) = n.send(LAN, udp((C1, 5001), (OTHER, 53), IN));
-        assert_eq!(a, Action::Forward(WAN), "still allowed: kept");
+        assert_eq!(a, Disposition::Forward(WAN), "still allowed: kept");
         let (a, _) = n.send(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT));
-        assert!(matches!(a, Action::Drop(_)), "its replies are gone too");
+        assert!(
+            matches!(a, Disposition::Drop(_)),
+            "its replies are gone too"
+        );
     }
 
     #[test]
@@ -1158,14 +1173,14 @@ mod reload {
         let (_, before) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         n.reload(&format!("[nat]\non_reload = \"keep\"\n{DENY}"));
         let (a, after) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         assert_eq!(after, before, "translated as before the reload");
         let (_, s) = n.shards[0].table().iter().next().expect("the session");
         assert_eq!(s.packets(), 2, "counted once before and once after");
         let (a, _) = n.send(LAN, udp((C1, 5002), (SERVER, 53), IN));
         assert_eq!(
             a,
-            Action::Drop(Discard::EgressDenied.into()),
+            Disposition::Drop(Discard::EgressDenied.into()),
             "new flows follow the new rule"
         );
     }
@@ -1177,15 +1192,19 @@ mod reload {
         n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         n.reload(ADF);
         let (a, _) = n.send(WAN, udp((SERVER, 9999), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Action::Forward(LAN), "a remote the host sent to before");
+        assert_eq!(
+            a,
+            Disposition::Forward(LAN),
+            "a remote the host sent to before"
+        );
         let (a, _) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Action::Drop(Discard::NoForward.into()));
+        assert_eq!(a, Disposition::Drop(Discard::NoForward.into()));
         // Back and forth: sessions opened in between are counted at the next switch.
         n.reload("");
         n.send(LAN, udp((C1, 5000), (OTHER, 53), IN));
         n.reload(ADF);
         let (a, _) = n.send(WAN, udp((OTHER, 1234), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         n.now += 100_000;
         n.expire_all();
         let snat = n.shards[0].snat();
@@ -1199,7 +1218,7 @@ mod reload {
         let text = BASE.replace("public_port = 8080", "public_port = 8081");
         n.policy = Policy::compile(&Config::parse(&text, "t").unwrap(), 2).unwrap();
         let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::ACK, OUT));
-        assert_eq!(a, Action::Drop(Discard::PolicyRecheckDeny.into()));
+        assert_eq!(a, Disposition::Drop(Discard::PolicyRecheckDeny.into()));
     }
 }
 
@@ -1221,42 +1240,42 @@ mod shards {
                     Neighbours::with(n.neighbours.generation() + 1, e)
                 };
                 let (a, f) = n.send(LAN, udp((client, 30000 + i), (SERVER, 53), (mac, MAC_LAN)));
-                assert_eq!(a, Action::Forward(WAN), "workers {workers}, flow {i}");
+                assert_eq!(a, Disposition::Forward(WAN), "workers {workers}, flow {i}");
                 let public = seen(&f).src;
                 let (a, f) = n.send(WAN, udp((SERVER, 53), public, OUT));
-                assert_eq!(a, Action::Forward(LAN), "reply found its session");
+                assert_eq!(a, Disposition::Forward(LAN), "reply found its session");
                 assert_eq!(seen(&f).dst, (client, 30000 + i));
             }
             // ICMP echo with several workers: the identifier is mapped into the owner's slice.
             let (a, f) = n.send(LAN, echo(C1, SERVER, 27087, true, IN));
-            assert_eq!(a, Action::Forward(WAN));
+            assert_eq!(a, Disposition::Forward(WAN));
             let id = seen(&f).src.1;
             let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
             assert_eq!(
                 a,
-                Action::Forward(LAN),
+                Disposition::Forward(LAN),
                 "echo reply finds its session (id {id})"
             );
             assert_eq!(seen(&f).dst, (C1, 27087));
             // Forwards and hairpin with several workers.
             let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
-            assert_eq!(a, Action::Forward(LAN));
+            assert_eq!(a, Disposition::Forward(LAN));
             let (a, _) = n.send(
                 LAN,
                 tcp((C2, 80), (OTHER, 40000), TcpFlags::SYN | TcpFlags::ACK, IN2),
             );
             assert_eq!(
                 a,
-                Action::Forward(WAN),
+                Disposition::Forward(WAN),
                 "the forwarded host's reply finds the session"
             );
             let (a, f) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
-            assert_eq!(a, Action::Forward(LAN));
+            assert_eq!(a, Disposition::Forward(LAN));
             let (a, _) = n.send(
                 LAN,
                 tcp((C2, 80), seen(&f).src, TcpFlags::SYN | TcpFlags::ACK, IN2),
             );
-            assert_eq!(a, Action::Forward(LAN), "hairpin reply");
+            assert_eq!(a, Disposition::Forward(LAN), "hairpin reply");
             let per: Vec<u32> = n.shards.iter().map(|s| s.table().len()).collect();
             assert!(per.iter().all(|&x| x > 0), "sessions spread: {per:?}");
             let handoffs: u64 = n.shards.iter().map(|s| s.counters().handoffs()).sum();
@@ -1293,7 +1312,7 @@ mod properties {
                 };
                 let (a, f) = n.send(LAN, frame);
                 if src.0 == LAN_IP { continue; }
-                prop_assert_eq!(a, Action::Forward(WAN));
+                prop_assert_eq!(a, Disposition::Forward(WAN));
                 let s = seen(&f);
                 prop_assert_eq!(s.src.0, PUBLIC);
                 prop_assert!(outside.insert((proto, s.src, s.dst)) || proto == 2, "no two sessions share an outside tuple");
@@ -1303,7 +1322,7 @@ mod properties {
                     _ => echo(s.dst.0, s.src.0, s.src.1, false, OUT),
                 };
                 let (a, f) = n.send(WAN, reply);
-                prop_assert_eq!(a, Action::Forward(LAN));
+                prop_assert_eq!(a, Disposition::Forward(LAN));
                 let r = seen(&f);
                 prop_assert_eq!(r.dst, src);
                 // For echo both "ports" are the identifier.
@@ -1405,18 +1424,21 @@ mod bursts {
             LAN,
             &[closed.clone(), udp((C2, 6000), (OTHER, 53), IN2), closed],
         );
-        assert_eq!(out[0].0, Action::Drop(Discard::PolicyRecheckDeny.into()));
-        assert_eq!(out[1].0, Action::Forward(WAN));
+        assert_eq!(
+            out[0].0,
+            Disposition::Drop(Discard::PolicyRecheckDeny.into())
+        );
+        assert_eq!(out[1].0, Disposition::Forward(WAN));
         assert_eq!(
             out[2].0,
-            Action::Drop(Discard::EgressDenied.into()),
+            Disposition::Drop(Discard::EgressDenied.into()),
             "a new flow under the new policy, not the reused slot's session"
         );
         assert_eq!(n.sessions(), 1);
     }
 
     /// Sends `frames` into `port` of shard 0 as one burst, returning each action and frame.
-    fn send_burst(n: &mut Net, port: u8, frames: &[Vec<u8>]) -> Vec<(Action, Vec<u8>)> {
+    fn send_burst(n: &mut Net, port: u8, frames: &[Vec<u8>]) -> Vec<(Disposition, Vec<u8>)> {
         let macs = [MAC_LAN, MAC_WAN];
         let env = Env {
             policy: &n.policy,
@@ -1424,7 +1446,7 @@ mod bursts {
             macs: &macs,
         };
         let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
-        let mut out = vec![Action::Consumed; frames.len()];
+        let mut out = vec![Disposition::Consumed; frames.len()];
         n.shards[0].process(&env, n.now, port, &mut bufs, &mut out);
         out.into_iter()
             .zip(bufs.iter().map(|b| b.bytes().to_vec()))
@@ -1461,7 +1483,7 @@ mod bursts {
             let f = udp(inside, remote, (mac, MAC_LAN));
             let (a, out) = single.send(LAN, f.clone());
             assert_eq!(burst.send(LAN, f), (a, out.clone()));
-            assert_eq!(a, Action::Forward(WAN));
+            assert_eq!(a, Disposition::Forward(WAN));
             flows.push((inside, remote, seen(&out).src, mac));
         }
         let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -1541,16 +1563,19 @@ mod bursts {
     fn tagged_transit_frames_are_not_forwarded() {
         let mut n = Net::new("");
         let (a, _) = n.send(LAN, tagged(udp((C1, 5000), (SERVER, 53), IN), 42));
-        assert!(matches!(a, Action::Drop(_)), "a new flow: {a:?}");
+        assert!(matches!(a, Disposition::Drop(_)), "a new flow: {a:?}");
         assert_eq!(n.sessions(), 0);
         let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Action::Forward(WAN));
+        assert_eq!(a, Disposition::Forward(WAN));
         for (port, f) in [
             (LAN, tagged(udp((C1, 5000), (SERVER, 53), IN), 42)),
             (WAN, tagged(udp((SERVER, 53), (PUBLIC, 5000), OUT), 7)),
         ] {
             let (a, _) = n.send(port, f);
-            assert!(matches!(a, Action::Drop(_)), "an open session's: {a:?}");
+            assert!(
+                matches!(a, Disposition::Drop(_)),
+                "an open session's: {a:?}"
+            );
         }
         assert_eq!(n.drops(Discard::VlanTransit), 3);
         assert_eq!(n.sessions(), 1);
@@ -1565,17 +1590,17 @@ mod bursts {
             build::arp_request(&mut buf, MAC_C1, Vlans::One(VlanTag::new(42)), C1, LAN_IP).unwrap();
         buf.truncate(len);
         let (a, f) = n.send(LAN, buf);
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         assert_eq!(f[12..16], [0x81, 0x00, 0x00, 42], "ARP reply tagged");
         let mut ping = echo(C1, LAN_IP, 5, true, IN);
         ping.splice(12..12, [0x81, 0x00, 0x00, 43]);
         let (a, f) = n.send(LAN, ping);
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         assert_eq!(f[12..16], [0x81, 0x00, 0x00, 43], "echo reply tagged");
         let mut late = with_ttl(udp((C1, 5000), (SERVER, 53), IN), 1);
         late.splice(12..12, [0x81, 0x00, 0x00, 44]);
         let (a, f) = n.send(LAN, late);
-        assert_eq!(a, Action::Forward(LAN));
+        assert_eq!(a, Disposition::Forward(LAN));
         assert_eq!(f[12..16], [0x81, 0x00, 0x00, 44], "time exceeded tagged");
     }
 }
@@ -1613,7 +1638,7 @@ sources = ["168.63.129.16/32"]
         policy: &Policy,
         neighbours: &Neighbours,
         frame: Vec<u8>,
-    ) -> (Action, Vec<u8>) {
+    ) -> (Disposition, Vec<u8>) {
         let macs = [MAC_NIC];
         let env = Env {
             policy,
@@ -1621,7 +1646,7 @@ sources = ["168.63.129.16/32"]
             macs: &macs,
         };
         let mut buf = [VecBuf::new(&frame)];
-        let mut out = [Action::Consumed];
+        let mut out = [Disposition::Consumed];
         shard.process(&env, 1000, NIC, &mut buf, &mut out);
         (out[0], buf[0].bytes().to_vec())
     }
@@ -1642,7 +1667,7 @@ sources = ["168.63.129.16/32"]
             &neighbours,
             udp((HOST, 5000), (SERVER, 53), to_me),
         );
-        assert_eq!(a, Action::Forward(NIC));
+        assert_eq!(a, Disposition::Forward(NIC));
         let s = seen(&f);
         assert_eq!(
             (s.src, s.dst, s.dst_mac),
@@ -1655,7 +1680,7 @@ sources = ["168.63.129.16/32"]
             &neighbours,
             udp((SERVER, 53), (ME, 5000), to_me),
         );
-        assert_eq!(a, Action::Forward(NIC));
+        assert_eq!(a, Disposition::Forward(NIC));
         let s = seen(&f);
         assert_eq!(
             (s.src, s.dst, s.dst_mac),
@@ -1669,7 +1694,7 @@ sources = ["168.63.129.16/32"]
             &neighbours,
             udp((OTHER, 1), (ME, 7000), to_me),
         );
-        assert!(matches!(a, Action::Drop(_)));
+        assert!(matches!(a, Disposition::Drop(_)));
         let probe = Ipv4Addr::new(168, 63, 129, 16);
         let (a, _) = send(
             &mut shard,
@@ -1677,6 +1702,6 @@ sources = ["168.63.129.16/32"]
             &neighbours,
             tcp((probe, 40000), (ME, 9999), TcpFlags::SYN, to_me),
         );
-        assert_eq!(a, Action::Forward(NIC));
+        assert_eq!(a, Disposition::Forward(NIC));
     }
 }

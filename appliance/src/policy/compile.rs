@@ -2,13 +2,13 @@
 
 use super::matcher::{Rule, RuleSet};
 use super::tables::{
-    Endpoint, Forward, Forwards, HealthProbe, LocalServices, PortAddressing, PrefixSet, Routes,
-    StaticMaps, StaticNeighbour,
+    Forward, Forwards, HealthProbe, LocalServices, PortAddressing, PrefixSet, Routes, StaticMaps,
+    StaticNeighbour,
 };
 use super::{Policy, PolicyError, SessionSettings, SnatPool};
 use crate::config::validate::Facts;
 use crate::config::{Config, FieldError, PortRange, Role, RuleConfig};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 impl Policy {
     /// Checks `config` and compiles it; `generation` is stamped on the result.
@@ -46,13 +46,10 @@ impl Policy {
                     continue;
                 };
                 forwards.insert(
-                    f.proto.number(),
-                    Endpoint { addr: public, port },
+                    f.proto.protocol(),
+                    SocketAddrV4::new(public, port),
                     Forward {
-                        private: Endpoint {
-                            addr: private,
-                            port: private_port,
-                        },
+                        private: SocketAddrV4::new(private, private_port),
                         index,
                     },
                 );
@@ -156,7 +153,7 @@ fn rules(configs: &[RuleConfig]) -> Vec<Rule> {
         .iter()
         .map(|r| Rule {
             action: r.action,
-            proto: r.proto.ok().and_then(|p| p.number()),
+            proto: r.proto.ok().and_then(|p| p.protocol()),
             src: r.src.iter().filter_map(|p| p.ok().copied()).collect(),
             dst: r.dst.iter().filter_map(|p| p.ok().copied()).collect(),
             src_ports: r.src_ports.iter().filter_map(|p| p.ok().copied()).collect(),

@@ -28,6 +28,7 @@
 
 use super::PolicyError;
 use crate::config::{Action, PortRange, Prefix};
+use crate::packet::IpProtocol;
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
@@ -37,8 +38,8 @@ use std::net::Ipv4Addr;
 /// and UDP after validation); `icmp_type` is `None` for anything but ICMP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MatchKey {
-    /// IP protocol number.
-    pub proto: u8,
+    /// IP protocol.
+    pub proto: IpProtocol,
     /// Source address.
     pub src: Ipv4Addr,
     /// Destination address.
@@ -53,7 +54,7 @@ pub struct MatchKey {
 
 /// The outcome of matching a flow against a rule set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Verdict {
+pub struct Decision {
     /// What to do with the flow.
     pub action: Action,
     /// Index of the rule that decided, in file order; `None` when the set's default did.
@@ -66,8 +67,8 @@ pub struct Verdict {
 pub struct Rule {
     /// What a match does.
     pub action: Action,
-    /// IP protocol number, `None` for any.
-    pub proto: Option<u8>,
+    /// IP protocol, `None` for any.
+    pub proto: Option<IpProtocol>,
     /// Source prefixes.
     pub src: Vec<Prefix>,
     /// Destination prefixes.
@@ -384,7 +385,7 @@ impl RuleSet {
         };
         let proto = field("proto", 255, 0, &|r| {
             r.proto
-                .map(|p| (u32::from(p), u32::from(p)))
+                .map(|p| (u32::from(p.value()), u32::from(p.value())))
                 .into_iter()
                 .collect()
         })?;
@@ -416,7 +417,7 @@ impl RuleSet {
     ///
     /// Sets of at most [`LINEAR_MAX`] rules are scanned (fewer loads than six field lookups);
     /// larger ones take the bit-vector path.
-    pub fn check(&self, key: &MatchKey) -> Verdict {
+    pub fn check(&self, key: &MatchKey) -> Decision {
         if self.rules.len() <= LINEAR_MAX {
             self.check_linear(key)
         } else {
@@ -426,9 +427,9 @@ impl RuleSet {
 
     /// The first rule matching `key` by the bit-vector path, whatever the set's size (what
     /// [`RuleSet::check`] does for sets past [`LINEAR_MAX`] rules).
-    pub fn check_bitvector(&self, key: &MatchKey) -> Verdict {
+    pub fn check_bitvector(&self, key: &MatchKey) -> Decision {
         let fields = [
-            (&self.proto, u32::from(key.proto)),
+            (&self.proto, u32::from(key.proto.value())),
             (&self.src, u32::from(key.src)),
             (&self.dst, u32::from(key.dst)),
             (&self.src_port, u32::from(key.src_port)),
@@ -451,7 +452,7 @@ impl RuleSet {
                 let word = words.iter().fold(u64::MAX, |acc, s| acc & s[w]);
                 if word != 0 {
                     let rule = w * 64 + word.trailing_zeros() as usize;
-                    return Verdict {
+                    return Decision {
                         action: self.actions[rule],
                         rule: Some(rule),
                     };
@@ -459,7 +460,7 @@ impl RuleSet {
                 summary &= summary - 1;
             }
         }
-        Verdict {
+        Decision {
             action: self.default,
             rule: None,
         }
@@ -467,13 +468,13 @@ impl RuleSet {
 
     /// The same answer as [`RuleSet::check`], by testing every rule in order: the reference
     /// the compiled matcher is tested and benchmarked against, and the path `explain` takes.
-    pub fn check_linear(&self, key: &MatchKey) -> Verdict {
+    pub fn check_linear(&self, key: &MatchKey) -> Decision {
         match self.rules.iter().position(|r| r.matches(key)) {
-            Some(i) => Verdict {
+            Some(i) => Decision {
                 action: self.rules[i].action,
                 rule: Some(i),
             },
-            None => Verdict {
+            None => Decision {
                 action: self.default,
                 rule: None,
             },

@@ -25,10 +25,10 @@ mod compile;
 pub mod matcher;
 pub mod tables;
 
-pub use matcher::{MatchKey, Rule, RuleSet, RuleSetStats, Verdict};
+pub use matcher::{Decision, MatchKey, Rule, RuleSet, RuleSetStats};
 pub use tables::{
-    Endpoint, Forward, Forwards, HealthProbe, LocalServices, NextHop, PortAddressing, PrefixSet,
-    Routes, StaticMaps, StaticNeighbour,
+    Forward, Forwards, HealthProbe, LocalServices, NextHop, PortAddressing, PrefixSet, Routes,
+    StaticMaps, StaticNeighbour,
 };
 
 use crate::config::{FieldError, Filtering, Mapping, OnReload, PortRange};

@@ -3,25 +3,16 @@
 
 use crate::config::Prefix;
 use crate::config::Role;
-use crate::packet::EthernetAddress;
+use crate::packet::{EthernetAddress, IpProtocol};
 use hashbrown::{HashMap, HashSet};
 use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
-
-/// An address and a TCP/UDP port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Endpoint {
-    /// IPv4 address.
-    pub addr: Ipv4Addr,
-    /// Port.
-    pub port: u16,
-}
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Where a port forward sends a new flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Forward {
     /// The inside endpoint the public one is rewritten to (DNAT).
-    pub private: Endpoint,
+    pub private: SocketAddrV4,
     /// Index of the `[[ingress.forward]]` that made it, for counters and `explain`.
     pub index: usize,
 }
@@ -39,35 +30,35 @@ pub struct Forward {
 /// `(protocol, address, port)` that [`Forwards::lookup`] finds.
 #[derive(Debug, Clone, Default)]
 pub struct Forwards {
-    by_public: HashMap<(u8, Ipv4Addr, u16), Forward>,
-    by_private: HashMap<(u8, Ipv4Addr, u16), Endpoint>,
+    by_public: HashMap<(IpProtocol, Ipv4Addr, u16), Forward>,
+    by_private: HashMap<(IpProtocol, Ipv4Addr, u16), SocketAddrV4>,
     addresses: HashSet<Ipv4Addr>,
 }
 
 impl Forwards {
     /// Adds a forward of `public` to `private`; the first added for a key stays.
-    pub(crate) fn insert(&mut self, proto: u8, public: Endpoint, forward: Forward) {
+    pub(crate) fn insert(&mut self, proto: IpProtocol, public: SocketAddrV4, forward: Forward) {
         self.by_public
-            .entry((proto, public.addr, public.port))
+            .entry((proto, *public.ip(), public.port()))
             .or_insert(forward);
         self.by_private
-            .entry((proto, forward.private.addr, forward.private.port))
+            .entry((proto, *forward.private.ip(), forward.private.port()))
             .or_insert(public);
-        self.addresses.insert(public.addr);
+        self.addresses.insert(*public.ip());
     }
 
     /// The forward for a new flow to `public:port`, if any.
-    pub fn lookup(&self, proto: u8, public: Ipv4Addr, port: u16) -> Option<Forward> {
+    pub fn lookup(&self, proto: IpProtocol, public: Ipv4Addr, port: u16) -> Option<Forward> {
         self.by_public.get(&(proto, public, port)).copied()
     }
 
     /// The public endpoint that forwards to `private:port`, if any.
-    pub fn reverse(&self, proto: u8, private: Ipv4Addr, port: u16) -> Option<Endpoint> {
+    pub fn reverse(&self, proto: IpProtocol, private: Ipv4Addr, port: u16) -> Option<SocketAddrV4> {
         self.by_private.get(&(proto, private, port)).copied()
     }
 
     /// Every forwarded public endpoint: `(protocol, public address, public port)`.
-    pub fn public_ports(&self) -> impl Iterator<Item = (u8, Ipv4Addr, u16)> + '_ {
+    pub fn public_ports(&self) -> impl Iterator<Item = (IpProtocol, Ipv4Addr, u16)> + '_ {
         self.by_public.keys().copied()
     }
 

@@ -1,9 +1,10 @@
 use super::*;
 use crate::config::{
-    self as config, validate, value, Action, Filtering, Mapping, OnReload, Parsed, PortRange,
-    Prefix,
+    self as config, validate, Action, Filtering, Mapping, OnReload, Parsed, PortRange, Prefix,
 };
 use crate::config::{Config, ConfigError, Role};
+use crate::packet::IpProtocol;
+use std::net::SocketAddrV4;
 
 const EXAMPLE: &str = include_str!("../../../configs/example-policy.toml");
 
@@ -29,7 +30,7 @@ fn ip(s: &str) -> Ipv4Addr {
 
 fn tcp(src: &str, dst: &str, dst_port: u16) -> MatchKey {
     MatchKey {
-        proto: value::TCP,
+        proto: IpProtocol::Tcp,
         src: ip(src),
         dst: ip(dst),
         src_port: 40000,
@@ -132,38 +133,27 @@ fn example_config_parses_and_compiles() {
     // Forwards, both ways.
     let web = p
         .forwards
-        .lookup(value::TCP, ip("203.0.113.2"), 443)
+        .lookup(IpProtocol::Tcp, ip("203.0.113.2"), 443)
         .unwrap();
-    assert_eq!(
-        web.private,
-        Endpoint {
-            addr: ip("10.0.1.10"),
-            port: 8443
-        }
-    );
+    assert_eq!(web.private, SocketAddrV4::new(ip("10.0.1.10"), 8443));
     assert_eq!(web.index, 0);
-    assert_eq!(p.forwards.lookup(value::UDP, ip("203.0.113.2"), 443), None);
+    assert_eq!(
+        p.forwards.lookup(IpProtocol::Udp, ip("203.0.113.2"), 443),
+        None
+    );
     let game = p
         .forwards
-        .lookup(value::UDP, ip("203.0.113.17"), 27018)
+        .lookup(IpProtocol::Udp, ip("203.0.113.17"), 27018)
         .unwrap();
+    assert_eq!(game.private, SocketAddrV4::new(ip("10.0.1.11"), 27018));
     assert_eq!(
-        game.private,
-        Endpoint {
-            addr: ip("10.0.1.11"),
-            port: 27018
-        }
-    );
-    assert_eq!(
-        p.forwards.lookup(value::UDP, ip("203.0.113.17"), 27021),
+        p.forwards
+            .lookup(IpProtocol::Udp, ip("203.0.113.17"), 27021),
         None
     );
     assert_eq!(
-        p.forwards.reverse(value::TCP, ip("10.0.1.10"), 8443),
-        Some(Endpoint {
-            addr: ip("203.0.113.2"),
-            port: 443
-        })
+        p.forwards.reverse(IpProtocol::Tcp, ip("10.0.1.10"), 8443),
+        Some(SocketAddrV4::new(ip("203.0.113.2"), 443))
     );
     assert_eq!(p.forwards.len(), 7);
     assert!(p.forwards.has_address(ip("203.0.113.17")));
@@ -180,7 +170,7 @@ fn example_config_parses_and_compiles() {
     let v = p.egress.check(&tcp("10.0.1.25", "192.0.2.80", 25));
     assert_eq!(
         v,
-        Verdict {
+        Decision {
             action: Action::Deny,
             rule: Some(0)
         }
@@ -188,7 +178,7 @@ fn example_config_parses_and_compiles() {
     let v = p.egress.check(&tcp("10.0.1.25", "1.1.1.1", 587));
     assert_eq!(
         v,
-        Verdict {
+        Decision {
             action: Action::Allow,
             rule: Some(1)
         }
@@ -198,18 +188,18 @@ fn example_config_parses_and_compiles() {
         Some(2)
     );
     let ping = MatchKey {
-        proto: value::ICMP,
+        proto: IpProtocol::Icmp,
         icmp_type: Some(8),
         ..tcp("10.0.1.5", "1.1.1.1", 0)
     };
     assert_eq!(p.egress.check(&ping).rule, Some(3));
     let gre = MatchKey {
-        proto: 47,
+        proto: IpProtocol::Gre,
         ..tcp("10.0.1.5", "1.1.1.1", 0)
     };
     assert_eq!(p.egress.check(&gre).action, Action::Deny);
     let ntp = MatchKey {
-        proto: value::UDP,
+        proto: IpProtocol::Udp,
         src_port: 123,
         ..tcp("10.0.1.5", "1.1.1.1", 123)
     };
@@ -217,7 +207,7 @@ fn example_config_parses_and_compiles() {
     assert_eq!(p.egress.len(), 6);
     assert_eq!(
         p.egress.check(&tcp("10.0.1.5", "1.1.1.1", 80)),
-        Verdict {
+        Decision {
             action: Action::Allow,
             rule: None
         }
@@ -232,14 +222,14 @@ fn example_config_parses_and_compiles() {
     );
     assert_eq!(
         p.ingress.check(&tcp("192.0.2.9", "203.0.113.2", 443)),
-        Verdict {
+        Decision {
             action: Action::Allow,
             rule: Some(1)
         }
     );
     assert_eq!(
         p.ingress.check(&tcp("192.0.2.9", "203.0.113.2", 22)),
-        Verdict {
+        Decision {
             action: Action::Deny,
             rule: None
         }

@@ -1,5 +1,9 @@
 use super::*;
-use crate::config::value::{ICMP, TCP, UDP};
+use crate::packet::IpProtocol;
+
+const TCP: IpProtocol = IpProtocol::Tcp;
+const UDP: IpProtocol = IpProtocol::Udp;
+const ICMP: IpProtocol = IpProtocol::Icmp;
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 
@@ -7,7 +11,7 @@ fn prefix(s: &str) -> Prefix {
     Prefix(s.parse::<Ipv4Net>().unwrap().trunc())
 }
 
-fn key(proto: u8, src: &str, dst: &str, sp: u16, dp: u16) -> MatchKey {
+fn key(proto: IpProtocol, src: &str, dst: &str, sp: u16, dp: u16) -> MatchKey {
     MatchKey {
         proto,
         src: src.parse().unwrap(),
@@ -18,7 +22,7 @@ fn key(proto: u8, src: &str, dst: &str, sp: u16, dp: u16) -> MatchKey {
     }
 }
 
-fn both(set: &RuleSet, k: &MatchKey) -> Verdict {
+fn both(set: &RuleSet, k: &MatchKey) -> Decision {
     let v = set.check_bitvector(k);
     assert_eq!(v, set.check_linear(k), "{k:?}");
     assert_eq!(v, set.check(k), "{k:?}");
@@ -32,7 +36,7 @@ fn empty_set_gives_the_default() {
         let v = both(&set, &key(TCP, "10.0.0.1", "1.1.1.1", 1, 2));
         assert_eq!(
             v,
-            Verdict {
+            Decision {
                 action: default,
                 rule: None
             }
@@ -105,7 +109,7 @@ fn boundaries_of_the_address_space_and_port_range() {
             ..Rule::any(Action::Deny)
         },
         Rule {
-            proto: Some(255),
+            proto: Some(IpProtocol::of(255)),
             ..Rule::any(Action::Deny)
         },
     ];
@@ -128,7 +132,7 @@ fn boundaries_of_the_address_space_and_port_range() {
     );
     assert_eq!(both(&set, &key(UDP, "1.1.1.1", "0.0.0.1", 1, 1)).rule, None);
     assert_eq!(
-        both(&set, &key(255, "1.1.1.1", "0.0.0.1", 1, 1)).rule,
+        both(&set, &key(IpProtocol::of(255), "1.1.1.1", "0.0.0.1", 1, 1)).rule,
         Some(3)
     );
 }
@@ -224,13 +228,13 @@ fn range() -> impl Strategy<Value = PortRange> {
     ]
 }
 
-fn proto() -> impl Strategy<Value = Option<u8>> {
+fn proto() -> impl Strategy<Value = Option<IpProtocol>> {
     prop_oneof![
         Just(None),
         Just(Some(TCP)),
         Just(Some(UDP)),
         Just(Some(ICMP)),
-        any::<u8>().prop_map(Some)
+        any::<u8>().prop_map(|p| Some(IpProtocol::of(p)))
     ]
 }
 
@@ -308,7 +312,7 @@ fn packet(rules: &[Rule], raw: RawPacket) -> MatchKey {
         raw.0,
         &edges(&|r| {
             r.proto
-                .map(|p| (u32::from(p), u32::from(p)))
+                .map(|p| (u32::from(p.value()), u32::from(p.value())))
                 .into_iter()
                 .collect()
         }),
@@ -325,7 +329,7 @@ fn packet(rules: &[Rule], raw: RawPacket) -> MatchKey {
         256,
     );
     MatchKey {
-        proto: proto as u8,
+        proto: IpProtocol::of(proto as u8),
         src: Ipv4Addr::from(resolve(raw.1, &edges(&|r| prefixes(&r.src)), u32::MAX)),
         dst: Ipv4Addr::from(resolve(raw.2, &edges(&|r| prefixes(&r.dst)), u32::MAX)),
         src_port: resolve(raw.3, &edges(&|r| ports(&r.src_ports)), 65535) as u16,
