@@ -132,6 +132,18 @@ impl FlowKey {
         IpProtocol::of((self.words[1] >> 32) as u8)
     }
 
+    /// The wire tuple of the key's packets (for ICMP echo, the identifier in both ports).
+    #[inline]
+    pub fn tuple(&self) -> FiveTuple {
+        FiveTuple {
+            src_addr: self.src_addr(),
+            dst_addr: self.dst_addr(),
+            protocol: self.protocol(),
+            src_port: self.src_port(),
+            dst_port: self.dst_port(),
+        }
+    }
+
     /// The key's two words.
     #[inline(always)]
     fn words(&self) -> (u64, u64) {

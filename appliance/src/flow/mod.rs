@@ -25,10 +25,10 @@ mod tests;
 pub use expiry::{TimeoutClass, Timeouts};
 pub use index::{FlowIndex, Hit, InsertError, KeyStore, Pending, Probe, BURST_MAX};
 pub use key::{FlowKey, HashSeed, Side};
-pub use session::{ChecksumDeltas, Rewrite, Session, Slab};
+pub use session::{Session, Slab};
 pub use tcp::{Dir, TcpState};
 
-use crate::packet::{IpProtocol, TcpFlags};
+use crate::packet::{ChecksumDeltas, IpProtocol, TcpFlags};
 use expiry::{is_expired, Lru};
 use session::NIL;
 
@@ -80,6 +80,17 @@ impl NewSession {
             tcp: TcpState::SynSent,
             policy_gen: 0,
             deltas: ChecksumDeltas { ip: 0, l4: 0 },
+        }
+    }
+
+    /// A session between `inside` and `outside` opened from `orig` whose packets are
+    /// translated: its checksum deltas are those from the inside tuple to the one its packets
+    /// leave with, the reverse of the outside key ([`ChecksumDeltas::between`]). TCP state
+    /// `SynSent`, policy generation 0, as [`NewSession::new`].
+    pub fn translating(inside: FlowKey, outside: FlowKey, orig: Side) -> Self {
+        Self {
+            deltas: ChecksumDeltas::between(&inside.tuple(), &outside.reverse().tuple()),
+            ..Self::new(inside, outside, orig)
         }
     }
 

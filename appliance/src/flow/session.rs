@@ -4,7 +4,7 @@ use super::expiry::TimeoutClass;
 use super::index::{Hit, KeyStore};
 use super::key::{FlowKey, Side};
 use super::tcp::{Dir, TcpState};
-use crate::packet::IpProtocol;
+use crate::packet::{ChecksumDeltas, IpProtocol};
 use crate::sys::{advise_huge_pages, prefetch};
 
 /// "No session": the end of a list.
@@ -37,7 +37,7 @@ const META_LIVE: u8 = 0b1000_0000;
 /// The rewrite is not stored twice: a packet that arrived with one side's key leaves with the
 /// reverse of the other side's key (that is what the other side sees), so the new addresses and
 /// ports of both directions are in the keys, and the outside-to-inside checksum deltas are the
-/// ones' complement negation of the inside-to-outside ones ([`Session::rewrite`]).
+/// ones' complement negation of the inside-to-outside ones ([`Session::deltas_from`]).
 #[derive(Clone, Debug)]
 #[repr(C, align(64))]
 pub struct Session {
@@ -53,41 +53,6 @@ pub struct Session {
     bytes_hi: u16,
     tcp: u8,
     meta: u8,
-}
-
-/// Incremental checksum adjustments (RFC 1624) for rewriting packets from the inside to the
-/// outside; the NAT computes them once when it creates the session.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ChecksumDeltas {
-    /// Ones' complement sum of `~old + new` over the 16-bit words of the IPv4 addresses that
-    /// change: added to the complemented IPv4 header checksum.
-    pub ip: u16,
-    /// The same over every word the L4 checksum covers that changes (pseudo-header addresses
-    /// and ports for TCP/UDP; the echo identifier for ICMP).
-    pub l4: u16,
-}
-
-impl ChecksumDeltas {
-    /// The deltas that undo these: the ones' complement negation (`~x`) of each, since the
-    /// reverse rewrite swaps every `old` and `new`.
-    #[inline]
-    #[must_use]
-    pub const fn reversed(self) -> Self {
-        Self {
-            ip: !self.ip,
-            l4: !self.l4,
-        }
-    }
-}
-
-/// What to write into a packet of a session: the new tuple and the checksum deltas for the
-/// direction it travels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rewrite {
-    /// New source address and port (echo identifier for ICMP), as a key.
-    pub tuple: FlowKey,
-    /// Checksum adjustments for this direction.
-    pub deltas: ChecksumDeltas,
 }
 
 impl Session {
@@ -158,21 +123,10 @@ impl Session {
         &self.keys[1]
     }
 
-    /// How to rewrite a packet that arrived on `from` (matched the key of `from`): its new tuple
-    /// is the reverse of the other side's key, and the checksum deltas are the stored ones for
-    /// inside-to-outside, negated for outside-to-inside.
-    #[inline(always)]
-    pub fn rewrite(&self, from: Side) -> Rewrite {
-        Rewrite {
-            tuple: self.keys[from.other() as usize].reverse(),
-            deltas: self.deltas_from(from),
-        }
-    }
-
-    /// The checksum deltas of [`Session::rewrite`] alone: the stored ones for a packet from
-    /// the inside, negated for one from the outside. The fast path reads these and the other
-    /// side's key ([`FlowKey::reverse_wire`]) straight from the record instead of building a
-    /// [`Rewrite`].
+    /// The checksum deltas of a packet that arrived on `from`: the stored ones for a packet
+    /// from the inside, negated for one from the outside. A packet leaves with the reverse of
+    /// the other side's key ([`FlowKey::reverse_wire`]), so these and that key are its whole
+    /// rewrite ([`crate::packet::translate::translate`]).
     #[inline(always)]
     pub fn deltas_from(&self, from: Side) -> ChecksumDeltas {
         let deltas = ChecksumDeltas {
@@ -474,7 +428,7 @@ impl KeyStore for Slab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::IpProtocol;
+    use crate::packet::{ChecksumDeltas, IpProtocol};
     use std::mem::{align_of, offset_of, size_of};
 
     #[test]
@@ -547,7 +501,7 @@ mod tests {
     }
 
     #[test]
-    fn rewrite_takes_reverse_of_other_key() {
+    fn outside_deltas_are_the_inside_ones_negated() {
         let inside = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, 5000, 53, IpProtocol::Udp);
         let outside = FlowKey::from_raw(0x0808_0808, 0xc633_6401, 53, 61000, IpProtocol::Udp);
         let mut slab = Slab::new(1);
@@ -567,19 +521,9 @@ mod tests {
             d,
             10,
         );
-        let out = s.rewrite(Side::Inside);
+        assert_eq!(s.deltas_from(Side::Inside), d);
         assert_eq!(
-            out.tuple,
-            FlowKey::from_raw(0xc633_6401, 0x0808_0808, 61000, 53, IpProtocol::Udp)
-        );
-        assert_eq!(out.deltas, d);
-        let back = s.rewrite(Side::Outside);
-        assert_eq!(
-            back.tuple,
-            FlowKey::from_raw(0x0808_0808, 0x0a00_0001, 53, 5000, IpProtocol::Udp)
-        );
-        assert_eq!(
-            back.deltas,
+            s.deltas_from(Side::Outside),
             ChecksumDeltas {
                 ip: !0x1234,
                 l4: !0xfedc
@@ -589,40 +533,5 @@ mod tests {
         assert_eq!(s.dir_of(Side::Outside), Dir::Reply);
         assert_eq!(s.timeout_class(), TimeoutClass::Udp);
         assert_eq!(s.policy_generation(), 3);
-    }
-
-    /// Ones' complement sum of 16-bit words.
-    fn csum_add(a: u16, b: u16) -> u16 {
-        let s = u32::from(a) + u32::from(b);
-        ((s & 0xffff) + (s >> 16)) as u16
-    }
-
-    /// Checksum of words, RFC 1071.
-    fn checksum(words: &[u16]) -> u16 {
-        !words.iter().fold(0, |acc, &w| csum_add(acc, w))
-    }
-
-    /// RFC 1624 eqn. 3: HC' = ~(~HC + delta).
-    fn apply(hc: u16, delta: u16) -> u16 {
-        !csum_add(!hc, delta)
-    }
-
-    #[test]
-    fn reversed_deltas_undo_the_rewrite() {
-        // A pseudo header-ish set of words where an address and a port change.
-        let before = [0x0a00u16, 0x0001, 0x0808, 0x0808, 5000, 53, 0x0011, 0x1c];
-        let mut after = before;
-        after[0] = 0xc633;
-        after[1] = 0x6401;
-        after[4] = 61000;
-        let delta = (0..before.len())
-            .filter(|&i| before[i] != after[i])
-            .fold(0, |acc, i| csum_add(csum_add(acc, !before[i]), after[i]));
-        let d = ChecksumDeltas {
-            ip: delta,
-            l4: delta,
-        };
-        assert_eq!(apply(checksum(&before), d.l4), checksum(&after));
-        assert_eq!(apply(checksum(&after), d.reversed().l4), checksum(&before));
     }
 }

@@ -503,7 +503,7 @@ fn index_overflow_is_refused_cleanly() {
 }
 
 #[test]
-fn counters_and_rewrite_through_get_mut() {
+fn counters_and_deltas_through_get_mut() {
     let mut t = FlowTable::with_seed(4, T, seed());
     let d = ChecksumDeltas {
         ip: 0xbeef,
@@ -529,15 +529,9 @@ fn counters_and_rewrite_through_get_mut() {
         (s.packets(), s.bytes(), s.policy_generation()),
         (2, 1500, 8)
     );
-    assert_eq!(
-        s.rewrite(Side::Inside).tuple,
-        outside(1, IpProtocol::Udp).reverse()
-    );
-    assert_eq!(
-        s.rewrite(Side::Outside).tuple,
-        inside(1, IpProtocol::Udp).reverse()
-    );
-    assert_eq!(s.rewrite(Side::Outside).deltas, d.reversed());
+    assert_eq!(s.key(Side::Outside), &outside(1, IpProtocol::Udp));
+    assert_eq!(s.deltas_from(Side::Inside), d);
+    assert_eq!(s.deltas_from(Side::Outside), d.reversed());
 }
 
 #[test]

@@ -208,52 +208,6 @@ impl ChecksumDelta {
     }
 }
 
-/// A [`ChecksumDelta`] in wire byte order: its big-endian bytes read as a native `u16`.
-///
-/// Ones' complement sums commute with byte swaps (RFC 1071 section 2(B)), so this adds
-/// straight to a checksum field's bytes read the same way: no swap on load or store. A
-/// precomputed rewrite keeps its deltas in this form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct WireDelta(u16);
-
-impl WireDelta {
-    /// The wire form of `delta`.
-    #[inline]
-    pub const fn new(delta: ChecksumDelta) -> WireDelta {
-        WireDelta(u16::from_ne_bytes(delta.0.to_be_bytes()))
-    }
-
-    /// Back to the [`ChecksumDelta`].
-    #[inline]
-    pub const fn delta(self) -> ChecksumDelta {
-        ChecksumDelta(u16::from_be_bytes(self.0.to_ne_bytes()))
-    }
-
-    /// [`ChecksumDelta::apply`] on a checksum field's bytes.
-    ///
-    /// Computed as the ones' complement difference `HC - delta` (subtraction with
-    /// end-around borrow): two instructions where RFC 1624 equation 3, `~(~HC + delta)`,
-    /// takes four, and equal to it bit for bit for every checksum and delta (checked over all
-    /// 2^32 pairs): both give 0, never 0xffff, for a zero result unless HC is 0xffff.
-    #[inline(always)]
-    pub const fn apply(self, field: [u8; 2]) -> [u8; 2] {
-        let (diff, borrow) = u16::from_ne_bytes(field).overflowing_sub(self.0);
-        diff.wrapping_sub(borrow as u16).to_ne_bytes()
-    }
-
-    /// [`ChecksumDelta::apply_udp`] on a checksum field's bytes.
-    ///
-    /// Computed as `HC + ~delta` with end-around carry, which yields 0 only when both terms
-    /// are 0 and otherwise the value equation 3 gives, with 0xffff for zero: exactly RFC 768's
-    /// rule, so no fix-up follows (checked over all 2^32 pairs). 0 ("no checksum") stays.
-    #[inline(always)]
-    pub const fn apply_udp(self, field: [u8; 2]) -> [u8; 2] {
-        let c = u16::from_ne_bytes(field);
-        let updated = if c == 0 { 0 } else { add(c, !self.0) };
-        updated.to_ne_bytes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,45 +291,6 @@ mod tests {
         }
         for acc in [0, 1, 0xfffe, 0x1_0000, 0x1_ffff, u64::MAX - 1] {
             assert!(!folds_to_ffff(acc), "{acc:#x}");
-        }
-    }
-
-    #[test]
-    fn wire_delta_matches_delta() {
-        let d = ChecksumDelta::ZERO
-            .add32(0x0a00_0001, 0xcb00_7101)
-            .add16(40000, 61000);
-        assert_eq!(WireDelta::new(d).delta(), d);
-        for c in [0x0000u16, 0x0001, 0x1234, 0xfffe, 0xffff, 0x8000] {
-            let w = WireDelta::new(d);
-            assert_eq!(w.apply(c.to_be_bytes()), d.apply(c).to_be_bytes());
-            assert_eq!(w.apply_udp(c.to_be_bytes()), d.apply_udp(c).to_be_bytes());
-        }
-        // The edges of the shortcut forms: results of zero, deltas of 0 and 0xffff, a
-        // checksum field of 0xffff.
-        for (c, raw) in [
-            (0x1234u16, 0x1234u16),
-            (0x0001, 0x0001),
-            (0xffff, 0x0000),
-            (0xffff, 0xffff),
-            (0x0000, 0xffff),
-            (0x0000, 0x0000),
-            (0x0001, 0xffff),
-            (0xfffe, 0xffff),
-            (0x8000, 0x7fff),
-        ] {
-            let d = ChecksumDelta(raw);
-            let w = WireDelta::new(d);
-            assert_eq!(
-                w.apply(c.to_be_bytes()),
-                d.apply(c).to_be_bytes(),
-                "{c:#x} {raw:#x}"
-            );
-            assert_eq!(
-                w.apply_udp(c.to_be_bytes()),
-                d.apply_udp(c).to_be_bytes(),
-                "{c:#x} {raw:#x}"
-            );
         }
     }
 

@@ -123,7 +123,7 @@ impl FromStr for Address {
     }
 }
 
-mod field {
+pub(super) mod field {
     use super::Field;
     pub const DESTINATION: Field = 0..6;
     pub const SOURCE: Field = 6..12;

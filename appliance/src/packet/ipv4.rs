@@ -1,13 +1,13 @@
-//! IPv4 (RFC 791) with RFC 1812 section 5.2.2 validation, and the in-place NAT rewrites.
+//! IPv4 (RFC 791) with RFC 1812 section 5.2.2 validation, the TTL decrement and the rewrites
+//! of an ICMP error's outer header and quote.
 
-use core::fmt;
 use std::net::Ipv4Addr;
 
-use super::checksum::{self, ChecksumCaps, ChecksumDelta, WireDelta};
+use super::checksum::{self, ChecksumCaps};
 use super::field::{get_u16, get_u32, set_u16, set_u32};
 use super::{icmp, Error, IpProtocol};
 
-mod field {
+pub(super) mod field {
     pub const VER_IHL: usize = 0;
     pub const DSCP_ECN: usize = 1;
     pub const LENGTH: usize = 2;
@@ -461,8 +461,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Change one address and fix the header checksum, leaving the transport alone.
     ///
     /// Right for ICMP, whose checksum has no pseudo-header (the outer header of a translated
-    /// ICMP error), and for protocols NAT does not look into. For TCP/UDP use
-    /// [`Packet::rewrite`] or [`Packet::apply`], which also fix the transport checksum.
+    /// ICMP error), and for protocols NAT does not look into. A session's packets are
+    /// translated by [`super::translate::translate`], which also fixes the transport checksum.
     #[inline]
     pub fn rewrite_addr_only(&mut self, side: Endpoint, addr: Ipv4Addr) {
         let at = addr_offset(side);
@@ -472,54 +472,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u32(d, at, new);
         let sum = checksum::update32(get_u16(d, field::CHECKSUM), old, new);
         set_u16(d, field::CHECKSUM, sum);
-    }
-
-    /// Rewrite one endpoint's address and port (the echo identifier for ICMP echo), updating
-    /// the header checksum and the transport checksum incrementally. Computes the change from
-    /// the packet; a NAT session should precompute a [`Rewrite`] and call [`Packet::apply`].
-    ///
-    /// The transport header is only touched in the first fragment; later fragments get the
-    /// address alone. A UDP checksum of 0 (none) stays 0.
-    ///
-    /// # Errors
-    /// As [`Packet::apply`]. On error the packet is unchanged.
-    #[inline]
-    pub fn rewrite(&mut self, side: Endpoint, addr: Ipv4Addr, port: u16) -> Result<(), Error> {
-        let protocol = self.protocol();
-        let old_addr = match side {
-            Endpoint::Src => self.src_addr(),
-            Endpoint::Dst => self.dst_addr(),
-        };
-        let old_port = if self.is_first_fragment() {
-            let (s, d) = l4_ports(protocol, self.payload_slice())?;
-            match side {
-                Endpoint::Src => s,
-                Endpoint::Dst => d,
-            }
-        } else {
-            port
-        };
-        let rw = Rewrite::new(side, protocol, (old_addr, old_port), (addr, port));
-        self.apply(&rw)
-    }
-
-    /// Apply a precomputed rewrite: one address, one port, both checksums, one fold each.
-    ///
-    /// The caller guarantees the packet's current address and port on that side are the
-    /// rewrite's `old` ones (the flow lookup matched them); otherwise the checksums end up
-    /// wrong.
-    ///
-    /// # Errors
-    /// The transport's truncation errors if its header does not hold the fields
-    /// ([`Error::TcpTruncated`], [`Error::UdpTruncated`], [`Error::IcmpTruncated`]),
-    /// [`Error::IcmpUnsupported`] for ICMP other than echo. On error the packet is unchanged.
-    #[inline(always)]
-    pub fn apply(&mut self, rw: &Rewrite) -> Result<(), Error> {
-        debug_assert_eq!(self.protocol(), rw.protocol);
-        if apply_plain(self.data_mut(), rw) {
-            return Ok(());
-        }
-        apply_general(self.data_mut(), rw)
     }
 
     /// Translate an ICMP error's quoted packet (RFC 5508 section 4.2): rewrite the quoted
@@ -563,108 +515,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-/// [`Packet::apply`] on the common packet: a header without options, not a later fragment,
-/// TCP or UDP whose header fits in the total length. Works on fixed-size arrays, so no bounds
-/// check is left, and on the checksum fields' bytes as they are (see [`WireDelta`]). Returns
-/// false, having written nothing, for any other packet.
-#[inline(always)]
-fn apply_plain(d: &mut [u8], rw: &Rewrite) -> bool {
-    let Some((h, rest)) = d.split_first_chunk_mut::<HEADER_LEN>() else {
-        return false;
-    };
-    if h[field::VER_IHL] != 0x45
-        || u16::from_be_bytes([h[field::FLG_OFF], h[field::FLG_OFF + 1]]) & OFFSET_MASK != 0
-    {
-        return false;
-    }
-    // A total length below the header wraps to a huge one and fails the same test.
-    let total_len = usize::from(u16::from_be_bytes([h[field::LENGTH], h[field::LENGTH + 1]]));
-    let Some(l4) = rest.get_mut(..total_len.wrapping_sub(HEADER_LEN)) else {
-        return false;
-    };
-    let dst = matches!(rw.side, Endpoint::Dst);
-    // Source then destination port lead both headers.
-    let port_at = 2 * usize::from(dst);
-    match rw.protocol {
-        IpProtocol::Udp => {
-            let Some((u, _)) = l4.split_first_chunk_mut::<{ super::udp::HEADER_LEN }>() else {
-                return false;
-            };
-            [u[port_at], u[port_at + 1]] = rw.port;
-            const C: usize = super::udp::CHECKSUM;
-            [u[C], u[C + 1]] = rw.l4_delta.apply_udp([u[C], u[C + 1]]);
-        }
-        IpProtocol::Tcp => {
-            let Some((t, _)) = l4.split_first_chunk_mut::<{ super::tcp::HEADER_LEN }>() else {
-                return false;
-            };
-            [t[port_at], t[port_at + 1]] = rw.port;
-            const C: usize = super::tcp::CHECKSUM;
-            [t[C], t[C + 1]] = rw.l4_delta.apply([t[C], t[C + 1]]);
-        }
-        _ => return false,
-    }
-    let at = field::SRC_ADDR + 4 * usize::from(dst);
-    [h[at], h[at + 1], h[at + 2], h[at + 3]] = rw.addr.octets();
-    const C: usize = field::CHECKSUM;
-    [h[C], h[C + 1]] = rw.ip_delta.apply([h[C], h[C + 1]]);
-    true
-}
-
-/// [`Packet::apply`] on every other packet: options, fragments, ICMP echo, other protocols,
-/// and the errors. Visible to the packet module so the fuzz target and the property tests can
-/// hold the fast path to it.
-#[cold]
-#[inline(never)]
-pub(super) fn apply_general(d: &mut [u8], rw: &Rewrite) -> Result<(), Error> {
-    let p = Packet::new_unchecked(&mut *d);
-    let (hl, tl, first) = (p.header_len(), p.total_len(), p.is_first_fragment());
-    if first {
-        let l4 = &mut d[hl..tl];
-        let port_at = match rw.side {
-            Endpoint::Src => 0,
-            Endpoint::Dst => 2,
-        };
-        let (port, delta) = (rw.port(), rw.l4_delta());
-        match rw.protocol {
-            IpProtocol::Tcp => {
-                if l4.len() < super::tcp::HEADER_LEN {
-                    return Err(Error::TcpTruncated);
-                }
-                set_u16(l4, port_at, port);
-                let c = get_u16(l4, super::tcp::CHECKSUM);
-                set_u16(l4, super::tcp::CHECKSUM, delta.apply(c));
-            }
-            IpProtocol::Udp => {
-                if l4.len() < super::udp::HEADER_LEN {
-                    return Err(Error::UdpTruncated);
-                }
-                set_u16(l4, port_at, port);
-                let c = get_u16(l4, super::udp::CHECKSUM);
-                set_u16(l4, super::udp::CHECKSUM, delta.apply_udp(c));
-            }
-            IpProtocol::Icmp => {
-                if l4.len() < icmp::HEADER_LEN {
-                    return Err(Error::IcmpTruncated);
-                }
-                if !icmp::is_echo(l4[0]) {
-                    return Err(Error::IcmpUnsupported);
-                }
-                set_u16(l4, icmp::ECHO_IDENT, port);
-                let c = get_u16(l4, icmp::CHECKSUM);
-                let c = icmp::fix_negative_zero(l4, delta.apply(c));
-                set_u16(l4, icmp::CHECKSUM, c);
-            }
-            _ => {}
-        }
-    }
-    let at = addr_offset(rw.side);
-    set_u32(d, at, rw.addr.into());
-    let c = get_u16(d, field::CHECKSUM);
-    set_u16(d, field::CHECKSUM, rw.ip_delta().apply(c));
-    Ok(())
-}
-
 #[inline(always)]
 fn addr_offset(side: Endpoint) -> usize {
     match side {
@@ -676,95 +526,6 @@ fn addr_offset(side: Endpoint) -> usize {
 impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
     fn as_ref(&self) -> &[u8] {
         self.buffer.as_ref()
-    }
-}
-
-/// A precomputed NAT rewrite of one endpoint of one direction of a flow.
-///
-/// Built once when a session is created (one per direction) and applied to every packet with
-/// [`Packet::apply`]: two stores and two checksum folds. 14 bytes, kept small because a
-/// session holds two. The port and the deltas are kept in wire byte order, so applying them
-/// swaps no bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Rewrite {
-    addr: Ipv4Addr,
-    /// The new port, big-endian.
-    port: [u8; 2],
-    ip_delta: WireDelta,
-    l4_delta: WireDelta,
-    side: Endpoint,
-    protocol: IpProtocol,
-}
-
-impl fmt::Debug for Rewrite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rewrite")
-            .field("addr", &self.addr)
-            .field("port", &self.port())
-            .field("ip_delta", &self.ip_delta())
-            .field("l4_delta", &self.l4_delta())
-            .field("side", &self.side)
-            .field("protocol", &self.protocol)
-            .finish()
-    }
-}
-
-impl Rewrite {
-    /// The rewrite of `side` from `old` to `new` (address, port) for `protocol`.
-    ///
-    /// The transport checksum change covers the pseudo-header address for TCP and UDP and
-    /// the port (or ICMP echo identifier, which ICMP's checksum covers without a
-    /// pseudo-header). For other protocols only the address changes and `port` is ignored.
-    pub fn new(
-        side: Endpoint,
-        protocol: IpProtocol,
-        old: (Ipv4Addr, u16),
-        new: (Ipv4Addr, u16),
-    ) -> Rewrite {
-        let ip_delta = ChecksumDelta::ZERO.add_addr(old.0, new.0);
-        let l4_delta = match protocol {
-            IpProtocol::Tcp | IpProtocol::Udp => ip_delta.add16(old.1, new.1),
-            IpProtocol::Icmp => ChecksumDelta::ZERO.add16(old.1, new.1),
-            _ => ChecksumDelta::ZERO,
-        };
-        Rewrite {
-            addr: new.0,
-            port: new.1.to_be_bytes(),
-            ip_delta: WireDelta::new(ip_delta),
-            l4_delta: WireDelta::new(l4_delta),
-            side,
-            protocol,
-        }
-    }
-
-    /// The endpoint rewritten.
-    pub const fn side(&self) -> Endpoint {
-        self.side
-    }
-
-    /// The protocol this rewrite was computed for.
-    pub const fn protocol(&self) -> IpProtocol {
-        self.protocol
-    }
-
-    /// The new address.
-    pub const fn addr(&self) -> Ipv4Addr {
-        self.addr
-    }
-
-    /// The new port (or echo identifier).
-    pub const fn port(&self) -> u16 {
-        u16::from_be_bytes(self.port)
-    }
-
-    /// The change to the IPv4 header checksum.
-    pub const fn ip_delta(&self) -> ChecksumDelta {
-        self.ip_delta.delta()
-    }
-
-    /// The change to the transport checksum.
-    pub const fn l4_delta(&self) -> ChecksumDelta {
-        self.l4_delta.delta()
     }
 }
 
@@ -1039,34 +800,6 @@ mod tests {
     }
 
     #[test]
-    fn snat_rewrite_matches_recompute() {
-        let mut b = UDP_PACKET;
-        let mut p = Packet::new_checked(&mut b[..]).unwrap();
-        let new = Ipv4Addr::new(203, 0, 113, 7);
-        p.rewrite(Endpoint::Src, new, 40000).unwrap();
-        assert!(p.verify_checksum());
-        let t = p.five_tuple().unwrap();
-        assert_eq!((t.src_addr, t.src_port), (new, 40000));
-        let udp = super::super::udp::Packet::new_checked(p.payload_slice()).unwrap();
-        assert!(udp.verify_checksum(new, t.dst_addr));
-        // And back with a precomputed rewrite.
-        let back = Rewrite::new(
-            Endpoint::Src,
-            IpProtocol::Udp,
-            (new, 40000),
-            (Ipv4Addr::new(10, 0, 0, 1), 1024),
-        );
-        p.apply(&back).unwrap();
-        assert_eq!(b, UDP_PACKET);
-    }
-
-    #[test]
-    fn rewrite_is_small() {
-        // A session stores two; keep them within the per-session memory budget.
-        assert!(core::mem::size_of::<Rewrite>() <= 16);
-    }
-
-    #[test]
     fn fragments() {
         let mut b = UDP_PACKET;
         let mut p = Packet::new_checked(&mut b[..]).unwrap();
@@ -1077,10 +810,9 @@ mod tests {
         assert!(!p.is_first_fragment());
         assert_eq!(p.five_tuple(), Err(Error::Ipv4Fragment));
         p.fill_checksum();
-        // A later fragment gets the address only; its bytes after the header are data.
+        // A later fragment's address changes alone: its bytes after the header are data.
         let before = p.payload_slice().to_vec();
-        p.rewrite(Endpoint::Dst, Ipv4Addr::new(10, 9, 9, 9), 7)
-            .unwrap();
+        p.rewrite_addr_only(Endpoint::Dst, Ipv4Addr::new(10, 9, 9, 9));
         assert!(p.verify_checksum());
         assert_eq!(p.payload_slice(), &before[..]);
     }

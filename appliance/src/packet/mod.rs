@@ -5,9 +5,10 @@
 //! `buffer_len`. `new_checked` validates lengths once; after it no accessor panics. Errors are
 //! [`Error`] variants, each a named drop reason.
 //!
-//! The NAT fast path uses [`parse_frame`] (VLAN tags, IPv4 checks, 5-tuple in one pass) and the
-//! in-place rewrites on [`Ipv4Packet`]: [`Ipv4Packet::apply`] with a precomputed [`Rewrite`],
-//! [`Ipv4Packet::decrement_ttl`] and [`Ipv4Packet::translate_icmp_error`]. None allocates.
+//! The NAT fast path uses [`parse_frame`] (VLAN tags, IPv4 checks, 5-tuple in one pass; its
+//! own fast path [`common_ipv4`]) and [`translate::translate`], the rewrite of a session's
+//! packet from the checksum deltas the session computed once. ICMP errors are translated by
+//! [`Ipv4Packet::translate_icmp_error`] and [`Ipv4Packet::rewrite_addr_only`]. None allocates.
 
 #![warn(missing_docs)]
 
@@ -76,6 +77,7 @@ pub mod ipv4;
 pub mod ipv6;
 mod parse;
 pub mod tcp;
+pub mod translate;
 pub mod udp;
 
 pub use arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
@@ -89,10 +91,11 @@ pub use icmp::{
     DstUnreachable as IcmpDstUnreachable, Message as IcmpMessage, Packet as IcmpPacket,
     Quote as IcmpQuote, Repr as IcmpRepr,
 };
-pub use ipv4::{Endpoint, FiveTuple, Packet as Ipv4Packet, Repr as Ipv4Repr, Rewrite};
+pub use ipv4::{Endpoint, FiveTuple, Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr, Summary as Ipv6Summary};
 pub use parse::{common_ipv4, parse_frame, Common, Ipv4Meta, ParsedFrame, L3, L4};
 pub use tcp::{Flags as TcpFlags, Packet as TcpPacket, Repr as TcpRepr, TcpOption};
+pub use translate::{ChecksumDeltas, Offsets};
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
 
 enum_with_unknown! {

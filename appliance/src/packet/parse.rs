@@ -349,7 +349,7 @@ mod tests {
 
     use super::*;
     use crate::packet::ethernet::VlanTag;
-    use crate::packet::{Endpoint, IpProtocol, Ipv4Packet};
+    use crate::packet::{Endpoint, IpProtocol};
 
     // The fuzz seeds are real frames (listed header by header in appliance/fuzz/README.md);
     // checking them here keeps the seeds and the parser honest together.
@@ -399,12 +399,25 @@ mod tests {
         let m = ipv4(&f);
         assert_eq!(m.l4, L4::Tcp(TcpFlags::SYN));
         assert_eq!((m.tuple.src_port, m.tuple.dst_port), (40000, 80));
-        // The fast path: rewrite in place at the offset parse_frame found.
+        // The fast path: translate in place at the offsets parse_frame found.
         let mut buf = VLAN_TCP_SYN.to_vec();
-        let mut ip = Ipv4Packet::new_checked(&mut buf[f.l3_offset()..]).unwrap();
-        ip.rewrite(Endpoint::Src, Ipv4Addr::new(203, 0, 113, 1), 1025)
-            .unwrap();
-        ip.decrement_ttl().unwrap();
+        let new = FiveTuple {
+            src_addr: Ipv4Addr::new(203, 0, 113, 1),
+            src_port: 1025,
+            ..m.tuple
+        };
+        let at = crate::packet::Offsets {
+            l3: f.l3_offset(),
+            l4: m.l4_offset(),
+            end: m.l3_end(),
+        };
+        let mut addrs = [0u8; 8];
+        addrs[..4].copy_from_slice(&new.src_addr.octets());
+        addrs[4..].copy_from_slice(&new.dst_addr.octets());
+        let ports = [0x04, 0x01, 0x00, 80];
+        let deltas = crate::packet::ChecksumDeltas::between(&m.tuple, &new);
+        crate::packet::translate::translate(&mut buf, at, IpProtocol::Tcp, addrs, ports, deltas)
+            .expect("TTL left");
         let again = ipv4(&parse_frame(&buf, &ChecksumCaps::NONE).unwrap());
         assert_eq!(
             again.tuple.endpoint(Endpoint::Src),

@@ -7,7 +7,7 @@ use super::checksum::{self, ChecksumCaps};
 use super::field::{get_u16, get_u32, set_u16, set_u32};
 use super::{Error, IpProtocol};
 
-mod field {
+pub(super) mod field {
     pub const SRC_PORT: usize = 0;
     pub const DST_PORT: usize = 2;
     pub const SEQ_NUM: usize = 4;

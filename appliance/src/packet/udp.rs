@@ -6,7 +6,7 @@ use super::checksum::{self, ChecksumCaps};
 use super::field::{get_u16, set_u16};
 use super::{Error, IpProtocol};
 
-mod field {
+pub(super) mod field {
     pub const SRC_PORT: usize = 0;
     pub const DST_PORT: usize = 2;
     pub const LENGTH: usize = 4;

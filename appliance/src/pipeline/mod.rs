@@ -12,7 +12,6 @@ mod local;
 pub mod owner;
 pub mod reason;
 mod related;
-mod rewrite;
 mod shard;
 mod slow;
 

@@ -12,15 +12,15 @@ use super::counters::ShardCounters;
 use super::env::{Env, NeighbourCache};
 use super::owner::Sharding;
 use super::reason::{Discard, Reason};
-use super::rewrite;
 use crate::config::{Filtering, OnReload};
 use crate::flow::{
-    ChecksumDeltas, FlowKey, FlowTable, HashSeed, Hit, Pending, Probe, Session, Timeouts, BURST_MAX,
+    FlowKey, FlowTable, HashSeed, Hit, Pending, Probe, Session, Timeouts, BURST_MAX,
 };
 use crate::nat::{Slices, Snat};
+use crate::packet::translate::{set_macs, translate};
 use crate::packet::{
-    common_ipv4, icmp, parse_frame, ChecksumCaps, Common, EthernetAddress, IcmpMessage, IpProtocol,
-    Ipv4Packet, TcpFlags, L3, L4,
+    common_ipv4, icmp, parse_frame, ChecksumCaps, ChecksumDeltas, Common, EthernetAddress,
+    IcmpMessage, IpProtocol, Ipv4Packet, Offsets, TcpFlags, TcpPacket, L3, L4,
 };
 use crate::policy::Policy;
 use std::net::Ipv4Addr;
@@ -125,6 +125,16 @@ impl Meta {
     #[inline(always)]
     pub fn tagged(&self) -> bool {
         self.l3 != Self::UNTAGGED_L3
+    }
+
+    /// Where the packet's headers lie in its frame.
+    #[inline(always)]
+    pub fn offsets(&self) -> Offsets {
+        Offsets {
+            l3: usize::from(self.l3),
+            l4: usize::from(self.l4),
+            end: usize::from(self.end),
+        }
     }
 
     /// Whether forwarding the packet would take its TTL to 0 (RFC 1812 section 5.3.1): it
@@ -777,7 +787,7 @@ impl Shard {
     }
 
     /// Translates a packet to `to`, the session's key of the other side, with the checksum
-    /// `deltas` of its direction ([`rewrite::translate`]), decrements its TTL, routes it and
+    /// `deltas` of its direction ([`translate`]), decrements its TTL, routes it and
     /// addresses the frame to the next hop. A packet whose TTL runs out is answered with an
     /// ICMP time exceeded instead.
     #[allow(clippy::too_many_arguments)]
@@ -792,7 +802,16 @@ impl Shard {
         to: &FlowKey,
         deltas: ChecksumDeltas,
     ) -> Disposition {
-        match rewrite::translate(pkt.bytes_mut(), meta, to, deltas) {
+        let (addrs, ports) = to.reverse_wire();
+        let protocol = meta.key.protocol();
+        match translate(
+            pkt.bytes_mut(),
+            meta.offsets(),
+            protocol,
+            addrs,
+            ports,
+            deltas,
+        ) {
             Some(dst) => self.forward(env, now, pkt, meta, dst),
             None => self.time_exceeded(env, in_port, pkt, meta),
         }
@@ -811,7 +830,12 @@ impl Shard {
     ) -> Disposition {
         if meta.kind == Kind::Tcp && meta.tcp_flags.syn() {
             if let Some(mss) = env.policy.sessions.mss_clamp {
-                rewrite::clamp_mss(pkt.bytes_mut(), meta, mss);
+                let (l4, end) = (usize::from(meta.l4), usize::from(meta.end));
+                if let Some(Ok(mut tcp)) =
+                    pkt.bytes_mut().get_mut(l4..end).map(TcpPacket::new_checked)
+                {
+                    tcp.clamp_mss(mss);
+                }
             }
         }
         let Some(hop) = env.policy.next_hop(dst) else {
@@ -824,7 +848,7 @@ impl Shard {
         };
         const NONE: EthernetAddress = EthernetAddress([0; 6]);
         let src = env.macs.get(hop.port).unwrap_or(&NONE);
-        rewrite::set_macs(pkt.bytes_mut(), &mac, src);
+        set_macs(pkt.bytes_mut(), &mac, src);
         self.forwarded += 1;
         Disposition::Forward(port)
     }

@@ -469,12 +469,9 @@ impl Shard {
             return self.discard(Discard::VlanTransit);
         }
         let new = NewSession {
-            inside,
-            outside,
-            orig,
             tcp,
             policy_gen: env.policy.generation as u32,
-            deltas: super::rewrite::deltas(&inside, &outside),
+            ..NewSession::translating(inside, outside, orig)
         };
         let snat = &mut self.snat;
         let created = self.table.create(&new, now, |_, s| release(snat, s));

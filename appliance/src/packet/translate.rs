@@ -1,0 +1,288 @@
+//! The NAT rewrite: one packet of a session gets the addresses and ports its direction
+//! leaves with, its checksums updated from deltas the session computed once (RFC 1624), and
+//! its TTL decremented. The fast path runs it on every packet, so it works on the offsets
+//! stage 1 validated, in one bounds check a header, at the headers' named field offsets.
+//!
+//! (ICMP errors about a session are translated by [`super::Ipv4Packet::translate_icmp_error`]:
+//! their quote is a packet of its own.)
+
+use super::checksum::{add, fold};
+use super::ethernet::Address;
+use super::{ethernet, icmp, ipv4, tcp, udp, FiveTuple, IpProtocol};
+use std::net::Ipv4Addr;
+
+/// The checksum adjustments (RFC 1624) of one direction of a session: what its rewrite adds
+/// to the complemented IPv4 header checksum and transport checksum. Computed once, when the
+/// session is created ([`ChecksumDeltas::between`]); the reverse direction's are
+/// [`ChecksumDeltas::reversed`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChecksumDeltas {
+    /// Ones' complement sum of `~old + new` over the 16-bit words of the IPv4 addresses that
+    /// change.
+    pub ip: u16,
+    /// The same over every word the transport checksum covers that changes: the
+    /// pseudo-header addresses and the ports for TCP and UDP, the echo identifier for ICMP.
+    pub l4: u16,
+}
+
+impl ChecksumDeltas {
+    /// The deltas that turn a packet with the tuple `old` into one with the tuple `new` (same
+    /// protocol). For ICMP echo the identifier is the source port.
+    ///
+    /// Each changed field adds its old value's complement and its new value (RFC 1624),
+    /// summed as 32-bit words and folded once: the same 16 bits as adding word by word
+    /// ([`add`] and [`fold`] agree bit for bit), in a third of the instructions.
+    pub fn between(old: &FiveTuple, new: &FiveTuple) -> ChecksumDeltas {
+        let change = |old: u32, new: u32| u64::from(!old) + u64::from(new);
+        let addr = |a: Ipv4Addr| u32::from(a);
+        let ports = |t: &FiveTuple| (u32::from(t.src_port) << 16) | u32::from(t.dst_port);
+        let ip = fold(
+            change(addr(old.src_addr), addr(new.src_addr))
+                + change(addr(old.dst_addr), addr(new.dst_addr)),
+        );
+        let l4 = match old.protocol {
+            IpProtocol::Tcp | IpProtocol::Udp => {
+                fold(u64::from(ip) + change(ports(old), ports(new)))
+            }
+            // ICMP's checksum has no pseudo-header: only the echo identifier changes it.
+            IpProtocol::Icmp => add(!old.src_port, new.src_port),
+            _ => ip,
+        };
+        ChecksumDeltas { ip, l4 }
+    }
+
+    /// The deltas that undo these: the ones' complement negation (`~x`) of each, since the
+    /// reverse rewrite swaps every `old` and `new`.
+    #[inline]
+    #[must_use]
+    pub const fn reversed(self) -> Self {
+        Self {
+            ip: !self.ip,
+            l4: !self.l4,
+        }
+    }
+}
+
+/// Where a packet's headers lie in its frame, as stage 1 found them: the IPv4 header at
+/// `l3`, the transport header at `l4`, the datagram's end at `end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    /// The IPv4 header.
+    pub l3: usize,
+    /// The transport header.
+    pub l4: usize,
+    /// The end of the IPv4 datagram (Ethernet padding after it).
+    pub end: usize,
+}
+
+/// Applies a checksum delta to a stored checksum.
+#[inline(always)]
+fn fix(sum: u16, delta: u16) -> u16 {
+    !add(!sum, delta)
+}
+
+#[inline(always)]
+fn get16(h: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([h[at], h[at + 1]])
+}
+
+#[inline(always)]
+fn put16(h: &mut [u8], at: usize, v: u16) {
+    [h[at], h[at + 1]] = v.to_be_bytes();
+}
+
+/// The `N` bytes of `frame` from `at` on, as an array: one bounds check for a whole header,
+/// then fixed offsets. The caller's offsets come from a validated header, so it does not
+/// fail.
+#[inline(always)]
+fn header<const N: usize>(frame: &mut [u8], at: usize) -> &mut [u8; N] {
+    let h: &mut [u8] = &mut frame[at..at + N];
+    h.try_into().expect("N bytes")
+}
+
+/// The checksum delta of a TTL decrement: the word (TTL, protocol) loses 0x0100, and adding
+/// `~0x0100` is subtracting it in ones' complement (RFC 1624).
+const TTL_DELTA: u16 = !0x0100;
+
+/// Translates a packet of a session and decrements its TTL: writes `addrs` (the new source
+/// and destination address, in wire order) and `ports` (the new source and destination port,
+/// or for ICMP echo the identifier in the first two bytes), and fixes the IPv4 header
+/// checksum once for both changes and the transport checksum with `deltas`. `protocol` is
+/// TCP, UDP or ICMP (an echo: the only ICMP with a session); any other protocol has its
+/// addresses changed only. Returns the new destination address; `None`, with the packet
+/// unchanged, when its TTL is 1 or 0 (it must not be forwarded, RFC 1812 section 5.3.1).
+///
+/// The IPv4 header checksum comes out bit for bit as updating it for the addresses, then
+/// for the TTL (RFC 1624 eqn. 3 both times): both sums are the same residue, and neither
+/// can be the zero `0x0000` since they add a non-zero word last.
+///
+/// # Panics
+/// If `at` does not hold the headers `protocol` says (stage 1 checked them).
+#[inline(always)]
+pub fn translate(
+    frame: &mut [u8],
+    at: Offsets,
+    protocol: IpProtocol,
+    addrs: [u8; 8],
+    ports: [u8; 4],
+    deltas: ChecksumDeltas,
+) -> Option<Ipv4Addr> {
+    use ipv4::field::{CHECKSUM, SRC_ADDR, TTL};
+    let ip = header::<{ ipv4::HEADER_LEN }>(frame, at.l3);
+    if ip[TTL] <= 1 {
+        return None;
+    }
+    ip[TTL] -= 1;
+    let c = fix(get16(ip, CHECKSUM), add(deltas.ip, TTL_DELTA));
+    put16(ip, CHECKSUM, c);
+    ip[SRC_ADDR..SRC_ADDR + 8].copy_from_slice(&addrs);
+    match protocol {
+        IpProtocol::Udp => {
+            let u = header::<{ udp::HEADER_LEN }>(frame, at.l4);
+            u[udp::field::SRC_PORT..udp::field::SRC_PORT + 4].copy_from_slice(&ports);
+            let c = get16(u, udp::field::CHECKSUM);
+            // 0 means "no checksum" (RFC 768): keep it; never produce 0 from a real one.
+            if c != 0 {
+                let n = fix(c, deltas.l4);
+                put16(u, udp::field::CHECKSUM, if n == 0 { 0xffff } else { n });
+            }
+        }
+        IpProtocol::Tcp => {
+            let t = header::<{ tcp::HEADER_LEN }>(frame, at.l4);
+            t[tcp::field::SRC_PORT..tcp::field::SRC_PORT + 4].copy_from_slice(&ports);
+            let c = get16(t, tcp::field::CHECKSUM);
+            put16(t, tcp::field::CHECKSUM, fix(c, deltas.l4));
+        }
+        IpProtocol::Icmp => {
+            let c = {
+                let m = header::<{ icmp::HEADER_LEN }>(frame, at.l4);
+                m[icmp::ECHO_IDENT..icmp::ECHO_IDENT + 2].copy_from_slice(&ports[..2]);
+                fix(get16(m, icmp::CHECKSUM), deltas.l4)
+            };
+            let n = icmp::fix_negative_zero(&frame[at.l4..at.end], c);
+            put16(&mut frame[at.l4..], icmp::CHECKSUM, n);
+        }
+        _ => {}
+    }
+    let [a, b, c, d] = [addrs[4], addrs[5], addrs[6], addrs[7]];
+    Some(Ipv4Addr::new(a, b, c, d))
+}
+
+/// Addresses the frame: destination `dst` (the next hop), source `src` (our port).
+#[inline(always)]
+pub fn set_macs(frame: &mut [u8], dst: &Address, src: &Address) {
+    let l2 = header::<12>(frame, 0);
+    l2[ethernet::field::DESTINATION].copy_from_slice(&dst.0);
+    l2[ethernet::field::SOURCE].copy_from_slice(&src.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::ChecksumDelta;
+    use proptest::prelude::*;
+
+    fn tuple(a: [u32; 2], p: [u16; 2], protocol: IpProtocol) -> FiveTuple {
+        FiveTuple {
+            src_addr: a[0].into(),
+            dst_addr: a[1].into(),
+            protocol,
+            src_port: p[0],
+            dst_port: p[1],
+        }
+    }
+
+    /// The deltas as RFC 1624 writes them, one 16-bit word at a time: the packet layer's
+    /// [`ChecksumDelta`].
+    fn deltas_word_by_word(old: &FiveTuple, new: &FiveTuple) -> ChecksumDeltas {
+        let ip = ChecksumDelta::ZERO
+            .add32(old.src_addr.into(), new.src_addr.into())
+            .add32(old.dst_addr.into(), new.dst_addr.into());
+        let l4 = match old.protocol {
+            IpProtocol::Tcp | IpProtocol::Udp => ip
+                .add16(old.src_port, new.src_port)
+                .add16(old.dst_port, new.dst_port),
+            IpProtocol::Icmp => ChecksumDelta::ZERO.add16(old.src_port, new.src_port),
+            _ => ip,
+        };
+        // A delta `d` applied to 0xffff gives `!d` (ones' complement addition to 0 is the
+        // identity), so this reads a delta back bit for bit.
+        let value = |d: ChecksumDelta| !d.apply(0xffff);
+        ChecksumDeltas {
+            ip: value(ip),
+            l4: value(l4),
+        }
+    }
+
+    /// Addresses and ports drawn so that all-zero and all-one words (where a ones'
+    /// complement sum could come out as 0x0000 or 0xffff) are common.
+    fn word32() -> impl Strategy<Value = u32> {
+        prop_oneof![
+            Just(0),
+            Just(u32::MAX),
+            Just(0xffff),
+            Just(0xffff_0000),
+            any::<u32>()
+        ]
+    }
+
+    fn word16() -> impl Strategy<Value = u16> {
+        prop_oneof![Just(0), Just(u16::MAX), any::<u16>()]
+    }
+
+    /// Ones' complement sum of 16-bit words.
+    fn csum_add(a: u16, b: u16) -> u16 {
+        let s = u32::from(a) + u32::from(b);
+        ((s & 0xffff) + (s >> 16)) as u16
+    }
+
+    /// Checksum of words, RFC 1071.
+    fn checksum(words: &[u16]) -> u16 {
+        !words.iter().fold(0, |acc, &w| csum_add(acc, w))
+    }
+
+    /// RFC 1624 eqn. 3: HC' = ~(~HC + delta).
+    fn apply(hc: u16, delta: u16) -> u16 {
+        !csum_add(!hc, delta)
+    }
+
+    #[test]
+    fn reversed_deltas_undo_the_rewrite() {
+        // A pseudo header-ish set of words where an address and a port change.
+        let before = [0x0a00u16, 0x0001, 0x0808, 0x0808, 5000, 53, 0x0011, 0x1c];
+        let mut after = before;
+        after[0] = 0xc633;
+        after[1] = 0x6401;
+        after[4] = 61000;
+        let delta = (0..before.len())
+            .filter(|&i| before[i] != after[i])
+            .fold(0, |acc, i| csum_add(csum_add(acc, !before[i]), after[i]));
+        let d = ChecksumDeltas {
+            ip: delta,
+            l4: delta,
+        };
+        assert_eq!(apply(checksum(&before), d.l4), checksum(&after));
+        assert_eq!(apply(checksum(&after), d.reversed().l4), checksum(&before));
+    }
+
+    proptest! {
+        #[test]
+        fn wide_deltas_are_the_word_by_word_ones(
+            a in [word32(), word32(), word32(), word32()],
+            p in [word16(), word16(), word16(), word16()],
+            proto in prop_oneof![
+                Just(IpProtocol::Tcp),
+                Just(IpProtocol::Udp),
+                Just(IpProtocol::Icmp),
+                Just(IpProtocol::Gre)
+            ],
+        ) {
+            let old = tuple([a[0], a[1]], [p[0], p[1]], proto);
+            let new = tuple([a[2], a[3]], [p[2], p[3]], proto);
+            prop_assert_eq!(
+                ChecksumDeltas::between(&old, &new),
+                deltas_word_by_word(&old, &new)
+            );
+        }
+    }
+}
