@@ -199,7 +199,7 @@ fn main() -> ExitCode {
             limit,
         } => {
             if let Some(f) = &filter {
-                if let Err(e) = appliance::control::SessionFilter::parse(f) {
+                if let Err(e) = appliance::pipeline::SessionFilter::parse(f) {
                     return fail(e);
                 }
             }

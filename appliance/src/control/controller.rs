@@ -3,12 +3,12 @@
 use super::metrics::{Exporter, MetricsError};
 use super::protocol::{Command, Response, VERSION};
 use super::reload::{restart_only_changes, ReloadError};
-use super::session::{SessionFilter, SessionInfo};
 use super::snapshot::{ReloadCounts, Snapshot};
 use super::socket::{Pending, Server, SocketError};
 use super::summary::PolicySummary;
 use crate::config::validate;
 use crate::config::Config;
+use crate::pipeline::{SessionFilter, SessionInfo};
 use crate::policy::{Policy, PolicyError};
 use arc_swap::ArcSwap;
 use serde::Serialize;

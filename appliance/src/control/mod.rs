@@ -4,7 +4,6 @@
 //! - [`Control`]: the control thread's state; the data path calls [`Control::tick`] from
 //!   its main-lcore loop with a [`DataplaneView`];
 //! - [`Snapshot`]: every counter, as the data path reports it;
-//! - [`SessionInfo`], [`SessionFilter`]: live sessions and the filters that select them;
 //! - [`reload`]: what a reload may change; [`metrics`]: the Prometheus names;
 //! - [`protocol`], [`socket`]: the control socket; [`summary`]: a policy in words;
 //!   [`render`]: the CLI's tables.
@@ -16,7 +15,6 @@ pub mod metrics;
 pub mod protocol;
 pub mod reload;
 pub mod render;
-pub mod session;
 pub mod snapshot;
 pub mod socket;
 pub mod summary;
@@ -28,7 +26,6 @@ pub use controller::{
 };
 pub use metrics::{Exporter, MetricsError};
 pub use reload::{restart_only_changes, ReloadError, RestartChange};
-pub use session::{FilterError, SessionClass, SessionFilter, SessionInfo, SessionState};
 pub use snapshot::{
     NatPortUsage, NatSnapshot, PortSnapshot, ReloadCounts, SessionCounts, Snapshot, WorkerSnapshot,
 };

@@ -4,8 +4,8 @@
 //! client can show an appliance one version apart; sessions and the policy summary are read
 //! back into their types.
 
-use super::session::SessionInfo;
 use super::summary::PolicySummary;
+use crate::pipeline::SessionInfo;
 use serde_json::Value;
 use std::fmt::Write;
 

@@ -3,11 +3,11 @@
 //! [`Background`], a control loop on a thread of its own.
 
 use super::controller::{Control, DataplaneView};
-use super::session::{SessionClass, SessionFilter, SessionInfo, SessionState};
 use super::snapshot::{
     NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, Snapshot, WorkerSnapshot,
 };
 use crate::packet::IpProtocol;
+use crate::pipeline::{SessionClass, SessionFilter, SessionInfo, SessionState};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,10 +4,9 @@
 use super::counters::{port_totals, WorkerCounters};
 use crate::config::Config;
 use crate::control::{
-    DataplaneView, NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, SessionFilter,
-    SessionInfo, Snapshot, WorkerSnapshot,
+    DataplaneView, NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, Snapshot, WorkerSnapshot,
 };
-use crate::pipeline::{Reason, ShardCounters};
+use crate::pipeline::{Reason, SessionFilter, SessionInfo, ShardCounters};
 use dpdk_sys::Port;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU8, Ordering};

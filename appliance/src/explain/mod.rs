@@ -2,13 +2,12 @@
 //! appliance.
 //!
 //! The answer comes from the real pipeline, so it cannot drift from it: the policy is
-//! compiled, a one-worker [`Shard`] is created with a small table, the packet the flow
-//! expression ([`Flow`]) describes is built with the packet layer's `Repr`s and processed,
-//! and what comes out (the pipeline's [`Action`](crate::pipeline::Action), the frame as it
-//! leaves, the counters, the session created) is read back. Only the naming of the outcome is
-//! done here: the class (egress, reply, ingress, hairpin, local, related, invalid), the rule
-//! that matched (queried from the policy's rule sets with the key the pipeline matches on),
-//! and the port forward, static mapping or SNAT pool address used.
+//! compiled, a one-worker [`Shard`] is created with a small table and a [`Recorder`] as its
+//! tracer, the packet the flow expression ([`Flow`]) describes is built with the packet
+//! layer's `Repr`s and processed, and what comes out is read back: the pipeline's
+//! [`Disposition`], the frame as it leaves, the counters, the session created, and what the
+//! pipeline told the recorder as it decided (the [`Class`], the rule that decided, the port
+//! forward, static mapping or SNAT pool address used). Only the naming is done here.
 //!
 //! Two things differ from a running appliance, and the output says so: the shard starts
 //! with no sessions (a packet is judged as the first of its flow; `--reply` then sends the
@@ -23,18 +22,18 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use crate::pipeline::Class;
 pub use expr::{Flow, ParseError, Transport};
 pub use frame::PacketView;
 
-use crate::config::Action;
-use crate::config::{Config, Role};
-use crate::control::{SessionClass, SessionFilter, SessionInfo};
+use crate::config::{Action, Config, Role};
 use crate::flow::HashSeed;
-use crate::packet::{EthernetAddress, IcmpMessage, TcpFlags};
+use crate::packet::{EthernetAddress, TcpFlags};
 use crate::pipeline::{
-    Discard, Disposition, Env, Neighbours, Reason, Shard, ShardConfig, ShardCounters, VecBuf,
+    Disposition, Env, Neighbours, Reason, Rules, SessionClass, SessionFilter, SessionInfo, Shard,
+    ShardConfig, ShardCounters, Trace, Translation, VecBuf,
 };
-use crate::policy::{Forward, MatchKey, Policy};
+use crate::policy::{Decision, Policy};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -79,53 +78,6 @@ pub enum ExplainError {
     /// The packet layer refused to build the packet.
     #[error("cannot build the packet: {0}")]
     Build(crate::packet::Error),
-}
-
-/// What kind of packet the appliance takes it for (DESIGN.md, "What it decides").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Class {
-    /// A new flow from inside, going out.
-    Egress,
-    /// A packet of an existing session.
-    Reply,
-    /// An unsolicited new flow from outside.
-    Ingress,
-    /// From inside to a public address of the appliance.
-    Hairpin,
-    /// Addressed to the appliance itself.
-    Local,
-    /// An ICMP error about a session.
-    Related,
-    /// Malformed, spoofed, without a valid TCP state, or out of TTL.
-    Invalid,
-}
-
-impl Class {
-    /// The snake_case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Class::Egress => "egress",
-            Class::Reply => "reply",
-            Class::Ingress => "ingress",
-            Class::Hairpin => "hairpin",
-            Class::Local => "local",
-            Class::Related => "related",
-            Class::Invalid => "invalid",
-        }
-    }
-
-    fn meaning(self) -> &'static str {
-        match self {
-            Class::Egress => "a new flow from inside, going out",
-            Class::Reply => "a packet of an existing session",
-            Class::Ingress => "an unsolicited new flow from outside",
-            Class::Hairpin => "from inside to a public address of the appliance",
-            Class::Local => "addressed to the appliance itself",
-            Class::Related => "an ICMP error about a session",
-            Class::Invalid => "malformed, spoofed, without a valid TCP state or out of TTL",
-        }
-    }
 }
 
 /// What happens to the packet.
@@ -424,107 +376,42 @@ pub fn neighbours(config: &Config, policy: &Policy, flow: &Flow) -> Neighbours {
     Neighbours::with(1, entries)
 }
 
-/// The key the pipeline matches a new flow's first packet on (ports 0 and the type for
-/// ICMP).
-pub fn match_key(flow: &Flow) -> MatchKey {
-    let (src_port, dst_port, icmp_type) = match flow.transport {
-        Transport::Tcp {
-            src_port, dst_port, ..
-        }
-        | Transport::Udp { src_port, dst_port } => (src_port, dst_port, None),
-        Transport::Icmp { ty, .. } => (0, 0, Some(ty)),
-    };
-    MatchKey {
-        proto: flow.transport.protocol(),
-        src: flow.src,
-        dst: flow.dst,
-        src_port,
-        dst_port,
-        icmp_type,
-    }
+/// What the pipeline told `explain` about one packet: the class it took it for, the rule
+/// set's decision about a new flow, the translations a new session got. Told as the pipeline
+/// decides ([`Trace`]), never worked out again here.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    /// The class; a local answer overrides what the packet looked like before, and nothing
+    /// overrides invalid.
+    pub class: Option<Class>,
+    /// The rule set that decided a new flow, and how.
+    pub rule: Option<(Rules, Decision)>,
+    /// The translations of the session the packet created, in the order decided.
+    pub translations: Vec<Translation>,
 }
 
-/// The way into the inside a new flow to `dst:dst_port` would take: a port forward or a
-/// static mapping. Only packets that open flows (TCP, UDP, ICMP echo requests) take one.
-enum Target {
-    Forward(Forward),
-    Static(Ipv4Addr),
-}
+impl Trace for Recorder {
+    fn class(&mut self, class: Class) {
+        self.class = Some(match (self.class, class) {
+            (Some(Class::Invalid), _) => Class::Invalid,
+            (Some(Class::Local), c) if c != Class::Invalid => Class::Local,
+            (_, c) => c,
+        });
+    }
 
-fn target(policy: &Policy, flow: &Flow) -> Option<Target> {
-    let opens = match flow.transport {
-        Transport::Icmp { ty, .. } => ty == 8,
-        _ => true,
-    };
-    if !opens {
-        return None;
+    fn rule(&mut self, rules: Rules, decision: Decision) {
+        self.rule = Some((rules, decision));
     }
-    let (_, dst_port) = flow.transport.ports();
-    if let Some(f) = policy
-        .forwards
-        .lookup(flow.transport.protocol(), flow.dst, dst_port)
-    {
-        return Some(Target::Forward(f));
-    }
-    policy.statics.private_of(flow.dst).map(Target::Static)
-}
 
-/// Where the pipeline's slow path sends a packet without a session, before any outcome:
-/// the class it is handled as.
-fn path(policy: &Policy, in_port: u8, flow: &Flow) -> Class {
-    if let Transport::Icmp { ty, .. } = flow.transport {
-        let msg = IcmpMessage::from(ty);
-        if msg.is_error() {
-            return Class::Related;
-        }
-        if !matches!(msg, IcmpMessage::EchoRequest | IcmpMessage::EchoReply) {
-            return Class::Local;
-        }
+    fn translation(&mut self, translation: Translation) {
+        self.translations.push(translation);
     }
-    let role = policy.ports.get(usize::from(in_port)).map(|p| p.role);
-    let inside = match role {
-        Some(Role::Inside) => true,
-        Some(Role::Both) => policy.is_private(flow.src),
-        _ => false,
-    };
-    if !inside {
-        return Class::Ingress;
-    }
-    let public = policy.snat.addresses.contains(&flow.dst)
-        || policy.forwards.has_address(flow.dst)
-        || policy.statics.private_of(flow.dst).is_some();
-    if public {
-        Class::Hairpin
-    } else if policy.port_with_address(flow.dst).is_some() {
-        Class::Local
-    } else {
-        Class::Egress
-    }
-}
-
-/// Drop reasons that make a packet invalid whatever it was headed for.
-fn invalid(r: Reason) -> bool {
-    matches!(
-        r,
-        Reason::Malformed(_)
-            | Reason::Pipeline(
-                Discard::NotIp
-                    | Discard::Ipv6
-                    | Discard::NotForUs
-                    | Discard::Fragment
-                    | Discard::ProtocolUnsupported
-                    | Discard::TtlExpired
-                    | Discard::SpoofedSource
-                    | Discard::InvalidSource
-                    | Discard::TcpNoSession
-            )
-    )
 }
 
 /// A shard set up for `explain`, with the environment it runs in.
 struct Bench<'a> {
     policy: &'a Policy,
-    shard: Shard,
+    shard: Shard<Recorder>,
     counters: Arc<ShardCounters>,
     neighbours: Neighbours,
     macs: Vec<EthernetAddress>,
@@ -537,6 +424,7 @@ struct Outcome {
     created: bool,
     answered: bool,
     counted: Vec<Reason>,
+    told: Recorder,
 }
 
 impl<'a> Bench<'a> {
@@ -547,7 +435,7 @@ impl<'a> Bench<'a> {
         let counters = Arc::new(ShardCounters::new(policy.snat.addresses.len()));
         Ok(Bench {
             policy,
-            shard: Shard::new(c, Arc::clone(&counters)),
+            shard: Shard::with_trace(c, Arc::clone(&counters), Recorder::default()),
             counters,
             neighbours: neighbours(config, policy, flow),
             macs: (0..policy.ports.len()).map(port_mac).collect(),
@@ -568,7 +456,9 @@ impl<'a> Bench<'a> {
         };
         let mut bufs = [VecBuf::new(frame)];
         let mut out = [Disposition::Consumed];
+        *self.shard.trace_mut() = Recorder::default();
         self.shard.process(&env, now, in_port, &mut bufs, &mut out);
+        let told = std::mem::take(self.shard.trace_mut());
         let after = drops(&self.counters);
         let counted = self
             .counters
@@ -584,6 +474,7 @@ impl<'a> Bench<'a> {
             created: self.counters.created() > created,
             answered: self.counters.local_replies() > local,
             counted,
+            told,
         }
     }
 
@@ -594,16 +485,14 @@ impl<'a> Bench<'a> {
             .map_or_else(|| format!("port {port}"), |p| p.name.clone())
     }
 
-    /// Processes `flow`'s packet arriving on `in_port` and names the outcome; `reply` says
-    /// the packet answers one that just left (its class is `reply` when it finds the
-    /// session).
+    /// Processes `flow`'s packet arriving on `in_port` and names the outcome, with what the
+    /// pipeline told about it.
     fn step(
         &mut self,
         now: u32,
         in_port: u8,
         flow: &Flow,
-        reply: bool,
-    ) -> Result<Step, ExplainError> {
+    ) -> Result<(Step, Recorder), ExplainError> {
         let frame = frame::build(flow, host_mac(flow.src), self.macs[usize::from(in_port)])
             .map_err(ExplainError::Build)?;
         let packet = PacketView::of(&frame)
@@ -637,22 +526,8 @@ impl<'a> Bench<'a> {
             },
         };
         let forwarded = matches!(o.action, Disposition::Forward(_));
-        let class = if o.counted.iter().any(|r| invalid(*r)) {
-            Class::Invalid
-        } else if reply && forwarded && !o.created && !o.answered {
-            Class::Reply
-        } else if o.answered
-            || matches!(
-                o.action,
-                Disposition::Drop(Reason::Pipeline(
-                    Discard::LocalUnhandled | Discard::LocalDenied
-                ))
-            )
-        {
-            Class::Local
-        } else {
-            path(self.policy, in_port, flow)
-        };
+        // Every packet gets a class on its way; a valid frame built here always does.
+        let class = o.told.class.unwrap_or(Class::Invalid);
         let output = if forwarded {
             PacketView::of(&o.frame)
         } else {
@@ -674,7 +549,7 @@ impl<'a> Bench<'a> {
             SessionClass::Udp => t.udp,
             SessionClass::Icmp => t.icmp,
         });
-        Ok(Step {
+        let step = Step {
             port: self.port_name(in_port),
             packet,
             class,
@@ -687,7 +562,8 @@ impl<'a> Bench<'a> {
             counted: o.counted.iter().map(|r| r.name()).collect(),
             action: o.action,
             frame: o.frame,
-        })
+        };
+        Ok((step, o.told))
     }
 
     fn next_hop_view(&self, dst: Ipv4Addr, out_port: u8) -> Option<NextHopView> {
@@ -767,25 +643,50 @@ fn static_view(config: &Config, public: Ipv4Addr, private: Ipv4Addr) -> NatView 
     }
 }
 
-/// The rule of `set` that matches `flow`, with its comment from the file.
-fn rule_match(config: &Config, policy: &Policy, set: &'static str, flow: &Flow) -> RuleMatch {
-    let (rules, configs) = if set == "egress" {
-        (&policy.egress, &config.egress.rule)
-    } else {
-        (&policy.ingress, &config.ingress.rule)
+/// The rule that decided, as the pipeline told it, with its comment from the file.
+fn rule_match(config: &Config, rules: Rules, d: Decision) -> RuleMatch {
+    let (set, configs) = match rules {
+        Rules::Egress => ("egress", &config.egress.rule),
+        Rules::Ingress => ("ingress", &config.ingress.rule),
     };
-    let v = rules.check(&match_key(flow));
     RuleMatch {
         set,
-        index: v.rule,
-        action: match v.action {
+        index: d.rule,
+        action: match d.action {
             Action::Allow => "allow",
             Action::Deny => "deny",
         },
-        comment: v
+        comment: d
             .rule
             .and_then(|i| configs.get(i))
             .and_then(|r| nonempty(&r.comment)),
+    }
+}
+
+/// How a translation the pipeline told shows, for `flow`.
+fn nat_view(config: &Config, policy: &Policy, flow: &Flow, t: Translation) -> NatView {
+    match t {
+        Translation::Snat { public } => NatView::Snat {
+            address: public.0,
+            port: public.1,
+            port_kept: public.1 == flow.transport.ports().0,
+            mapping: mapping_name(policy.snat.mapping),
+            filtering: filtering_name(policy.snat.filtering),
+        },
+        Translation::Forward(f) => NatView::Forward {
+            index: f.index,
+            proto: flow.transport.protocol().to_string(),
+            public: flow.dst,
+            public_port: flow.transport.ports().1,
+            private: *f.private.ip(),
+            private_port: f.private.port(),
+            comment: config
+                .ingress
+                .forward
+                .get(f.index)
+                .and_then(|c| nonempty(&c.comment)),
+        },
+        Translation::Static { public, private } => static_view(config, public, private),
     }
 }
 
@@ -837,71 +738,27 @@ pub fn explain(
 ) -> Result<Explanation, ExplainError> {
     let (in_port, port_choice) = arrival_port(policy, flow)?;
     let mut bench = Bench::new(config, policy, flow)?;
-    let step = bench.step(NOW, in_port, flow, false)?;
+    let (step, told) = bench.step(NOW, in_port, flow)?;
     let mut notes = vec![
         "explain starts with no sessions: the packet is judged as the first of its flow"
             .to_string(),
     ];
-
-    // The rule set and translations on the way the slow path takes.
-    let way = path(policy, in_port, flow);
-    let turned_away = matches!(
-        step.action,
-        Disposition::Drop(Reason::Pipeline(
-            Discard::InvalidSource | Discard::SpoofedSource | Discard::NotForUs
-        )) | Disposition::Drop(Reason::Malformed(_))
-    );
-    let target = target(policy, flow);
-    let set = match way {
-        Class::Egress => Some("egress"),
-        Class::Hairpin if target.is_some() => Some("egress"),
-        Class::Ingress if target.is_some() => Some("ingress"),
-        _ => None,
-    };
-    let rule = set
-        .filter(|_| !turned_away)
-        .map(|s| rule_match(config, policy, s, flow));
-    if way == Class::Ingress && target.is_none() && !turned_away && step.class == Class::Ingress {
+    // The rule and the translations, as the pipeline told them.
+    let rule = told.rule.map(|(rules, d)| rule_match(config, rules, d));
+    let nat: Vec<NatView> = told
+        .translations
+        .iter()
+        .map(|&t| nat_view(config, policy, flow, t))
+        .collect();
+    let by_rule = told
+        .translations
+        .iter()
+        .any(|t| matches!(t, Translation::Forward(_) | Translation::Static { .. }));
+    if step.class == Class::Ingress && !by_rule {
         notes.push(
             "no port forward or static mapping takes it: the ingress rules are not consulted"
                 .into(),
         );
-    }
-    let mut nat = Vec::new();
-    if matches!(way, Class::Ingress | Class::Hairpin) && !turned_away {
-        match target {
-            Some(Target::Forward(f)) => nat.push(NatView::Forward {
-                index: f.index,
-                proto: flow.transport.protocol().to_string(),
-                public: flow.dst,
-                public_port: flow.transport.ports().1,
-                private: *f.private.ip(),
-                private_port: f.private.port(),
-                comment: config
-                    .ingress
-                    .forward
-                    .get(f.index)
-                    .and_then(|c| nonempty(&c.comment)),
-            }),
-            Some(Target::Static(private)) => nat.push(static_view(config, flow.dst, private)),
-            None => {}
-        }
-    }
-    if matches!(way, Class::Egress | Class::Hairpin) && step.session_created {
-        if let Some(out) = &step.output {
-            if let Some(public) = policy.statics.public_of(flow.src) {
-                nat.push(static_view(config, public, flow.src));
-            } else {
-                let port = out.src_port.or(out.icmp_id).unwrap_or(0);
-                nat.push(NatView::Snat {
-                    address: out.src,
-                    port,
-                    port_kept: port == flow.transport.ports().0,
-                    mapping: mapping_name(policy.snat.mapping),
-                    filtering: filtering_name(policy.snat.filtering),
-                });
-            }
-        }
     }
 
     let mut reply = None;
@@ -914,7 +771,7 @@ pub fn explain(
         };
         match left {
             Some((p, out)) => match reply_flow(flow, &out, bench.port_name(p)) {
-                Some(back) => reply = Some(bench.step(NOW + 1, p, &back, true)?),
+                Some(back) => reply = Some(bench.step(NOW + 1, p, &back)?.0),
                 None => notes.push("no reply to show: this packet gets none".into()),
             },
             None if step.verdict.action == Handling::Answer => {

@@ -8,7 +8,8 @@ use crate::packet::{
     parse_frame, ChecksumCaps, EtherType, EthernetRepr, IcmpPacket, IpProtocol, Ipv4Repr, TcpRepr,
     UdpRepr, Vlans, L3, L4,
 };
-use crate::pipeline::PacketBuf;
+use crate::pipeline::{Discard, PacketBuf};
+use crate::policy::MatchKey;
 use proptest::prelude::*;
 use std::fmt::Write as _;
 

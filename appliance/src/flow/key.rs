@@ -77,6 +77,29 @@ impl FlowKey {
         Self::new(src, dst, identifier, identifier, IpProtocol::Icmp)
     }
 
+    /// The key of packets from `src` to `dst`, endpoints as (address, port). For ICMP echo
+    /// the identifier is the sender's: `src`'s port.
+    #[inline]
+    pub fn sent_by(protocol: IpProtocol, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
+        if protocol == IpProtocol::Icmp {
+            Self::icmp_echo(src.0, dst.0, src.1)
+        } else {
+            Self::new(src.0, dst.0, src.1, dst.1, protocol)
+        }
+    }
+
+    /// The key of packets from `src` to `dst` that carry `dst`'s port: for ICMP echo the
+    /// identifier is the receiver's (replies to a public endpoint carry the identifier the
+    /// NAT gave it).
+    #[inline]
+    pub fn sent_to(protocol: IpProtocol, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
+        if protocol == IpProtocol::Icmp {
+            Self::icmp_echo(src.0, dst.0, dst.1)
+        } else {
+            Self::new(src.0, dst.0, src.1, dst.1, protocol)
+        }
+    }
+
     /// The key of the packets flowing the other way: addresses and ports swapped.
     #[inline]
     #[must_use]

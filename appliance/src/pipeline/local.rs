@@ -1,10 +1,13 @@
 //! What the appliance answers itself: ARP for its addresses, ICMP echo, the health probe,
 //! ICMP time exceeded; and what it learns from ARP.
 
+use super::action::{Disposition, Note};
 use super::buf::PacketBuf;
+use super::class::{Class, Trace};
 use super::env::Env;
+use super::meta::{Kind, Meta};
 use super::reason::Discard;
-use super::shard::{Disposition, Kind, Meta, Note, Shard};
+use super::shard::Shard;
 use crate::packet::build::{self, Link};
 use crate::packet::icmp::TimeExceeded;
 use crate::packet::{
@@ -12,7 +15,7 @@ use crate::packet::{
     IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, Vlans,
 };
 
-impl Shard {
+impl<T: Trace> Shard<T> {
     /// Packets that take no part in the burst's session lookups: ARP, ICMP errors, other
     /// ICMP, other protocols, and VLAN-tagged packets.
     pub(super) fn special<B: PacketBuf>(
@@ -28,6 +31,7 @@ impl Shard {
             _ if meta.kind.has_session() => self.tagged(env, now, in_port, pkt, meta),
             Kind::IcmpError => self.related(env, now, in_port, pkt, meta),
             _ => {
+                self.trace.class(Class::Local);
                 let dst = meta.key.dst_addr();
                 if self.is_local(env.policy, in_port, dst) {
                     self.local(env, in_port, pkt, meta)
@@ -81,6 +85,7 @@ impl Shard {
         }
         pkt.bytes_mut().copy_from_slice(&self.scratch[..len]);
         self.counters.bump_local();
+        self.trace.class(Class::Local);
         Disposition::Forward(in_port)
     }
 
@@ -149,6 +154,7 @@ impl Shard {
         meta: &Meta,
     ) -> Disposition {
         self.counters.count_drop(Discard::TtlExpired.into());
+        self.trace.class(Class::Invalid);
         let Some(src) = env
             .policy
             .ports

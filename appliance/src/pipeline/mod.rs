@@ -1,26 +1,53 @@
 //! Per-burst packet processing: classify -> session -> policy -> NAT -> forward (DESIGN.md,
 //! "What it decides for every packet", "Worker loop").
 //!
-//! A [`Shard`] is one worker's state and logic. It works on byte buffers ([`PacketBuf`]),
-//! never on DPDK, so everything here is tested without EAL; the data path hands it mbufs.
+//! A [`Shard`] is one worker's state; each stage is a file of its own, an `impl` block of
+//! the shard, and [`burst`] runs them over a burst:
+//!
+//! | stage | file | what it does |
+//! |---|---|---|
+//! | 1 | [`meta`] | parse and validate, check the frame is ours, decide the owner, build the key ([`Meta`](meta::Meta)) |
+//! | 2 | [`burst`] | the staged session lookup, overlapped with stage 1 |
+//! | 3 | [`fast`] | a packet of a session: checks, count, TCP tracking, [`translate`](crate::packet::translate::translate) |
+//! | 3 | [`slow`] | a packet without a session: class, policy, the NAT's decisions, a new session |
+//! | 3 | [`local`] | what the appliance answers: ARP, echo, the health probe, time exceeded; tagged frames |
+//! | 3 | [`related`] | ICMP errors about sessions |
+//! | end | [`forward`] | MSS clamp, route, next hop, MACs |
+//!
+//! What comes out is a [`Disposition`] per packet (forward, hand off, drop with a
+//! [`Reason`], consumed) and [`Note`]s for the control thread. The [`Class`] of each packet
+//! is told to the shard's [`Trace`] as it is decided (`explain` shows it; the data path's
+//! [`NoTrace`] compiles it away). [`sessions`] is what a shard shows the control thread.
+//!
+//! Nothing here touches DPDK: a packet is a [`PacketBuf`], an mbuf in the data path and a
+//! [`VecBuf`] in tests, fuzzing and `explain`.
 
+pub mod action;
 pub mod buf;
+pub mod burst;
+pub mod class;
 pub mod counters;
-mod dump;
 pub mod env;
-mod local;
+pub mod fast;
+pub mod forward;
+pub mod local;
+pub mod meta;
 pub mod owner;
 pub mod reason;
-mod related;
-mod shard;
-mod slow;
+pub mod related;
+pub mod sessions;
+pub mod shard;
+pub mod slow;
 
 #[cfg(test)]
 mod tests;
 
+pub use action::{Disposition, Note};
 pub use buf::{PacketBuf, VecBuf};
+pub use class::{Class, NoTrace, Rules, Trace, Translation};
 pub use counters::ShardCounters;
 pub use env::{Env, NeighbourCache, Neighbours};
 pub use owner::Sharding;
 pub use reason::{Discard, Reason};
-pub use shard::{Disposition, Note, Shard, ShardConfig};
+pub use sessions::{FilterError, SessionClass, SessionFilter, SessionInfo, SessionState};
+pub use shard::{Shard, ShardConfig};

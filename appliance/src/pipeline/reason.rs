@@ -3,6 +3,7 @@
 //! Malformed packets carry the packet layer's own reason ([`crate::packet::Error`], e.g.
 //! `ipv4_bad_checksum`); everything the pipeline decides has a reason here.
 
+use super::class::Class;
 use crate::packet::Error as Malformed;
 
 /// Drop reasons the pipeline decides (the packet layer's are in [`crate::packet::Error`]).
@@ -175,6 +176,29 @@ impl Reason {
         match self {
             Reason::Malformed(e) => e.name(),
             Reason::Pipeline(d) => d.name(),
+        }
+    }
+
+    /// The class a drop for this reason gives a packet, whatever the pipeline was deciding:
+    /// invalid (malformed, not for us, spoofed, a TCP segment without a session, out of TTL),
+    /// or local (addressed to the appliance, which does not answer it). `None`: the class is
+    /// the one the pipeline was deciding when it dropped the packet.
+    pub fn class(self) -> Option<Class> {
+        match self {
+            Reason::Malformed(_)
+            | Reason::Pipeline(
+                Discard::NotIp
+                | Discard::Ipv6
+                | Discard::NotForUs
+                | Discard::Fragment
+                | Discard::ProtocolUnsupported
+                | Discard::TtlExpired
+                | Discard::SpoofedSource
+                | Discard::InvalidSource
+                | Discard::TcpNoSession,
+            ) => Some(Class::Invalid),
+            Reason::Pipeline(Discard::LocalUnhandled | Discard::LocalDenied) => Some(Class::Local),
+            Reason::Pipeline(_) => None,
         }
     }
 

@@ -2,14 +2,17 @@
 //! the error is found in the table, and both the outer header and the quote are translated,
 //! with every checksum fixed.
 
+use super::action::Disposition;
 use super::buf::PacketBuf;
+use super::class::{Class, Trace};
 use super::env::Env;
+use super::meta::Meta;
 use super::reason::Discard;
-use super::shard::{Disposition, Meta, Shard};
+use super::shard::Shard;
 use crate::flow::{FlowKey, Side};
 use crate::packet::{Endpoint, IcmpPacket, IpProtocol, Ipv4Packet};
 
-impl Shard {
+impl<T: Trace> Shard<T> {
     /// An ICMP error: translated for the session of the packet it quotes, or dropped.
     pub(super) fn related<B: PacketBuf>(
         &mut self,
@@ -19,6 +22,7 @@ impl Shard {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
+        self.trace.class(Class::Related);
         if meta.tagged() {
             // Forwarded, it would leave with the tag it arrived with.
             return self.discard(Discard::VlanTransit);
@@ -54,7 +58,7 @@ impl Shard {
             Side::Outside => outer_to == s.outside().dst_addr(),
             Side::Inside => outer_to == s.outside().src_addr(),
         };
-        if !addressed || !super::shard::arrives_right(env, in_port, hit.side, s) {
+        if !addressed || !super::fast::arrives_right(env, in_port, hit.side, s) {
             return self.discard(Discard::IcmpErrorNoSession);
         }
         // Put our own endpoint in the quote back to what the other side knows, and address

@@ -1,21 +1,25 @@
-//! The slow path: a packet without a session. Classification (egress, ingress, hairpin,
-//! local), policy, NAT allocation and session creation, then the same send as the fast path.
+//! The slow path: a packet of a session kind (TCP, UDP, ICMP echo) that found no session.
+//! It is classified (egress, ingress, hairpin, local, invalid), the policy consulted, the NAT
+//! asked for the translation ([`crate::nat::decide`]), the session created, and the packet
+//! sent on as the fast path sends it.
 
+use super::action::Disposition;
 use super::buf::PacketBuf;
+use super::class::{Class, Rules, Trace, Translation};
 use super::env::Env;
+use super::meta::{Kind, Meta};
 use super::reason::Discard;
-use super::shard::{release, tag, Disposition, Kind, Meta, Shard};
-use crate::config::Role;
-use crate::config::{Action, Filtering, Mapping};
-use crate::flow::{CreateError, FlowKey, Hit, NewSession, Session, Side, TcpState};
-use crate::nat::{Snat, SnatError};
-use crate::packet::IpProtocol;
-use crate::policy::{MatchKey, Policy};
+use super::shard::Shard;
+use crate::config::{Action, Filtering, Role};
+use crate::flow::{CreateError, FlowKey, Hit, NewSession, Side, TcpState};
+use crate::nat::decide::match_key;
+use crate::nat::{Behind, Hold, SnatError, Taken, Way};
+use crate::policy::Policy;
 use std::net::Ipv4Addr;
 
 /// Which side of the network a packet comes from: its port's role, or on a one-arm (`both`)
 /// port, whether its source is private.
-pub(super) fn role(p: &Policy, in_port: u8, src: Ipv4Addr) -> Role {
+fn role(p: &Policy, in_port: u8, src: Ipv4Addr) -> Role {
     match p.ports.get(usize::from(in_port)).map(|x| x.role) {
         Some(Role::Inside) => Role::Inside,
         Some(Role::Both) if p.is_private(src) => Role::Inside,
@@ -34,13 +38,6 @@ fn spoofed(p: &Policy, src: Ipv4Addr) -> bool {
         || p.port_with_address(src).is_some()
 }
 
-/// Whether `addr` is one of the appliance's public addresses (pool, forward or static).
-fn is_public(p: &Policy, snat: &Snat, addr: Ipv4Addr) -> bool {
-    snat.is_pool_address(addr)
-        || p.forwards.has_address(addr)
-        || p.statics.private_of(addr).is_some()
-}
-
 /// Whether a packet may open a session: TCP, UDP, or an ICMP echo request (an echo reply
 /// without a session is not a new flow).
 fn opens_flow(meta: &Meta) -> bool {
@@ -48,109 +45,35 @@ fn opens_flow(meta: &Meta) -> bool {
         || (meta.kind == Kind::IcmpEcho && meta.icmp_type == 8)
 }
 
-/// The policy match key of a packet as it was sent.
-fn match_key(meta: &Meta) -> MatchKey {
-    let k = &meta.key;
-    let icmp = k.protocol() == IpProtocol::Icmp;
-    MatchKey {
-        proto: k.protocol(),
-        src: k.src_addr(),
-        dst: k.dst_addr(),
-        src_port: if icmp { 0 } else { k.src_port() },
-        dst_port: if icmp { 0 } else { k.dst_port() },
-        icmp_type: icmp.then_some(meta.icmp_type),
+/// Why the NAT gave no public endpoint, as a drop reason.
+fn refused(e: SnatError) -> Discard {
+    match e {
+        SnatError::Exhausted => Discard::NatPortExhausted,
+        SnatError::NoAddress => Discard::NoNatAddress,
+        SnatError::Protocol => Discard::ProtocolUnsupported,
     }
 }
 
-/// The key of packets from `src` to `dst`. For ICMP echo the identifier stands for both
-/// ports: `src`'s "port" is taken for packets we receive with the sender's identifier, and
-/// [`key_to`] takes `dst`'s for packets that carry the identifier we gave (replies to our
-/// translated endpoint).
-fn key(proto: IpProtocol, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
-    if proto == IpProtocol::Icmp {
-        FlowKey::icmp_echo(src.0, dst.0, src.1)
-    } else {
-        FlowKey::new(src.0, dst.0, src.1, dst.1, proto)
-    }
-}
-
-/// The key of packets from `src` to our public endpoint `dst` (for ICMP echo, the identifier
-/// is the one we mapped to: `dst`'s).
-fn key_to(proto: IpProtocol, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> FlowKey {
-    if proto == IpProtocol::Icmp {
-        FlowKey::icmp_echo(src.0, dst.0, dst.1)
-    } else {
-        FlowKey::new(src.0, dst.0, src.1, dst.1, proto)
-    }
-}
-
-/// Hints the CPU to load what creating an egress session for `key` (a packet that missed)
-/// will touch that nothing loaded yet: the index bucket of its outside key, as SNAT will most
-/// likely make it ([`Snat::predict`]). Nothing for a packet that will not open an egress
-/// session; a wrong guess costs one wasted prefetch.
-#[inline]
-pub(super) fn prefetch_new_session(shard: &Shard, p: &Policy, key: &FlowKey) {
-    let src = key.src_addr();
-    if !p.is_private(src) {
-        return;
-    }
-    let proto = key.protocol();
-    let inside = (src, key.src_port());
-    let public = match static_public(p, inside) {
-        Some(public) => Some(public),
-        None => shard.snat.predict(proto, inside, p.snat.mapping),
-    };
-    if let Some(public) = public {
-        let remote = (key.dst_addr(), key.dst_port());
-        shard.table.prefetch_insert(&key_to(proto, remote, public));
-    }
-}
-
-/// The public endpoint of an inside endpoint with a static (1:1) mapping: the mapped address,
-/// the port kept.
-fn static_public(p: &Policy, inside: (Ipv4Addr, u16)) -> Option<(Ipv4Addr, u16)> {
-    p.statics
-        .public_of(inside.0)
-        .map(|public| (public, inside.1))
-}
-
-/// What a public endpoint was taken with, to give back if the session is not created.
-#[derive(Clone, Copy)]
-struct Taken {
-    tag: u8,
-    proto: IpProtocol,
-    inside: (Ipv4Addr, u16),
-    public: (Ipv4Addr, u16),
-    remote: Ipv4Addr,
-}
-
-impl Taken {
-    fn none() -> Self {
-        Taken {
-            tag: tag::NONE,
-            proto: IpProtocol::of(0),
-            inside: (Ipv4Addr::UNSPECIFIED, 0),
-            public: (Ipv4Addr::UNSPECIFIED, 0),
-            remote: Ipv4Addr::UNSPECIFIED,
+impl<T: Trace> Shard<T> {
+    /// Hints the CPU to load what creating an egress session for `key` (a packet that
+    /// missed) will touch that nothing loaded yet: the index bucket of its outside key, as
+    /// the NAT will most likely make it ([`crate::nat::Snat::predict_public`]). Nothing for a
+    /// packet that will not open an egress session; a wrong guess costs one wasted prefetch.
+    #[inline]
+    pub(super) fn prefetch_new_session(&self, p: &Policy, key: &FlowKey) {
+        let src = key.src_addr();
+        if !p.is_private(src) {
+            return;
+        }
+        let proto = key.protocol();
+        let inside = (src, key.src_port());
+        if let Some(public) = self.snat.predict_public(p, proto, inside) {
+            let remote = (key.dst_addr(), key.dst_port());
+            self.table
+                .prefetch_insert(&FlowKey::sent_to(proto, remote, public));
         }
     }
 
-    fn undo(&self, snat: &mut Snat) {
-        let Some((mapping, contacted)) = tag::held(self.tag) else {
-            return;
-        };
-        snat.release(
-            self.proto,
-            self.inside,
-            self.public,
-            self.remote,
-            mapping,
-            contacted,
-        );
-    }
-}
-
-impl Shard {
     /// Whether `dst` is an address of the appliance that a packet arriving on `in_port` may
     /// reach: from inside, any of its addresses; from outside, the public (pool) addresses
     /// and the receiving port's own address, never the inside addresses.
@@ -167,7 +90,7 @@ impl Shard {
         }
     }
 
-    /// A packet of this worker's with no session.
+    /// A packet of this worker's with no session: which class of new flow it is.
     pub(super) fn miss<B: PacketBuf>(
         &mut self,
         env: &Env<'_>,
@@ -183,12 +106,14 @@ impl Shard {
                 if !p.is_private(src) {
                     return self.discard(Discard::InvalidSource);
                 }
-                if is_public(p, &self.snat, dst) {
+                if self.snat.is_public(p, dst) {
                     return self.hairpin(env, now, in_port, pkt, meta);
                 }
                 if p.port_with_address(dst).is_some() {
+                    self.trace.class(Class::Local);
                     return self.local(env, in_port, pkt, meta);
                 }
+                self.trace.class(Class::Egress);
                 if p.is_private(dst) {
                     // Inside to inside is not the NAT's to carry (nor to translate).
                     return self.discard(Discard::PrivateDestination);
@@ -213,6 +138,17 @@ impl Shard {
         TcpState::open(meta.tcp_flags, p.sessions.tcp_loose)
     }
 
+    /// Whether rule set `rules` lets the new flow of `meta` through (told to the tracer).
+    fn allowed(&mut self, p: &Policy, rules: Rules, meta: &Meta) -> bool {
+        let set = match rules {
+            Rules::Egress => &p.egress,
+            Rules::Ingress => &p.ingress,
+        };
+        let decision = set.check(&match_key(&meta.key, meta.icmp_type));
+        self.trace.rule(rules, decision);
+        decision.action == Action::Allow
+    }
+
     /// A new flow from inside to the outside: egress policy, SNAT, session.
     fn egress<B: PacketBuf>(
         &mut self,
@@ -230,7 +166,7 @@ impl Shard {
         let Some(tcp) = self.opening(p, meta) else {
             return self.discard(Discard::TcpNoSession);
         };
-        if p.egress.check(&match_key(meta)).action == Action::Deny {
+        if !self.allowed(p, Rules::Egress, meta) {
             return self.discard(Discard::EgressDenied);
         }
         if meta.ttl_runs_out(pkt.bytes()) {
@@ -240,81 +176,40 @@ impl Shard {
         let proto = k.protocol();
         let inside = (k.src_addr(), k.src_port());
         let remote = (k.dst_addr(), k.dst_port());
-        let taken = match self.public_for(p, proto, inside, remote.0) {
+        let taken = match self.snat.public_for(p, proto, inside, remote.0) {
             Ok(t) => t,
-            Err(d) => return self.discard(d),
+            Err(e) => return self.discard(refused(e)),
         };
-        let outside = key_to(proto, remote, taken.public);
-        self.create(
-            env,
-            now,
-            in_port,
-            pkt,
-            meta,
-            k,
-            outside,
-            Side::Inside,
-            tcp,
-            taken,
-        )
+        let outside = FlowKey::sent_to(proto, remote, taken.public);
+        let new = (k, outside, Side::Inside, tcp);
+        self.create(env, now, in_port, pkt, meta, new, taken)
     }
 
-    /// The public endpoint of an inside endpoint for a new session: its static mapping (port
-    /// kept), else SNAT from the pool.
-    #[inline]
-    fn public_for(
+    /// What the NAT admits a new flow from outside (or a hairpinned one) to `public` with,
+    /// told to the tracer when it is a rule of the file.
+    fn behind(
         &mut self,
         p: &Policy,
-        proto: IpProtocol,
-        inside: (Ipv4Addr, u16),
-        remote: Ipv4Addr,
-    ) -> Result<Taken, Discard> {
-        if let Some(public) = static_public(p, inside) {
-            return Ok(Taken {
-                public,
-                ..Taken::none()
-            });
-        }
-        let mapping = p.snat.mapping;
-        match self.snat.acquire(proto, inside, remote, mapping) {
-            Ok(public) => Ok(Taken {
-                tag: if mapping == Mapping::EndpointIndependent {
-                    tag::mapping(self.snat.counts_contacts())
-                } else {
-                    tag::POOL
-                },
-                proto,
-                inside,
-                public,
-                remote,
-            }),
-            Err(SnatError::Exhausted) => Err(Discard::NatPortExhausted),
-            Err(SnatError::NoAddress) => Err(Discard::NoNatAddress),
-            Err(SnatError::Protocol) => Err(Discard::ProtocolUnsupported),
-        }
-    }
-
-    /// The private endpoint behind public endpoint `public` for a new flow from `remote`: a
-    /// port forward's target, a static mapping's host (port kept), or the inside endpoint of
-    /// an endpoint-independent mapping `filtering` lets `remote` reach. The flag says whether
-    /// a rule (forward or static mapping) admitted it rather than a mapping.
-    fn behind(
-        &self,
-        p: &Policy,
-        proto: IpProtocol,
+        meta: &Meta,
         public: (Ipv4Addr, u16),
         remote: Ipv4Addr,
         filtering: Filtering,
-    ) -> Option<((Ipv4Addr, u16), bool)> {
-        if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
-            Some(((*f.private.ip(), f.private.port()), true))
-        } else if let Some(private) = p.statics.private_of(public.0) {
-            Some(((private, public.1), true))
-        } else {
-            self.snat
-                .inbound(proto, public, remote, filtering)
-                .map(|inside| (inside, false))
+    ) -> Option<Behind> {
+        if !opens_flow(meta) {
+            return None;
         }
+        let b = self
+            .snat
+            .behind(p, meta.key.protocol(), public, remote, filtering)?;
+        match b.way {
+            Way::Forward(f) => self.trace.translation(Translation::Forward(f)),
+            Way::Static(private) => self.trace.translation(Translation::Static {
+                public: public.0,
+                private,
+            }),
+            Way::Mapping => {}
+        }
+        Some(b)
     }
 
     /// An unsolicited packet from outside: a port forward, a static mapping or an existing
@@ -327,38 +222,19 @@ impl Shard {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
+        self.trace.class(Class::Ingress);
         let p = env.policy;
         let k = meta.key;
         let proto = k.protocol();
         let remote = (k.src_addr(), k.src_port());
         let public = (k.dst_addr(), k.dst_port());
-        let target = if opens_flow(meta) {
-            self.behind(p, proto, public, remote.0, p.snat.filtering)
-        } else {
-            None
-        };
-        let target = target.map(|(inside, by_rule)| {
-            let taken = if by_rule {
-                Taken::none()
-            } else {
-                Taken {
-                    tag: tag::mapping(self.snat.counts_contacts()),
-                    proto,
-                    inside,
-                    public,
-                    remote: remote.0,
-                }
-            };
-            (inside, taken, by_rule)
-        });
-        let Some((inside, taken, by_rule)) = target else {
-            let ours = self.is_local(p, in_port, public.0);
-            if ours {
+        let Some(behind) = self.behind(p, meta, public, remote.0, p.snat.filtering) else {
+            if self.is_local(p, in_port, public.0) {
                 return self.local(env, in_port, pkt, meta);
             }
             return self.discard(Discard::NoForward);
         };
-        if by_rule && p.ingress.check(&match_key(meta)).action == Action::Deny {
+        if behind.by_rule() && !self.allowed(p, Rules::Ingress, meta) {
             return self.discard(Discard::IngressDenied);
         }
         let Some(tcp) = self.opening(p, meta) else {
@@ -367,20 +243,17 @@ impl Shard {
         if meta.ttl_runs_out(pkt.bytes()) {
             return self.time_exceeded(env, in_port, pkt, meta);
         }
-        if tag::is_mapping(taken.tag) && !self.snat.adopt(proto, public, remote.0) {
+        let Some(taken) = self.snat.admit(proto, public, remote.0, &behind) else {
             return self.discard(Discard::NoForward);
-        }
-        let inside_key = key(proto, inside, remote);
+        };
+        let inside = FlowKey::sent_by(proto, behind.inside, remote);
         self.create(
             env,
             now,
             in_port,
             pkt,
             meta,
-            inside_key,
-            k,
-            Side::Outside,
-            tcp,
+            (inside, k, Side::Outside, tcp),
             taken,
         )
     }
@@ -396,18 +269,16 @@ impl Shard {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
+        self.trace.class(Class::Hairpin);
         let p = env.policy;
         let k = meta.key;
         let proto = k.protocol();
         let from = (k.src_addr(), k.src_port());
         let public = (k.dst_addr(), k.dst_port());
         // An inside host may reach any endpoint-independent mapping (RFC 4787 REQ-9).
-        let target = if opens_flow(meta) {
-            self.behind(p, proto, public, from.0, Filtering::EndpointIndependent)
-        } else {
-            None
-        };
-        let Some((to, _)) = target else {
+        let filtering = Filtering::EndpointIndependent;
+        let Some(Behind { inside: to, .. }) = self.behind(p, meta, public, from.0, filtering)
+        else {
             return self.local(env, in_port, pkt, meta);
         };
         if !p.snat.hairpinning {
@@ -416,22 +287,22 @@ impl Shard {
         let Some(tcp) = self.opening(p, meta) else {
             return self.discard(Discard::TcpNoSession);
         };
-        if p.egress.check(&match_key(meta)).action == Action::Deny {
+        if !self.allowed(p, Rules::Egress, meta) {
             return self.discard(Discard::EgressDenied);
         }
         if meta.ttl_runs_out(pkt.bytes()) {
             return self.time_exceeded(env, in_port, pkt, meta);
         }
-        let taken = match self.public_for(p, proto, from, to.0) {
+        let taken = match self.snat.public_for(p, proto, from, to.0) {
             Ok(t) => t,
-            Err(d) => return self.discard(d),
+            Err(e) => return self.discard(refused(e)),
         };
         // The other key is what the target's replies look like: to our public endpoint.
-        let other = key_to(proto, to, taken.public);
+        let other = FlowKey::sent_to(proto, to, taken.public);
         if other == k {
             // A host reaching itself through its own static public endpoint: both tuples of
             // the session would be the same.
-            taken.undo(&mut self.snat);
+            self.snat.give_back(&taken);
             return self.discard(Discard::HairpinToSelf);
         }
         self.create(
@@ -440,15 +311,13 @@ impl Shard {
             in_port,
             pkt,
             meta,
-            k,
-            other,
-            Side::Inside,
-            tcp,
+            (k, other, Side::Inside, tcp),
             taken,
         )
     }
 
-    /// Creates the session and sends its first packet.
+    /// Creates the session `(inside key, outside key, side of the first packet, TCP state)`
+    /// with what the NAT `taken` for it, and sends its first packet.
     #[allow(clippy::too_many_arguments)]
     fn create<B: PacketBuf>(
         &mut self,
@@ -457,15 +326,12 @@ impl Shard {
         in_port: u8,
         pkt: &mut B,
         meta: &Meta,
-        inside: FlowKey,
-        outside: FlowKey,
-        orig: Side,
-        tcp: TcpState,
+        (inside, outside, orig, tcp): (FlowKey, FlowKey, Side, TcpState),
         taken: Taken,
     ) -> Disposition {
         if meta.tagged() {
             // It would be forwarded with the tag it arrived with (see `Shard::tagged`).
-            taken.undo(&mut self.snat);
+            self.snat.give_back(&taken);
             return self.discard(Discard::VlanTransit);
         }
         let new = NewSession {
@@ -474,15 +340,26 @@ impl Shard {
             ..NewSession::translating(inside, outside, orig)
         };
         let snat = &mut self.snat;
-        let created = self.table.create(&new, now, |_, s| release(snat, s));
+        let created = self.table.create(&new, now, |_, s| snat.release_session(s));
         match created {
             Ok(idx) => {
                 self.counters.bump_created();
+                if orig == Side::Inside {
+                    self.trace.translation(match taken.hold {
+                        Hold::Nothing => Translation::Static {
+                            public: taken.public.0,
+                            private: taken.inside.0,
+                        },
+                        _ => Translation::Snat {
+                            public: taken.public,
+                        },
+                    });
+                }
                 let len = pkt.bytes().len() as u32;
                 let Some(s) = self.table.get_mut(idx) else {
-                    return self.discard(Discard::SessionTableFull);
+                    return self.discard(Discard::SessionGone);
                 };
-                s.set_tag(taken.tag);
+                s.set_tag(taken.hold.tag());
                 s.count(len);
                 let hit = Hit {
                     index: idx,
@@ -491,62 +368,24 @@ impl Shard {
                 self.send_session(env, now, in_port, pkt, meta, hit)
             }
             Err(CreateError::Full) => {
-                taken.undo(&mut self.snat);
+                self.snat.give_back(&taken);
                 self.discard(Discard::SessionTableFull)
             }
             Err(CreateError::Exists(Hit { index, side })) => {
                 // One of the keys is already a session's (a simultaneous open from both
                 // sides): the packet belongs to it.
-                taken.undo(&mut self.snat);
+                self.snat.give_back(&taken);
                 // Only if the key that exists is this packet's own (two packets of one new
                 // flow in one burst): a collision of the new session's other key with an
                 // existing session must not borrow that session's rewrite.
-                let Some(s) = self.table.get(index) else {
-                    return self.discard(Discard::SessionTableFull);
-                };
-                if side != orig || *s.key(side) != meta.key {
+                let own = self
+                    .table
+                    .get(index)
+                    .is_some_and(|s| side == orig && *s.key(side) == meta.key);
+                if !own {
                     return self.discard(Discard::NoForward);
                 }
                 self.send_session(env, now, in_port, pkt, meta, Hit { index, side })
-            }
-        }
-    }
-}
-
-/// Whether a session admitted under an older policy is still allowed by `p` (the recheck of
-/// DESIGN.md "Policy and the control thread").
-pub(super) fn still_allowed(p: &Policy, s: &Session, snat: &Snat) -> bool {
-    let inside = s.inside();
-    let outside = s.outside();
-    let proto = inside.protocol();
-    let key_of = |k: &FlowKey| {
-        let icmp = proto == IpProtocol::Icmp;
-        MatchKey {
-            proto,
-            src: k.src_addr(),
-            dst: k.dst_addr(),
-            src_port: if icmp { 0 } else { k.src_port() },
-            dst_port: if icmp { 0 } else { k.dst_port() },
-            icmp_type: icmp.then_some(8),
-        }
-    };
-    match s.orig_side() {
-        Side::Inside => p.egress.check(&key_of(inside)).action == Action::Allow,
-        Side::Outside => {
-            let public = (outside.dst_addr(), outside.dst_port());
-            let private = (inside.src_addr(), inside.src_port());
-            if let Some(f) = p.forwards.lookup(proto, public.0, public.1) {
-                (*f.private.ip(), f.private.port()) == private
-                    && p.ingress.check(&key_of(outside)).action == Action::Allow
-            } else if let Some(addr) = p.statics.private_of(public.0) {
-                addr == private.0 && p.ingress.check(&key_of(outside)).action == Action::Allow
-            } else {
-                // Admitted through an endpoint-independent mapping: as long as filtering
-                // still lets this remote in.
-                tag::is_mapping(s.tag())
-                    && snat
-                        .inbound(proto, public, outside.src_addr(), p.snat.filtering)
-                        .is_some()
             }
         }
     }

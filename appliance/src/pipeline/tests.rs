@@ -1346,7 +1346,7 @@ mod properties {
             payload in 0usize..40, byte in 0usize..60, value: u8, mutate: bool, to_us: bool,
             group: bool,
         ) {
-            let n = Net::new("");
+            let mut n = Net::new("");
             // A port whose MAC is a group address (no NIC has one) receives nothing.
             let lan = if group { EthernetAddress([0x03, 0, 0, 0, 0, 0xa0]) } else { MAC_LAN };
             let macs = [lan, MAC_WAN];
@@ -1362,10 +1362,10 @@ mod properties {
             if mutate && byte < f.len() {
                 f[byte] = value;
             }
-            let shard = &n.shards[0];
+            let shard = &mut n.shards[0];
             match shard.common(Some(lan.0), &f) {
                 Some(c) => {
-                    let mut meta = super::shard::EMPTY_META;
+                    let mut meta = super::meta::EMPTY_META;
                     meta.set_common(&c);
                     prop_assert_eq!(Ok(meta), shard.classify(&env, LAN, &f));
                 }

@@ -1,0 +1,70 @@
+//! The end of every forwarded packet, its IPv4 header final: the MSS clamp of a SYN, the
+//! route, the next hop's MAC (or a request to resolve it), our MAC.
+
+use super::action::{Disposition, Note};
+use super::buf::PacketBuf;
+use super::class::Trace;
+use super::env::Env;
+use super::meta::{Kind, Meta};
+use super::reason::Discard;
+use super::shard::Shard;
+use crate::packet::translate::set_macs;
+use crate::packet::{EthernetAddress, TcpPacket};
+use std::net::Ipv4Addr;
+
+/// Pending resolution requests are remembered this long (seconds) to avoid asking again for
+/// every packet.
+const RESOLVE_HOLDOFF: u32 = 1;
+
+impl<T: Trace> Shard<T> {
+    /// The end of every forwarded packet, its IPv4 header final (TTL decremented): clamps
+    /// the MSS of a SYN, routes it towards `dst`, writes the next hop's and our MAC.
+    #[inline(always)]
+    pub(super) fn forward<B: PacketBuf>(
+        &mut self,
+        env: &Env<'_>,
+        now: u32,
+        pkt: &mut B,
+        meta: &Meta,
+        dst: Ipv4Addr,
+    ) -> Disposition {
+        if meta.kind == Kind::Tcp && meta.tcp_flags.syn() {
+            if let Some(mss) = env.policy.sessions.mss_clamp {
+                let (l4, end) = (usize::from(meta.l4), usize::from(meta.end));
+                if let Some(Ok(mut tcp)) =
+                    pkt.bytes_mut().get_mut(l4..end).map(TcpPacket::new_checked)
+                {
+                    tcp.clamp_mss(mss);
+                }
+            }
+        }
+        let Some(hop) = env.policy.next_hop(dst) else {
+            return self.discard(Discard::NoRoute);
+        };
+        let port = hop.port as u8;
+        let Some(mac) = self.neigh.lookup(env.neighbours, port, hop.ip) else {
+            self.want_neighbour(port, hop.ip, now);
+            return self.discard(Discard::NeighbourUnresolved);
+        };
+        const NONE: EthernetAddress = EthernetAddress([0; 6]);
+        let src = env.macs.get(hop.port).unwrap_or(&NONE);
+        set_macs(pkt.bytes_mut(), &mac, src);
+        self.forwarded += 1;
+        Disposition::Forward(port)
+    }
+
+    /// Asks for `ip` on `port` to be resolved, at most once a second.
+    pub(super) fn want_neighbour(&mut self, port: u8, ip: Ipv4Addr, now: u32) {
+        let raw = u32::from(ip);
+        if self
+            .resolving
+            .iter()
+            .any(|&(p, i, t)| p == port && i == raw && now.wrapping_sub(t) < RESOLVE_HOLDOFF)
+        {
+            return;
+        }
+        self.resolving[self.resolving_next] = (port, raw, now);
+        self.resolving_next = (self.resolving_next + 1) % self.resolving.len();
+        self.note(Note::Resolve { port, ip });
+    }
+}
