@@ -105,7 +105,7 @@ fn frames(mac: EthernetAddress) -> (Vec<Vec<u8>>, Vec<(Ipv4Addr, u16)>) {
             };
             let mut l4 = vec![0u8; r.buffer_len()];
             r.emit(&mut l4, src, SERVER, &ChecksumCaps::NONE).unwrap();
-            ip_frame(mac, src, IpProtocol::Udp, &l4)
+            ip_frame(mac, src, IpProtocol::UDP, &l4)
         } else {
             let r = TcpRepr {
                 src_port: port,
@@ -123,7 +123,7 @@ fn frames(mac: EthernetAddress) -> (Vec<Vec<u8>>, Vec<(Ipv4Addr, u16)>) {
             };
             let mut l4 = vec![0u8; r.buffer_len()];
             r.emit(&mut l4, src, SERVER, &ChecksumCaps::NONE).unwrap();
-            ip_frame(mac, src, IpProtocol::Tcp, &l4)
+            ip_frame(mac, src, IpProtocol::TCP, &l4)
         };
         out.push(frame);
         sent.push((src, port));

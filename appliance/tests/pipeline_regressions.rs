@@ -123,7 +123,7 @@ fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), mac: EthernetAddress) -> Vec<
     let ip = Ipv4Repr {
         src_addr: src.0,
         dst_addr: dst.0,
-        protocol: IpProtocol::Udp,
+        protocol: IpProtocol::UDP,
         payload_len: u.buffer_len(),
         ttl: 64,
         dscp_ecn: 0,

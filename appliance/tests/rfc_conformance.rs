@@ -190,7 +190,7 @@ fn udp_sized(
     };
     let mut l4 = vec![0u8; r.buffer_len()];
     r.emit(&mut l4, src.0, dst.0, &ChecksumCaps::NONE).unwrap();
-    ip_frame(macs, src.0, dst.0, IpProtocol::Udp, dont_frag, &l4)
+    ip_frame(macs, src.0, dst.0, IpProtocol::UDP, dont_frag, &l4)
 }
 
 fn udp(
@@ -223,7 +223,7 @@ fn tcp(
     };
     let mut l4 = vec![0u8; r.buffer_len()];
     r.emit(&mut l4, src.0, dst.0, &ChecksumCaps::NONE).unwrap();
-    ip_frame(macs, src.0, dst.0, IpProtocol::Tcp, true, &l4)
+    ip_frame(macs, src.0, dst.0, IpProtocol::TCP, true, &l4)
 }
 
 fn icmp_frame(
@@ -234,7 +234,7 @@ fn icmp_frame(
 ) -> Vec<u8> {
     let mut l4 = vec![0u8; r.buffer_len()];
     r.emit(&mut l4).unwrap();
-    ip_frame(macs, src, dst, IpProtocol::Icmp, true, &l4)
+    ip_frame(macs, src, dst, IpProtocol::ICMP, true, &l4)
 }
 
 fn echo(
@@ -610,7 +610,7 @@ mod rfc5382 {
             let (a, _) = n.send(port, frame);
             assert!(matches!(a, Disposition::Forward(_)), "{a:?}");
         }
-        let key = FlowKey::new(C1, SERVER, 40000, 5001, IpProtocol::Tcp);
+        let key = FlowKey::new(C1, SERVER, 40000, 5001, IpProtocol::TCP);
         assert_eq!(n.session(&key).unwrap().0, TcpState::Established);
     }
 
@@ -709,7 +709,7 @@ mod rfc5382 {
             let (a, _) = n.send(WAN, error_about(&sent, ROUTER, OUT, kind));
             forwarded(a, LAN);
         }
-        let key = FlowKey::new(C1, SERVER, 40000, 443, IpProtocol::Tcp);
+        let key = FlowKey::new(C1, SERVER, 40000, 443, IpProtocol::TCP);
         assert_eq!(n.session(&key).unwrap().0, TcpState::Established);
         let (a, _) = n.send(WAN, tcp((SERVER, 443), public, TcpFlags::ACK, OUT));
         forwarded(a, LAN);
@@ -926,7 +926,7 @@ mod rfc5508 {
         for ty in [13u8, 9] {
             let mut l4 = vec![ty, 0, 0, 0, 0, 1, 0, 1];
             l4.extend_from_slice(&[0u8; 12]);
-            let mut f = ip_frame(IN, C1, SERVER, IpProtocol::Icmp, true, &l4);
+            let mut f = ip_frame(IN, C1, SERVER, IpProtocol::ICMP, true, &l4);
             fix_icmp_checksum(&mut f);
             let (a, _) = n.send(LAN, f);
             dropped(a, Discard::ProtocolUnsupported);

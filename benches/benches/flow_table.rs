@@ -80,9 +80,9 @@ fn session(i: u32) -> NewSession {
     let remote = r as u32;
     let rport = (r >> 32) as u16;
     let proto = if i & 1 == 0 {
-        IpProtocol::Tcp
+        IpProtocol::TCP
     } else {
-        IpProtocol::Udp
+        IpProtocol::UDP
     };
     let inside = FlowKey::from_raw(
         0x0a00_0000 | (i & 0xffff),

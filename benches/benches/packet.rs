@@ -30,10 +30,10 @@ use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use appliance::packet::translate::translate;
+use appliance::packet::translate::{translate, Transport};
 use appliance::packet::{
     checksum, parse_frame, ChecksumCaps, ChecksumDeltas, EthernetFrame, FiveTuple, IpProtocol,
-    Ipv4Packet, Offsets, TcpFlags, TcpRepr, UdpRepr, L3,
+    Ipv4Packet, Offsets, TcpFlags, TcpRepr, UdpRepr,
 };
 use appliance::packet::{Error, ParsedFrame};
 use criterion::{criterion_group, Bencher, Criterion, Throughput};
@@ -104,7 +104,7 @@ fn frame(protocol: IpProtocol) -> [u8; 64] {
     let payload = [0x5au8; 64];
     let (l3, l4) = f[14..].split_at_mut(20);
     match protocol {
-        IpProtocol::Udp => {
+        IpProtocol::UDP => {
             let r = UdpRepr {
                 src_port: 40000,
                 dst_port: 53,
@@ -112,7 +112,7 @@ fn frame(protocol: IpProtocol) -> [u8; 64] {
             };
             r.emit(l4, INSIDE, SERVER, &ChecksumCaps::NONE).unwrap();
         }
-        IpProtocol::Tcp => {
+        IpProtocol::TCP => {
             let r = TcpRepr {
                 src_port: 40000,
                 dst_port: 443,
@@ -157,7 +157,7 @@ impl Snat {
     /// The rewrite from `(from, port)` to `(to, new_port)` as the source of a packet to the
     /// server.
     fn new(protocol: IpProtocol, from: (Ipv4Addr, u16), to: (Ipv4Addr, u16)) -> Snat {
-        let dport = if protocol == IpProtocol::Udp { 53 } else { 443 };
+        let dport = if protocol == IpProtocol::UDP { 53 } else { 443 };
         let tuple = |(a, p): (Ipv4Addr, u16)| FiveTuple {
             src_addr: a,
             dst_addr: SERVER,
@@ -181,21 +181,15 @@ impl Snat {
 
     /// Translates the packet whose headers `parse_frame` found at `at`.
     #[inline(always)]
-    fn apply(&self, f: &mut [u8], at: Offsets) -> Option<Ipv4Addr> {
-        translate(f, at, self.protocol, self.addrs, self.ports, self.deltas)
-    }
-}
-
-/// The offsets of a parsed IPv4 frame.
-#[inline(always)]
-fn offsets(parsed: &ParsedFrame) -> Offsets {
-    let L3::Ipv4(m) = &parsed.l3 else {
-        unreachable!()
-    };
-    Offsets {
-        l3: parsed.l3_offset(),
-        l4: m.l4_offset(),
-        end: m.l3_end(),
+    fn apply(&self, f: &mut [u8], at: Offsets) -> bool {
+        translate(
+            f,
+            &at,
+            Transport::of(self.protocol),
+            self.addrs,
+            self.ports,
+            self.deltas,
+        )
     }
 }
 
@@ -204,17 +198,24 @@ fn offsets(parsed: &ParsedFrame) -> Offsets {
 fn parse_and_snat(f: &mut [u8], rw: &Snat, caps: &ChecksumCaps) {
     let parsed = parse_frame(f, caps);
     black_box(&parsed);
-    let at = offsets(parsed.as_ref().expect("a valid frame"));
-    rw.apply(f, at).expect("TTL left");
+    let at = parsed
+        .as_ref()
+        .ok()
+        .and_then(ParsedFrame::offsets)
+        .expect("IPv4");
+    assert!(rw.apply(f, at), "TTL left");
 }
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group(if cpu_clock() { "packet_cpu" } else { "packet" });
     g.throughput(Throughput::Elements(1));
-    for (name, proto) in [("udp", IpProtocol::Udp), ("tcp", IpProtocol::Tcp)] {
+    for (name, proto) in [("udp", IpProtocol::UDP), ("tcp", IpProtocol::TCP)] {
         let f = frame(proto);
         let rw = Snat::new(proto, (INSIDE, 40000), (PUBLIC, 61000));
-        let at = offsets(&parse_frame(&f, &ChecksumCaps::NONE).unwrap());
+        let at = parse_frame(&f, &ChecksumCaps::NONE)
+            .unwrap()
+            .offsets()
+            .unwrap();
 
         g.bench_function(format!("parse/{name}_64"), |b| {
             plain(b, || {
@@ -248,7 +249,7 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    let f = frame(IpProtocol::Udp);
+    let f = frame(IpProtocol::UDP);
     // Components of the parse, to see where its time goes; `noop` is the harness's floor.
     g.bench_function("components/noop", |b| plain(b, || black_box(1u64) + 1));
     g.bench_function("components/batch_floor", |b| {
@@ -299,7 +300,7 @@ fn count_parse(f: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Error> {
 
 /// One translation of a frame `parse_frame` accepted.
 #[inline(never)]
-fn count_translate(f: &mut [u8], at: Offsets, rw: &Snat) -> Option<Ipv4Addr> {
+fn count_translate(f: &mut [u8], at: Offsets, rw: &Snat) -> bool {
     rw.apply(f, at)
 }
 
@@ -315,8 +316,8 @@ fn count_parse_and_snat(f: &mut [u8], rw: &Snat, caps: &ChecksumCaps) {
 /// functions.
 fn count(n: u64, case: &str) {
     let proto = match case.split('_').next() {
-        Some("udp") => IpProtocol::Udp,
-        Some("tcp") => IpProtocol::Tcp,
+        Some("udp") => IpProtocol::UDP,
+        Some("tcp") => IpProtocol::TCP,
         _ => panic!(
             "PACKET_COUNT_CASE: udp_64, tcp_64, udp_64_ipv4_offloaded or tcp_64_ipv4_offloaded"
         ),
@@ -327,7 +328,7 @@ fn count(n: u64, case: &str) {
     };
     let rw = Snat::new(proto, (INSIDE, 40000), (PUBLIC, 61000));
     let orig = frame(proto);
-    let at = offsets(&parse_frame(&orig, &caps).unwrap());
+    let at = parse_frame(&orig, &caps).unwrap().offsets().unwrap();
     for _ in 0..n {
         black_box(count_parse(black_box(&orig), black_box(&caps)).unwrap());
     }
@@ -345,7 +346,7 @@ fn count(n: u64, case: &str) {
         count_parse_and_snat(black_box(&mut f), black_box(&rw), black_box(&caps));
     }
     let mut expect = orig;
-    rw.apply(&mut expect, at).expect("TTL left");
+    assert!(rw.apply(&mut expect, at), "TTL left");
     assert_eq!(f, expect, "every translation of the frame is the same");
 }
 

@@ -66,12 +66,12 @@ fn rules(n: usize, rng: &mut Rng) -> Vec<Rule> {
     (0..n)
         .map(|_| {
             let proto = match rng.below(100) {
-                0..70 => Some(IpProtocol::Tcp),
-                70..90 => Some(IpProtocol::Udp),
-                90..95 => Some(IpProtocol::Icmp),
+                0..70 => Some(IpProtocol::TCP),
+                70..90 => Some(IpProtocol::UDP),
+                90..95 => Some(IpProtocol::ICMP),
                 _ => None,
             };
-            let ported = matches!(proto, Some(IpProtocol::Tcp | IpProtocol::Udp));
+            let ported = matches!(proto, Some(IpProtocol::TCP | IpProtocol::UDP));
             Rule {
                 action: if rng.chance(50) {
                     Action::Allow
@@ -104,7 +104,7 @@ fn rules(n: usize, rng: &mut Rng) -> Vec<Rule> {
                 } else {
                     Vec::new()
                 },
-                icmp_types: if proto == Some(IpProtocol::Icmp) && rng.chance(50) {
+                icmp_types: if proto == Some(IpProtocol::ICMP) && rng.chance(50) {
                     vec![rng.below(16) as u8]
                 } else {
                     Vec::new()
@@ -135,25 +135,25 @@ fn packets(rules: &[Rule], count: usize, rng: &mut Rng) -> Vec<MatchKey> {
         .map(|_| {
             if rules.is_empty() || rng.chance(50) {
                 let proto =
-                    [IpProtocol::Tcp, IpProtocol::Udp, IpProtocol::Icmp][rng.below(3) as usize];
+                    [IpProtocol::TCP, IpProtocol::UDP, IpProtocol::ICMP][rng.below(3) as usize];
                 MatchKey {
                     proto,
                     src: Ipv4Addr::from(0x0a00_0000 | (rng.next() as u32 & 0x00ff_ffff)),
                     dst: Ipv4Addr::from(rng.next() as u32),
                     src_port: rng.next() as u16,
                     dst_port: rng.next() as u16,
-                    icmp_type: (proto == IpProtocol::Icmp).then(|| rng.below(16) as u8),
+                    icmp_type: (proto == IpProtocol::ICMP).then(|| rng.below(16) as u8),
                 }
             } else {
                 let r = &rules[rng.below(rules.len() as u64) as usize];
-                let proto = r.proto.unwrap_or(IpProtocol::Tcp);
+                let proto = r.proto.unwrap_or(IpProtocol::TCP);
                 MatchKey {
                     proto,
                     src: pick_in_prefixes(rng, &r.src),
                     dst: pick_in_prefixes(rng, &r.dst),
                     src_port: pick_in_ports(rng, &r.src_ports),
                     dst_port: pick_in_ports(rng, &r.dst_ports),
-                    icmp_type: (proto == IpProtocol::Icmp)
+                    icmp_type: (proto == IpProtocol::ICMP)
                         .then(|| r.icmp_types.first().copied().unwrap_or(8)),
                 }
             }

@@ -197,7 +197,7 @@ impl Workload {
             self.public = (0..endpoints as u32)
                 .map(|e| {
                     let (src, dst) = session_flow(e * REMOTES, 0);
-                    let key = FlowKey::new(src.0, dst.0, src.1, dst.1, IpProtocol::Udp);
+                    let key = FlowKey::new(src.0, dst.0, src.1, dst.1, IpProtocol::UDP);
                     let table = self.shard.table();
                     let out = table
                         .lookup(&key)

@@ -200,8 +200,8 @@ impl ForwardProto {
     /// The IP protocol.
     pub fn protocol(self) -> IpProtocol {
         match self {
-            ForwardProto::Tcp => IpProtocol::Tcp,
-            ForwardProto::Udp => IpProtocol::Udp,
+            ForwardProto::Tcp => IpProtocol::TCP,
+            ForwardProto::Udp => IpProtocol::UDP,
         }
     }
 

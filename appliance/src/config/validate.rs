@@ -510,7 +510,7 @@ fn check_rules(path: &str, rules: &[RuleConfig], errors: &mut Vec<E>) {
             }
         }
         if let Some(proto) = proto {
-            if !r.icmp_types.is_empty() && proto != Proto::Is(IpProtocol::Icmp) {
+            if !r.icmp_types.is_empty() && proto != Proto::Is(IpProtocol::ICMP) {
                 errors.push(E::new(
                     at("icmp_types"),
                     format!("{:?}", r.icmp_types),

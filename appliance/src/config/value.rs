@@ -285,7 +285,7 @@ impl Proto {
 
     /// Whether rules with this protocol may name ports (TCP and UDP carry them).
     pub fn has_ports(self) -> bool {
-        matches!(self, Proto::Is(IpProtocol::Tcp | IpProtocol::Udp))
+        matches!(self, Proto::Is(IpProtocol::TCP | IpProtocol::UDP))
     }
 }
 
@@ -398,14 +398,14 @@ mod tests {
     #[test]
     fn protocols() {
         let p = |s: &str| Parsed::<Proto>::new(s).ok().copied();
-        assert_eq!(p("tcp"), Some(Proto::Is(IpProtocol::Tcp)));
-        assert_eq!(p("UDP"), Some(Proto::Is(IpProtocol::Udp)));
-        assert_eq!(p("icmp"), Some(Proto::Is(IpProtocol::Icmp)));
+        assert_eq!(p("tcp"), Some(Proto::Is(IpProtocol::TCP)));
+        assert_eq!(p("UDP"), Some(Proto::Is(IpProtocol::UDP)));
+        assert_eq!(p("icmp"), Some(Proto::Is(IpProtocol::ICMP)));
         assert_eq!(p("any"), Some(Proto::Any));
-        assert_eq!(p("47"), Some(Proto::Is(IpProtocol::Gre)));
+        assert_eq!(p("47"), Some(Proto::Is(IpProtocol::GRE)));
         assert_eq!(p("256"), None);
         assert_eq!(p("gre"), None);
-        assert_eq!(Proto::Is(IpProtocol::Tcp).to_string(), "tcp");
+        assert_eq!(Proto::Is(IpProtocol::TCP).to_string(), "tcp");
     }
 
     #[test]

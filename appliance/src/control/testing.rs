@@ -118,7 +118,7 @@ pub fn snapshot(n: u64) -> Snapshot {
 pub fn sessions() -> Vec<SessionInfo> {
     let ep = |a: [u8; 4], p| SocketAddrV4::new(Ipv4Addr::from(a), p);
     let tcp = SessionInfo {
-        proto: IpProtocol::Tcp,
+        proto: IpProtocol::TCP,
         inside: ep([10, 0, 1, 5], 40000),
         outside: ep([203, 0, 113, 2], 40000),
         remote: ep([198, 51, 100, 7], 443),
@@ -133,7 +133,7 @@ pub fn sessions() -> Vec<SessionInfo> {
     vec![
         tcp,
         SessionInfo {
-            proto: IpProtocol::Udp,
+            proto: IpProtocol::UDP,
             inside: ep([10, 0, 1, 6], 5353),
             outside: ep([203, 0, 113, 2], 31000),
             remote: ep([192, 0, 2, 53], 53),
@@ -143,7 +143,7 @@ pub fn sessions() -> Vec<SessionInfo> {
             ..tcp
         },
         SessionInfo {
-            proto: IpProtocol::Icmp,
+            proto: IpProtocol::ICMP,
             inside: ep([10, 0, 1, 5], 7),
             outside: ep([203, 0, 113, 2], 1031),
             remote: ep([192, 0, 2, 1], 7),

@@ -120,9 +120,9 @@ impl Transport {
     /// The IP protocol number.
     pub fn protocol(&self) -> IpProtocol {
         match self {
-            Transport::Tcp { .. } => IpProtocol::Tcp,
-            Transport::Udp { .. } => IpProtocol::Udp,
-            Transport::Icmp { .. } => IpProtocol::Icmp,
+            Transport::Tcp { .. } => IpProtocol::TCP,
+            Transport::Udp { .. } => IpProtocol::UDP,
+            Transport::Icmp { .. } => IpProtocol::ICMP,
         }
     }
 

@@ -53,7 +53,7 @@ pub fn build(
             };
             let mut l4 = vec![0u8; r.buffer_len()];
             r.emit(&mut l4, flow.src, flow.dst, &caps)?;
-            (IpProtocol::Tcp, l4)
+            (IpProtocol::TCP, l4)
         }
         Transport::Udp { src_port, dst_port } => {
             let r = UdpRepr {
@@ -63,10 +63,10 @@ pub fn build(
             };
             let mut l4 = vec![0u8; r.buffer_len()];
             r.emit(&mut l4, flow.src, flow.dst, &caps)?;
-            (IpProtocol::Udp, l4)
+            (IpProtocol::UDP, l4)
         }
         Transport::Icmp { ty, code, ident } => {
-            (IpProtocol::Icmp, icmp(flow.src, flow.dst, ty, code, ident)?)
+            (IpProtocol::ICMP, icmp(flow.src, flow.dst, ty, code, ident)?)
         }
     };
     ip_frame(
@@ -145,7 +145,7 @@ fn quoted_udp(src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> Result<Vec<u8>, crate:
     let ip = Ipv4Repr {
         src_addr: src,
         dst_addr: dst,
-        protocol: IpProtocol::Udp,
+        protocol: IpProtocol::UDP,
         payload_len: udp.buffer_len(),
         ttl: 64,
         dscp_ecn: 0,

@@ -455,7 +455,7 @@ fn reference_frame(flow: &Flow, in_port: u8) -> Vec<u8> {
             let mut l4 = vec![0u8; r.buffer_len()];
             r.emit(&mut l4, flow.src, flow.dst, &ChecksumCaps::NONE)
                 .unwrap();
-            (IpProtocol::Tcp, l4)
+            (IpProtocol::TCP, l4)
         }
         Transport::Udp { src_port, dst_port } => {
             let r = UdpRepr {
@@ -466,7 +466,7 @@ fn reference_frame(flow: &Flow, in_port: u8) -> Vec<u8> {
             let mut l4 = vec![0u8; r.buffer_len()];
             r.emit(&mut l4, flow.src, flow.dst, &ChecksumCaps::NONE)
                 .unwrap();
-            (IpProtocol::Udp, l4)
+            (IpProtocol::UDP, l4)
         }
         Transport::Icmp { ty, code, ident } => {
             let l4 = if matches!(ty, 3 | 4 | 5 | 11 | 12) {
@@ -479,13 +479,13 @@ fn reference_frame(flow: &Flow, in_port: u8) -> Vec<u8> {
                 let mut u = vec![0u8; 8];
                 udp.emit(&mut u, flow.dst, flow.src, &ChecksumCaps::NONE)
                     .unwrap();
-                let inner = ip_frame(0, flow.dst, flow.src, IpProtocol::Udp, 64, &u);
+                let inner = ip_frame(0, flow.dst, flow.src, IpProtocol::UDP, 64, &u);
                 icmp_bytes(ty, code, [0; 4], &inner[14..14 + 28])
             } else {
                 let [a, b] = ident.to_be_bytes();
                 icmp_bytes(ty, code, [a, b, 0, 1], b"reference")
             };
-            (IpProtocol::Icmp, l4)
+            (IpProtocol::ICMP, l4)
         }
     };
     ip_frame(in_port, flow.src, flow.dst, proto, flow.ttl, &l4)
@@ -630,7 +630,7 @@ fn agree(what: &str, step: &Step, seen: &Seen) -> Result<(), TestCaseError> {
     let p = &step.packet;
     prop_assert_eq!((p.src, p.dst, p.ttl), (src, dst, ttl), "{}: packet", what);
     prop_assert_eq!(&p.proto, &proto.to_string(), "{}: packet protocol", what);
-    if proto != IpProtocol::Icmp {
+    if proto != IpProtocol::ICMP {
         prop_assert_eq!(
             (p.src_port, p.dst_port),
             (Some(sp), Some(dp)),
@@ -669,7 +669,7 @@ fn agree(what: &str, step: &Step, seen: &Seen) -> Result<(), TestCaseError> {
         prop_assert_eq!(out.dst, dst, "{}: destination", what);
         prop_assert_eq!(out.ttl, ttl, "{}: ttl", what);
         prop_assert_eq!(&out.proto, &proto.to_string(), "{}: protocol", what);
-        if proto != IpProtocol::Icmp {
+        if proto != IpProtocol::ICMP {
             prop_assert_eq!(out.src_port, Some(sp), "{}: source port", what);
             prop_assert_eq!(out.dst_port, Some(dp), "{}: destination port", what);
         } else if out.icmp_id.is_some() {

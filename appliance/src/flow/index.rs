@@ -725,7 +725,7 @@ mod tests {
             0x0808_0808,
             (i % 50000) as u16,
             53,
-            IpProtocol::Udp,
+            IpProtocol::UDP,
         )
     }
 

@@ -74,14 +74,14 @@ impl FlowKey {
     /// the query and its reply have reversed keys like any other flow (RFC 5508 section 3.1).
     #[inline]
     pub fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, identifier: u16) -> Self {
-        Self::new(src, dst, identifier, identifier, IpProtocol::Icmp)
+        Self::new(src, dst, identifier, identifier, IpProtocol::ICMP)
     }
 
     /// The key of packets from `src` to `dst`, endpoints as (address, port). For ICMP echo
     /// the identifier is the sender's: `src`'s port.
     #[inline]
     pub fn sent_by(protocol: IpProtocol, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
-        if protocol == IpProtocol::Icmp {
+        if protocol == IpProtocol::ICMP {
             Self::icmp_echo(src.0, dst.0, src.1)
         } else {
             Self::new(src.0, dst.0, src.1, dst.1, protocol)
@@ -93,7 +93,7 @@ impl FlowKey {
     /// NAT gave it).
     #[inline]
     pub fn sent_to(protocol: IpProtocol, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
-        if protocol == IpProtocol::Icmp {
+        if protocol == IpProtocol::ICMP {
             Self::icmp_echo(src.0, dst.0, dst.1)
         } else {
             Self::new(src.0, dst.0, src.1, dst.1, protocol)
@@ -302,7 +302,7 @@ mod tests {
             Ipv4Addr::new(192, 0, 2, 7),
             40000,
             443,
-            IpProtocol::Tcp,
+            IpProtocol::TCP,
         )
     }
 
@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(k.dst_addr(), Ipv4Addr::new(192, 0, 2, 7));
         assert_eq!(k.src_port(), 40000);
         assert_eq!(k.dst_port(), 443);
-        assert_eq!(k.protocol(), IpProtocol::Tcp);
+        assert_eq!(k.protocol(), IpProtocol::TCP);
         assert_eq!(k.src_addr_raw(), 0x0a00_0001);
     }
 
@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(r.dst_addr(), k.src_addr());
         assert_eq!(r.src_port(), 443);
         assert_eq!(r.dst_port(), 40000);
-        assert_eq!(r.protocol(), IpProtocol::Tcp);
+        assert_eq!(r.protocol(), IpProtocol::TCP);
         assert_ne!(r, k);
         assert_eq!(r.reverse(), k);
     }
@@ -362,35 +362,35 @@ mod tests {
                 k.dst_addr_raw(),
                 40000,
                 443,
-                IpProtocol::Tcp,
+                IpProtocol::TCP,
             ),
             FlowKey::from_raw(
                 k.src_addr_raw(),
                 k.dst_addr_raw() ^ 1,
                 40000,
                 443,
-                IpProtocol::Tcp,
+                IpProtocol::TCP,
             ),
             FlowKey::from_raw(
                 k.src_addr_raw(),
                 k.dst_addr_raw(),
                 40001,
                 443,
-                IpProtocol::Tcp,
+                IpProtocol::TCP,
             ),
             FlowKey::from_raw(
                 k.src_addr_raw(),
                 k.dst_addr_raw(),
                 40000,
                 444,
-                IpProtocol::Tcp,
+                IpProtocol::TCP,
             ),
             FlowKey::from_raw(
                 k.src_addr_raw(),
                 k.dst_addr_raw(),
                 40000,
                 443,
-                IpProtocol::Udp,
+                IpProtocol::UDP,
             ),
         ];
         for v in variants {
@@ -417,7 +417,7 @@ mod tests {
         let seed = HashSeed::random();
         let mut counts = [0u32; 256];
         for p in 0..4096u16 {
-            let k = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, p, 53, IpProtocol::Udp);
+            let k = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, p, 53, IpProtocol::UDP);
             counts[(k.hash(&seed) & 255) as usize] += 1;
         }
         let max = counts.iter().max().copied().unwrap_or(0);

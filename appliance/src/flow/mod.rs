@@ -87,6 +87,7 @@ impl NewSession {
     /// translated: its checksum deltas are those from the inside tuple to the one its packets
     /// leave with, the reverse of the outside key ([`ChecksumDeltas::between`]). TCP state
     /// `SynSent`, policy generation 0, as [`NewSession::new`].
+    #[inline]
     pub fn translating(inside: FlowKey, outside: FlowKey, orig: Side) -> Self {
         Self {
             deltas: ChecksumDeltas::between(&inside.tuple(), &outside.reverse().tuple()),
@@ -98,8 +99,8 @@ impl NewSession {
     /// protocol (UDP timeout for protocols other than ICMP).
     pub const fn class(&self) -> TimeoutClass {
         match self.inside.protocol() {
-            IpProtocol::Tcp => self.tcp.timeout_class(),
-            IpProtocol::Icmp => TimeoutClass::Icmp,
+            IpProtocol::TCP => self.tcp.timeout_class(),
+            IpProtocol::ICMP => TimeoutClass::Icmp,
             _ => TimeoutClass::Udp,
         }
     }
@@ -396,7 +397,7 @@ impl FlowTable {
         now: u32,
     ) -> Option<TcpState> {
         let s = self.slab.get_mut(idx)?;
-        if s.inside().protocol() != IpProtocol::Tcp {
+        if s.inside().protocol() != IpProtocol::TCP {
             self.touch(idx, now);
             return None;
         }
@@ -449,7 +450,7 @@ impl FlowTable {
             }
         };
         let class = new.class();
-        let tcp = if new.inside.protocol() == IpProtocol::Tcp {
+        let tcp = if new.inside.protocol() == IpProtocol::TCP {
             new.tcp
         } else {
             TcpState::Closed

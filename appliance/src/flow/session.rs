@@ -468,8 +468,8 @@ mod tests {
         let i = slab.alloc().unwrap_or(0);
         let s = slab.get_mut(i).expect("live");
         s.init(
-            FlowKey::from_raw(1, 2, 3, 4, IpProtocol::Udp),
-            FlowKey::from_raw(2, 5, 4, 6, IpProtocol::Udp),
+            FlowKey::from_raw(1, 2, 3, 4, IpProtocol::UDP),
+            FlowKey::from_raw(2, 5, 4, 6, IpProtocol::UDP),
             Side::Outside,
             TcpState::Closed,
             TimeoutClass::Udp,
@@ -502,8 +502,8 @@ mod tests {
 
     #[test]
     fn outside_deltas_are_the_inside_ones_negated() {
-        let inside = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, 5000, 53, IpProtocol::Udp);
-        let outside = FlowKey::from_raw(0x0808_0808, 0xc633_6401, 53, 61000, IpProtocol::Udp);
+        let inside = FlowKey::from_raw(0x0a00_0001, 0x0808_0808, 5000, 53, IpProtocol::UDP);
+        let outside = FlowKey::from_raw(0x0808_0808, 0xc633_6401, 53, 61000, IpProtocol::UDP);
         let mut slab = Slab::new(1);
         let i = slab.alloc().unwrap_or(0);
         let s = slab.get_mut(i).expect("live");

@@ -42,8 +42,8 @@ fn outside(i: u32, proto: IpProtocol) -> FlowKey {
 
 fn new_udp(i: u32) -> NewSession {
     NewSession::new(
-        inside(i, IpProtocol::Udp),
-        outside(i, IpProtocol::Udp),
+        inside(i, IpProtocol::UDP),
+        outside(i, IpProtocol::UDP),
         Side::Inside,
     )
 }
@@ -52,8 +52,8 @@ fn new_tcp(i: u32, tcp: TcpState) -> NewSession {
     NewSession {
         tcp,
         ..NewSession::new(
-            inside(i, IpProtocol::Tcp),
-            outside(i, IpProtocol::Tcp),
+            inside(i, IpProtocol::TCP),
+            outside(i, IpProtocol::TCP),
             Side::Inside,
         )
     }
@@ -72,30 +72,30 @@ fn both_keys_find_the_session_with_their_side() {
     let mut t = FlowTable::with_seed(16, T, seed());
     let idx = t.create(&new_udp(1), 5, no_cb).expect("created");
     assert_eq!(
-        t.lookup(&inside(1, IpProtocol::Udp)),
+        t.lookup(&inside(1, IpProtocol::UDP)),
         Some(Hit {
             index: idx,
             side: Side::Inside
         })
     );
     assert_eq!(
-        t.lookup(&outside(1, IpProtocol::Udp)),
+        t.lookup(&outside(1, IpProtocol::UDP)),
         Some(Hit {
             index: idx,
             side: Side::Outside
         })
     );
-    assert_eq!(t.lookup(&inside(1, IpProtocol::Tcp)), None);
+    assert_eq!(t.lookup(&inside(1, IpProtocol::TCP)), None);
     let s = t.get(idx).expect("live");
-    assert_eq!(s.inside(), &inside(1, IpProtocol::Udp));
-    assert_eq!(s.outside(), &outside(1, IpProtocol::Udp));
+    assert_eq!(s.inside(), &inside(1, IpProtocol::UDP));
+    assert_eq!(s.outside(), &outside(1, IpProtocol::UDP));
     assert_eq!(s.last_seen(), 5);
     assert_eq!(s.timeout_class(), TimeoutClass::Udp);
     assert_eq!(t.len(), 1);
     t.check_invariants(true);
     assert!(t.remove(idx));
     assert!(!t.remove(idx));
-    assert_eq!(t.lookup(&inside(1, IpProtocol::Udp)), None);
+    assert_eq!(t.lookup(&inside(1, IpProtocol::UDP)), None);
     assert!(t.is_empty());
     t.check_invariants(true);
 }
@@ -109,9 +109,9 @@ fn burst_lookup_matches_single_lookup() {
     let keys: Vec<FlowKey> = (0..96)
         .map(|i| {
             if i % 3 == 0 {
-                outside(i * 7, IpProtocol::Udp)
+                outside(i * 7, IpProtocol::UDP)
             } else {
-                inside(i * 13, IpProtocol::Udp)
+                inside(i * 13, IpProtocol::UDP)
             }
         })
         .collect();
@@ -216,8 +216,8 @@ fn create_burst_equals_creates_in_order() {
     // Eight new sessions for six records, one duplicate, two reclaims once time has passed.
     let mut new: Vec<NewSession> = (0..8).map(new_udp).collect();
     new[5] = NewSession::new(
-        inside(2, IpProtocol::Udp),
-        outside(50, IpProtocol::Udp),
+        inside(2, IpProtocol::UDP),
+        outside(50, IpProtocol::UDP),
         Side::Inside,
     );
     for t in [&mut a, &mut b] {
@@ -245,8 +245,8 @@ fn duplicate_keys_are_refused() {
     let mut t = FlowTable::with_seed(8, T, seed());
     let a = t.create(&new_udp(1), 0, no_cb).expect("created");
     let same_inside = NewSession::new(
-        inside(1, IpProtocol::Udp),
-        outside(2, IpProtocol::Udp),
+        inside(1, IpProtocol::UDP),
+        outside(2, IpProtocol::UDP),
         Side::Inside,
     );
     assert_eq!(
@@ -257,8 +257,8 @@ fn duplicate_keys_are_refused() {
         }))
     );
     let same_outside = NewSession::new(
-        inside(2, IpProtocol::Udp),
-        outside(1, IpProtocol::Udp),
+        inside(2, IpProtocol::UDP),
+        outside(1, IpProtocol::UDP),
         Side::Inside,
     );
     assert_eq!(
@@ -270,8 +270,8 @@ fn duplicate_keys_are_refused() {
     );
     // An outside key equal to another session's inside key is a duplicate too.
     let crossed = NewSession::new(
-        inside(3, IpProtocol::Udp),
-        inside(1, IpProtocol::Udp),
+        inside(3, IpProtocol::UDP),
+        inside(1, IpProtocol::UDP),
         Side::Inside,
     );
     assert!(matches!(
@@ -293,7 +293,7 @@ fn full_table_refuses_when_nothing_expired() {
         Err(CreateError::Full)
     );
     assert_eq!(t.len(), 4);
-    assert_eq!(t.lookup(&inside(9, IpProtocol::Udp)), None);
+    assert_eq!(t.lookup(&inside(9, IpProtocol::UDP)), None);
     t.check_invariants(true);
 }
 
@@ -310,12 +310,12 @@ fn full_table_reuses_oldest_expired_session() {
             reclaimed.push((i, *s.inside()))
         })
         .expect("reuses");
-    assert_eq!(reclaimed, [(ids[0], inside(0, IpProtocol::Udp))]);
+    assert_eq!(reclaimed, [(ids[0], inside(0, IpProtocol::UDP))]);
     assert_eq!(n, ids[0], "the freed record is reused");
-    assert_eq!(t.lookup(&inside(0, IpProtocol::Udp)), None);
-    assert_eq!(t.lookup(&outside(0, IpProtocol::Udp)), None);
+    assert_eq!(t.lookup(&inside(0, IpProtocol::UDP)), None);
+    assert_eq!(t.lookup(&outside(0, IpProtocol::UDP)), None);
     assert_eq!(
-        t.lookup(&inside(10, IpProtocol::Udp)).map(|h| h.index),
+        t.lookup(&inside(10, IpProtocol::UDP)).map(|h| h.index),
         Some(n)
     );
     assert_eq!(t.len(), 4);
@@ -447,7 +447,7 @@ fn touch_burst_equals_touch_in_order() {
         b.create(&new_udp(i), i / 8, no_cb).expect("b");
     }
     let keys: Vec<FlowKey> = (0..40)
-        .map(|i| inside((i * 3) % 80, IpProtocol::Udp))
+        .map(|i| inside((i * 3) % 80, IpProtocol::UDP))
         .collect();
     let mut hits = vec![None; keys.len()];
     a.lookup_burst(&keys, &mut hits);
@@ -529,7 +529,7 @@ fn counters_and_deltas_through_get_mut() {
         (s.packets(), s.bytes(), s.policy_generation()),
         (2, 1500, 8)
     );
-    assert_eq!(s.key(Side::Outside), &outside(1, IpProtocol::Udp));
+    assert_eq!(s.key(Side::Outside), &outside(1, IpProtocol::UDP));
     assert_eq!(s.deltas_from(Side::Inside), d);
     assert_eq!(s.deltas_from(Side::Outside), d.reversed());
 }
@@ -558,7 +558,7 @@ fn clear_resets_everything() {
     }
     t.clear();
     assert!(t.is_empty());
-    assert_eq!(t.lookup(&inside(1, IpProtocol::Udp)), None);
+    assert_eq!(t.lookup(&inside(1, IpProtocol::UDP)), None);
     t.check_invariants(true);
     for i in 0..8 {
         t.create(&new_udp(i), 0, no_cb).expect("created again");
@@ -602,7 +602,7 @@ fn pool_key(k: u8) -> FlowKey {
         0x0808_0808,
         1000 + u16::from(k),
         80,
-        IpProtocol::Tcp,
+        IpProtocol::TCP,
     )
 }
 
@@ -711,9 +711,9 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn proto_of(p: u8) -> IpProtocol {
     match p {
-        0 => IpProtocol::Udp,
-        3 => IpProtocol::Icmp,
-        _ => IpProtocol::Tcp,
+        0 => IpProtocol::UDP,
+        3 => IpProtocol::ICMP,
+        _ => IpProtocol::TCP,
     }
 }
 
@@ -821,7 +821,7 @@ proptest! {
                             let class = new.class();
                             m.sessions.insert(idx, ModelSession {
                                 keys: [new.inside, new.outside], last_seen: now, class,
-                                tcp: if p == IpProtocol::Tcp { tcp } else { TcpState::Closed },
+                                tcp: if p == IpProtocol::TCP { tcp } else { TcpState::Closed },
                                 orig: Side::Inside,
                             });
                             m.keys.insert(new.inside, Hit { index: idx, side: Side::Inside });
@@ -867,7 +867,7 @@ proptest! {
                     let flags = TcpFlags(u16::from(flags));
                     let got = t.track_tcp(idx, flags, from, now);
                     match m.sessions.get_mut(&idx) {
-                        Some(ms) if ms.keys[0].protocol() == IpProtocol::Tcp => {
+                        Some(ms) if ms.keys[0].protocol() == IpProtocol::TCP => {
                             let dir = if from == ms.orig { Dir::Orig } else { Dir::Reply };
                             let (s, c) = ms.tcp.step(flags, dir);
                             prop_assert_eq!(got, Some(s));
@@ -903,7 +903,7 @@ proptest! {
                     }
                 }
                 Op::Lookup(k) => {
-                    for p in [IpProtocol::Udp, IpProtocol::Tcp, IpProtocol::Icmp] {
+                    for p in [IpProtocol::UDP, IpProtocol::TCP, IpProtocol::ICMP] {
                         for key in [side_key(k, p), side_key(k.wrapping_add(100), p)] {
                             prop_assert_eq!(t.lookup(&key), m.keys.get(&key).copied());
                         }

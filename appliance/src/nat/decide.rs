@@ -19,47 +19,56 @@ pub type Endpoint = (Ipv4Addr, u16);
 /// What a session holds of the NAT. Kept in the session's tag ([`Hold::tag`]), so freeing
 /// the session gives back the right thing ([`Snat::release_session`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Hold {
     /// Nothing: a port forward or a static mapping gave the public endpoint.
-    Nothing,
+    Nothing = 0,
     /// A port of the pool, owned by this session alone (endpoint-dependent mapping).
-    Port,
-    /// A reference on an endpoint-independent mapping; `counted` when the session's remote
-    /// address is counted for address-dependent filtering ([`Snat::counts_contacts`]).
-    Mapping {
-        /// Whether the contact was counted.
-        counted: bool,
-    },
+    Port = 1,
+    /// A reference on an endpoint-independent mapping.
+    Mapping = 2,
+    /// A reference on an endpoint-independent mapping, and the session's remote address
+    /// counted for address-dependent filtering ([`Snat::counts_contacts`]).
+    CountedMapping = 3,
 }
 
 impl Hold {
     /// The session tag that stores it.
+    #[inline(always)]
     pub const fn tag(self) -> u8 {
-        match self {
-            Hold::Nothing => 0,
-            Hold::Port => 1,
-            Hold::Mapping { counted: false } => 2,
-            Hold::Mapping { counted: true } => 3,
-        }
+        self as u8
     }
 
     /// The hold a session tag stores (an unknown tag holds nothing).
+    #[inline(always)]
     pub const fn of_tag(tag: u8) -> Hold {
         match tag {
             1 => Hold::Port,
-            2 => Hold::Mapping { counted: false },
-            3 => Hold::Mapping { counted: true },
+            2 => Hold::Mapping,
+            3 => Hold::CountedMapping,
             _ => Hold::Nothing,
+        }
+    }
+
+    /// A reference on a mapping, its contact `counted` or not.
+    #[inline(always)]
+    pub const fn mapping(counted: bool) -> Hold {
+        if counted {
+            Hold::CountedMapping
+        } else {
+            Hold::Mapping
         }
     }
 
     /// What [`Snat::release`] is told: the mapping behaviour the endpoint was taken under,
     /// and whether the contact was counted. `None`: nothing to give back.
+    #[inline(always)]
     fn released_as(self) -> Option<(Mapping, bool)> {
         match self {
             Hold::Nothing => None,
             Hold::Port => Some((Mapping::EndpointDependent, false)),
-            Hold::Mapping { counted } => Some((Mapping::EndpointIndependent, counted)),
+            Hold::Mapping => Some((Mapping::EndpointIndependent, false)),
+            Hold::CountedMapping => Some((Mapping::EndpointIndependent, true)),
         }
     }
 }
@@ -133,7 +142,7 @@ fn static_public(p: &Policy, inside: Endpoint) -> Option<Endpoint> {
 /// The policy match key of a session's packets that carry the key `k` (ICMP: an echo
 /// request, ports 0).
 pub fn match_key(k: &crate::flow::FlowKey, icmp_type: u8) -> MatchKey {
-    let icmp = k.protocol() == IpProtocol::Icmp;
+    let icmp = k.protocol() == IpProtocol::ICMP;
     MatchKey {
         proto: k.protocol(),
         src: k.src_addr(),
@@ -147,6 +156,7 @@ pub fn match_key(k: &crate::flow::FlowKey, icmp_type: u8) -> MatchKey {
 impl Snat {
     /// Whether `addr` is one of the appliance's public addresses: the pool's, a port
     /// forward's or a static mapping's.
+    #[inline]
     pub fn is_public(&self, p: &Policy, addr: Ipv4Addr) -> bool {
         self.is_pool_address(addr)
             || p.forwards.has_address(addr)
@@ -160,7 +170,7 @@ impl Snat {
     /// # Errors
     /// [`SnatError`]: no pool address, this worker's ports used up, a protocol without
     /// ports.
-    #[inline]
+    #[inline(always)]
     pub fn public_for(
         &mut self,
         p: &Policy,
@@ -174,9 +184,7 @@ impl Snat {
         let mapping = p.snat.mapping;
         let public = self.acquire(proto, inside, remote, mapping)?;
         let hold = match mapping {
-            Mapping::EndpointIndependent => Hold::Mapping {
-                counted: self.counts_contacts(),
-            },
+            Mapping::EndpointIndependent => Hold::mapping(self.counts_contacts()),
             Mapping::EndpointDependent => Hold::Port,
         };
         Ok(Taken {
@@ -244,9 +252,9 @@ impl Snat {
         if behind.by_rule() {
             return Some(Taken::by_rule(proto, behind.inside, public));
         }
-        let counted = self.counts_contacts();
+        let hold = Hold::mapping(self.counts_contacts());
         self.adopt(proto, public, remote).then_some(Taken {
-            hold: Hold::Mapping { counted },
+            hold,
             proto,
             inside: behind.inside,
             public,
@@ -269,6 +277,7 @@ impl Snat {
     }
 
     /// Gives back what session `s` holds (its tag says what), when it ends.
+    #[inline]
     pub fn release_session(&mut self, s: &Session) {
         let Some((mapping, counted)) = Hold::of_tag(s.tag()).released_as() else {
             return;
@@ -307,7 +316,9 @@ impl Snat {
                             && allowed(&p.ingress, outside)
                     }
                     Some(Way::Static(host)) => host == private.0 && allowed(&p.ingress, outside),
-                    Some(Way::Mapping) => matches!(Hold::of_tag(s.tag()), Hold::Mapping { .. }),
+                    Some(Way::Mapping) => {
+                        matches!(Hold::of_tag(s.tag()), Hold::Mapping | Hold::CountedMapping)
+                    }
                     None => false,
                 }
             }
@@ -323,10 +334,10 @@ impl Snat {
             let Some(s) = table.get_mut(idx) else {
                 continue;
             };
-            if Hold::of_tag(s.tag()) != (Hold::Mapping { counted: false }) {
+            if Hold::of_tag(s.tag()) != Hold::Mapping {
                 continue;
             }
-            s.set_tag(Hold::Mapping { counted: true }.tag());
+            s.set_tag(Hold::CountedMapping.tag());
             let outside = *s.outside();
             self.add_contact(
                 outside.protocol(),
@@ -346,8 +357,8 @@ mod tests {
         for h in [
             Hold::Nothing,
             Hold::Port,
-            Hold::Mapping { counted: false },
-            Hold::Mapping { counted: true },
+            Hold::Mapping,
+            Hold::CountedMapping,
         ] {
             assert_eq!(Hold::of_tag(h.tag()), h);
             assert!(h.tag() < 8, "three bits of the session's meta");

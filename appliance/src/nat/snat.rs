@@ -12,7 +12,7 @@ use hashbrown::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 /// IP protocols with ports (or echo identifiers) that the NAT maps.
-const PROTOS: [IpProtocol; 3] = [IpProtocol::Icmp, IpProtocol::Tcp, IpProtocol::Udp];
+const PROTOS: [IpProtocol; 3] = [IpProtocol::ICMP, IpProtocol::TCP, IpProtocol::UDP];
 
 fn proto_index(proto: IpProtocol) -> Option<usize> {
     PROTOS.iter().position(|&p| p == proto)
@@ -401,8 +401,8 @@ impl Snat {
 mod tests {
     use super::*;
 
-    const UDP: IpProtocol = IpProtocol::Udp;
-    const TCP: IpProtocol = IpProtocol::Tcp;
+    const UDP: IpProtocol = IpProtocol::UDP;
+    const TCP: IpProtocol = IpProtocol::TCP;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 10);
     const B: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 11);
@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(s.acquire(UDP, (A, 3), R1, EIM), Err(SnatError::Exhausted));
         assert_eq!(s.exhausted, 1);
         assert_eq!(
-            s.acquire(IpProtocol::Gre, (A, 3), R1, EIM),
+            s.acquire(IpProtocol::GRE, (A, 3), R1, EIM),
             Err(SnatError::Protocol)
         );
         let mut none = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[], 10, 1);

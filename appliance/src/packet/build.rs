@@ -186,7 +186,7 @@ fn is_unicast(a: Ipv4Addr) -> bool {
 /// reassemble), [`Error::BufferTooSmall`].
 pub fn icmp_echo_reply(buf: &mut [u8], link: &Link, request: &[u8]) -> Result<usize, Error> {
     let ip = ipv4::Packet::new_checked(request)?;
-    if ip.protocol() != IpProtocol::Icmp {
+    if ip.protocol() != IpProtocol::ICMP {
         return Err(Error::IcmpUnsupported);
     }
     if ip.is_fragment() {
@@ -204,7 +204,7 @@ pub fn icmp_echo_reply(buf: &mut [u8], link: &Link, request: &[u8]) -> Result<us
     let ip_repr = own_header(
         ip.dst_addr(),
         ip.src_addr(),
-        IpProtocol::Icmp,
+        IpProtocol::ICMP,
         repr.buffer_len(),
     );
     let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
@@ -226,7 +226,7 @@ fn icmp_error(
     if !ip.is_first_fragment() || !is_unicast(ip.src_addr()) || !is_unicast(ip.dst_addr()) {
         return Err(Error::ReplyNotAllowed);
     }
-    if ip.protocol() == IpProtocol::Icmp {
+    if ip.protocol() == IpProtocol::ICMP {
         match ip.payload().first() {
             Some(&t) if !Message::from(t).is_error() => {}
             _ => return Err(Error::ReplyNotAllowed),
@@ -237,7 +237,7 @@ fn icmp_error(
     let repr = repr_of(quote);
     let ip_repr = ipv4::Repr {
         dscp_ecn: TOS_INTERNETWORK_CONTROL,
-        ..own_header(src, ip.src_addr(), IpProtocol::Icmp, repr.buffer_len())
+        ..own_header(src, ip.src_addr(), IpProtocol::ICMP, repr.buffer_len())
     };
     let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
     let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
@@ -301,7 +301,7 @@ pub fn icmp_dst_unreachable(
 /// answered), a non-first fragment or a non-unicast address, [`Error::BufferTooSmall`].
 pub fn tcp_rst(buf: &mut [u8], link: &Link, offending: &[u8]) -> Result<usize, Error> {
     let ip = ipv4::Packet::new_checked(offending)?;
-    if ip.protocol() != IpProtocol::Tcp
+    if ip.protocol() != IpProtocol::TCP
         || !ip.is_first_fragment()
         || !is_unicast(ip.src_addr())
         || !is_unicast(ip.dst_addr())
@@ -333,7 +333,7 @@ pub fn tcp_rst(buf: &mut [u8], link: &Link, offending: &[u8]) -> Result<usize, E
         payload: &[],
     };
     let (src, dst) = (ip.dst_addr(), ip.src_addr());
-    let ip_repr = own_header(src, dst, IpProtocol::Tcp, repr.buffer_len());
+    let ip_repr = own_header(src, dst, IpProtocol::TCP, repr.buffer_len());
     let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
     let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
     let n = repr.emit(&mut buf[off + hl..], src, dst, &ChecksumCaps::NONE)?;
@@ -358,7 +358,7 @@ pub fn udp_datagram(
         dst_port: dst.1,
         payload,
     };
-    let ip_repr = own_header(src.0, dst.0, IpProtocol::Udp, repr.buffer_len());
+    let ip_repr = own_header(src.0, dst.0, IpProtocol::UDP, repr.buffer_len());
     let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
     let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
     let n = repr.emit(&mut buf[off + hl..], src.0, dst.0, &ChecksumCaps::NONE)?;
@@ -467,7 +467,7 @@ mod tests {
         let mut l4 = vec![0u8; repr.buffer_len()];
         repr.emit(&mut l4, PEER_IP, dst, &ChecksumCaps::NONE)
             .unwrap();
-        ip_packet(dst, IpProtocol::Udp, &l4)
+        ip_packet(dst, IpProtocol::UDP, &l4)
     }
 
     /// Parse a built frame down to its ICMP message, checking every checksum on the way.
@@ -487,7 +487,7 @@ mod tests {
         };
         let mut l4 = [0u8; 18];
         req.emit(&mut l4).unwrap();
-        let pkt = ip_packet(OUR_IP, IpProtocol::Icmp, &l4);
+        let pkt = ip_packet(OUR_IP, IpProtocol::ICMP, &l4);
         let mut buf = [0u8; 256];
         let n = icmp_echo_reply(&mut buf, &LINK, &pkt).unwrap();
         assert_eq!(n, MIN_FRAME_LEN); // 14 + 20 + 18 = 52, padded
@@ -514,7 +514,7 @@ mod tests {
             icmp_echo_reply(
                 &mut buf[..40],
                 &LINK,
-                &ip_packet(OUR_IP, IpProtocol::Icmp, &l4)
+                &ip_packet(OUR_IP, IpProtocol::ICMP, &l4)
             ),
             Err(Error::BufferTooSmall)
         );
@@ -615,7 +615,7 @@ mod tests {
         }
         .emit(&mut echo)
         .unwrap();
-        assert!(te(&mut buf, &ip_packet(OUR_IP, IpProtocol::Icmp, &echo)).is_ok());
+        assert!(te(&mut buf, &ip_packet(OUR_IP, IpProtocol::ICMP, &echo)).is_ok());
     }
 
     fn tcp_segment(flags: tcp::Flags, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
@@ -636,7 +636,7 @@ mod tests {
         let mut l4 = vec![0u8; repr.buffer_len()];
         repr.emit(&mut l4, PEER_IP, OUR_IP, &ChecksumCaps::NONE)
             .unwrap();
-        ip_packet(OUR_IP, IpProtocol::Tcp, &l4)
+        ip_packet(OUR_IP, IpProtocol::TCP, &l4)
     }
 
     fn rst_of(frame: &[u8]) -> tcp::Repr<'_> {

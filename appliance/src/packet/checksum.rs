@@ -300,7 +300,7 @@ mod tests {
         let s = pseudo_header(
             Ipv4Addr::new(10, 0, 0, 1),
             Ipv4Addr::new(10, 0, 0, 2),
-            IpProtocol::Udp,
+            IpProtocol::UDP,
             8,
         );
         assert_eq!(s, 0x141c);

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use super::build::{self, Link, Unreachable};
 use super::icmp::TimeExceeded;
-use super::translate::{translate, ChecksumDeltas, Offsets};
+use super::translate::{translate, ChecksumDeltas, Transport};
 use super::{
     arp, icmp, ipv4, ipv6, tcp, udp, ChecksumCaps, Endpoint, EthernetAddress, EthernetFrame,
     FiveTuple, IpProtocol, Vlans, L3,
@@ -115,8 +115,8 @@ fn ipv4_checks(data: &[u8]) {
 /// UDP and ICMP echo, first fragments alone.
 fn translate_checks(pkt: &mut [u8], old: &FiveTuple, new_addr: Ipv4Addr, valid: bool) {
     let q = ipv4::Packet::new_checked(&*pkt).expect("it parsed");
-    let echo = old.protocol == IpProtocol::Icmp && icmp::is_echo(q.payload_slice()[0]);
-    if !(matches!(old.protocol, IpProtocol::Tcp | IpProtocol::Udp) || echo) || q.is_fragment() {
+    let echo = old.protocol == IpProtocol::ICMP && icmp::is_echo(q.payload_slice()[0]);
+    if !(matches!(old.protocol, IpProtocol::TCP | IpProtocol::UDP) || echo) || q.is_fragment() {
         return;
     }
     let new = FiveTuple {
@@ -127,11 +127,7 @@ fn translate_checks(pkt: &mut [u8], old: &FiveTuple, new_addr: Ipv4Addr, valid: 
     };
     let l4_valid = l4_checksum_ok(&q);
     let ttl = q.ttl();
-    let at = Offsets {
-        l3: 0,
-        l4: q.header_len(),
-        end: q.total_len(),
-    };
+    let at = q.offsets();
     let mut addrs = [0u8; 8];
     addrs[..4].copy_from_slice(&new.src_addr.octets());
     addrs[4..].copy_from_slice(&new.dst_addr.octets());
@@ -139,13 +135,13 @@ fn translate_checks(pkt: &mut [u8], old: &FiveTuple, new_addr: Ipv4Addr, valid: 
     ports[..2].copy_from_slice(&new.src_port.to_be_bytes());
     ports[2..].copy_from_slice(&new.dst_port.to_be_bytes());
     let deltas = ChecksumDeltas::between(old, &new);
-    let out = translate(pkt, at, old.protocol, addrs, ports, deltas);
+    let out = translate(pkt, &at, Transport::of(old.protocol), addrs, ports, deltas);
     let q = ipv4::Packet::new_checked(&*pkt).expect("same length");
     if ttl <= 1 {
-        assert_eq!(out, None, "no translation once the TTL runs out");
+        assert!(!out, "no translation once the TTL runs out");
         return;
     }
-    assert_eq!(out, Some(new.dst_addr));
+    assert!(out, "translated");
     assert_eq!(q.five_tuple(), Ok(new), "translated tuple");
     assert_eq!(q.ttl(), ttl - 1);
     assert_eq!(q.verify_checksum(), valid, "translation ip checksum");
@@ -160,13 +156,13 @@ fn l4_checksum_ok<T: AsRef<[u8]>>(p: &ipv4::Packet<T>) -> Option<bool> {
     }
     let (s, d, l4) = (p.src_addr(), p.dst_addr(), p.payload_slice());
     match p.protocol() {
-        IpProtocol::Tcp => tcp::Packet::new_checked(l4)
+        IpProtocol::TCP => tcp::Packet::new_checked(l4)
             .ok()
             .map(|t| t.verify_checksum(s, d)),
-        IpProtocol::Udp => udp::Packet::new_checked(l4)
+        IpProtocol::UDP => udp::Packet::new_checked(l4)
             .ok()
             .map(|u| u.verify_checksum(s, d)),
-        IpProtocol::Icmp => icmp::Packet::new_checked(l4)
+        IpProtocol::ICMP => icmp::Packet::new_checked(l4)
             .ok()
             .map(|i| i.verify_checksum()),
         _ => None,

@@ -411,8 +411,8 @@ impl<T: AsRef<[u8]>> Quote<T> {
         let protocol = self.protocol();
         let l4 = self.l4_header();
         let (src_port, dst_port) = match protocol {
-            IpProtocol::Tcp | IpProtocol::Udp => (get_u16(l4, 0), get_u16(l4, 2)),
-            IpProtocol::Icmp if is_echo(l4[0]) => {
+            IpProtocol::TCP | IpProtocol::UDP => (get_u16(l4, 0), get_u16(l4, 2)),
+            IpProtocol::ICMP if is_echo(l4[0]) => {
                 let id = get_u16(l4, ECHO_IDENT);
                 (id, id)
             }
@@ -447,7 +447,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quote<T> {
         let first = self.is_first_fragment();
         let protocol = self.protocol();
         let original_len = self.total_len();
-        if first && protocol == IpProtocol::Icmp && !is_echo(self.l4_header()[0]) {
+        if first && protocol == IpProtocol::ICMP && !is_echo(self.l4_header()[0]) {
             return Err(Error::IcmpUnsupported);
         }
         let d = self.buffer.as_mut();
@@ -481,10 +481,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quote<T> {
             old
         };
         match protocol {
-            IpProtocol::Tcp | IpProtocol::Udp => {
+            IpProtocol::TCP | IpProtocol::UDP => {
                 let old_port = put(l4, port_at, port, &mut outer);
                 let l4_delta = addr_delta.add16(old_port, port);
-                let (c_at, udp) = if protocol == IpProtocol::Udp {
+                let (c_at, udp) = if protocol == IpProtocol::UDP {
                     (super::udp::CHECKSUM, true)
                 } else {
                     (super::tcp::CHECKSUM, false)
@@ -499,7 +499,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quote<T> {
                     put(l4, c_at, n, &mut outer);
                 }
             }
-            IpProtocol::Icmp => {
+            IpProtocol::ICMP => {
                 let old_id = put(l4, ECHO_IDENT, port, &mut outer);
                 let c = get_u16(l4, CHECKSUM);
                 let mut n = checksum::update16(c, old_id, port);
@@ -766,7 +766,7 @@ mod tests {
         assert_eq!(t.src_addr, Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(
             (t.protocol, t.src_port, t.dst_port),
-            (IpProtocol::Udp, 1024, 53)
+            (IpProtocol::UDP, 1024, 53)
         );
         let mut out = [0u8; 36];
         r.emit(&mut out).unwrap();

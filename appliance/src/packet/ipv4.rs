@@ -143,6 +143,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Packet { buffer })
     }
 
+    /// Where this packet's headers lie, the packet at offset 0 of its buffer (for
+    /// [`super::translate::translate`]).
+    pub fn offsets(&self) -> super::translate::Offsets {
+        super::translate::Offsets {
+            l3: 0,
+            l4: self.header_len() as u16,
+            end: self.total_len() as u16,
+        }
+    }
+
     /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
@@ -325,15 +335,15 @@ pub(crate) fn header_checksum_ok(header: &[u8; HEADER_LEN]) -> bool {
 #[inline]
 pub(crate) fn l4_ports(protocol: IpProtocol, l4: &[u8]) -> Result<(u16, u16), Error> {
     match protocol {
-        IpProtocol::Tcp => {
+        IpProtocol::TCP => {
             super::tcp::check_header(l4)?;
             Ok((get_u16(l4, 0), get_u16(l4, 2)))
         }
-        IpProtocol::Udp => {
+        IpProtocol::UDP => {
             super::udp::check_header(l4)?;
             Ok((get_u16(l4, 0), get_u16(l4, 2)))
         }
-        IpProtocol::Icmp => {
+        IpProtocol::ICMP => {
             if l4.len() < icmp::HEADER_LEN {
                 return Err(Error::IcmpTruncated);
             }
@@ -494,7 +504,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         addr: Ipv4Addr,
         port: u16,
     ) -> Result<(), Error> {
-        if self.protocol() != IpProtocol::Icmp {
+        if self.protocol() != IpProtocol::ICMP {
             return Err(Error::IcmpUnsupported);
         }
         if !self.is_first_fragment() {
@@ -716,7 +726,7 @@ mod tests {
         let r = Repr::parse(&p, &ChecksumCaps::NONE).unwrap();
         assert_eq!(r.src_addr, Ipv4Addr::new(10, 0, 0, 1));
         assert_eq!(r.dst_addr, Ipv4Addr::new(192, 0, 2, 1));
-        assert_eq!(r.protocol, IpProtocol::Udp);
+        assert_eq!(r.protocol, IpProtocol::UDP);
         assert_eq!(r.payload_len, 12);
         assert_eq!(r.ident, 0x1234);
         let t = p.five_tuple().unwrap();

@@ -128,12 +128,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let mut fragment = None;
         loop {
             let len = match next {
-                IpProtocol::HopByHop | IpProtocol::Ipv6Route | IpProtocol::Ipv6Opts => {
+                IpProtocol::HOP_BY_HOP | IpProtocol::IPV6_ROUTE | IpProtocol::IPV6_OPTS => {
                     let b = payload.get(offset + 1).ok_or(Error::Ipv6BadExtHeader)?;
                     (usize::from(*b) + 1) * 8
                 }
-                IpProtocol::Ipv6Frag => 8,
-                IpProtocol::Ah => {
+                IpProtocol::IPV6_FRAG => 8,
+                IpProtocol::AH => {
                     let b = payload.get(offset + 1).ok_or(Error::Ipv6BadExtHeader)?;
                     (usize::from(*b) + 2) * 4
                 }
@@ -145,7 +145,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             if offset + len > payload.len() {
                 return Err(Error::Ipv6BadExtHeader);
             }
-            if next == IpProtocol::Ipv6Frag {
+            if next == IpProtocol::IPV6_FRAG {
                 let w = get_u16(payload, offset + 2);
                 fragment = Some(Fragment {
                     offset: w & 0xfff8,
@@ -160,7 +160,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let first = !matches!(fragment, Some(f) if f.offset != 0);
         let l4 = &payload[offset..];
         let ports = match next {
-            IpProtocol::Tcp | IpProtocol::Udp if first && l4.len() >= 4 => {
+            IpProtocol::TCP | IpProtocol::UDP if first && l4.len() >= 4 => {
                 Some((get_u16(l4, 0), get_u16(l4, 2)))
             }
             _ => None,
@@ -331,7 +331,7 @@ mod tests {
     fn walk_and_round_trip() {
         let p = Packet::new_checked(&PACKET[..]).unwrap();
         let s = p.summary().unwrap();
-        assert_eq!(s.protocol, IpProtocol::Udp);
+        assert_eq!(s.protocol, IpProtocol::UDP);
         assert_eq!(s.l4_offset(), 56);
         assert_eq!(s.ext_headers, 2);
         assert_eq!(

@@ -9,6 +9,7 @@ use super::icmp::Message as IcmpMessage;
 use super::ipv4::{self, FiveTuple};
 use super::ipv6::{self, Summary as Ipv6Summary};
 use super::tcp::Flags as TcpFlags;
+use super::translate::Offsets;
 use super::{arp, tcp, udp, Error, IpProtocol};
 
 /// What a frame is, found in one pass without allocation: the first thing the pipeline does
@@ -29,6 +30,19 @@ impl ParsedFrame {
     #[inline]
     pub fn l3_offset(&self) -> usize {
         usize::from(self.l3_offset)
+    }
+
+    /// Where an IPv4 packet's headers lie in the frame, for [`super::translate::translate`];
+    /// `None` for anything else.
+    pub fn offsets(&self) -> Option<Offsets> {
+        let L3::Ipv4(m) = &self.l3 else {
+            return None;
+        };
+        Some(Offsets {
+            l3: self.l3_offset,
+            l4: m.l4_offset as u16,
+            end: m.l3_end as u16,
+        })
     }
 }
 
@@ -212,9 +226,9 @@ pub fn common_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Common> {
 fn untagged_ipv4(frame: &[u8], caps: &ChecksumCaps) -> Option<Ipv4Meta> {
     let c = common_ipv4(frame, caps)?;
     let (protocol, l4) = if c.tcp {
-        (IpProtocol::Tcp, L4::Tcp(c.tcp_flags))
+        (IpProtocol::TCP, L4::Tcp(c.tcp_flags))
     } else {
-        (IpProtocol::Udp, L4::Udp)
+        (IpProtocol::UDP, L4::Udp)
     };
     Some(Ipv4Meta {
         tuple: FiveTuple {
@@ -305,7 +319,7 @@ fn parse_ipv4(frame: &[u8], l3_offset: usize, caps: &ChecksumCaps) -> Result<Ipv
                 tcp::check_header(payload)?;
                 let flags = TcpFlags(get_u16(payload, 12) & 0x01ff);
                 (
-                    IpProtocol::Tcp,
+                    IpProtocol::TCP,
                     get_u16(payload, 0),
                     get_u16(payload, 2),
                     L4::Tcp(flags),
@@ -314,15 +328,15 @@ fn parse_ipv4(frame: &[u8], l3_offset: usize, caps: &ChecksumCaps) -> Result<Ipv
             17 => {
                 udp::check_header(payload)?;
                 (
-                    IpProtocol::Udp,
+                    IpProtocol::UDP,
                     get_u16(payload, 0),
                     get_u16(payload, 2),
                     L4::Udp,
                 )
             }
             1 => {
-                let (s, d) = ipv4::l4_ports(IpProtocol::Icmp, payload)?;
-                (IpProtocol::Icmp, s, d, L4::Icmp(payload[0].into()))
+                let (s, d) = ipv4::l4_ports(IpProtocol::ICMP, payload)?;
+                (IpProtocol::ICMP, s, d, L4::Icmp(payload[0].into()))
             }
             other => (IpProtocol::from(other), 0, 0, L4::Other),
         }
@@ -384,7 +398,7 @@ mod tests {
             FiveTuple {
                 src_addr: A,
                 dst_addr: B,
-                protocol: IpProtocol::Udp,
+                protocol: IpProtocol::UDP,
                 src_port: 1024,
                 dst_port: 53
             }
@@ -406,18 +420,21 @@ mod tests {
             src_port: 1025,
             ..m.tuple
         };
-        let at = crate::packet::Offsets {
-            l3: f.l3_offset(),
-            l4: m.l4_offset(),
-            end: m.l3_end(),
-        };
+        let at = f.offsets().expect("IPv4");
         let mut addrs = [0u8; 8];
         addrs[..4].copy_from_slice(&new.src_addr.octets());
         addrs[4..].copy_from_slice(&new.dst_addr.octets());
         let ports = [0x04, 0x01, 0x00, 80];
         let deltas = crate::packet::ChecksumDeltas::between(&m.tuple, &new);
-        crate::packet::translate::translate(&mut buf, at, IpProtocol::Tcp, addrs, ports, deltas)
-            .expect("TTL left");
+        let done = crate::packet::translate::translate(
+            &mut buf,
+            &at,
+            crate::packet::translate::Transport::Tcp,
+            addrs,
+            ports,
+            deltas,
+        );
+        assert!(done, "TTL left");
         let again = ipv4(&parse_frame(&buf, &ChecksumCaps::NONE).unwrap());
         assert_eq!(
             again.tuple.endpoint(Endpoint::Src),
@@ -440,7 +457,7 @@ mod tests {
 
         match parse_frame(IPV6, &ChecksumCaps::NONE).unwrap().l3 {
             L3::Ipv6(s) => {
-                assert_eq!(s.protocol, IpProtocol::Udp);
+                assert_eq!(s.protocol, IpProtocol::UDP);
                 assert_eq!(s.ports, Some((5353, 53)));
             }
             other => panic!("{other:?}"),

@@ -217,7 +217,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return false;
         };
         checksum::combine(&[
-            checksum::pseudo_header(src, dst, IpProtocol::Tcp, len),
+            checksum::pseudo_header(src, dst, IpProtocol::TCP, len),
             checksum::data(d),
         ]) == 0xffff
     }
@@ -291,7 +291,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// expects when `caps.l4` is set.
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr, caps: &ChecksumCaps) {
         let len = self.buffer.as_ref().len() as u16;
-        let phdr = checksum::pseudo_header(src, dst, IpProtocol::Tcp, len);
+        let phdr = checksum::pseudo_header(src, dst, IpProtocol::TCP, len);
         if caps.l4 {
             self.set_checksum(phdr);
             return;
@@ -715,7 +715,7 @@ mod tests {
         p.fill_checksum(SRC, DST, &ChecksumCaps::ALL);
         assert_eq!(
             p.checksum(),
-            checksum::pseudo_header(SRC, DST, IpProtocol::Tcp, 40)
+            checksum::pseudo_header(SRC, DST, IpProtocol::TCP, 40)
         );
     }
 }

@@ -32,6 +32,7 @@ impl ChecksumDeltas {
     /// Each changed field adds its old value's complement and its new value (RFC 1624),
     /// summed as 32-bit words and folded once: the same 16 bits as adding word by word
     /// ([`add`] and [`fold`] agree bit for bit), in a third of the instructions.
+    #[inline]
     pub fn between(old: &FiveTuple, new: &FiveTuple) -> ChecksumDeltas {
         let change = |old: u32, new: u32| u64::from(!old) + u64::from(new);
         let addr = |a: Ipv4Addr| u32::from(a);
@@ -41,11 +42,11 @@ impl ChecksumDeltas {
                 + change(addr(old.dst_addr), addr(new.dst_addr)),
         );
         let l4 = match old.protocol {
-            IpProtocol::Tcp | IpProtocol::Udp => {
+            IpProtocol::TCP | IpProtocol::UDP => {
                 fold(u64::from(ip) + change(ports(old), ports(new)))
             }
             // ICMP's checksum has no pseudo-header: only the echo identifier changes it.
-            IpProtocol::Icmp => add(!old.src_port, new.src_port),
+            IpProtocol::ICMP => add(!old.src_port, new.src_port),
             _ => ip,
         };
         ChecksumDeltas { ip, l4 }
@@ -63,16 +64,59 @@ impl ChecksumDeltas {
     }
 }
 
-/// Where a packet's headers lie in its frame, as stage 1 found them: the IPv4 header at
-/// `l3`, the transport header at `l4`, the datagram's end at `end`.
+/// The transport of a packet a session translates: what its rewrite changes besides the
+/// addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Transport {
+    /// TCP: the ports and the checksum.
+    Tcp,
+    /// UDP: the ports and the checksum (unless it is 0, none).
+    Udp,
+    /// ICMP echo request or reply: the identifier and the checksum.
+    IcmpEcho,
+    /// Any other protocol: the addresses alone.
+    Other,
+}
+
+impl Transport {
+    /// The transport of packets of `protocol`, for ICMP an echo (the only ICMP a session
+    /// has).
+    pub const fn of(protocol: IpProtocol) -> Transport {
+        match protocol {
+            IpProtocol::TCP => Transport::Tcp,
+            IpProtocol::UDP => Transport::Udp,
+            IpProtocol::ICMP => Transport::IcmpEcho,
+            _ => Transport::Other,
+        }
+    }
+}
+
+/// Where a packet's headers lie in its frame, as stage 1 found them: the IPv4 header at
+/// `l3`, the transport header at `l4`, the datagram's end at `end`. Six bytes: a frame is
+/// shorter than 64 KiB, and the fast path carries these in one register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Offsets {
     /// The IPv4 header.
-    pub l3: usize,
+    pub l3: u16,
     /// The transport header.
-    pub l4: usize,
+    pub l4: u16,
     /// The end of the IPv4 datagram (Ethernet padding after it).
-    pub end: usize,
+    pub end: u16,
+}
+
+impl Offsets {
+    /// The IPv4 datagram's bytes in the frame.
+    #[inline(always)]
+    pub fn ip(&self) -> core::ops::Range<usize> {
+        usize::from(self.l3)..usize::from(self.end)
+    }
+
+    /// The transport's bytes in the frame (its header and payload).
+    #[inline(always)]
+    pub fn transport(&self) -> core::ops::Range<usize> {
+        usize::from(self.l4)..usize::from(self.end)
+    }
 }
 
 /// Applies a checksum delta to a stored checksum.
@@ -88,7 +132,7 @@ fn get16(h: &[u8], at: usize) -> u16 {
 
 #[inline(always)]
 fn put16(h: &mut [u8], at: usize, v: u16) {
-    [h[at], h[at + 1]] = v.to_be_bytes();
+    h[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 /// The `N` bytes of `frame` from `at` on, as an array: one bounds check for a whole header,
@@ -107,38 +151,37 @@ const TTL_DELTA: u16 = !0x0100;
 /// Translates a packet of a session and decrements its TTL: writes `addrs` (the new source
 /// and destination address, in wire order) and `ports` (the new source and destination port,
 /// or for ICMP echo the identifier in the first two bytes), and fixes the IPv4 header
-/// checksum once for both changes and the transport checksum with `deltas`. `protocol` is
-/// TCP, UDP or ICMP (an echo: the only ICMP with a session); any other protocol has its
-/// addresses changed only. Returns the new destination address; `None`, with the packet
-/// unchanged, when its TTL is 1 or 0 (it must not be forwarded, RFC 1812 section 5.3.1).
+/// checksum once for both changes and the transport checksum with `deltas`, as `transport`
+/// needs. Returns false, with the packet unchanged, when its TTL is 1 or 0
+/// (it must not be forwarded, RFC 1812 section 5.3.1).
 ///
 /// The IPv4 header checksum comes out bit for bit as updating it for the addresses, then
 /// for the TTL (RFC 1624 eqn. 3 both times): both sums are the same residue, and neither
 /// can be the zero `0x0000` since they add a non-zero word last.
 ///
 /// # Panics
-/// If `at` does not hold the headers `protocol` says (stage 1 checked them).
+/// If `at` does not hold the headers `transport` says (stage 1 checked them).
 #[inline(always)]
 pub fn translate(
     frame: &mut [u8],
-    at: Offsets,
-    protocol: IpProtocol,
+    at: &Offsets,
+    transport: Transport,
     addrs: [u8; 8],
     ports: [u8; 4],
     deltas: ChecksumDeltas,
-) -> Option<Ipv4Addr> {
+) -> bool {
     use ipv4::field::{CHECKSUM, SRC_ADDR, TTL};
-    let ip = header::<{ ipv4::HEADER_LEN }>(frame, at.l3);
+    let ip = header::<{ ipv4::HEADER_LEN }>(frame, usize::from(at.l3));
     if ip[TTL] <= 1 {
-        return None;
+        return false;
     }
     ip[TTL] -= 1;
     let c = fix(get16(ip, CHECKSUM), add(deltas.ip, TTL_DELTA));
     put16(ip, CHECKSUM, c);
     ip[SRC_ADDR..SRC_ADDR + 8].copy_from_slice(&addrs);
-    match protocol {
-        IpProtocol::Udp => {
-            let u = header::<{ udp::HEADER_LEN }>(frame, at.l4);
+    match transport {
+        Transport::Udp => {
+            let u = header::<{ udp::HEADER_LEN }>(frame, usize::from(at.l4));
             u[udp::field::SRC_PORT..udp::field::SRC_PORT + 4].copy_from_slice(&ports);
             let c = get16(u, udp::field::CHECKSUM);
             // 0 means "no checksum" (RFC 768): keep it; never produce 0 from a real one.
@@ -147,25 +190,24 @@ pub fn translate(
                 put16(u, udp::field::CHECKSUM, if n == 0 { 0xffff } else { n });
             }
         }
-        IpProtocol::Tcp => {
-            let t = header::<{ tcp::HEADER_LEN }>(frame, at.l4);
+        Transport::Tcp => {
+            let t = header::<{ tcp::HEADER_LEN }>(frame, usize::from(at.l4));
             t[tcp::field::SRC_PORT..tcp::field::SRC_PORT + 4].copy_from_slice(&ports);
             let c = get16(t, tcp::field::CHECKSUM);
             put16(t, tcp::field::CHECKSUM, fix(c, deltas.l4));
         }
-        IpProtocol::Icmp => {
+        Transport::IcmpEcho => {
             let c = {
-                let m = header::<{ icmp::HEADER_LEN }>(frame, at.l4);
+                let m = header::<{ icmp::HEADER_LEN }>(frame, usize::from(at.l4));
                 m[icmp::ECHO_IDENT..icmp::ECHO_IDENT + 2].copy_from_slice(&ports[..2]);
                 fix(get16(m, icmp::CHECKSUM), deltas.l4)
             };
-            let n = icmp::fix_negative_zero(&frame[at.l4..at.end], c);
-            put16(&mut frame[at.l4..], icmp::CHECKSUM, n);
+            let n = icmp::fix_negative_zero(&frame[at.transport()], c);
+            put16(&mut frame[at.transport()], icmp::CHECKSUM, n);
         }
-        _ => {}
+        Transport::Other => {}
     }
-    let [a, b, c, d] = [addrs[4], addrs[5], addrs[6], addrs[7]];
-    Some(Ipv4Addr::new(a, b, c, d))
+    true
 }
 
 /// Addresses the frame: destination `dst` (the next hop), source `src` (our port).
@@ -199,10 +241,10 @@ mod tests {
             .add32(old.src_addr.into(), new.src_addr.into())
             .add32(old.dst_addr.into(), new.dst_addr.into());
         let l4 = match old.protocol {
-            IpProtocol::Tcp | IpProtocol::Udp => ip
+            IpProtocol::TCP | IpProtocol::UDP => ip
                 .add16(old.src_port, new.src_port)
                 .add16(old.dst_port, new.dst_port),
-            IpProtocol::Icmp => ChecksumDelta::ZERO.add16(old.src_port, new.src_port),
+            IpProtocol::ICMP => ChecksumDelta::ZERO.add16(old.src_port, new.src_port),
             _ => ip,
         };
         // A delta `d` applied to 0xffff gives `!d` (ones' complement addition to 0 is the
@@ -271,10 +313,10 @@ mod tests {
             a in [word32(), word32(), word32(), word32()],
             p in [word16(), word16(), word16(), word16()],
             proto in prop_oneof![
-                Just(IpProtocol::Tcp),
-                Just(IpProtocol::Udp),
-                Just(IpProtocol::Icmp),
-                Just(IpProtocol::Gre)
+                Just(IpProtocol::TCP),
+                Just(IpProtocol::UDP),
+                Just(IpProtocol::ICMP),
+                Just(IpProtocol::GRE)
             ],
         ) {
             let old = tuple([a[0], a[1]], [p[0], p[1]], proto);

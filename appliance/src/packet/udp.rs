@@ -101,7 +101,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         let len = self.len();
         checksum::combine(&[
-            checksum::pseudo_header(src, dst, IpProtocol::Udp, len),
+            checksum::pseudo_header(src, dst, IpProtocol::UDP, len),
             checksum::data(&self.data()[..usize::from(len)]),
         ]) == 0xffff
     }
@@ -147,7 +147,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// pseudo-header sum DPDK's TX offload expects when `caps.l4` is set.
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr, caps: &ChecksumCaps) {
         let len = self.len();
-        let phdr = checksum::pseudo_header(src, dst, IpProtocol::Udp, len);
+        let phdr = checksum::pseudo_header(src, dst, IpProtocol::UDP, len);
         if caps.l4 {
             self.set_checksum(phdr);
             return;

@@ -9,7 +9,7 @@
 use super::action::Disposition;
 use super::buf::PacketBuf;
 use super::class::Trace;
-use super::env::Env;
+use super::env::{Ctx, Env};
 use super::shard::Shard;
 use crate::flow::{FlowKey, BURST_MAX};
 
@@ -38,21 +38,17 @@ impl<T: Trace> Shard<T> {
     ) {
         assert!(out.len() >= pkts.len(), "one action per packet");
         self.sync_policy(env.policy);
+        let cx = Ctx::new(env, now, in_port);
         for (pkts, out) in pkts.chunks_mut(BURST_MAX).zip(out.chunks_mut(BURST_MAX)) {
-            self.chunk(env, now, in_port, pkts, out);
+            self.chunk(&cx, pkts, out);
         }
         self.counters
             .add_forwarded(std::mem::take(&mut self.forwarded));
     }
 
-    fn chunk<B: PacketBuf>(
-        &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
-        pkts: &mut [B],
-        out: &mut [Disposition],
-    ) {
+    fn chunk<B: PacketBuf>(&mut self, cx: &Ctx<'_>, pkts: &mut [B], out: &mut [Disposition]) {
+        let env = &cx.env;
+        let in_port = cx.in_port;
         // Stage 1: parse, own, key. Packets without a session (ARP, ICMP errors, other
         // protocols) wait in `special` for the end of the burst.
         let mut lookups = 0;
@@ -99,13 +95,8 @@ impl<T: Trace> Shard<T> {
         for j in lookups.saturating_sub(LAG)..lookups {
             misses |= self.advance(j);
         }
-        // New flows: the outside key of each new session has an index bucket no lookup read.
-        // Load them all now, together, from the outside key SNAT will most likely give.
-        while misses != 0 {
-            let j = misses.trailing_zeros() as usize;
-            misses &= misses - 1;
-            let meta = &self.metas[usize::from(self.pos[j])];
-            self.prefetch_new_session(env.policy, &meta.key);
+        if misses != 0 {
+            self.prefetch_new_sessions(env, misses);
         }
         // Stage 3: finish the lookup (confirm the key on the session, now in cache); hits take
         // the fast path, misses the slow path. An earlier packet of the burst may have changed
@@ -118,15 +109,29 @@ impl<T: Trace> Shard<T> {
                 .table
                 .finish(&meta.key, self.probes[j], self.pending[j])
             {
-                Some(hit) => self.hit(env, now, in_port, &mut pkts[i], &meta, hit),
-                None => self.miss(env, now, in_port, &mut pkts[i], &meta),
+                Some(hit) => self.hit(cx, &mut pkts[i], &meta, hit),
+                None => self.miss(cx, &mut pkts[i], &meta),
             };
         }
         while special != 0 {
             let i = special.trailing_zeros() as usize;
             special &= special - 1;
             let meta = self.metas[i];
-            out[i] = self.special(env, now, in_port, &mut pkts[i], &meta);
+            out[i] = self.special(cx, &mut pkts[i], &meta);
+        }
+    }
+
+    /// New flows (bit `j` of `misses`: lookup `j` found no candidate): the outside key of
+    /// each new session has an index bucket no lookup read. Load them all now, together,
+    /// from the outside key the NAT will most likely give. Out of line: a burst of
+    /// established packets skips it, and its loop keeps its registers.
+    #[inline(never)]
+    fn prefetch_new_sessions(&self, env: &Env<'_>, mut misses: u32) {
+        while misses != 0 {
+            let j = misses.trailing_zeros() as usize;
+            misses &= misses - 1;
+            let meta = &self.metas[usize::from(self.pos[j])];
+            self.prefetch_new_session(env.policy, &meta.key);
         }
     }
 

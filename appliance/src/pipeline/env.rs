@@ -2,6 +2,7 @@
 //! ports' MAC addresses. The control thread publishes new policies and neighbour tables;
 //! workers take the current ones once per burst.
 
+use crate::config::Role;
 use crate::packet::EthernetAddress;
 use crate::policy::Policy;
 use hashbrown::HashMap;
@@ -69,6 +70,33 @@ pub struct Env<'a> {
     pub macs: &'a [EthernetAddress],
 }
 
+/// What every stage reads of the burst it processes: the world ([`Env`]), the clock, the
+/// port the burst arrived on and that port's role. Built once per burst and passed by
+/// reference, so a stage's arguments are this and the packet.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The policy, neighbours and MACs in force.
+    pub env: Env<'a>,
+    /// The clock (seconds).
+    pub now: u32,
+    /// The port the burst arrived on.
+    pub in_port: u8,
+    /// That port's role (`None`: a port the policy does not know).
+    pub role: Option<Role>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The context of a burst that arrived on `in_port` at `now`.
+    pub fn new(env: &Env<'a>, now: u32, in_port: u8) -> Ctx<'a> {
+        Ctx {
+            env: *env,
+            now,
+            in_port,
+            role: env.policy.ports.get(usize::from(in_port)).map(|p| p.role),
+        }
+    }
+}
+
 const CACHE_SLOTS: usize = 1024;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -131,7 +159,7 @@ impl NeighbourCache {
     }
 
     /// The MAC of `ip` on `port`, from the cache or else the table.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(
         &mut self,
         table: &Neighbours,

@@ -6,7 +6,7 @@
 use super::action::Disposition;
 use super::buf::PacketBuf;
 use super::class::{Class, Trace};
-use super::env::Env;
+use super::env::{Ctx, Env};
 use super::meta::{Kind, Meta};
 use super::reason::Discard;
 use super::shard::Shard;
@@ -24,32 +24,32 @@ impl<T: Trace> Shard<T> {
     #[inline(always)]
     pub(super) fn hit<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
         hit: Hit,
     ) -> Disposition {
+        let env = &cx.env;
+        let now = cx.now;
         self.trace.class(Class::Reply);
         let generation = env.policy.generation as u32;
         let len = pkt.bytes().len() as u32;
         let Some(s) = self.table.get_mut(hit.index) else {
             return self.discard(Discard::SessionGone);
         };
-        if !arrives_right(env, in_port, hit.side, s) {
+        if !arrives_right(cx, hit.side, s) {
             return self.discard(Discard::SpoofedSource);
         }
         if s.policy_generation() != generation {
-            return self.hit_recheck(env, now, in_port, pkt, meta, hit);
+            return self.hit_recheck(cx, pkt, meta, hit);
         }
         s.count(len);
         let idle = now > s.last_seen();
         let to = *s.key(hit.side.other());
         let deltas = s.deltas_from(hit.side);
-        let tcp = (meta.kind == Kind::Tcp).then_some(meta.tcp_flags);
+        let tcp = (meta.kind == Kind::TCP).then_some(meta.tcp_flags);
         self.table.follow(hit, now, tcp, idle);
-        self.send_translated(env, now, in_port, pkt, meta, &to, deltas)
+        self.send_translated(cx, pkt, meta, &to, deltas)
     }
 
     /// The fast path of a session admitted under an older policy: checks it against the
@@ -59,17 +59,16 @@ impl<T: Trace> Shard<T> {
     #[inline(never)]
     fn hit_recheck<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
         hit: Hit,
     ) -> Disposition {
+        let env = &cx.env;
         if !self.recheck(env, hit.index) {
             return self.discard(Discard::PolicyRecheckDeny);
         }
-        self.hit(env, now, in_port, pkt, meta, hit)
+        self.hit(cx, pkt, meta, hit)
     }
 
     /// Re-checks session `idx` against the current policy; false if it was closed.
@@ -98,9 +97,7 @@ impl<T: Trace> Shard<T> {
     #[inline(always)]
     pub(super) fn send_session<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
         hit: Hit,
@@ -110,7 +107,7 @@ impl<T: Trace> Shard<T> {
         };
         let to = *s.key(hit.side.other());
         let deltas = s.deltas_from(hit.side);
-        self.send_translated(env, now, in_port, pkt, meta, &to, deltas)
+        self.send_translated(cx, pkt, meta, &to, deltas)
     }
 
     /// Translates a packet to `to`, the session's key of the other side, with the checksum
@@ -121,26 +118,18 @@ impl<T: Trace> Shard<T> {
     #[inline(always)]
     fn send_translated<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
         to: &FlowKey,
         deltas: ChecksumDeltas,
     ) -> Disposition {
         let (addrs, ports) = to.reverse_wire();
-        let protocol = meta.key.protocol();
-        match translate(
-            pkt.bytes_mut(),
-            meta.offsets(),
-            protocol,
-            addrs,
-            ports,
-            deltas,
-        ) {
-            Some(dst) => self.forward(env, now, pkt, meta, dst),
-            None => self.time_exceeded(env, in_port, pkt, meta),
+        let transport = meta.kind.transport();
+        if translate(pkt.bytes_mut(), &meta.at, transport, addrs, ports, deltas) {
+            self.forward(cx, pkt, meta, to.src_addr())
+        } else {
+            self.time_exceeded(cx, pkt, meta)
         }
     }
 }
@@ -151,21 +140,13 @@ impl<T: Trace> Shard<T> {
 /// hairpinned (its other end is an inside host). Otherwise somebody outside forges an inside
 /// host's packets (or the reverse), and the packet must not use the session.
 #[inline]
-pub(super) fn arrives_right(
-    env: &Env<'_>,
-    in_port: u8,
-    side: crate::flow::Side,
-    s: &Session,
-) -> bool {
-    match (
-        side,
-        env.policy.ports.get(usize::from(in_port)).map(|p| p.role),
-    ) {
+pub(super) fn arrives_right(cx: &Ctx<'_>, side: Side, s: &Session) -> bool {
+    match (side, cx.role) {
         (Side::Inside, Some(Role::Outside)) => false,
         // The outside tuple's source is a private host only for a hairpinned session, whose
         // packets come from the inside, never from the outside port.
-        (Side::Outside, Some(Role::Inside)) => env.policy.is_private(s.outside().src_addr()),
-        (Side::Outside, Some(Role::Outside)) => !env.policy.is_private(s.outside().src_addr()),
+        (Side::Outside, Some(Role::Inside)) => cx.env.policy.is_private(s.outside().src_addr()),
+        (Side::Outside, Some(Role::Outside)) => !cx.env.policy.is_private(s.outside().src_addr()),
         _ => true,
     }
 }

@@ -4,7 +4,7 @@
 use super::action::{Disposition, Note};
 use super::buf::PacketBuf;
 use super::class::Trace;
-use super::env::Env;
+use super::env::Ctx;
 use super::meta::{Kind, Meta};
 use super::reason::Discard;
 use super::shard::Shard;
@@ -22,18 +22,17 @@ impl<T: Trace> Shard<T> {
     #[inline(always)]
     pub(super) fn forward<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
         dst: Ipv4Addr,
     ) -> Disposition {
-        if meta.kind == Kind::Tcp && meta.tcp_flags.syn() {
+        let env = &cx.env;
+        let now = cx.now;
+        if meta.kind == Kind::TCP && meta.tcp_flags.syn() {
             if let Some(mss) = env.policy.sessions.mss_clamp {
-                let (l4, end) = (usize::from(meta.l4), usize::from(meta.end));
-                if let Some(Ok(mut tcp)) =
-                    pkt.bytes_mut().get_mut(l4..end).map(TcpPacket::new_checked)
-                {
+                let segment = pkt.bytes_mut().get_mut(meta.at.transport());
+                if let Some(Ok(mut tcp)) = segment.map(TcpPacket::new_checked) {
                     tcp.clamp_mss(mss);
                 }
             }

@@ -4,7 +4,7 @@
 use super::action::{Disposition, Note};
 use super::buf::PacketBuf;
 use super::class::{Class, Trace};
-use super::env::Env;
+use super::env::Ctx;
 use super::meta::{Kind, Meta};
 use super::reason::Discard;
 use super::shard::Shard;
@@ -20,21 +20,21 @@ impl<T: Trace> Shard<T> {
     /// ICMP, other protocols, and VLAN-tagged packets.
     pub(super) fn special<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
+        let env = &cx.env;
+        let in_port = cx.in_port;
         match meta.kind {
-            Kind::Arp => self.arp(env, in_port, pkt, meta),
-            _ if meta.kind.has_session() => self.tagged(env, now, in_port, pkt, meta),
-            Kind::IcmpError => self.related(env, now, in_port, pkt, meta),
+            Kind::Arp => self.arp(cx, pkt, meta),
+            _ if meta.kind.has_session() => self.tagged(cx, pkt, meta),
+            Kind::IcmpError => self.related(cx, pkt, meta),
             _ => {
                 self.trace.class(Class::Local);
                 let dst = meta.key.dst_addr();
                 if self.is_local(env.policy, in_port, dst) {
-                    self.local(env, in_port, pkt, meta)
+                    self.local(cx, pkt, meta)
                 } else {
                     self.discard(Discard::ProtocolUnsupported)
                 }
@@ -44,26 +44,28 @@ impl<T: Trace> Shard<T> {
 
     /// A VLAN-tagged packet of a kind that has sessions. Ports have no VLAN settings, so it
     /// is never forwarded (its tag would leave on another port): a packet of an open session
-    /// is dropped; any other takes the slow path like a new flow, where the appliance answers
-    /// what is addressed to itself or runs out of TTL, and refuses to create a session for
-    /// the rest. Looked up alone, off the fast path, which never sees a tag.
-    fn tagged<B: PacketBuf>(
-        &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
-        pkt: &mut B,
-        meta: &Meta,
-    ) -> Disposition {
+    /// is dropped; one addressed to the appliance is answered (with its tags), as is one whose
+    /// TTL runs out; the rest is dropped too, all as `vlan_transit`. Looked up alone, off the
+    /// fast path, which never sees a tag.
+    fn tagged<B: PacketBuf>(&mut self, cx: &Ctx<'_>, pkt: &mut B, meta: &Meta) -> Disposition {
         if self.table.lookup(&meta.key).is_some() {
             return self.discard(Discard::VlanTransit);
         }
-        self.miss(env, now, in_port, pkt, meta)
+        if self.is_local(cx.env.policy, cx.in_port, meta.key.dst_addr()) {
+            self.trace.class(Class::Local);
+            return self.local(cx, pkt, meta);
+        }
+        if meta.ttl_runs_out(pkt.bytes()) {
+            return self.time_exceeded(cx, pkt, meta);
+        }
+        self.discard(Discard::VlanTransit)
     }
 
     /// The link to answer a packet on: back to the frame's sender, from our MAC on `in_port`,
     /// with the same VLAN tags.
-    fn reply_link(env: &Env<'_>, in_port: u8, frame: &[u8]) -> Link {
+    fn reply_link(cx: &Ctx<'_>, frame: &[u8]) -> Link {
+        let env = &cx.env;
+        let in_port = cx.in_port;
         let mut dst = [0u8; 6];
         dst.copy_from_slice(&frame[6..12]);
         Link {
@@ -92,27 +94,29 @@ impl<T: Trace> Shard<T> {
     /// A packet addressed to the appliance: ICMP echo, the health probe, or nothing.
     pub(super) fn local<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
+        let env = &cx.env;
+        let in_port = cx.in_port;
         let p = env.policy;
         let dst = meta.key.dst_addr();
         // Unsolicited traffic to a public address is ingress without a forward; to the
         // inside address, a service the appliance does not run.
         let public = self.snat.is_pool_address(dst) || p.port_with_address(dst).is_none();
-        let link = Self::reply_link(env, in_port, pkt.bytes());
-        let (l3, end) = (usize::from(meta.l3), usize::from(meta.end));
+        let link = Self::reply_link(cx, pkt.bytes());
+        let ip = meta.at.ip();
         match meta.kind {
-            Kind::IcmpEcho if meta.icmp_type == 8 && p.local.icmp_echo => {
-                let built = build::icmp_echo_reply(&mut self.scratch, &link, &pkt.bytes()[l3..end]);
+            Kind::ICMP_ECHO if meta.icmp_type == 8 && p.local.icmp_echo => {
+                let built =
+                    build::icmp_echo_reply(&mut self.scratch, &link, &pkt.bytes()[ip.clone()]);
                 match built {
                     Ok(len) => self.reply(in_port, pkt, len),
                     Err(e) => self.discard(e),
                 }
             }
-            Kind::Tcp
+            Kind::TCP
                 if p.local
                     .health_probe
                     .as_ref()
@@ -128,11 +132,11 @@ impl<T: Trace> Shard<T> {
                 }
                 let flags = meta.tcp_flags;
                 let built = if flags.syn() && !flags.ack() {
-                    syn_ack(&mut self.scratch, &link, &pkt.bytes()[l3..end])
+                    syn_ack(&mut self.scratch, &link, &pkt.bytes()[ip.clone()])
                 } else if flags.rst() {
                     return self.discard(Discard::LocalUnhandled);
                 } else {
-                    build::tcp_rst(&mut self.scratch, &link, &pkt.bytes()[l3..end])
+                    build::tcp_rst(&mut self.scratch, &link, &pkt.bytes()[ip.clone()])
                 };
                 match built {
                     Ok(len) => self.reply(in_port, pkt, len),
@@ -146,13 +150,16 @@ impl<T: Trace> Shard<T> {
 
     /// TTL would expire here: answer with ICMP time exceeded from the receiving port's address
     /// (RFC 1812 section 4.3.2.3 quoting), when the port has one.
+    #[cold]
+    #[inline(never)]
     pub(super) fn time_exceeded<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
+        let env = &cx.env;
+        let in_port = cx.in_port;
         self.counters.count_drop(Discard::TtlExpired.into());
         self.trace.class(Class::Invalid);
         let Some(src) = env
@@ -164,13 +171,13 @@ impl<T: Trace> Shard<T> {
         else {
             return Disposition::Drop(Discard::TtlExpired.into());
         };
-        let link = Self::reply_link(env, in_port, pkt.bytes());
-        let (l3, end) = (usize::from(meta.l3), usize::from(meta.end));
+        let link = Self::reply_link(cx, pkt.bytes());
+        let ip = meta.at.ip();
         match build::icmp_time_exceeded(
             &mut self.scratch,
             &link,
             src,
-            &pkt.bytes()[l3..end],
+            &pkt.bytes()[ip.clone()],
             TimeExceeded::TtlExpired,
         ) {
             Ok(len) => self.reply(in_port, pkt, len),
@@ -180,14 +187,10 @@ impl<T: Trace> Shard<T> {
 
     /// ARP: answer requests for our addresses on this port, learn neighbours from what we see
     /// (RFC 826 merge: the sender of a request or reply on our subnet).
-    fn arp<B: PacketBuf>(
-        &mut self,
-        env: &Env<'_>,
-        in_port: u8,
-        pkt: &mut B,
-        meta: &Meta,
-    ) -> Disposition {
-        let l3 = usize::from(meta.l3);
+    fn arp<B: PacketBuf>(&mut self, cx: &Ctx<'_>, pkt: &mut B, meta: &Meta) -> Disposition {
+        let env = &cx.env;
+        let in_port = cx.in_port;
+        let l3 = usize::from(meta.at.l3);
         let Some(port) = env.policy.ports.get(usize::from(in_port)) else {
             return self.discard(Discard::ArpIgnored);
         };
@@ -277,7 +280,7 @@ fn syn_ack(buf: &mut [u8], link: &Link, syn: &[u8]) -> Result<usize, crate::pack
     let ip_repr = Ipv4Repr {
         src_addr: src,
         dst_addr: dst,
-        protocol: IpProtocol::Tcp,
+        protocol: IpProtocol::TCP,
         payload_len: repr.buffer_len(),
         ttl: 64,
         dscp_ecn: 0,

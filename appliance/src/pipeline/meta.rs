@@ -9,6 +9,7 @@ use super::env::Env;
 use super::reason::Discard;
 use super::shard::Shard;
 use crate::flow::FlowKey;
+use crate::packet::translate::Transport;
 use crate::packet::{
     common_ipv4, icmp, parse_frame, Common, IcmpMessage, IpProtocol, Ipv4Packet, Offsets, TcpFlags,
     L3, L4,
@@ -20,9 +21,7 @@ use crate::packet::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Meta {
     pub key: FlowKey,
-    pub l3: u16,
-    pub l4: u16,
-    pub end: u16,
+    pub at: Offsets,
     pub kind: Kind,
     pub tcp_flags: TcpFlags,
     pub icmp_type: u8,
@@ -36,23 +35,14 @@ impl Meta {
     /// Whether the frame came with VLAN tags.
     #[inline(always)]
     pub fn tagged(&self) -> bool {
-        self.l3 != Self::UNTAGGED_L3
-    }
-
-    /// Where the packet's headers lie in its frame.
-    #[inline(always)]
-    pub fn offsets(&self) -> Offsets {
-        Offsets {
-            l3: usize::from(self.l3),
-            l4: usize::from(self.l4),
-            end: usize::from(self.end),
-        }
+        self.at.l3 != Self::UNTAGGED_L3
     }
 
     /// Whether forwarding the packet would take its TTL to 0 (RFC 1812 section 5.3.1): it
     /// is answered with time exceeded instead. `bytes` is the frame stage 1 validated.
+    #[inline(always)]
     pub fn ttl_runs_out(&self, bytes: &[u8]) -> bool {
-        let ip = Ipv4Packet::new_unchecked(&bytes[usize::from(self.l3)..usize::from(self.end)]);
+        let ip = Ipv4Packet::new_unchecked(&bytes[self.at.ip()]);
         ip.ttl() <= 1
     }
 
@@ -61,46 +51,73 @@ impl Meta {
     #[inline(always)]
     pub fn set_common(&mut self, c: &Common) {
         let (kind, tcp_flags, protocol) = if c.tcp {
-            (Kind::Tcp, c.tcp_flags, IpProtocol::Tcp)
+            (Kind::TCP, c.tcp_flags, IpProtocol::TCP)
         } else {
-            (Kind::Udp, TcpFlags(0), IpProtocol::Udp)
+            (Kind::UDP, TcpFlags(0), IpProtocol::UDP)
         };
         self.key = FlowKey::from_raw(c.src_addr, c.dst_addr, c.src_port, c.dst_port, protocol);
-        self.l3 = Common::L3_OFFSET as u16;
-        self.l4 = Common::L4_OFFSET as u16;
-        self.end = c.l3_end as u16;
+        self.at = Offsets {
+            l3: Common::L3_OFFSET as u16,
+            l4: Common::L4_OFFSET as u16,
+            end: c.l3_end as u16,
+        };
         self.kind = kind;
         self.tcp_flags = tcp_flags;
         self.icmp_type = 0;
     }
 }
 
-/// The transport of a packet, as far as the pipeline cares.
+/// What a packet is, as far as the pipeline cares: a packet of a session kind (TCP, UDP,
+/// ICMP echo: its [`Transport`], which is also what a session's translation changes in it),
+/// or one that has no session.
+///
+/// One byte: the transport's own values are a session kind's, so the fast path hands the
+/// kind to the translation as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub(super) enum Kind {
-    Tcp,
-    Udp,
-    IcmpEcho,
+    /// TCP, UDP or ICMP echo (never [`Transport::Other`]).
+    Session(Transport),
+    /// An ICMP error.
     IcmpError,
+    /// Any other ICMP message.
     IcmpOther,
+    /// An IP protocol without sessions (neither TCP, UDP nor ICMP).
     OtherProto,
+    /// ARP.
     Arp,
 }
 
 impl Kind {
+    /// TCP.
+    pub const TCP: Kind = Kind::Session(Transport::Tcp);
+    /// UDP.
+    pub const UDP: Kind = Kind::Session(Transport::Udp);
+    /// An ICMP echo request or reply.
+    pub const ICMP_ECHO: Kind = Kind::Session(Transport::IcmpEcho);
+
     /// Whether packets of this kind belong to sessions (and are looked up in stage 2).
     #[inline(always)]
     pub fn has_session(self) -> bool {
-        matches!(self, Kind::Tcp | Kind::Udp | Kind::IcmpEcho)
+        matches!(self, Kind::Session(_))
+    }
+
+    /// What a session's translation changes in a packet of this kind.
+    #[inline(always)]
+    pub fn transport(self) -> Transport {
+        match self {
+            Kind::Session(t) => t,
+            _ => Transport::Other,
+        }
     }
 }
 
 pub(super) const EMPTY_META: Meta = Meta {
     key: FlowKey::from_raw(0, 0, 0, 0, IpProtocol::of(0)),
-    l3: 0,
-    l4: 0,
-    end: 0,
+    at: Offsets {
+        l3: 0,
+        l4: 0,
+        end: 0,
+    },
     kind: Kind::OtherProto,
     tcp_flags: TcpFlags(0),
     icmp_type: 0,
@@ -148,7 +165,10 @@ impl<T: Trace> Shard<T> {
             L3::Ipv4(m) => m,
             L3::Arp => {
                 return Ok(Meta {
-                    l3,
+                    at: Offsets {
+                        l3,
+                        ..Offsets::default()
+                    },
                     kind: Kind::Arp,
                     ..EMPTY_META
                 })
@@ -158,12 +178,12 @@ impl<T: Trace> Shard<T> {
         };
         let t = m.tuple;
         let (kind, tcp_flags, icmp_type) = match m.l4 {
-            L4::Tcp(f) => (Kind::Tcp, f, 0),
-            L4::Udp => (Kind::Udp, TcpFlags(0), 0),
+            L4::Tcp(f) => (Kind::TCP, f, 0),
+            L4::Udp => (Kind::UDP, TcpFlags(0), 0),
             L4::Icmp(msg) => {
                 let ty = u8::from(msg);
                 let kind = match msg {
-                    IcmpMessage::EchoRequest | IcmpMessage::EchoReply => Kind::IcmpEcho,
+                    IcmpMessage::EchoRequest | IcmpMessage::EchoReply => Kind::ICMP_ECHO,
                     m if m.is_error() => Kind::IcmpError,
                     _ => Kind::IcmpOther,
                 };
@@ -175,9 +195,11 @@ impl<T: Trace> Shard<T> {
         let key = FlowKey::of(&t);
         let meta = Meta {
             key,
-            l3,
-            l4: m.l4_offset() as u16,
-            end: m.l3_end() as u16,
+            at: Offsets {
+                l3,
+                l4: m.l4_offset() as u16,
+                end: m.l3_end() as u16,
+            },
             kind,
             tcp_flags,
             icmp_type,
@@ -206,11 +228,11 @@ impl<T: Trace> Shard<T> {
     /// The worker that owns a packet's session.
     fn owner(&self, env: &Env<'_>, bytes: &[u8], meta: &Meta) -> usize {
         match meta.kind {
-            Kind::Tcp | Kind::Udp | Kind::IcmpEcho => self.owner_of_key(env, &meta.key),
+            Kind::Session(_) => self.owner_of_key(env, &meta.key),
             Kind::IcmpError => {
                 // The owner of the quoted packet's reply.
                 let quoted = bytes
-                    .get(usize::from(meta.l4)..usize::from(meta.end))
+                    .get(meta.at.transport())
                     .and_then(|icmp_bytes| icmp::Packet::new_checked(icmp_bytes).ok())
                     .and_then(|p| p.quote().ok().and_then(|q| q.five_tuple().ok()));
                 match quoted {

@@ -46,7 +46,7 @@ pub use action::{Disposition, Note};
 pub use buf::{PacketBuf, VecBuf};
 pub use class::{Class, NoTrace, Rules, Trace, Translation};
 pub use counters::ShardCounters;
-pub use env::{Env, NeighbourCache, Neighbours};
+pub use env::{Ctx, Env, NeighbourCache, Neighbours};
 pub use owner::Sharding;
 pub use reason::{Discard, Reason};
 pub use sessions::{FilterError, SessionClass, SessionFilter, SessionInfo, SessionState};

@@ -98,12 +98,12 @@ mod tests {
         let s = Sharding::new(4, Slices::new(1024, 65535, 4).unwrap(), 7);
         let mut seen = [0usize; 4];
         for i in 0..4000u32 {
-            seen[s.of_endpoint(IpProtocol::Udp, Ipv4Addr::from(0x0a00_0000 + i), 40000)] += 1;
+            seen[s.of_endpoint(IpProtocol::UDP, Ipv4Addr::from(0x0a00_0000 + i), 40000)] += 1;
         }
         assert!(seen.iter().all(|&n| n > 800), "{seen:?}");
         let one = Sharding::new(1, Slices::new(1024, 65535, 1).unwrap(), 7);
         assert_eq!(
-            one.of_endpoint(IpProtocol::Tcp, Ipv4Addr::new(1, 2, 3, 4), 5),
+            one.of_endpoint(IpProtocol::TCP, Ipv4Addr::new(1, 2, 3, 4), 5),
             0
         );
     }

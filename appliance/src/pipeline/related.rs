@@ -5,7 +5,7 @@
 use super::action::Disposition;
 use super::buf::PacketBuf;
 use super::class::{Class, Trace};
-use super::env::Env;
+use super::env::Ctx;
 use super::meta::Meta;
 use super::reason::Discard;
 use super::shard::Shard;
@@ -16,25 +16,20 @@ impl<T: Trace> Shard<T> {
     /// An ICMP error: translated for the session of the packet it quotes, or dropped.
     pub(super) fn related<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
+        let now = cx.now;
         self.trace.class(Class::Related);
         if meta.tagged() {
             // Forwarded, it would leave with the tag it arrived with.
             return self.discard(Discard::VlanTransit);
         }
-        let (l3, l4, end) = (
-            usize::from(meta.l3),
-            usize::from(meta.l4),
-            usize::from(meta.end),
-        );
+        let at = meta.at;
         let quoted = {
             let bytes = pkt.bytes();
-            IcmpPacket::new_checked(&bytes[l4..end])
+            IcmpPacket::new_checked(&bytes[at.transport()])
                 .and_then(|m| m.quote().and_then(|q| q.five_tuple()))
         };
         let q = match quoted {
@@ -58,7 +53,7 @@ impl<T: Trace> Shard<T> {
             Side::Outside => outer_to == s.outside().dst_addr(),
             Side::Inside => outer_to == s.outside().src_addr(),
         };
-        if !addressed || !super::fast::arrives_right(env, in_port, hit.side, s) {
+        if !addressed || !super::fast::arrives_right(cx, hit.side, s) {
             return self.discard(Discard::IcmpErrorNoSession);
         }
         // Put our own endpoint in the quote back to what the other side knows, and address
@@ -86,7 +81,7 @@ impl<T: Trace> Shard<T> {
         self.table.touch(hit.index, now);
         let expired = {
             let bytes = pkt.bytes_mut();
-            let Ok(mut ip) = Ipv4Packet::new_checked(&mut bytes[l3..end]) else {
+            let Ok(mut ip) = Ipv4Packet::new_checked(&mut bytes[at.ip()]) else {
                 return self.discard(Discard::IcmpErrorNoSession);
             };
             if let Err(e) =
@@ -102,12 +97,12 @@ impl<T: Trace> Shard<T> {
             ip.decrement_ttl().is_err()
         };
         let meta = Meta {
-            key: FlowKey::new(meta.key.src_addr(), outer_dst, 0, 0, IpProtocol::Icmp),
+            key: FlowKey::new(meta.key.src_addr(), outer_dst, 0, 0, IpProtocol::ICMP),
             ..*meta
         };
         if expired {
-            return self.time_exceeded(env, in_port, pkt, &meta);
+            return self.time_exceeded(cx, pkt, &meta);
         }
-        self.forward(env, now, pkt, &meta, outer_dst)
+        self.forward(cx, pkt, &meta, outer_dst)
     }
 }

@@ -426,7 +426,7 @@ fn info(s: &Session, now: u32, worker: u16) -> SessionInfo {
         TimeoutClass::Udp => SessionClass::Udp,
         TimeoutClass::Icmp => SessionClass::Icmp,
     };
-    let state = if inside.protocol() == IpProtocol::Tcp {
+    let state = if inside.protocol() == IpProtocol::TCP {
         match s.tcp_state() {
             TcpState::SynSent => SessionState::SynSent,
             TcpState::SynReceived => SessionState::SynReceived,
@@ -460,7 +460,7 @@ mod tests {
 
     fn session() -> SessionInfo {
         SessionInfo {
-            proto: IpProtocol::Tcp,
+            proto: IpProtocol::TCP,
             inside: "10.0.1.5:40000".parse().unwrap(),
             outside: "203.0.113.2:40000".parse().unwrap(),
             remote: "198.51.100.7:443".parse().unwrap(),
@@ -542,7 +542,7 @@ mod tests {
         assert_eq!(v["inside"], "10.0.1.5:40000");
         assert_eq!(serde_json::from_value::<SessionInfo>(v).unwrap(), s);
         let gre = SessionInfo {
-            proto: IpProtocol::Gre,
+            proto: IpProtocol::GRE,
             ..s
         };
         let v = serde_json::to_value(gre).unwrap();

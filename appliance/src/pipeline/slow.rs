@@ -6,7 +6,7 @@
 use super::action::Disposition;
 use super::buf::PacketBuf;
 use super::class::{Class, Rules, Trace, Translation};
-use super::env::Env;
+use super::env::Ctx;
 use super::meta::{Kind, Meta};
 use super::reason::Discard;
 use super::shard::Shard;
@@ -14,7 +14,8 @@ use crate::config::{Action, Filtering, Role};
 use crate::flow::{CreateError, FlowKey, Hit, NewSession, Side, TcpState};
 use crate::nat::decide::match_key;
 use crate::nat::{Behind, Hold, SnatError, Taken, Way};
-use crate::policy::Policy;
+use crate::packet::translate::Transport;
+use crate::policy::{Decision, Policy};
 use std::net::Ipv4Addr;
 
 /// Which side of the network a packet comes from: its port's role, or on a one-arm (`both`)
@@ -41,8 +42,25 @@ fn spoofed(p: &Policy, src: Ipv4Addr) -> bool {
 /// Whether a packet may open a session: TCP, UDP, or an ICMP echo request (an echo reply
 /// without a session is not a new flow).
 fn opens_flow(meta: &Meta) -> bool {
-    matches!(meta.kind, Kind::Tcp | Kind::Udp)
-        || (meta.kind == Kind::IcmpEcho && meta.icmp_type == 8)
+    match meta.kind {
+        Kind::Session(Transport::Tcp | Transport::Udp) => true,
+        Kind::Session(Transport::IcmpEcho) => meta.icmp_type == 8,
+        _ => false,
+    }
+}
+
+/// The session a new flow opens, as the slow path decided it.
+struct Opening {
+    /// The key of its packets arriving from inside.
+    inside: FlowKey,
+    /// The key of its packets arriving from outside.
+    outside: FlowKey,
+    /// The side of its first packet.
+    orig: Side,
+    /// Its TCP state.
+    tcp: TcpState,
+    /// What the NAT took for it.
+    taken: Taken,
 }
 
 /// Why the NAT gave no public endpoint, as a drop reason.
@@ -90,87 +108,103 @@ impl<T: Trace> Shard<T> {
         }
     }
 
-    /// A packet of this worker's with no session: which class of new flow it is.
+    /// A packet of this worker's with no session: which class of new flow it is, what the
+    /// policy and the NAT say, and the session it opens, if any. Every class decides the new
+    /// session or the packet's end; one place creates the session.
+    #[inline(never)]
     pub(super) fn miss<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
+        let env = &cx.env;
+        let in_port = cx.in_port;
         let p = env.policy;
         let (src, dst) = (meta.key.src_addr(), meta.key.dst_addr());
-        match role(p, in_port, src) {
+        let opening = match role(p, in_port, src) {
             Role::Inside => {
                 if !p.is_private(src) {
                     return self.discard(Discard::InvalidSource);
                 }
                 if self.snat.is_public(p, dst) {
-                    return self.hairpin(env, now, in_port, pkt, meta);
-                }
-                if p.port_with_address(dst).is_some() {
+                    self.hairpin(cx, pkt, meta)
+                } else if p.port_with_address(dst).is_some() {
                     self.trace.class(Class::Local);
-                    return self.local(env, in_port, pkt, meta);
+                    return self.local(cx, pkt, meta);
+                } else {
+                    self.egress(cx, pkt, meta)
                 }
-                self.trace.class(Class::Egress);
-                if p.is_private(dst) {
-                    // Inside to inside is not the NAT's to carry (nor to translate).
-                    return self.discard(Discard::PrivateDestination);
-                }
-                self.egress(env, now, in_port, pkt, meta)
             }
             _ => {
                 if spoofed(p, src) {
                     return self.discard(Discard::SpoofedSource);
                 }
-                self.ingress(env, now, in_port, pkt, meta)
+                self.ingress(cx, pkt, meta)
             }
+        };
+        match opening {
+            Ok(o) => self.create(cx, pkt, meta, o),
+            Err(end) => end,
         }
     }
 
     /// The TCP state a new session starts in, or `None` when the packet may not open one
     /// (strict mode: only a SYN without ACK).
     fn opening(&self, p: &Policy, meta: &Meta) -> Option<TcpState> {
-        if meta.kind != Kind::Tcp {
+        if meta.kind != Kind::TCP {
             return Some(TcpState::Closed);
         }
         TcpState::open(meta.tcp_flags, p.sessions.tcp_loose)
     }
 
     /// Whether rule set `rules` lets the new flow of `meta` through (told to the tracer).
+    #[inline(always)]
     fn allowed(&mut self, p: &Policy, rules: Rules, meta: &Meta) -> bool {
         let set = match rules {
             Rules::Egress => &p.egress,
             Rules::Ingress => &p.ingress,
         };
-        let decision = set.check(&match_key(&meta.key, meta.icmp_type));
+        // A set without rules decides by its default; no key to build.
+        let decision = if set.is_empty() {
+            Decision {
+                action: set.default_action(),
+                rule: None,
+            }
+        } else {
+            set.check(&match_key(&meta.key, meta.icmp_type))
+        };
         self.trace.rule(rules, decision);
         decision.action == Action::Allow
     }
 
-    /// A new flow from inside to the outside: egress policy, SNAT, session.
+    /// A new flow from inside to the outside: egress policy, SNAT.
+    #[inline(always)]
     fn egress<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Disposition {
+    ) -> Result<Opening, Disposition> {
+        let env = &cx.env;
+        self.trace.class(Class::Egress);
         let p = env.policy;
+        if p.is_private(meta.key.dst_addr()) {
+            // Inside to inside is not the NAT's to carry (nor to translate).
+            return Err(self.discard(Discard::PrivateDestination));
+        }
         if !opens_flow(meta) {
             // An echo reply without a session is not a new flow.
-            return self.discard(Discard::ProtocolUnsupported);
+            return Err(self.discard(Discard::ProtocolUnsupported));
         }
         let Some(tcp) = self.opening(p, meta) else {
-            return self.discard(Discard::TcpNoSession);
+            return Err(self.discard(Discard::TcpNoSession));
         };
         if !self.allowed(p, Rules::Egress, meta) {
-            return self.discard(Discard::EgressDenied);
+            return Err(self.discard(Discard::EgressDenied));
         }
         if meta.ttl_runs_out(pkt.bytes()) {
-            return self.time_exceeded(env, in_port, pkt, meta);
+            return Err(self.time_exceeded(cx, pkt, meta));
         }
         let k = meta.key;
         let proto = k.protocol();
@@ -178,11 +212,15 @@ impl<T: Trace> Shard<T> {
         let remote = (k.dst_addr(), k.dst_port());
         let taken = match self.snat.public_for(p, proto, inside, remote.0) {
             Ok(t) => t,
-            Err(e) => return self.discard(refused(e)),
+            Err(e) => return Err(self.discard(refused(e))),
         };
-        let outside = FlowKey::sent_to(proto, remote, taken.public);
-        let new = (k, outside, Side::Inside, tcp);
-        self.create(env, now, in_port, pkt, meta, new, taken)
+        Ok(Opening {
+            inside: k,
+            outside: FlowKey::sent_to(proto, remote, taken.public),
+            orig: Side::Inside,
+            tcp,
+            taken,
+        })
     }
 
     /// What the NAT admits a new flow from outside (or a hairpinned one) to `public` with,
@@ -216,12 +254,12 @@ impl<T: Trace> Shard<T> {
     /// endpoint-independent mapping may admit it; else it is for the appliance or dropped.
     fn ingress<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Disposition {
+    ) -> Result<Opening, Disposition> {
+        let env = &cx.env;
+        let in_port = cx.in_port;
         self.trace.class(Class::Ingress);
         let p = env.policy;
         let k = meta.key;
@@ -230,32 +268,29 @@ impl<T: Trace> Shard<T> {
         let public = (k.dst_addr(), k.dst_port());
         let Some(behind) = self.behind(p, meta, public, remote.0, p.snat.filtering) else {
             if self.is_local(p, in_port, public.0) {
-                return self.local(env, in_port, pkt, meta);
+                return Err(self.local(cx, pkt, meta));
             }
-            return self.discard(Discard::NoForward);
+            return Err(self.discard(Discard::NoForward));
         };
         if behind.by_rule() && !self.allowed(p, Rules::Ingress, meta) {
-            return self.discard(Discard::IngressDenied);
+            return Err(self.discard(Discard::IngressDenied));
         }
         let Some(tcp) = self.opening(p, meta) else {
-            return self.discard(Discard::TcpNoSession);
+            return Err(self.discard(Discard::TcpNoSession));
         };
         if meta.ttl_runs_out(pkt.bytes()) {
-            return self.time_exceeded(env, in_port, pkt, meta);
+            return Err(self.time_exceeded(cx, pkt, meta));
         }
         let Some(taken) = self.snat.admit(proto, public, remote.0, &behind) else {
-            return self.discard(Discard::NoForward);
+            return Err(self.discard(Discard::NoForward));
         };
-        let inside = FlowKey::sent_by(proto, behind.inside, remote);
-        self.create(
-            env,
-            now,
-            in_port,
-            pkt,
-            meta,
-            (inside, k, Side::Outside, tcp),
+        Ok(Opening {
+            inside: FlowKey::sent_by(proto, behind.inside, remote),
+            outside: k,
+            orig: Side::Outside,
+            tcp,
             taken,
-        )
+        })
     }
 
     /// A packet from inside to one of the appliance's public addresses: hairpinning (RFC 4787
@@ -263,12 +298,11 @@ impl<T: Trace> Shard<T> {
     /// endpoint, and is seen there from its own public endpoint.
     fn hairpin<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
-    ) -> Disposition {
+    ) -> Result<Opening, Disposition> {
+        let env = &cx.env;
         self.trace.class(Class::Hairpin);
         let p = env.policy;
         let k = meta.key;
@@ -279,23 +313,23 @@ impl<T: Trace> Shard<T> {
         let filtering = Filtering::EndpointIndependent;
         let Some(Behind { inside: to, .. }) = self.behind(p, meta, public, from.0, filtering)
         else {
-            return self.local(env, in_port, pkt, meta);
+            return Err(self.local(cx, pkt, meta));
         };
         if !p.snat.hairpinning {
-            return self.discard(Discard::HairpinDisabled);
+            return Err(self.discard(Discard::HairpinDisabled));
         }
         let Some(tcp) = self.opening(p, meta) else {
-            return self.discard(Discard::TcpNoSession);
+            return Err(self.discard(Discard::TcpNoSession));
         };
         if !self.allowed(p, Rules::Egress, meta) {
-            return self.discard(Discard::EgressDenied);
+            return Err(self.discard(Discard::EgressDenied));
         }
         if meta.ttl_runs_out(pkt.bytes()) {
-            return self.time_exceeded(env, in_port, pkt, meta);
+            return Err(self.time_exceeded(cx, pkt, meta));
         }
         let taken = match self.snat.public_for(p, proto, from, to.0) {
             Ok(t) => t,
-            Err(e) => return self.discard(refused(e)),
+            Err(e) => return Err(self.discard(refused(e))),
         };
         // The other key is what the target's replies look like: to our public endpoint.
         let other = FlowKey::sent_to(proto, to, taken.public);
@@ -303,37 +337,35 @@ impl<T: Trace> Shard<T> {
             // A host reaching itself through its own static public endpoint: both tuples of
             // the session would be the same.
             self.snat.give_back(&taken);
-            return self.discard(Discard::HairpinToSelf);
+            return Err(self.discard(Discard::HairpinToSelf));
         }
-        self.create(
-            env,
-            now,
-            in_port,
-            pkt,
-            meta,
-            (k, other, Side::Inside, tcp),
+        Ok(Opening {
+            inside: k,
+            outside: other,
+            orig: Side::Inside,
+            tcp,
             taken,
-        )
+        })
     }
 
-    /// Creates the session `(inside key, outside key, side of the first packet, TCP state)`
-    /// with what the NAT `taken` for it, and sends its first packet.
-    #[allow(clippy::too_many_arguments)]
+    /// Creates the session a new flow opens, and sends its first packet.
+    #[inline(always)]
     fn create<B: PacketBuf>(
         &mut self,
-        env: &Env<'_>,
-        now: u32,
-        in_port: u8,
+        cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
-        (inside, outside, orig, tcp): (FlowKey, FlowKey, Side, TcpState),
-        taken: Taken,
+        o: Opening,
     ) -> Disposition {
-        if meta.tagged() {
-            // It would be forwarded with the tag it arrived with (see `Shard::tagged`).
-            self.snat.give_back(&taken);
-            return self.discard(Discard::VlanTransit);
-        }
+        let env = &cx.env;
+        let now = cx.now;
+        let Opening {
+            inside,
+            outside,
+            orig,
+            tcp,
+            taken,
+        } = o;
         let new = NewSession {
             tcp,
             policy_gen: env.policy.generation as u32,
@@ -365,7 +397,7 @@ impl<T: Trace> Shard<T> {
                     index: idx,
                     side: orig,
                 };
-                self.send_session(env, now, in_port, pkt, meta, hit)
+                self.send_session(cx, pkt, meta, hit)
             }
             Err(CreateError::Full) => {
                 self.snat.give_back(&taken);
@@ -385,7 +417,7 @@ impl<T: Trace> Shard<T> {
                 if !own {
                     return self.discard(Discard::NoForward);
                 }
-                self.send_session(env, now, in_port, pkt, meta, Hit { index, side })
+                self.send_session(cx, pkt, meta, Hit { index, side })
             }
         }
     }

@@ -219,7 +219,7 @@ fn udp(
     };
     let mut l4 = vec![0u8; r.buffer_len()];
     r.emit(&mut l4, src.0, dst.0, &ChecksumCaps::NONE).unwrap();
-    ip_frame(macs.0, macs.1, src.0, dst.0, IpProtocol::Udp, 64, &l4)
+    ip_frame(macs.0, macs.1, src.0, dst.0, IpProtocol::UDP, 64, &l4)
 }
 
 fn tcp(
@@ -244,7 +244,7 @@ fn tcp(
     };
     let mut l4 = vec![0u8; r.buffer_len()];
     r.emit(&mut l4, src.0, dst.0, &ChecksumCaps::NONE).unwrap();
-    ip_frame(macs.0, macs.1, src.0, dst.0, IpProtocol::Tcp, 64, &l4)
+    ip_frame(macs.0, macs.1, src.0, dst.0, IpProtocol::TCP, 64, &l4)
 }
 
 fn echo(
@@ -270,7 +270,7 @@ fn echo(
     };
     let mut l4 = vec![0u8; r.buffer_len()];
     r.emit(&mut l4).unwrap();
-    ip_frame(macs.0, macs.1, src, dst, IpProtocol::Icmp, 64, &l4)
+    ip_frame(macs.0, macs.1, src, dst, IpProtocol::ICMP, 64, &l4)
 }
 
 const IN: (EthernetAddress, EthernetAddress) = (MAC_C1, MAC_LAN);
@@ -371,7 +371,8 @@ mod egress {
         let meta = shard.classify(&env, LAN, &f).expect("a valid frame");
         let hit = shard.table().lookup(&meta.key).expect("the session");
         shard.close(hit.index);
-        let a = shard.hit(&env, n.now, LAN, &mut VecBuf::new(&f), &meta, hit);
+        let cx = Ctx::new(&env, n.now, LAN);
+        let a = shard.hit(&cx, &mut VecBuf::new(&f), &meta, hit);
         assert_eq!(a, Disposition::Drop(Discard::SessionGone.into()));
         assert_eq!(n.drops(Discard::SessionGone), 1);
         assert_eq!(n.drops(Discard::IcmpErrorNoSession), 0);
@@ -738,7 +739,7 @@ mod tcp_states {
 
     fn state(n: &Net) -> TcpState {
         let t = n.shards[0].table();
-        let key = crate::flow::FlowKey::new(C1, SERVER, 40000, 443, IpProtocol::Tcp);
+        let key = crate::flow::FlowKey::new(C1, SERVER, 40000, 443, IpProtocol::TCP);
         let hit = t.lookup(&key).expect("session");
         t.get(hit.index).unwrap().tcp_state()
     }

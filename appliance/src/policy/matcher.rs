@@ -417,6 +417,7 @@ impl RuleSet {
     ///
     /// Sets of at most [`LINEAR_MAX`] rules are scanned (fewer loads than six field lookups);
     /// larger ones take the bit-vector path.
+    #[inline]
     pub fn check(&self, key: &MatchKey) -> Decision {
         if self.rules.len() <= LINEAR_MAX {
             self.check_linear(key)
@@ -468,6 +469,7 @@ impl RuleSet {
 
     /// The same answer as [`RuleSet::check`], by testing every rule in order: the reference
     /// the compiled matcher is tested and benchmarked against, and the path `explain` takes.
+    #[inline(always)]
     pub fn check_linear(&self, key: &MatchKey) -> Decision {
         match self.rules.iter().position(|r| r.matches(key)) {
             Some(i) => Decision {

@@ -126,6 +126,7 @@ pub struct Policy {
 
 impl Policy {
     /// Whether `addr` is in the private prefixes.
+    #[inline]
     pub fn is_private(&self, addr: Ipv4Addr) -> bool {
         self.private.contains(addr)
     }

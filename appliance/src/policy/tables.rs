@@ -48,7 +48,12 @@ impl Forwards {
     }
 
     /// The forward for a new flow to `public:port`, if any.
+    #[inline]
     pub fn lookup(&self, proto: IpProtocol, public: Ipv4Addr, port: u16) -> Option<Forward> {
+        // Most appliances forward nothing: then no key is hashed.
+        if self.by_public.is_empty() {
+            return None;
+        }
         self.by_public.get(&(proto, public, port)).copied()
     }
 
@@ -63,8 +68,9 @@ impl Forwards {
     }
 
     /// Whether any forward uses `addr` as its public address.
+    #[inline]
     pub fn has_address(&self, addr: Ipv4Addr) -> bool {
-        self.addresses.contains(&addr)
+        !self.addresses.is_empty() && self.addresses.contains(&addr)
     }
 
     /// Number of public ports forwarded.
@@ -92,12 +98,21 @@ impl StaticMaps {
     }
 
     /// The inside host behind a public address (ingress DNAT).
+    #[inline]
     pub fn private_of(&self, public: Ipv4Addr) -> Option<Ipv4Addr> {
+        // Most appliances map nothing 1:1: then no key is hashed.
+        if self.to_private.is_empty() {
+            return None;
+        }
         self.to_private.get(&public).copied()
     }
 
     /// The public address of an inside host (egress SNAT, ports kept).
+    #[inline]
     pub fn public_of(&self, private: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.to_public.is_empty() {
+            return None;
+        }
         self.to_public.get(&private).copied()
     }
 
@@ -432,7 +447,7 @@ impl Routes {
 
     /// Where to send a packet for `dst`: out of the first port whose subnet holds it, straight
     /// to it; else to the gateway for private or public destinations. `None`: no route.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<NextHop> {
         let a = u32::from(dst);
         let route = match &self.table {

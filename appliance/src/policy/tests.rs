@@ -30,7 +30,7 @@ fn ip(s: &str) -> Ipv4Addr {
 
 fn tcp(src: &str, dst: &str, dst_port: u16) -> MatchKey {
     MatchKey {
-        proto: IpProtocol::Tcp,
+        proto: IpProtocol::TCP,
         src: ip(src),
         dst: ip(dst),
         src_port: 40000,
@@ -133,26 +133,26 @@ fn example_config_parses_and_compiles() {
     // Forwards, both ways.
     let web = p
         .forwards
-        .lookup(IpProtocol::Tcp, ip("203.0.113.2"), 443)
+        .lookup(IpProtocol::TCP, ip("203.0.113.2"), 443)
         .unwrap();
     assert_eq!(web.private, SocketAddrV4::new(ip("10.0.1.10"), 8443));
     assert_eq!(web.index, 0);
     assert_eq!(
-        p.forwards.lookup(IpProtocol::Udp, ip("203.0.113.2"), 443),
+        p.forwards.lookup(IpProtocol::UDP, ip("203.0.113.2"), 443),
         None
     );
     let game = p
         .forwards
-        .lookup(IpProtocol::Udp, ip("203.0.113.17"), 27018)
+        .lookup(IpProtocol::UDP, ip("203.0.113.17"), 27018)
         .unwrap();
     assert_eq!(game.private, SocketAddrV4::new(ip("10.0.1.11"), 27018));
     assert_eq!(
         p.forwards
-            .lookup(IpProtocol::Udp, ip("203.0.113.17"), 27021),
+            .lookup(IpProtocol::UDP, ip("203.0.113.17"), 27021),
         None
     );
     assert_eq!(
-        p.forwards.reverse(IpProtocol::Tcp, ip("10.0.1.10"), 8443),
+        p.forwards.reverse(IpProtocol::TCP, ip("10.0.1.10"), 8443),
         Some(SocketAddrV4::new(ip("203.0.113.2"), 443))
     );
     assert_eq!(p.forwards.len(), 7);
@@ -188,18 +188,18 @@ fn example_config_parses_and_compiles() {
         Some(2)
     );
     let ping = MatchKey {
-        proto: IpProtocol::Icmp,
+        proto: IpProtocol::ICMP,
         icmp_type: Some(8),
         ..tcp("10.0.1.5", "1.1.1.1", 0)
     };
     assert_eq!(p.egress.check(&ping).rule, Some(3));
     let gre = MatchKey {
-        proto: IpProtocol::Gre,
+        proto: IpProtocol::GRE,
         ..tcp("10.0.1.5", "1.1.1.1", 0)
     };
     assert_eq!(p.egress.check(&gre).action, Action::Deny);
     let ntp = MatchKey {
-        proto: IpProtocol::Udp,
+        proto: IpProtocol::UDP,
         src_port: 123,
         ..tcp("10.0.1.5", "1.1.1.1", 123)
     };

@@ -1,9 +1,9 @@
 use super::*;
 use crate::packet::IpProtocol;
 
-const TCP: IpProtocol = IpProtocol::Tcp;
-const UDP: IpProtocol = IpProtocol::Udp;
-const ICMP: IpProtocol = IpProtocol::Icmp;
+const TCP: IpProtocol = IpProtocol::TCP;
+const UDP: IpProtocol = IpProtocol::UDP;
+const ICMP: IpProtocol = IpProtocol::ICMP;
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 
