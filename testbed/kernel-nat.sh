@@ -8,7 +8,10 @@
 #   - ingress: default deny, except the port forward tcp 192.0.2.2:8080 -> 10.0.1.11:80;
 #     hairpin (inside -> 192.0.2.2:8080) is translated to the public address both ways
 #   - the box itself answers ping and nothing else
-# Same settings as configs/testbed.toml. Idempotent.
+# Same settings as configs/testbed.toml. Idempotent. The addresses are parameters, so the
+# Docker testbed (docker/lib.sh, kernel mode) applies the same rules to its own subnets:
+#   NVA_KNAT_LAN (10.0.1.1/24), NVA_KNAT_WAN (192.0.2.2/24), NVA_KNAT_GW (192.0.2.1),
+#   NVA_KNAT_FORWARD (10.0.1.11:80): the target of tcp PUBLIC:8080
 #   testbed/kernel-nat.sh [on]    install (replaces an earlier ruleset)
 #   testbed/kernel-nat.sh off     back to appliance mode: no rules, no addresses, no forwarding
 #   testbed/kernel-nat.sh deny PREFIX | allow PREFIX   add/remove a member of egress_deny
@@ -17,16 +20,19 @@ P=${NVA_PREFIX:-nva-}
 fw=${P}fw
 [[ -e /run/netns/$fw ]] || { echo "no namespace $fw: run testbed/up.sh first" >&2; exit 1; }
 in_fw() { ip netns exec "$fw" "$@"; }
+lan=${NVA_KNAT_LAN:-10.0.1.1/24} wan=${NVA_KNAT_WAN:-192.0.2.2/24}
+gw=${NVA_KNAT_GW:-192.0.2.1} target=${NVA_KNAT_FORWARD:-10.0.1.11:80}
+public=${wan%/*}
 
 case ${1:-on} in
 on)
   in_fw sysctl -qw net.ipv4.ip_forward=0
   in_fw sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0 \
     net.ipv4.conf.lan.send_redirects=0
-  ip -n "$fw" addr replace 10.0.1.1/24 dev lan
-  ip -n "$fw" addr replace 192.0.2.2/24 dev wan
-  ip -n "$fw" route replace default via 192.0.2.1 dev wan
-  in_fw nft -f - <<'EOF'
+  ip -n "$fw" addr replace "$lan" dev lan
+  ip -n "$fw" addr replace "$wan" dev wan
+  ip -n "$fw" route replace default via "$gw" dev wan
+  in_fw nft -f - <<EOF
 table ip nva
 delete table ip nva
 table ip nva {
@@ -38,13 +44,13 @@ table ip nva {
 
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
-    ip daddr 192.0.2.2 tcp dport 8080 dnat to 10.0.1.11:80 comment "port forward"
+    ip daddr $public tcp dport 8080 dnat to $target comment "port forward"
   }
 
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     oifname "wan" masquerade comment "SNAT to the public address"
-    iifname "lan" oifname "lan" ct status dnat snat to 192.0.2.2 comment "hairpin"
+    iifname "lan" oifname "lan" ct status dnat snat to $public comment "hairpin"
   }
 
   chain forward {
@@ -66,14 +72,14 @@ table ip nva {
     type filter hook input priority filter; policy drop;
     iif lo accept
     ct state established,related accept
-    iifname "lan" ip daddr 10.0.1.1 icmp type echo-request accept comment "answer ping on the port's own address"
-    iifname "wan" ip daddr 192.0.2.2 icmp type echo-request accept
+    iifname "lan" ip daddr ${lan%/*} icmp type echo-request accept comment "answer ping on the port's own address"
+    iifname "wan" ip daddr $public icmp type echo-request accept
     counter comment "nothing else to the box"
   }
 }
 EOF
   in_fw sysctl -qw net.ipv4.ip_forward=1
-  echo "kernel mode on (${fw}): nftables masquerade to 192.0.2.2, forward 192.0.2.2:8080 -> 10.0.1.11:80"
+  echo "kernel mode on (${fw}): nftables masquerade to $public, forward $public:8080 -> $target"
   ;;
 off)
   in_fw sysctl -qw net.ipv4.ip_forward=0
