@@ -4,6 +4,9 @@
 #   make e2e    the end-to-end tests through the namespace testbed (E2E_MODE below)
 #   make baseline  the same show through Linux nftables NAT and the appliance, figures side by side
 #   make fuzz   every cargo-fuzz target for FUZZ_SECONDS each (part of make test)
+#   make docker-demo   the same show with the appliance, client, router and server as containers
+#   make docker-test   that show, asserted, cleaned up even when it fails (part of make test)
+#   make docker-bench  a DPDK generator container to the appliance container over vhost-user
 SHELL := /bin/bash
 CARGO ?= cargo
 # What plays the appliance in the e2e tests (appliance/tests/e2e.rs): appliance (the real
@@ -12,7 +15,8 @@ CARGO ?= cargo
 E2E_MODE ?= appliance
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
-.PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench clean
+.PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench clean \
+	docker-image docker-demo docker-test docker-down
 
 all: release
 
@@ -55,7 +59,7 @@ export FUZZ_TARGET_DIR ?= $(HOME)/.cache/nva-fuzz-target
 fuzz: deps
 	@for t in $(FUZZ_TARGETS); do appliance/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
-test: lint unit dynamic configs fuzz
+test: lint unit dynamic configs fuzz docker-test
 
 # The demo follows E2E_MODE too (kernel or appliance; both means appliance).
 demo: deps hugepages release
@@ -70,6 +74,20 @@ baseline: deps release
 
 bench: deps hugepages release
 	benches/forwarding.sh
+
+# The Docker testbed (docker/): Docker is installed and dockerd started when missing (and
+# stopped again when these started it); images are built locally, nothing is pulled.
+docker-image: deps release
+	@bash -c 'source docker/lib.sh && dk_deps && dk_engine_up && dk_images && dk_engine_down'
+
+docker-demo: deps release
+	docker/demo.sh
+
+docker-test: deps release
+	docker/test.sh
+
+docker-down:
+	docker/down.sh
 
 clean:
 	$(CARGO) clean
