@@ -6,7 +6,7 @@
 #   make fuzz   every cargo-fuzz target for FUZZ_SECONDS each (part of make test)
 #   make docker-demo   the same show with the appliance, client, router and server as containers
 #   make docker-test   that show, asserted, cleaned up even when it fails (part of make test)
-#   make docker-bench  a DPDK generator container to the appliance container over vhost-user
+#   make docker-compare  kernel nftables vs AF_PACKET (and its tuning) vs AF_XDP, containers
 SHELL := /bin/bash
 CARGO ?= cargo
 # What plays the appliance in the e2e tests (appliance/tests/e2e.rs): appliance (the real
@@ -16,7 +16,7 @@ E2E_MODE ?= appliance
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
 .PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench clean \
-	docker-image docker-demo docker-test docker-down
+	docker-image docker-demo docker-test docker-compare docker-down
 
 all: release
 
@@ -85,6 +85,10 @@ docker-demo: deps release
 
 docker-test: deps release
 	docker/test.sh
+
+# The data paths side by side on the container topology (curl, iperf3 TCP, 64-byte UDP).
+docker-compare: deps release
+	docker/compare.sh
 
 docker-down:
 	docker/down.sh

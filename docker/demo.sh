@@ -30,6 +30,7 @@ finish() {
   echo "docker testbed: $passed passed, $failed failed"
   ((failed == 0 && status == 0)) || exit 1
 }
+dk_lock
 trap finish EXIT
 step() { echo; echo "== $*"; }
 ok() { echo "ok - $*"; passed=$((passed + 1)); }

@@ -1,6 +1,7 @@
 # Shared by the docker/ scripts (sourced): packages, the engine, images, networks and the
 # forwarding rules of the Docker testbed, and the clean-up that removes all of it.
 #
+#   dk_lock                 one run at a time (demo, test, compare, bench)
 #   dk_deps                 docker.io, debootstrap, iptables from Debian, if missing
 #   dk_engine_up            start dockerd when no engine answers (remembered: dk_engine_down
 #                           stops only an engine these scripts started)
@@ -39,6 +40,14 @@ export DOCKER_BUILDKIT=0
 mkdir -p "$DK_RUN"
 
 dk() { "$DOCKER" "$@"; }
+# One run of the testbed at a time on a machine: the names are fixed, and a second run's
+# clean-up would remove the first one's containers. Waits for the other run to end.
+dk_lock() {
+  exec 9>"$DK_RUN/lock"
+  flock -n 9 && return 0
+  dk_log "another Docker testbed run holds $DK_RUN/lock; waiting (at most 15 min)"
+  flock -w 900 9 || dk_fail "still locked after 15 min"
+}
 dk_ctr() { local c=$1; shift; dk exec "$DK$c" "$@"; }
 dk_log() { echo "[docker] $*"; }
 dk_fail() { echo "[docker] error: $*" >&2; return 1; }
@@ -73,12 +82,12 @@ dk_engine_up() {
   # --bridge=none: no default docker0 network, whose masquerade would let a container out
   # of the machine; --ip-forward=false: the host's own forwarding setting stays as it is
   # (the testbed's containers forward, the host only bridges). Builds use --network host.
+  # The engine outlives this script (KEEP=1): it must not inherit dk_lock's descriptor.
   dk_log "starting dockerd (log $DK_RUN/dockerd.log)"
   /usr/sbin/dockerd --bridge=none --ip-forward=false --iptables=true \
-    --pidfile "$DK_RUN/dockerd.engine.pid" >"$DK_RUN/dockerd.log" 2>&1 &
+    --pidfile "$DK_RUN/dockerd.engine.pid" >"$DK_RUN/dockerd.log" 2>&1 9>&- &
   echo $! > "$DK_RUN/dockerd.pid"
-  local i
-  for i in $(seq 1 150); do
+  for _ in $(seq 1 150); do
     dk info >/dev/null 2>&1 && return 0
     kill -0 "$(cat "$DK_RUN/dockerd.pid")" 2>/dev/null || break
     sleep 0.2
@@ -96,8 +105,7 @@ dk_engine_down() {
   if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]]; then
     dk_log "stopping the dockerd we started (pid $pid)"
     kill -TERM "$pid"
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
       kill -0 "$pid" 2>/dev/null || return 0
       sleep 0.2
     done
@@ -192,7 +200,9 @@ dk_host_offloads() {
   local c=$1 idx dev
   for idx in $(dk exec "$c" sh -c 'cat /sys/class/net/eth*/iflink /sys/class/net/lan/iflink /sys/class/net/wan/iflink 2>/dev/null' 2>/dev/null); do
     dev=$(ip -o link | awk -F': ' -v i="$idx" '$1 == i {sub(/@.*/, "", $2); print $2}')
-    [[ -n $dev ]] && ethtool -K "$dev" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
+    if [[ -n $dev ]]; then
+      ethtool -K "$dev" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
+    fi
   done
 }
 
@@ -209,8 +219,8 @@ dk_run() {
 dk_start() { dk start "$DK$1" >/dev/null; }
 
 dk_wait_host() {
-  local c=$DK$1 i
-  for i in $(seq 1 100); do
+  local c=$DK$1
+  for _ in $(seq 1 100); do
     dk exec "$c" test -e /run/nva-ready 2>/dev/null && return 0
     [[ $(dk inspect -f '{{.State.Running}}' "$c" 2>/dev/null) == true ]] || break
     sleep 0.2
@@ -221,13 +231,26 @@ dk_wait_host() {
 
 # The appliance container: every capability dropped but the two the AF_PACKET PMD needs
 # (NET_RAW for its socket, NET_ADMIN for the MAC, promiscuous mode, offloads and addresses),
-# plus SYS_NICE and IPC_LOCK with huge pages (--in-memory: set_mempolicy, mlock), and
-# BPF/PERFMON for AF_XDP (its XDP program). Environment: NVA_* as docker/entrypoint.sh.
+# plus SYS_NICE and IPC_LOCK with huge pages (--in-memory: set_mempolicy, mlock), IPC_LOCK
+# for larger AF_PACKET rings, and SYS_ADMIN + IPC_LOCK for AF_XDP: loading its XDP program
+# needs CAP_BPF, which Docker 20.10 does not know, so CAP_SYS_ADMIN (its seccomp profile
+# allows bpf() only with that), and the UMEM is locked memory. Environment: NVA_* as
+# docker/entrypoint.sh.
 DK_APPLIANCE_CAPS=(--cap-drop ALL --cap-add NET_ADMIN --cap-add NET_RAW)
+# With huge_pages = true the appliance wants a hugetlbfs mount before it starts EAL, although
+# --in-memory never creates a file there: the host's, read-only, satisfies that check.
+# shellcheck disable=SC2054 # one --mount argument, its commas are docker's
+DK_HUGETLBFS=(--mount type=bind,src=/dev/hugepages,dst=/dev/hugepages,readonly)
 dk_appliance() {
   local caps=("${DK_APPLIANCE_CAPS[@]}") extra=()
-  [[ ${NVA_HUGE_PAGES:-false} == true ]] && caps+=(--cap-add SYS_NICE --cap-add IPC_LOCK)
-  [[ ${NVA_PMD:-af_packet} == af_xdp ]] && caps+=(--cap-add SYS_ADMIN --cap-add IPC_LOCK)
+  # The testbed's default data path is AF_XDP, the fastest that works here (docker/README.md,
+  # "Speed"); NVA_PMD=af_packet needs fewer capabilities. The image's own default is af_packet.
+  local NVA_PMD=${NVA_PMD:-af_xdp}
+  [[ ${NVA_HUGE_PAGES:-false} == true ]] && caps+=(--cap-add SYS_NICE --cap-add IPC_LOCK "${DK_HUGETLBFS[@]}")
+  # The AF_PACKET PMD maps its rings locked: rings larger than the default (512 frames)
+  # exceed the container's memlock limit, which the host does not let Docker raise.
+  [[ ${NVA_PMD_ARGS:-} == *framecnt=* || ${NVA_PMD_ARGS:-} == *blocksz=* ]] && caps+=(--cap-add IPC_LOCK)
+  [[ $NVA_PMD == af_xdp ]] && caps+=(--cap-add SYS_ADMIN --cap-add IPC_LOCK)
   local v
   for v in NVA_PMD NVA_PMD_ARGS NVA_WORKERS NVA_LCORES NVA_HUGE_PAGES NVA_MEMORY_MB NVA_MBUFS NVA_RUN_ARGS; do
     [[ -n ${!v:-} ]] && extra+=(-e "$v=${!v}")
