@@ -6,6 +6,7 @@
 #   make fuzz   every cargo-fuzz target for FUZZ_SECONDS each (part of make test)
 #   make docker-demo   the same show with the appliance, client, router and server as containers
 #   make docker-test   that show, asserted, cleaned up even when it fails (part of make test)
+#   make docker-bench  a DPDK generator container to the appliance container over vhost-user
 #   make docker-compare  kernel nftables vs AF_PACKET (and its tuning) vs AF_XDP, containers
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -16,7 +17,7 @@ E2E_MODE ?= appliance
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
 .PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench clean \
-	docker-image docker-demo docker-test docker-compare docker-down
+	docker-image docker-demo docker-test docker-bench docker-compare docker-down
 
 all: release
 
@@ -85,6 +86,11 @@ docker-demo: deps release
 
 docker-test: deps release
 	docker/test.sh
+
+# Mpps and cycles per packet at 1 K and 1 M flows, testpmd flowgen -> vhost-user ->
+# virtio-user appliance; raises nr_hugepages by 256 for the run and gives them back.
+docker-bench: deps hugepages release
+	docker/bench.sh
 
 # The data paths side by side on the container topology (curl, iperf3 TCP, 64-byte UDP).
 docker-compare: deps release

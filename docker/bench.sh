@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# `make docker-bench`: throughput between two containers over vhost-user / virtio-user.
+#
+#   [nva-docker-gen] dpdk-testpmd flowgen, net_vhost0 (server) --socket on a shared folder--
+#       virtio_user0 (client) [nva-docker-appliance] one-arm port, role "both"
+#
+# The generator (CPU 0) sends 64-byte UDP frames; the appliance (control on CPU 0, its one
+# worker alone on CPU 1) translates them and sends them back out of the same port to its
+# gateway, which is the generator again: testpmd counts what comes back.
+#
+# What the flows are. DPDK 22.11's flowgen ignores --tx-ip and --eth-peer: every frame is
+# 00:01:02:03:04:00 -> 00:01:02:03:04:01, UDP 10.254.0.0:1000 -> 10.253.0.0+i:1001, for i
+# in [0, FLOWS). So the appliance's port takes MAC 00:01:02:03:04:01, its only private
+# prefix is 10.254.0.0/32 (the generator's source), and every flow is egress: a new session
+# for each destination, SNAT to 198.18.0.2:1000 (the port's own address, port kept),
+# forwarded to the gateway 198.18.0.1 (static neighbour 00:01:02:03:04:00). The
+# destinations run from 10.253.0.0 upwards (1 K flows: to 10.253.3.231; 1 M: to
+# 11.12.66.63), none private except one: with 1 M flows, i = 65536 is 10.254.0.0, the source
+# itself, which the appliance drops as private_destination (1 flow in 1 M: 999 999 sessions).
+# The first pass over the flows creates the sessions; the figures are from a window after
+# WARMUP seconds, when every packet belongs to an established session.
+#
+# Figures: Mpps the appliance processed (its worker's packet count) and the worker's busy
+# cycles per packet (appliance stats: busy_cycles / packets), over 2-second windows: the
+# best window (fewest cycles per packet: the machine is shared) and the median one; and Mpps
+# testpmd sent and got back (the mean of its per-second stats over the whole window).
+#
+# Memory: both processes use huge pages, --in-memory --single-file-segments (vhost-user
+# needs shared, file-backed memory in few regions). This script raises nr_hugepages by
+# BENCH_HUGEPAGES (256 pages = 512 MiB) for the run and gives them back afterwards, so the
+# 512 pages other tests expect stay free for them.
+#   docker/bench.sh                  1 K and 1 M flows, 15 s each
+#   FLOWS="1000" SECS=10 docker/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=docker/lib.sh
+source docker/lib.sh
+FLOWS=${FLOWS:-1000 1000000}
+SECS=${SECS:-10}
+WARMUP=${WARMUP:-5}
+pages=${BENCH_HUGEPAGES:-256}
+work=$DK_RUN/bench
+raised=0
+
+finish() {
+  dk_down
+  dk_engine_down
+  if ((raised)); then
+    # Give back what was added (others may have changed the total meanwhile).
+    local now
+    now=$(cat /proc/sys/vm/nr_hugepages)
+    echo $((now - raised)) > /proc/sys/vm/nr_hugepages || true
+    echo "huge pages: gave back $raised pages (nr_hugepages $(cat /proc/sys/vm/nr_hugepages))"
+  fi
+  [[ ${KEEP_LOGS:-0} == 1 ]] || rm -rf "$work"
+}
+dk_lock
+trap finish EXIT
+dk_deps
+dk_engine_up
+dk_images
+dk_build trafficgen docker/trafficgen.Dockerfile
+
+before=$(cat /proc/sys/vm/nr_hugepages)
+echo $((before + pages)) > /proc/sys/vm/nr_hugepages
+raised=$(($(cat /proc/sys/vm/nr_hugepages) - before))
+free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+echo "huge pages: raised nr_hugepages by $raised to $((before + raised)) for this run ($free free)"
+((raised > 0)) || dk_fail "could not reserve $pages more huge pages"
+
+gen_mac=00:01:02:03:04:00 app_mac=00:01:02:03:04:01
+results=()
+for flows in $FLOWS; do
+  echo
+  echo "== $flows flows"
+  dk_down
+  rm -rf "$work" && mkdir -p "$work/vhost"
+  sessions=$((flows < 65536 ? 65536 : flows * 2))
+  cat > "$work/appliance.toml" <<EOF
+# docker-bench: one-arm appliance on a virtio-user port to the generator's vhost-user port.
+private_prefixes = ["10.254.0.0/32"]
+
+[eal]
+lcores = "0@0,1@1"
+huge_pages = true
+memory_mb = 256
+file_prefix = "nva-bench"
+extra_args = ["--single-file-segments"]
+
+[dataplane]
+mbufs = 16383
+burst = 32
+
+[[port]]
+name = "vnic"
+role = "both"
+device = "virtio_user0,path=/run/vhost/nva.sock,queue_size=1024,mac=$app_mac"
+address = "198.18.0.2/24"
+gateway = "198.18.0.1"
+neighbours = [{ ip = "198.18.0.1", mac = "$gen_mac" }]
+
+[nat]
+addresses = []
+max_sessions = $sessions
+
+[egress]
+default = "allow"
+
+[control]
+socket = "/run/appliance/control.sock"
+EOF
+  # The generator first: it creates the socket (vhost-user server) the appliance connects to.
+  dk create --label nva-docker=1 --name "${DK}gen" --network none \
+    --cap-drop ALL --cap-add SYS_NICE --cap-add IPC_LOCK -v "$work/vhost:/run/vhost" \
+    nva-docker/trafficgen --lcores 0@0,1@0 --in-memory --single-file-segments --no-pci \
+    --file-prefix nva-gen --vdev "net_vhost0,iface=/run/vhost/nva.sock,queues=1" -- \
+    --forward-mode=flowgen --flowgen-flows="$flows" --nb-cores=1 --rxq=1 --txq=1 \
+    --rxd=1024 --txd=1024 --total-num-mbufs=32768 --stats-period 1 --auto-start >/dev/null
+  dk start "${DK}gen" >/dev/null
+  for _ in $(seq 1 50); do [[ -S $work/vhost/nva.sock ]] && break; sleep 0.2; done
+  [[ -S $work/vhost/nva.sock ]] || { dk logs "${DK}gen" | tail -20; dk_fail "no vhost-user socket from the generator"; }
+  dk create --label nva-docker=1 --name "${DK}appliance" --network none \
+    --cap-drop ALL --cap-add SYS_NICE --cap-add IPC_LOCK "${DK_HUGETLBFS[@]}" -v "$work/vhost:/run/vhost" \
+    -v "$work/appliance.toml:/etc/nva/appliance.toml:ro" nva-docker/appliance >/dev/null
+  dk start "${DK}appliance" >/dev/null
+  sleep "$WARMUP"
+  stats() { dk_ctr appliance appliance stats --config /run/nva/appliance.toml --json; }
+  if ! stats > "$work/s1.json"; then
+    dk logs "${DK}appliance" 2>&1 | tail -20
+    dk_fail "the appliance did not answer"
+  fi
+  t0=$(dk logs "${DK}gen" 2>/dev/null | grep -c "Tx-pps" || true)
+  # Windows of 2 s: the machine is shared, the best window is the one least disturbed.
+  for i in $(seq 1 $((SECS / 2))); do
+    sleep 2
+    stats > "$work/s$((i + 1)).json"
+  done
+  dk logs "${DK}gen" > "$work/gen.log" 2>/dev/null
+  t1=$(grep -c "Tx-pps" "$work/gen.log" || true)
+  dk stop "${DK}appliance" >/dev/null
+  line=$(python3 - "$work" "$((SECS / 2 + 1))" "$t0" "$t1" "$flows" <<'PY'
+import json, re, statistics, sys
+work, n_snap = sys.argv[1], int(sys.argv[2])
+snaps = [json.load(open(f"{work}/s{i}.json")) for i in range(1, n_snap + 1)]
+text = open(f"{work}/gen.log", errors="replace").read()
+t0, t1, flows = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+
+def tot(s, key):
+    return sum(w[key] for w in s["workers"])
+
+def window(a, b):
+    """(Mpps processed, Mpps sent, cycles per packet, busy share) between two snapshots."""
+    secs = b["uptime_secs"] - a["uptime_secs"]
+    pk = tot(b, "packets") - tot(a, "packets")
+    cy = tot(b, "busy_cycles") - tot(a, "busy_cycles")
+    idle = tot(b, "idle_cycles") - tot(a, "idle_cycles")
+    tx = sum(p["tx_packets"] for p in b["ports"]) - sum(p["tx_packets"] for p in a["ports"])
+    return pk / secs / 1e6, tx / secs / 1e6, cy / max(pk, 1), cy / max(cy + idle, 1)
+
+wins = [window(a, b) for a, b in zip(snaps, snaps[1:])]
+best = min(wins, key=lambda w: w[2])
+med = sorted(wins, key=lambda w: w[2])[len(wins) // 2]
+a, b = snaps[0], snaps[-1]
+def by_reason(s):
+    d = s["drops"]
+    if isinstance(d, dict):
+        d = d.get("by_reason", d)
+    if isinstance(d, list):
+        d = {x.get("reason"): x.get("count", x.get("packets", 0)) for x in d}
+    return {k: v for k, v in d.items() if isinstance(v, int)}
+da, db = by_reason(a), by_reason(b)
+drops = {k: v - da.get(k, 0) for k, v in db.items() if v - da.get(k, 0)}
+# testpmd prints Rx-pps and Tx-pps once a second: the mean of the seconds printed inside
+# the window (the first one started before it).
+rx = [int(x) for x in re.findall(r"Rx-pps:\s+(\d+)", text)][t0 + 1:t1]
+txg = [int(x) for x in re.findall(r"Tx-pps:\s+(\d+)", text)][t0 + 1:t1]
+n = max(1, min(len(rx), len(txg)))
+gen_tx, gen_rx = sum(txg[:n]) / n / 1e6, sum(rx[:n]) / n / 1e6
+hz = b["workers"][0]["tsc_hz"]
+print(f"{flows}|{best[0]:.2f} / {med[0]:.2f}|{best[1]:.2f} / {med[1]:.2f}|{gen_tx:.2f}|{gen_rx:.2f}|"
+      f"{best[2]:.0f} / {med[2]:.0f}|{hz / best[2] / 1e6:.2f}|{100 * best[3]:.0f}% / {100 * med[3]:.0f}%|"
+      f"{b['sessions']['created_total']}|{drops or 'none'}")
+PY
+)
+  echo "$line"
+  results+=("$line")
+done
+
+echo
+echo "== docker-bench: testpmd flowgen -> vhost-user -> appliance (virtio-user, one worker on CPU 1)"
+echo "   -> back to testpmd; 64-byte UDP; egress flows 10.254.0.0:1000 -> 10.253.0.0+i:1001"
+echo "   (i < flows), SNAT to 198.18.0.2; established sessions (after ${WARMUP} s), ${SECS} s window;"
+echo "   huge pages (--in-memory); load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "   appliance Mpps: packets its worker processed; cycles/pkt: its busy cycles per packet; both"
+echo "   as best / median 2-s window; ceiling: TSC Hz / best cycles per packet, what the worker would do"
+echo "   100 % busy (busy < 100 %: the generator, on the other core with everything else, was the limit)"
+row='| %9s | %14s | %14s | %12s | %11s | %11s | %12s | %9s | %9s | %s\n'
+# shellcheck disable=SC2059 # one format for the header and the rows
+printf "$row" flows "appliance Mpps" "forwarded Mpps" "testpmd sent" "testpmd got" "cycles/pkt" "ceiling Mpps" busy sessions "drops in window"
+for r in "${results[@]}"; do
+  IFS='|' read -r f m fw s g c cap b n d <<<"$r"
+  # shellcheck disable=SC2059
+  printf "$row" "$f" "$m" "$fw" "$s" "$g" "$c" "$cap" "$b" "$n" "$d"
+done
