@@ -7,6 +7,8 @@
 # "ok"/"FAIL" lines and a closing "N passed, N failed" (docker/test.sh relies on it).
 #   docker/demo.sh          the show
 #   KEEP=1 docker/demo.sh   leave the topology (and the engine) up; docker/down.sh removes it
+# The last steps: a bad configuration is refused (exit 2, the error in docker logs), and
+# docker stop ends the appliance cleanly.
 # Environment for the appliance container: NVA_PMD, NVA_PMD_ARGS, NVA_WORKERS, ... (see
 # docker/entrypoint.sh).
 set -euo pipefail
@@ -115,6 +117,17 @@ for _ in $(seq 1 40); do
   sleep 0.5
 done
 check "the container's HEALTHCHECK (appliance stats) says $health" test "$health" = healthy
+
+step "a bad configuration, mounted: refused by appliance check, its error in docker logs"
+printf '[eal]\nlcores = "0-1"\nhuge_page = true\n' > "$work/bad.toml"
+dk run -d --label nva-docker=1 --name "${DK}badconfig" --network none --cap-drop ALL \
+  -v "$work/bad.toml:/etc/nva/appliance.toml:ro" nva-docker/appliance >/dev/null
+code=$(dk wait "${DK}badconfig")
+logs=$(dk logs "${DK}badconfig" 2>&1)
+echo "$logs" | sed 's/^/  /'
+check "exit status $code (2: nothing started), the field named in docker logs" \
+  test "$code" = 2 -a -n "$(grep huge_page <<<"$logs")"
+dk rm -f "${DK}badconfig" >/dev/null
 
 if [[ ${KEEP:-0} != 1 ]]; then
   step "docker stop nva-docker-appliance (SIGTERM; the final counters are in docker logs)"

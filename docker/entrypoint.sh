@@ -151,18 +151,20 @@ esac
 
 name_iface "${NVA_LAN_ADDRESS:-}" lan
 name_iface "${NVA_WAN_ADDRESS:-}" wan
+# The file checked and run is the user's own path (errors name it); $active links to it.
 if [[ -e $config ]]; then
   ln -sf "$config" "$active"
   say "configuration: $config (mounted)"
 else
   render > "$active"
+  config=$active
   say "configuration: rendered from NVA_* into $active"
 fi
-if ! appliance check --config "$active" >/run/nva/check.out 2>&1; then
+if ! appliance check --config "$config" >/run/nva/check.out 2>&1; then
   cat /run/nva/check.out >&2
-  die "appliance check refused the configuration ($active); nothing started"
+  die "appliance check refused the configuration ($config); nothing started"
 fi
 prepare
 shift || true
 # shellcheck disable=SC2086 # NVA_RUN_ARGS is a list of words
-exec appliance run --config "$active" ${NVA_RUN_ARGS:-} "$@"
+exec appliance run --config "$config" ${NVA_RUN_ARGS:-} "$@"
