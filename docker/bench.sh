@@ -29,8 +29,12 @@
 # needs shared, file-backed memory in few regions). This script raises nr_hugepages by
 # BENCH_HUGEPAGES (256 pages = 512 MiB) for the run and gives them back afterwards, so the
 # 512 pages other tests expect stay free for them.
-#   docker/bench.sh                  1 K and 1 M flows, 15 s each
-#   FLOWS="1000" SECS=10 docker/bench.sh
+#   docker/bench.sh                  1 K and 1 M flows, 10 s of windows each
+#   FLOWS="1000" SECS=20 docker/bench.sh
+#   BENCH_SHARES=8192 docker/bench.sh  both containers' CPU weight (docker --cpu-shares, default
+#                                    1024): on a machine busy with other work their poll loops
+#                                    keep more of their cores (and slow that work). Nice values
+#                                    do not help: the scheduler shares CPU between cgroups first
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=docker/lib.sh
@@ -110,7 +114,9 @@ default = "allow"
 socket = "/run/appliance/control.sock"
 EOF
   # The generator first: it creates the socket (vhost-user server) the appliance connects to.
-  dk create --label nva-docker=1 --name "${DK}gen" --network none \
+  shares=()
+  [[ -n ${BENCH_SHARES:-} ]] && shares=(--cpu-shares "$BENCH_SHARES")
+  dk create --label nva-docker=1 --name "${DK}gen" --network none "${shares[@]}" \
     --cap-drop ALL --cap-add SYS_NICE --cap-add IPC_LOCK -v "$work/vhost:/run/vhost" \
     nva-docker/trafficgen --lcores 0@0,1@0 --in-memory --single-file-segments --no-pci \
     --file-prefix nva-gen --vdev "net_vhost0,iface=/run/vhost/nva.sock,queues=1" -- \
@@ -119,13 +125,22 @@ EOF
   dk start "${DK}gen" >/dev/null
   for _ in $(seq 1 50); do [[ -S $work/vhost/nva.sock ]] && break; sleep 0.2; done
   [[ -S $work/vhost/nva.sock ]] || { dk logs "${DK}gen" | tail -20; dk_fail "no vhost-user socket from the generator"; }
-  dk create --label nva-docker=1 --name "${DK}appliance" --network none \
+  dk create --label nva-docker=1 --name "${DK}appliance" --network none "${shares[@]}" \
     --cap-drop ALL --cap-add SYS_NICE --cap-add IPC_LOCK "${DK_HUGETLBFS[@]}" -v "$work/vhost:/run/vhost" \
     -v "$work/appliance.toml:/etc/nva/appliance.toml:ro" nva-docker/appliance >/dev/null
   dk start "${DK}appliance" >/dev/null
   sleep "$WARMUP"
-  stats() { dk_ctr appliance appliance stats --config /run/nva/appliance.toml --json; }
-  if ! stats > "$work/s1.json"; then
+  app_pid=$(dk inspect -f '{{.State.Pid}}' "${DK}appliance")
+  # A snapshot: appliance stats, and the CPU time of each of the appliance's threads
+  # (utime + stime, in clock ticks) from the host's /proc, for its worker's on-CPU share.
+  snapshot() {
+    dk_ctr appliance appliance stats --config /run/nva/appliance.toml --json > "$work/s$1.json" || return 1
+    local t
+    for t in /proc/"$app_pid"/task/*; do
+      echo "${t##*/} $(awk '{print $14 + $15}' "$t/stat" 2>/dev/null || echo 0)"
+    done > "$work/t$1.txt"
+  }
+  if ! snapshot 1; then
     dk logs "${DK}appliance" 2>&1 | tail -20
     dk_fail "the appliance did not answer"
   fi
@@ -133,7 +148,7 @@ EOF
   # Windows of 2 s: the machine is shared, the best window is the one least disturbed.
   for i in $(seq 1 $((SECS / 2))); do
     sleep 2
-    stats > "$work/s$((i + 1)).json"
+    snapshot $((i + 1))
   done
   dk logs "${DK}gen" > "$work/gen.log" 2>/dev/null
   t1=$(grep -c "Tx-pps" "$work/gen.log" || true)
@@ -148,18 +163,31 @@ t0, t1, flows = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 def tot(s, key):
     return sum(w[key] for w in s["workers"])
 
-def window(a, b):
-    """(Mpps processed, Mpps sent, cycles per packet, busy share) between two snapshots."""
+ticks = [dict(l.split() for l in open(f"{work}/t{i}.txt")) for i in range(1, n_snap + 1)]
+TICK = 100  # USER_HZ
+
+
+def window(i):
+    """Mpps processed, Mpps sent, busy cycles per packet, the worker's busy share, the
+    worker thread's on-CPU share, and busy cycles per packet counted on the CPU only."""
+    a, b = snaps[i], snaps[i + 1]
     secs = b["uptime_secs"] - a["uptime_secs"]
     pk = tot(b, "packets") - tot(a, "packets")
     cy = tot(b, "busy_cycles") - tot(a, "busy_cycles")
     idle = tot(b, "idle_cycles") - tot(a, "idle_cycles")
     tx = sum(p["tx_packets"] for p in b["ports"]) - sum(p["tx_packets"] for p in a["ports"])
-    return pk / secs / 1e6, tx / secs / 1e6, cy / max(pk, 1), cy / max(cy + idle, 1)
+    # The worker polls without sleeping: of the appliance's threads, it used the most CPU.
+    cpu = max(int(ticks[i + 1][t]) - int(ticks[i].get(t, 0)) for t in ticks[i + 1]) / TICK / secs
+    cpu = min(cpu, 1.0)
+    # TSC cycles tick on while another process has the core; the busy ones on the CPU are
+    # busy x on-CPU share (preemption falls on busy and idle iterations alike).
+    return (pk / secs / 1e6, tx / secs / 1e6, cy / max(pk, 1), cy / max(cy + idle, 1), cpu,
+            cy * cpu / max(pk, 1))
 
-wins = [window(a, b) for a, b in zip(snaps, snaps[1:])]
-best = min(wins, key=lambda w: w[2])
-med = sorted(wins, key=lambda w: w[2])[len(wins) // 2]
+
+wins = [window(i) for i in range(len(snaps) - 1)]
+best = min(wins, key=lambda w: w[5])
+med = sorted(wins, key=lambda w: w[5])[len(wins) // 2]
 a, b = snaps[0], snaps[-1]
 def by_reason(s):
     d = s["drops"]
@@ -177,8 +205,9 @@ txg = [int(x) for x in re.findall(r"Tx-pps:\s+(\d+)", text)][t0 + 1:t1]
 n = max(1, min(len(rx), len(txg)))
 gen_tx, gen_rx = sum(txg[:n]) / n / 1e6, sum(rx[:n]) / n / 1e6
 hz = b["workers"][0]["tsc_hz"]
-print(f"{flows}|{best[0]:.2f} / {med[0]:.2f}|{best[1]:.2f} / {med[1]:.2f}|{gen_tx:.2f}|{gen_rx:.2f}|"
-      f"{best[2]:.0f} / {med[2]:.0f}|{hz / best[2] / 1e6:.2f}|{100 * best[3]:.0f}% / {100 * med[3]:.0f}%|"
+print(f"{flows}|{best[0]:.2f} / {med[0]:.2f}|{gen_tx:.2f} / {gen_rx:.2f}|"
+      f"{best[2]:.0f} / {med[2]:.0f}|{100 * best[3]:.0f}% / {100 * med[3]:.0f}%|"
+      f"{100 * best[4]:.0f}% / {100 * med[4]:.0f}%|{best[5]:.0f} / {med[5]:.0f}|{hz / med[5] / 1e6:.2f}|"
       f"{b['sessions']['created_total']}|{drops or 'none'}")
 PY
 )
@@ -190,15 +219,23 @@ echo
 echo "== docker-bench: testpmd flowgen -> vhost-user -> appliance (virtio-user, one worker on CPU 1)"
 echo "   -> back to testpmd; 64-byte UDP; egress flows 10.254.0.0:1000 -> 10.253.0.0+i:1001"
 echo "   (i < flows), SNAT to 198.18.0.2; established sessions (after ${WARMUP} s), ${SECS} s window;"
-echo "   huge pages (--in-memory); load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "   appliance Mpps: packets its worker processed; cycles/pkt: its busy cycles per packet; both"
-echo "   as best / median 2-s window; ceiling: TSC Hz / best cycles per packet, what the worker would do"
-echo "   100 % busy (busy < 100 %: the generator, on the other core with everything else, was the limit)"
-row='| %9s | %14s | %14s | %12s | %11s | %11s | %12s | %9s | %9s | %s\n'
+echo "   huge pages (--in-memory); load $(cut -d' ' -f1-3 /proc/loadavg); cpu-shares ${BENCH_SHARES:-1024 (default)}"
+cat <<'EOF'
+   Each figure a / b: the best / the median 2-s window, ranked by on-CPU cycles per packet.
+   appliance Mpps   packets the worker processed (and sent back: see drops)
+   testpmd          Mpps it sent / got back, mean of its per-second stats over the window
+   TSC cycles/pkt   the worker's busy cycles per packet as appliance stats counts them (TSC:
+                    they include time another process had the core)
+   busy             busy share of the worker's loop (below 100 %: the generator was the limit)
+   on CPU           share of the window the worker thread ran (/proc; the machine is shared)
+   cycles/pkt       busy cycles per packet on the CPU: TSC cycles/pkt x on-CPU share
+   ceiling          TSC Hz / median on-CPU cycles per packet: one worker core's capacity
+EOF
+row='| %9s | %14s | %13s | %14s | %10s | %10s | %12s | %8s | %9s | %s\n'
 # shellcheck disable=SC2059 # one format for the header and the rows
-printf "$row" flows "appliance Mpps" "forwarded Mpps" "testpmd sent" "testpmd got" "cycles/pkt" "ceiling Mpps" busy sessions "drops in window"
+printf "$row" flows "appliance Mpps" "testpmd Mpps" "TSC cycles/pkt" busy "on CPU" "cycles/pkt" "ceiling" sessions "drops in the window"
 for r in "${results[@]}"; do
-  IFS='|' read -r f m fw s g c cap b n d <<<"$r"
+  IFS='|' read -r f m g c b cpu oc cap n d <<<"$r"
   # shellcheck disable=SC2059
-  printf "$row" "$f" "$m" "$fw" "$s" "$g" "$c" "$cap" "$b" "$n" "$d"
+  printf "$row" "$f" "$m" "$g" "$c" "$b" "$cpu" "$oc" "$cap" "$n" "$d"
 done
