@@ -33,13 +33,17 @@ DK=nva-docker-
 DK_BR=nvad-
 DK_RUN=${NVA_DOCKER_RUN:-/run/nva-docker}
 DK_BASE=local/debian:bookworm
-# The engine's own client when Debian's engine is installed: a newer client on the PATH
-# speaks API options the 20.10 daemon refuses (DPDK-NOTES.md), and wants buildx to build.
-DOCKER=${DOCKER:-$( [[ -x /usr/bin/docker ]] && echo /usr/bin/docker || echo docker)}
 export DOCKER_BUILDKIT=0
 mkdir -p "$DK_RUN"
 
-dk() { "$DOCKER" "$@"; }
+# The engine's own client once Debian's engine is installed (looked up at each call: dk_deps
+# may install it after this file is read): a newer client on the PATH speaks API options
+# the 20.10 daemon refuses (DPDK-NOTES.md), and wants buildx to build. $DOCKER overrides.
+dk() {
+  local client=${DOCKER:-docker}
+  [[ -z ${DOCKER:-} && -x /usr/bin/docker ]] && client=/usr/bin/docker
+  "$client" "$@"
+}
 # One run of the testbed at a time on a machine: the names are fixed, and a second run's
 # clean-up would remove the first one's containers. Waits for the other run to end.
 dk_lock() {
