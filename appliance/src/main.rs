@@ -235,46 +235,12 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
-                    return fail(format!("cannot install the handler for signal {sig}: {e}"));
-                }
-            }
             let options = RunOptions {
                 duration: Some(duration),
                 stats_interval: None,
                 bench: Some(dataplane::bench::BenchSpec { flows }),
             };
-            match dataplane::run(std::path::Path::new("<bench>"), &config, &options, &stop) {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string_pretty(&report) {
-                            Ok(text) => println!("{text}"),
-                            Err(e) => return fail(format!("cannot encode the report: {e}")),
-                        }
-                    } else {
-                        print!("{report}");
-                        if let Some(b) = report.bench {
-                            println!(
-                                "bench: {} flows; setup {:.2} s ({:.3} M sessions/s); established {:.3} Mpps over {:.1} s, {:.1} cycles/packet at {:.2} GHz, workers {:.0}% busy; generator waited {} times; table {:.1} B/session",
-                                b.flows,
-                                b.setup_secs,
-                                b.setup_per_sec / 1e6,
-                                b.established_pps / 1e6,
-                                b.established_secs,
-                                b.cycles_per_packet,
-                                report.tsc_hz as f64 / 1e9,
-                                b.worker_busy * 100.0,
-                                b.generator_refused,
-                                b.table_bytes_per_session
-                            );
-                        }
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+            run(Path::new("<bench>"), &config, &options, json)
         }
         Command::Explain {
             config,
@@ -288,38 +254,41 @@ fn main() -> ExitCode {
             stats_interval,
             json,
         } => {
-            let config_path = config;
-            let config = match Config::load(&config_path) {
-                Ok(c) => c,
-                Err(e) => return fail(e),
-            };
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
-                    return fail(format!("cannot install the handler for signal {sig}: {e}"));
-                }
-            }
             let options = RunOptions {
                 duration,
                 stats_interval,
                 bench: None,
             };
-            match dataplane::run(&config_path, &config, &options, &stop) {
-                Ok(report) => {
-                    if json {
-                        match serde_json::to_string_pretty(&report) {
-                            Ok(text) => println!("{text}"),
-                            Err(e) => return fail(format!("cannot encode the report: {e}")),
-                        }
-                    } else {
-                        print!("{report}");
-                    }
-                    ExitCode::SUCCESS
-                }
+            match Config::load(&config) {
+                Ok(c) => run(&config, &c, &options, json),
                 Err(e) => fail(e),
             }
         }
     }
+}
+
+/// Runs the data path (`appliance run`, `appliance bench`) until SIGINT, SIGTERM or the end
+/// of its duration, then prints its report: a table, or JSON with `json`.
+fn run(path: &Path, config: &Config, options: &RunOptions, json: bool) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            return fail(format!("cannot install the handler for signal {sig}: {e}"));
+        }
+    }
+    let report = match dataplane::run(path, config, options, &stop) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(format!("cannot encode the report: {e}")),
+        }
+    } else {
+        print!("{report}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Loads, checks and compiles a configuration file; on failure prints every error on its own

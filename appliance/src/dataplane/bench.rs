@@ -5,13 +5,21 @@
 //! outside servers into the inside port's rx rings (one per rx queue, flows spread over them
 //! like RSS would), and frees what the workers send out of the outside port. First every flow
 //! once, in order (session setup), then flows drawn at random (established traffic) until the
-//! run ends. The control loop samples the counters at the phase change and at the end.
+//! run ends. The control loop watches the phases ([`Phases`]) and samples the counters at the
+//! phase change and at the end.
+//!
+//! The seam with [`super::run`]: a [`Bench`] makes the ports of devices named `bench:*`,
+//! runs the generator on the lcore after the workers', and [`Phases`] tells the control loop
+//! when the run is over. Nothing else of the data path knows it is a benchmark.
 
+use super::counters::WorkerCounters;
 use crate::packet::build::{self, Link};
 use crate::packet::{EthernetAddress, Vlans};
-use dpdk_sys::{Burst, Mempool, Ring};
+use dpdk_sys::{Burst, Eal, Mempool, PortId, Ring};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
 
 /// What the benchmark generates.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +98,30 @@ fn frame(dst_mac: EthernetAddress, f: u32) -> [u8; 64] {
     out
 }
 
+/// What `appliance bench` measured.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct BenchResult {
+    /// Flows (sessions) generated.
+    pub flows: u32,
+    /// Seconds to create every session (first packet of each flow through the slow path).
+    pub setup_secs: f64,
+    /// Sessions created per second in that phase.
+    pub setup_per_sec: f64,
+    /// Seconds of established traffic measured.
+    pub established_secs: f64,
+    /// Packets per second the workers sent out in the established phase.
+    pub established_pps: f64,
+    /// Busy TSC cycles per packet processed in the established phase (all workers).
+    pub cycles_per_packet: f64,
+    /// Share of the workers' time spent on packets in the established phase (1.0: the
+    /// workers are the bottleneck; less: the generator is).
+    pub worker_busy: f64,
+    /// Times the generator found the rx ring full and waited (the workers were saturated).
+    pub generator_refused: u64,
+    /// Session table bytes per session (slab + index).
+    pub table_bytes_per_session: f64,
+}
+
 /// Counters the generator keeps.
 #[derive(Debug, Default)]
 pub struct GenCounters {
@@ -103,9 +135,203 @@ pub struct GenCounters {
     pub setup_sent: AtomicBool,
 }
 
+/// A benchmark's ports and generator: the rings behind the `bench:*` devices (which must
+/// outlive those ports), what the generator counts, and its stop flag.
+pub struct Bench<'eal> {
+    spec: BenchSpec,
+    /// Per bench port, in config order: the rx rings the generator feeds (one per queue)
+    /// and the tx rings the workers fill (one per worker).
+    rings: Vec<(Vec<Ring<'eal>>, Vec<Ring<'eal>>)>,
+    counters: GenCounters,
+    stop: AtomicBool,
+}
+
+impl std::fmt::Debug for Bench<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bench")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'eal> Bench<'eal> {
+    /// A benchmark of `spec`, before its ports exist.
+    pub fn new(spec: BenchSpec) -> Self {
+        Bench {
+            spec,
+            rings: Vec::new(),
+            counters: GenCounters::default(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// What it generates.
+    pub fn spec(&self) -> BenchSpec {
+        self.spec
+    }
+
+    /// Makes the ring port of device `bench:name`: `rx_queues` rings the generator feeds,
+    /// `tx_queues` the workers send into.
+    ///
+    /// # Errors
+    /// DPDK's, when a ring or the port cannot be made.
+    pub fn port(
+        &mut self,
+        eal: &'eal Eal,
+        name: &str,
+        rx_queues: u16,
+        tx_queues: u16,
+    ) -> Result<PortId, dpdk_sys::Error> {
+        let rings = |kind: &str, n: u16| -> Result<Vec<Ring<'eal>>, dpdk_sys::Error> {
+            (0..n)
+                .map(|q| Ring::new(eal, &format!("b_{name}_{kind}{q}"), 1024))
+                .collect()
+        };
+        let rx = rings("rx", rx_queues)?;
+        let tx = rings("tx", tx_queues)?;
+        let id = {
+            let rxr: Vec<&Ring<'_>> = rx.iter().collect();
+            let txr: Vec<&Ring<'_>> = tx.iter().collect();
+            dpdk_sys::ring_port(eal, &format!("bench_{name}"), &rxr, &txr)?
+        };
+        self.rings.push((rx, tx));
+        Ok(id)
+    }
+
+    /// The generator loop, for the generator's lcore: frames into the first bench port's
+    /// rx rings (addressed to `lan_mac`), out of every port's tx rings and back to the pool,
+    /// until [`Bench::stop`].
+    pub fn generate(&self, lan_mac: EthernetAddress, pool: &Mempool<'_>) {
+        let feed: Vec<&Ring<'_>> = self
+            .rings
+            .first()
+            .map(|(rx, _)| rx.iter().collect())
+            .unwrap_or_default();
+        let drain: Vec<&Ring<'_>> = self.rings.iter().flat_map(|(_, tx)| tx.iter()).collect();
+        generate(
+            self.spec,
+            lan_mac,
+            pool,
+            &feed,
+            &drain,
+            &self.counters,
+            &self.stop,
+        );
+    }
+
+    /// Stops the generator.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// What the generator counted.
+    pub fn counters(&self) -> &GenCounters {
+        &self.counters
+    }
+}
+
+/// The workers' totals the phases are measured by.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    /// Packets sent out of every port.
+    out: u64,
+    busy: u64,
+    idle: u64,
+    processed: u64,
+}
+
+impl Totals {
+    fn of(workers: &[WorkerCounters]) -> Totals {
+        let mut t = Totals::default();
+        for w in workers {
+            t.out += w
+                .ports
+                .iter()
+                .map(|p| p.tx_packets.load(Ordering::Relaxed))
+                .sum::<u64>();
+            t.busy += w.busy_cycles.load(Ordering::Relaxed);
+            t.idle += w.idle_cycles.load(Ordering::Relaxed);
+            t.processed += w.processed.load(Ordering::Relaxed);
+        }
+        t
+    }
+}
+
+/// Where a benchmark is: setting its sessions up, or measuring established traffic since a
+/// moment whose totals it keeps.
+#[derive(Debug)]
+pub struct Phases {
+    flows: u32,
+    duration: Option<Duration>,
+    started: Instant,
+    established: Option<(Instant, Totals)>,
+    result: BenchResult,
+}
+
+/// Setup gives up after this long.
+const SETUP_LIMIT: Duration = Duration::from_secs(600);
+
+impl Phases {
+    /// The phases of a benchmark of `flows` that measures established traffic for
+    /// `duration` (`None`: until stopped), started at `started`.
+    pub fn new(flows: u32, duration: Option<Duration>, started: Instant) -> Self {
+        Phases {
+            flows,
+            duration,
+            started,
+            established: None,
+            result: BenchResult {
+                flows,
+                ..BenchResult::default()
+            },
+        }
+    }
+
+    /// The control loop's look at the benchmark: `created` sessions so far, the workers'
+    /// counters, the generator's. True when the run is over (the measurement is complete,
+    /// or setup took too long).
+    pub fn watch(&mut self, created: u64, workers: &[WorkerCounters], gen: &GenCounters) -> bool {
+        match self.established {
+            None if created >= u64::from(self.flows) && gen.setup_sent.load(Ordering::Acquire) => {
+                let secs = self.started.elapsed().as_secs_f64();
+                info!(flows = self.flows, secs, "benchmark: every session created");
+                self.result.setup_secs = secs;
+                self.result.setup_per_sec = f64::from(self.flows) / secs;
+                self.established = Some((Instant::now(), Totals::of(workers)));
+                false
+            }
+            None if self.started.elapsed() > SETUP_LIMIT => {
+                warn!(created, "benchmark: session setup did not finish in 600 s");
+                true
+            }
+            Some((t0, before)) if self.duration.is_none_or(|d| t0.elapsed() >= d) => {
+                let now = Totals::of(workers);
+                let secs = t0.elapsed().as_secs_f64();
+                let r = &mut self.result;
+                r.established_secs = secs;
+                r.established_pps = (now.out - before.out) as f64 / secs;
+                r.cycles_per_packet = (now.busy - before.busy) as f64
+                    / (now.processed - before.processed).max(1) as f64;
+                let (busy, idle) = (now.busy - before.busy, now.idle - before.idle);
+                r.worker_busy = busy as f64 / (busy + idle).max(1) as f64;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The figures, once setup is over (`None` before: nothing was measured).
+    pub fn result(&self, gen: &GenCounters, table_bytes_per_session: f64) -> Option<BenchResult> {
+        self.established.map(|_| BenchResult {
+            generator_refused: gen.refused.load(Ordering::Relaxed),
+            table_bytes_per_session,
+            ..self.result
+        })
+    }
+}
+
 /// The generator loop: runs until `stop`.
-#[allow(clippy::too_many_arguments)]
-pub fn generate(
+fn generate(
     spec: BenchSpec,
     lan_mac: EthernetAddress,
     pool: &Mempool<'_>,

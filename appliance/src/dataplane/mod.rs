@@ -10,30 +10,31 @@ pub mod arp;
 pub mod bench;
 pub mod counters;
 mod eal_args;
+pub mod report;
 pub mod view;
 pub mod worker;
 
 pub use eal_args::eal_args;
+pub use report::{PortReport, Report, WorkerReport};
 
 use crate::config::Config;
 use crate::control::Control;
+use crate::flow::FlowTable;
 use crate::packet::EthernetAddress;
-use crate::pipeline::{Neighbours, Reason, Shard, ShardConfig, ShardCounters};
+use crate::pipeline::{Discard, Neighbours, Shard, ShardConfig, ShardCounters};
+use crate::policy::Policy;
 use arc_swap::ArcSwap;
 use arp::{NeighbourManager, Sender};
+use bench::{Bench, Phases};
 use counters::{port_totals, PortTotals, WorkerCounters};
-use crossbeam_queue::ArrayQueue;
-use dpdk_sys::{tsc, Eal, Mempool, Port, PortSettings, PortStats};
+use dpdk_sys::{tsc, Eal, Mempool, Port, PortSettings};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
-use view::{DumpSlot, View};
-use worker::{Shared, Worker};
-
-/// Packets each handoff ring holds (per pair of workers).
-const HANDOFF_RING: usize = 4096;
+use view::View;
+use worker::Worker;
 
 /// Why the appliance could not start or run. Each names the config field or the
 /// environment problem, for a one-line error.
@@ -110,171 +111,6 @@ pub struct RunOptions {
     pub bench: Option<bench::BenchSpec>,
 }
 
-/// Counters at the end of a run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
-    /// How long the workers ran, in seconds.
-    pub elapsed_secs: f64,
-    /// Per port, in config order.
-    pub ports: Vec<PortReport>,
-    /// Per worker.
-    pub workers: Vec<WorkerReport>,
-    /// TSC ticks per second.
-    pub tsc_hz: u64,
-    /// Drops by reason (only reasons that happened).
-    pub drops: Vec<(&'static str, u64)>,
-    /// Sessions created.
-    pub sessions_created: u64,
-    /// Sessions live at the end.
-    pub sessions_live: u64,
-    /// Benchmark figures, for `appliance bench`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bench: Option<BenchResult>,
-}
-
-/// What `appliance bench` measured.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct BenchResult {
-    /// Flows (sessions) generated.
-    pub flows: u32,
-    /// Seconds to create every session (first packet of each flow through the slow path).
-    pub setup_secs: f64,
-    /// Sessions created per second in that phase.
-    pub setup_per_sec: f64,
-    /// Seconds of established traffic measured.
-    pub established_secs: f64,
-    /// Packets per second the workers sent out in the established phase.
-    pub established_pps: f64,
-    /// Busy TSC cycles per packet processed in the established phase (all workers).
-    pub cycles_per_packet: f64,
-    /// Share of the workers' time spent on packets in the established phase (1.0: the
-    /// workers are the bottleneck; less: the generator is).
-    pub worker_busy: f64,
-    /// Times the generator found the rx ring full and waited (the workers were saturated).
-    pub generator_refused: u64,
-    /// Session table bytes per session (slab + index).
-    pub table_bytes_per_session: f64,
-}
-
-/// One port's totals: what the workers counted, and what the driver counted.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PortReport {
-    /// Port name from the config.
-    pub name: String,
-    /// The port's MAC address.
-    pub mac: String,
-    /// Packets received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Packets sent.
-    pub tx_packets: u64,
-    /// Packets freed because the driver's tx ring was full.
-    pub tx_dropped: u64,
-    /// Driver: packets the NIC dropped for lack of rx descriptors.
-    pub rx_missed: u64,
-    /// Driver: rx mbuf allocation failures.
-    pub rx_nombuf: u64,
-    /// Driver: erroneous received packets.
-    pub rx_errors: u64,
-    /// Driver: failed transmissions.
-    pub tx_errors: u64,
-}
-
-impl PortReport {
-    fn new(name: &str, mac: EthernetAddress, t: PortTotals, s: PortStats) -> Self {
-        PortReport {
-            name: name.to_string(),
-            mac: mac.to_string(),
-            rx_packets: t.rx_packets,
-            rx_bytes: t.rx_bytes,
-            tx_packets: t.tx_packets,
-            tx_dropped: t.tx_dropped,
-            rx_missed: s.rx_missed,
-            rx_nombuf: s.rx_nombuf,
-            rx_errors: s.rx_errors,
-            tx_errors: s.tx_errors,
-        }
-    }
-}
-
-/// One worker's totals.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct WorkerReport {
-    /// The lcore it ran on.
-    pub lcore: u32,
-    /// Packets it processed.
-    pub processed: u64,
-    /// Cycles in iterations that moved packets.
-    pub busy_cycles: u64,
-    /// Cycles in idle iterations.
-    pub idle_cycles: u64,
-    /// Packets handed to other workers.
-    pub handoffs: u64,
-    /// Packets dropped because a handoff ring was full.
-    pub handoff_drops: u64,
-}
-
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = self.elapsed_secs.max(1e-9);
-        writeln!(f, "ran {:.3} s", secs)?;
-        writeln!(
-            f,
-            "{:<12} {:>14} {:>14} {:>12} {:>10} {:>10} {:>10}",
-            "port", "rx", "tx", "tx_dropped", "rx_missed", "rx_nombuf", "tx_Mpps"
-        )?;
-        for p in &self.ports {
-            writeln!(
-                f,
-                "{:<12} {:>14} {:>14} {:>12} {:>10} {:>10} {:>10.3}",
-                p.name,
-                p.rx_packets,
-                p.tx_packets,
-                p.tx_dropped,
-                p.rx_missed,
-                p.rx_nombuf,
-                p.tx_packets as f64 / secs / 1e6
-            )?;
-        }
-        writeln!(
-            f,
-            "sessions: {} created, {} live at exit",
-            self.sessions_created, self.sessions_live
-        )?;
-        if !self.drops.is_empty() {
-            writeln!(f, "drops by reason:")?;
-            for (name, n) in &self.drops {
-                writeln!(f, "  {name:<28} {n:>12}")?;
-            }
-        }
-        writeln!(
-            f,
-            "{:<8} {:>6} {:>14} {:>8} {:>12} {:>10}",
-            "worker", "lcore", "packets", "busy%", "cycles/pkt", "handoffs"
-        )?;
-        for (i, w) in self.workers.iter().enumerate() {
-            let total = (w.busy_cycles + w.idle_cycles).max(1);
-            let cpp = if w.processed > 0 {
-                w.busy_cycles as f64 / w.processed as f64
-            } else {
-                0.0
-            };
-            writeln!(
-                f,
-                "{:<8} {:>6} {:>14} {:>7.1}% {:>12.1} {:>10}",
-                i,
-                w.lcore,
-                w.processed,
-                100.0 * w.busy_cycles as f64 / total as f64,
-                cpp,
-                w.handoffs
-            )?;
-        }
-        Ok(())
-    }
-}
-
 /// Checks that huge pages are reserved and free before EAL tries (its own error is vague).
 fn check_huge_pages() -> Result<(), RunError> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -341,133 +177,23 @@ pub fn run(
         mbufs: d.mbufs,
         source,
     })?;
-
-    // Every worker has a tx queue on every port.
-    let mut bench_rings: Vec<(Vec<dpdk_sys::Ring<'_>>, Vec<dpdk_sys::Ring<'_>>)> = Vec::new();
-    let mut ports = Vec::with_capacity(config.port.len());
-    for (index, pc) in config.port.iter().enumerate() {
-        let port_err = |source| RunError::Port {
-            index,
-            name: pc.name.clone(),
-            device: pc.device.clone(),
-            source,
-        };
-        let rx_queues = pc.queues.unwrap_or(workers as u16);
-        let id = if let Some(name) = pc.device.trim().strip_prefix("bench:") {
-            // Benchmark ports: rings we own, one per queue.
-            let mk = |kind: &str, n: u16| -> Result<Vec<dpdk_sys::Ring<'_>>, RunError> {
-                (0..n)
-                    .map(|q| {
-                        dpdk_sys::Ring::new(&eal, &format!("b_{name}_{kind}{q}"), 1024)
-                            .map_err(port_err)
-                    })
-                    .collect()
-            };
-            let rx = mk("rx", rx_queues)?;
-            let tx = mk("tx", workers as u16)?;
-            let rxr: Vec<&dpdk_sys::Ring<'_>> = rx.iter().collect();
-            let txr: Vec<&dpdk_sys::Ring<'_>> = tx.iter().collect();
-            let id = dpdk_sys::ring_port(&eal, &format!("bench_{name}"), &rxr, &txr)
-                .map_err(port_err)?;
-            bench_rings.push((rx, tx));
-            id
-        } else {
-            dpdk_sys::attach(&eal, pc.device.trim()).map_err(port_err)?
-        };
-        let settings = PortSettings {
-            rx_queues,
-            tx_queues: workers as u16,
-            rx_descriptors: d.rx_descriptors,
-            tx_descriptors: d.tx_descriptors,
-            mtu: pc.mtu,
-            promiscuous: pc.promiscuous,
-        };
-        let mut port = Port::configure(&eal, id, &settings, &pool).map_err(port_err)?;
-        port.start().map_err(port_err)?;
-        let link = port.link().ok();
-        info!(
-            port = %pc.name,
-            id = id.0,
-            driver = %port.info().driver,
-            mac = %EthernetAddress(port.mac()),
-            rx_queues = settings.rx_queues,
-            tx_queues = settings.tx_queues,
-            rss = port.info().rss_enabled,
-            link_up = link.map(|l| l.up),
-            speed_mbps = link.map(|l| l.speed_mbps),
-            "port started"
-        );
-        ports.push(port);
-    }
+    let mut bench = options.bench.map(Bench::new);
+    let mut ports = start_ports(&eal, config, workers, &pool, bench.as_mut())?;
     let macs: Vec<EthernetAddress> = ports.iter().map(|p| EthernetAddress(p.mac())).collect();
-
-    // Per-worker state, built here and moved to the worker lcores.
-    let seed = {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(tsc::now());
-        h.finish()
-    };
-    let shard_counters: Vec<Arc<ShardCounters>> = (0..workers)
-        .map(|_| Arc::new(ShardCounters::new(policy0.snat.addresses.len())))
-        .collect();
-    let mut shards = Vec::with_capacity(workers);
-    for (w, c) in shard_counters.iter().enumerate() {
-        let sc = ShardConfig::from_policy(&policy0, w, workers, seed)
-            .ok_or(RunError::PortRange(workers))?;
-        shards.push(Shard::new(sc, c.clone()));
-    }
-    let pool_addresses = policy0.snat.addresses.clone();
+    let (shards, shard_counters) = make_shards(&policy0, workers)?;
     let neighbours = Arc::new(ArcSwap::from_pointee(Neighbours::new()));
     let neighbour_manager = NeighbourManager::new(neighbours.clone(), &policy0);
-    let shared = Shared {
-        policy: control.policy(),
-        neighbours: neighbours.clone(),
-        rings: (0..workers)
-            .map(|_| {
-                (0..workers)
-                    .map(|_| ArrayQueue::new(HANDOFF_RING))
-                    .collect()
-            })
-            .collect(),
-        notes: ArrayQueue::new(4096),
-        outbox: ArrayQueue::new(256),
-        macs: macs.clone(),
-        dumps: (0..workers).map(|_| DumpSlot::default()).collect(),
-        stop: AtomicBool::new(false),
-    };
+    let shared = worker::Shared::new(control.policy(), neighbours, macs.clone(), workers);
     let counters: Vec<WorkerCounters> = (0..workers).map(|_| WorkerCounters::default()).collect();
     let started = Instant::now();
     let tsc_hz = tsc::hz();
     let lcore_ids: Vec<u32> = lcores.iter().take(workers).map(|l| l.0).collect();
+    let mut phases = bench
+        .as_ref()
+        .map(|b| Phases::new(b.spec().flows, options.duration, started));
 
-    let mut bench_result: Option<BenchResult> = None;
-    let gen_counters = bench::GenCounters::default();
-    let gen_stop = AtomicBool::new(false);
     let result = {
-        let mut plans: Vec<Worker<'_, '_>> = shards
-            .into_iter()
-            .enumerate()
-            .map(|(index, shard)| Worker {
-                index,
-                rx: Vec::new(),
-                tx: Vec::new(),
-                burst: usize::from(d.burst),
-                shard,
-            })
-            .collect();
-        for (pi, port) in ports.iter().enumerate() {
-            let (rxqs, txqs) = port
-                .queues()
-                .expect("queues of a freshly configured port are free");
-            for q in rxqs {
-                let w = usize::from(q.queue().0) % workers;
-                plans[w].rx.push((pi, q));
-            }
-            for (w, q) in txqs.into_iter().enumerate() {
-                plans[w].tx.push(q);
-            }
-        }
+        let plans = plan_workers(shards, &ports, usize::from(d.burst));
         eal.scope(|s| {
             let mut running = Vec::with_capacity(workers);
             let mut launch_error = None;
@@ -490,16 +216,10 @@ pub fn run(
                 }
             }
             let mut generator = None;
-            if let (Some(spec), None) = (options.bench, &launch_error) {
-                let feed: Vec<&dpdk_sys::Ring<'_>> = bench_rings
-                    .first()
-                    .map(|(rx, _)| rx.iter().collect())
-                    .unwrap_or_default();
-                let drain: Vec<&dpdk_sys::Ring<'_>> =
-                    bench_rings.iter().flat_map(|(_, tx)| tx.iter()).collect();
-                let (pool, gc, gs, mac) = (&pool, &gen_counters, &gen_stop, macs[0]);
+            if let (Some(b), None) = (&bench, &launch_error) {
+                let (pool, mac) = (&pool, macs[0]);
                 match s.spawn(lcores[workers], move || {
-                    bench::generate(spec, mac, pool, &feed, &drain, gc, gs);
+                    b.generate(mac, pool);
                     0
                 }) {
                     Ok(g) => generator = Some(g),
@@ -521,7 +241,7 @@ pub fn run(
                     shards: &shard_counters,
                     lcores: &lcore_ids,
                     dumps: &shared.dumps,
-                    pool: &pool_addresses,
+                    pool: &policy0.snat.addresses,
                     started,
                     tsc_hz,
                 };
@@ -531,24 +251,20 @@ pub fn run(
                     macs: &macs,
                     addresses: Vec::new(),
                 };
-                bench_result = control_loop(
+                let mut lp = ControlLoop::new(&view, options, stop);
+                lp.run(
                     &mut control,
-                    &view,
                     &mut sender,
                     &shared,
                     neighbour_manager,
-                    options,
-                    stop,
-                    started,
-                    &gen_counters,
+                    bench.as_ref().zip(phases.as_mut()),
                 );
             }
-            gen_stop.store(true, Ordering::SeqCst);
+            if let Some(b) = &bench {
+                b.stop();
+            }
             if let Some(g) = generator {
                 let _ = g.join();
-            }
-            if let Some(r) = bench_result.as_mut() {
-                r.generator_refused = gen_counters.refused.load(Ordering::Relaxed);
             }
             shared.stop.store(true, Ordering::SeqCst);
             let mut first_error = launch_error;
@@ -565,230 +281,291 @@ pub fn run(
             first_error.map_or(Ok(()), Err)
         })
     };
-    let elapsed = started.elapsed();
-    let mut report = Report {
-        elapsed_secs: elapsed.as_secs_f64(),
-        ports: Vec::new(),
-        workers: Vec::new(),
+    let bench_result = bench.as_ref().zip(phases.as_ref()).and_then(|(b, p)| {
+        let share = policy0.sessions.max_sessions / workers as u32;
+        p.result(b.counters(), FlowTable::bytes_per_session_for(share))
+    });
+    let report = report::build(
+        config,
+        started.elapsed(),
         tsc_hz,
-        drops: Vec::new(),
-        sessions_created: shard_counters.iter().map(|s| s.created()).sum(),
-        sessions_live: shard_counters
-            .iter()
-            .map(|s| s.active().iter().sum::<u64>())
-            .sum(),
-        bench: bench_result.map(|mut b| {
-            b.table_bytes_per_session = crate::flow::FlowTable::bytes_per_session_for(
-                policy0.sessions.max_sessions / workers as u32,
-            );
-            b
-        }),
-    };
-    for i in 0..Reason::COUNT {
-        if let Some(r) = Reason::from_index(i) {
-            let n: u64 = shard_counters.iter().map(|s| s.drops_of(r)).sum();
-            if n > 0 {
-                report.drops.push((r.name(), n));
-            }
-        }
-    }
-    for (i, port) in ports.iter_mut().enumerate() {
-        let stats = port.stats().unwrap_or_default();
-        if let Err(e) = port.stop() {
-            warn!(port = %config.port[i].name, error = %e, "stopping port");
-        }
-        report.ports.push(PortReport::new(
-            &config.port[i].name,
-            macs[i],
-            port_totals(&counters, i),
-            stats,
-        ));
-    }
-    for (c, lcore) in counters.iter().zip(&lcores) {
-        report.workers.push(WorkerReport {
-            lcore: lcore.0,
-            processed: c.processed.load(Ordering::Relaxed),
-            busy_cycles: c.busy_cycles.load(Ordering::Relaxed),
-            idle_cycles: c.idle_cycles.load(Ordering::Relaxed),
-            handoffs: c.handoffs.load(Ordering::Relaxed),
-            handoff_drops: c.handoff_drops.load(Ordering::Relaxed),
-        });
-    }
-    // Mbufs still in handoff rings go back to the pool before the ports and EAL go.
+        &mut ports,
+        &macs,
+        &counters,
+        &lcores,
+        &shard_counters,
+        bench_result,
+    );
+    // Mbufs still in handoff rings go back to the pool before the ports and EAL go; the
+    // bench's rings back its ports, so they go after them.
     drop(shared);
     drop(ports);
-    drop(bench_rings);
+    drop(bench);
     drop(eal);
     result.map(|()| report)
 }
 
-/// The main lcore's loop while workers run: the control plane (socket, reloads, metrics),
-/// neighbours (notes from workers, ARP), link changes, rate logs; until stop.
-#[allow(clippy::too_many_arguments)]
-fn control_loop(
-    control: &mut Control,
-    view: &View<'_, '_>,
-    sender: &mut Sender<'_, '_>,
-    shared: &Shared<'_>,
-    mut neighbours: NeighbourManager,
-    options: &RunOptions,
-    stop: &AtomicBool,
-    started: Instant,
-    gen: &bench::GenCounters,
-) -> Option<BenchResult> {
-    let ports = view.ports;
-    // Benchmark phases: (time, packets out, busy cycles, idle cycles, processed) when the
-    // last session of the setup phase was created.
-    let mut phase2: Option<(Instant, u64, u64, u64, u64)> = None;
-    let totals = || {
-        let out: u64 = (0..ports.len())
-            .map(|i| port_totals(view.workers, i).tx_packets)
-            .sum();
-        let busy: u64 = view
-            .workers
-            .iter()
-            .map(|w| w.busy_cycles.load(Ordering::Relaxed))
-            .sum();
-        let idle: u64 = view
-            .workers
-            .iter()
-            .map(|w| w.idle_cycles.load(Ordering::Relaxed))
-            .sum();
-        let processed: u64 = view
-            .workers
-            .iter()
-            .map(|w| w.processed.load(Ordering::Relaxed))
-            .sum();
-        (out, busy, idle, processed)
-    };
-    let mut result = None;
-    let port_config = &view.config.port;
-    let mut links: Vec<Option<bool>> = ports.iter().map(|p| p.link().ok().map(|l| l.up)).collect();
-    let mut last_stats = Instant::now();
-    let mut last_totals: Vec<PortTotals> = (0..ports.len())
-        .map(|i| port_totals(view.workers, i))
+/// Probes, configures and starts every port of the configuration, in config order, with a
+/// tx queue for each of the `workers` and rx queues as configured (default: one per
+/// worker). Devices named `bench:*` are the benchmark's rings.
+fn start_ports<'eal>(
+    eal: &'eal Eal,
+    config: &Config,
+    workers: usize,
+    pool: &Mempool<'eal>,
+    mut bench: Option<&mut Bench<'eal>>,
+) -> Result<Vec<Port<'eal>>, RunError> {
+    let d = &config.dataplane;
+    let mut ports = Vec::with_capacity(config.port.len());
+    for (index, pc) in config.port.iter().enumerate() {
+        let port_err = |source| RunError::Port {
+            index,
+            name: pc.name.clone(),
+            device: pc.device.clone(),
+            source,
+        };
+        let rx_queues = pc.queues.unwrap_or(workers as u16);
+        let device = pc.device.trim();
+        let id = match (device.strip_prefix("bench:"), bench.as_deref_mut()) {
+            (Some(name), Some(b)) => b.port(eal, name, rx_queues, workers as u16),
+            _ => dpdk_sys::attach(eal, device),
+        }
+        .map_err(port_err)?;
+        let settings = PortSettings {
+            rx_queues,
+            tx_queues: workers as u16,
+            rx_descriptors: d.rx_descriptors,
+            tx_descriptors: d.tx_descriptors,
+            mtu: pc.mtu,
+            promiscuous: pc.promiscuous,
+        };
+        let mut port = Port::configure(eal, id, &settings, pool).map_err(port_err)?;
+        port.start().map_err(port_err)?;
+        let link = port.link().ok();
+        info!(
+            port = %pc.name,
+            id = id.0,
+            driver = %port.info().driver,
+            mac = %EthernetAddress(port.mac()),
+            rx_queues = settings.rx_queues,
+            tx_queues = settings.tx_queues,
+            rss = port.info().rss_enabled,
+            link_up = link.map(|l| l.up),
+            speed_mbps = link.map(|l| l.speed_mbps),
+            "port started"
+        );
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
+/// What each worker will own: its shard, the rx queues it polls (queue `q` of a port goes to
+/// worker `q % workers`), and its own tx queue on every port.
+fn plan_workers<'p, 'eal>(
+    shards: Vec<Shard>,
+    ports: &'p [Port<'eal>],
+    burst: usize,
+) -> Vec<Worker<'p, 'eal>> {
+    let workers = shards.len();
+    let mut plans: Vec<Worker<'p, 'eal>> = shards
+        .into_iter()
+        .enumerate()
+        .map(|(index, shard)| Worker {
+            index,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            burst,
+            shard,
+        })
         .collect();
-    let mut last_link_check = Instant::now();
-    // Drops the workers cannot log themselves (no syscalls on the fast path): the control
-    // thread logs their increase, at most once a second.
-    let watched = [
-        crate::pipeline::Discard::SessionTableFull,
-        crate::pipeline::Discard::NatPortExhausted,
-        crate::pipeline::Discard::NoNatAddress,
-    ];
-    let drops_of = |d: crate::pipeline::Discard| -> u64 {
-        view.shards.iter().map(|s| s.drops_of(d.into())).sum()
+    for (pi, port) in ports.iter().enumerate() {
+        let (rxqs, txqs) = port
+            .queues()
+            .expect("queues of a freshly configured port are free");
+        for q in rxqs {
+            plans[usize::from(q.queue().0) % workers].rx.push((pi, q));
+        }
+        for (w, q) in txqs.into_iter().enumerate() {
+            plans[w].tx.push(q);
+        }
+    }
+    plans
+}
+
+/// One shard for each of the `workers`, with the counters the control thread reads, on the
+/// policy the process starts with; every worker hashes with one seed drawn now.
+fn make_shards(
+    policy: &Policy,
+    workers: usize,
+) -> Result<(Vec<Shard>, Vec<Arc<ShardCounters>>), RunError> {
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(tsc::now());
+        h.finish()
     };
-    let mut last_drops: Vec<u64> = watched.iter().map(|&d| drops_of(d)).collect();
-    let mut last_congestion = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        if let Some(spec) = options.bench {
-            let created: u64 = view.shards.iter().map(|s| s.created()).sum();
-            match phase2 {
-                None if created >= u64::from(spec.flows)
-                    && gen.setup_sent.load(Ordering::Acquire) =>
-                {
-                    let (out, busy, idle, processed) = totals();
-                    phase2 = Some((Instant::now(), out, busy, idle, processed));
-                    let secs = started.elapsed().as_secs_f64();
-                    info!(flows = spec.flows, secs, "benchmark: every session created");
-                    result = Some(BenchResult {
-                        flows: spec.flows,
-                        setup_secs: secs,
-                        setup_per_sec: f64::from(spec.flows) / secs,
-                        ..Default::default()
-                    });
-                }
-                None if started.elapsed() > Duration::from_secs(600) => {
-                    warn!(created, "benchmark: session setup did not finish in 600 s");
-                    break;
-                }
-                Some((t0, out0, busy0, idle0, processed0))
-                    if options.duration.is_none_or(|d| t0.elapsed() >= d) =>
-                {
-                    let (out, busy, idle, processed) = totals();
-                    let secs = t0.elapsed().as_secs_f64();
-                    if let Some(r) = result.as_mut() {
-                        r.established_secs = secs;
-                        r.established_pps = (out - out0) as f64 / secs;
-                        r.cycles_per_packet =
-                            (busy - busy0) as f64 / (processed - processed0).max(1) as f64;
-                        r.worker_busy =
-                            (busy - busy0) as f64 / ((busy - busy0) + (idle - idle0)).max(1) as f64;
+    let counters: Vec<Arc<ShardCounters>> = (0..workers)
+        .map(|_| Arc::new(ShardCounters::new(policy.snat.addresses.len())))
+        .collect();
+    let mut shards = Vec::with_capacity(workers);
+    for (w, c) in counters.iter().enumerate() {
+        let sc = ShardConfig::from_policy(policy, w, workers, seed)
+            .ok_or(RunError::PortRange(workers))?;
+        shards.push(Shard::new(sc, c.clone()));
+    }
+    Ok((shards, counters))
+}
+
+/// Drops the workers cannot log themselves (no syscalls on the fast path): the control
+/// thread logs their increase, at most once a second.
+const WATCHED_DROPS: [Discard; 3] = [
+    Discard::SessionTableFull,
+    Discard::NatPortExhausted,
+    Discard::NoNatAddress,
+];
+
+/// The main lcore's loop while workers run: the control plane (socket, reloads, metrics),
+/// neighbours (notes from workers, ARP), link changes, the logs of what workers cannot log,
+/// rate logs; until stop, the run's duration, or the benchmark's end.
+struct ControlLoop<'v, 'a, 'eal> {
+    view: &'v View<'a, 'eal>,
+    options: &'v RunOptions,
+    stop: &'v AtomicBool,
+    links: Vec<Option<bool>>,
+    last_second: Instant,
+    last_stats: Instant,
+    last_totals: Vec<PortTotals>,
+    last_drops: [u64; WATCHED_DROPS.len()],
+    last_congestion: u64,
+}
+
+impl<'v, 'a, 'eal> ControlLoop<'v, 'a, 'eal> {
+    fn new(view: &'v View<'a, 'eal>, options: &'v RunOptions, stop: &'v AtomicBool) -> Self {
+        let ports = view.ports;
+        let mut lp = ControlLoop {
+            view,
+            options,
+            stop,
+            links: ports.iter().map(|p| p.link().ok().map(|l| l.up)).collect(),
+            last_second: Instant::now(),
+            last_stats: Instant::now(),
+            last_totals: (0..ports.len())
+                .map(|i| port_totals(view.workers, i))
+                .collect(),
+            last_drops: [0; WATCHED_DROPS.len()],
+            last_congestion: 0,
+        };
+        lp.last_drops = WATCHED_DROPS.map(|d| lp.drops_of(d));
+        lp
+    }
+
+    fn drops_of(&self, d: Discard) -> u64 {
+        self.view.shards.iter().map(|s| s.drops_of(d.into())).sum()
+    }
+
+    fn run(
+        &mut self,
+        control: &mut Control,
+        sender: &mut Sender<'_, '_>,
+        shared: &worker::Shared<'_>,
+        mut neighbours: NeighbourManager,
+        mut bench: Option<(&Bench<'_>, &mut Phases)>,
+    ) {
+        let view = self.view;
+        while !self.stop.load(Ordering::SeqCst) {
+            match bench.as_mut() {
+                Some((b, phases)) => {
+                    let created: u64 = view.shards.iter().map(|s| s.created()).sum();
+                    if phases.watch(created, view.workers, b.counters()) {
+                        break;
                     }
+                }
+                None if self
+                    .options
+                    .duration
+                    .is_some_and(|d| view.started.elapsed() >= d) =>
+                {
+                    info!("run duration reached");
                     break;
                 }
-                _ => {}
+                None => {}
             }
-        } else if options.duration.is_some_and(|d| started.elapsed() >= d) {
-            info!("run duration reached");
-            break;
-        }
-        let now = Instant::now();
-        let policy = control.current();
-        sender.addresses = policy
-            .ports
-            .iter()
-            .map(|p| p.address.map(|n| n.addr()))
-            .collect();
-        while let Some(n) = shared.notes.pop() {
-            neighbours.note(n, now, sender);
-        }
-        neighbours.tick(&policy, now, sender);
-        control.tick(view);
-        std::thread::sleep(Duration::from_millis(5));
-        if last_link_check.elapsed() >= Duration::from_secs(1) {
-            last_link_check = Instant::now();
-            for (i, &d) in watched.iter().enumerate() {
-                let now_count = drops_of(d);
-                if now_count > last_drops[i] {
-                    warn!(
-                        reason = d.name(),
-                        new = now_count - last_drops[i],
-                        total = now_count,
-                        "new flows dropped"
-                    );
-                    last_drops[i] = now_count;
-                }
-            }
-            let congestion: u64 = view
-                .workers
+            let now = Instant::now();
+            let policy = control.current();
+            sender.addresses = policy
+                .ports
                 .iter()
-                .map(|w| w.handoff_drops.load(Ordering::Relaxed))
-                .sum();
-            if congestion > last_congestion {
-                warn!(
-                    new = congestion - last_congestion,
-                    "handoff rings full: packets dropped"
-                );
-                last_congestion = congestion;
+                .map(|p| p.address.map(|n| n.addr()))
+                .collect();
+            while let Some(n) = shared.notes.pop() {
+                neighbours.note(n, now, sender);
             }
-            for (i, p) in ports.iter().enumerate() {
-                let up = p.link().ok().map(|l| l.up);
-                if up != links[i] {
-                    info!(port = %port_config[i].name, up = ?up, "link changed");
-                    links[i] = up;
-                }
+            neighbours.tick(&policy, now, sender);
+            control.tick(view);
+            std::thread::sleep(Duration::from_millis(5));
+            if self.last_second.elapsed() >= Duration::from_secs(1) {
+                self.last_second = Instant::now();
+                self.each_second();
             }
-        }
-        if let Some(every) = options.stats_interval {
-            if last_stats.elapsed() >= every {
-                let secs = last_stats.elapsed().as_secs_f64();
-                last_stats = Instant::now();
-                for (i, pc) in port_config.iter().enumerate() {
-                    let t = port_totals(view.workers, i);
-                    let l = last_totals[i];
-                    info!(
-                        port = %pc.name,
-                        rx_mpps = (t.rx_packets - l.rx_packets) as f64 / secs / 1e6,
-                        tx_mpps = (t.tx_packets - l.tx_packets) as f64 / secs / 1e6,
-                        tx_dropped = t.tx_dropped - l.tx_dropped,
-                        "rates"
-                    );
-                    last_totals[i] = t;
+            if let Some(every) = self.options.stats_interval {
+                if self.last_stats.elapsed() >= every {
+                    self.log_rates();
                 }
             }
         }
     }
-    result
+
+    /// What workers cannot log (drops of new flows, full handoff rings), and link changes.
+    fn each_second(&mut self) {
+        let view = self.view;
+        for (i, &d) in WATCHED_DROPS.iter().enumerate() {
+            let n = self.drops_of(d);
+            if n > self.last_drops[i] {
+                warn!(
+                    reason = d.name(),
+                    new = n - self.last_drops[i],
+                    total = n,
+                    "new flows dropped"
+                );
+                self.last_drops[i] = n;
+            }
+        }
+        let congestion: u64 = view
+            .workers
+            .iter()
+            .map(|w| w.handoff_drops.load(Ordering::Relaxed))
+            .sum();
+        if congestion > self.last_congestion {
+            warn!(
+                new = congestion - self.last_congestion,
+                "handoff rings full: packets dropped"
+            );
+            self.last_congestion = congestion;
+        }
+        for (i, p) in view.ports.iter().enumerate() {
+            let up = p.link().ok().map(|l| l.up);
+            if up != self.links[i] {
+                info!(port = %view.config.port[i].name, up = ?up, "link changed");
+                self.links[i] = up;
+            }
+        }
+    }
+
+    /// Per-port packet rates since the last time.
+    fn log_rates(&mut self) {
+        let secs = self.last_stats.elapsed().as_secs_f64();
+        self.last_stats = Instant::now();
+        for (i, pc) in self.view.config.port.iter().enumerate() {
+            let t = port_totals(self.view.workers, i);
+            let l = self.last_totals[i];
+            info!(
+                port = %pc.name,
+                rx_mpps = (t.rx_packets - l.rx_packets) as f64 / secs / 1e6,
+                tx_mpps = (t.tx_packets - l.tx_packets) as f64 / secs / 1e6,
+                tx_dropped = t.tx_dropped - l.tx_dropped,
+                "rates"
+            );
+            self.last_totals[i] = t;
+        }
+    }
 }

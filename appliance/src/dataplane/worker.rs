@@ -59,6 +59,37 @@ pub struct Shared<'eal> {
     pub stop: AtomicBool,
 }
 
+/// Packets each handoff ring holds (per pair of workers).
+const HANDOFF_RING: usize = 4096;
+
+impl<'eal> Shared<'eal> {
+    /// What `workers` workers share: the published `policy` and `neighbours`, each port's
+    /// MAC, empty rings, queues and session-listing slots.
+    pub fn new(
+        policy: Arc<ArcSwap<Policy>>,
+        neighbours: Arc<ArcSwap<Neighbours>>,
+        macs: Vec<EthernetAddress>,
+        workers: usize,
+    ) -> Self {
+        Shared {
+            policy,
+            neighbours,
+            rings: (0..workers)
+                .map(|_| {
+                    (0..workers)
+                        .map(|_| ArrayQueue::new(HANDOFF_RING))
+                        .collect()
+                })
+                .collect(),
+            notes: ArrayQueue::new(4096),
+            outbox: ArrayQueue::new(256),
+            macs,
+            dumps: (0..workers).map(|_| DumpSlot::default()).collect(),
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
 impl std::fmt::Debug for Shared<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").finish_non_exhaustive()
