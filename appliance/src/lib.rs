@@ -17,3 +17,5 @@ pub mod pipeline;
 pub mod policy;
 #[allow(unsafe_code)]
 pub mod sys;
+#[doc(hidden)]
+pub mod testing;

@@ -4,8 +4,9 @@
 
 mod common;
 use appliance::config::Config;
-use appliance::control::testing::{self, Background, FakeView};
 use appliance::control::Control;
+use appliance::testing::control::{self as testing, Background, FakeView};
+use appliance::testing::PORTS;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -132,26 +133,10 @@ metrics = "localhost:80"
     assert!(stderr(&out).contains("/nonexistent/x.toml"));
 }
 
-const CONFIG: &str = r#"
-[eal]
-lcores = "0-2"
-huge_pages = false
-
-[[port]]
-name = "lan"
-role = "inside"
-device = "net_null0"
-address = "10.0.1.1/24"
-
-[[port]]
-name = "wan"
-role = "outside"
-device = "net_null1"
-address = "203.0.113.2/24"
-
-[control]
-socket = "SOCKET"
-"#;
+/// The topology's ports, with the control socket at `socket` ("" for none).
+fn config(socket: &str) -> String {
+    format!("{PORTS}\n[control]\nsocket = {socket:?}\n")
+}
 
 /// A control loop with a fake data path, serving a socket in a scratch folder.
 struct Appliance {
@@ -165,7 +150,7 @@ impl Appliance {
     fn start(name: &str) -> Appliance {
         let dir = scratch(name);
         let socket = dir.join("control.sock");
-        let text = CONFIG.replace("SOCKET", socket.to_str().unwrap());
+        let text = config(socket.to_str().unwrap());
         let config = write(&dir, "appliance.toml", &text);
         let control = Control::new(&config, Config::load(&config).unwrap()).unwrap();
         let view = Arc::new(FakeView::new(testing::snapshot(1), testing::sessions()));
@@ -229,7 +214,7 @@ fn stats_sessions_policy_over_the_socket() {
     let out = expect(&["policy", "--socket", s], 0);
     let t = stdout(&out);
     assert!(
-        t.contains("policy generation 1 from") && t.contains("203.0.113.2/24"),
+        t.contains("policy generation 1 from") && t.contains("192.0.2.2/24"),
         "{t}"
     );
     let out = expect(&["policy", "--socket", s, "--json"], 0);
@@ -266,7 +251,7 @@ fn bad_arguments_and_no_appliance_exit_2() {
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
     }
     let dir = scratch("cli-nosock");
-    let off = write(&dir, "off.toml", &CONFIG.replace("SOCKET", ""));
+    let off = write(&dir, "off.toml", &config(""));
     let out = expect(&["reload", "--config", off.to_str().unwrap()], 2);
     assert!(
         stderr(&out).contains("no control socket"),

@@ -6,14 +6,14 @@ mod common;
 use common::*;
 
 use appliance::packet::{
-    build, parse_frame, ArpOperation, ArpPacket, ArpRepr, ChecksumCaps, EtherType, EthernetAddress,
-    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpPacket,
-    UdpRepr, Vlans, L3, L4,
+    build, parse_frame, ArpOperation, ArpPacket, ArpRepr, ChecksumCaps, EthernetAddress,
+    Ipv4Packet, TcpFlags, TcpPacket, UdpPacket, Vlans, L3, L4,
 };
+use appliance::testing;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-const CLIENT_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x10]);
+const CLIENT_MAC: EthernetAddress = testing::MAC_C1;
 const GATEWAY_MAC: &str = "02:00:00:00:00:01";
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
@@ -56,35 +56,6 @@ neighbours = [{{ ip = "192.0.2.1", mac = "{GATEWAY_MAC}" }}]
     )
 }
 
-fn ip_frame(dst_mac: EthernetAddress, src: Ipv4Addr, proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
-    let eth = EthernetRepr {
-        src_addr: CLIENT_MAC,
-        dst_addr: dst_mac,
-        vlans: Vlans::None,
-        ethertype: EtherType::Ipv4,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: SERVER,
-        protocol: proto,
-        payload_len: l4.len(),
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 1,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
-    let mut f = vec![0u8; eth.buffer_len() + ip.buffer_len()];
-    let at = eth.emit(&mut f).unwrap();
-    let n = ip.emit(&mut f[at..], &ChecksumCaps::NONE).unwrap();
-    f[at + n..].copy_from_slice(l4);
-    if f.len() < 60 {
-        f.resize(60, 0);
-    }
-    f
-}
-
 /// 100 UDP datagrams and 50 TCP SYNs from two inside hosts, then two frames with a broken
 /// IPv4 header checksum, then an ARP request for the appliance's inside address.
 fn frames(mac: EthernetAddress) -> (Vec<Vec<u8>>, Vec<(Ipv4Addr, u16)>) {
@@ -97,33 +68,11 @@ fn frames(mac: EthernetAddress) -> (Vec<Vec<u8>>, Vec<(Ipv4Addr, u16)>) {
             (Ipv4Addr::new(10, 0, 1, 11), 5000 + i)
         };
         let payload = vec![i as u8; 10 + usize::from(i) * 7];
+        let macs = (CLIENT_MAC, mac);
         let frame = if i < 100 {
-            let r = UdpRepr {
-                src_port: port,
-                dst_port: 53,
-                payload: &payload,
-            };
-            let mut l4 = vec![0u8; r.buffer_len()];
-            r.emit(&mut l4, src, SERVER, &ChecksumCaps::NONE).unwrap();
-            ip_frame(mac, src, IpProtocol::UDP, &l4)
+            testing::udp_sized((src, port), (SERVER, 53), macs, &payload, true)
         } else {
-            let r = TcpRepr {
-                src_port: port,
-                dst_port: 443,
-                flags: TcpFlags::SYN,
-                seq_number: u32::from(i),
-                ack_number: 0,
-                window_len: 1000,
-                urgent_at: 0,
-                max_seg_size: Some(1460),
-                window_scale: None,
-                sack_permitted: false,
-                timestamps: None,
-                payload: &[],
-            };
-            let mut l4 = vec![0u8; r.buffer_len()];
-            r.emit(&mut l4, src, SERVER, &ChecksumCaps::NONE).unwrap();
-            ip_frame(mac, src, IpProtocol::TCP, &l4)
+            testing::tcp((src, port), (SERVER, 443), TcpFlags::SYN, macs)
         };
         out.push(frame);
         sent.push((src, port));

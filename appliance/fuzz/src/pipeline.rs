@@ -49,36 +49,35 @@ use appliance::pipeline::{
     Disposition, Env, Neighbours, Note, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
 use appliance::policy::Policy;
+use appliance::testing;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
-/// Port indexes.
-pub const LAN: u8 = 0;
-/// The outside port.
-pub const WAN: u8 = 1;
+pub use appliance::testing::{LAN, WAN};
 
-const MAC_LAN: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa0];
-const MAC_WAN: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa1];
-const MAC_GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const MAC_LAN: [u8; 6] = testing::MAC_LAN.0;
+const MAC_WAN: [u8; 6] = testing::MAC_WAN.0;
+const MAC_GW: [u8; 6] = testing::MAC_GW.0;
+/// C1, C2 and C3 of the shared topology (in its neighbour table), and C4 (not in it).
 const MAC_HOSTS: [[u8; 6]; 4] = [
-    [0x02, 0, 0, 0, 0, 0x10],
-    [0x02, 0, 0, 0, 0, 0x11],
-    [0x02, 0, 0, 0, 0, 0x12],
+    testing::MAC_C1.0,
+    testing::MAC_C2.0,
+    testing::MAC_C3.0,
     [0x02, 0, 0, 0, 0, 0x13],
 ];
 
 /// Addresses frames are built from (index 15 of a selector reads a raw one).
 pub const ADDRS: [Ipv4Addr; 15] = [
-    Ipv4Addr::new(10, 0, 1, 10),       // 0 c1
-    Ipv4Addr::new(10, 0, 1, 11),       // 1 c2, the port forward's target
-    Ipv4Addr::new(10, 0, 1, 12),       // 2 c3, the static mapping's
+    testing::C1,                       // 0
+    testing::C2,                       // 1 the port forward's target
+    testing::C3,                       // 2 the static mapping's
     Ipv4Addr::new(10, 0, 1, 13),       // 3 c4, no neighbour entry
-    Ipv4Addr::new(10, 0, 1, 1),        // 4 the inside port
-    Ipv4Addr::new(192, 0, 2, 2),       // 5 the outside port, the SNAT pool
-    Ipv4Addr::new(192, 0, 2, 40),      // 6 the static mapping's public address
-    Ipv4Addr::new(192, 0, 2, 1),       // 7 the gateway
-    Ipv4Addr::new(198, 51, 100, 10),   // 8 a server
-    Ipv4Addr::new(203, 0, 113, 5),     // 9 another
+    testing::LAN_IP,                   // 4 the inside port
+    testing::PUBLIC,                   // 5 the outside port, the SNAT pool
+    testing::STATIC_PUBLIC,            // 6 the static mapping's public address
+    testing::GW,                       // 7 the gateway
+    testing::SERVER,                   // 8 a server
+    testing::OTHER,                    // 9 another
     Ipv4Addr::new(192, 0, 2, 77),      // 10 on the outside link, unresolved
     Ipv4Addr::new(127, 0, 0, 1),       // 11
     Ipv4Addr::new(224, 0, 0, 1),       // 12
@@ -205,26 +204,9 @@ fn config_text(s: u8, alt: bool) -> String {
     } else {
         (8080, "")
     };
+    let ports = testing::PORTS;
     format!(
-        r#"
-[eal]
-lcores = "0-2"
-huge_pages = false
-
-[[port]]
-name = "lan"
-role = "inside"
-device = "net_null0"
-address = "10.0.1.1/24"
-
-[[port]]
-name = "wan"
-role = "outside"
-device = "net_null1"
-address = "192.0.2.2/24"
-gateway = "192.0.2.1"
-neighbours = [{{ ip = "192.0.2.1", mac = "02:00:00:00:00:01" }}]
-
+        r#"{ports}
 [nat]
 addresses = ["192.0.2.2"]
 mapping = "endpoint-independent"
@@ -362,20 +344,11 @@ impl World {
                 Shard::new(c, Arc::new(ShardCounters::default()))
             })
             .collect();
-        let mut entries: Vec<((u8, Ipv4Addr), EthernetAddress)> = Vec::new();
-        for (i, port) in policy.ports.iter().enumerate() {
-            for n in &port.neighbours {
-                entries.push(((i as u8, n.ip), EthernetAddress(n.mac.0)));
-            }
-        }
-        for (i, mac) in MAC_HOSTS.iter().enumerate().take(3) {
-            entries.push(((LAN, ADDRS[i]), EthernetAddress(*mac)));
-        }
         World {
             setup: s,
             alt: false,
             policy,
-            neighbours: Neighbours::with(1, entries),
+            neighbours: testing::neighbours(),
             shards,
             now: 1000,
             sent: Vec::new(),

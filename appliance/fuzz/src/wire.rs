@@ -325,10 +325,13 @@ pub fn verify(f: &[u8]) -> Result<Option<Ipv4Info>, &'static str> {
             info.dport = u16::from_be_bytes([l4[2], l4[3]]);
             let ulen = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
             let c = u16::from_be_bytes([l4[6], l4[7]]);
-            if whole && c != 0 && ulen >= 8 && ulen <= l4.len() {
-                if !verifies(pseudo(src, dst, 17, ulen), &l4[..ulen]) {
-                    return Err("UDP checksum");
-                }
+            if whole
+                && c != 0
+                && ulen >= 8
+                && ulen <= l4.len()
+                && !verifies(pseudo(src, dst, 17, ulen), &l4[..ulen])
+            {
+                return Err("UDP checksum");
             }
         }
         1 if l4.len() >= 8 => {

@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn every_published_name_is_listed_and_described() {
         let recorder = PrometheusBuilder::new().build_recorder();
-        let s = super::super::testing::snapshot(1);
+        let s = crate::testing::control::snapshot(1);
         metrics::with_local_recorder(&recorder, || record(&s));
         let text = recorder.handle().render();
         for line in text

@@ -18,7 +18,6 @@ pub mod render;
 pub mod snapshot;
 pub mod socket;
 pub mod summary;
-pub mod testing;
 
 pub use controller::{
     Control, ControlError, DataplaneView, ReloadReport, DEFAULT_SESSIONS_LIMIT, MAX_SESSIONS_LIMIT,

@@ -175,23 +175,7 @@ pub enum ReloadError {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#"
-[eal]
-lcores = "0-2"
-huge_pages = false
-
-[[port]]
-name = "lan"
-role = "inside"
-device = "net_null0"
-address = "10.0.1.1/24"
-
-[[port]]
-name = "wan"
-role = "outside"
-device = "net_null1"
-address = "203.0.113.2/24"
-"#;
+    use crate::testing::PORTS as BASE;
 
     fn edit(from: &str, to: &str) -> Config {
         assert!(BASE.contains(from), "{from}");
@@ -203,7 +187,7 @@ address = "203.0.113.2/24"
     fn restart_only_fields_are_named() {
         let base = Config::parse(BASE, "base.toml").unwrap();
         let cases: &[(&str, &str, &str)] = &[
-            ("lcores = \"0-2\"", "lcores = \"0-3\"", "eal.lcores"),
+            ("lcores = \"0-1\"", "lcores = \"0-2\"", "eal.lcores"),
             ("huge_pages = false", "huge_pages = true", "eal.huge_pages"),
             (
                 "huge_pages = false",
@@ -243,28 +227,28 @@ address = "203.0.113.2/24"
                 "port[0].promiscuous",
             ),
             (
-                "address = \"203.0.113.2/24\"\n",
-                "address = \"203.0.113.2/24\"\n\n[[port]]\nname = \"mgmt\"\nrole = \"outside\"\ndevice = \"net_null2\"\n",
+                "gateway = \"192.0.2.1\"\n",
+                "gateway = \"192.0.2.1\"\n\n[[port]]\nname = \"mgmt\"\nrole = \"outside\"\ndevice = \"net_null2\"\n",
                 "port",
             ),
             (
-                "address = \"203.0.113.2/24\"\n",
-                "address = \"203.0.113.2/24\"\n\n[nat]\nmax_sessions = 1000\n",
+                "gateway = \"192.0.2.1\"\n",
+                "gateway = \"192.0.2.1\"\n\n[nat]\nmax_sessions = 1000\n",
                 "nat.max_sessions",
             ),
             (
-                "address = \"203.0.113.2/24\"\n",
-                "address = \"203.0.113.2/24\"\n\n[nat]\nport_range = \"2000-3000\"\n",
+                "gateway = \"192.0.2.1\"\n",
+                "gateway = \"192.0.2.1\"\n\n[nat]\nport_range = \"2000-3000\"\n",
                 "nat.port_range",
             ),
             (
-                "address = \"203.0.113.2/24\"\n",
-                "address = \"203.0.113.2/24\"\n\n[control]\nsocket = \"/tmp/other.sock\"\n",
+                "gateway = \"192.0.2.1\"\n",
+                "gateway = \"192.0.2.1\"\n\n[control]\nsocket = \"/tmp/other.sock\"\n",
                 "control.socket",
             ),
             (
-                "address = \"203.0.113.2/24\"\n",
-                "address = \"203.0.113.2/24\"\n\n[control]\nmetrics = \"127.0.0.1:9469\"\n",
+                "gateway = \"192.0.2.1\"\n",
+                "gateway = \"192.0.2.1\"\n\n[control]\nmetrics = \"127.0.0.1:9469\"\n",
                 "control.metrics",
             ),
         ];
@@ -291,7 +275,7 @@ address = "203.0.113.2/24"
         );
         let two = restart_only_changes(
             &base,
-            &edit("lcores = \"0-2\"", "lcores = \"0-3\"\nmemory_mb = 512"),
+            &edit("lcores = \"0-1\"", "lcores = \"0-2\"\nmemory_mb = 512"),
         );
         assert_eq!(two.len(), 2);
     }
@@ -303,8 +287,8 @@ address = "203.0.113.2/24"
         for (from, to) in [
             ("address = \"10.0.1.1/24\"", "address = \"10.0.2.1/24\""),
             (
-                "address = \"203.0.113.2/24\"\n",
-                "address = \"203.0.113.2/24\"\ngateway = \"203.0.113.1\"\n\n[egress]\ndefault = \"deny\"\n\n[nat]\nhairpinning = false\naddresses = [\"203.0.113.9\"]\n\n[nat.timeouts]\nudp = 600\n\n[control]\nwatch_config = true\n",
+                "gateway = \"192.0.2.1\"\n",
+                "gateway = \"192.0.2.254\"\n\n[egress]\ndefault = \"deny\"\n\n[nat]\nhairpinning = false\naddresses = [\"192.0.2.9\"]\n\n[nat.timeouts]\nudp = 600\n\n[control]\nwatch_config = true\n",
             ),
         ] {
             assert_eq!(restart_only_changes(&base, &edit(from, to)), vec![]);

@@ -237,8 +237,8 @@ pub fn reload(v: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing;
     use super::*;
+    use crate::testing::control as testing;
 
     #[test]
     fn stats_table_shows_every_section() {
@@ -251,7 +251,7 @@ mod tests {
             "outside",
             "150.0",
             "sessions: 32 active",
-            "203.0.113.2",
+            "192.0.2.2",
             "policy_deny",
             "drops: 18",
         ] {

@@ -3,9 +3,10 @@
 
 use super::protocol::{Command, Request, Response, MAX_REQUEST, VERSION};
 use super::socket::request;
-use super::testing::{self, Background, FakeView};
 use super::*;
 use crate::config::Config;
+use crate::testing::control::{self as testing, Background, FakeView};
+use crate::testing::PORTS;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -15,37 +16,10 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A two-arm config; `{control}` and `{egress}` are filled in by [`config`].
-const TEMPLATE: &str = r#"
-[eal]
-lcores = "0-2"
-huge_pages = false
-
-[[port]]
-name = "lan"
-role = "inside"
-device = "net_null0"
-address = "10.0.1.1/24"
-
-[[port]]
-name = "wan"
-role = "outside"
-device = "net_null1"
-address = "203.0.113.2/24"
-gateway = "203.0.113.1"
-
-[egress]
-default = "allow"
-{egress}
-
-[control]
-{control}
-"#;
-
+/// The topology's ports with egress allowed by default, `egress` (rules) and `control` (the
+/// section's body) appended.
 fn config(control: &str, egress: &str) -> String {
-    TEMPLATE
-        .replace("{control}", control)
-        .replace("{egress}", egress)
+    format!("{PORTS}\n[egress]\ndefault = \"allow\"\n{egress}\n\n[control]\n{control}\n")
 }
 
 const DENY_SMTP: &str = "[[egress.rule]]\naction = \"deny\"\nproto = \"tcp\"\ndst_ports = [25]\n";
@@ -145,7 +119,7 @@ fn bad_reloads_leave_the_running_policy() {
             "port[0].device cannot change without a restart",
         ),
         (
-            config("socket = \"\"", DENY_SMTP).replace("lcores = \"0-2\"", "lcores = \"0-3\""),
+            config("socket = \"\"", DENY_SMTP).replace("lcores = \"0-1\"", "lcores = \"0-2\""),
             "eal.lcores cannot change without a restart",
         ),
         (
@@ -159,7 +133,7 @@ fn bad_reloads_leave_the_running_policy() {
         (
             // The SNAT pool is the wan address while nat.addresses is empty; moving the wan
             // address moves the pool.
-            config("socket = \"\"", DENY_SMTP).replace("203.0.113.2/24", "203.0.113.3/24"),
+            config("socket = \"\"", DENY_SMTP).replace("192.0.2.2/24", "192.0.2.3/24"),
             "nat.addresses (the SNAT pool) cannot change without a restart",
         ),
     ];
@@ -499,7 +473,7 @@ fn prometheus_endpoint_serves_the_snapshot() {
     assert_eq!(
         sample(
             &body,
-            "nva_nat_ports_in_use{address=\"203.0.113.2\",proto=\"tcp\"}"
+            "nva_nat_ports_in_use{address=\"192.0.2.2\",proto=\"tcp\"}"
         ),
         11.0
     );

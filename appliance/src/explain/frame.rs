@@ -2,10 +2,11 @@
 //! layer's `Repr`s, and what a frame leaving the pipeline says.
 
 use super::expr::{Flow, Transport};
+use crate::packet::build::{self, Link, MIN_FRAME_LEN};
+use crate::packet::ethernet::HEADER_LEN as ETHERNET_HEADER_LEN;
 use crate::packet::{
-    parse_frame, ChecksumCaps, EtherType, EthernetAddress, EthernetRepr, IcmpMessage, IcmpPacket,
-    IcmpRepr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpRepr, Vlans, L3,
-    L4,
+    parse_frame, ChecksumCaps, EthernetAddress, IcmpMessage, IcmpPacket, IcmpRepr, IpProtocol,
+    Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpRepr, Vlans, L3, L4,
 };
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -15,8 +16,6 @@ const PAYLOAD: &[u8] = b"explain";
 /// The MSS option of TCP SYNs `explain` builds (an Ethernet host's usual one), so that
 /// `nat.mss_clamp` shows.
 pub const SYN_MSS: u16 = 1460;
-/// Ethernet frames are at least this long without the FCS.
-const MIN_FRAME: usize = 60;
 
 /// Builds the Ethernet frame of `flow`, from `src_mac` to `dst_mac`.
 ///
@@ -170,13 +169,12 @@ fn ip_frame(
     ttl: u8,
     l4: &[u8],
 ) -> Result<Vec<u8>, crate::packet::Error> {
-    let eth = EthernetRepr {
-        src_addr: src_mac,
-        dst_addr: dst_mac,
+    let link = Link {
+        src: src_mac,
+        dst: dst_mac,
         vlans: Vlans::None,
-        ethertype: EtherType::Ipv4,
     };
-    let ip = Ipv4Repr {
+    let header = Ipv4Repr {
         src_addr: src,
         dst_addr: dst,
         protocol,
@@ -188,13 +186,9 @@ fn ip_frame(
         more_frags: false,
         frag_offset: 0,
     };
-    let mut f = vec![0u8; eth.buffer_len() + ip.buffer_len()];
-    let at = eth.emit(&mut f)?;
-    let n = ip.emit(&mut f[at..], &ChecksumCaps::NONE)?;
-    f[at + n..].copy_from_slice(l4);
-    if f.len() < MIN_FRAME {
-        f.resize(MIN_FRAME, 0);
-    }
+    let mut f = vec![0u8; ETHERNET_HEADER_LEN + header.buffer_len() + l4.len() + MIN_FRAME_LEN];
+    let n = build::ipv4_frame(&mut f, &link, &header, l4)?;
+    f.truncate(n);
     Ok(f)
 }
 

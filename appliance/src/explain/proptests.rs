@@ -4,12 +4,10 @@
 
 use super::*;
 use crate::flow::HashSeed;
-use crate::packet::{
-    parse_frame, ChecksumCaps, EtherType, EthernetRepr, IcmpPacket, IpProtocol, Ipv4Repr, TcpRepr,
-    UdpRepr, Vlans, L3, L4,
-};
+use crate::packet::{parse_frame, ChecksumCaps, IcmpPacket, IpProtocol, TcpRepr, UdpRepr, L3, L4};
 use crate::pipeline::{Discard, PacketBuf};
 use crate::policy::MatchKey;
+use crate::testing;
 use proptest::prelude::*;
 use std::fmt::Write as _;
 
@@ -383,7 +381,7 @@ fn flow_gen() -> impl Strategy<Value = Flow> {
 
 // --- the reference: frames built here, a shard of our own --------------------------------
 
-/// Ethernet + IPv4 around `l4`, the TTL set afterwards in the header (as a router would).
+/// Ethernet + IPv4 around `l4` into `in_port`, with `ttl` (the shared fixture's frame).
 fn ip_frame(
     in_port: u8,
     src: Ipv4Addr,
@@ -392,33 +390,9 @@ fn ip_frame(
     ttl: u8,
     l4: &[u8],
 ) -> Vec<u8> {
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]),
-        dst_addr: MACS[usize::from(in_port)],
-        vlans: Vlans::None,
-        ethertype: EtherType::Ipv4,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: proto,
-        payload_len: l4.len(),
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 1,
-        dont_frag: false,
-        more_frags: false,
-        frag_offset: 0,
-    };
-    let mut f = vec![0u8; 14 + 20 + l4.len()];
-    eth.emit(&mut f).unwrap();
-    ip.emit(&mut f[14..], &ChecksumCaps::NONE).unwrap();
-    f[34..].copy_from_slice(l4);
-    let mut p = crate::packet::Ipv4Packet::new_checked(&mut f[14..]).unwrap();
-    p.set_ttl(ttl);
-    p.fill_checksum();
-    f.resize(f.len().max(60), 0);
-    f
+    let sender = EthernetAddress([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
+    let f = testing::ip_frame((sender, MACS[usize::from(in_port)]), src, dst, proto, l4);
+    testing::with_ttl(f, ttl)
 }
 
 /// An ICMP message written byte by byte: type, code, rest of header, data.

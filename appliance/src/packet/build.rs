@@ -1,5 +1,6 @@
 //! Builders for the frames the appliance sends itself: ARP, ICMP echo replies and errors, TCP
-//! resets; and a plain UDP datagram, the traffic the benchmark generators make.
+//! resets; a plain UDP datagram, the traffic the benchmark generators make; and any IPv4
+//! packet around transport bytes, the frame `explain` and the tests start from.
 //!
 //! Each writes a whole Ethernet frame into a caller-provided buffer (the data path does not
 //! allocate) and returns its length, padded with zeros to the 60-byte Ethernet minimum.
@@ -363,6 +364,28 @@ pub fn udp_datagram(
     let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
     let n = repr.emit(&mut buf[off + hl..], src.0, dst.0, &ChecksumCaps::NONE)?;
     Ok(finish(buf, off + hl + n))
+}
+
+/// An Ethernet frame carrying `header` and the transport bytes `l4` (already emitted, with
+/// their checksum): the frame a host on the link would send. The header's payload length is
+/// `l4`'s whatever `header` says, and its checksum is computed.
+///
+/// # Errors
+/// [`Error::BufferTooSmall`].
+pub fn ipv4_frame(
+    buf: &mut [u8],
+    link: &Link,
+    header: &ipv4::Repr,
+    l4: &[u8],
+) -> Result<usize, Error> {
+    let header = ipv4::Repr {
+        payload_len: l4.len(),
+        ..*header
+    };
+    let off = start(buf, link, EtherType::Ipv4, header.buffer_len() + l4.len())?;
+    let hl = header.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
+    buf[off + hl..off + hl + l4.len()].copy_from_slice(l4);
+    Ok(finish(buf, off + hl + l4.len()))
 }
 
 #[cfg(test)]

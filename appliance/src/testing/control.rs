@@ -1,11 +1,12 @@
-//! A fake data path for tests (here, in the integration tests and for wiring checks): a
-//! [`FakeView`] serving a settable snapshot and a fixed list of sessions, and
-//! [`Background`], a control loop on a thread of its own.
+//! A fake data path for the control plane's tests: a [`FakeView`] serving a settable
+//! snapshot and a fixed list of sessions on the topology, and [`Background`], a control loop
+//! on a thread of its own.
 
-use super::controller::{Control, DataplaneView};
-use super::snapshot::{
+use super::PUBLIC;
+use crate::control::snapshot::{
     NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, Snapshot, WorkerSnapshot,
 };
+use crate::control::{Control, DataplaneView};
 use crate::packet::IpProtocol;
 use crate::pipeline::{SessionClass, SessionFilter, SessionInfo, SessionState};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -98,12 +99,12 @@ pub fn snapshot(n: u64) -> Snapshot {
         nat: NatSnapshot {
             ports_in_use: vec![
                 NatPortUsage {
-                    address: Ipv4Addr::new(203, 0, 113, 2),
+                    address: PUBLIC,
                     proto: "tcp",
                     in_use: 11 * n,
                 },
                 NatPortUsage {
-                    address: Ipv4Addr::new(203, 0, 113, 2),
+                    address: PUBLIC,
                     proto: "udp",
                     in_use: 4 * n,
                 },
@@ -120,7 +121,7 @@ pub fn sessions() -> Vec<SessionInfo> {
     let tcp = SessionInfo {
         proto: IpProtocol::TCP,
         inside: ep([10, 0, 1, 5], 40000),
-        outside: ep([203, 0, 113, 2], 40000),
+        outside: SocketAddrV4::new(PUBLIC, 40000),
         remote: ep([198, 51, 100, 7], 443),
         class: SessionClass::TcpEstablished,
         state: SessionState::Established,
@@ -135,7 +136,7 @@ pub fn sessions() -> Vec<SessionInfo> {
         SessionInfo {
             proto: IpProtocol::UDP,
             inside: ep([10, 0, 1, 6], 5353),
-            outside: ep([203, 0, 113, 2], 31000),
+            outside: SocketAddrV4::new(PUBLIC, 31000),
             remote: ep([192, 0, 2, 53], 53),
             class: SessionClass::Udp,
             state: SessionState::Active,
@@ -145,7 +146,7 @@ pub fn sessions() -> Vec<SessionInfo> {
         SessionInfo {
             proto: IpProtocol::ICMP,
             inside: ep([10, 0, 1, 5], 7),
-            outside: ep([203, 0, 113, 2], 1031),
+            outside: SocketAddrV4::new(PUBLIC, 1031),
             remote: ep([192, 0, 2, 1], 7),
             class: SessionClass::Icmp,
             state: SessionState::Active,
