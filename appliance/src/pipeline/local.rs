@@ -3,7 +3,7 @@
 
 use super::action::{Disposition, Note};
 use super::buf::PacketBuf;
-use super::class::{Class, Trace};
+use super::class::{side_of, Class, Trace};
 use super::env::Ctx;
 use super::meta::{Kind, Meta};
 use super::reason::Discard;
@@ -44,12 +44,16 @@ impl<T: Trace> Shard<T> {
 
     /// A VLAN-tagged packet of a kind that has sessions. Ports have no VLAN settings, so it
     /// is never forwarded (its tag would leave on another port): a packet of an open session
-    /// is dropped; one addressed to the appliance is answered (with its tags), as is one whose
+    /// is dropped; one from a source that cannot be on its side is dropped as the slow path
+    /// drops it; one addressed to the appliance is answered (with its tags), as is one whose
     /// TTL runs out; the rest is dropped too, all as `vlan_transit`. Looked up alone, off the
     /// fast path, which never sees a tag.
     fn tagged<B: PacketBuf>(&mut self, cx: &Ctx<'_>, pkt: &mut B, meta: &Meta) -> Disposition {
         if self.table.lookup(&meta.key).is_some() {
             return self.discard(Discard::VlanTransit);
+        }
+        if let Err(why) = side_of(cx.env.policy, cx.in_port, meta.key.src_addr()) {
+            return self.discard(why);
         }
         if self.is_local(cx.env.policy, cx.in_port, meta.key.dst_addr()) {
             self.trace.class(Class::Local);

@@ -5,7 +5,7 @@
 
 use super::action::Disposition;
 use super::buf::PacketBuf;
-use super::class::{Class, Rules, Trace, Translation};
+use super::class::{refused_source, role, Class, Rules, Trace, Translation};
 use super::env::Ctx;
 use super::meta::{Kind, Meta};
 use super::reason::Discard;
@@ -17,27 +17,6 @@ use crate::nat::{Behind, Hold, SnatError, Taken, Way};
 use crate::packet::translate::Transport;
 use crate::policy::{Decision, Policy};
 use std::net::Ipv4Addr;
-
-/// Which side of the network a packet comes from: its port's role, or on a one-arm (`both`)
-/// port, whether its source is private.
-fn role(p: &Policy, in_port: u8, src: Ipv4Addr) -> Role {
-    match p.ports.get(usize::from(in_port)).map(|x| x.role) {
-        Some(Role::Inside) => Role::Inside,
-        Some(Role::Both) if p.is_private(src) => Role::Inside,
-        _ => Role::Outside,
-    }
-}
-
-/// A source no packet from outside may carry: private (ours), or not a unicast host address
-/// (RFC 1812 section 5.3.7 martians).
-fn spoofed(p: &Policy, src: Ipv4Addr) -> bool {
-    let o = src.octets();
-    p.is_private(src)
-        || o[0] == 0
-        || o[0] == 127
-        || o[0] >= 224
-        || p.port_with_address(src).is_some()
-}
 
 /// Whether a packet may open a session: TCP, UDP, or an ICMP echo request (an echo reply
 /// without a session is not a new flow).
@@ -122,11 +101,12 @@ impl<T: Trace> Shard<T> {
         let in_port = cx.in_port;
         let p = env.policy;
         let (src, dst) = (meta.key.src_addr(), meta.key.dst_addr());
-        let opening = match role(p, in_port, src) {
+        let side = role(p, in_port, src);
+        if let Some(why) = refused_source(p, side, src) {
+            return self.discard(why);
+        }
+        let opening = match side {
             Role::Inside => {
-                if !p.is_private(src) {
-                    return self.discard(Discard::InvalidSource);
-                }
                 if self.snat.is_public(p, dst) {
                     self.hairpin(cx, pkt, meta)
                 } else if p.port_with_address(dst).is_some() {
@@ -136,12 +116,7 @@ impl<T: Trace> Shard<T> {
                     self.egress(cx, pkt, meta)
                 }
             }
-            _ => {
-                if spoofed(p, src) {
-                    return self.discard(Discard::SpoofedSource);
-                }
-                self.ingress(cx, pkt, meta)
-            }
+            _ => self.ingress(cx, pkt, meta),
         };
         match opening {
             Ok(o) => self.create(cx, pkt, meta, o),

@@ -1216,6 +1216,32 @@ mod bursts {
         assert_eq!(n.sessions(), 1);
     }
 
+    /// A tagged frame gets no answer the same frame untagged would not get: one from outside
+    /// with an inside (or martian) source and its TTL run out is dropped as spoofed, not
+    /// answered with a time exceeded that would carry the inside address out in its quote;
+    /// one from inside with a public source is dropped as invalid.
+    #[test]
+    fn tagged_frames_from_impossible_sources_are_not_answered() {
+        let mut n = Net::new("");
+        for src in [C1, Ipv4Addr::new(127, 0, 0, 1)] {
+            let late = with_ttl(udp((src, 5000), (OTHER, 53), OUT), 1);
+            let (a, _) = n.send(WAN, tagged(late, 100));
+            assert_eq!(
+                a,
+                Disposition::Drop(Discard::SpoofedSource.into()),
+                "from {src}"
+            );
+        }
+        let late = with_ttl(udp((SERVER, 5000), (OTHER, 53), IN), 1);
+        let (a, _) = n.send(LAN, tagged(late, 42));
+        assert_eq!(a, Disposition::Drop(Discard::InvalidSource.into()));
+        // A possible source still gets its time exceeded, tagged.
+        let late = with_ttl(udp((SERVER, 5000), (C1, 53), OUT), 1);
+        let (a, f) = n.send(WAN, tagged(late, 100));
+        assert_eq!(a, Disposition::Forward(WAN));
+        assert_eq!(f[12..16], [0x81, 0x00, 0x00, 100]);
+    }
+
     /// Replies the appliance builds go back with the VLAN tags of the frame they answer.
     #[test]
     fn replies_keep_the_vlan_tags() {
