@@ -350,12 +350,19 @@ fn check(path: &Path) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
+    let cpus = match config.check_machine() {
+        Ok(cpus) => cpus,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     println!(
         "{}: ok ({} port(s), {} worker(s), lcores {:?})",
         path.display(),
         config.port.len(),
         config.workers(),
-        config.eal.lcores
+        config.eal.lcores_for(&cpus)
     );
     print!("{}", PolicySummary::new(&config, &policy));
     ExitCode::SUCCESS

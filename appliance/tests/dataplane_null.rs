@@ -95,3 +95,17 @@ fn two_workers_counters_add_up() {
     }
     check_balance(&r);
 }
+
+/// `lcores = "auto"`: control on the first CPU, a worker on each other one (on a 1-CPU
+/// machine one worker shares it), each port with a queue per worker.
+#[test]
+fn auto_lcores_give_a_worker_per_other_cpu() {
+    let dir = scratch("null-auto");
+    let path = config(&dir, "nullauto", "auto", 1);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("workers = 1\n", "")).unwrap();
+    let r = report(&run_appliance(&path, &["--duration", "2"]));
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let workers = r["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), cpus.saturating_sub(1).max(1), "{r}");
+}

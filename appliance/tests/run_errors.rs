@@ -136,6 +136,15 @@ fn bad_lcores_names_eal_lcores() {
     expect_run_error("lcores", &text, "eal.lcores");
 }
 
+#[test]
+fn lcores_the_machine_lacks_are_named() {
+    let text = format!(
+        "[control]\nsocket = \"\"\n[eal]\nlcores = \"0,1000\"\nhuge_pages = false\nmemory_mb = 128\nfile_prefix = \"c-{}\"\n{PORTS}",
+        std::process::id()
+    );
+    expect_run_error("cpus", &text, "eal.lcores = \"0,1000\": names CPU 1000");
+}
+
 /// Without hugetlbfs (a private mount namespace where it is unmounted), asking for huge
 /// pages is refused with the fix in the message.
 #[test]

@@ -36,7 +36,7 @@ pub mod value;
 
 pub use control::{ControlConfig, DEFAULT_SOCKET};
 pub use error::{ConfigError, FieldError};
-pub use lcores::parse_lcores;
+pub use lcores::{allowed_cpus, parse_lcores};
 pub use sections::{
     Action, EgressConfig, Filtering, ForwardConfig, ForwardProto, HealthProbeConfig, IngressConfig,
     LocalConfig, Mapping, NatConfig, Neighbour, OnReload, RuleConfig, StaticConfig,
@@ -89,6 +89,8 @@ pub struct Config {
 pub struct EalConfig {
     /// The lcore set, in EAL `--lcores` syntax (`"0-3"`, `"0,2"`, `"0@0,1@1,2@1"`). The first
     /// lcore is the main one and runs the control thread; every other one runs a worker.
+    /// `"auto"`: control on the first CPU the process may use, a worker on each other one, so
+    /// one file fits every machine size (a VM image's default).
     pub lcores: String,
     /// Back packet memory with huge pages. `false` passes `--no-huge`: it works everywhere but
     /// costs about a third of the throughput (TLB misses), so use it for tests only.
@@ -103,6 +105,23 @@ pub struct EalConfig {
     pub log_level: String,
     /// Extra EAL arguments, appended verbatim, for what this file has no field for.
     pub extra_args: Vec<String>,
+}
+
+impl EalConfig {
+    /// Whether `lcores` is `"auto"`.
+    pub fn is_auto(&self) -> bool {
+        self.lcores.trim() == lcores::AUTO
+    }
+
+    /// The `--lcores` argument for a process that may run on `cpus`: `"auto"` fitted to them,
+    /// anything else as written.
+    pub fn lcores_for(&self, cpus: &[u32]) -> String {
+        if self.is_auto() {
+            lcores::auto_lcores(cpus)
+        } else {
+            self.lcores.trim().to_string()
+        }
+    }
 }
 
 impl Default for EalConfig {
@@ -298,6 +317,8 @@ impl Config {
         use error::FieldError as E;
         let mut errors = Vec::new();
         match parse_lcores(&self.eal.lcores) {
+            // Fitted to the machine at start; `check_cpus` judges it against the machine.
+            _ if self.eal.is_auto() => {}
             Err(why) => errors.push(E::new(
                 "eal.lcores",
                 &self.eal.lcores,
@@ -440,13 +461,68 @@ impl Config {
         }
     }
 
-    /// Number of workers this configuration runs: `dataplane.workers`, or one per worker
-    /// lcore.
+    /// Number of workers this configuration runs on this machine: `dataplane.workers`, or one
+    /// per worker lcore.
     pub fn workers(&self) -> usize {
-        let lcores = parse_lcores(&self.eal.lcores).map_or(2, |v| v.len());
+        let lcores = self.eal.lcores_for(&allowed_cpus().unwrap_or_default());
+        let lcores = parse_lcores(&lcores).map_or(2, |v| v.len());
         self.dataplane
             .workers
             .map_or(lcores.saturating_sub(1).max(1), usize::from)
+    }
+
+    /// Checks the lcores against the CPUs this process may run on and returns those CPUs.
+    /// `check` and `run` both ask, so a file naming CPUs the machine lacks is refused with
+    /// their names before EAL sees it (EAL's own answer is its whole usage text).
+    pub fn check_machine(&self) -> Result<Vec<u32>, FieldError> {
+        let cpus = allowed_cpus().map_err(|why| {
+            FieldError::new(
+                "eal.lcores",
+                &self.eal.lcores,
+                format!("cannot tell which CPUs this process may use: {why}"),
+            )
+        })?;
+        self.check_cpus(&cpus)?;
+        Ok(cpus)
+    }
+
+    /// [`Config::check_machine`] for a process that may run on `cpus`: every CPU the lcores
+    /// name must be one of them, and `dataplane.workers` must fit what `"auto"` gives.
+    pub fn check_cpus(&self, cpus: &[u32]) -> Result<(), FieldError> {
+        let spec = self.eal.lcores_for(cpus);
+        let Ok(set) = lcores::parse_lcore_set(&spec) else {
+            return Ok(()); // a syntax error: `validate` reports it
+        };
+        let missing: Vec<u32> = set
+            .cpus
+            .iter()
+            .copied()
+            .filter(|c| !cpus.contains(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(FieldError::new(
+                "eal.lcores",
+                &self.eal.lcores,
+                format!(
+                    "names CPU {} but this process may run only on CPU {}: name only those, \
+                     or use lcores = \"auto\"",
+                    lcores::cpu_list(&missing),
+                    lcores::cpu_list(cpus)
+                ),
+            ));
+        }
+        let available = set.lcores.len().saturating_sub(1);
+        match self.dataplane.workers {
+            Some(w) if self.eal.is_auto() && usize::from(w) > available => Err(FieldError::new(
+                "dataplane.workers",
+                w,
+                format!(
+                    "eal.lcores = \"auto\" gives {available} worker lcore(s) on CPU {}",
+                    lcores::cpu_list(cpus)
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Index of the port a plain L2 forwarder sends a port's traffic to: the first port of the

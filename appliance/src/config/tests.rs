@@ -148,3 +148,51 @@ fn syntax_errors_give_the_line() {
     let err = Config::parse("[eal]\nlcores = \"0-1\"\nhuge_pages = yes\n", "f.toml").unwrap_err();
     assert!(err.to_string().starts_with("f.toml:3:"), "{err}");
 }
+
+fn with_lcores(eal: &str) -> Config {
+    Config::parse(
+        &format!("[eal]\n{eal}\n[[port]]\nname = \"a\"\nrole = \"both\"\ndevice = \"net_null0\"\n"),
+        "t",
+    )
+    .unwrap()
+}
+
+#[test]
+fn lcores_auto_fits_the_machine() {
+    let c = with_lcores("lcores = \"auto\"");
+    assert!(c.eal.is_auto());
+    assert_eq!(c.eal.lcores_for(&[0, 1, 2, 3]), "0@0,1@1,2@2,3@3");
+    assert_eq!(c.eal.lcores_for(&[1]), "0@1,1@1");
+    assert!(c.check_cpus(&[0, 1]).is_ok());
+    assert!(c.check_cpus(&[5]).is_ok());
+    // Explicit lcores are passed as written.
+    assert_eq!(with_lcores("lcores = \"0-2\"").eal.lcores_for(&[0]), "0-2");
+
+    let c = with_lcores("lcores = \"auto\"\n[dataplane]\nworkers = 3");
+    let e = c.check_cpus(&[0, 1]).unwrap_err();
+    assert_eq!(e.field, "dataplane.workers");
+    assert!(e.reason.contains("1 worker lcore(s) on CPU 0-1"), "{e}");
+    assert!(c.check_cpus(&[0, 1, 2, 3]).is_ok());
+}
+
+#[test]
+fn lcores_the_machine_lacks_are_named() {
+    let e = with_lcores("lcores = \"0-2\"")
+        .check_cpus(&[0, 1])
+        .unwrap_err();
+    assert_eq!(e.field, "eal.lcores");
+    assert_eq!(e.value, "0-2");
+    assert!(
+        e.reason
+            .contains("CPU 2 but this process may run only on CPU 0-1"),
+        "{e}"
+    );
+    let e = with_lcores("lcores = \"0@0,1@5,2@6\"")
+        .check_cpus(&[0, 1])
+        .unwrap_err();
+    assert!(e.reason.contains("CPU 5-6"), "{e}");
+    assert!(with_lcores("lcores = \"0-1\"").check_cpus(&[0, 1]).is_ok());
+    assert!(with_lcores("lcores = \"(0-2)@1\"")
+        .check_cpus(&[0, 1])
+        .is_ok());
+}

@@ -2,14 +2,15 @@
 
 use crate::config::{Config, Device};
 
-/// EAL arguments for `config`: lcores, memory, huge pages, runtime-file hygiene, and the
-/// PCI allow-list. Virtual devices are not listed here: they are probed one by one after
-/// init, so a bad one is reported against its own `[[port]]`.
-pub fn eal_args(config: &Config) -> Vec<String> {
+/// EAL arguments for `config` in a process that may run on `cpus`: lcores (`"auto"` fitted
+/// to `cpus`), memory, huge pages, runtime-file hygiene, and the PCI allow-list. Virtual
+/// devices are not listed here: they are probed one by one after init, so a bad one is
+/// reported against its own `[[port]]`.
+pub fn eal_args(config: &Config, cpus: &[u32]) -> Vec<String> {
     let eal = &config.eal;
     let mut args: Vec<String> = vec![
         "--lcores".into(),
-        eal.lcores.clone(),
+        eal.lcores_for(cpus),
         "-m".into(),
         eal.memory_mb.to_string(),
         "--file-prefix".into(),
@@ -55,7 +56,7 @@ mod tests {
             "t",
         )
         .unwrap();
-        let a = eal_args(&c);
+        let a = eal_args(&c, &[0, 1]);
         assert_eq!(a[..4], ["--lcores", "0@0,1@1", "-m", "128"]);
         assert!(a.contains(&"--no-huge".to_string()));
         assert!(a.contains(&"--no-shconf".to_string()));
@@ -73,11 +74,22 @@ mod tests {
             "t",
         )
         .unwrap();
-        let a = eal_args(&c);
+        let a = eal_args(&c, &[0, 1]);
         let i = a.iter().position(|x| x == "-a").unwrap();
         assert_eq!(a[i + 1], "0000:00:04.0,rx_low_latency=1");
         assert!(a.contains(&"--in-memory".to_string()));
         assert!(!a.contains(&"--no-pci".to_string()));
         assert_eq!(a.last().unwrap(), "--iova-mode=va");
+    }
+
+    #[test]
+    fn auto_lcores_follow_the_cpus() {
+        let c = Config::parse(
+            "[eal]\nlcores = \"auto\"\n[[port]]\nname = \"a\"\nrole = \"both\"\ndevice = \"net_null0\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(eal_args(&c, &[0, 1, 2])[..2], ["--lcores", "0@0,1@1,2@2"]);
+        assert_eq!(eal_args(&c, &[3])[..2], ["--lcores", "0@3,1@3"]);
     }
 }

@@ -51,6 +51,9 @@ pub enum RunError {
         /// DPDK's error.
         source: dpdk_sys::Error,
     },
+    /// The lcores name CPUs this process may not run on (or `"auto"` gives too few workers).
+    #[error("{0}")]
+    Lcores(crate::config::FieldError),
     /// Too few worker lcores for the workers asked.
     #[error("dataplane.workers = {asked} but eal.lcores = {lcores:?} gives {available} worker lcore(s) (the first lcore is the main one)")]
     NotEnoughLcores {
@@ -142,13 +145,14 @@ pub fn run(
     options: &RunOptions,
     stop: &AtomicBool,
 ) -> Result<Report, RunError> {
+    let cpus = config.check_machine().map_err(RunError::Lcores)?;
     if config.eal.huge_pages {
         check_huge_pages()?;
     }
     let mut control = Control::new(config_path, config.clone())?;
     control.reload_on_sighup()?;
     let policy0 = control.current();
-    let args = eal_args(config);
+    let args = eal_args(config, &cpus);
     info!(args = ?args, "initialising EAL");
     let eal = Eal::init(&args).map_err(|source| RunError::Eal {
         lcores: config.eal.lcores.clone(),
