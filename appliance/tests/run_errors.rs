@@ -145,6 +145,39 @@ fn lcores_the_machine_lacks_are_named() {
     expect_run_error("cpus", &text, "eal.lcores = \"0,1000\": names CPU 1000");
 }
 
+/// EAL answers an argument it refuses with about 100 lines of usage on stdout: none of them
+/// reach the user, while EAL's reason and the one error line do.
+#[test]
+fn eal_usage_text_is_kept_out() {
+    let dir = scratch("err-usage");
+    let text = format!(
+        "{}extra_args = [\"--no-such-eal-option\"]\n{PORTS}",
+        eal("x")
+    );
+    let cfg = write(&dir, "c.toml", &text);
+    let out = appliance()
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .expect("spawn");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(!all.contains("Usage:"), "{all}");
+    assert!(!all.contains("EAL common options"), "{all}");
+    assert!(
+        all.contains("no-such-eal-option"),
+        "EAL's reason stays: {all}"
+    );
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("error: EAL initialisation failed")),
+        "{all}"
+    );
+}
+
 /// Without hugetlbfs (a private mount namespace where it is unmounted), asking for huge
 /// pages is refused with the fix in the message.
 #[test]

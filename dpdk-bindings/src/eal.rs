@@ -57,9 +57,13 @@ impl Eal {
                 .collect(),
         );
         let argc = (argv.len() - 1) as c_int;
-        // SAFETY: argv holds argc valid NUL-terminated strings followed by NULL, all leaked so
-        // they outlive EAL; this is the only rte_eal_init call of the process (guarded above).
-        let rc = unsafe { ffi::rte_eal_init(argc, argv.as_mut_ptr()) };
+        // EAL answers a refused argument with its whole usage text on stdout: left out.
+        let rc = crate::usage::without_eal_usage(|| {
+            // SAFETY: argv holds argc valid NUL-terminated strings followed by NULL, all
+            // leaked so they outlive EAL; this is the only rte_eal_init call of the process
+            // (guarded above).
+            unsafe { ffi::rte_eal_init(argc, argv.as_mut_ptr()) }
+        });
         if rc < 0 {
             return Err(Error::from_errno("rte_eal_init"));
         }

@@ -29,6 +29,7 @@ mod error;
 mod mbuf;
 mod port;
 mod ring;
+mod usage;
 
 pub use eal::{tsc, Eal, LcoreId, Scope, Worker};
 pub use error::{strerror, Error, Result};
