@@ -7,6 +7,15 @@ use std::path::PathBuf;
 /// PMDs and buses linked into the static build. Each is linked whole (`+whole-archive`):
 /// a driver registers itself from a constructor nothing else references, so without it the
 /// linker drops the driver and EAL reports "no such device".
+///
+/// The NICs of cloud VMs, and what each needs besides the binary (deploy/README.md):
+/// virtio (KVM clouds, qemu), ena (AWS), gve (GCP gVNIC), vmxnet3 (VMware), ixgbe/iavf/i40e/
+/// ice (SR-IOV VFs): the NIC bound to vfio-pci or uio_pci_generic. netvsc (Azure synthetic
+/// NIC): bound to uio_hv_generic on the VMBus. vdev_netvsc + failsafe (Azure's documented
+/// pairing of the synthetic NIC with its accelerated VF), mlx5 (Azure accelerated
+/// networking, ConnectX VFs): bifurcated, the kernel driver stays, and they need
+/// libibverbs1 and ibverbs-providers (libmlx5) at run time. MANA (newer Azure sizes) has no
+/// PMD in Debian's DPDK 22.11.
 const STATIC_DRIVERS: &[&str] = &[
     "net_null",
     "net_ring",
@@ -21,17 +30,23 @@ const STATIC_DRIVERS: &[&str] = &[
     "net_gve",
     "net_vmxnet3",
     "net_netvsc",
+    "net_vdev_netvsc",
+    "net_failsafe",
+    "net_mlx5",
     "net_ixgbe",
+    "net_iavf",
     "net_i40e",
     "net_ice",
     "bus_vdev",
     "bus_pci",
     "bus_vmbus",
+    "bus_auxiliary",
     "mempool_ring",
 ];
 
 /// DPDK libraries the drivers and we use, each before the libraries it depends on.
 const STATIC_LIBS: &[&str] = &[
+    "common_mlx5",
     "common_iavf",
     "vhost",
     "gso",
@@ -55,7 +70,7 @@ const STATIC_LIBS: &[&str] = &[
 
 /// System libraries the static DPDK archives above need (shared).
 const SYSTEM_LIBS: &[&str] = &[
-    "pcap", "xdp", "bpf", "numa", "fdt", "bsd", "atomic", "dl", "pthread", "m",
+    "pcap", "xdp", "bpf", "numa", "fdt", "bsd", "ibverbs", "mlx5", "atomic", "dl", "pthread", "m",
 ];
 
 const APT_HINT: &str = "DPDK 22.11 development files were not found through pkg-config. \
