@@ -8,6 +8,7 @@
 #   make docker-test   that show, asserted, cleaned up even when it fails (part of make test)
 #   make docker-bench  a DPDK generator container to the appliance container over vhost-user
 #   make docker-compare  kernel nftables vs AF_PACKET (and its tuning) vs AF_XDP, containers
+#   make image  the cloud VM image (deploy/)
 SHELL := /bin/bash
 CARGO ?= cargo
 # What plays the appliance in the e2e tests (appliance/tests/e2e.rs): appliance (the real
@@ -17,7 +18,8 @@ E2E_MODE ?= appliance
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
 .PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench clean \
-	docker-image docker-demo docker-test docker-bench docker-compare docker-down
+	docker-image docker-demo docker-test docker-bench docker-compare docker-down \
+	image-deps image image-cloud
 
 all: release
 
@@ -61,6 +63,18 @@ fuzz: deps
 	@for t in $(FUZZ_TARGETS); do appliance/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
 test: lint unit dynamic configs fuzz docker-test
+
+# The cloud NVA image (deploy/README.md): a GPT/UEFI Debian 12 disk, raw and qcow2, cached in
+# NVA_IMAGE_CACHE (default ~/.cache/nva-image) by a hash of its inputs. image-cloud adds the
+# Azure VHD, AWS VMDK and GCP tar.gz.
+image-deps:
+	@scripts/deps.sh image
+
+image: image-deps
+	deploy/build-image.sh
+
+image-cloud: image-deps
+	deploy/build-image.sh cloud
 
 # The demo follows E2E_MODE too (kernel or appliance; both means appliance).
 demo: deps hugepages release

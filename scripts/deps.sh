@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what building and testing the appliance needs on Debian 12, if missing.
-# Idempotent: does nothing when everything is there.
+# Installs what building and testing the appliance needs on Debian 12, if missing
+# (`image` as argument: the cloud image's tools too). Idempotent: does nothing when
+# everything is there.
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,15 @@ packages=(
   # the namespace testbed and its e2e tests (testbed/, appliance/tests/e2e.rs)
   nginx dnsmasq-base iperf3 nmap traceroute tcpdump nftables bind9-dnsutils
 )
+# `scripts/deps.sh image`: also what building and boot-testing the cloud image needs
+# (deploy/). qemu-utils is named although qemu-system-x86 pulls it: on a machine with a newer
+# qemu-utils from backports, installing qemu-system-x86 removes that one.
+if [[ ${1:-} == image ]]; then
+  packages+=(
+    mmdebstrap e2fsprogs dosfstools mtools fdisk   # deploy/build-image.sh
+    qemu-system-x86 qemu-utils ovmf python3        # deploy/image-test.sh
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
