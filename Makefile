@@ -8,7 +8,7 @@
 #   make docker-test   that show, asserted, cleaned up even when it fails (part of make test)
 #   make docker-bench  a DPDK generator container to the appliance container over vhost-user
 #   make docker-compare  kernel nftables vs AF_PACKET (and its tuning) vs AF_XDP, containers
-#   make image  the cloud VM image (deploy/)
+#   make image  the cloud VM image (deploy/); make image-test boots it in qemu (part of make test)
 SHELL := /bin/bash
 CARGO ?= cargo
 # What plays the appliance in the e2e tests (appliance/tests/e2e.rs): appliance (the real
@@ -19,7 +19,7 @@ export NVA_E2E_MODE ?= $(E2E_MODE)
 
 .PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench clean \
 	docker-image docker-demo docker-test docker-bench docker-compare docker-down \
-	image-deps image image-cloud
+	image-deps image image-cloud image-test
 
 all: release
 
@@ -62,11 +62,12 @@ export FUZZ_TARGET_DIR ?= $(HOME)/.cache/nva-fuzz-target
 fuzz: deps
 	@for t in $(FUZZ_TARGETS); do appliance/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
-test: lint unit dynamic configs fuzz docker-test
+test: lint unit dynamic configs fuzz docker-test image-test
 
 # The cloud NVA image (deploy/README.md): a GPT/UEFI Debian 12 disk, raw and qcow2, cached in
 # NVA_IMAGE_CACHE (default ~/.cache/nva-image) by a hash of its inputs. image-cloud adds the
-# Azure VHD, AWS VMDK and GCP tar.gz.
+# Azure VHD, AWS VMDK and GCP tar.gz. image-test boots it in qemu (KVM if a guest runs under
+# it here, else TCG) and forwards through it; about 8 minutes cold under TCG.
 image-deps:
 	@scripts/deps.sh image
 
@@ -75,6 +76,9 @@ image: image-deps
 
 image-cloud: image-deps
 	deploy/build-image.sh cloud
+
+image-test: image-deps
+	deploy/image-test.sh
 
 # The demo follows E2E_MODE too (kernel or appliance; both means appliance).
 demo: deps hugepages release
