@@ -67,7 +67,8 @@ test: lint unit dynamic configs fuzz docker-test image-test
 # The cloud NVA image (deploy/README.md): a GPT/UEFI Debian 12 disk, raw and qcow2, cached in
 # NVA_IMAGE_CACHE (default ~/.cache/nva-image) by a hash of its inputs. image-cloud adds the
 # Azure VHD, AWS VMDK and GCP tar.gz. image-test boots it in qemu (KVM if a guest runs under
-# it here, else TCG) and forwards through it; about 8 minutes cold under TCG.
+# it here, else TCG) and forwards through it: about 5 minutes under TCG with the image cached,
+# 1.5-2 more to build it (and 4.5 for the appliance's release build on a clean checkout).
 image-deps:
 	@scripts/deps.sh image
 

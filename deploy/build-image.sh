@@ -7,9 +7,9 @@
 # Prints the folder that holds them. No loop devices and no mounts: the root file system is
 # made from a directory (mkfs.ext4 -d), the EFI system partition with mtools, and both are
 # copied into a partitioned raw disk, so it runs wherever root can run mmdebstrap.
-# The result is cached by a hash of its inputs (this script, packages.txt, README.md,
-# rootfs/, configs/default.toml, the appliance binary): a rebuild with nothing changed takes
-# a second.
+# The result is cached by a hash of its inputs (this script, igb-uio.sh, packages.txt,
+# README.md, rootfs/, configs/default.toml, the appliance binary): a rebuild with nothing
+# changed takes a second.
 # Environment:
 #   NVA_IMAGE_CACHE  where images are kept (default ~/.cache/nva-image; only the newest stays)
 #   NVA_APPLIANCE    the appliance binary (default: target/release/appliance, built first)
@@ -43,7 +43,7 @@ fi
 key=$(
   cd "$here"
   {
-    sha256sum build-image.sh packages.txt README.md
+    sha256sum build-image.sh igb-uio.sh packages.txt README.md
     find rootfs -type f -print0 | sort -z | xargs -0 sha256sum
     find rootfs -print0 | sort -z | xargs -0 stat -c '%n %a'
     sha256sum "$repo/configs/default.toml" | cut -d' ' -f1
@@ -68,8 +68,10 @@ root=$work/root
 if [[ ! -s $out/disk.raw ]]; then
   mapfile -t packages < <(sed 's/#.*//; /^[[:space:]]*$/d; s/[[:space:]]//g' "$here/packages.txt")
   step "mmdebstrap: Debian 12 with ${#packages[@]} packages from $mirror"
-  # Documentation, manual pages and translations are left out (about 60 MB).
+  # Documentation, manual pages and translations are left out (about 60 MB). The hook
+  # builds igb_uio for the image's kernel and removes its build tools again.
   mmdebstrap --mode=root --variant=minbase --format=directory \
+    --customize-hook="$here/igb-uio.sh \"\$1\"" \
     --include="$(IFS=,; echo "${packages[*]}")" \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
