@@ -246,10 +246,11 @@ for side in in:lan out:wan; do
   for i in "$tap" "$br"; do ip -n "${P}fw" link set "$i" up; done
 done
 
-# The appliance's configuration: the testbed's, on the VM's PCI NICs.
+# The appliance's configuration: the testbed's, on the VM's NICs: inside named by its MAC
+# (resolve-macs makes it 0000:00:04.0), outside by its PCI address.
 sed -e 's/^lcores = .*/lcores = "auto"/' -e 's/^huge_pages = .*/huge_pages = true/' \
   -e 's/^file_prefix = .*/file_prefix = "appliance"/' \
-  -e 's/^device = "net_af_packet0,iface=lan"/device = "0000:00:04.0"/' \
+  -e 's/^device = "net_af_packet0,iface=lan"/device = "mac:52:54:00:4e:56:02"/' \
   -e 's/^device = "net_af_packet1,iface=wan"/device = "0000:00:05.0"/' \
   -e 's#^socket = .*#socket = "/run/appliance/control.sock"#' \
   "$repo/configs/testbed.toml" > "$vmdir/good.toml"
@@ -265,6 +266,9 @@ boot1=$((SECONDS - vm_t0))
 say "forwarding $boot1 s after qemu started ($accel)"
 check_forwarding
 check_stats uio_pci_generic
+in_vm grep -qF "'\"0000:00:04.0\"  # mac:52:54:00:4e:56:02'" /etc/appliance/appliance.toml \
+  || fail "the inside port's MAC was not resolved to its PCI address"
+say "the inside port, named by its MAC, resolved to 0000:00:04.0"
 in_vm systemctl reload appliance
 sleep 2
 in_vm appliance policy | head -3 | quote vm
