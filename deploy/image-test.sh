@@ -4,13 +4,14 @@
 # forwards through DPDK:
 #
 #   eth0 management   user-mode network, restrict=on (nothing leaves qemu)
-#   00:04.0 inside    tap, bridged in nvaimg-fw to the testbed's `lan` veth: c1 10.0.1.10
-#   00:05.0 outside   tap, bridged in nvaimg-fw to the testbed's `wan` veth: the router
+#   00:04.0 inside    tap, bridged in <prefix>fw to the testbed's `lan` veth: c1 10.0.1.10
+#   00:05.0 outside   tap, bridged in <prefix>fw to the testbed's `wan` veth: the router
 #                     192.0.2.1 and the server 203.0.113.10 behind it
 #
 # The namespaces are the namespace testbed's (testbed/up.sh, servers.sh, with prefix
-# nvaimg-); the VM stands where the appliance's namespace would run it. A NoCloud seed gives
-# configs/testbed.toml with the two NICs' PCI addresses, lcores = "auto" and huge pages.
+# nvaimg-<pid>-); the VM stands where the appliance's namespace would run it. A NoCloud seed
+# gives configs/testbed.toml on the two NICs (inside by MAC, outside by PCI address),
+# lcores = "auto" and huge pages.
 # Checks: c1 downloads the 16 MiB file through SNAT (checksum, the server's log shows
 # 192.0.2.2), ping, the port forward, an unsolicited connection from the server side gets
 # nothing, `appliance stats` over the serial console counts packets on both virtio ports,
@@ -22,7 +23,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-export NVA_PREFIX=nvaimg-
+# Namespaces nvaimg-<pid>-*: two runs on one machine (and the nva-* testbeds of the other
+# tests) never meet.
+export NVA_PREFIX=nvaimg-$$-
 # shellcheck source=testbed/lib.sh
 source "$repo/testbed/lib.sh"
 vmcon="$here/vmconsole.py"
@@ -233,7 +236,7 @@ say "image $image ($(du -m --apparent-size "$image/disk.raw" | cut -f1) MiB raw,
 accel=$(probe_accel)
 say "accelerator: $accel"
 
-# The namespace testbed (prefix nvaimg-), then the VM's taps bridged to the appliance's veths.
+# The namespace testbed (prefix nvaimg-<pid>-), then the VM's taps bridged to the appliance's veths.
 tb_down >/dev/null 2>&1 || true
 "$repo/testbed/up.sh" >/dev/null
 "$repo/testbed/servers.sh" >/dev/null
