@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::flow::HashSeed;
-use crate::packet::{parse_frame, ChecksumCaps, IcmpPacket, IpProtocol, TcpRepr, UdpRepr, L3, L4};
+use crate::packet::{parse_frame, ChecksumCaps, IcmpPacket, IpProtocol, L3, L4};
 use crate::pipeline::{Discard, PacketBuf};
 use crate::policy::MatchKey;
 use crate::testing;
@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 
 const LAN: u8 = 0;
 const WAN: u8 = 1;
+/// The MAC of the hosts that send the reference frames.
+const SENDER: EthernetAddress = EthernetAddress([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
 const MACS: [EthernetAddress; 2] = [
     EthernetAddress([0x02, 0, 0, 0, 0x0a, 0]),
     EthernetAddress([0x02, 0, 0, 0, 0x0a, 1]),
@@ -381,20 +383,6 @@ fn flow_gen() -> impl Strategy<Value = Flow> {
 
 // --- the reference: frames built here, a shard of our own --------------------------------
 
-/// Ethernet + IPv4 around `l4` into `in_port`, with `ttl` (the shared fixture's frame).
-fn ip_frame(
-    in_port: u8,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    proto: IpProtocol,
-    ttl: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    let sender = EthernetAddress([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
-    let f = testing::ip_frame((sender, MACS[usize::from(in_port)]), src, dst, proto, l4);
-    testing::with_ttl(f, ttl)
-}
-
 /// An ICMP message written byte by byte: type, code, rest of header, data.
 fn icmp_bytes(ty: u8, code: u8, rest: [u8; 4], data: &[u8]) -> Vec<u8> {
     let mut m = vec![ty, code, 0, 0];
@@ -404,65 +392,32 @@ fn icmp_bytes(ty: u8, code: u8, rest: [u8; 4], data: &[u8]) -> Vec<u8> {
     m
 }
 
-/// The packet of `flow` arriving on `in_port`.
+/// The packet of `flow` arriving on `in_port`, built with the shared fixtures.
 fn reference_frame(flow: &Flow, in_port: u8) -> Vec<u8> {
-    let (proto, l4) = match flow.transport {
+    let macs = (SENDER, MACS[usize::from(in_port)]);
+    let (src, dst) = (flow.src, flow.dst);
+    let frame = match flow.transport {
         Transport::Tcp {
             src_port,
             dst_port,
             flags,
-        } => {
-            let r = TcpRepr {
-                src_port,
-                dst_port,
-                flags,
-                seq_number: 77,
-                ack_number: if flags.ack() { 99 } else { 0 },
-                window_len: 1000,
-                urgent_at: 0,
-                max_seg_size: None,
-                window_scale: None,
-                sack_permitted: false,
-                timestamps: None,
-                payload: &[],
-            };
-            let mut l4 = vec![0u8; r.buffer_len()];
-            r.emit(&mut l4, flow.src, flow.dst, &ChecksumCaps::NONE)
-                .unwrap();
-            (IpProtocol::TCP, l4)
-        }
+        } => testing::tcp((src, src_port), (dst, dst_port), flags, macs),
         Transport::Udp { src_port, dst_port } => {
-            let r = UdpRepr {
-                src_port,
-                dst_port,
-                payload: b"reference",
-            };
-            let mut l4 = vec![0u8; r.buffer_len()];
-            r.emit(&mut l4, flow.src, flow.dst, &ChecksumCaps::NONE)
-                .unwrap();
-            (IpProtocol::UDP, l4)
+            testing::udp((src, src_port), (dst, dst_port), macs)
         }
         Transport::Icmp { ty, code, ident } => {
             let l4 = if matches!(ty, 3 | 4 | 5 | 11 | 12) {
                 // The quote: a UDP datagram dst:ident -> src:ident, as `explain` documents.
-                let udp = UdpRepr {
-                    src_port: ident,
-                    dst_port: ident,
-                    payload: &[],
-                };
-                let mut u = vec![0u8; 8];
-                udp.emit(&mut u, flow.dst, flow.src, &ChecksumCaps::NONE)
-                    .unwrap();
-                let inner = ip_frame(0, flow.dst, flow.src, IpProtocol::UDP, 64, &u);
-                icmp_bytes(ty, code, [0; 4], &inner[14..14 + 28])
+                let quoted = testing::udp_sized((dst, ident), (src, ident), macs, &[], true);
+                icmp_bytes(ty, code, [0; 4], &quoted[14..14 + 28])
             } else {
                 let [a, b] = ident.to_be_bytes();
                 icmp_bytes(ty, code, [a, b, 0, 1], b"reference")
             };
-            (IpProtocol::ICMP, l4)
+            testing::ip_frame(macs, src, dst, IpProtocol::ICMP, &l4)
         }
     };
-    ip_frame(in_port, flow.src, flow.dst, proto, flow.ttl, &l4)
+    testing::with_ttl(frame, flow.ttl)
 }
 
 /// The TCP flags (by name) and ICMP type of a frame.

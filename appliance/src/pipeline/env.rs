@@ -239,13 +239,5 @@ mod tests {
         );
         let t4 = Neighbours::with(4, []);
         assert_eq!(c.lookup(&t4, 0, ip), None, "until the next table");
-        c.learn(&t3, 0, ip, a);
-        assert_eq!(
-            c.lookup(&t3, 0, ip),
-            Some(a),
-            "learned here, before publication"
-        );
-        let t4 = Neighbours::with(4, []);
-        assert_eq!(c.lookup(&t4, 0, ip), None, "until the next table");
     }
 }

@@ -320,28 +320,12 @@ impl SessionFilter {
                         .parse()
                         .map_err(|_| bad("must be a port number 0-65535".into()))?,
                 ),
-                "state" => Term::State(
-                    SessionState::ALL
-                        .into_iter()
-                        .find(|s| s.name().eq_ignore_ascii_case(value))
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "must be one of {}",
-                                SessionState::ALL.map(SessionState::name).join(", ")
-                            ))
-                        })?,
-                ),
-                "class" => Term::Class(
-                    SessionClass::ALL
-                        .into_iter()
-                        .find(|c| c.name().eq_ignore_ascii_case(value))
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "must be one of {}",
-                                SessionClass::ALL.map(SessionClass::name).join(", ")
-                            ))
-                        })?,
-                ),
+                "state" => {
+                    Term::State(by_name(SessionState::ALL, SessionState::name, value).map_err(bad)?)
+                }
+                "class" => {
+                    Term::Class(by_name(SessionClass::ALL, SessionClass::name, value).map_err(bad)?)
+                }
                 "worker" => Term::Worker(
                     value
                         .parse()
@@ -452,6 +436,17 @@ fn info(s: &Session, now: u32, worker: u16) -> SessionInfo {
         worker,
         generation: u64::from(s.policy_generation()),
     }
+}
+
+/// The one of `all` whose name is `value`, in any case; else what the names are.
+fn by_name<T: Copy, const N: usize>(
+    all: [T; N],
+    name: fn(T) -> &'static str,
+    value: &str,
+) -> Result<T, String> {
+    all.into_iter()
+        .find(|x| name(*x).eq_ignore_ascii_case(value))
+        .ok_or_else(|| format!("must be one of {}", all.map(name).join(", ")))
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use crate::packet::{
 };
 use crate::policy::Policy;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use crate::testing::*;
 
@@ -1294,40 +1293,15 @@ sources = ["168.63.129.16/32"]
     const ROUTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
     const HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 2, 10);
 
-    fn send(
-        shard: &mut Shard,
-        policy: &Policy,
-        neighbours: &Neighbours,
-        frame: Vec<u8>,
-    ) -> (Disposition, Vec<u8>) {
-        let macs = [MAC_NIC];
-        let env = Env {
-            policy,
-            neighbours,
-            macs: &macs,
-        };
-        let mut buf = [VecBuf::new(&frame)];
-        let mut out = [Disposition::Consumed];
-        shard.process(&env, 1000, NIC, &mut buf, &mut out);
-        (out[0], buf[0].bytes().to_vec())
-    }
-
     #[test]
     fn egress_and_reply_through_one_port() {
-        let policy = Policy::compile(&Config::parse(ONE_ARM, "one-arm.toml").unwrap(), 1).unwrap();
-        let mut c = ShardConfig::from_policy(&policy, 0, 1, 42).unwrap();
-        c.capacity = 1024;
-        let mut shard = Shard::new(c, Arc::new(ShardCounters::default()));
-        let neighbours = Neighbours::with(1, [((NIC, ROUTER), MAC_ROUTER)]);
+        let mut n = Net::with_policy(compile(ONE_ARM, 1), 1);
+        n.macs = vec![MAC_NIC];
+        n.neighbours = Neighbours::with(1, [((NIC, ROUTER), MAC_ROUTER)]);
         let to_me = (MAC_ROUTER, MAC_NIC);
         // The cloud routes the host's traffic to the appliance; it leaves by the same port,
         // translated to the port's address, towards the subnet's router.
-        let (a, f) = send(
-            &mut shard,
-            &policy,
-            &neighbours,
-            udp((HOST, 5000), (SERVER, 53), to_me),
-        );
+        let (a, f) = n.send(NIC, udp((HOST, 5000), (SERVER, 53), to_me));
         assert_eq!(a, Disposition::Forward(NIC));
         let s = seen(&f);
         assert_eq!(
@@ -1335,12 +1309,7 @@ sources = ["168.63.129.16/32"]
             ((ME, 5000), (SERVER, 53), MAC_ROUTER)
         );
         // The reply comes back to the port and goes to the host, through the router.
-        let (a, f) = send(
-            &mut shard,
-            &policy,
-            &neighbours,
-            udp((SERVER, 53), (ME, 5000), to_me),
-        );
+        let (a, f) = n.send(NIC, udp((SERVER, 53), (ME, 5000), to_me));
         assert_eq!(a, Disposition::Forward(NIC));
         let s = seen(&f);
         assert_eq!(
@@ -1349,20 +1318,10 @@ sources = ["168.63.129.16/32"]
         );
         // Unsolicited traffic from the internet is dropped; the load balancer's probe is
         // answered.
-        let (a, _) = send(
-            &mut shard,
-            &policy,
-            &neighbours,
-            udp((OTHER, 1), (ME, 7000), to_me),
-        );
+        let (a, _) = n.send(NIC, udp((OTHER, 1), (ME, 7000), to_me));
         assert!(matches!(a, Disposition::Drop(_)));
         let probe = Ipv4Addr::new(168, 63, 129, 16);
-        let (a, _) = send(
-            &mut shard,
-            &policy,
-            &neighbours,
-            tcp((probe, 40000), (ME, 9999), TcpFlags::SYN, to_me),
-        );
+        let (a, _) = n.send(NIC, tcp((probe, 40000), (ME, 9999), TcpFlags::SYN, to_me));
         assert_eq!(a, Disposition::Forward(NIC));
     }
 }

@@ -3,6 +3,7 @@
 
 use super::{neighbours, policy, MAC_LAN, MAC_WAN};
 use crate::flow::{FlowKey, HashSeed, TcpState};
+use crate::packet::EthernetAddress;
 use crate::pipeline::{
     Disposition, Env, Neighbours, PacketBuf, Reason, Shard, ShardConfig, ShardCounters, VecBuf,
 };
@@ -21,6 +22,8 @@ pub struct Net {
     pub policy: Policy,
     /// The neighbour table in force.
     pub neighbours: Neighbours,
+    /// Each port's MAC, by port index.
+    pub macs: Vec<EthernetAddress>,
     /// The clock, seconds.
     pub now: u32,
 }
@@ -64,6 +67,7 @@ impl Net {
             shards,
             policy,
             neighbours: neighbours(),
+            macs: vec![MAC_LAN, MAC_WAN],
             now: 1000,
         }
     }
@@ -102,11 +106,10 @@ impl Net {
     }
 
     fn process(&mut self, shard: usize, port: u8, buf: &mut [VecBuf], out: &mut [Disposition]) {
-        let macs = [MAC_LAN, MAC_WAN];
         let env = Env {
             policy: &self.policy,
             neighbours: &self.neighbours,
-            macs: &macs,
+            macs: &self.macs,
         };
         self.shards[shard].process(&env, self.now, port, buf, out);
     }
