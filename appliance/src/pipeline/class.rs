@@ -6,54 +6,10 @@
 //! tracer that keeps what it is told, and renders it: the class, the rule that decided, the
 //! translations, all as the pipeline decided them, never derived again.
 
-use super::reason::Discard;
-use crate::config::Role;
 use crate::nat::Endpoint;
-use crate::policy::{Decision, Forward, Policy};
+use crate::policy::{Decision, Forward};
 use serde::Serialize;
 use std::net::Ipv4Addr;
-
-/// Which side of the network a packet comes from: its port's role, or on a one-arm (`both`)
-/// port, whether its source is private.
-pub fn role(p: &Policy, in_port: u8, src: Ipv4Addr) -> Role {
-    match p.ports.get(usize::from(in_port)).map(|x| x.role) {
-        Some(Role::Inside) => Role::Inside,
-        Some(Role::Both) if p.is_private(src) => Role::Inside,
-        _ => Role::Outside,
-    }
-}
-
-/// A source no packet from outside may carry: private (ours), or not a unicast host address
-/// (RFC 1812 section 5.3.7 martians).
-fn spoofed(p: &Policy, src: Ipv4Addr) -> bool {
-    let o = src.octets();
-    p.is_private(src)
-        || o[0] == 0
-        || o[0] == 127
-        || o[0] >= 224
-        || p.port_with_address(src).is_some()
-}
-
-/// The side a packet without a session comes from (its port's role, or on a one-arm port,
-/// whether its source is private), or why its source cannot be on that side: from inside, a
-/// source outside the private prefixes; from outside, a spoofed one.
-#[inline(always)]
-pub fn side_of(p: &Policy, in_port: u8, src: Ipv4Addr) -> Result<Role, Discard> {
-    let side = role(p, in_port, src);
-    match refused_source(p, side, src) {
-        Some(why) => Err(why),
-        None => Ok(side),
-    }
-}
-
-/// Why a packet's source cannot be on `side`, if it cannot: see [`side_of`].
-#[inline(always)]
-pub fn refused_source(p: &Policy, side: Role, src: Ipv4Addr) -> Option<Discard> {
-    match side {
-        Role::Inside => (!p.is_private(src)).then_some(Discard::InvalidSource),
-        _ => spoofed(p, src).then_some(Discard::SpoofedSource),
-    }
-}
 
 /// What kind of packet the appliance takes a packet for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

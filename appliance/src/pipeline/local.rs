@@ -3,7 +3,8 @@
 
 use super::action::{Disposition, Note};
 use super::buf::PacketBuf;
-use super::class::{side_of, Class, Trace};
+use super::class::{Class, Trace};
+use super::classify::side_of;
 use super::env::Ctx;
 use super::meta::{Kind, Meta};
 use super::reason::Discard;

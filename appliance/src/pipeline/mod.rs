@@ -6,7 +6,7 @@
 //!
 //! | stage | file | what it does |
 //! |---|---|---|
-//! | 1 | [`meta`] | parse and validate, check the frame is ours, decide the owner, build the key ([`Meta`](meta::Meta)) |
+//! | 1 | [`classify`] | parse and validate, check the frame is ours, decide the owner, build the key (a `Meta`, in [`meta`]); the side a new flow comes from |
 //! | 2 | [`burst`] | the staged session lookup, overlapped with stage 1 |
 //! | 3 | [`fast`] | a packet of a session: checks, count, TCP tracking, [`translate`](crate::packet::translate::translate) |
 //! | 3 | [`slow`] | a packet without a session: class, policy, the NAT's decisions, a new session |
@@ -19,6 +19,13 @@
 //! is told to the shard's [`Trace`] as it is decided (`explain` shows it; the data path's
 //! [`NoTrace`] compiles it away). [`sessions`] is what a shard shows the control thread.
 //!
+//! The files a stage shares: [`shard`] (the state, and what every stage uses of it),
+//! [`meta`], [`class`] (the packet classes and the tracer), [`reason`] and [`counters`],
+//! [`action`], [`env`](mod@env) (the world a burst reads), [`owner`] (which worker owns a flow). A
+//! stage file imports these; between stages imports go one way only ([`slow`] and [`local`]
+//! ask [`classify`] which side a packet comes from, [`related`] uses the fast path's
+//! translation), and `appliance/tests/architecture.rs` checks they form no circle.
+//!
 //! Nothing here touches DPDK: a packet is a [`PacketBuf`], an mbuf in the data path and a
 //! [`VecBuf`] in tests, fuzzing and `explain`.
 
@@ -26,6 +33,7 @@ pub mod action;
 pub mod buf;
 pub mod burst;
 pub mod class;
+pub mod classify;
 pub mod counters;
 pub mod env;
 pub mod fast;

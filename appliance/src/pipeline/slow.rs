@@ -5,7 +5,8 @@
 
 use super::action::Disposition;
 use super::buf::PacketBuf;
-use super::class::{refused_source, role, Class, Rules, Trace, Translation};
+use super::class::{Class, Rules, Trace, Translation};
+use super::classify::{refused_source, role};
 use super::env::Ctx;
 use super::meta::{Kind, Meta};
 use super::reason::Discard;
