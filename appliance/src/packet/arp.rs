@@ -35,40 +35,20 @@ mod field {
 /// Length of an Ethernet/IPv4 ARP packet.
 pub const PACKET_LEN: usize = 28;
 
-/// A view of an ARP packet laid out for Ethernet/IPv4 (6-byte hardware, 4-byte protocol
-/// addresses). The type and length fields are readable; [`Packet::is_ethernet_ipv4`] says
-/// whether the address accessors mean anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap a buffer without checks; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
+view! {
+    /// A view of an ARP packet laid out for Ethernet/IPv4 (6-byte hardware, 4-byte protocol
+    /// addresses). The type and length fields are readable; [`Packet::is_ethernet_ipv4`] says
+    /// whether the address accessors mean anything.
+    pub struct Packet;
 
     /// Wrap a buffer of at least [`PACKET_LEN`] bytes (Ethernet padding may follow).
     ///
     /// # Errors
     /// [`Error::ArpTruncated`] if shorter.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        if buffer.as_ref().len() < PACKET_LEN {
-            return Err(Error::ArpTruncated);
-        }
-        Ok(Packet { buffer })
-    }
+    new_checked = |data| super::check_len(data, PACKET_LEN, Error::ArpTruncated);
+}
 
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    fn data(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-
+impl<T: AsRef<[u8]>> Packet<T> {
     /// Hardware type (1 for Ethernet).
     pub fn hardware_type(&self) -> u16 {
         get_u16(self.data(), field::HTYPE)
@@ -156,12 +136,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the target protocol address.
     pub fn set_target_protocol_addr(&mut self, a: Ipv4Addr) {
         set_u32(self.buffer.as_mut(), field::TPA, a.into());
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

@@ -243,53 +243,37 @@ impl Vlans {
     }
 }
 
-/// A view of an Ethernet II frame.
-///
-/// `new_checked` guarantees the 14-byte header; VLAN tags are walked by [`Frame::vlans`] /
-/// [`Frame::payload_offset`], which check their own bounds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Frame<T> {
-    /// Wrap a buffer without checks; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
-    }
+view! {
+    /// A view of an Ethernet II frame.
+    ///
+    /// `new_checked` guarantees the 14-byte header; VLAN tags are walked by [`Frame::vlans`] /
+    /// [`Frame::payload_offset`], which check their own bounds.
+    pub struct Frame;
 
     /// Wrap a buffer of at least [`HEADER_LEN`] bytes.
     ///
     /// # Errors
     /// [`Error::EthernetTruncated`] if shorter.
-    pub fn new_checked(buffer: T) -> Result<Frame<T>, Error> {
-        if buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::EthernetTruncated);
-        }
-        Ok(Frame { buffer })
-    }
+    new_checked = |data| super::check_len(data, HEADER_LEN, Error::EthernetTruncated);
+}
 
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
+impl<T: AsRef<[u8]>> Frame<T> {
     /// Destination MAC.
     #[inline]
     pub fn dst_addr(&self) -> Address {
-        Address::from_field(self.buffer.as_ref(), field::DESTINATION)
+        Address::from_field(self.data(), field::DESTINATION)
     }
 
     /// Source MAC.
     #[inline]
     pub fn src_addr(&self) -> Address {
-        Address::from_field(self.buffer.as_ref(), field::SOURCE)
+        Address::from_field(self.data(), field::SOURCE)
     }
 
     /// The EtherType at offset 12: the payload's type, or a TPID if the frame is tagged.
     #[inline]
     pub fn ethertype(&self) -> EtherType {
-        EtherType::from(get_u16(self.buffer.as_ref(), field::ETHERTYPE))
+        EtherType::from(get_u16(self.data(), field::ETHERTYPE))
     }
 
     /// Walk the VLAN tags: the payload EtherType, the payload offset and the tags.
@@ -299,7 +283,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// [`MAX_VLAN_TAGS`].
     #[inline]
     pub fn layers(&self) -> Result<(EtherType, usize, Vlans), Error> {
-        let data = self.buffer.as_ref();
+        let data = self.data();
         let outer = get_u16(data, field::ETHERTYPE);
         if outer != TPID_VLAN && outer != TPID_QINQ {
             // Untagged: the common case, kept free of the tag walk.
@@ -383,12 +367,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     #[inline]
     pub fn set_ethertype(&mut self, value: EtherType) {
         set_u16(self.buffer.as_mut(), field::ETHERTYPE, value.into());
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Frame<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

@@ -133,39 +133,18 @@ pub(crate) fn is_echo(msg_type: u8) -> bool {
     msg_type == 0 || msg_type == 8
 }
 
-/// A view of an ICMP message. The buffer is the whole message (the IPv4 payload).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap a buffer without checks; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
+view! {
+    /// A view of an ICMP message. The buffer is the whole message (the IPv4 payload).
+    pub struct Packet;
 
     /// Wrap a message of at least the 8-byte header.
     ///
     /// # Errors
     /// [`Error::IcmpTruncated`].
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        if buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::IcmpTruncated);
-        }
-        Ok(Packet { buffer })
-    }
+    new_checked = |data| super::check_len(data, HEADER_LEN, Error::IcmpTruncated);
+}
 
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline(always)]
-    fn data(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-
+impl<T: AsRef<[u8]>> Packet<T> {
     /// Message type.
     #[inline]
     pub fn msg_type(&self) -> Message {
@@ -292,12 +271,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-}
-
 mod quote {
     pub const VER_IHL: usize = 0;
     pub const LENGTH: usize = 2;
@@ -311,38 +284,38 @@ mod quote {
 /// Transport bytes an ICMP error must quote at least (RFC 792).
 pub const QUOTE_L4_LEN: usize = 8;
 
-/// A view of the packet an ICMP error quotes: an IPv4 header and at least the first 8 bytes
-/// of its transport header, for NAT to find the session and translate it (RFC 5508).
-///
-/// The quoted header's total length describes the original packet, not the quote, so this is
-/// not an [`Ipv4Packet`](super::Ipv4Packet).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quote<T: AsRef<[u8]>> {
-    buffer: T,
+/// Version 4, IHL at least 5, the header and 8 transport bytes present (see
+/// [`Quote::new_checked`]).
+#[inline]
+fn check_quote(d: &[u8]) -> Result<(), Error> {
+    if d.len() < super::ipv4::HEADER_LEN + QUOTE_L4_LEN || d[quote::VER_IHL] >> 4 != 4 {
+        return Err(Error::IcmpBadQuote);
+    }
+    let hl = usize::from(d[quote::VER_IHL] & 0x0f) * 4;
+    if hl < super::ipv4::HEADER_LEN || d.len() < hl + QUOTE_L4_LEN {
+        return Err(Error::IcmpBadQuote);
+    }
+    Ok(())
 }
 
-impl<T: AsRef<[u8]>> Quote<T> {
-    /// Wrap quoted bytes: version 4, IHL at least 5, the header and 8 transport bytes present.
+view! {
+    /// A view of the packet an ICMP error quotes: an IPv4 header and at least the first 8
+    /// bytes of its transport header, for NAT to find the session and translate it
+    /// (RFC 5508).
+    ///
+    /// The quoted header's total length describes the original packet, not the quote, so
+    /// this is not an [`Ipv4Packet`](super::Ipv4Packet).
+    pub struct Quote;
+
+    /// Wrap quoted bytes: version 4, IHL at least 5, the header and 8 transport bytes
+    /// present.
     ///
     /// # Errors
     /// [`Error::IcmpBadQuote`].
-    pub fn new_checked(buffer: T) -> Result<Quote<T>, Error> {
-        let d = buffer.as_ref();
-        if d.len() < super::ipv4::HEADER_LEN + QUOTE_L4_LEN || d[quote::VER_IHL] >> 4 != 4 {
-            return Err(Error::IcmpBadQuote);
-        }
-        let hl = usize::from(d[quote::VER_IHL] & 0x0f) * 4;
-        if hl < super::ipv4::HEADER_LEN || d.len() < hl + QUOTE_L4_LEN {
-            return Err(Error::IcmpBadQuote);
-        }
-        Ok(Quote { buffer })
-    }
+    new_checked = check_quote;
+}
 
-    #[inline(always)]
-    fn data(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-
+impl<T: AsRef<[u8]>> Quote<T> {
     /// The quoted IPv4 header's length.
     #[inline]
     pub fn header_len(&self) -> usize {
@@ -511,12 +484,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quote<T> {
             _ => {}
         }
         Ok(outer)
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Quote<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 
@@ -781,6 +748,32 @@ mod tests {
             Repr::parse(&Packet::new_checked(&s[..]).unwrap()),
             Err(Error::IcmpBadQuote)
         );
+    }
+
+    #[test]
+    fn quote_checks_and_truncated_quote() {
+        let q = &FRAG_NEEDED[8..];
+        // The header and 8 transport bytes, of a packet 1500 bytes long: the header fields
+        // read, the total length is the original's.
+        let quote = Quote::new_checked(q).unwrap();
+        assert_eq!(quote.header_len(), 20);
+        assert_eq!(quote.total_len(), 1500);
+        assert!(quote.is_first_fragment());
+        assert_eq!(quote.protocol(), IpProtocol::UDP);
+        assert_eq!(quote.ip_checksum(), 0);
+        assert_eq!(quote.dst_addr(), Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(quote.l4_bytes(), &q[20..]);
+        assert_eq!(quote.into_inner(), q);
+        let refused = |f: &dyn Fn(&mut [u8; 28]), len: usize| {
+            let mut b = [0u8; 28];
+            b.copy_from_slice(q);
+            f(&mut b);
+            assert_eq!(Quote::new_checked(&b[..len]), Err(Error::IcmpBadQuote));
+        };
+        refused(&|_| {}, 27);
+        refused(&|b| b[0] = 0x65, 28);
+        refused(&|b| b[0] = 0x44, 28);
+        refused(&|b| b[0] = 0x46, 28);
     }
 
     #[test]

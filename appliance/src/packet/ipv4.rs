@@ -90,20 +90,42 @@ impl FiveTuple {
     }
 }
 
-/// A view of an IPv4 packet.
-///
-/// `new_checked` applies the length checks of RFC 1812 section 5.2.2; the header checksum is
-/// checked separately ([`Packet::verify_checksum`]) because the NIC may have done it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+/// The RFC 1812 section 5.2.2 checks other than the checksum (see [`Packet::new_checked`]).
+#[inline(always)]
+fn check_header(d: &[u8]) -> Result<(), Error> {
+    if d.len() < HEADER_LEN {
+        return Err(Error::Ipv4Truncated);
+    }
+    let ver_ihl = d[field::VER_IHL];
+    // 0x45 (version 4, no options) is nearly every packet: one compare settles both.
+    let header_len = if ver_ihl == 0x45 {
+        HEADER_LEN
+    } else {
+        if ver_ihl >> 4 != 4 {
+            return Err(Error::Ipv4BadVersion);
+        }
+        let header_len = usize::from(ver_ihl & 0x0f) * 4;
+        if header_len < HEADER_LEN {
+            return Err(Error::Ipv4BadHeaderLen);
+        }
+        header_len
+    };
+    let total_len = usize::from(get_u16(d, field::LENGTH));
+    if total_len < header_len {
+        return Err(Error::Ipv4BadTotalLen);
+    }
+    if d.len() < total_len {
+        return Err(Error::Ipv4Truncated);
+    }
+    Ok(())
 }
 
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap a buffer without checks; accessors may panic on a short or inconsistent buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
+view! {
+    /// A view of an IPv4 packet.
+    ///
+    /// `new_checked` applies the length checks of RFC 1812 section 5.2.2; the header checksum
+    /// is checked separately ([`Packet::verify_checksum`]) because the NIC may have done it.
+    pub struct Packet;
 
     /// Wrap a buffer after the RFC 1812 section 5.2.2 checks other than the checksum: the
     /// buffer holds the minimum header, version is 4, IHL is at least 5, and the total length
@@ -113,36 +135,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// # Errors
     /// [`Error::Ipv4Truncated`], [`Error::Ipv4BadVersion`], [`Error::Ipv4BadHeaderLen`],
     /// [`Error::Ipv4BadTotalLen`].
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let d = buffer.as_ref();
-        if d.len() < HEADER_LEN {
-            return Err(Error::Ipv4Truncated);
-        }
-        let ver_ihl = d[field::VER_IHL];
-        // 0x45 (version 4, no options) is nearly every packet: one compare settles both.
-        let header_len = if ver_ihl == 0x45 {
-            HEADER_LEN
-        } else {
-            if ver_ihl >> 4 != 4 {
-                return Err(Error::Ipv4BadVersion);
-            }
-            let header_len = usize::from(ver_ihl & 0x0f) * 4;
-            if header_len < HEADER_LEN {
-                return Err(Error::Ipv4BadHeaderLen);
-            }
-            header_len
-        };
-        let total_len = usize::from(get_u16(d, field::LENGTH));
-        if total_len < header_len {
-            return Err(Error::Ipv4BadTotalLen);
-        }
-        if d.len() < total_len {
-            return Err(Error::Ipv4Truncated);
-        }
-        Ok(Packet { buffer })
-    }
+    new_checked = check_header;
+}
 
+impl<T: AsRef<[u8]>> Packet<T> {
     /// Where this packet's headers lie, the packet at offset 0 of its buffer (for
     /// [`super::translate::translate`]).
     pub fn offsets(&self) -> super::translate::Offsets {
@@ -151,16 +147,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             l4: self.header_len() as u16,
             end: self.total_len() as u16,
         }
-    }
-
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline(always)]
-    fn data(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 
     /// Version field (4 after `new_checked`).
@@ -530,12 +516,6 @@ fn addr_offset(side: Endpoint) -> usize {
     match side {
         Endpoint::Src => field::SRC_ADDR,
         Endpoint::Dst => field::DST_ADDR,
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

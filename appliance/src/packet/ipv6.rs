@@ -21,47 +21,34 @@ pub const HEADER_LEN: usize = 40;
 /// at most one of each kind (two destination options), so more is an attack or a mistake.
 pub const MAX_EXT_HEADERS: usize = 8;
 
-/// A view of an IPv6 packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+/// The fixed header, version 6, and the payload it claims (see [`Packet::new_checked`]).
+#[inline]
+fn check_header(d: &[u8]) -> Result<(), Error> {
+    if d.len() < HEADER_LEN {
+        return Err(Error::Ipv6Truncated);
+    }
+    if d[0] >> 4 != 6 {
+        return Err(Error::Ipv6BadVersion);
+    }
+    if d.len() < HEADER_LEN + usize::from(get_u16(d, field::LENGTH)) {
+        return Err(Error::Ipv6Truncated);
+    }
+    Ok(())
 }
 
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap a buffer without checks; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
+view! {
+    /// A view of an IPv6 packet.
+    pub struct Packet;
 
     /// Wrap a buffer holding the fixed header, version 6, and the payload length it claims
     /// (padding may follow).
     ///
     /// # Errors
     /// [`Error::Ipv6Truncated`], [`Error::Ipv6BadVersion`].
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        let d = buffer.as_ref();
-        if d.len() < HEADER_LEN {
-            return Err(Error::Ipv6Truncated);
-        }
-        if d[0] >> 4 != 6 {
-            return Err(Error::Ipv6BadVersion);
-        }
-        if d.len() < HEADER_LEN + usize::from(get_u16(d, field::LENGTH)) {
-            return Err(Error::Ipv6Truncated);
-        }
-        Ok(Packet { buffer })
-    }
+    new_checked = check_header;
+}
 
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline(always)]
-    fn data(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-
+impl<T: AsRef<[u8]>> Packet<T> {
     /// Version (6 after `new_checked`).
     pub fn version(&self) -> u8 {
         self.data()[0] >> 4
@@ -206,12 +193,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the destination address.
     pub fn set_dst_addr(&mut self, a: Ipv6Addr) {
         self.buffer.as_mut()[field::DST_ADDR..field::DST_ADDR + 16].copy_from_slice(&a.octets());
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

@@ -65,6 +65,68 @@ macro_rules! enum_with_unknown {
     };
 }
 
+/// A header view, `pub struct $name<T: AsRef<[u8]>>` over a byte buffer, with the plumbing
+/// every view shares: `new_unchecked`; `new_checked`, which wraps a buffer that passes
+/// `$check` (a function of `&[u8]` returning `Result<(), Error>`) and carries the doc comment
+/// written above it, its `# Errors` list the check's; `into_inner`; `AsRef<[u8]>`; and the
+/// private `data()` the accessors read. The accessors and setters are each module's own.
+macro_rules! view {
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident;
+
+        $(#[$checked_attr:meta])*
+        new_checked = $check:expr;
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> $name<T> {
+            /// Wrap a buffer without checks; accessors may panic on a buffer
+            /// [`new_checked`](Self::new_checked) would refuse.
+            pub const fn new_unchecked(buffer: T) -> $name<T> {
+                $name { buffer }
+            }
+
+            $(#[$checked_attr])*
+            #[inline]
+            pub fn new_checked(buffer: T) -> Result<$name<T>, $crate::packet::Error> {
+                ($check)(buffer.as_ref())?;
+                Ok($name { buffer })
+            }
+
+            /// The wrapped buffer.
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+
+            #[inline(always)]
+            fn data(&self) -> &[u8] {
+                self.buffer.as_ref()
+            }
+        }
+
+        impl<T: AsRef<[u8]>> AsRef<[u8]> for $name<T> {
+            fn as_ref(&self) -> &[u8] {
+                self.buffer.as_ref()
+            }
+        }
+    };
+}
+
+/// The whole check of a view whose header has no length field to validate: `data` holds at
+/// least `len` bytes, else `short`.
+#[inline(always)]
+fn check_len(data: &[u8], len: usize, short: Error) -> Result<(), Error> {
+    if data.len() < len {
+        return Err(short);
+    }
+    Ok(())
+}
+
 pub mod arp;
 pub mod build;
 pub mod checksum;

@@ -104,38 +104,19 @@ pub(crate) fn check_header(data: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// A view of a TCP segment. The buffer is the whole segment (the IPv4 payload).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap a buffer without checks; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
+view! {
+    /// A view of a TCP segment. The buffer is the whole segment (the IPv4 payload).
+    pub struct Packet;
 
     /// Wrap a segment whose fixed header fits and whose data offset is between 5 words and
     /// the segment length.
     ///
     /// # Errors
     /// [`Error::TcpTruncated`], [`Error::TcpBadDataOffset`].
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        check_header(buffer.as_ref())?;
-        Ok(Packet { buffer })
-    }
+    new_checked = check_header;
+}
 
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline(always)]
-    fn data(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-
+impl<T: AsRef<[u8]>> Packet<T> {
     /// Source port.
     #[inline]
     pub fn src_port(&self) -> u16 {
@@ -351,12 +332,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let c = get_u16(d, field::CHECKSUM);
         set_u16(d, field::CHECKSUM, delta.apply(c));
         true
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

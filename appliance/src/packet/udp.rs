@@ -31,39 +31,20 @@ pub(crate) fn check_header(data: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// A view of a UDP datagram. The buffer is the IPv4 payload; the length field may be shorter
-/// (the rest is ignored), never longer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap a buffer without checks; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
+view! {
+    /// A view of a UDP datagram. The buffer is the IPv4 payload; the length field may be
+    /// shorter (the rest is ignored), never longer.
+    pub struct Packet;
 
     /// Wrap a datagram whose header fits and whose length field is between 8 and the buffer
     /// length.
     ///
     /// # Errors
     /// [`Error::UdpTruncated`], [`Error::UdpBadLength`].
-    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
-        check_header(buffer.as_ref())?;
-        Ok(Packet { buffer })
-    }
+    new_checked = check_header;
+}
 
-    /// The wrapped buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline(always)]
-    fn data(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-
+impl<T: AsRef<[u8]>> Packet<T> {
     /// Source port (0 if unused).
     #[inline]
     pub fn src_port(&self) -> u16 {
@@ -155,12 +136,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(0);
         let sum = !checksum::combine(&[phdr, checksum::data(&self.data()[..usize::from(len)])]);
         self.set_checksum(if sum == 0 { 0xffff } else { sum });
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 
