@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum::{self, ChecksumDelta};
 use super::field::{get_u16, get_u32, set_u16, set_u32};
-use super::ipv4::{Endpoint, FiveTuple};
+use super::ipv4::{self, Endpoint, FiveTuple};
 use super::{Error, IpProtocol};
 
 enum_with_unknown! {
@@ -271,16 +271,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-mod quote {
-    pub const VER_IHL: usize = 0;
-    pub const LENGTH: usize = 2;
-    pub const FLG_OFF: usize = 6;
-    pub const PROTOCOL: usize = 9;
-    pub const CHECKSUM: usize = 10;
-    pub const SRC_ADDR: usize = 12;
-    pub const DST_ADDR: usize = 16;
-}
-
 /// Transport bytes an ICMP error must quote at least (RFC 792).
 pub const QUOTE_L4_LEN: usize = 8;
 
@@ -288,11 +278,12 @@ pub const QUOTE_L4_LEN: usize = 8;
 /// [`Quote::new_checked`]).
 #[inline]
 fn check_quote(d: &[u8]) -> Result<(), Error> {
-    if d.len() < super::ipv4::HEADER_LEN + QUOTE_L4_LEN || d[quote::VER_IHL] >> 4 != 4 {
+    if d.len() < ipv4::HEADER_LEN + QUOTE_L4_LEN {
         return Err(Error::IcmpBadQuote);
     }
-    let hl = usize::from(d[quote::VER_IHL] & 0x0f) * 4;
-    if hl < super::ipv4::HEADER_LEN || d.len() < hl + QUOTE_L4_LEN {
+    let ip = ipv4::Packet::new_unchecked(d);
+    let hl = ip.header_len();
+    if ip.version() != 4 || hl < ipv4::HEADER_LEN || d.len() < hl + QUOTE_L4_LEN {
         return Err(Error::IcmpBadQuote);
     }
     Ok(())
@@ -304,7 +295,8 @@ view! {
     /// (RFC 5508).
     ///
     /// The quoted header's total length describes the original packet, not the quote, so
-    /// this is not an [`Ipv4Packet`](super::Ipv4Packet).
+    /// this is not an [`Ipv4Packet`](super::Ipv4Packet): its header fields are read through
+    /// one, its payload is not.
     pub struct Quote;
 
     /// Wrap quoted bytes: version 4, IHL at least 5, the header and 8 transport bytes
@@ -316,46 +308,53 @@ view! {
 }
 
 impl<T: AsRef<[u8]>> Quote<T> {
+    /// The quoted header as an IPv4 view, for its header fields alone (the check guarantees
+    /// the header, not the total length).
+    #[inline(always)]
+    fn ip(&self) -> ipv4::Packet<&[u8]> {
+        ipv4::Packet::new_unchecked(self.data())
+    }
+
     /// The quoted IPv4 header's length.
     #[inline]
     pub fn header_len(&self) -> usize {
-        usize::from(self.data()[quote::VER_IHL] & 0x0f) * 4
+        self.ip().header_len()
     }
 
     /// The original packet's total length.
     #[inline]
     pub fn total_len(&self) -> u16 {
-        get_u16(self.data(), quote::LENGTH)
+        get_u16(self.data(), ipv4::field::LENGTH)
     }
 
     /// Whether the quoted packet carried its transport header (offset 0).
     #[inline]
     pub fn is_first_fragment(&self) -> bool {
-        get_u16(self.data(), quote::FLG_OFF) & 0x1fff == 0
+        self.ip().is_first_fragment()
     }
 
     /// Quoted protocol.
     #[inline]
     pub fn protocol(&self) -> IpProtocol {
-        self.data()[quote::PROTOCOL].into()
+        self.ip().protocol()
     }
 
     /// Quoted header checksum.
     #[inline]
     pub fn ip_checksum(&self) -> u16 {
-        get_u16(self.data(), quote::CHECKSUM)
+        self.ip().checksum()
     }
 
     /// Quoted source address.
     #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get_u32(self.data(), quote::SRC_ADDR))
+        self.ip().src_addr()
     }
 
     /// Quoted destination address.
     #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get_u32(self.data(), quote::DST_ADDR))
+        self.ip().dst_addr()
     }
 
     /// The first 8 transport bytes.
@@ -426,18 +425,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quote<T> {
         let d = self.buffer.as_mut();
         let mut outer = ChecksumDelta::ZERO;
         // Address and the quoted header checksum.
-        let at = match side {
-            Endpoint::Src => quote::SRC_ADDR,
-            Endpoint::Dst => quote::DST_ADDR,
-        };
+        let at = ipv4::addr_offset(side);
         let old_addr = get_u32(d, at);
         let new_addr = u32::from(addr);
         let addr_delta = ChecksumDelta::ZERO.add32(old_addr, new_addr);
         set_u32(d, at, new_addr);
         outer = outer.combine(addr_delta);
-        let old_c = get_u16(d, quote::CHECKSUM);
+        let old_c = get_u16(d, ipv4::field::CHECKSUM);
         let new_c = addr_delta.apply(old_c);
-        set_u16(d, quote::CHECKSUM, new_c);
+        set_u16(d, ipv4::field::CHECKSUM, new_c);
         outer = outer.add16(old_c, new_c);
         if !first {
             return Ok(outer);
@@ -664,7 +660,6 @@ impl<'a> Repr<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::ipv4;
 
     #[rustfmt::skip]
     const ECHO: [u8; 12] = [

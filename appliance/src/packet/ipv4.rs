@@ -511,8 +511,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// Offset of the address on `side` (also in a quoted header, [`icmp::Quote`]).
 #[inline(always)]
-fn addr_offset(side: Endpoint) -> usize {
+pub(super) fn addr_offset(side: Endpoint) -> usize {
     match side {
         Endpoint::Src => field::SRC_ADDR,
         Endpoint::Dst => field::DST_ADDR,
