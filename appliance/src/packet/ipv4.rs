@@ -540,31 +540,8 @@ impl<'a> Iterator for Options<'a> {
     type Item = Result<Ipv4Option<'a>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (&kind, rest) = self.data.split_first()?;
-        match kind {
-            0 => {
-                self.data = &[];
-                None
-            }
-            1 => {
-                self.data = rest;
-                Some(Ok(Ipv4Option { kind, data: &[] }))
-            }
-            _ => {
-                let len = rest.first().map(|&l| usize::from(l));
-                match len {
-                    Some(len) if len >= 2 && len <= self.data.len() => {
-                        let data = &self.data[2..len];
-                        self.data = &self.data[len..];
-                        Some(Ok(Ipv4Option { kind, data }))
-                    }
-                    _ => {
-                        self.data = &[];
-                        Some(Err(Error::Ipv4BadOption))
-                    }
-                }
-            }
-        }
+        let option = super::next_option(&mut self.data, Error::Ipv4BadOption)?;
+        Some(option.map(|(kind, data)| Ipv4Option { kind, data }))
     }
 }
 

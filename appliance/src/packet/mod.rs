@@ -127,6 +127,39 @@ fn check_len(data: &[u8], len: usize, short: Error) -> Result<(), Error> {
     Ok(())
 }
 
+/// The next option of a list laid out as IPv4's (RFC 791 section 3.1) and TCP's (RFC 9293
+/// section 3.1): kind 0 ends the list, kind 1 is a one-byte no-operation, any other kind is
+/// followed by a length octet that counts the kind, itself and the data.
+///
+/// Returns the kind and the data (empty for a no-operation) and moves `rest` past them;
+/// `None` at the end of the list; `bad` once for an option whose length is below 2 or runs
+/// past the list, which ends the walk (`rest` is emptied).
+#[inline]
+fn next_option<'a>(rest: &mut &'a [u8], bad: Error) -> Option<Result<(u8, &'a [u8]), Error>> {
+    let (&kind, after) = rest.split_first()?;
+    match kind {
+        0 => {
+            *rest = &[];
+            None
+        }
+        1 => {
+            *rest = after;
+            Some(Ok((kind, &[])))
+        }
+        _ => match after.first().map(|&l| usize::from(l)) {
+            Some(len) if len >= 2 && len <= rest.len() => {
+                let data = &rest[2..len];
+                *rest = &rest[len..];
+                Some(Ok((kind, data)))
+            }
+            _ => {
+                *rest = &[];
+                Some(Err(bad))
+            }
+        },
+    }
+}
+
 pub mod arp;
 pub mod build;
 pub mod checksum;

@@ -286,29 +286,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// path MTU behind the appliance is respected (MSS clamping). Returns whether the option
     /// was changed.
     pub fn clamp_mss(&mut self, mss: u16) -> bool {
-        let mut at = None;
-        {
+        // The offset of the MSS value: the first well-formed MSS option before the end of the
+        // list or a malformed option.
+        let at = {
             let opts = self.options_bytes();
-            let mut i = 0;
-            while i < opts.len() {
-                match opts[i] {
-                    0 => break,
-                    1 => i += 1,
-                    kind => {
-                        let Some(&len) = opts.get(i + 1) else { break };
-                        let len = usize::from(len);
-                        if len < 2 || i + len > opts.len() {
-                            break;
-                        }
-                        if kind == 2 && len == 4 {
-                            at = Some(HEADER_LEN + i + 2);
-                            break;
-                        }
-                        i += len;
-                    }
+            let mut rest = opts;
+            loop {
+                let start = opts.len() - rest.len();
+                match super::next_option(&mut rest, Error::TcpBadOption) {
+                    Some(Ok((2, mss))) if mss.len() == 2 => break Some(HEADER_LEN + start + 2),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break None,
                 }
             }
-        }
+        };
         let Some(at) = at else { return false };
         let d = self.buffer.as_mut();
         let old = get_u16(d, at);
@@ -375,46 +366,27 @@ impl<'a> Iterator for Options<'a> {
     type Item = Result<TcpOption<'a>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (&kind, rest) = self.data.split_first()?;
-        match kind {
-            0 => {
+        let (kind, body) = match super::next_option(&mut self.data, Error::TcpBadOption)? {
+            Ok(option) => option,
+            Err(e) => return Some(Err(e)),
+        };
+        let opt = match (kind, body.len()) {
+            (1, _) => TcpOption::NoOperation,
+            (2, 2) => TcpOption::MaxSegmentSize(get_u16(body, 0)),
+            (3, 1) => TcpOption::WindowScale(body[0]),
+            (4, 0) => TcpOption::SackPermitted,
+            (5, n) if n % 8 == 0 && n > 0 => TcpOption::Sack(body),
+            (8, 8) => TcpOption::Timestamps {
+                tsval: get_u32(body, 0),
+                tsecr: get_u32(body, 4),
+            },
+            (2..=5 | 8, _) => {
                 self.data = &[];
-                None
+                return Some(Err(Error::TcpBadOption));
             }
-            1 => {
-                self.data = rest;
-                Some(Ok(TcpOption::NoOperation))
-            }
-            _ => {
-                let len = match rest.first() {
-                    Some(&l) if usize::from(l) >= 2 && usize::from(l) <= self.data.len() => {
-                        usize::from(l)
-                    }
-                    _ => {
-                        self.data = &[];
-                        return Some(Err(Error::TcpBadOption));
-                    }
-                };
-                let body = &self.data[2..len];
-                self.data = &self.data[len..];
-                let opt = match (kind, body.len()) {
-                    (2, 2) => TcpOption::MaxSegmentSize(get_u16(body, 0)),
-                    (3, 1) => TcpOption::WindowScale(body[0]),
-                    (4, 0) => TcpOption::SackPermitted,
-                    (5, n) if n % 8 == 0 && n > 0 => TcpOption::Sack(body),
-                    (8, 8) => TcpOption::Timestamps {
-                        tsval: get_u32(body, 0),
-                        tsecr: get_u32(body, 4),
-                    },
-                    (2..=5 | 8, _) => {
-                        self.data = &[];
-                        return Some(Err(Error::TcpBadOption));
-                    }
-                    _ => TcpOption::Unknown { kind, data: body },
-                };
-                Some(Ok(opt))
-            }
-        }
+            _ => TcpOption::Unknown { kind, data: body },
+        };
+        Some(Ok(opt))
     }
 }
 
@@ -681,6 +653,33 @@ mod tests {
             p.options().nth(1),
             Some(Ok(TcpOption::MaxSegmentSize(1200)))
         );
+    }
+
+    #[test]
+    fn mss_clamp_finds_the_option_as_the_walk_does() {
+        // The options of a 28-byte segment after clamping to 1200, if they changed.
+        let clamp = |opts: [u8; 8]| {
+            let mut seg = [0u8; 28];
+            seg[..20].copy_from_slice(&SYN[..20]);
+            seg[12] = 0x70;
+            seg[20..].copy_from_slice(&opts);
+            let mut p = Packet::new_checked(&mut seg[..]).unwrap();
+            p.fill_checksum(SRC, DST, &ChecksumCaps::NONE);
+            let clamped = p.clamp_mss(1200);
+            assert!(p.verify_checksum(SRC, DST));
+            clamped.then_some(*seg.last_chunk::<8>().unwrap())
+        };
+        // An MSS option of the wrong length is skipped, the next one clamped.
+        assert_eq!(
+            clamp([2, 3, 0, 2, 4, 0x05, 0xb4, 0]),
+            Some([2, 3, 0, 2, 4, 0x04, 0xb0, 0])
+        );
+        // Nothing is read past the end of the list or a malformed option.
+        assert_eq!(clamp([0, 0, 0, 2, 4, 0x05, 0xb4, 0]), None);
+        assert_eq!(clamp([9, 1, 0, 2, 4, 0x05, 0xb4, 0]), None);
+        assert_eq!(clamp([9, 9, 0, 2, 4, 0x05, 0xb4, 0]), None);
+        // An MSS option cut by the end of the header.
+        assert_eq!(clamp([1, 1, 1, 1, 1, 2, 4, 0x05]), None);
     }
 
     #[test]
