@@ -325,13 +325,7 @@ pub fn tcp_rst(buf: &mut [u8], link: &Link, offending: &[u8]) -> Result<usize, E
         flags,
         seq_number,
         ack_number,
-        window_len: 0,
-        urgent_at: 0,
-        max_seg_size: None,
-        window_scale: None,
-        sack_permitted: false,
-        timestamps: None,
-        payload: &[],
+        ..tcp::Repr::default()
     };
     let (src, dst) = (ip.dst_addr(), ip.src_addr());
     let ip_repr = own_header(src, dst, IpProtocol::TCP, repr.buffer_len());
@@ -649,12 +643,8 @@ mod tests {
             seq_number: seq,
             ack_number: ack,
             window_len: 1000,
-            urgent_at: 0,
-            max_seg_size: None,
-            window_scale: None,
-            sack_permitted: false,
-            timestamps: None,
             payload,
+            ..tcp::Repr::default()
         };
         let mut l4 = vec![0u8; repr.buffer_len()];
         repr.emit(&mut l4, PEER_IP, OUR_IP, &ChecksumCaps::NONE)

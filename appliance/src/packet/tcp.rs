@@ -392,7 +392,10 @@ impl<'a> Iterator for Options<'a> {
 
 /// The meaning of a TCP segment: header fields, the options the appliance understands, and
 /// the payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The default is all zero, without options or payload: the segments the appliance writes
+/// (a reset) name their header fields and take the rest from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Repr<'a> {
     /// Source port.
     pub src_port: u16,
