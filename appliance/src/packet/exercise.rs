@@ -8,7 +8,7 @@ use super::build::{self, Link, Unreachable};
 use super::icmp::TimeExceeded;
 use super::translate::{translate, ChecksumDeltas, Transport};
 use super::{
-    arp, icmp, ipv4, ipv6, tcp, udp, ChecksumCaps, Endpoint, EthernetAddress, EthernetFrame,
+    arp, icmp, ipv4, ipv6, tcp, udp, ChecksumCaps, Endpoint, Error, EthernetAddress, EthernetFrame,
     FiveTuple, IpProtocol, Vlans, L3,
 };
 
@@ -128,12 +128,7 @@ fn translate_checks(pkt: &mut [u8], old: &FiveTuple, new_addr: Ipv4Addr, valid: 
     let l4_valid = l4_checksum_ok(&q);
     let ttl = q.ttl();
     let at = q.offsets();
-    let mut addrs = [0u8; 8];
-    addrs[..4].copy_from_slice(&new.src_addr.octets());
-    addrs[4..].copy_from_slice(&new.dst_addr.octets());
-    let mut ports = [0u8; 4];
-    ports[..2].copy_from_slice(&new.src_port.to_be_bytes());
-    ports[2..].copy_from_slice(&new.dst_port.to_be_bytes());
+    let (addrs, ports) = wire(&new);
     let deltas = ChecksumDeltas::between(old, &new);
     let out = translate(pkt, &at, Transport::of(old.protocol), addrs, ports, deltas);
     let q = ipv4::Packet::new_checked(&*pkt).expect("same length");
@@ -180,12 +175,9 @@ fn l4_all(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) {
         let _ = (t.flags(), t.segment_len(), t.payload());
         for _ in t.options() {}
         if let Ok(r) = tcp::Repr::parse(&t, src, dst, &ChecksumCaps::ALL) {
-            let mut out = [0u8; 1600];
-            if r.buffer_len() <= out.len() {
-                let n = r
-                    .emit(&mut out, src, dst, &ChecksumCaps::NONE)
-                    .expect("fits");
-                let back = tcp::Packet::new_checked(&out[..n]).expect("emitted tcp parses");
+            let emit = |out: &mut [u8]| r.emit(out, src, dst, &ChecksumCaps::NONE);
+            if let Some(out) = emitted(r.buffer_len(), emit) {
+                let back = tcp::Packet::new_checked(&out[..]).expect("emitted tcp parses");
                 let r2 = tcp::Repr::parse(&back, src, dst, &ChecksumCaps::NONE).expect("valid");
                 assert_eq!(r2, r, "tcp round trip");
             }
@@ -199,13 +191,10 @@ fn l4_all(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) {
     }
     if let Ok(u) = udp::Packet::new_checked(data) {
         if let Ok(r) = udp::Repr::parse(&u, src, dst, &ChecksumCaps::NONE) {
-            let mut out = [0u8; 1600];
-            if r.buffer_len() <= out.len() {
-                let n = r
-                    .emit(&mut out, src, dst, &ChecksumCaps::NONE)
-                    .expect("fits");
+            let emit = |out: &mut [u8]| r.emit(out, src, dst, &ChecksumCaps::NONE);
+            if let Some(out) = emitted(r.buffer_len(), emit) {
                 assert_eq!(out[..4], data[..4]);
-                let back = udp::Packet::new_checked(&out[..n]).expect("emitted udp parses");
+                let back = udp::Packet::new_checked(&out[..]).expect("emitted udp parses");
                 assert!(back.verify_checksum(src, dst));
             }
         }
@@ -216,12 +205,33 @@ fn l4_all(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) {
             let _ = (q.five_tuple(), q.l4_bytes(), q.total_len(), q.ip_checksum());
         }
         if let Ok(r) = icmp::Repr::parse(&i) {
-            let mut out = [0u8; 1600];
-            if r.buffer_len() <= out.len() {
-                let n = r.emit(&mut out).expect("fits");
-                let back = icmp::Packet::new_checked(&out[..n]).expect("emitted icmp parses");
+            if let Some(out) = emitted(r.buffer_len(), |out| r.emit(out)) {
+                let back = icmp::Packet::new_checked(&out[..]).expect("emitted icmp parses");
                 assert_eq!(icmp::Repr::parse(&back), Ok(r), "icmp round trip");
             }
         }
     }
+}
+
+/// What a `Repr` of `len` bytes writes with `emit`, or `None` if it is longer than a frame.
+fn emitted(len: usize, emit: impl FnOnce(&mut [u8]) -> Result<usize, Error>) -> Option<Vec<u8>> {
+    if len > 1600 {
+        return None;
+    }
+    let mut out = vec![0u8; len];
+    let n = emit(&mut out).expect("fits");
+    out.truncate(n);
+    Some(out)
+}
+
+/// The `addrs` and `ports` that [`translate`] writes to give a packet the tuple `t`: in wire
+/// order, for ICMP echo the identifier first.
+pub(crate) fn wire(t: &FiveTuple) -> ([u8; 8], [u8; 4]) {
+    let mut addrs = [0u8; 8];
+    addrs[..4].copy_from_slice(&t.src_addr.octets());
+    addrs[4..].copy_from_slice(&t.dst_addr.octets());
+    let mut ports = [0u8; 4];
+    ports[..2].copy_from_slice(&t.src_port.to_be_bytes());
+    ports[2..].copy_from_slice(&t.dst_port.to_be_bytes());
+    (addrs, ports)
 }

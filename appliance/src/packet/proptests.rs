@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use super::checksum::{self, ChecksumCaps};
+use super::exercise::wire;
 use super::icmp::{self, TimeExceeded};
 use super::ipv4::{self, Endpoint};
 use super::translate::{self, Offsets};
@@ -204,18 +205,6 @@ fn with_endpoint_tuple(t: &FiveTuple, side: Endpoint, addr: Ipv4Addr, port: u16)
         n.src_port = port;
     }
     n
-}
-
-/// The new addresses and ports of `t` as the rewrite writes them: network order, the echo
-/// identifier first for ICMP.
-fn wire(t: &FiveTuple) -> ([u8; 8], [u8; 4]) {
-    let mut addrs = [0u8; 8];
-    addrs[..4].copy_from_slice(&t.src_addr.octets());
-    addrs[4..].copy_from_slice(&t.dst_addr.octets());
-    let mut ports = [0u8; 4];
-    ports[..2].copy_from_slice(&t.src_port.to_be_bytes());
-    ports[2..].copy_from_slice(&t.dst_port.to_be_bytes());
-    (addrs, ports)
 }
 
 /// The offsets of an IPv4 packet that starts the buffer.
