@@ -126,6 +126,15 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, length:
     fold(acc)
 }
 
+/// Sum of a TCP segment or UDP datagram, `segment` as long as its pseudo-header says, and of
+/// that pseudo-header: 0xffff if the checksum in it verifies; summed with the checksum field
+/// zero, the checksum's complement.
+#[inline]
+pub fn transport(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, segment: &[u8]) -> u16 {
+    let phdr = pseudo_header(src, dst, protocol, segment.len() as u16);
+    combine(&[phdr, data(segment)])
+}
+
 /// Replace 16-bit word `old` by `new` under `checksum` (RFC 1624 equation 3).
 #[inline]
 pub const fn update16(checksum: u16, old: u16, new: u16) -> u16 {

@@ -194,13 +194,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Whether the checksum verifies for this segment between `src` and `dst`.
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let d = self.data();
-        let Ok(len) = u16::try_from(d.len()) else {
-            return false;
-        };
-        checksum::combine(&[
-            checksum::pseudo_header(src, dst, IpProtocol::TCP, len),
-            checksum::data(d),
-        ]) == 0xffff
+        u16::try_from(d.len()).is_ok()
+            && checksum::transport(src, dst, IpProtocol::TCP, d) == 0xffff
     }
 }
 
@@ -271,14 +266,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Compute the checksum from scratch, or write the pseudo-header sum DPDK's TX offload
     /// expects when `caps.l4` is set.
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr, caps: &ChecksumCaps) {
-        let len = self.buffer.as_ref().len() as u16;
-        let phdr = checksum::pseudo_header(src, dst, IpProtocol::TCP, len);
         if caps.l4 {
-            self.set_checksum(phdr);
+            let len = self.buffer.as_ref().len() as u16;
+            self.set_checksum(checksum::pseudo_header(src, dst, IpProtocol::TCP, len));
             return;
         }
         self.set_checksum(0);
-        let sum = checksum::combine(&[phdr, checksum::data(self.buffer.as_ref())]);
+        let sum = checksum::transport(src, dst, IpProtocol::TCP, self.buffer.as_ref());
         self.set_checksum(!sum);
     }
 

@@ -80,11 +80,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if self.checksum() == 0 {
             return true;
         }
-        let len = self.len();
-        checksum::combine(&[
-            checksum::pseudo_header(src, dst, IpProtocol::UDP, len),
-            checksum::data(&self.data()[..usize::from(len)]),
-        ]) == 0xffff
+        let datagram = &self.data()[..usize::from(self.len())];
+        checksum::transport(src, dst, IpProtocol::UDP, datagram) == 0xffff
     }
 }
 
@@ -128,13 +125,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// pseudo-header sum DPDK's TX offload expects when `caps.l4` is set.
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr, caps: &ChecksumCaps) {
         let len = self.len();
-        let phdr = checksum::pseudo_header(src, dst, IpProtocol::UDP, len);
         if caps.l4 {
-            self.set_checksum(phdr);
+            self.set_checksum(checksum::pseudo_header(src, dst, IpProtocol::UDP, len));
             return;
         }
         self.set_checksum(0);
-        let sum = !checksum::combine(&[phdr, checksum::data(&self.data()[..usize::from(len)])]);
+        let datagram = &self.data()[..usize::from(len)];
+        let sum = !checksum::transport(src, dst, IpProtocol::UDP, datagram);
         self.set_checksum(if sum == 0 { 0xffff } else { sum });
     }
 }
