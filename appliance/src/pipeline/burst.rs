@@ -1,5 +1,5 @@
 //! A burst through the three stages (DESIGN.md, "Session table"):
-//! 1. parse every packet, decide which worker owns it, build its flow key ([`super::meta`]);
+//! 1. parse every packet, decide which worker owns it, build its flow key ([`super::classify`]);
 //! 2. look the keys of the packets this worker owns up in the table, a burst at a time, with
 //!    prefetch (the staged lookup's steps, overlapped with stage 1);
 //! 3. hits take the fast path ([`super::fast`]); misses the slow path ([`super::slow`]); the

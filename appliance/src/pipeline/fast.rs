@@ -64,8 +64,7 @@ impl<T: Trace> Shard<T> {
         meta: &Meta,
         hit: Hit,
     ) -> Disposition {
-        let env = &cx.env;
-        if !self.recheck(env, hit.index) {
+        if !self.recheck(&cx.env, hit.index) {
             return self.discard(Discard::PolicyRecheckDeny);
         }
         self.hit(cx, pkt, meta, hit)

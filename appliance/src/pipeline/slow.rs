@@ -98,11 +98,9 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
-        let env = &cx.env;
-        let in_port = cx.in_port;
-        let p = env.policy;
+        let p = cx.env.policy;
         let (src, dst) = (meta.key.src_addr(), meta.key.dst_addr());
-        let side = role(p, in_port, src);
+        let side = role(p, cx.in_port, src);
         if let Some(why) = refused_source(p, side, src) {
             return self.discard(why);
         }
@@ -162,9 +160,8 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Result<Opening, Disposition> {
-        let env = &cx.env;
         self.trace.class(Class::Egress);
-        let p = env.policy;
+        let p = cx.env.policy;
         if p.is_private(meta.key.dst_addr()) {
             // Inside to inside is not the NAT's to carry (nor to translate).
             return Err(self.discard(Discard::PrivateDestination));
@@ -234,16 +231,14 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Result<Opening, Disposition> {
-        let env = &cx.env;
-        let in_port = cx.in_port;
         self.trace.class(Class::Ingress);
-        let p = env.policy;
+        let p = cx.env.policy;
         let k = meta.key;
         let proto = k.protocol();
         let remote = (k.src_addr(), k.src_port());
         let public = (k.dst_addr(), k.dst_port());
         let Some(behind) = self.behind(p, meta, public, remote.0, p.snat.filtering) else {
-            if self.is_local(p, in_port, public.0) {
+            if self.is_local(p, cx.in_port, public.0) {
                 return Err(self.local(cx, pkt, meta));
             }
             return Err(self.discard(Discard::NoForward));
@@ -278,9 +273,8 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Result<Opening, Disposition> {
-        let env = &cx.env;
         self.trace.class(Class::Hairpin);
-        let p = env.policy;
+        let p = cx.env.policy;
         let k = meta.key;
         let proto = k.protocol();
         let from = (k.src_addr(), k.src_port());

@@ -424,6 +424,23 @@ mod tcp_states {
     use super::*;
     use crate::flow::TcpState;
 
+    /// A segment of C1:40000's connection to SERVER:443, leaving, and coming back to the
+    /// public endpoint (the port is kept).
+    fn out(f: TcpFlags) -> Vec<u8> {
+        tcp((C1, 40000), (SERVER, 443), f, IN)
+    }
+
+    fn back(f: TcpFlags) -> Vec<u8> {
+        tcp((SERVER, 443), (PUBLIC, 40000), f, OUT)
+    }
+
+    /// SYN, SYN-ACK, ACK.
+    fn handshake(n: &mut Net) {
+        n.send(LAN, out(TcpFlags::SYN));
+        n.send(WAN, back(TcpFlags::SYN | TcpFlags::ACK));
+        n.send(LAN, out(TcpFlags::ACK));
+    }
+
     fn state(n: &Net) -> TcpState {
         let t = n.shards[0].table();
         let key = crate::flow::FlowKey::new(C1, SERVER, 40000, 443, IpProtocol::TCP);
@@ -434,58 +451,36 @@ mod tcp_states {
     #[test]
     fn open_transfer_close() {
         let mut n = Net::new("");
-        let out = |f| (LAN, tcp((C1, 40000), (SERVER, 443), f, IN));
-        let back = |f| (WAN, tcp((SERVER, 443), (PUBLIC, 40000), f, OUT));
         for (port, frame, want) in [
-            (out(TcpFlags::SYN), TcpState::SynSent),
-            (back(TcpFlags::SYN | TcpFlags::ACK), TcpState::SynReceived),
-            (out(TcpFlags::ACK), TcpState::Established),
-            (back(TcpFlags::ACK | TcpFlags::PSH), TcpState::Established),
-        ]
-        .map(|((p, f), w)| (p, f, w))
-        {
+            (LAN, out(TcpFlags::SYN), TcpState::SynSent),
+            (
+                WAN,
+                back(TcpFlags::SYN | TcpFlags::ACK),
+                TcpState::SynReceived,
+            ),
+            (LAN, out(TcpFlags::ACK), TcpState::Established),
+            (
+                WAN,
+                back(TcpFlags::ACK | TcpFlags::PSH),
+                TcpState::Established,
+            ),
+        ] {
             let (a, _) = n.send(port, frame);
             assert!(matches!(a, Disposition::Forward(_)), "{a:?}");
             assert_eq!(state(&n), want);
         }
-        n.send(
-            LAN,
-            tcp(
-                (C1, 40000),
-                (SERVER, 443),
-                TcpFlags::FIN | TcpFlags::ACK,
-                IN,
-            ),
-        );
+        n.send(LAN, out(TcpFlags::FIN | TcpFlags::ACK));
         assert!(matches!(state(&n), TcpState::FinWait { .. }));
-        n.send(
-            WAN,
-            tcp(
-                (SERVER, 443),
-                (PUBLIC, 40000),
-                TcpFlags::FIN | TcpFlags::ACK,
-                OUT,
-            ),
-        );
-        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
+        n.send(WAN, back(TcpFlags::FIN | TcpFlags::ACK));
+        n.send(LAN, out(TcpFlags::ACK));
         assert_eq!(state(&n), TcpState::TimeWait);
     }
 
     #[test]
     fn rst_moves_to_transitory_and_the_session_expires_then() {
         let mut n = Net::new("");
-        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::SYN, IN));
-        n.send(
-            WAN,
-            tcp(
-                (SERVER, 443),
-                (PUBLIC, 40000),
-                TcpFlags::SYN | TcpFlags::ACK,
-                OUT,
-            ),
-        );
-        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
-        n.send(WAN, tcp((SERVER, 443), (PUBLIC, 40000), TcpFlags::RST, OUT));
+        handshake(&mut n);
+        n.send(WAN, back(TcpFlags::RST));
         assert_eq!(state(&n), TcpState::Closed);
         n.now += 241;
         n.expire_all();
@@ -495,17 +490,7 @@ mod tcp_states {
     #[test]
     fn established_lives_two_hours_four_minutes() {
         let mut n = Net::new("");
-        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::SYN, IN));
-        n.send(
-            WAN,
-            tcp(
-                (SERVER, 443),
-                (PUBLIC, 40000),
-                TcpFlags::SYN | TcpFlags::ACK,
-                OUT,
-            ),
-        );
-        n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
+        handshake(&mut n);
         n.now += 7439;
         n.expire_all();
         assert_eq!(n.sessions(), 1, "RFC 5382 REQ-5");
@@ -517,10 +502,10 @@ mod tcp_states {
     #[test]
     fn mid_stream_packet_without_session() {
         let mut n = Net::new("");
-        let (a, _) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
+        let (a, _) = n.send(LAN, out(TcpFlags::ACK));
         assert_eq!(a, Disposition::Drop(Discard::TcpNoSession.into()));
         let mut n = Net::new("[nat]\ntcp_loose = true\n");
-        let (a, _) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::ACK, IN));
+        let (a, _) = n.send(LAN, out(TcpFlags::ACK));
         assert_eq!(a, Disposition::Forward(WAN));
     }
 }
