@@ -19,9 +19,12 @@
 //! jobs it leaves out the time the bench sat descheduled, though not the caches the other jobs
 //! evicted.
 
+mod common;
+
+use common::{cpu_clock, stamp};
 use std::hint::black_box;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::ops::Range;
+use std::time::Duration;
 
 use appliance::flow::{FlowKey, FlowTable, Hit, NewSession, Session, Side, TcpState, Timeouts};
 use appliance::packet::IpProtocol;
@@ -30,22 +33,8 @@ use hashbrown::HashMap;
 
 const BURST: usize = 32;
 
-/// Whether to measure on-CPU time (`FLOW_BENCH_CLOCK=cpu`) rather than wall time.
-fn cpu_clock() -> bool {
-    static CPU: OnceLock<bool> = OnceLock::new();
-    *CPU.get_or_init(|| std::env::var("FLOW_BENCH_CLOCK").is_ok_and(|v| v == "cpu"))
-}
-
-/// A timestamp on the selected clock.
-fn stamp() -> Duration {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    if cpu_clock() {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-    } else {
-        ORIGIN.get_or_init(Instant::now).elapsed()
-    }
-}
+/// `cpu` measures on-CPU time (see [`common`]).
+const CLOCK_VAR: &str = "FLOW_BENCH_CLOCK";
 
 /// Criterion group name, marked when measuring on-CPU time.
 fn group(name: &str, label: &str) -> String {
@@ -173,6 +162,20 @@ fn advance(pos: &mut usize, len: usize) -> usize {
     base
 }
 
+/// Looks up the next burst of `pkts` (see [`advance`]) in one staged burst, its keys rebuilt
+/// from the header fields as a parser would.
+#[inline(always)]
+fn next_burst(table: &FlowTable, pkts: &[Fields], pos: &mut usize) -> [Option<Hit>; BURST] {
+    let base = advance(pos, pkts.len());
+    let mut keys = [FlowKey::default(); BURST];
+    for (k, p) in keys.iter_mut().zip(&pkts[base..base + BURST]) {
+        *k = p.key();
+    }
+    let mut out = [None; BURST];
+    table.lookup_burst(&keys, &mut out);
+    out
+}
+
 fn lookup(c: &mut Criterion) {
     for (n, label) in sizes(&[(1_000, "1K"), (1_000_000, "1M"), (10_000_000, "10M")]) {
         let mut table = build(n);
@@ -203,13 +206,7 @@ fn lookup(c: &mut Criterion) {
         g.bench_function("staged_lookup", |b| {
             b.iter_custom(|iters| {
                 per_key(iters, || {
-                    let base = advance(&mut pos, pkts.len());
-                    let mut keys = [FlowKey::default(); BURST];
-                    for (k, p) in keys.iter_mut().zip(&pkts[base..base + BURST]) {
-                        *k = p.key();
-                    }
-                    let mut out: [Option<Hit>; BURST] = [None; BURST];
-                    table.lookup_burst(&keys, &mut out);
+                    let out = next_burst(&table, &pkts, &mut pos);
                     black_box(&out);
                 })
             })
@@ -221,13 +218,7 @@ fn lookup(c: &mut Criterion) {
         g.bench_function("staged_lookup_count_touch", |b| {
             b.iter_custom(|iters| {
                 per_key(iters, || {
-                    let base = advance(&mut pos, pkts.len());
-                    let mut keys = [FlowKey::default(); BURST];
-                    for (k, p) in keys.iter_mut().zip(&pkts[base..base + BURST]) {
-                        *k = p.key();
-                    }
-                    let mut out: [Option<Hit>; BURST] = [None; BURST];
-                    table.lookup_burst(&keys, &mut out);
+                    let out = next_burst(&table, &pkts, &mut pos);
                     for h in out.iter().flatten() {
                         if let Some(s) = table.get_mut(h.index) {
                             s.count(64);
@@ -245,13 +236,7 @@ fn lookup(c: &mut Criterion) {
         g.bench_function("staged_lookup_count_touch_relink", |b| {
             b.iter_custom(|iters| {
                 per_key(iters, || {
-                    let base = advance(&mut pos, pkts.len());
-                    let mut keys = [FlowKey::default(); BURST];
-                    for (k, p) in keys.iter_mut().zip(&pkts[base..base + BURST]) {
-                        *k = p.key();
-                    }
-                    let mut out: [Option<Hit>; BURST] = [None; BURST];
-                    table.lookup_burst(&keys, &mut out);
+                    let out = next_burst(&table, &pkts, &mut pos);
                     tick += 1;
                     for h in out.iter().flatten() {
                         if let Some(s) = table.get_mut(h.index) {
@@ -298,6 +283,33 @@ fn lookup(c: &mut Criterion) {
     }
 }
 
+/// Creates `iters` sessions in all, from session `next` on, and times only the creating: in
+/// batches that each fill the table up to its capacity, emptied (untimed) whenever it is full.
+/// `create` creates the sessions of one batch.
+fn fill_timed(
+    iters: u64,
+    table: &mut FlowTable,
+    next: &mut u32,
+    mut create: impl FnMut(&mut FlowTable, Range<u32>),
+) -> Duration {
+    let n = table.capacity();
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        if *next == n {
+            table.clear();
+            *next = 0;
+        }
+        let batch = left.min(u64::from(n - *next)) as u32;
+        let start = stamp();
+        create(table, *next..*next + batch);
+        total += stamp() - start;
+        *next += batch;
+        left -= u64::from(batch);
+    }
+    total
+}
+
 fn create(c: &mut Criterion) {
     for (n, label) in sizes(&[(1_000_000, "1M"), (10_000_000, "10M")]) {
         let mut table = FlowTable::new(n, Timeouts::default());
@@ -313,40 +325,20 @@ fn create(c: &mut Criterion) {
         let mut next = 0u32;
         g.bench_function("create", |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    if next == n {
-                        table.clear();
-                        next = 0;
-                    }
-                    let batch = left.min(u64::from(n - next)) as u32;
-                    let start = stamp();
-                    for i in next..next + batch {
+                fill_timed(iters, &mut table, &mut next, |table, batch| {
+                    for i in batch {
                         let r = table.create(&session(i), 0, |_, _: &Session| {});
                         black_box(r.is_ok());
                     }
-                    total += stamp() - start;
-                    next += batch;
-                    left -= u64::from(batch);
-                }
-                total
+                })
             })
         });
         g.bench_function("create_burst", |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    if next == n {
-                        table.clear();
-                        next = 0;
-                    }
-                    let batch = left.min(u64::from(n - next)) as u32;
-                    let start = stamp();
-                    let mut i = next;
-                    while i < next + batch {
-                        let end = (i + BURST as u32).min(next + batch);
+                fill_timed(iters, &mut table, &mut next, |table, batch| {
+                    let mut i = batch.start;
+                    while i < batch.end {
+                        let end = (i + BURST as u32).min(batch.end);
                         let len = (end - i) as usize;
                         let mut new = [session(0); BURST];
                         for (j, s) in (i..end).zip(new.iter_mut()) {
@@ -357,11 +349,7 @@ fn create(c: &mut Criterion) {
                         black_box(&out);
                         i = end;
                     }
-                    total += stamp() - start;
-                    next += batch;
-                    left -= u64::from(batch);
-                }
-                total
+                })
             })
         });
         g.finish();

@@ -25,10 +25,12 @@
 //! leaves out the time the bench sat descheduled, though not the caches the other jobs
 //! evicted. That clock is a system call, so its floor (`components/batch_floor`) is higher.
 
+mod common;
+
+use common::{cpu_clock, stamp};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use appliance::packet::translate::{translate, Transport};
 use appliance::packet::{
@@ -41,22 +43,8 @@ use criterion::{criterion_group, Bencher, Criterion, Throughput};
 /// Frames per timed batch for the benches that rewrite the frame (see the module docs).
 const BATCH: usize = 256;
 
-/// Whether to time on-CPU (`PACKET_BENCH_CLOCK=cpu`) rather than wall time.
-fn cpu_clock() -> bool {
-    static CPU: OnceLock<bool> = OnceLock::new();
-    *CPU.get_or_init(|| std::env::var("PACKET_BENCH_CLOCK").is_ok_and(|v| v == "cpu"))
-}
-
-/// A timestamp on the selected clock.
-fn stamp() -> Duration {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    if cpu_clock() {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-    } else {
-        ORIGIN.get_or_init(Instant::now).elapsed()
-    }
-}
+/// `cpu` times on-CPU (see [`common`]).
+const CLOCK_VAR: &str = "PACKET_BENCH_CLOCK";
 
 /// `routine` once per iteration, timed on the selected clock.
 fn plain<O>(b: &mut Bencher, mut routine: impl FnMut() -> O) {

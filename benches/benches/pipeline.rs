@@ -16,20 +16,20 @@ use appliance_benches::workload::{buffers, Workload, BURST};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, Instant};
 
-/// Times `iters` bursts: each burst's frames are written untimed (as a NIC would have), then
-/// only the pipeline's processing of the burst is timed.
+/// Times `iters` bursts of `w`: `fill` writes each burst's frames untimed (as a NIC would
+/// have), then only the pipeline's processing of the burst is timed.
 fn timed_bursts(
     iters: u64,
+    w: &mut Workload,
     bufs: &mut [VecBuf],
-    mut fill: impl FnMut(&mut [VecBuf]),
-    mut run: impl FnMut(&mut [VecBuf], &mut [Disposition]),
+    mut fill: impl FnMut(&mut Workload, &mut [VecBuf]),
 ) -> Duration {
     let mut actions = [Disposition::Consumed; BURST];
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        fill(bufs);
+        fill(w, bufs);
         let t = Instant::now();
-        run(bufs, &mut actions);
+        w.run(bufs, &mut actions);
         total += t.elapsed();
     }
     std::hint::black_box(&actions);
@@ -58,19 +58,15 @@ fn established(c: &mut Criterion) {
             f64::from(sessions) / took.as_secs_f64() / 1e6,
             FlowTable::bytes_per_session_for(sessions.max(64)),
         );
-        let w = std::cell::RefCell::new(w);
         let mut bufs = buffers();
         g.bench_function(format!("udp64/{sessions}"), |bench| {
             bench.iter_custom(|iters| {
-                timed_bursts(
-                    iters,
-                    &mut bufs,
-                    |bufs| w.borrow_mut().established(bufs, sessions),
-                    |bufs, actions| w.borrow_mut().run(bufs, actions),
-                )
+                timed_bursts(iters, &mut w, &mut bufs, |w, bufs| {
+                    w.established(bufs, sessions)
+                })
             })
         });
-        w.borrow_mut().check_forwarded();
+        w.check_forwarded();
     }
     g.finish();
 }
@@ -84,23 +80,19 @@ fn setup(c: &mut Criterion) {
     // flow touches (its buckets, the reclaimed session and that one's buckets) is in DRAM; at
     // 20 K they stay in the caches, which shows what the memory costs.
     for capacity in [20_000u32, 4_000_000] {
-        let b = std::cell::RefCell::new(Workload::new(capacity));
+        let mut b = Workload::new(capacity);
         let mut bufs = buffers();
         g.bench_with_input(
             BenchmarkId::new("new_udp_flows", capacity),
             &capacity,
             |bench, &capacity| {
                 bench.iter_custom(|iters| {
-                    timed_bursts(
-                        iters,
-                        &mut bufs,
-                        |bufs| b.borrow_mut().new_flows(bufs, capacity),
-                        |bufs, actions| b.borrow_mut().run(bufs, actions),
-                    )
+                    timed_bursts(iters, &mut b, &mut bufs, |b, bufs| {
+                        b.new_flows(bufs, capacity)
+                    })
                 })
             },
         );
-        let b = b.into_inner();
         println!(
             "setup: {} sessions live, {} endpoint-independent mappings, table {:.1} bytes/session",
             b.shard.table().len(),
