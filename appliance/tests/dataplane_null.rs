@@ -19,20 +19,7 @@ file_prefix = "t-{name}-{pid}"
 [dataplane]
 workers = {workers}
 mbufs = 8191
-
-[control]
-socket = ""
-
-[[port]]
-name = "in"
-role = "inside"
-device = "net_null0"
-
-[[port]]
-name = "out"
-role = "outside"
-device = "net_null1"
-"#,
+{NULL_PORTS}"#,
             pid = std::process::id()
         ),
     )

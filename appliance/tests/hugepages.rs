@@ -21,20 +21,7 @@ lcores = "0-1"
 huge_pages = true
 memory_mb = 128
 file_prefix = "{prefix}"
-
-[control]
-socket = ""
-
-[[port]]
-name = "in"
-role = "inside"
-device = "net_null0"
-
-[[port]]
-name = "out"
-role = "outside"
-device = "net_null1"
-"#
+{NULL_PORTS}"#
         ),
     );
     let r = report(&run_appliance(&config, &["--duration", "1"]));

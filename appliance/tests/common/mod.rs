@@ -28,6 +28,24 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// The ports of the DPDK tests without NICs, after no control socket: `in` (inside,
+/// `net_null0`) and `out` (outside, `net_null1`). An `[eal]` section (and any other) before it
+/// completes a configuration.
+pub const NULL_PORTS: &str = r#"
+[control]
+socket = ""
+
+[[port]]
+name = "in"
+role = "inside"
+device = "net_null0"
+
+[[port]]
+name = "out"
+role = "outside"
+device = "net_null1"
+"#;
+
 /// Runs `appliance run --config <path> --json` plus `extra`, and returns its output.
 pub fn run_appliance(config: &Path, extra: &[&str]) -> Output {
     appliance()
