@@ -41,8 +41,11 @@ fn json(config: &str, flow: &str, extra: &[&str]) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-fn has(text: &str, want: &str) {
-    assert!(text.contains(want), "{want:?} not in:\n{text}");
+/// Each of `wants` is in `text`.
+fn has(text: &str, wants: &[&str]) {
+    for want in wants {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
 }
 
 /// Exit 2 and an `error:` line containing `needle`.
@@ -63,22 +66,15 @@ fn egress_is_allowed_and_translated_to_the_public_address() {
     let text = lines(TESTBED, "udp 10.0.1.10:5000 -> 198.51.100.10:53", &[]);
     has(
         &text,
-        "class       egress: a new flow from inside, going out\n",
-    );
-    has(&text, "rule        egress.default: allow\n");
-    has(
-        &text,
-        "nat         source 10.0.1.10:5000 -> 192.0.2.2:5000 (SNAT pool address",
-    );
-    has(&text, "verdict     forward out of wan\n");
-    has(
-        &text,
-        "leaves      udp 192.0.2.2:5000 -> 198.51.100.10:53 ttl 63\n",
-    );
-    has(&text, "next hop    192.0.2.1 (gateway) on wan");
-    has(
-        &text,
-        "session     created: inside 10.0.1.10:5000, outside 192.0.2.2:5000",
+        &[
+            "class       egress: a new flow from inside, going out\n",
+            "rule        egress.default: allow\n",
+            "nat         source 10.0.1.10:5000 -> 192.0.2.2:5000 (SNAT pool address",
+            "verdict     forward out of wan\n",
+            "leaves      udp 192.0.2.2:5000 -> 198.51.100.10:53 ttl 63\n",
+            "next hop    192.0.2.1 (gateway) on wan",
+            "session     created: inside 10.0.1.10:5000, outside 192.0.2.2:5000",
+        ],
     );
 }
 
@@ -130,12 +126,11 @@ fn ping_to_the_public_address_is_answered() {
     let text = lines(TESTBED, "icmp 203.0.113.10 -> 192.0.2.2", &[]);
     has(
         &text,
-        "class       local: addressed to the appliance itself\n",
-    );
-    has(&text, "verdict     answered by the appliance on wan\n");
-    has(
-        &text,
-        "leaves      icmp 192.0.2.2 -> 203.0.113.10 type echo-reply id 1 ttl 64\n",
+        &[
+            "class       local: addressed to the appliance itself\n",
+            "verdict     answered by the appliance on wan\n",
+            "leaves      icmp 192.0.2.2 -> 203.0.113.10 type echo-reply id 1 ttl 64\n",
+        ],
     );
 }
 
@@ -148,16 +143,12 @@ fn egress_reply_comes_back_reverse_translated() {
     );
     has(
         &text,
-        "reply       tcp 203.0.113.10:443 -> 192.0.2.2:40000 flags syn,ack mss 1460 ttl 64 on wan\n",
-    );
-    has(
-        &text,
-        "  class     reply: a packet of an existing session\n",
-    );
-    has(&text, "  verdict   forward out of lan\n");
-    has(
-        &text,
-        "  leaves    tcp 203.0.113.10:443 -> 10.0.1.10:40000 flags syn,ack mss 1460 ttl 63\n",
+        &[
+            "reply       tcp 203.0.113.10:443 -> 192.0.2.2:40000 flags syn,ack mss 1460 ttl 64 on wan\n",
+            "  class     reply: a packet of an existing session\n",
+            "  verdict   forward out of lan\n",
+            "  leaves    tcp 203.0.113.10:443 -> 10.0.1.10:40000 flags syn,ack mss 1460 ttl 63\n",
+        ],
     );
 }
 
@@ -245,6 +236,11 @@ fn missing_flow_exits_2_and_help_shows_the_forms() {
     let out = appliance().args(["explain", "--help"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    has(&help, "tcp|udp SRC:PORT -> DST:PORT [on PORT]");
-    has(&help, "icmp SRC -> DST [on PORT]");
+    has(
+        &help,
+        &[
+            "tcp|udp SRC:PORT -> DST:PORT [on PORT]",
+            "icmp SRC -> DST [on PORT]",
+        ],
+    );
 }

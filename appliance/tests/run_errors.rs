@@ -16,10 +16,19 @@ role = "outside"
 device = "net_null1"
 "#;
 
-fn eal(prefix: &str) -> String {
+/// No control socket, and an `[eal]` section of `lines` with a file prefix of its own.
+fn eal_with(prefix: &str, lines: &str) -> String {
     format!(
-        "[control]\nsocket = \"\"\n[eal]\nlcores = \"0-1\"\nhuge_pages = false\nmemory_mb = 128\nfile_prefix = \"{prefix}-{}\"\n",
+        "[control]\nsocket = \"\"\n[eal]\n{lines}\nfile_prefix = \"{prefix}-{}\"\n",
         std::process::id()
+    )
+}
+
+/// [`eal_with`] two lcores, no huge pages, 128 MB.
+fn eal(prefix: &str) -> String {
+    eal_with(
+        prefix,
+        "lcores = \"0-1\"\nhuge_pages = false\nmemory_mb = 128",
     )
 }
 
@@ -129,19 +138,15 @@ fn more_workers_than_lcores() {
 
 #[test]
 fn bad_lcores_names_eal_lcores() {
-    let text = format!(
-        "[control]\nsocket = \"\"\n[eal]\nlcores = \"0-1,banana\"\nhuge_pages = false\nmemory_mb = 128\nfile_prefix = \"l-{}\"\n{PORTS}",
-        std::process::id()
-    );
+    let lines = "lcores = \"0-1,banana\"\nhuge_pages = false\nmemory_mb = 128";
+    let text = format!("{}{PORTS}", eal_with("l", lines));
     expect_run_error("lcores", &text, "eal.lcores");
 }
 
 #[test]
 fn lcores_the_machine_lacks_are_named() {
-    let text = format!(
-        "[control]\nsocket = \"\"\n[eal]\nlcores = \"0,1000\"\nhuge_pages = false\nmemory_mb = 128\nfile_prefix = \"c-{}\"\n{PORTS}",
-        std::process::id()
-    );
+    let lines = "lcores = \"0,1000\"\nhuge_pages = false\nmemory_mb = 128";
+    let text = format!("{}{PORTS}", eal_with("c", lines));
     expect_run_error("cpus", &text, "eal.lcores = \"0,1000\": names CPU 1000");
 }
 
@@ -191,8 +196,8 @@ fn no_hugepages() {
     }
     let dir = scratch("err-huge");
     let text = format!(
-        "[control]\nsocket = \"\"\n[eal]\nlcores = \"0-1\"\nhuge_pages = true\nfile_prefix = \"h-{}\"\n{PORTS}",
-        std::process::id()
+        "{}{PORTS}",
+        eal_with("h", "lcores = \"0-1\"\nhuge_pages = true")
     );
     let cfg = write(&dir, "c.toml", &text);
     let mounts: Vec<String> = hugetlbfs_mounts()

@@ -521,19 +521,26 @@ impl Testbed {
             .expect("spawn appliance control command")
     }
 
-    /// `appliance stats --json`, parsed; fails the test clearly when it cannot be had.
-    pub fn stats(&self) -> serde_json::Value {
-        let out = self.control("stats", &["--json"]);
+    /// [`Testbed::control`], failing the test clearly when the command fails.
+    fn control_ok(&self, cmd: &str, args: &[&str]) -> Output {
+        let out = self.control(cmd, args);
         assert!(
             out.status.success(),
-            "[{}] {}: `appliance stats --json --config {}` failed ({}): {}{}",
+            "[{}] {}: `appliance {cmd}{} --config {}` failed ({}): {}{}",
             self.mode,
             self.test,
+            args.iter().map(|a| format!(" {a}")).collect::<String>(),
             self.config.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr),
             self.appliance_hint()
         );
+        out
+    }
+
+    /// `appliance stats --json`, parsed; fails the test clearly when it cannot be had.
+    pub fn stats(&self) -> serde_json::Value {
+        let out = self.control_ok("stats", &["--json"]);
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "appliance stats --json is not JSON ({e}): {}",
@@ -556,17 +563,7 @@ impl Testbed {
                 ));
                 let extra: Vec<&str> = extra_rules.iter().map(String::as_str).collect();
                 self.write_config(&extra);
-                let out = self.control("reload", &[]);
-                assert!(
-                    out.status.success(),
-                    "[{}] {}: `appliance reload --config {}` failed ({}): {}{}",
-                    self.mode,
-                    self.test,
-                    self.config.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr),
-                    self.appliance_hint()
-                );
+                self.control_ok("reload", &[]);
             }
         }
     }
