@@ -282,6 +282,17 @@ impl Default for IngressConfig {
     }
 }
 
+impl IngressConfig {
+    /// The public addresses of the static mappings, in file order (those that are not valid
+    /// addresses left out).
+    pub fn static_publics(&self) -> Vec<Ipv4Addr> {
+        self.statics
+            .iter()
+            .filter_map(|s| s.public.ok().copied())
+            .collect()
+    }
+}
+
 /// A TCP health probe the appliance answers itself (a cloud load balancer's liveness check).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -5,8 +5,8 @@
 //! parsed address, the effective private prefixes, the SNAT pool. It tolerates invalid values
 //! (it skips them), so the checks can run on a file with errors and report all of them.
 
-use super::sections::{Action, ForwardProto, RuleConfig};
-use super::value::{PortRange, Prefix, Proto};
+use super::sections::{Action, ForwardProto, RuleConfig, StaticConfig};
+use super::value::{Parsed, PortRange, Prefix, Proto};
 use crate::config::{Config, FieldError as E, Role};
 use crate::packet::IpProtocol;
 use ipnet::Ipv4Net;
@@ -297,15 +297,23 @@ fn check_ports(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
     }
 }
 
+/// The value of `p`; if its text is not one, `None`, and the error is recorded under
+/// `field` (the checks that need the value are skipped).
+fn parsed<T: Copy>(field: impl Into<String>, p: &Parsed<T>, errors: &mut Vec<E>) -> Option<T> {
+    match p.value() {
+        Ok(v) => Some(*v),
+        Err(why) => {
+            errors.push(E::new(field, p, why));
+            None
+        }
+    }
+}
+
 fn check_private(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
     for (i, p) in config.private_prefixes.iter().enumerate() {
         let at = format!("private_prefixes[{i}]");
-        let prefix = match p.value() {
-            Err(why) => {
-                errors.push(E::new(at, p, why));
-                continue;
-            }
-            Ok(prefix) => *prefix,
+        let Some(prefix) = parsed(&at, p, errors) else {
+            continue;
         };
         for (j, port) in config.port.iter().enumerate() {
             if let (Role::Outside, Some(a)) = (port.role, facts.ports[j]) {
@@ -329,12 +337,8 @@ fn check_nat(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
     let mut size: u64 = 0;
     for (i, a) in nat.addresses.iter().enumerate() {
         let at = format!("nat.addresses[{i}]");
-        let prefix = match a.value() {
-            Err(why) => {
-                errors.push(E::new(at, a, why));
-                continue;
-            }
-            Ok(p) => *p,
+        let Some(prefix) = parsed(&at, a, errors) else {
+            continue;
         };
         size += u64::from(prefix.last() - prefix.first()) + 1;
         if let Some(j) = nat.addresses[..i]
@@ -479,13 +483,7 @@ fn check_rules(path: &str, rules: &[RuleConfig], errors: &mut Vec<E>) {
     }
     for (i, r) in rules.iter().enumerate() {
         let at = |f: &str| format!("{path}[{i}].{f}");
-        let proto = match r.proto.value() {
-            Err(why) => {
-                errors.push(E::new(at("proto"), &r.proto, why));
-                None
-            }
-            Ok(p) => Some(*p),
-        };
+        let proto = parsed(at("proto"), &r.proto, errors);
         for (field, list) in [("src", &r.src), ("dst", &r.dst)] {
             for (j, p) in list.iter().enumerate() {
                 if let Err(why) = p.value() {
@@ -532,21 +530,10 @@ struct PublicSide {
 fn check_forwards(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
     let mut sides = Vec::new();
     let mut total: u64 = 0;
-    let static_publics: Vec<Ipv4Addr> = config
-        .ingress
-        .statics
-        .iter()
-        .filter_map(|s| s.public.ok().copied())
-        .collect();
+    let static_publics = config.ingress.static_publics();
     for (i, f) in config.ingress.forward.iter().enumerate() {
         let at = |s: &str| format!("ingress.forward[{i}].{s}");
-        let public = match f.public.value() {
-            Err(why) => {
-                errors.push(E::new(at("public"), &f.public, why));
-                None
-            }
-            Ok(a) => Some(*a),
-        };
+        let public = parsed(at("public"), &f.public, errors);
         if let Some(a) = public {
             let port = facts.port_with_address(a);
             let is_outside_port = port.is_some_and(|j| config.port[j].role != Role::Inside);
@@ -595,9 +582,8 @@ fn check_forwards(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
             }
             Ok(r) => Some(*r),
         };
-        match f.private.value() {
-            Err(why) => errors.push(E::new(at("private"), &f.private, why)),
-            Ok(a) => check_private_host(config, facts, &at("private"), &f.private, *a, errors),
+        if let Some(a) = parsed(at("private"), &f.private, errors) {
+            check_private_host(config, facts, &at("private"), &f.private, a, errors);
         }
         if let Some(pp) = f.private_port {
             if pp == 0 {
@@ -709,66 +695,70 @@ fn check_statics(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
     let statics = &config.ingress.statics;
     for (i, s) in statics.iter().enumerate() {
         let at = |f: &str| format!("ingress.static[{i}].{f}");
-        match s.public.value() {
-            Err(why) => errors.push(E::new(at("public"), &s.public, why)),
-            Ok(a) => {
-                let a = *a;
-                if let Some(j) = facts.port_with_address(a) {
-                    errors.push(E::new(
-                        at("public"),
-                        &s.public,
-                        format!(
-                            "is the address of {}: a static mapping needs an address of its own \
-                             (use ingress.forward for single ports of the appliance's address)",
-                            describe_port(config, j)
-                        ),
-                    ));
-                } else if facts.pool.contains(&a) {
-                    errors.push(E::new(
-                        at("public"),
-                        &s.public,
-                        "is in the SNAT pool, which shares it among all inside hosts: remove it \
-                         from nat.addresses",
-                    ));
-                } else if !config.nat.routed
-                    && facts
-                        .port_on_subnet(
-                            config,
-                            &[Role::Outside, Role::Both],
-                            u32::from(a),
-                            u32::from(a),
-                        )
-                        .is_none()
-                {
-                    errors.push(E::new(
-                        at("public"),
-                        &s.public,
-                        "is not on an outside or both port's subnet: use an address there, or set \
-                         nat.routed = true if the network routes or maps it to the appliance",
-                    ));
-                }
-                if let Some(j) = statics[..i].iter().position(|o| o.public.ok() == Some(&a)) {
-                    errors.push(E::new(
-                        at("public"),
-                        &s.public,
-                        format!("is already the public address of ingress.static[{j}]: 1:1 means one each"),
-                    ));
-                }
+        if let Some(a) = parsed(at("public"), &s.public, errors) {
+            if let Some(j) = facts.port_with_address(a) {
+                errors.push(E::new(
+                    at("public"),
+                    &s.public,
+                    format!(
+                        "is the address of {}: a static mapping needs an address of its own \
+                         (use ingress.forward for single ports of the appliance's address)",
+                        describe_port(config, j)
+                    ),
+                ));
+            } else if facts.pool.contains(&a) {
+                errors.push(E::new(
+                    at("public"),
+                    &s.public,
+                    "is in the SNAT pool, which shares it among all inside hosts: remove it \
+                     from nat.addresses",
+                ));
+            } else if !config.nat.routed
+                && facts
+                    .port_on_subnet(
+                        config,
+                        &[Role::Outside, Role::Both],
+                        u32::from(a),
+                        u32::from(a),
+                    )
+                    .is_none()
+            {
+                errors.push(E::new(
+                    at("public"),
+                    &s.public,
+                    "is not on an outside or both port's subnet: use an address there, or set \
+                     nat.routed = true if the network routes or maps it to the appliance",
+                ));
             }
+            once(statics, i, "public", |o| &o.public, errors);
         }
-        match s.private.value() {
-            Err(why) => errors.push(E::new(at("private"), &s.private, why)),
-            Ok(a) => {
-                check_private_host(config, facts, &at("private"), &s.private, *a, errors);
-                if let Some(j) = statics[..i].iter().position(|o| o.private.ok() == Some(a)) {
-                    errors.push(E::new(
-                        at("private"),
-                        &s.private,
-                        format!("is already the private address of ingress.static[{j}]: 1:1 means one each"),
-                    ));
-                }
-            }
+        if let Some(a) = parsed(at("private"), &s.private, errors) {
+            check_private_host(config, facts, &at("private"), &s.private, a, errors);
+            once(statics, i, "private", |o| &o.private, errors);
         }
+    }
+}
+
+/// Refuses `ingress.static[i].{side}` (`public` or `private`, `address` of a mapping) when an
+/// earlier mapping has the same address there: 1:1 means one each. An invalid address is left
+/// to the check that names it.
+fn once(
+    statics: &[StaticConfig],
+    i: usize,
+    side: &str,
+    address: impl Fn(&StaticConfig) -> &Parsed<Ipv4Addr>,
+    errors: &mut Vec<E>,
+) {
+    let value = address(&statics[i]);
+    let Some(a) = value.ok() else {
+        return;
+    };
+    if let Some(j) = statics[..i].iter().position(|o| address(o).ok() == Some(a)) {
+        errors.push(E::new(
+            format!("ingress.static[{i}].{side}"),
+            value,
+            format!("is already the {side} address of ingress.static[{j}]: 1:1 means one each"),
+        ));
     }
 }
 

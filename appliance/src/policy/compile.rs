@@ -82,12 +82,7 @@ impl Policy {
             on_reload: nat.on_reload,
         };
 
-        let static_publics: Vec<Ipv4Addr> = config
-            .ingress
-            .statics
-            .iter()
-            .filter_map(|s| s.public.ok().copied())
-            .collect();
+        let static_publics = config.ingress.static_publics();
         let ports = config
             .port
             .iter()

@@ -472,6 +472,11 @@ fn bad_policy_configs_name_the_field() {
         ),
         (
             "".into(), LAN.into(), WAN.into(),
+            "[[ingress.static]]\npublic = \"203.0.113.40\"\nprivate = \"10.0.1.40\"\n[[ingress.static]]\npublic = \"203.0.113.40\"\nprivate = \"10.0.1.41\"\n".into(),
+            "ingress.static[1].public", "203.0.113.40", "one each",
+        ),
+        (
+            "".into(), LAN.into(), WAN.into(),
             "[[ingress.static]]\npublic = \"198.51.100.40\"\nprivate = \"10.0.1.40\"\n".into(),
             "ingress.static[0].public", "198.51.100.40", "nat.routed = true",
         ),
