@@ -28,6 +28,11 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
+/// The next hop `via` out of `port`.
+fn hop(port: usize, via: &str) -> Option<NextHop> {
+    Some(NextHop { port, ip: ip(via) })
+}
+
 fn tcp(src: &str, dst: &str, dst_port: u16) -> MatchKey {
     MatchKey {
         proto: IpProtocol::TCP,
@@ -89,27 +94,9 @@ fn example_config_parses_and_compiles() {
     assert_eq!(p.port_with_address(ip("203.0.113.16")), None);
 
     // Routing.
-    assert_eq!(
-        p.next_hop(ip("10.0.1.7")),
-        Some(NextHop {
-            port: 0,
-            ip: ip("10.0.1.7")
-        })
-    );
-    assert_eq!(
-        p.next_hop(ip("10.0.9.7")),
-        Some(NextHop {
-            port: 0,
-            ip: ip("10.0.1.254")
-        })
-    );
-    assert_eq!(
-        p.next_hop(ip("8.8.8.8")),
-        Some(NextHop {
-            port: 1,
-            ip: ip("203.0.113.1")
-        })
-    );
+    assert_eq!(p.next_hop(ip("10.0.1.7")), hop(0, "10.0.1.7"));
+    assert_eq!(p.next_hop(ip("10.0.9.7")), hop(0, "10.0.1.254"));
+    assert_eq!(p.next_hop(ip("8.8.8.8")), hop(1, "203.0.113.1"));
     assert!(p.is_private(ip("10.0.200.1")));
     assert!(!p.is_private(ip("10.1.0.1")));
 
@@ -266,20 +253,8 @@ fn one_arm_defaults() {
     assert!(!p.sessions.tcp_loose);
     assert!(p.local.icmp_echo && p.local.health_probe.is_none());
     // Both roles: private destinations and the internet both leave through the one port.
-    assert_eq!(
-        p.next_hop(ip("10.1.0.9")),
-        Some(NextHop {
-            port: 0,
-            ip: ip("10.0.0.1")
-        })
-    );
-    assert_eq!(
-        p.next_hop(ip("8.8.8.8")),
-        Some(NextHop {
-            port: 0,
-            ip: ip("10.0.0.1")
-        })
-    );
+    assert_eq!(p.next_hop(ip("10.1.0.9")), hop(0, "10.0.0.1"));
+    assert_eq!(p.next_hop(ip("8.8.8.8")), hop(0, "10.0.0.1"));
 }
 
 #[test]
@@ -307,17 +282,22 @@ fn routed_addresses_need_no_subnet_and_get_no_arp() {
     assert_eq!(p.statics.private_of(ip("192.0.2.1")), Some(ip("10.0.1.9")));
 }
 
+/// The configuration `text`, valid, with one warning, about `field`.
+fn warned_once(text: &str, field: &str) -> Config {
+    let config = Config::parse(text, "t").unwrap();
+    let warnings = validate::warnings(&config);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].field, field);
+    config
+}
+
 #[test]
 fn configs_without_addresses_still_load() {
     // The L2 forwarder's files have no addressing; they stay valid, with a warning.
-    let config = Config::parse(
+    let config = warned_once(
         "[[port]]\nname = \"a\"\nrole = \"both\"\ndevice = \"net_null0\"\n",
-        "t",
-    )
-    .unwrap();
-    let warnings = validate::warnings(&config);
-    assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0].field, "nat.addresses");
+        "nat.addresses",
+    );
     let p = Policy::compile(&config, 0).unwrap();
     assert!(p.snat.addresses.is_empty());
     assert_eq!(p.ports[0].address, None);
@@ -326,19 +306,15 @@ fn configs_without_addresses_still_load() {
 
 #[test]
 fn unusable_forwards_are_warned_about() {
-    let config = Config::parse(
+    warned_once(
         &two_arm(
             "",
             LAN,
             WAN,
             "[[ingress.forward]]\nproto = \"tcp\"\npublic = \"203.0.113.2\"\npublic_port = 80\nprivate = \"10.0.1.10\"\n",
         ),
-        "t",
-    )
-    .unwrap();
-    let w = validate::warnings(&config);
-    assert_eq!(w.len(), 1);
-    assert_eq!(w[0].field, "ingress.default");
+        "ingress.default",
+    );
 }
 
 #[test]

@@ -29,6 +29,21 @@ fn both(set: &RuleSet, k: &MatchKey) -> Decision {
     v
 }
 
+/// Each key matches its rule (`None`: no rule) on every path ([`both`]).
+fn matches(set: &RuleSet, cases: &[(MatchKey, Option<usize>)]) {
+    for (k, rule) in cases {
+        assert_eq!(both(set, k).rule, *rule, "{k:?}");
+    }
+}
+
+/// A rule that matches the destinations in `p`, whatever else the flow is.
+fn to(p: &str, action: Action) -> Rule {
+    Rule {
+        dst: vec![prefix(p)],
+        ..Rule::any(action)
+    }
+}
+
 #[test]
 fn empty_set_gives_the_default() {
     for default in [Action::Allow, Action::Deny] {
@@ -87,9 +102,7 @@ fn first_match_wins() {
         (key(UDP, "10.2.255.255", "8.8.8.8", 1, 53), Some(3)),
         (key(UDP, "10.3.0.0", "8.8.8.8", 1, 53), None),
     ];
-    for (k, rule) in cases {
-        assert_eq!(both(&set, &k).rule, rule, "{k:?}");
-    }
+    matches(&set, &cases);
 }
 
 #[test]
@@ -99,10 +112,7 @@ fn boundaries_of_the_address_space_and_port_range() {
             src: vec![prefix("255.255.255.255/32")],
             ..Rule::any(Action::Deny)
         },
-        Rule {
-            dst: vec![prefix("0.0.0.0/32")],
-            ..Rule::any(Action::Deny)
-        },
+        to("0.0.0.0/32", Action::Deny),
         Rule {
             proto: Some(UDP),
             src_ports: vec![PortRange::single(65535), PortRange::single(0)],
@@ -114,27 +124,18 @@ fn boundaries_of_the_address_space_and_port_range() {
         },
     ];
     let set = RuleSet::new(rules, Action::Allow).unwrap();
-    assert_eq!(
-        both(&set, &key(TCP, "255.255.255.255", "1.1.1.1", 1, 1)).rule,
-        Some(0)
-    );
-    assert_eq!(
-        both(&set, &key(TCP, "255.255.255.254", "0.0.0.0", 1, 1)).rule,
-        Some(1)
-    );
-    assert_eq!(
-        both(&set, &key(UDP, "1.1.1.1", "0.0.0.1", 65535, 1)).rule,
-        Some(2)
-    );
-    assert_eq!(
-        both(&set, &key(UDP, "1.1.1.1", "0.0.0.1", 0, 1)).rule,
-        Some(2)
-    );
-    assert_eq!(both(&set, &key(UDP, "1.1.1.1", "0.0.0.1", 1, 1)).rule, None);
-    assert_eq!(
-        both(&set, &key(IpProtocol::of(255), "1.1.1.1", "0.0.0.1", 1, 1)).rule,
-        Some(3)
-    );
+    let cases = [
+        (key(TCP, "255.255.255.255", "1.1.1.1", 1, 1), Some(0)),
+        (key(TCP, "255.255.255.254", "0.0.0.0", 1, 1), Some(1)),
+        (key(UDP, "1.1.1.1", "0.0.0.1", 65535, 1), Some(2)),
+        (key(UDP, "1.1.1.1", "0.0.0.1", 0, 1), Some(2)),
+        (key(UDP, "1.1.1.1", "0.0.0.1", 1, 1), None),
+        (
+            key(IpProtocol::of(255), "1.1.1.1", "0.0.0.1", 1, 1),
+            Some(3),
+        ),
+    ];
+    matches(&set, &cases);
 }
 
 /// The 4097th rule is the first past one summary word: the aggregation must still find it.
@@ -177,18 +178,9 @@ fn too_many_rules_is_an_error() {
 fn identical_bitsets_are_stored_once() {
     // Nested prefixes: the intervals either side of the /24 match the same rules.
     let rules = vec![
-        Rule {
-            dst: vec![prefix("10.0.0.0/24")],
-            ..Rule::any(Action::Deny)
-        },
-        Rule {
-            dst: vec![prefix("10.0.0.0/8")],
-            ..Rule::any(Action::Allow)
-        },
-        Rule {
-            dst: vec![prefix("10.0.1.0/24")],
-            ..Rule::any(Action::Deny)
-        },
+        to("10.0.0.0/24", Action::Deny),
+        to("10.0.0.0/8", Action::Allow),
+        to("10.0.1.0/24", Action::Deny),
     ];
     let set = RuleSet::new(rules, Action::Deny).unwrap();
     // Intervals: [0, 10/8), [10.0.0.0/24], [10.0.1.0/24], [rest of 10/8], [after 10/8].
