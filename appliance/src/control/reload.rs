@@ -182,6 +182,23 @@ mod tests {
         Config::parse(&BASE.replacen(from, to, 1), "new.toml").unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// [`BASE`] with `section` added at the end.
+    fn append(section: &str) -> Config {
+        Config::parse(&format!("{BASE}\n{section}"), "new.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `new` changes one restart-only field of `base`, `field`, and says so.
+    fn named(base: &Config, new: &Config, field: &str) {
+        let changes = restart_only_changes(base, new);
+        assert_eq!(changes.len(), 1, "{field}: {changes:?}");
+        assert_eq!(changes[0].field, field);
+        let msg = changes[0].to_string();
+        assert!(
+            msg.starts_with(&format!("{field} cannot change without a restart")),
+            "{msg}"
+        );
+    }
+
     /// Each edit of a restart-only field is named, with both values.
     #[test]
     fn restart_only_fields_are_named() {
@@ -209,7 +226,11 @@ mod tests {
                 "[dataplane]\nworkers = 1\n\n[[port]]\nname = \"lan\"",
                 "dataplane.workers",
             ),
-            ("device = \"net_null0\"", "device = \"net_null2\"", "port[0].device"),
+            (
+                "device = \"net_null0\"",
+                "device = \"net_null2\"",
+                "port[0].device",
+            ),
             ("name = \"wan\"", "name = \"internet\"", "port[1].name"),
             (
                 "device = \"net_null1\"",
@@ -226,41 +247,28 @@ mod tests {
                 "device = \"net_null0\"\npromiscuous = true",
                 "port[0].promiscuous",
             ),
+        ];
+        for (from, to, field) in cases {
+            named(&base, &edit(from, to), field);
+        }
+        // Sections added after the ports.
+        for (section, field) in [
             (
-                "gateway = \"192.0.2.1\"\n",
-                "gateway = \"192.0.2.1\"\n\n[[port]]\nname = \"mgmt\"\nrole = \"outside\"\ndevice = \"net_null2\"\n",
+                "[[port]]\nname = \"mgmt\"\nrole = \"outside\"\ndevice = \"net_null2\"\n",
                 "port",
             ),
+            ("[nat]\nmax_sessions = 1000\n", "nat.max_sessions"),
+            ("[nat]\nport_range = \"2000-3000\"\n", "nat.port_range"),
             (
-                "gateway = \"192.0.2.1\"\n",
-                "gateway = \"192.0.2.1\"\n\n[nat]\nmax_sessions = 1000\n",
-                "nat.max_sessions",
-            ),
-            (
-                "gateway = \"192.0.2.1\"\n",
-                "gateway = \"192.0.2.1\"\n\n[nat]\nport_range = \"2000-3000\"\n",
-                "nat.port_range",
-            ),
-            (
-                "gateway = \"192.0.2.1\"\n",
-                "gateway = \"192.0.2.1\"\n\n[control]\nsocket = \"/tmp/other.sock\"\n",
+                "[control]\nsocket = \"/tmp/other.sock\"\n",
                 "control.socket",
             ),
             (
-                "gateway = \"192.0.2.1\"\n",
-                "gateway = \"192.0.2.1\"\n\n[control]\nmetrics = \"127.0.0.1:9469\"\n",
+                "[control]\nmetrics = \"127.0.0.1:9469\"\n",
                 "control.metrics",
             ),
-        ];
-        for (from, to, field) in cases {
-            let changes = restart_only_changes(&base, &edit(from, to));
-            assert_eq!(changes.len(), 1, "{field}: {changes:?}");
-            assert_eq!(&changes[0].field, field);
-            let msg = changes[0].to_string();
-            assert!(
-                msg.starts_with(&format!("{field} cannot change without a restart")),
-                "{msg}"
-            );
+        ] {
+            named(&base, &append(section), field);
         }
         let queues = restart_only_changes(
             &base,

@@ -302,6 +302,18 @@ mod tests {
         })
     }
 
+    /// [`request`] of `command` at the protocol's version.
+    fn ask(path: &Path, command: Command, timeout: Duration) -> Result<Response, ClientError> {
+        request(
+            path,
+            &Request {
+                v: VERSION,
+                command,
+            },
+            timeout,
+        )
+    }
+
     fn raw(path: &Path, bytes: &[u8]) -> String {
         let mut s = UnixStream::connect(path).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -324,15 +336,7 @@ mod tests {
             Command::Reload,
             Command::Policy,
         ] {
-            let r = request(
-                &path,
-                &Request {
-                    v: VERSION,
-                    command: command.clone(),
-                },
-                Duration::from_secs(5),
-            )
-            .unwrap();
+            let r = ask(&path, command.clone(), Duration::from_secs(5)).unwrap();
             assert!(r.ok);
             assert_eq!(r.data.unwrap(), serde_json::to_value(&command).unwrap());
         }
@@ -367,15 +371,7 @@ mod tests {
             b"{\"v\":1,\"cmd\":\"stats\"}\n{\"v\":1,\"cmd\":\"version\"}\n",
         );
         assert!(two.contains("\"ok\":true"));
-        let r = request(
-            &path,
-            &Request {
-                v: VERSION,
-                command: Command::Stats,
-            },
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let r = ask(&path, Command::Stats, Duration::from_secs(5)).unwrap();
         assert!(r.ok);
     }
 
@@ -398,15 +394,7 @@ mod tests {
     #[test]
     fn client_reports_a_missing_appliance() {
         let path = temp_path("none");
-        let err = request(
-            &path,
-            &Request {
-                v: VERSION,
-                command: Command::Stats,
-            },
-            Duration::from_secs(1),
-        )
-        .unwrap_err();
+        let err = ask(&path, Command::Stats, Duration::from_secs(1)).unwrap_err();
         assert!(
             err.to_string().contains("is `appliance run` running"),
             "{err}"

@@ -435,6 +435,13 @@ fn sample(body: &str, series: &str) -> f64 {
         .unwrap()
 }
 
+/// Each series has its value in a Prometheus text body.
+fn samples(body: &str, want: &[(&str, f64)]) {
+    for &(series, value) in want {
+        assert_eq!(sample(body, series), value, "{series}");
+    }
+}
+
 #[test]
 fn prometheus_endpoint_serves_the_snapshot() {
     let dir = Scratch::new("prom");
@@ -457,28 +464,21 @@ fn prometheus_endpoint_serves_the_snapshot() {
     assert!(body.contains("# HELP nva_drops_total"), "{body}");
     assert!(body.contains("# TYPE nva_drops_total counter"), "{body}");
     assert!(body.contains("# TYPE nva_sessions gauge"), "{body}");
-    assert_eq!(
-        sample(&body, "nva_port_rx_packets_total{port=\"wan\"}"),
-        2000.0
+    samples(
+        &body,
+        &[
+            ("nva_port_rx_packets_total{port=\"wan\"}", 2000.0),
+            ("nva_drops_total{reason=\"policy_deny\"}", 3.0),
+            ("nva_sessions{class=\"udp\"}", 4.0),
+            ("nva_worker_cycles_per_packet{worker=\"1\"}", 150.0),
+            (
+                "nva_nat_ports_in_use{address=\"192.0.2.2\",proto=\"tcp\"}",
+                11.0,
+            ),
+            ("nva_policy_generation", 1.0),
+            ("nva_link_up{port=\"lan\"}", 1.0),
+        ],
     );
-    assert_eq!(
-        sample(&body, "nva_drops_total{reason=\"policy_deny\"}"),
-        3.0
-    );
-    assert_eq!(sample(&body, "nva_sessions{class=\"udp\"}"), 4.0);
-    assert_eq!(
-        sample(&body, "nva_worker_cycles_per_packet{worker=\"1\"}"),
-        150.0
-    );
-    assert_eq!(
-        sample(
-            &body,
-            "nva_nat_ports_in_use{address=\"192.0.2.2\",proto=\"tcp\"}"
-        ),
-        11.0
-    );
-    assert_eq!(sample(&body, "nva_policy_generation"), 1.0);
-    assert_eq!(sample(&body, "nva_link_up{port=\"lan\"}"), 1.0);
 
     // A second snapshot moves the values; a reload moves its counter.
     let mut next = testing::snapshot(3);
@@ -487,18 +487,17 @@ fn prometheus_endpoint_serves_the_snapshot() {
     control.reload().unwrap();
     control.publish(&view);
     let body = scrape(addr);
-    assert_eq!(
-        sample(&body, "nva_port_rx_packets_total{port=\"wan\"}"),
-        6000.0
+    samples(
+        &body,
+        &[
+            ("nva_port_rx_packets_total{port=\"wan\"}", 6000.0),
+            ("nva_drops_total{reason=\"policy_deny\"}", 9.0),
+            ("nva_sessions_created_total", 60.0),
+            ("nva_link_up{port=\"lan\"}", 0.0),
+            ("nva_reloads_total{result=\"ok\"}", 1.0),
+            ("nva_policy_generation", 2.0),
+        ],
     );
-    assert_eq!(
-        sample(&body, "nva_drops_total{reason=\"policy_deny\"}"),
-        9.0
-    );
-    assert_eq!(sample(&body, "nva_sessions_created_total"), 60.0);
-    assert_eq!(sample(&body, "nva_link_up{port=\"lan\"}"), 0.0);
-    assert_eq!(sample(&body, "nva_reloads_total{result=\"ok\"}"), 1.0);
-    assert_eq!(sample(&body, "nva_policy_generation"), 2.0);
     // The same series and values as the scrape (the exporter orders them freely).
     let sorted = |t: &str| {
         let mut l: Vec<String> = t.lines().map(String::from).collect();
