@@ -719,6 +719,22 @@ mod tests {
         }
     }
 
+    /// The entry of session `index`'s inside key.
+    fn inside(index: u32) -> Hit {
+        Hit {
+            index,
+            side: Side::Inside,
+        }
+    }
+
+    /// The entry of session `index`'s outside key.
+    fn outside(index: u32) -> Hit {
+        Hit {
+            index,
+            side: Side::Outside,
+        }
+    }
+
     fn key(i: u32) -> FlowKey {
         FlowKey::from_raw(
             0x0a00_0000 | i,
@@ -735,10 +751,7 @@ mod tests {
         let mut inserted = 0;
         for i in 0..n {
             ks.0.push([key(i), key(i).reverse()]);
-            let hit = Hit {
-                index: i,
-                side: Side::Inside,
-            };
+            let hit = inside(i);
             match t.insert(&key(i), hit, &ks) {
                 Ok(()) => inserted += 1,
                 Err(InsertError::Full) => break,
@@ -746,6 +759,16 @@ mod tests {
             }
         }
         (t, ks, inserted)
+    }
+
+    /// One burst lookup finds keys `0..n`, each under its own entry.
+    fn burst_finds_all(t: &FlowIndex, ks: &Keys, n: u32) {
+        let keys: Vec<FlowKey> = (0..n).map(key).collect();
+        let mut out = vec![None; keys.len()];
+        t.lookup_burst(&keys, ks, &mut out);
+        for (i, o) in (0..n).zip(&out) {
+            assert_eq!(o.map(|h| h.index), Some(i));
+        }
     }
 
     #[test]
@@ -783,20 +806,7 @@ mod tests {
 
     #[test]
     fn hit_encoding_round_trip() {
-        for hit in [
-            Hit {
-                index: 0,
-                side: Side::Inside,
-            },
-            Hit {
-                index: Hit::MAX_INDEX,
-                side: Side::Outside,
-            },
-            Hit {
-                index: 12345,
-                side: Side::Outside,
-            },
-        ] {
+        for hit in [inside(0), outside(Hit::MAX_INDEX), outside(12345)] {
             assert_eq!(Hit::decode(hit.encode()), hit);
         }
     }
@@ -828,27 +838,12 @@ mod tests {
         let (mut t, ks, n) = fill(64, 100, u16::MAX);
         assert_eq!(n, 100);
         for i in 0..100 {
-            let want = Hit {
-                index: i,
-                side: Side::Inside,
-            };
+            let want = inside(i);
             assert_eq!(t.lookup(&key(i), &ks), Some(want));
             assert_eq!(t.lookup(&key(i).reverse(), &ks), None);
         }
-        assert!(t.remove(
-            &key(5),
-            Hit {
-                index: 5,
-                side: Side::Inside
-            }
-        ));
-        assert!(!t.remove(
-            &key(5),
-            Hit {
-                index: 5,
-                side: Side::Inside
-            }
-        ));
+        assert!(t.remove(&key(5), inside(5)));
+        assert!(!t.remove(&key(5), inside(5)));
         assert_eq!(t.lookup(&key(5), &ks), None);
         assert_eq!(t.len(), 99);
         t.check_invariants(&ks);
@@ -858,41 +853,16 @@ mod tests {
     fn duplicate_key_is_refused() {
         let (mut t, mut ks, _) = fill(16, 10, u16::MAX);
         ks.0.push([key(3), key(3)]);
-        let r = t.insert(
-            &key(3),
-            Hit {
-                index: 10,
-                side: Side::Inside,
-            },
-            &ks,
-        );
-        assert_eq!(
-            r,
-            Err(InsertError::Exists(Hit {
-                index: 3,
-                side: Side::Inside
-            }))
-        );
+        let r = t.insert(&key(3), inside(10), &ks);
+        assert_eq!(r, Err(InsertError::Exists(inside(3))));
         assert_eq!(t.len(), 10);
     }
 
     #[test]
     fn remove_needs_the_right_entry() {
         let (mut t, ks, _) = fill(16, 10, u16::MAX);
-        assert!(!t.remove(
-            &key(3),
-            Hit {
-                index: 4,
-                side: Side::Inside
-            }
-        ));
-        assert!(!t.remove(
-            &key(3),
-            Hit {
-                index: 3,
-                side: Side::Outside
-            }
-        ));
+        assert!(!t.remove(&key(3), inside(4)));
+        assert!(!t.remove(&key(3), outside(3)));
         assert_eq!(t.lookup(&key(3), &ks).map(|h| h.index), Some(3));
     }
 
@@ -915,21 +885,10 @@ mod tests {
         assert_eq!(n, 72);
         assert!(t.spilled_fraction() > 0.0);
         t.check_invariants(&ks);
-        let keys: Vec<FlowKey> = (0..72).map(key).collect();
-        let mut out = vec![None; 72];
-        t.lookup_burst(&keys, &ks, &mut out);
-        for (i, o) in out.iter().enumerate() {
-            assert_eq!(o.map(|h| h.index), Some(i as u32));
-        }
+        burst_finds_all(&t, &ks, 72);
         // Removing everything brings every spill count back to zero.
         for i in 0..72 {
-            assert!(t.remove(
-                &key(i),
-                Hit {
-                    index: i,
-                    side: Side::Inside
-                }
-            ));
+            assert!(t.remove(&key(i), inside(i)));
             t.check_invariants(&ks);
         }
         assert_eq!(t.spilled_fraction(), 0.0);
@@ -945,14 +904,7 @@ mod tests {
         for i in 0..200 {
             ks.0.push([key(i), key(i)]);
             let p = t.probe(&key(i));
-            let r = t.insert(
-                &key(i),
-                Hit {
-                    index: i,
-                    side: Side::Inside,
-                },
-                &ks,
-            );
+            let r = t.insert(&key(i), inside(i), &ks);
             if p.b1 == 0 {
                 match r {
                     Ok(()) => home0 += 1,
@@ -984,41 +936,15 @@ mod tests {
         let extra = key(1000);
         ks.0.push([extra, extra]);
         let idx = (ks.0.len() - 1) as u32;
-        assert_eq!(
-            t.insert(
-                &extra,
-                Hit {
-                    index: idx,
-                    side: Side::Inside
-                },
-                &ks
-            ),
-            Err(InsertError::Full)
-        );
+        assert_eq!(t.insert(&extra, inside(idx), &ks), Err(InsertError::Full));
         assert_eq!(t.len(), 20);
         t.check_invariants(&ks);
         for i in 0..20 {
             assert_eq!(t.lookup(&key(i), &ks).map(|h| h.index), Some(i));
         }
         // Freeing one slot makes room again.
-        assert!(t.remove(
-            &key(7),
-            Hit {
-                index: 7,
-                side: Side::Inside
-            }
-        ));
-        assert_eq!(
-            t.insert(
-                &extra,
-                Hit {
-                    index: idx,
-                    side: Side::Inside
-                },
-                &ks
-            ),
-            Ok(())
-        );
+        assert!(t.remove(&key(7), inside(7)));
+        assert_eq!(t.insert(&extra, inside(idx), &ks), Ok(()));
     }
 
     #[test]
@@ -1027,15 +953,11 @@ mod tests {
         let (t, ks, n) = fill(32, 250, 0x3);
         assert_eq!(n, 250);
         t.check_invariants(&ks);
-        let keys: Vec<FlowKey> = (0..250).map(key).collect();
-        let mut out = vec![None; 250];
-        t.lookup_burst(&keys, &ks, &mut out);
-        for (i, o) in out.iter().enumerate() {
-            assert_eq!(o.map(|h| h.index), Some(i as u32));
-        }
+        burst_finds_all(&t, &ks, 250);
         let missing: Vec<FlowKey> = (250..300).map(key).collect();
+        let mut out = vec![None; 50];
         t.lookup_burst(&missing, &ks, &mut out);
-        assert!(out[..50].iter().all(Option::is_none));
+        assert!(out.iter().all(Option::is_none));
     }
 
     #[test]
@@ -1068,18 +990,12 @@ mod tests {
             })
             .collect();
         for i in (0..n).step_by(7) {
-            let hit = Hit {
-                index: i,
-                side: Side::Inside,
-            };
+            let hit = inside(i);
             assert!(t.remove(&key(i), hit));
         }
         for i in n..n + 100 {
             ks.0.push([key(i), key(i).reverse()]);
-            let hit = Hit {
-                index: i,
-                side: Side::Inside,
-            };
+            let hit = inside(i);
             if t.insert(&key(i), hit, &ks) == Err(InsertError::Full) {
                 break;
             }

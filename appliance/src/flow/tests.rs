@@ -59,6 +59,10 @@ fn new_tcp(i: u32, tcp: TcpState) -> NewSession {
     }
 }
 
+fn hit(index: u32, side: Side) -> Hit {
+    Hit { index, side }
+}
+
 fn no_cb(_: u32, _: &Session) {
     panic!("no session should be reclaimed");
 }
@@ -73,17 +77,11 @@ fn both_keys_find_the_session_with_their_side() {
     let idx = t.create(&new_udp(1), 5, no_cb).expect("created");
     assert_eq!(
         t.lookup(&inside(1, IpProtocol::UDP)),
-        Some(Hit {
-            index: idx,
-            side: Side::Inside
-        })
+        Some(hit(idx, Side::Inside))
     );
     assert_eq!(
         t.lookup(&outside(1, IpProtocol::UDP)),
-        Some(Hit {
-            index: idx,
-            side: Side::Outside
-        })
+        Some(hit(idx, Side::Outside))
     );
     assert_eq!(t.lookup(&inside(1, IpProtocol::TCP)), None);
     let s = t.get(idx).expect("live");
@@ -244,40 +242,19 @@ fn create_burst_equals_creates_in_order() {
 fn duplicate_keys_are_refused() {
     let mut t = FlowTable::with_seed(8, T, seed());
     let a = t.create(&new_udp(1), 0, no_cb).expect("created");
-    let same_inside = NewSession::new(
-        inside(1, IpProtocol::UDP),
-        outside(2, IpProtocol::UDP),
-        Side::Inside,
-    );
+    let udp = IpProtocol::UDP;
+    let mut create =
+        |inside, outside| t.create(&NewSession::new(inside, outside, Side::Inside), 0, no_cb);
+    let same_inside = create(inside(1, udp), outside(2, udp));
+    assert_eq!(same_inside, Err(CreateError::Exists(hit(a, Side::Inside))));
+    let same_outside = create(inside(2, udp), outside(1, udp));
     assert_eq!(
-        t.create(&same_inside, 0, no_cb),
-        Err(CreateError::Exists(Hit {
-            index: a,
-            side: Side::Inside
-        }))
-    );
-    let same_outside = NewSession::new(
-        inside(2, IpProtocol::UDP),
-        outside(1, IpProtocol::UDP),
-        Side::Inside,
-    );
-    assert_eq!(
-        t.create(&same_outside, 0, no_cb),
-        Err(CreateError::Exists(Hit {
-            index: a,
-            side: Side::Outside
-        }))
+        same_outside,
+        Err(CreateError::Exists(hit(a, Side::Outside)))
     );
     // An outside key equal to another session's inside key is a duplicate too.
-    let crossed = NewSession::new(
-        inside(3, IpProtocol::UDP),
-        inside(1, IpProtocol::UDP),
-        Side::Inside,
-    );
-    assert!(matches!(
-        t.create(&crossed, 0, no_cb),
-        Err(CreateError::Exists(_))
-    ));
+    let crossed = create(inside(3, udp), inside(1, udp));
+    assert!(matches!(crossed, Err(CreateError::Exists(_))));
     assert_eq!(t.len(), 1);
     t.check_invariants(true);
 }
