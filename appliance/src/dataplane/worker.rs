@@ -448,6 +448,17 @@ mod tests {
         handed: Vec<(usize, u32)>,
     }
 
+    impl Record {
+        /// Two ports, rings of `room` packets, nothing recorded yet.
+        fn two_ports(room: usize) -> Record {
+            Record {
+                ports: 2,
+                room,
+                ..Record::default()
+            }
+        }
+    }
+
     impl Outputs<u32> for Record {
         fn ports(&self) -> usize {
             self.ports
@@ -474,11 +485,7 @@ mod tests {
     #[test]
     fn every_packet_goes_somewhere_or_is_counted() {
         let (w, s) = (WorkerCounters::default(), ShardCounters::default());
-        let mut out = Record {
-            ports: 2,
-            room: 1,
-            ..Record::default()
-        };
+        let mut out = Record::two_ports(1);
         let actions = [
             Disposition::Forward(1),
             Disposition::Forward(7),
@@ -500,11 +507,7 @@ mod tests {
     #[test]
     fn a_packet_handed_over_twice_is_its_own_drop() {
         let (w, s) = (WorkerCounters::default(), ShardCounters::default());
-        let mut out = Record {
-            ports: 2,
-            room: 8,
-            ..Record::default()
-        };
+        let mut out = Record::two_ports(8);
         dispatch(0..1u32, &[Disposition::Handoff(0)], true, &mut out, &w, &s);
         assert!(out.handed.is_empty());
         assert_eq!(w.handoff_drops.load(Ordering::Relaxed), 0);
