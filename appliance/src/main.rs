@@ -281,13 +281,9 @@ fn run(path: &Path, config: &Config, options: &RunOptions, json: bool) -> ExitCo
         Err(e) => return fail(e),
     };
     if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => return fail(format!("cannot encode the report: {e}")),
-        }
-    } else {
-        print!("{report}");
+        return print_json(&report, "report");
     }
+    print!("{report}");
     ExitCode::SUCCESS
 }
 
@@ -333,13 +329,9 @@ fn explain(path: &Path, flow: &str, reply: bool, json: bool) -> ExitCode {
         Err(e) => return fail(e),
     };
     if json {
-        match serde_json::to_string_pretty(&explanation) {
-            Ok(text) => println!("{text}"),
-            Err(e) => return fail(format!("cannot encode the explanation: {e}")),
-        }
-    } else {
-        print!("{}", explanation.render());
+        return print_json(&explanation, "explanation");
     }
+    print!("{}", explanation.render());
     ExitCode::SUCCESS
 }
 
@@ -433,11 +425,7 @@ fn ask(
     }
     let data = response.data.unwrap_or(serde_json::Value::Null);
     if target.json {
-        match serde_json::to_string_pretty(&data) {
-            Ok(text) => println!("{text}"),
-            Err(e) => return fail(format!("cannot encode the reply: {e}")),
-        }
-        return ExitCode::SUCCESS;
+        return print_json(&data, "reply");
     }
     match table(&data) {
         Ok(text) => {
@@ -445,6 +433,17 @@ fn ask(
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Prints `value` as indented JSON, exit 0; exit 2 if it cannot be encoded (`what` names it).
+fn print_json(value: &impl serde::Serialize, what: &str) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("cannot encode the {what}: {e}")),
     }
 }
 
