@@ -373,6 +373,9 @@ fn bad_policy_configs_name_the_field() {
             "[[ingress.forward]]\nproto = \"tcp\"\npublic = \"{public}\"\npublic_port = {port}\nprivate = \"{private}\"\n"
         )
     };
+    let one_to_one = |public: &str, private: &str| {
+        format!("[[ingress.static]]\npublic = \"{public}\"\nprivate = \"{private}\"\n")
+    };
     let rule = |body: &str| format!("[[egress.rule]]\naction = \"deny\"\n{body}\n");
     let three_rules = rule("") + &rule("") + &rule("");
     // (top, lan keys, wan keys, rest, expected field, expected value, expected fix fragment)
@@ -438,29 +441,25 @@ fn bad_policy_configs_name_the_field() {
         ("".into(), LAN.into(), WAN.into(), fwd("203.0.113.2", "80", "10.0.1.10").replace("tcp", "icmp"), "icmp", "", "tcp"),
         (
             "".into(), LAN.into(), WAN.into(),
-            "[nat]\naddresses = [\"203.0.113.2\", \"203.0.113.40\"]\n[[ingress.static]]\npublic = \"203.0.113.40\"\nprivate = \"10.0.1.40\"\n".into(),
+            "[nat]\naddresses = [\"203.0.113.2\", \"203.0.113.40\"]\n".to_string() + &one_to_one("203.0.113.40", "10.0.1.40"),
             "ingress.static[0].public", "203.0.113.40", "remove it from nat.addresses",
         ),
         (
             "".into(), LAN.into(), WAN.into(),
-            "[[ingress.static]]\npublic = \"203.0.113.40\"\nprivate = \"10.0.1.40\"\n[[ingress.static]]\npublic = \"203.0.113.41\"\nprivate = \"10.0.1.40\"\n".into(),
+            one_to_one("203.0.113.40", "10.0.1.40") + &one_to_one("203.0.113.41", "10.0.1.40"),
             "ingress.static[1].private", "10.0.1.40", "one each",
         ),
         (
             "".into(), LAN.into(), WAN.into(),
-            "[[ingress.static]]\npublic = \"203.0.113.40\"\nprivate = \"10.0.1.40\"\n[[ingress.static]]\npublic = \"203.0.113.40\"\nprivate = \"10.0.1.41\"\n".into(),
+            one_to_one("203.0.113.40", "10.0.1.40") + &one_to_one("203.0.113.40", "10.0.1.41"),
             "ingress.static[1].public", "203.0.113.40", "one each",
         ),
-        (
-            "".into(), LAN.into(), WAN.into(),
-            "[[ingress.static]]\npublic = \"198.51.100.40\"\nprivate = \"10.0.1.40\"\n".into(),
-            "ingress.static[0].public", "198.51.100.40", "nat.routed = true",
-        ),
+        ("".into(), LAN.into(), WAN.into(), one_to_one("198.51.100.40", "10.0.1.40"), "ingress.static[0].public", "198.51.100.40", "nat.routed = true"),
         (
             "".into(), LAN.into(), WAN.into(),
             "[nat]\naddresses = [\"203.0.113.2\", \"203.0.113.40\"]\n".to_string()
                 + &fwd("203.0.113.40", "80", "10.0.1.10")
-                + "[[ingress.static]]\npublic = \"203.0.113.41\"\nprivate = \"10.0.1.40\"\n"
+                + &one_to_one("203.0.113.41", "10.0.1.40")
                 + &fwd("203.0.113.41", "80", "10.0.1.10"),
             "ingress.forward[1].public", "203.0.113.41", "ingress.static",
         ),
