@@ -30,8 +30,8 @@ use crate::config::{Action, Config, Role};
 use crate::flow::HashSeed;
 use crate::packet::{EthernetAddress, TcpFlags};
 use crate::pipeline::{
-    Disposition, Env, Neighbours, Reason, Rules, SessionClass, SessionFilter, SessionInfo, Shard,
-    ShardConfig, ShardCounters, Trace, Translation, VecBuf,
+    Disposition, Env, Neighbours, Reason, Rules, SessionFilter, SessionInfo, Shard, ShardConfig,
+    ShardCounters, Trace, Translation, VecBuf,
 };
 use crate::policy::{Decision, Policy};
 use serde::Serialize;
@@ -543,12 +543,7 @@ impl<'a> Bench<'a> {
             None
         };
         let t = self.policy.sessions.timeouts;
-        let timeout_s = session.map(|s| match s.class {
-            SessionClass::TcpEstablished => t.tcp_established,
-            SessionClass::TcpTransitory => t.tcp_transitory,
-            SessionClass::Udp => t.udp,
-            SessionClass::Icmp => t.icmp,
-        });
+        let timeout_s = session.map(|s| t.of(s.class));
         let step = Step {
             port: self.port_name(in_port),
             packet,

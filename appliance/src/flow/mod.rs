@@ -18,19 +18,21 @@ pub mod index;
 pub mod key;
 pub mod session;
 pub mod tcp;
+pub mod timeouts;
 
 #[cfg(test)]
 mod tests;
 
-pub use expiry::{TimeoutClass, Timeouts};
 pub use index::{FlowIndex, Hit, InsertError, KeyStore, Pending, Probe, BURST_MAX};
 pub use key::{FlowKey, HashSeed, Side};
 pub use session::{Session, Slab};
 pub use tcp::{Dir, TcpState};
+pub use timeouts::{TimeoutClass, Timeouts};
 
 use crate::packet::{ChecksumDeltas, IpProtocol, TcpFlags};
-use expiry::{is_expired, Lru};
+use expiry::Lru;
 use session::NIL;
+use timeouts::is_expired;
 
 /// Why a session could not be created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! The session record and the preallocated slab that holds them.
 
-use super::expiry::TimeoutClass;
 use super::index::{Hit, KeyStore};
 use super::key::{FlowKey, Side};
 use super::tcp::{Dir, TcpState};
+use super::timeouts::TimeoutClass;
 use crate::packet::{ChecksumDeltas, IpProtocol};
 use crate::sys::{advise_huge_pages, prefetch};
 

@@ -6,7 +6,7 @@
 //! at least 2 h 4 min, a *transitory* one (partially open or partially closed) for at least
 //! 4 min. So only [`TcpState::Established`] maps to [`TimeoutClass::TcpEstablished`].
 
-use super::expiry::TimeoutClass;
+use super::timeouts::TimeoutClass;
 use crate::packet::TcpFlags;
 
 /// Who sent a packet, relative to the connection: the side that sent the first SYN, or the

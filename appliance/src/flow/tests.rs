@@ -1,7 +1,7 @@
 //! Tests of the whole table: unit tests for full tables and reuse, and property tests against
 //! `hashbrown` models.
 
-use super::expiry::is_expired;
+use super::timeouts::is_expired;
 use super::*;
 use crate::packet::IpProtocol;
 use hashbrown::HashMap;

@@ -57,5 +57,5 @@ pub use counters::ShardCounters;
 pub use env::{Ctx, Env, NeighbourCache, Neighbours};
 pub use owner::Sharding;
 pub use reason::{Discard, Reason};
-pub use sessions::{FilterError, SessionClass, SessionFilter, SessionInfo, SessionState};
+pub use sessions::{FilterError, SessionFilter, SessionInfo, SessionState};
 pub use shard::{Shard, ShardConfig};

@@ -42,7 +42,7 @@ pub struct SessionInfo {
     /// The remote (outside) endpoint.
     pub remote: SocketAddrV4,
     /// Timeout class.
-    pub class: SessionClass,
+    pub class: TimeoutClass,
     /// Protocol state.
     pub state: SessionState,
     /// Milliseconds since its last packet.
@@ -56,40 +56,6 @@ pub struct SessionInfo {
     pub worker: u16,
     /// The policy generation that admitted it (or last re-checked it).
     pub generation: u64,
-}
-
-/// A session's timeout class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionClass {
-    /// Established TCP.
-    TcpEstablished,
-    /// TCP opening or closing.
-    TcpTransitory,
-    /// UDP.
-    Udp,
-    /// ICMP query (echo).
-    Icmp,
-}
-
-impl SessionClass {
-    /// Every class, in the order tables list them.
-    pub const ALL: [SessionClass; 4] = [
-        SessionClass::TcpEstablished,
-        SessionClass::TcpTransitory,
-        SessionClass::Udp,
-        SessionClass::Icmp,
-    ];
-
-    /// The snake_case name used in JSON, filters and metric labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            SessionClass::TcpEstablished => "tcp_established",
-            SessionClass::TcpTransitory => "tcp_transitory",
-            SessionClass::Udp => "udp",
-            SessionClass::Icmp => "icmp",
-        }
-    }
 }
 
 /// A session's protocol state (TCP states after RFC 9293 section 3.3.2, collapsed to what a
@@ -184,7 +150,7 @@ pub enum Term {
     /// `state S`.
     State(SessionState),
     /// `class C`.
-    Class(SessionClass),
+    Class(TimeoutClass),
     /// `worker N`.
     Worker(u16),
     /// `generation N`.
@@ -324,7 +290,7 @@ impl SessionFilter {
                     Term::State(by_name(SessionState::ALL, SessionState::name, value).map_err(bad)?)
                 }
                 "class" => {
-                    Term::Class(by_name(SessionClass::ALL, SessionClass::name, value).map_err(bad)?)
+                    Term::Class(by_name(TimeoutClass::ALL, TimeoutClass::name, value).map_err(bad)?)
                 }
                 "worker" => Term::Worker(
                     value
@@ -404,12 +370,7 @@ impl<T: Trace> Shard<T> {
 fn info(s: &Session, now: u32, worker: u16) -> SessionInfo {
     let (inside, outside) = (s.inside(), s.outside());
     let ep = |a, p| SocketAddrV4::new(a, p);
-    let class = match s.timeout_class() {
-        TimeoutClass::TcpEstablished => SessionClass::TcpEstablished,
-        TimeoutClass::TcpTransitory => SessionClass::TcpTransitory,
-        TimeoutClass::Udp => SessionClass::Udp,
-        TimeoutClass::Icmp => SessionClass::Icmp,
-    };
+    let class = s.timeout_class();
     let state = if inside.protocol() == IpProtocol::TCP {
         match s.tcp_state() {
             TcpState::SynSent => SessionState::SynSent,
@@ -459,7 +420,7 @@ mod tests {
             inside: "10.0.1.5:40000".parse().unwrap(),
             outside: "203.0.113.2:40000".parse().unwrap(),
             remote: "198.51.100.7:443".parse().unwrap(),
-            class: SessionClass::TcpEstablished,
+            class: TimeoutClass::TcpEstablished,
             state: SessionState::Established,
             idle_ms: 10,
             packets: 18,

@@ -7,8 +7,9 @@ use crate::control::snapshot::{
     NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, Snapshot, WorkerSnapshot,
 };
 use crate::control::{Control, DataplaneView};
+use crate::flow::TimeoutClass;
 use crate::packet::IpProtocol;
-use crate::pipeline::{SessionClass, SessionFilter, SessionInfo, SessionState};
+use crate::pipeline::{SessionFilter, SessionInfo, SessionState};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -123,7 +124,7 @@ pub fn sessions() -> Vec<SessionInfo> {
         inside: ep([10, 0, 1, 5], 40000),
         outside: SocketAddrV4::new(PUBLIC, 40000),
         remote: ep([198, 51, 100, 7], 443),
-        class: SessionClass::TcpEstablished,
+        class: TimeoutClass::TcpEstablished,
         state: SessionState::Established,
         idle_ms: 40,
         packets: 22,
@@ -138,7 +139,7 @@ pub fn sessions() -> Vec<SessionInfo> {
             inside: ep([10, 0, 1, 6], 5353),
             outside: SocketAddrV4::new(PUBLIC, 31000),
             remote: ep([192, 0, 2, 53], 53),
-            class: SessionClass::Udp,
+            class: TimeoutClass::Udp,
             state: SessionState::Active,
             worker: 1,
             ..tcp
@@ -148,7 +149,7 @@ pub fn sessions() -> Vec<SessionInfo> {
             inside: ep([10, 0, 1, 5], 7),
             outside: SocketAddrV4::new(PUBLIC, 1031),
             remote: ep([192, 0, 2, 1], 7),
-            class: SessionClass::Icmp,
+            class: TimeoutClass::Icmp,
             state: SessionState::Active,
             ..tcp
         },
