@@ -1,8 +1,9 @@
-//! Policy: the configuration model of addressing, NAT and filtering, its validation, and the
-//! immutable compiled [`Policy`] the workers read.
+//! Policy: the immutable compiled [`Policy`] the workers read: addressing, rule sets, port
+//! forwards, static mappings, SNAT and session settings, built from a checked
+//! [`Config`](crate::config::Config) (the file's model and its checks live in
+//! [`crate::config`]).
 //!
-//! The control thread parses the file ([`crate::config::Config::load`], which runs every check
-//! here too), compiles it with [`Policy::compile`] and publishes the result with `arc-swap`;
+//! The control thread parses and checks the file ([`crate::config::Config::load`]), compiles it with [`Policy::compile`] and publishes the result with `arc-swap`;
 //! workers load the current snapshot once per burst (DESIGN.md, "Policy and the control
 //! thread"). Nothing in a `Policy` changes after compilation; a reload builds a new one with
 //! the next generation.
@@ -46,7 +47,7 @@ pub enum PolicyError {
     TooManyRules {
         /// Rules given.
         count: usize,
-        /// The limit, [`validate::MAX_RULES`].
+        /// The limit, [`crate::config::validate::MAX_RULES`].
         max: usize,
     },
     /// The rules' values cut one field into so many distinct sets of rules that its bitsets
