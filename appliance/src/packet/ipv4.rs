@@ -1,11 +1,12 @@
-//! IPv4 (RFC 791) with RFC 1812 section 5.2.2 validation, the TTL decrement and the rewrites
-//! of an ICMP error's outer header and quote.
+//! IPv4 (RFC 791) with RFC 1812 section 5.2.2 validation, the TTL decrement and the
+//! address-only rewrite (an ICMP error's outer header). What reads past the header lives
+//! above: the 5-tuple in [`super::tuple`], the NAT rewrites in [`super::translate`].
 
 use std::net::Ipv4Addr;
 
 use super::checksum::{self, ChecksumCaps};
 use super::field::{get_u16, get_u32, set_u16, set_u32};
-use super::{icmp, Error, IpProtocol};
+use super::{Error, IpProtocol};
 
 pub(super) mod field {
     pub const VER_IHL: usize = 0;
@@ -46,46 +47,6 @@ impl Endpoint {
         match self {
             Endpoint::Src => Endpoint::Dst,
             Endpoint::Dst => Endpoint::Src,
-        }
-    }
-}
-
-/// Addresses, protocol and ports of a packet: the key a flow table looks up.
-///
-/// For ICMP echo request/reply both ports hold the echo identifier, which NAT maps like a
-/// port (RFC 5508 section 3.1). For protocols without ports, and for ICMP other than echo,
-/// both ports are 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FiveTuple {
-    /// Source address.
-    pub src_addr: Ipv4Addr,
-    /// Destination address.
-    pub dst_addr: Ipv4Addr,
-    /// Transport protocol.
-    pub protocol: IpProtocol,
-    /// Source port, or ICMP echo identifier.
-    pub src_port: u16,
-    /// Destination port, or ICMP echo identifier.
-    pub dst_port: u16,
-}
-
-impl FiveTuple {
-    /// The tuple of a reply: source and destination swapped.
-    pub const fn reversed(&self) -> FiveTuple {
-        FiveTuple {
-            src_addr: self.dst_addr,
-            dst_addr: self.src_addr,
-            protocol: self.protocol,
-            src_port: self.dst_port,
-            dst_port: self.src_port,
-        }
-    }
-
-    /// Address and port of one side.
-    pub const fn endpoint(&self, side: Endpoint) -> (Ipv4Addr, u16) {
-        match side {
-            Endpoint::Src => (self.src_addr, self.src_port),
-            Endpoint::Dst => (self.dst_addr, self.dst_port),
         }
     }
 }
@@ -139,16 +100,6 @@ view! {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Where this packet's headers lie, the packet at offset 0 of its buffer (for
-    /// [`super::translate::translate`]).
-    pub fn offsets(&self) -> super::translate::Offsets {
-        super::translate::Offsets {
-            l3: 0,
-            l4: self.header_len() as u16,
-            end: self.total_len() as u16,
-        }
-    }
-
     /// Version field (4 after `new_checked`).
     #[inline]
     pub fn version(&self) -> u8 {
@@ -274,28 +225,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn payload_slice(&self) -> &[u8] {
         &self.data()[self.header_len()..self.total_len()]
     }
-
-    /// Addresses, protocol and ports (see [`FiveTuple`]).
-    ///
-    /// # Errors
-    /// [`Error::Ipv4Fragment`] for a non-first fragment; the transport's truncation or length
-    /// errors if its header does not fit (TCP: the 20-byte header; UDP: 8 bytes and a sane
-    /// length field; ICMP: 8 bytes).
-    #[inline]
-    pub fn five_tuple(&self) -> Result<FiveTuple, Error> {
-        if !self.is_first_fragment() {
-            return Err(Error::Ipv4Fragment);
-        }
-        let protocol = self.protocol();
-        let (src_port, dst_port) = l4_ports(protocol, self.payload_slice())?;
-        Ok(FiveTuple {
-            src_addr: self.src_addr(),
-            dst_addr: self.dst_addr(),
-            protocol,
-            src_port,
-            dst_port,
-        })
-    }
 }
 
 /// Whether an option-less header's checksum verifies, in one pass of five additions.
@@ -315,33 +244,6 @@ pub(crate) fn header_checksum_ok(header: &[u8; HEADER_LEN]) -> bool {
         ]))
     };
     checksum::folds_to_ffff(word(0) + word(4) + word(8) + word(12) + word(16))
-}
-
-/// Validate the part of a transport header NAT reads and writes, and return its ports.
-#[inline]
-pub(crate) fn l4_ports(protocol: IpProtocol, l4: &[u8]) -> Result<(u16, u16), Error> {
-    match protocol {
-        IpProtocol::TCP => {
-            super::tcp::check_header(l4)?;
-            Ok((get_u16(l4, 0), get_u16(l4, 2)))
-        }
-        IpProtocol::UDP => {
-            super::udp::check_header(l4)?;
-            Ok((get_u16(l4, 0), get_u16(l4, 2)))
-        }
-        IpProtocol::ICMP => {
-            if l4.len() < icmp::HEADER_LEN {
-                return Err(Error::IcmpTruncated);
-            }
-            if icmp::is_echo(l4[0]) {
-                let id = get_u16(l4, icmp::ECHO_IDENT);
-                Ok((id, id))
-            } else {
-                Ok((0, 0))
-            }
-        }
-        _ => Ok((0, 0)),
-    }
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
@@ -409,12 +311,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u16(self.data_mut(), field::CHECKSUM, value);
     }
 
-    /// Set the source address (no checksum update; see [`Packet::rewrite`]).
+    /// Set the source address (no checksum update; the rewrites that keep the checksums are
+    /// [`Packet::rewrite_addr_only`] and [`super::translate::translate`]).
     pub fn set_src_addr(&mut self, value: Ipv4Addr) {
         set_u32(self.data_mut(), field::SRC_ADDR, value.into());
     }
 
-    /// Set the destination address (no checksum update; see [`Packet::rewrite`]).
+    /// Set the destination address (no checksum update; the rewrites that keep the checksums are
+    /// [`Packet::rewrite_addr_only`] and [`super::translate::translate`]).
     pub fn set_dst_addr(&mut self, value: Ipv4Addr) {
         set_u32(self.data_mut(), field::DST_ADDR, value.into());
     }
@@ -469,49 +373,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let sum = checksum::update32(get_u16(d, field::CHECKSUM), old, new);
         set_u16(d, field::CHECKSUM, sum);
     }
-
-    /// Translate an ICMP error's quoted packet (RFC 5508 section 4.2): rewrite the quoted
-    /// header's `side` address and port (echo identifier for a quoted echo), fix the quoted
-    /// header checksum, the quoted UDP/ICMP checksum (and the TCP one if quoted in full), and
-    /// this packet's ICMP checksum. The outer header is not changed: rewrite it with
-    /// [`Packet::rewrite_addr_only`] (ICMP has no pseudo-header).
-    ///
-    /// For an error about a packet the NAT sent out after SNAT, `side` is [`Endpoint::Src`] and the
-    /// address/port are the inside ones.
-    ///
-    /// # Errors
-    /// [`Error::Ipv4Fragment`] for a non-first fragment, [`Error::IcmpTruncated`],
-    /// [`Error::IcmpUnsupported`] if this is not ICMP or not an ICMP error (or quotes an ICMP
-    /// message other than echo), [`Error::IcmpBadQuote`] if the quote is malformed. On error
-    /// the packet is unchanged.
-    pub fn translate_icmp_error(
-        &mut self,
-        side: Endpoint,
-        addr: Ipv4Addr,
-        port: u16,
-    ) -> Result<(), Error> {
-        if self.protocol() != IpProtocol::ICMP {
-            return Err(Error::IcmpUnsupported);
-        }
-        if !self.is_first_fragment() {
-            return Err(Error::Ipv4Fragment);
-        }
-        let icmp_bytes = self.payload_mut();
-        let mut msg = icmp::Packet::new_checked(icmp_bytes)?;
-        if !msg.msg_type().is_error() {
-            return Err(Error::IcmpUnsupported);
-        }
-        let delta = {
-            let mut quote = icmp::Quote::new_checked(msg.data_mut())?;
-            quote.rewrite(side, addr, port)?
-        };
-        let c = msg.checksum();
-        msg.set_checksum(delta.apply(c));
-        Ok(())
-    }
 }
 
-/// Offset of the address on `side` (also in a quoted header, [`icmp::Quote`]).
+/// Offset of the address on `side` (also in a quoted header, [`super::quote::Quote`]).
 #[inline(always)]
 pub(super) fn addr_offset(side: Endpoint) -> usize {
     match side {

@@ -9,6 +9,29 @@
 //! own fast path [`common_ipv4`]) and [`translate::translate`], the rewrite of a session's
 //! packet from the checksum deltas the session computed once. ICMP errors are translated by
 //! [`Ipv4Packet::translate_icmp_error`] and [`Ipv4Packet::rewrite_addr_only`]. None allocates.
+//!
+//! # Files
+//!
+//! The files import each other in one direction, from the bottom of this list up (a file
+//! uses only files listed before it, and this file's items):
+//!
+//! | file | owns | imports |
+//! |---|---|---|
+//! | `mod.rs` | [`IpProtocol`], the `view!` and `enum_with_unknown!` macros, the `field` accessors, the option walk | - |
+//! | [`error`] | [`Error`], the drop reasons | - |
+//! | [`checksum`] | RFC 1071 sums, RFC 1624 updates, [`ChecksumDelta`], [`ChecksumCaps`] | - |
+//! | [`ethernet`] | Ethernet II and VLAN tags | - |
+//! | [`arp`] | ARP for IPv4 over Ethernet | `ethernet` |
+//! | [`ipv4`] | the IPv4 header: view, `Repr`, TTL decrement, address-only rewrite, [`Endpoint`] | `checksum` |
+//! | [`ipv6`] | the IPv6 header and its extension-header walk | - |
+//! | [`tcp`], [`udp`] | one transport each: view, `Repr`, header checks, options (TCP) | `checksum` |
+//! | [`icmp`] | ICMP messages: view, `Repr`, the check that an error carries a quote | `checksum`, `ipv4` |
+//! | [`tuple`](mod@tuple) | [`FiveTuple`], the ports of any transport, `Ipv4Packet::five_tuple` | `ipv4`, `tcp`, `udp`, `icmp` |
+//! | [`quote`] | the packet an ICMP error quotes: [`IcmpQuote`], its tuple and rewrite, `IcmpPacket::quote` | `checksum`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple` |
+//! | [`translate`] | the NAT rewrite of a session's packet and of an ICMP error about one (`Ipv4Packet::translate_icmp_error`), [`Offsets`], `Ipv4Packet::offsets`, MACs | `checksum`, `ethernet`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple`, `quote` |
+//! | `parse.rs` | [`parse_frame`], [`common_ipv4`]: a received frame classified in one pass | the header files, `tuple`, `translate` |
+//! | [`build`] | the frames the appliance sends itself | `checksum`, `ethernet`, `arp`, `ipv4`, `icmp`, `tcp`, `udp` |
+//! | `exercise.rs` | every parser and rewrite over arbitrary bytes, for the fuzz target and the property tests | `build`, `parse`, `translate` and the rest |
 
 #![warn(missing_docs)]
 
@@ -171,8 +194,10 @@ pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 mod parse;
+pub mod quote;
 pub mod tcp;
 pub mod translate;
+pub mod tuple;
 pub mod udp;
 
 pub use arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
@@ -184,13 +209,15 @@ pub use ethernet::{
 };
 pub use icmp::{
     DstUnreachable as IcmpDstUnreachable, Message as IcmpMessage, Packet as IcmpPacket,
-    Quote as IcmpQuote, Repr as IcmpRepr,
+    Repr as IcmpRepr,
 };
-pub use ipv4::{Endpoint, FiveTuple, Packet as Ipv4Packet, Repr as Ipv4Repr};
+pub use ipv4::{Endpoint, Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr, Summary as Ipv6Summary};
 pub use parse::{common_ipv4, parse_frame, Common, Ipv4Meta, ParsedFrame, L3, L4};
+pub use quote::Quote as IcmpQuote;
 pub use tcp::{Flags as TcpFlags, Packet as TcpPacket, Repr as TcpRepr, TcpOption};
 pub use translate::{ChecksumDeltas, Offsets};
+pub use tuple::FiveTuple;
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
 
 /// An IP protocol / IPv6 next-header number (IANA "Assigned Internet Protocol Numbers"),

@@ -6,10 +6,11 @@ use std::net::Ipv4Addr;
 
 use super::field::{get_u16, get_u32};
 use super::icmp::Message as IcmpMessage;
-use super::ipv4::{self, FiveTuple};
+use super::ipv4;
 use super::ipv6::{self, Summary as Ipv6Summary};
 use super::tcp::Flags as TcpFlags;
 use super::translate::Offsets;
+use super::tuple::{l4_ports, FiveTuple};
 use super::{arp, tcp, udp, Error, IpProtocol};
 
 /// What a frame is, found in one pass without allocation: the first thing the pipeline does
@@ -335,7 +336,7 @@ fn parse_ipv4(frame: &[u8], l3_offset: usize, caps: &ChecksumCaps) -> Result<Ipv
                 )
             }
             1 => {
-                let (s, d) = ipv4::l4_ports(IpProtocol::ICMP, payload)?;
+                let (s, d) = l4_ports(IpProtocol::ICMP, payload)?;
                 (IpProtocol::ICMP, s, d, L4::Icmp(payload[0].into()))
             }
             other => (IpProtocol::from(other), 0, 0, L4::Other),

@@ -3,12 +3,17 @@
 //! its TTL decremented. The fast path runs it on every packet, so it works on the offsets
 //! stage 1 validated, in one bounds check a header, at the headers' named field offsets.
 //!
-//! (ICMP errors about a session are translated by [`super::Ipv4Packet::translate_icmp_error`]:
-//! their quote is a packet of its own.)
+//! ICMP errors about a session are translated here too
+//! ([`Packet::translate_icmp_error`](ipv4::Packet::translate_icmp_error)): their quote is a
+//! packet of its own, rewritten by [`Quote::rewrite`]. This is the one file that rewrites
+//! more than a header's own fields.
 
 use super::checksum::{add, fold};
 use super::ethernet::Address;
-use super::{ethernet, icmp, ipv4, tcp, udp, FiveTuple, IpProtocol};
+use super::ipv4::Endpoint;
+use super::quote::Quote;
+use super::tuple::FiveTuple;
+use super::{ethernet, icmp, ipv4, tcp, udp, Error, IpProtocol};
 use std::net::Ipv4Addr;
 
 /// The checksum adjustments (RFC 1624) of one direction of a session: what its rewrite adds
@@ -119,6 +124,18 @@ impl Offsets {
     }
 }
 
+impl<T: AsRef<[u8]>> ipv4::Packet<T> {
+    /// Where this packet's headers lie, the packet at offset 0 of its buffer (for
+    /// [`translate`]).
+    pub fn offsets(&self) -> Offsets {
+        Offsets {
+            l3: 0,
+            l4: self.header_len() as u16,
+            end: self.total_len() as u16,
+        }
+    }
+}
+
 /// Applies a checksum delta to a stored checksum.
 #[inline(always)]
 fn fix(sum: u16, delta: u16) -> u16 {
@@ -208,6 +225,49 @@ pub fn translate(
         Transport::Other => {}
     }
     true
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> ipv4::Packet<T> {
+    /// Translate an ICMP error's quoted packet (RFC 5508 section 4.2): rewrite the quoted
+    /// header's `side` address and port (echo identifier for a quoted echo), fix the quoted
+    /// header checksum, the quoted UDP/ICMP checksum (and the TCP one if quoted in full), and
+    /// this packet's ICMP checksum. The outer header is not changed: rewrite it with
+    /// [`Packet::rewrite_addr_only`](ipv4::Packet::rewrite_addr_only) (ICMP has no
+    /// pseudo-header).
+    ///
+    /// For an error about a packet the NAT sent out after SNAT, `side` is [`Endpoint::Src`] and the
+    /// address/port are the inside ones.
+    ///
+    /// # Errors
+    /// [`Error::Ipv4Fragment`] for a non-first fragment, [`Error::IcmpTruncated`],
+    /// [`Error::IcmpUnsupported`] if this is not ICMP or not an ICMP error (or quotes an ICMP
+    /// message other than echo), [`Error::IcmpBadQuote`] if the quote is malformed. On error
+    /// the packet is unchanged.
+    pub fn translate_icmp_error(
+        &mut self,
+        side: Endpoint,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> Result<(), Error> {
+        if self.protocol() != IpProtocol::ICMP {
+            return Err(Error::IcmpUnsupported);
+        }
+        if !self.is_first_fragment() {
+            return Err(Error::Ipv4Fragment);
+        }
+        let icmp_bytes = self.payload_mut();
+        let mut msg = icmp::Packet::new_checked(icmp_bytes)?;
+        if !msg.msg_type().is_error() {
+            return Err(Error::IcmpUnsupported);
+        }
+        let delta = {
+            let mut quote = Quote::new_checked(msg.data_mut())?;
+            quote.rewrite(side, addr, port)?
+        };
+        let c = msg.checksum();
+        msg.set_checksum(delta.apply(c));
+        Ok(())
+    }
 }
 
 /// Addresses the frame: destination `dst` (the next hop), source `src` (our port).
