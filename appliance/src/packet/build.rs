@@ -1,5 +1,5 @@
 //! Builders for the frames the appliance sends itself: ARP, ICMP echo replies and errors, TCP
-//! resets; a plain UDP datagram, the traffic the benchmark generators make; and any IPv4
+//! resets, the health probe's SYN-ACK; a plain UDP datagram, the traffic the benchmark generators make; and any IPv4
 //! packet around transport bytes, the frame `explain` and the tests start from.
 //!
 //! Each writes a whole Ethernet frame into a caller-provided buffer (the data path does not
@@ -335,6 +335,41 @@ pub fn tcp_rst(buf: &mut [u8], link: &Link, offending: &[u8]) -> Result<usize, E
     Ok(finish(buf, off + hl + n))
 }
 
+/// Window of the SYN-ACK [`tcp_syn_ack`] sends: 44 full segments of [`SYN_ACK_MSS`].
+const SYN_ACK_WINDOW: u16 = 64240;
+/// MSS option of the SYN-ACK [`tcp_syn_ack`] sends: an Ethernet host's.
+const SYN_ACK_MSS: u16 = 1460;
+
+/// SYN-ACK answering `syn` (an IPv4 packet carrying a TCP SYN) from the address and port it
+/// was sent to, with initial sequence number `isn` and `ACK = SEG.SEQ + 1` (RFC 9293 section
+/// 3.5), window 64240 and an MSS option of 1460: the health probe's half of a handshake,
+/// which keeps no state (the next segment gets a [`tcp_rst`]). The caller checks that `syn`
+/// is a SYN without ACK and picks `isn` (RFC 9293 section 3.4.1: not predictable from
+/// outside).
+///
+/// # Errors
+/// IPv4 and TCP validation errors of `syn`, [`Error::BufferTooSmall`].
+pub fn tcp_syn_ack(buf: &mut [u8], link: &Link, syn: &[u8], isn: u32) -> Result<usize, Error> {
+    let ip = ipv4::Packet::new_checked(syn)?;
+    let seg = tcp::Packet::new_checked(ip.payload())?;
+    let repr = tcp::Repr {
+        src_port: seg.dst_port(),
+        dst_port: seg.src_port(),
+        flags: Flags::SYN | Flags::ACK,
+        seq_number: isn,
+        ack_number: seg.seq_number().wrapping_add(1),
+        window_len: SYN_ACK_WINDOW,
+        max_seg_size: Some(SYN_ACK_MSS),
+        ..tcp::Repr::default()
+    };
+    let (src, dst) = (ip.dst_addr(), ip.src_addr());
+    let ip_repr = own_header(src, dst, IpProtocol::TCP, repr.buffer_len());
+    let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
+    let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
+    let n = repr.emit(&mut buf[off + hl..], src, dst, &ChecksumCaps::NONE)?;
+    Ok(finish(buf, off + hl + n))
+}
+
 /// A UDP datagram from `src` to `dst` carrying `payload` (TTL 64, DF set, checksums
 /// computed), as the benchmark generators send: 18 payload bytes make a 64-byte frame with
 /// the FCS.
@@ -652,7 +687,8 @@ mod tests {
         ip_packet(OUR_IP, IpProtocol::TCP, &l4)
     }
 
-    fn rst_of(frame: &[u8]) -> tcp::Repr<'_> {
+    /// The TCP segment of a built frame, from OUR_IP to PEER_IP, every checksum verified.
+    fn segment_of(frame: &[u8]) -> tcp::Repr<'_> {
         let ip = ipv4::Packet::new_checked(&frame[14..]).unwrap();
         assert_eq!((ip.src_addr(), ip.dst_addr()), (OUR_IP, PEER_IP));
         assert!(ip.verify_checksum());
@@ -671,14 +707,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n, 60);
-        let r = rst_of(&buf[..n]);
+        let r = segment_of(&buf[..n]);
         assert_eq!((r.src_port, r.dst_port), (22, 40000));
         assert_eq!(r.flags, tcp::Flags::RST | tcp::Flags::ACK);
         assert_eq!((r.seq_number, r.ack_number), (0, 0));
         // Data with ACK: <SEQ=SEG.ACK><CTL=RST>.
         let seg = tcp_segment(tcp::Flags::ACK | tcp::Flags::PSH, 100, 5000, b"hello");
         let n = tcp_rst(&mut buf, &LINK, &seg).unwrap();
-        let r = rst_of(&buf[..n]);
+        let r = segment_of(&buf[..n]);
         assert_eq!(r.flags, tcp::Flags::RST);
         assert_eq!(r.seq_number, 5000);
         // FIN with data, no ACK: ACK = SEQ + len + 1.
@@ -688,7 +724,7 @@ mod tests {
             &tcp_segment(tcp::Flags::FIN, 100, 0, b"abc"),
         )
         .unwrap();
-        assert_eq!(rst_of(&buf[..n]).ack_number, 104);
+        assert_eq!(segment_of(&buf[..n]).ack_number, 104);
         // Never answer a RST.
         let seg = tcp_segment(tcp::Flags::RST, 1, 0, &[]);
         assert_eq!(tcp_rst(&mut buf, &LINK, &seg), Err(Error::ReplyNotAllowed));
@@ -700,6 +736,45 @@ mod tests {
         assert_eq!(
             tcp_rst(&mut buf[..59], &LINK, &seg),
             Err(Error::BufferTooSmall)
+        );
+    }
+
+    /// The health probe's SYN-ACK to a SYN from 192.168.1.2:40000 to 192.168.1.1:22 with
+    /// sequence number 0xffffffff, ISN 0x12345678 (the bytes pipeline/local.rs wrote itself
+    /// before the builder).
+    #[rustfmt::skip]
+    const SYN_ACK_FRAME: [u8; 60] = [
+        // Ethernet: dst 02:00:00:00:00:02, src 02:00:00:00:00:01, IPv4
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00,
+        // IPv4: ihl 5, tos 0, total 44, id 0, DF, ttl 64, TCP, checksum 0xb778
+        0x45, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x40, 0x00, 0x40, 0x06, 0xb7, 0x78,
+        // src 192.168.1.1, dst 192.168.1.2
+        0xc0, 0xa8, 0x01, 0x01, 0xc0, 0xa8, 0x01, 0x02,
+        // TCP: sport 22, dport 40000, seq 0x12345678, ack 0 (SEG.SEQ + 1 wraps)
+        0x00, 0x16, 0x9c, 0x40, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x00,
+        // data offset 6, SYN+ACK, window 64240, checksum 0x14cf, urgent 0
+        0x60, 0x12, 0xfa, 0xf0, 0x14, 0xcf, 0x00, 0x00,
+        // MSS 1460
+        0x02, 0x04, 0x05, 0xb4,
+        // padding to 60 bytes
+        0x00, 0x00,
+    ];
+
+    #[test]
+    fn syn_ack_known_frame() {
+        let syn = tcp_segment(tcp::Flags::SYN, 0xffff_ffff, 0, &[]);
+        let mut buf = [0xaau8; 128];
+        let n = tcp_syn_ack(&mut buf, &LINK, &syn, 0x1234_5678).unwrap();
+        assert_eq!(buf[..n], SYN_ACK_FRAME);
+        let r = segment_of(&buf[..n]);
+        assert_eq!(r.flags, tcp::Flags::SYN | tcp::Flags::ACK);
+        assert_eq!(
+            tcp_syn_ack(&mut buf[..59], &LINK, &syn, 1),
+            Err(Error::BufferTooSmall)
+        );
+        assert_eq!(
+            tcp_syn_ack(&mut buf, &LINK, &syn[..39], 1),
+            Err(Error::Ipv4Truncated)
         );
     }
 

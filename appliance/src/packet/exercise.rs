@@ -88,6 +88,7 @@ fn ipv4_checks(data: &[u8]) {
     let _ = build::icmp_time_exceeded(&mut buf, &LINK, dst, data, TimeExceeded::TtlExpired);
     let _ = build::icmp_echo_reply(&mut buf, &LINK, data);
     let _ = build::tcp_rst(&mut buf, &LINK, data);
+    let _ = build::tcp_syn_ack(&mut buf, &LINK, data, 1);
 
     // In-place rewrites on a copy: a checksum that verified must still verify.
     let mut copy = data.to_vec();

@@ -1,6 +1,8 @@
 //! What the appliance answers itself: ARP for its addresses, ICMP echo, the health probe,
 //! ICMP time exceeded; and what it learns from ARP.
 
+use std::net::Ipv4Addr;
+
 use super::action::{Disposition, Note};
 use super::buf::PacketBuf;
 use super::class::{Class, Trace};
@@ -11,10 +13,7 @@ use super::reason::Discard;
 use super::shard::Shard;
 use crate::packet::build::{self, Link};
 use crate::packet::icmp::TimeExceeded;
-use crate::packet::{
-    ArpOperation, ArpPacket, ChecksumCaps, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
-    IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, Vlans,
-};
+use crate::packet::{ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, TcpPacket, Vlans};
 
 impl<T: Trace> Shard<T> {
     /// Packets that take no part in the burst's session lookups: ARP, ICMP errors, other
@@ -137,7 +136,10 @@ impl<T: Trace> Shard<T> {
                 }
                 let flags = meta.tcp_flags;
                 let built = if flags.syn() && !flags.ack() {
-                    syn_ack(&mut self.scratch, &link, &pkt.bytes()[ip.clone()])
+                    // Stage 1 checked the TCP header.
+                    let tcp = TcpPacket::new_unchecked(&pkt.bytes()[meta.at.transport()]);
+                    let isn = initial_seq(dst, meta.key.src_addr(), tcp.seq_number());
+                    build::tcp_syn_ack(&mut self.scratch, &link, &pkt.bytes()[ip.clone()], isn)
                 } else if flags.rst() {
                     return self.discard(Discard::LocalUnhandled);
                 } else {
@@ -249,61 +251,11 @@ fn vlans(frame: &[u8]) -> Vlans {
         .unwrap_or(Vlans::None)
 }
 
-/// A SYN-ACK answering a SYN to the health probe: the probe only needs the handshake to
-/// complete, so no state is kept (the next segment gets a RST).
-fn syn_ack(buf: &mut [u8], link: &Link, syn: &[u8]) -> Result<usize, crate::packet::Error> {
-    let ip = Ipv4Packet::new_checked(syn)?;
-    let tcp = TcpPacket::new_checked(ip.payload_slice())?;
-    let (src, dst) = (ip.dst_addr(), ip.src_addr());
-    // An initial sequence number that is not predictable from outside the host.
-    let isn = {
-        let x = u64::from(u32::from(src)) << 32
-            | u64::from(u32::from(dst)) ^ u64::from(tcp.seq_number());
-        let h = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (h >> 32) as u32 ^ std::process::id()
-    };
-    let repr = TcpRepr {
-        src_port: tcp.dst_port(),
-        dst_port: tcp.src_port(),
-        flags: TcpFlags::SYN | TcpFlags::ACK,
-        seq_number: isn,
-        ack_number: tcp.seq_number().wrapping_add(1),
-        window_len: 64240,
-        urgent_at: 0,
-        max_seg_size: Some(1460),
-        window_scale: None,
-        sack_permitted: false,
-        timestamps: None,
-        payload: &[],
-    };
-    let eth = EthernetRepr {
-        src_addr: link.src,
-        dst_addr: link.dst,
-        vlans: link.vlans,
-        ethertype: EtherType::Ipv4,
-    };
-    let ip_repr = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: IpProtocol::TCP,
-        payload_len: repr.buffer_len(),
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
-    let total = eth.buffer_len() + ip_repr.buffer_len() + repr.buffer_len();
-    if buf.len() < total.max(60) {
-        return Err(crate::packet::Error::BufferTooSmall);
-    }
-    let mut at = eth.emit(buf)?;
-    at += ip_repr.emit(&mut buf[at..], &ChecksumCaps::NONE)?;
-    at += repr.emit(&mut buf[at..], src, dst, &ChecksumCaps::NONE)?;
-    if at < 60 {
-        buf[at..60].fill(0);
-        at = 60;
-    }
-    Ok(at)
+/// The initial sequence number of the health probe's SYN-ACK from `src` to `dst` answering
+/// sequence number `seq`: not predictable from outside the host (RFC 9293 section 3.4.1),
+/// and with no state kept, the same for a retransmitted SYN.
+fn initial_seq(src: Ipv4Addr, dst: Ipv4Addr, seq: u32) -> u32 {
+    let x = u64::from(u32::from(src)) << 32 | u64::from(u32::from(dst)) ^ u64::from(seq);
+    let h = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 32) as u32 ^ std::process::id()
 }
