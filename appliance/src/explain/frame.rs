@@ -43,12 +43,8 @@ pub fn build(
                 seq_number: 1000,
                 ack_number: if flags.ack() { 5000 } else { 0 },
                 window_len: 64240,
-                urgent_at: 0,
                 max_seg_size: flags.syn().then_some(SYN_MSS),
-                window_scale: None,
-                sack_permitted: false,
-                timestamps: None,
-                payload: &[],
+                ..TcpRepr::default()
             };
             let mut l4 = vec![0u8; r.buffer_len()];
             r.emit(&mut l4, flow.src, flow.dst, &caps)?;
@@ -141,18 +137,7 @@ fn quoted_udp(src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> Result<Vec<u8>, crate:
         dst_port: port,
         payload: &[],
     };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: IpProtocol::UDP,
-        payload_len: udp.buffer_len(),
-        ttl: 64,
-        dscp_ecn: 0,
-        ident: 0,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
-    };
+    let ip = build::own_header(src, dst, IpProtocol::UDP, udp.buffer_len());
     let mut q = vec![0u8; ip.buffer_len()];
     let at = ip.emit(&mut q, &ChecksumCaps::NONE)?;
     udp.emit(&mut q[at..], src, dst, &ChecksumCaps::NONE)?;
@@ -175,16 +160,9 @@ fn ip_frame(
         vlans: Vlans::None,
     };
     let header = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol,
-        payload_len: l4.len(),
         ttl,
-        dscp_ecn: 0,
         ident: 0x4558,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
+        ..build::own_header(src, dst, protocol, l4.len())
     };
     let mut f = vec![0u8; ETHERNET_HEADER_LEN + header.buffer_len() + l4.len() + MIN_FRAME_LEN];
     let n = build::ipv4_frame(&mut f, &link, &header, l4)?;

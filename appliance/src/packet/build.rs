@@ -56,7 +56,9 @@ pub enum Unreachable {
 
 /// The IPv4 header of a packet the appliance originates: default TTL, Don't Fragment, no
 /// identification (RFC 6864: an atomic datagram's ID is not used), ordinary service class.
-fn own_header(
+/// `explain` and the tests start their hosts' packets from it too, changing what they need
+/// (`Ipv4Repr { ttl, ..own_header(..) }`).
+pub fn own_header(
     src_addr: Ipv4Addr,
     dst_addr: Ipv4Addr,
     protocol: IpProtocol,

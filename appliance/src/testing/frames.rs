@@ -27,16 +27,8 @@ pub fn ip_frame(
         vlans: Vlans::None,
     };
     let header = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol,
-        payload_len: l4.len(),
-        ttl: 64,
-        dscp_ecn: 0,
         ident: 7,
-        dont_frag: true,
-        more_frags: false,
-        frag_offset: 0,
+        ..build::own_header(src, dst, protocol, l4.len())
     };
     let mut f = vec![0u8; 14 + header.buffer_len() + l4.len() + build::MIN_FRAME_LEN];
     let n = build::ipv4_frame(&mut f, &link, &header, l4).expect("buffer sized for the frame");
@@ -92,12 +84,9 @@ pub fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: TcpFlags, macs: Ma
         seq_number: 1000,
         ack_number: if flags.ack() { 5000 } else { 0 },
         window_len: 65535,
-        urgent_at: 0,
         max_seg_size: flags.syn().then_some(1460),
-        window_scale: None,
-        sack_permitted: false,
-        timestamps: None,
         payload: if flags.syn() { &[] } else { b"data" },
+        ..TcpRepr::default()
     };
     let mut l4 = vec![0u8; r.buffer_len()];
     r.emit(&mut l4, src.0, dst.0, &ChecksumCaps::NONE)
