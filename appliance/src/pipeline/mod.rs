@@ -23,8 +23,8 @@
 //! [`meta`], [`class`] (the packet classes and the tracer), [`reason`] and [`counters`],
 //! [`action`], [`env`](mod@env) (the world a burst reads), [`owner`] (which worker owns a flow). A
 //! stage file imports these; between stages imports go one way only ([`slow`] and [`local`]
-//! ask [`classify`] which side a packet comes from, [`related`] uses the fast path's
-//! translation), and `appliance/tests/architecture.rs` checks they form no circle.
+//! ask [`classify`] which side a packet comes from, [`related`] the fast path whether a
+//! packet arrives on its session's side), and `appliance/tests/architecture.rs` checks they form no circle.
 //!
 //! Nothing here touches DPDK: a packet is a [`PacketBuf`], an mbuf in the data path and a
 //! [`VecBuf`] in tests, fuzzing and `explain`.
