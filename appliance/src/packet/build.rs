@@ -329,6 +329,16 @@ pub fn tcp_rst(buf: &mut [u8], link: &Link, offending: &[u8]) -> Result<usize, E
         ack_number,
         ..tcp::Repr::default()
     };
+    tcp_reply(buf, link, &ip, &repr)
+}
+
+/// The segment `repr` back to the sender of `ip`, from the address it was sent to.
+fn tcp_reply(
+    buf: &mut [u8],
+    link: &Link,
+    ip: &ipv4::Packet<&[u8]>,
+    repr: &tcp::Repr<'_>,
+) -> Result<usize, Error> {
     let (src, dst) = (ip.dst_addr(), ip.src_addr());
     let ip_repr = own_header(src, dst, IpProtocol::TCP, repr.buffer_len());
     let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
@@ -364,12 +374,7 @@ pub fn tcp_syn_ack(buf: &mut [u8], link: &Link, syn: &[u8], isn: u32) -> Result<
         max_seg_size: Some(SYN_ACK_MSS),
         ..tcp::Repr::default()
     };
-    let (src, dst) = (ip.dst_addr(), ip.src_addr());
-    let ip_repr = own_header(src, dst, IpProtocol::TCP, repr.buffer_len());
-    let off = start(buf, link, EtherType::Ipv4, ip_repr.buffer_len())?;
-    let hl = ip_repr.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
-    let n = repr.emit(&mut buf[off + hl..], src, dst, &ChecksumCaps::NONE)?;
-    Ok(finish(buf, off + hl + n))
+    tcp_reply(buf, link, &ip, &repr)
 }
 
 /// A UDP datagram from `src` to `dst` carrying `payload` (TTL 64, DF set, checksums

@@ -105,7 +105,7 @@ impl<T: AsRef<[u8]>> Quote<T> {
         }
         let protocol = self.protocol();
         let l4 = self.l4_header();
-        let (src_port, dst_port) = match protocol {
+        let ports = match protocol {
             IpProtocol::TCP | IpProtocol::UDP => (get_u16(l4, 0), get_u16(l4, 2)),
             IpProtocol::ICMP if icmp::is_echo(l4[0]) => {
                 let id = get_u16(l4, icmp::ECHO_IDENT);
@@ -113,13 +113,12 @@ impl<T: AsRef<[u8]>> Quote<T> {
             }
             _ => (0, 0),
         };
-        Ok(FiveTuple {
-            src_addr: self.src_addr(),
-            dst_addr: self.dst_addr(),
+        Ok(FiveTuple::new(
+            self.src_addr(),
+            self.dst_addr(),
             protocol,
-            src_port,
-            dst_port,
-        })
+            ports,
+        ))
     }
 }
 

@@ -27,6 +27,23 @@ pub struct FiveTuple {
 }
 
 impl FiveTuple {
+    /// The tuple of addresses, protocol and (source, destination) ports.
+    #[inline(always)]
+    pub const fn new(
+        src_addr: Ipv4Addr,
+        dst_addr: Ipv4Addr,
+        protocol: IpProtocol,
+        (src_port, dst_port): (u16, u16),
+    ) -> FiveTuple {
+        FiveTuple {
+            src_addr,
+            dst_addr,
+            protocol,
+            src_port,
+            dst_port,
+        }
+    }
+
     /// The tuple of a reply: source and destination swapped.
     pub const fn reversed(&self) -> FiveTuple {
         FiveTuple {
@@ -60,14 +77,13 @@ impl<T: AsRef<[u8]>> ipv4::Packet<T> {
             return Err(Error::Ipv4Fragment);
         }
         let protocol = self.protocol();
-        let (src_port, dst_port) = l4_ports(protocol, self.payload_slice())?;
-        Ok(FiveTuple {
-            src_addr: self.src_addr(),
-            dst_addr: self.dst_addr(),
+        let ports = l4_ports(protocol, self.payload_slice())?;
+        Ok(FiveTuple::new(
+            self.src_addr(),
+            self.dst_addr(),
             protocol,
-            src_port,
-            dst_port,
-        })
+            ports,
+        ))
     }
 }
 
