@@ -1,6 +1,8 @@
 //! The flow expression parser, form by form, and `explain` on the example configurations.
 
 use super::*;
+use crate::testing::{has, json_has};
+use serde_json::json;
 
 // --- the flow expression ------------------------------------------------------------------
 
@@ -12,17 +14,19 @@ fn parse(s: &str) -> Flow {
     Flow::parse(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
 }
 
-/// The expression is refused at `token` (`None`: it ended early), and the message names it
-/// and what was expected.
-fn refused(s: &str, token: Option<&str>, expected: &str) {
-    let e = Flow::parse(s).expect_err(s);
-    assert_eq!(e.token.as_deref(), token, "{s:?}: {e}");
-    assert!(e.expected.contains(expected), "{s:?}: {e}");
-    let message = e.to_string();
-    if let Some(t) = token {
-        assert!(message.contains(&format!("{t:?}")), "{message}");
+/// Each `(expression, token, expected)`: the expression is refused at `token` (`None`: it
+/// ended early), and the message names it and what was expected.
+fn refused(cases: &[(&str, Option<&str>, &str)]) {
+    for &(s, token, expected) in cases {
+        let e = Flow::parse(s).expect_err(s);
+        assert_eq!(e.token.as_deref(), token, "{s:?}: {e}");
+        assert!(e.expected.contains(expected), "{s:?}: {e}");
+        let message = e.to_string();
+        if let Some(t) = token {
+            assert!(message.contains(&format!("{t:?}")), "{message}");
+        }
+        assert!(message.contains("the form is"), "{message}");
     }
-    assert!(message.contains("the form is"), "{message}");
 }
 
 mod parse {
@@ -153,146 +157,165 @@ mod parse {
 
     #[test]
     fn empty() {
-        refused("", None, "a protocol");
-        refused("   ", None, "a protocol");
+        refused(&[("", None, "a protocol"), ("   ", None, "a protocol")]);
     }
 
     #[test]
     fn unknown_protocol() {
-        refused(
-            "sctp 1.2.3.4:1 -> 5.6.7.8:2",
-            Some("sctp"),
-            "tcp, udp or icmp",
-        );
-        refused(
-            "10.0.1.10:1 -> 5.6.7.8:2",
-            Some("10.0.1.10:1"),
-            "a protocol",
-        );
+        refused(&[
+            (
+                "sctp 1.2.3.4:1 -> 5.6.7.8:2",
+                Some("sctp"),
+                "tcp, udp or icmp",
+            ),
+            (
+                "10.0.1.10:1 -> 5.6.7.8:2",
+                Some("10.0.1.10:1"),
+                "a protocol",
+            ),
+        ]);
     }
 
     #[test]
     fn missing_port() {
-        refused(
-            "udp 10.0.1.10 -> 5.6.7.8:2",
-            Some("10.0.1.10"),
-            "address and port",
-        );
-        refused(
-            "udp 10.0.1.10:1 -> 5.6.7.8",
-            Some("5.6.7.8"),
-            "address and port",
-        );
+        refused(&[
+            (
+                "udp 10.0.1.10 -> 5.6.7.8:2",
+                Some("10.0.1.10"),
+                "address and port",
+            ),
+            (
+                "udp 10.0.1.10:1 -> 5.6.7.8",
+                Some("5.6.7.8"),
+                "address and port",
+            ),
+        ]);
     }
 
     #[test]
     fn bad_port() {
-        refused(
-            "udp 10.0.1.10:99999 -> 5.6.7.8:2",
-            Some("10.0.1.10:99999"),
-            "0-65535",
-        );
-        refused(
-            "udp 10.0.1.10:x -> 5.6.7.8:2",
-            Some("10.0.1.10:x"),
-            "0-65535",
-        );
-        refused(
-            "udp 10.0.1.10:-1 -> 5.6.7.8:2",
-            Some("10.0.1.10:-1"),
-            "0-65535",
-        );
+        refused(&[
+            (
+                "udp 10.0.1.10:99999 -> 5.6.7.8:2",
+                Some("10.0.1.10:99999"),
+                "0-65535",
+            ),
+            (
+                "udp 10.0.1.10:x -> 5.6.7.8:2",
+                Some("10.0.1.10:x"),
+                "0-65535",
+            ),
+            (
+                "udp 10.0.1.10:-1 -> 5.6.7.8:2",
+                Some("10.0.1.10:-1"),
+                "0-65535",
+            ),
+        ]);
     }
 
     #[test]
     fn bad_address() {
-        refused(
-            "udp 10.0.1.300:1 -> 5.6.7.8:2",
-            Some("10.0.1.300:1"),
-            "address",
-        );
-        refused("icmp 10.0.1 -> 5.6.7.8", Some("10.0.1"), "IPv4 address");
-        refused("udp host:1 -> 5.6.7.8:2", Some("host:1"), "address");
+        refused(&[
+            (
+                "udp 10.0.1.300:1 -> 5.6.7.8:2",
+                Some("10.0.1.300:1"),
+                "address",
+            ),
+            ("icmp 10.0.1 -> 5.6.7.8", Some("10.0.1"), "IPv4 address"),
+            ("udp host:1 -> 5.6.7.8:2", Some("host:1"), "address"),
+        ]);
     }
 
     #[test]
     fn bad_arrow() {
-        refused("udp 1.2.3.4:1 => 5.6.7.8:2", Some("=>"), "\"->\"");
-        refused("udp 1.2.3.4:1 5.6.7.8:2", Some("5.6.7.8:2"), "\"->\"");
+        refused(&[
+            ("udp 1.2.3.4:1 => 5.6.7.8:2", Some("=>"), "\"->\""),
+            ("udp 1.2.3.4:1 5.6.7.8:2", Some("5.6.7.8:2"), "\"->\""),
+        ]);
     }
 
     #[test]
     fn ends_early() {
-        refused("udp", None, "source address");
-        refused("udp 1.2.3.4:1", None, "\"->\"");
-        refused("udp 1.2.3.4:1 ->", None, "destination address");
-        refused(
-            "tcp 1.2.3.4:1 -> 5.6.7.8:2 on",
-            None,
-            "a value after \"on\"",
-        );
+        refused(&[
+            ("udp", None, "source address"),
+            ("udp 1.2.3.4:1", None, "\"->\""),
+            ("udp 1.2.3.4:1 ->", None, "destination address"),
+            (
+                "tcp 1.2.3.4:1 -> 5.6.7.8:2 on",
+                None,
+                "a value after \"on\"",
+            ),
+        ]);
     }
 
     #[test]
     fn icmp_has_no_ports() {
-        refused("icmp 1.2.3.4:5 -> 5.6.7.8", Some("1.2.3.4:5"), "`id N`");
-        refused(
-            "icmp 1.2.3.4 -> 5.6.7.8:80",
-            Some("5.6.7.8:80"),
-            "without a port",
-        );
+        refused(&[
+            ("icmp 1.2.3.4:5 -> 5.6.7.8", Some("1.2.3.4:5"), "`id N`"),
+            (
+                "icmp 1.2.3.4 -> 5.6.7.8:80",
+                Some("5.6.7.8:80"),
+                "without a port",
+            ),
+        ]);
     }
 
     #[test]
     fn options_belong_to_their_protocol() {
-        refused(
-            "udp 1.2.3.4:1 -> 5.6.7.8:2 flags syn",
-            Some("flags"),
-            "on PORT or ttl N",
-        );
-        refused("tcp 1.2.3.4:1 -> 5.6.7.8:2 type 8", Some("type"), "flags");
-        refused("icmp 1.2.3.4 -> 5.6.7.8 flags syn", Some("flags"), "type T");
-        refused(
-            "udp 1.2.3.4:1 -> 5.6.7.8:2 via wan",
-            Some("via"),
-            "an option",
-        );
+        refused(&[
+            (
+                "udp 1.2.3.4:1 -> 5.6.7.8:2 flags syn",
+                Some("flags"),
+                "on PORT or ttl N",
+            ),
+            ("tcp 1.2.3.4:1 -> 5.6.7.8:2 type 8", Some("type"), "flags"),
+            ("icmp 1.2.3.4 -> 5.6.7.8 flags syn", Some("flags"), "type T"),
+            (
+                "udp 1.2.3.4:1 -> 5.6.7.8:2 via wan",
+                Some("via"),
+                "an option",
+            ),
+        ]);
     }
 
     #[test]
     fn bad_values() {
-        refused(
-            "tcp 1.2.3.4:1 -> 5.6.7.8:2 flags syn,bogus",
-            Some("syn,bogus"),
-            "syn, ack",
-        );
-        refused("tcp 1.2.3.4:1 -> 5.6.7.8:2 ttl 0", Some("0"), "TTL 1-255");
-        refused(
-            "tcp 1.2.3.4:1 -> 5.6.7.8:2 ttl 300",
-            Some("300"),
-            "TTL 1-255",
-        );
-        refused(
-            "icmp 1.2.3.4 -> 5.6.7.8 type bogus",
-            Some("bogus"),
-            "ICMP type",
-        );
-        refused(
-            "icmp 1.2.3.4 -> 5.6.7.8 id 70000",
-            Some("70000"),
-            "identifier",
-        );
-        refused("icmp 1.2.3.4 -> 5.6.7.8 code -1", Some("-1"), "ICMP code");
+        refused(&[
+            (
+                "tcp 1.2.3.4:1 -> 5.6.7.8:2 flags syn,bogus",
+                Some("syn,bogus"),
+                "syn, ack",
+            ),
+            ("tcp 1.2.3.4:1 -> 5.6.7.8:2 ttl 0", Some("0"), "TTL 1-255"),
+            (
+                "tcp 1.2.3.4:1 -> 5.6.7.8:2 ttl 300",
+                Some("300"),
+                "TTL 1-255",
+            ),
+            (
+                "icmp 1.2.3.4 -> 5.6.7.8 type bogus",
+                Some("bogus"),
+                "ICMP type",
+            ),
+            (
+                "icmp 1.2.3.4 -> 5.6.7.8 id 70000",
+                Some("70000"),
+                "identifier",
+            ),
+            ("icmp 1.2.3.4 -> 5.6.7.8 code -1", Some("-1"), "ICMP code"),
+        ]);
     }
 
     #[test]
     fn options_at_most_once() {
-        refused(
-            "tcp 1.2.3.4:1 -> 5.6.7.8:2 on lan on wan",
-            Some("on"),
-            "only once",
-        );
-        refused("icmp 1.2.3.4 -> 5.6.7.8 id 1 id 2", Some("id"), "only once");
+        refused(&[
+            (
+                "tcp 1.2.3.4:1 -> 5.6.7.8:2 on lan on wan",
+                Some("on"),
+                "only once",
+            ),
+            ("icmp 1.2.3.4 -> 5.6.7.8 id 1 id 2", Some("id"), "only once"),
+        ]);
     }
 
     #[test]
@@ -317,47 +340,73 @@ mod parse {
 const TESTBED: &str = include_str!("../../../configs/testbed.toml");
 const EXAMPLE: &str = include_str!("../../../configs/example-policy.toml");
 
-fn run(config: &str, flow: &str, reply: bool) -> Explanation {
+fn explained(config: &str, flow: &str, reply: bool) -> Explanation {
     let config = Config::parse(config, "test.toml").expect("config");
     let policy = Policy::compile(&config, 1).expect("policy");
     explain(&config, &policy, &parse(flow), &Options { reply }).expect("explained")
+}
+
+/// `flow` through `config`, without its reply.
+fn run(config: &str, flow: &str) -> Explanation {
+    explained(config, flow, false)
+}
+
+/// `flow` through `config`, and the reply to it.
+fn run_with_reply(config: &str, flow: &str) -> Explanation {
+    explained(config, flow, true)
 }
 
 fn out(x: &Step) -> &PacketView {
     x.output.as_ref().expect("a packet left")
 }
 
-fn forwarded(x: &Step, port: &str) {
-    assert_eq!(x.verdict.action, Handling::Forward, "{x:?}");
-    assert_eq!(x.verdict.port.as_deref(), Some(port));
+/// The step is of `class`, handled as `action` (a forward or an answer) and sent out of
+/// `port`: the packet that leaves.
+fn leaves<'a>(x: &'a Step, class: Class, action: Handling, port: &str) -> &'a PacketView {
+    let v = &x.verdict;
+    assert_eq!(
+        (x.class, v.action, v.port.as_deref()),
+        (class, action, Some(port)),
+        "{x:?}"
+    );
+    out(x)
 }
 
-fn dropped(x: &Step, reason: &str) {
-    assert_eq!(x.verdict.action, Handling::Drop, "{x:?}");
-    assert_eq!(x.verdict.reason, Some(reason));
-    assert!(x.output.is_none());
+/// The step is of `class` and dropped for `reason`, nothing leaving.
+fn dropped(x: &Step, class: Class, reason: &str) {
+    let v = &x.verdict;
+    assert_eq!(
+        (x.class, v.action, v.reason),
+        (class, Handling::Drop, Some(reason)),
+        "{x:?}"
+    );
+    assert!(x.output.is_none(), "{x:?}");
+}
+
+/// The packet's source and destination, `addr:port -> addr:port` (no ports for ICMP).
+fn ends(o: &PacketView) -> String {
+    format!("{} -> {}", o.src_text(), o.dst_text())
+}
+
+/// The rule that decided: its place in the file, its action and its comment.
+fn rule(x: &Explanation) -> (String, &'static str, Option<&str>) {
+    let r = x.rule.as_ref().expect("a rule decided");
+    (r.path(), r.action, r.comment.as_deref())
 }
 
 #[test]
 fn egress_is_allowed_and_translated_to_the_public_address() {
-    let x = run(TESTBED, "udp 10.0.1.10:5000 -> 198.51.100.10:53", false);
+    let x = run(TESTBED, "udp 10.0.1.10:5000 -> 198.51.100.10:53");
     assert_eq!(x.step.port, "lan");
     assert!(
         x.port_choice.contains("private prefixes"),
         "{}",
         x.port_choice
     );
-    assert_eq!(x.step.class, Class::Egress);
-    forwarded(&x.step, "wan");
-    let o = out(&x.step);
-    assert_eq!((o.src, o.src_port), (ip("192.0.2.2"), Some(5000)));
-    assert_eq!((o.dst, o.dst_port), (ip("198.51.100.10"), Some(53)));
+    let o = leaves(&x.step, Class::Egress, Handling::Forward, "wan");
+    assert_eq!(ends(o), "192.0.2.2:5000 -> 198.51.100.10:53");
     assert_eq!(o.ttl, 63);
-    let rule = x.rule.as_ref().unwrap();
-    assert_eq!(
-        (rule.path(), rule.action),
-        ("egress.default".into(), "allow")
-    );
+    assert_eq!(rule(&x), ("egress.default".into(), "allow", None));
     assert!(matches!(
         x.nat[..],
         [NatView::Snat {
@@ -381,23 +430,25 @@ fn egress_is_allowed_and_translated_to_the_public_address() {
 
 #[test]
 fn smtp_out_is_denied_by_the_egress_rule() {
-    let x = run(TESTBED, "tcp 10.0.1.10:40000 -> 198.51.100.10:25", false);
-    assert_eq!(x.step.class, Class::Egress);
-    dropped(&x.step, "egress_denied");
-    let rule = x.rule.as_ref().unwrap();
-    assert_eq!(rule.path(), "egress.rule[0]");
-    assert_eq!(rule.action, "deny");
-    assert_eq!(rule.comment.as_deref(), Some("no direct SMTP from inside"));
+    let x = run(TESTBED, "tcp 10.0.1.10:40000 -> 198.51.100.10:25");
+    dropped(&x.step, Class::Egress, "egress_denied");
+    assert_eq!(
+        rule(&x),
+        (
+            "egress.rule[0]".into(),
+            "deny",
+            Some("no direct SMTP from inside")
+        )
+    );
     assert!(x.nat.is_empty());
     assert!(!x.step.session_created);
 }
 
 #[test]
 fn unsolicited_ingress_is_dropped_without_a_forward() {
-    let x = run(TESTBED, "udp 203.0.113.10:999 -> 192.0.2.2:5000", false);
+    let x = run(TESTBED, "udp 203.0.113.10:999 -> 192.0.2.2:5000");
     assert_eq!(x.step.port, "wan");
-    assert_eq!(x.step.class, Class::Ingress);
-    dropped(&x.step, "no_forward");
+    dropped(&x.step, Class::Ingress, "no_forward");
     assert!(
         x.rule.is_none(),
         "no forward: the ingress rules are not consulted"
@@ -407,16 +458,16 @@ fn unsolicited_ingress_is_dropped_without_a_forward() {
 
 #[test]
 fn the_port_forward_admits_and_translates() {
-    let x = run(TESTBED, "tcp 203.0.113.10:40000 -> 192.0.2.2:8080", true);
-    assert_eq!(x.step.class, Class::Ingress);
-    forwarded(&x.step, "lan");
-    let o = out(&x.step);
-    assert_eq!((o.dst, o.dst_port), (ip("10.0.1.11"), Some(80)));
-    assert_eq!((o.src, o.src_port), (ip("203.0.113.10"), Some(40000)));
-    let rule = x.rule.as_ref().unwrap();
+    let x = run_with_reply(TESTBED, "tcp 203.0.113.10:40000 -> 192.0.2.2:8080");
+    let o = leaves(&x.step, Class::Ingress, Handling::Forward, "lan");
+    assert_eq!(ends(o), "203.0.113.10:40000 -> 10.0.1.11:80");
     assert_eq!(
-        (rule.path(), rule.action),
-        ("ingress.rule[0]".into(), "allow")
+        rule(&x),
+        (
+            "ingress.rule[0]".into(),
+            "allow",
+            Some("anyone may use the port forward")
+        )
     );
     match &x.nat[..] {
         [NatView::Forward { index, comment, .. }] => {
@@ -429,64 +480,54 @@ fn the_port_forward_admits_and_translates() {
     assert_eq!((hop.ip, hop.via), (ip("10.0.1.11"), "on-link"));
     // The server's SYN-ACK leaves from the public endpoint.
     let r = x.reply.as_ref().unwrap();
-    assert_eq!(r.class, Class::Reply);
-    forwarded(r, "wan");
-    let o = out(r);
-    assert_eq!((o.src, o.src_port), (ip("192.0.2.2"), Some(8080)));
+    let o = leaves(r, Class::Reply, Handling::Forward, "wan");
+    assert_eq!(ends(o), "192.0.2.2:8080 -> 203.0.113.10:40000");
     assert_eq!(r.session.unwrap().state.name(), "syn_received");
 }
 
 #[test]
 fn ping_to_the_public_address_is_answered() {
-    let x = run(TESTBED, "icmp 203.0.113.10 -> 192.0.2.2", true);
-    assert_eq!(x.step.class, Class::Local);
-    assert_eq!(x.step.verdict.action, Handling::Answer);
-    assert_eq!(x.step.verdict.port.as_deref(), Some("wan"));
-    let o = out(&x.step);
-    assert_eq!(
-        (o.src, o.dst, o.icmp_type),
-        (ip("192.0.2.2"), ip("203.0.113.10"), Some(0))
-    );
+    let x = run_with_reply(TESTBED, "icmp 203.0.113.10 -> 192.0.2.2");
+    let o = leaves(&x.step, Class::Local, Handling::Answer, "wan");
+    assert_eq!(ends(o), "192.0.2.2 -> 203.0.113.10");
+    assert_eq!(o.icmp_type, Some(0), "an echo reply");
     assert!(x.step.next_hop.is_none() && x.rule.is_none() && x.nat.is_empty());
     assert!(x.reply.is_none(), "the answer is the reply");
 }
 
 #[test]
 fn egress_reply_is_reverse_translated() {
-    let x = run(TESTBED, "tcp 10.0.1.10:40000 -> 203.0.113.10:443", true);
-    forwarded(&x.step, "wan");
+    let x = run_with_reply(TESTBED, "tcp 10.0.1.10:40000 -> 203.0.113.10:443");
+    leaves(&x.step, Class::Egress, Handling::Forward, "wan");
     assert_eq!(x.step.session.unwrap().state.name(), "syn_sent");
     assert_eq!(x.step.timeout_s, Some(240));
     let r = x.reply.as_ref().unwrap();
     assert_eq!(r.port, "wan");
     assert_eq!(r.packet.tcp_flags.as_deref(), Some("syn,ack"));
-    assert_eq!(r.class, Class::Reply);
-    forwarded(r, "lan");
+    let o = leaves(r, Class::Reply, Handling::Forward, "lan");
     assert!(!r.session_created);
-    let o = out(r);
-    assert_eq!((o.dst, o.dst_port), (ip("10.0.1.10"), Some(40000)));
-    assert_eq!((o.src, o.src_port), (ip("203.0.113.10"), Some(443)));
+    assert_eq!(ends(o), "203.0.113.10:443 -> 10.0.1.10:40000");
 }
 
 #[test]
 fn ping_out_maps_the_identifier_and_the_reply_comes_back() {
-    let x = run(TESTBED, "icmp 10.0.1.10 -> 198.51.100.10 id 4242", true);
-    assert_eq!(x.step.class, Class::Egress);
-    forwarded(&x.step, "wan");
-    assert_eq!(out(&x.step).src, ip("192.0.2.2"));
-    let r = x.reply.as_ref().unwrap();
-    assert_eq!(r.class, Class::Reply);
-    assert_eq!(out(r).icmp_id, Some(4242));
-    assert_eq!(out(r).dst, ip("10.0.1.10"));
+    let x = run_with_reply(TESTBED, "icmp 10.0.1.10 -> 198.51.100.10 id 4242");
+    let o = leaves(&x.step, Class::Egress, Handling::Forward, "wan");
+    assert_eq!(o.src, ip("192.0.2.2"));
+    let o = leaves(
+        x.reply.as_ref().unwrap(),
+        Class::Reply,
+        Handling::Forward,
+        "lan",
+    );
+    assert_eq!((o.icmp_id, o.dst), (Some(4242), ip("10.0.1.10")));
 }
 
 #[test]
 fn hairpin_through_the_port_forward() {
-    let x = run(TESTBED, "tcp 10.0.1.10:40000 -> 192.0.2.2:8080", false);
-    assert_eq!(x.step.class, Class::Hairpin);
-    forwarded(&x.step, "lan");
-    let o = out(&x.step);
-    assert_eq!((o.dst, o.dst_port), (ip("10.0.1.11"), Some(80)));
+    let x = run(TESTBED, "tcp 10.0.1.10:40000 -> 192.0.2.2:8080");
+    let o = leaves(&x.step, Class::Hairpin, Handling::Forward, "lan");
+    assert_eq!(o.dst_text(), "10.0.1.11:80");
     assert_eq!(o.src, ip("192.0.2.2"), "seen from its public endpoint");
     assert_eq!(x.rule.as_ref().unwrap().set, "egress");
     assert!(matches!(
@@ -497,31 +538,18 @@ fn hairpin_through_the_port_forward() {
 
 #[test]
 fn ttl_expiring_here_is_answered_with_time_exceeded() {
-    let x = run(
-        TESTBED,
-        "udp 10.0.1.10:5000 -> 198.51.100.10:53 ttl 1",
-        false,
-    );
-    assert_eq!(x.step.class, Class::Invalid);
-    assert_eq!(x.step.verdict.action, Handling::Answer);
+    let x = run(TESTBED, "udp 10.0.1.10:5000 -> 198.51.100.10:53 ttl 1");
+    let o = leaves(&x.step, Class::Invalid, Handling::Answer, "lan");
     assert_eq!(x.step.verdict.reason, Some("ttl_expired"));
-    let o = out(&x.step);
-    assert_eq!(
-        (o.src, o.dst, o.icmp_type),
-        (ip("10.0.1.1"), ip("10.0.1.10"), Some(11))
-    );
+    assert_eq!(ends(o), "10.0.1.1 -> 10.0.1.10");
+    assert_eq!(o.icmp_type, Some(11), "a time exceeded");
     assert!(!x.step.session_created);
 }
 
 #[test]
 fn tcp_without_syn_has_no_session_to_join() {
-    let x = run(
-        TESTBED,
-        "tcp 10.0.1.10:40000 -> 203.0.113.10:443 flags ack",
-        false,
-    );
-    assert_eq!(x.step.class, Class::Invalid);
-    dropped(&x.step, "tcp_no_session");
+    let x = run(TESTBED, "tcp 10.0.1.10:40000 -> 203.0.113.10:443 flags ack");
+    dropped(&x.step, Class::Invalid, "tcp_no_session");
     // The pipeline refuses it before any rule set is consulted, and explain shows only the
     // rule that decided.
     assert_eq!(x.rule, None);
@@ -529,26 +557,16 @@ fn tcp_without_syn_has_no_session_to_join() {
 
 #[test]
 fn inside_source_from_outside_is_spoofed() {
-    let x = run(
-        TESTBED,
-        "udp 10.0.1.10:5000 -> 192.0.2.2:5000 on wan",
-        false,
-    );
+    let x = run(TESTBED, "udp 10.0.1.10:5000 -> 192.0.2.2:5000 on wan");
     assert_eq!(x.port_choice, "given");
-    assert_eq!(x.step.class, Class::Invalid);
-    dropped(&x.step, "spoofed_source");
+    dropped(&x.step, Class::Invalid, "spoofed_source");
     assert!(x.rule.is_none());
 }
 
 #[test]
 fn icmp_error_without_a_session_is_related_and_dropped() {
-    let x = run(
-        TESTBED,
-        "icmp 198.51.100.1 -> 192.0.2.2 type time-exceeded",
-        false,
-    );
-    assert_eq!(x.step.class, Class::Related);
-    dropped(&x.step, "icmp_error_no_session");
+    let x = run(TESTBED, "icmp 198.51.100.1 -> 192.0.2.2 type time-exceeded");
+    dropped(&x.step, Class::Related, "icmp_error_no_session");
 }
 
 #[test]
@@ -566,11 +584,9 @@ fn unknown_port_is_an_error_naming_the_ports() {
 #[test]
 fn static_mapping_and_mss_clamp() {
     // 10.0.1.40 leaves as its own public address, ports kept; the SYN's MSS is clamped.
-    let x = run(EXAMPLE, "tcp 10.0.1.40:40000 -> 198.51.100.10:443", false);
-    assert_eq!(x.step.class, Class::Egress);
-    forwarded(&x.step, "wan");
-    let o = out(&x.step);
-    assert_eq!((o.src, o.src_port), (ip("203.0.113.40"), Some(40000)));
+    let x = run(EXAMPLE, "tcp 10.0.1.40:40000 -> 198.51.100.10:443");
+    let o = leaves(&x.step, Class::Egress, Handling::Forward, "wan");
+    assert_eq!(o.src_text(), "203.0.113.40:40000");
     assert_eq!(o.mss, Some(1400));
     assert_eq!(x.step.packet.mss, Some(frame::SYN_MSS));
     match &x.nat[..] {
@@ -578,51 +594,44 @@ fn static_mapping_and_mss_clamp() {
         other => panic!("{other:?}"),
     }
     // From outside, the mapping takes any port; the ingress rule for it admits.
-    let x = run(EXAMPLE, "udp 192.0.2.77:5000 -> 203.0.113.40:53", false);
-    assert_eq!(x.step.class, Class::Ingress);
-    forwarded(&x.step, "lan");
-    assert_eq!(out(&x.step).dst, ip("10.0.1.40"));
-    assert_eq!(x.rule.as_ref().unwrap().path(), "ingress.rule[3]");
+    let x = run(EXAMPLE, "udp 192.0.2.77:5000 -> 203.0.113.40:53");
+    let o = leaves(&x.step, Class::Ingress, Handling::Forward, "lan");
+    assert_eq!(o.dst, ip("10.0.1.40"));
+    assert_eq!(rule(&x).0, "ingress.rule[3]");
 }
 
 #[test]
 fn ingress_rule_denies_a_known_bad_network() {
-    let x = run(EXAMPLE, "tcp 198.51.100.7:40000 -> 203.0.113.2:443", false);
-    assert_eq!(x.step.class, Class::Ingress);
-    dropped(&x.step, "ingress_denied");
-    let rule = x.rule.as_ref().unwrap();
-    assert_eq!(rule.path(), "ingress.rule[0]");
-    assert_eq!(rule.comment.as_deref(), Some("known bad network"));
+    let x = run(EXAMPLE, "tcp 198.51.100.7:40000 -> 203.0.113.2:443");
+    dropped(&x.step, Class::Ingress, "ingress_denied");
+    assert_eq!(
+        rule(&x),
+        ("ingress.rule[0]".into(), "deny", Some("known bad network"))
+    );
     assert!(matches!(x.nat[..], [NatView::Forward { index: 0, .. }]));
 }
 
 #[test]
 fn health_probe_is_local() {
-    let x = run(
-        EXAMPLE,
-        "tcp 168.63.129.16:50000 -> 203.0.113.2:8080",
-        false,
-    );
-    assert_eq!(x.step.class, Class::Local);
-    assert_eq!(x.step.verdict.action, Handling::Answer);
-    assert_eq!(out(&x.step).tcp_flags.as_deref(), Some("syn,ack"));
-    let x = run(EXAMPLE, "tcp 192.0.2.9:50000 -> 203.0.113.2:8080", false);
-    assert_eq!(x.step.class, Class::Local);
-    dropped(&x.step, "local_denied");
+    let x = run(EXAMPLE, "tcp 168.63.129.16:50000 -> 203.0.113.2:8080");
+    let o = leaves(&x.step, Class::Local, Handling::Answer, "wan");
+    assert_eq!(o.tcp_flags.as_deref(), Some("syn,ack"));
+    let x = run(EXAMPLE, "tcp 192.0.2.9:50000 -> 203.0.113.2:8080");
+    dropped(&x.step, Class::Local, "local_denied");
 }
 
 #[test]
 fn static_neighbours_are_used() {
     // Inside to another private network is not the NAT's to carry.
-    let x = run(EXAMPLE, "udp 10.0.1.10:5000 -> 10.0.2.5:53", false);
-    dropped(&x.step, "private_destination");
+    let x = run(EXAMPLE, "udp 10.0.1.10:5000 -> 10.0.2.5:53");
+    dropped(&x.step, Class::Egress, "private_destination");
     // Egress through the wan gateway, whose MAC the file gives.
     let with_static = EXAMPLE.replace(
         "gateway = \"203.0.113.1\"        # the default route",
         "gateway = \"203.0.113.1\"\nneighbours = [{ ip = \"203.0.113.1\", mac = \"02:00:00:00:02:01\" }]",
     );
-    let x = run(&with_static, "udp 10.0.1.10:5000 -> 198.51.100.5:53", false);
-    forwarded(&x.step, "wan");
+    let x = run(&with_static, "udp 10.0.1.10:5000 -> 198.51.100.5:53");
+    leaves(&x.step, Class::Egress, Handling::Forward, "wan");
     let hop = x.step.next_hop.as_ref().unwrap();
     assert_eq!(
         (hop.ip, hop.via, hop.mac.as_str(), hop.mac_from),
@@ -630,53 +639,58 @@ fn static_neighbours_are_used() {
     );
     assert!(!x.notes.iter().any(|n| n.contains("ARP")), "{:?}", x.notes);
     // A forward's inside host has a made-up one.
-    let x = run(EXAMPLE, "udp 203.0.113.9:1 -> 203.0.113.17:27015", false);
-    forwarded(&x.step, "lan");
-    assert_eq!(out(&x.step).dst, ip("10.0.1.11"));
+    let x = run(EXAMPLE, "udp 203.0.113.9:1 -> 203.0.113.17:27015");
+    let o = leaves(&x.step, Class::Ingress, Handling::Forward, "lan");
+    assert_eq!(o.dst, ip("10.0.1.11"));
     assert_eq!(x.step.next_hop.as_ref().unwrap().mac_from, "assumed");
 }
 
 #[test]
 fn human_and_json_forms() {
-    let x = run(TESTBED, "tcp 10.0.1.10:40000 -> 198.51.100.10:25", true);
-    let text = x.render();
-    for want in [
-        "flow        tcp 10.0.1.10:40000 -> 198.51.100.10:25 flags syn ttl 64\n",
-        "arrives     on lan (the first inside port: 10.0.1.10 is in the private prefixes)\n",
-        "class       egress: a new flow from inside, going out\n",
-        "rule        egress.rule[0]: deny (\"no direct SMTP from inside\")\n",
-        "verdict     drop (egress_denied)\n",
-        "note        no reply to show",
-    ] {
-        assert!(text.contains(want), "{want:?} not in\n{text}");
-    }
-    let v = serde_json::to_value(&x).unwrap();
-    assert_eq!(v["class"], "egress");
-    assert_eq!(v["verdict"]["action"], "drop");
-    assert_eq!(v["verdict"]["reason"], "egress_denied");
-    assert_eq!(v["rule"]["index"], 0);
-    assert_eq!(v["rule"]["set"], "egress");
-    assert_eq!(v["packet"]["dst_port"], 25);
+    let x = run_with_reply(TESTBED, "tcp 10.0.1.10:40000 -> 198.51.100.10:25");
+    has(
+        &x.render(),
+        &[
+            "flow        tcp 10.0.1.10:40000 -> 198.51.100.10:25 flags syn ttl 64\n",
+            "arrives     on lan (the first inside port: 10.0.1.10 is in the private prefixes)\n",
+            "class       egress: a new flow from inside, going out\n",
+            "rule        egress.rule[0]: deny (\"no direct SMTP from inside\")\n",
+            "verdict     drop (egress_denied)\n",
+            "note        no reply to show",
+        ],
+    );
+    json_has(
+        &serde_json::to_value(&x).unwrap(),
+        &json!({
+            "class": "egress",
+            "verdict": {"action": "drop", "reason": "egress_denied"},
+            "rule": {"index": 0, "set": "egress"},
+            "packet": {"dst_port": 25},
+        }),
+    );
 
-    let x = run(TESTBED, "udp 10.0.1.10:5000 -> 198.51.100.10:53", true);
-    let text = x.render();
-    for want in [
-        "nat         source 10.0.1.10:5000 -> 192.0.2.2:5000 (SNAT pool address, port kept; \
-         endpoint-independent mapping, address-and-port-dependent filtering)\n",
-        "verdict     forward out of wan\n",
-        "leaves      udp 192.0.2.2:5000 -> 198.51.100.10:53 ttl 63\n",
-        "next hop    192.0.2.1 (gateway) on wan, MAC 02:00:c0:00:02:01 (assumed)\n",
-        "reply       udp 198.51.100.10:53 -> 192.0.2.2:5000 ttl 64 on wan\n",
-        "  class     reply: a packet of an existing session\n",
-        "  verdict   forward out of lan\n",
-        "  leaves    udp 198.51.100.10:53 -> 10.0.1.10:5000 ttl 63\n",
-    ] {
-        assert!(text.contains(want), "{want:?} not in\n{text}");
-    }
-    let v = serde_json::to_value(&x).unwrap();
-    assert_eq!(v["nat"][0]["kind"], "snat");
-    assert_eq!(v["nat"][0]["address"], "192.0.2.2");
-    assert_eq!(v["output"]["src"], "192.0.2.2");
-    assert_eq!(v["reply"]["class"], "reply");
-    assert_eq!(v["session"]["outside"], "192.0.2.2:5000");
+    let x = run_with_reply(TESTBED, "udp 10.0.1.10:5000 -> 198.51.100.10:53");
+    has(
+        &x.render(),
+        &[
+            "nat         source 10.0.1.10:5000 -> 192.0.2.2:5000 (SNAT pool address, port kept; \
+             endpoint-independent mapping, address-and-port-dependent filtering)\n",
+            "verdict     forward out of wan\n",
+            "leaves      udp 192.0.2.2:5000 -> 198.51.100.10:53 ttl 63\n",
+            "next hop    192.0.2.1 (gateway) on wan, MAC 02:00:c0:00:02:01 (assumed)\n",
+            "reply       udp 198.51.100.10:53 -> 192.0.2.2:5000 ttl 64 on wan\n",
+            "  class     reply: a packet of an existing session\n",
+            "  verdict   forward out of lan\n",
+            "  leaves    udp 198.51.100.10:53 -> 10.0.1.10:5000 ttl 63\n",
+        ],
+    );
+    json_has(
+        &serde_json::to_value(&x).unwrap(),
+        &json!({
+            "nat": [{"kind": "snat", "address": "192.0.2.2"}],
+            "output": {"src": "192.0.2.2"},
+            "reply": {"class": "reply"},
+            "session": {"outside": "192.0.2.2:5000"},
+        }),
+    );
 }

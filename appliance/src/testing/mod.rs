@@ -1,5 +1,6 @@
 //! The shared test fixtures: one two-arm topology, its configuration, a harness that runs
-//! shards on it ([`Net`]) and frame builders on the packet layer ([`frames`]).
+//! shards on it ([`Net`]), frame builders on the packet layer ([`frames`]), and assertions on
+//! printed text and JSON ([`has`], [`json_has`]).
 //!
 //! Unit tests, the integration tests under `appliance/tests` and the fuzz crate use these,
 //! so a scenario reads the same wherever it is written. Nothing in the product uses them;
@@ -11,9 +12,11 @@
 //! ROUTER that sends ICMP errors. [`BASE`] adds a port forward, 192.0.2.2:8080 to C2:80.
 
 pub mod control;
+mod expect;
 pub mod frames;
 mod net;
 
+pub use expect::{has, json_has};
 pub use frames::{
     echo, error_about, icmp, ip_frame, quoted, seen, tcp, udp, udp_sized, with_ttl, Seen,
 };
