@@ -238,6 +238,7 @@ mod tests {
     const ACK: TcpFlags = TcpFlags::ACK;
     const SYN_ACK: TcpFlags = TcpFlags(0x12);
     const FIN_ACK: TcpFlags = TcpFlags(0x11);
+    const PSH_ACK: TcpFlags = TcpFlags(0x18);
     const FIN: TcpFlags = TcpFlags::FIN;
     const RST: TcpFlags = TcpFlags::RST;
     const RST_ACK: TcpFlags = TcpFlags(0x14);
@@ -256,8 +257,33 @@ mod tests {
         Closed,
     ];
 
-    fn transitory(s: TcpState) {
-        assert_eq!(s.timeout_class(), TimeoutClass::TcpTransitory, "{s:?}");
+    /// The states after the first FIN or a RST.
+    fn closing_or_closed() -> impl Iterator<Item = TcpState> {
+        ALL.into_iter()
+            .filter(|s| !matches!(s, SynSent | SynReceived | Established))
+    }
+
+    /// The timeout class RFC 5382 REQ-5 asks for: the long one for an established connection
+    /// only.
+    fn class_of(s: TcpState) -> TimeoutClass {
+        if s == Established {
+            TimeoutClass::TcpEstablished
+        } else {
+            TimeoutClass::TcpTransitory
+        }
+    }
+
+    /// Each of `packets` takes `from` to `to`, with `to`'s timeout class.
+    fn goes(from: TcpState, packets: &[(TcpFlags, Dir)], to: TcpState) {
+        for &(f, d) in packets {
+            let want = (to, class_of(to));
+            assert_eq!(from.step(f, d), want, "{from:?}, then {f:?} from {d:?}");
+        }
+    }
+
+    /// Each of `packets` leaves `s` as it is.
+    fn stays(s: TcpState, packets: &[(TcpFlags, Dir)]) {
+        goes(s, packets, s);
     }
 
     // =========================================================================================
@@ -279,16 +305,16 @@ mod tests {
 
     #[test]
     fn open_loose_accepts_mid_stream_as_established() {
-        for f in [ACK, SYN_ACK, FIN_ACK, TcpFlags(0x18)] {
+        for f in [ACK, SYN_ACK, FIN_ACK, PSH_ACK] {
             assert_eq!(TcpState::open(f, true), Some(Established), "{f:?}");
         }
     }
 
     #[test]
     fn open_never_with_rst() {
-        assert_eq!(TcpState::open(RST, true), None);
-        assert_eq!(TcpState::open(RST_ACK, true), None);
-        assert_eq!(TcpState::open(SYN | RST, true), None);
+        for f in [RST, RST_ACK, SYN | RST] {
+            assert_eq!(TcpState::open(f, true), None, "{f:?}");
+        }
     }
 
     #[test]
@@ -308,23 +334,21 @@ mod tests {
     #[test]
     fn rst_closes_from_every_state_either_direction() {
         for s in ALL {
-            for d in [Orig, Reply] {
-                assert_eq!(s.step(RST, d), (Closed, TimeoutClass::TcpTransitory));
-                assert_eq!(s.next(RST_ACK, d), Closed);
-            }
+            goes(
+                s,
+                &[(RST, Orig), (RST, Reply), (RST_ACK, Orig), (RST_ACK, Reply)],
+                Closed,
+            );
         }
     }
 
     #[test]
     fn only_established_has_established_timeout() {
         for s in ALL {
-            let want = if s == Established {
-                TimeoutClass::TcpEstablished
-            } else {
-                TimeoutClass::TcpTransitory
-            };
-            assert_eq!(s.timeout_class(), want, "{s:?}");
+            assert_eq!(s.timeout_class(), class_of(s), "{s:?}");
         }
+        assert_eq!(class_of(Established), TimeoutClass::TcpEstablished);
+        assert_eq!(class_of(TimeWait), TimeoutClass::TcpTransitory);
     }
 
     #[test]
@@ -335,33 +359,46 @@ mod tests {
         assert_eq!(TcpState::from_code(200), Closed);
     }
 
+    /// Port reuse (RFC 5382 section 5, RFC 6191): a new connection on the same ports.
+    #[test]
+    fn syn_from_orig_reopens_every_closing_or_closed_state() {
+        for s in closing_or_closed() {
+            goes(s, &[(SYN, Orig)], SynSent);
+        }
+    }
+
+    #[test]
+    fn syn_from_reply_reopens_nothing() {
+        for s in closing_or_closed() {
+            stays(s, &[(SYN, Reply)]);
+        }
+    }
+
     // =========================================================================================
     // SYN_SENT
     // =========================================================================================
 
     #[test]
     fn syn_sent_syn_ack_from_reply() {
-        assert_eq!(
-            SynSent.step(SYN_ACK, Reply),
-            (SynReceived, TimeoutClass::TcpTransitory)
-        );
+        goes(SynSent, &[(SYN_ACK, Reply)], SynReceived);
     }
 
     #[test]
     fn syn_sent_simultaneous_open() {
-        assert_eq!(SynSent.next(SYN, Reply), SynReceived);
+        goes(SynSent, &[(SYN, Reply)], SynReceived);
     }
 
     #[test]
     fn syn_sent_retransmitted_syn() {
-        assert_eq!(SynSent.next(SYN, Orig), SynSent);
+        stays(SynSent, &[(SYN, Orig)]);
     }
 
     #[test]
     fn syn_sent_ignores_ack_and_fin_before_answer() {
-        for (f, d) in [(ACK, Orig), (ACK, Reply), (FIN_ACK, Orig), (FIN, Reply)] {
-            assert_eq!(SynSent.next(f, d), SynSent, "{f:?} {d:?}");
-        }
+        stays(
+            SynSent,
+            &[(ACK, Orig), (ACK, Reply), (FIN_ACK, Orig), (FIN, Reply)],
+        );
     }
 
     // =========================================================================================
@@ -370,27 +407,22 @@ mod tests {
 
     #[test]
     fn syn_received_ack_from_orig_establishes() {
-        assert_eq!(
-            SynReceived.step(ACK, Orig),
-            (Established, TimeoutClass::TcpEstablished)
-        );
+        goes(SynReceived, &[(ACK, Orig)], Established);
     }
 
     #[test]
     fn syn_received_fin_ack_from_orig_establishes_and_closes() {
-        assert_eq!(SynReceived.next(FIN_ACK, Orig), FinWait { closer: Orig });
+        goes(SynReceived, &[(FIN_ACK, Orig)], FinWait { closer: Orig });
     }
 
     #[test]
     fn syn_received_retransmissions_stay() {
-        assert_eq!(SynReceived.next(SYN_ACK, Reply), SynReceived);
-        assert_eq!(SynReceived.next(SYN, Orig), SynReceived);
-        transitory(SynReceived);
+        stays(SynReceived, &[(SYN_ACK, Reply), (SYN, Orig)]);
     }
 
     #[test]
     fn syn_received_ack_from_reply_does_not_establish() {
-        assert_eq!(SynReceived.next(ACK, Reply), SynReceived);
+        stays(SynReceived, &[(ACK, Reply)]);
     }
 
     // =========================================================================================
@@ -399,33 +431,26 @@ mod tests {
 
     #[test]
     fn established_data_stays() {
-        for d in [Orig, Reply] {
-            assert_eq!(
-                Established.step(ACK, d),
-                (Established, TimeoutClass::TcpEstablished)
-            );
-            assert_eq!(Established.next(TcpFlags(0x18), d), Established);
-        }
-    }
-
-    #[test]
-    fn established_fin_from_orig() {
-        assert_eq!(
-            Established.step(FIN_ACK, Orig),
-            (FinWait { closer: Orig }, TimeoutClass::TcpTransitory)
+        stays(
+            Established,
+            &[(ACK, Orig), (ACK, Reply), (PSH_ACK, Orig), (PSH_ACK, Reply)],
         );
     }
 
     #[test]
-    fn established_fin_from_reply() {
-        assert_eq!(Established.next(FIN_ACK, Reply), FinWait { closer: Reply });
-        assert_eq!(Established.next(FIN, Reply), FinWait { closer: Reply });
+    fn established_fin_from_either_side_starts_the_close() {
+        for d in [Orig, Reply] {
+            goes(
+                Established,
+                &[(FIN_ACK, d), (FIN, d)],
+                FinWait { closer: d },
+            );
+        }
     }
 
     #[test]
     fn established_syn_does_not_reopen() {
-        assert_eq!(Established.next(SYN, Orig), Established);
-        assert_eq!(Established.next(SYN, Reply), Established);
+        stays(Established, &[(SYN, Orig), (SYN, Reply)]);
     }
 
     // =========================================================================================
@@ -434,46 +459,31 @@ mod tests {
 
     #[test]
     fn fin_wait_ack_from_other_side_half_closes() {
-        assert_eq!(
-            FinWait { closer: Orig }.next(ACK, Reply),
-            CloseWait { closer: Orig }
-        );
-        assert_eq!(
-            FinWait { closer: Reply }.next(ACK, Orig),
-            CloseWait { closer: Reply }
-        );
+        for c in [Orig, Reply] {
+            goes(
+                FinWait { closer: c },
+                &[(ACK, c.other())],
+                CloseWait { closer: c },
+            );
+        }
     }
 
     #[test]
     fn fin_wait_fin_from_other_side_goes_to_last_ack() {
-        assert_eq!(
-            FinWait { closer: Orig }.next(FIN_ACK, Reply),
-            LastAck { closer: Orig }
-        );
-        assert_eq!(
-            FinWait { closer: Reply }.next(FIN_ACK, Orig),
-            LastAck { closer: Reply }
-        );
+        for c in [Orig, Reply] {
+            goes(
+                FinWait { closer: c },
+                &[(FIN_ACK, c.other())],
+                LastAck { closer: c },
+            );
+        }
     }
 
     #[test]
     fn fin_wait_closer_retransmits_stay() {
-        let s = FinWait { closer: Orig };
-        assert_eq!(s.next(FIN_ACK, Orig), s);
-        assert_eq!(s.next(ACK, Orig), s);
-        transitory(s);
-    }
-
-    #[test]
-    fn fin_wait_syn_from_orig_reopens() {
-        assert_eq!(FinWait { closer: Reply }.next(SYN, Orig), SynSent);
-        assert_eq!(FinWait { closer: Orig }.next(SYN, Orig), SynSent);
-    }
-
-    #[test]
-    fn fin_wait_syn_from_reply_does_not_reopen() {
-        let s = FinWait { closer: Orig };
-        assert_eq!(s.next(SYN, Reply), s);
+        for c in [Orig, Reply] {
+            stays(FinWait { closer: c }, &[(FIN_ACK, c), (ACK, c)]);
+        }
     }
 
     // =========================================================================================
@@ -481,34 +491,24 @@ mod tests {
     // =========================================================================================
 
     #[test]
-    fn close_wait_data_from_open_side_stays() {
-        let s = CloseWait { closer: Orig };
-        assert_eq!(s.next(ACK, Reply), s);
-        assert_eq!(s.next(ACK, Orig), s);
-        transitory(s);
+    fn close_wait_data_from_either_side_stays() {
+        stays(CloseWait { closer: Orig }, &[(ACK, Reply), (ACK, Orig)]);
     }
 
     #[test]
     fn close_wait_fin_from_open_side_goes_to_last_ack() {
-        assert_eq!(
-            CloseWait { closer: Orig }.next(FIN_ACK, Reply),
-            LastAck { closer: Orig }
-        );
-        assert_eq!(
-            CloseWait { closer: Reply }.next(FIN_ACK, Orig),
-            LastAck { closer: Reply }
-        );
+        for c in [Orig, Reply] {
+            goes(
+                CloseWait { closer: c },
+                &[(FIN_ACK, c.other())],
+                LastAck { closer: c },
+            );
+        }
     }
 
     #[test]
     fn close_wait_fin_retransmit_from_closer_stays() {
-        let s = CloseWait { closer: Reply };
-        assert_eq!(s.next(FIN_ACK, Reply), s);
-    }
-
-    #[test]
-    fn close_wait_syn_from_orig_reopens() {
-        assert_eq!(CloseWait { closer: Orig }.next(SYN, Orig), SynSent);
+        stays(CloseWait { closer: Reply }, &[(FIN_ACK, Reply)]);
     }
 
     // =========================================================================================
@@ -517,82 +517,55 @@ mod tests {
 
     #[test]
     fn last_ack_ack_from_closer_goes_to_time_wait() {
-        assert_eq!(
-            LastAck { closer: Orig }.step(ACK, Orig),
-            (TimeWait, TimeoutClass::TcpTransitory)
-        );
-        assert_eq!(LastAck { closer: Reply }.next(ACK, Reply), TimeWait);
+        for c in [Orig, Reply] {
+            goes(LastAck { closer: c }, &[(ACK, c)], TimeWait);
+        }
     }
 
     #[test]
     fn last_ack_packets_from_other_side_stay() {
-        let s = LastAck { closer: Orig };
-        assert_eq!(s.next(ACK, Reply), s);
-        assert_eq!(s.next(FIN_ACK, Reply), s);
-    }
-
-    #[test]
-    fn last_ack_syn_from_orig_reopens() {
-        assert_eq!(LastAck { closer: Reply }.next(SYN, Orig), SynSent);
+        stays(LastAck { closer: Orig }, &[(ACK, Reply), (FIN_ACK, Reply)]);
     }
 
     // =========================================================================================
-    // TIME_WAIT
+    // TIME_WAIT and CLOSED
     // =========================================================================================
 
     #[test]
     fn time_wait_absorbs_retransmissions() {
-        for (f, d) in [
-            (ACK, Orig),
-            (FIN_ACK, Reply),
-            (ACK, Reply),
-            (SYN_ACK, Reply),
-        ] {
-            assert_eq!(TimeWait.next(f, d), TimeWait, "{f:?} {d:?}");
-        }
-        transitory(TimeWait);
-    }
-
-    #[test]
-    fn time_wait_syn_from_orig_reopens() {
-        assert_eq!(
-            TimeWait.step(SYN, Orig),
-            (SynSent, TimeoutClass::TcpTransitory)
+        stays(
+            TimeWait,
+            &[
+                (ACK, Orig),
+                (FIN_ACK, Reply),
+                (ACK, Reply),
+                (SYN_ACK, Reply),
+            ],
         );
     }
 
     #[test]
-    fn time_wait_syn_from_reply_does_not_reopen() {
-        assert_eq!(TimeWait.next(SYN, Reply), TimeWait);
-    }
-
-    // =========================================================================================
-    // CLOSED
-    // =========================================================================================
-
-    #[test]
     fn closed_stays_closed() {
-        for (f, d) in [
-            (ACK, Orig),
-            (FIN_ACK, Reply),
-            (SYN_ACK, Reply),
-            (SYN, Reply),
-        ] {
-            assert_eq!(Closed.next(f, d), Closed, "{f:?} {d:?}");
-        }
-        transitory(Closed);
-    }
-
-    #[test]
-    fn closed_syn_from_orig_reopens() {
-        assert_eq!(Closed.next(SYN, Orig), SynSent);
+        stays(
+            Closed,
+            &[
+                (ACK, Orig),
+                (FIN_ACK, Reply),
+                (SYN_ACK, Reply),
+                (SYN, Reply),
+            ],
+        );
     }
 
     // =========================================================================================
     // Whole connections
     // =========================================================================================
 
-    fn run(steps: &[(TcpFlags, Dir)]) -> TcpState {
+    const HANDSHAKE: &[(TcpFlags, Dir)] = &[(SYN, Orig), (SYN_ACK, Reply), (ACK, Orig)];
+
+    /// The state after opening with the first of `steps` and following the rest.
+    fn run(steps: &[&[(TcpFlags, Dir)]]) -> TcpState {
+        let steps = steps.concat();
         let (first, rest) = steps.split_first().expect("a packet");
         assert_eq!(first.1, Orig);
         let mut s = TcpState::open(first.0, false).expect("opens");
@@ -604,45 +577,25 @@ mod tests {
 
     #[test]
     fn full_connection_active_close_by_orig() {
-        let s = run(&[
-            (SYN, Orig),
-            (SYN_ACK, Reply),
-            (ACK, Orig),
+        let close = [
             (ACK, Reply),
             (FIN_ACK, Orig),
             (ACK, Reply),
             (FIN_ACK, Reply),
             (ACK, Orig),
-        ]);
-        assert_eq!(s, TimeWait);
+        ];
+        assert_eq!(run(&[HANDSHAKE, &close]), TimeWait);
     }
 
     #[test]
     fn full_connection_close_by_reply_with_combined_fin() {
-        let s = run(&[
-            (SYN, Orig),
-            (SYN_ACK, Reply),
-            (ACK, Orig),
-            (FIN_ACK, Reply),
-            (FIN_ACK, Orig),
-            (ACK, Reply),
-        ]);
-        assert_eq!(s, TimeWait);
+        let close = [(FIN_ACK, Reply), (FIN_ACK, Orig), (ACK, Reply)];
+        assert_eq!(run(&[HANDSHAKE, &close]), TimeWait);
     }
 
     #[test]
     fn connection_reuse_after_time_wait() {
-        let s = run(&[
-            (SYN, Orig),
-            (SYN_ACK, Reply),
-            (ACK, Orig),
-            (FIN_ACK, Orig),
-            (FIN_ACK, Reply),
-            (ACK, Orig),
-            (SYN, Orig),
-            (SYN_ACK, Reply),
-            (ACK, Orig),
-        ]);
-        assert_eq!(s, Established);
+        let close = [(FIN_ACK, Orig), (FIN_ACK, Reply), (ACK, Orig)];
+        assert_eq!(run(&[HANDSHAKE, &close, HANDSHAKE]), Established);
     }
 }
