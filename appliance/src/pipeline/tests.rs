@@ -13,6 +13,31 @@ use crate::policy::Policy;
 use std::net::Ipv4Addr;
 
 use crate::testing::*;
+use Discard::*;
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+const SYN_ACK: TcpFlags = TcpFlags(0x12);
+
+/// A segment from OTHER:40000 to the port forward, PUBLIC:8080 (C2:80 inside).
+fn to_the_forward(flags: TcpFlags) -> Vec<u8> {
+    tcp((OTHER, 40000), (PUBLIC, 8080), flags, OUT)
+}
+
+/// The forward's target answering [`to_the_forward`].
+fn from_the_forward(flags: TcpFlags) -> Vec<u8> {
+    tcp((C2, 80), (OTHER, 40000), flags, IN2)
+}
+
+/// C1 opening a connection to the port forward from inside: hairpinned.
+fn hairpin_syn() -> Vec<u8> {
+    tcp((C1, 41000), (PUBLIC, 8080), SYN, IN)
+}
+
+/// What happens to a packet dropped for `r`.
+fn drop_for(r: Discard) -> Disposition {
+    Disposition::Drop(r.into())
+}
 
 // --- egress and replies ----------------------------------------------------------------
 
@@ -22,9 +47,7 @@ mod egress {
     #[test]
     fn udp_out_and_reply_back() {
         let mut n = Net::new("");
-        let (a, f) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Disposition::Forward(WAN));
-        let s = seen(&f);
+        let s = n.forwarded(LAN, udp((C1, 5000), (SERVER, 53), IN), WAN);
         assert_eq!(
             s.src,
             (PUBLIC, 5000),
@@ -33,9 +56,7 @@ mod egress {
         assert_eq!(s.dst, (SERVER, 53));
         assert_eq!((s.src_mac, s.dst_mac), (MAC_WAN, MAC_GW));
         assert_eq!(s.ttl, 63);
-        let (a, f) = n.send(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Disposition::Forward(LAN));
-        let s = seen(&f);
+        let s = n.forwarded(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT), LAN);
         assert_eq!((s.src, s.dst), ((SERVER, 53), (C1, 5000)));
         assert_eq!((s.src_mac, s.dst_mac), (MAC_LAN, MAC_C1));
         assert_eq!(n.sessions(), 1);
@@ -60,9 +81,9 @@ mod egress {
         shard.close(hit.index);
         let cx = Ctx::new(&env, n.now, LAN);
         let a = shard.hit(&cx, &mut VecBuf::new(&f), &meta, hit);
-        assert_eq!(a, Disposition::Drop(Discard::SessionGone.into()));
-        assert_eq!(n.drops(Discard::SessionGone), 1);
-        assert_eq!(n.drops(Discard::IcmpErrorNoSession), 0);
+        assert_eq!(a, drop_for(SessionGone));
+        assert_eq!(n.drops(SessionGone), 1);
+        assert_eq!(n.drops(IcmpErrorNoSession), 0);
     }
 
     #[test]
@@ -98,14 +119,10 @@ mod egress {
     #[test]
     fn icmp_echo_identifier_is_mapped() {
         let mut n = Net::new("");
-        let (a, f) = n.send(LAN, echo(C1, SERVER, 0x4242, true, IN));
-        assert_eq!(a, Disposition::Forward(WAN));
-        let s = seen(&f);
+        let s = n.forwarded(LAN, echo(C1, SERVER, 0x4242, true, IN), WAN);
         assert_eq!(s.src.0, PUBLIC);
         let id = s.src.1;
-        let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
-        assert_eq!(a, Disposition::Forward(LAN));
-        let s = seen(&f);
+        let s = n.forwarded(WAN, echo(SERVER, PUBLIC, id, false, OUT), LAN);
         assert_eq!((s.src.0, s.dst.0, s.dst.1), (SERVER, C1, 0x4242));
     }
 
@@ -117,9 +134,8 @@ mod egress {
         let (id1, id2) = (seen(&f1).src.1, seen(&f2).src.1);
         assert_ne!(id1, id2, "the second identifier is remapped");
         for (id, host, want) in [(id1, C1, 77), (id2, C2, 77)] {
-            let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
-            assert_eq!(a, Disposition::Forward(LAN));
-            assert_eq!(seen(&f).dst, (host, want), "reply to {id} reaches {host}");
+            let s = n.forwarded(WAN, echo(SERVER, PUBLIC, id, false, OUT), LAN);
+            assert_eq!(s.dst, (host, want), "reply to {id} reaches {host}");
         }
     }
 
@@ -128,49 +144,37 @@ mod egress {
         let mut n = Net::new(
             "[[egress.rule]]\naction = \"deny\"\nproto = \"udp\"\ndst = [\"198.51.100.0/24\"]\n",
         );
-        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Disposition::Drop(Discard::EgressDenied.into()));
-        assert_eq!(n.drops(Discard::EgressDenied), 1);
-        let (a, _) = n.send(LAN, udp((C1, 5000), (OTHER, 53), IN));
-        assert_eq!(a, Disposition::Forward(WAN));
+        n.dropped(LAN, udp((C1, 5000), (SERVER, 53), IN), EgressDenied);
+        assert_eq!(n.drops(EgressDenied), 1);
+        n.forwarded(LAN, udp((C1, 5000), (OTHER, 53), IN), WAN);
     }
 
     #[test]
     fn inside_packet_with_foreign_source_is_invalid() {
         let mut n = Net::new("");
-        let (a, _) = n.send(LAN, udp((OTHER, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Disposition::Drop(Discard::InvalidSource.into()));
+        n.dropped(LAN, udp((OTHER, 5000), (SERVER, 53), IN), InvalidSource);
     }
 
     #[test]
     fn unknown_next_hop_is_resolved_and_counted() {
         let mut n = Net::new("");
         n.neighbours = Neighbours::with(2, [((LAN, C1), MAC_C1)]);
-        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Disposition::Drop(Discard::NeighbourUnresolved.into()));
+        n.dropped(LAN, udp((C1, 5000), (SERVER, 53), IN), NeighbourUnresolved);
         let mut notes = Vec::new();
         n.shards[0].take_notes(|x| notes.push(x));
         assert_eq!(notes, vec![Note::Resolve { port: WAN, ip: GW }]);
         // Once known, the session created by the first packet carries the next one.
         n.neighbours = Neighbours::with(3, [((LAN, C1), MAC_C1), ((WAN, GW), MAC_GW)]);
-        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Disposition::Forward(WAN));
+        n.forwarded(LAN, udp((C1, 5000), (SERVER, 53), IN), WAN);
     }
 
     #[test]
     fn ttl_expiring_here_gets_time_exceeded_from_the_port_address() {
         let mut n = Net::new("");
-        let mut f = udp((C1, 5000), (SERVER, 53), IN);
-        // TTL 1: rewrite the byte and the header checksum.
-        let mut ip = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
-        ip.set_ttl(1);
-        ip.fill_checksum();
-        let (a, out) = n.send(LAN, f);
-        assert_eq!(a, Disposition::Forward(LAN));
-        let s = seen(&out);
+        let s = n.forwarded(LAN, with_ttl(udp((C1, 5000), (SERVER, 53), IN), 1), LAN);
         assert_eq!((s.src.0, s.dst.0), (LAN_IP, C1));
         assert_eq!((s.src_mac, s.dst_mac), (MAC_LAN, MAC_C1));
-        assert_eq!(n.drops(Discard::TtlExpired), 1);
+        assert_eq!(n.drops(TtlExpired), 1);
         assert_eq!(n.sessions(), 0, "no session for a packet that dies here");
     }
 
@@ -191,14 +195,14 @@ mod egress {
                 "ttl {ttl}: the quote is the packet as it arrived"
             );
         }
-        assert_eq!(n.drops(Discard::TtlExpired), 2);
+        assert_eq!(n.drops(TtlExpired), 2);
         assert_eq!(n.sessions(), 1);
     }
 
     #[test]
     fn mss_is_clamped_on_syn() {
         let mut n = Net::new("[nat]\nmss_clamp = 1200\n");
-        let (_, f) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), TcpFlags::SYN, IN));
+        let (_, f) = n.send(LAN, tcp((C1, 40000), (SERVER, 443), SYN, IN));
         let _ = seen(&f); // checksums verify after the clamp
         let p = parse_frame(&f, &ChecksumCaps::NONE).unwrap();
         let L3::Ipv4(m) = p.l3 else { panic!() };
@@ -218,8 +222,8 @@ mod ingress {
         let mut n = Net::new("");
         for f in [
             udp((OTHER, 999), (PUBLIC, 5000), OUT),
-            tcp((OTHER, 999), (PUBLIC, 22), TcpFlags::SYN, OUT),
-            tcp((OTHER, 999), (PUBLIC, 5000), TcpFlags::ACK, OUT),
+            tcp((OTHER, 999), (PUBLIC, 22), SYN, OUT),
+            tcp((OTHER, 999), (PUBLIC, 5000), ACK, OUT),
             echo(OTHER, C1, 1, true, OUT),
             udp((OTHER, 999), (C1, 5000), OUT),
         ] {
@@ -227,7 +231,7 @@ mod ingress {
             assert!(matches!(a, Disposition::Drop(_)), "{a:?}");
         }
         assert_eq!(n.sessions(), 0);
-        assert!(n.drops(Discard::NoForward) >= 3);
+        assert!(n.drops(NoForward) >= 3);
     }
 
     #[test]
@@ -235,30 +239,23 @@ mod ingress {
         let mut n = Net::new("");
         n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         let (a, _) = n.send(WAN, udp((SERVER, 54), (PUBLIC, 5000), OUT));
-        assert_eq!(
-            a,
-            Disposition::Drop(Discard::NoForward.into()),
-            "address-and-port-dependent"
-        );
+        assert_eq!(a, drop_for(NoForward), "address-and-port-dependent");
     }
 
     #[test]
     fn endpoint_independent_filtering_admits_anyone_to_a_mapping() {
         let mut n = Net::new("[nat]\nfiltering = \"endpoint-independent\"\n");
         n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        let (a, f) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Disposition::Forward(LAN));
-        assert_eq!(seen(&f).dst, (C1, 5000));
+        let s = n.forwarded(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT), LAN);
+        assert_eq!(s.dst, (C1, 5000));
     }
 
     #[test]
     fn address_dependent_filtering_admits_contacted_addresses() {
         let mut n = Net::new("[nat]\nfiltering = \"address-dependent\"\n");
         n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        let (a, _) = n.send(WAN, udp((SERVER, 9999), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Disposition::Forward(LAN));
-        let (a, _) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Disposition::Drop(Discard::NoForward.into()));
+        n.forwarded(WAN, udp((SERVER, 9999), (PUBLIC, 5000), OUT), LAN);
+        n.dropped(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT), NoForward);
     }
 
     #[test]
@@ -277,21 +274,15 @@ mod ingress {
     #[test]
     fn spoofed_inside_source_from_outside() {
         let mut n = Net::new("");
-        let (a, _) = n.send(WAN, udp((C2, 1), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Disposition::Drop(Discard::SpoofedSource.into()));
-        let (a, _) = n.send(
-            WAN,
-            udp((Ipv4Addr::new(127, 0, 0, 1), 1), (PUBLIC, 5000), OUT),
-        );
-        assert_eq!(a, Disposition::Drop(Discard::SpoofedSource.into()));
+        n.dropped(WAN, udp((C2, 1), (PUBLIC, 5000), OUT), SpoofedSource);
+        let martian = udp((Ipv4Addr::LOCALHOST, 1), (PUBLIC, 5000), OUT);
+        n.dropped(WAN, martian, SpoofedSource);
     }
 
     #[test]
     fn ping_to_the_public_address_is_answered() {
         let mut n = Net::new("");
-        let (a, f) = n.send(WAN, echo(OTHER, PUBLIC, 9, true, OUT));
-        assert_eq!(a, Disposition::Forward(WAN));
-        let s = seen(&f);
+        let s = n.forwarded(WAN, echo(OTHER, PUBLIC, 9, true, OUT), WAN);
         assert_eq!((s.src.0, s.dst.0), (PUBLIC, OTHER));
         assert_eq!(n.sessions(), 0);
         let mut n = Net::new("[local]\nicmp_echo = false\n");
@@ -308,49 +299,35 @@ mod forward {
     #[test]
     fn dnat_in_and_reply_out() {
         let mut n = Net::new("");
-        let (a, f) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
-        assert_eq!(a, Disposition::Forward(LAN));
-        let s = seen(&f);
+        let s = n.forwarded(WAN, to_the_forward(SYN), LAN);
         assert_eq!((s.src, s.dst), ((OTHER, 40000), (C2, 80)));
         assert_eq!(s.dst_mac, MAC_C2);
-        let (a, f) = n.send(
-            LAN,
-            tcp((C2, 80), (OTHER, 40000), TcpFlags::SYN | TcpFlags::ACK, IN2),
-        );
-        assert_eq!(a, Disposition::Forward(WAN));
-        assert_eq!(seen(&f).src, (PUBLIC, 8080));
+        let s = n.forwarded(LAN, from_the_forward(SYN_ACK), WAN);
+        assert_eq!(s.src, (PUBLIC, 8080));
     }
 
     #[test]
     fn ingress_rule_denies_a_source() {
         let mut n = Net::new("[[ingress.rule]]\naction = \"deny\"\nsrc = [\"203.0.113.0/24\"]\n");
         // The allow rule in BASE comes first and matches: first match wins.
-        let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
-        assert_eq!(a, Disposition::Forward(LAN));
+        n.forwarded(WAN, to_the_forward(SYN), LAN);
         let text = BASE.replace("dst_ports = [8080]", "dst_ports = [8081]");
         let config = Config::parse(&text, "t").unwrap();
         n.policy = Policy::compile(&config, 2).unwrap();
-        let (a, _) = n.send(WAN, tcp((OTHER, 40001), (PUBLIC, 8080), TcpFlags::SYN, OUT));
-        assert_eq!(
-            a,
-            Disposition::Drop(Discard::IngressDenied.into()),
-            "default deny"
-        );
+        let (a, _) = n.send(WAN, tcp((OTHER, 40001), (PUBLIC, 8080), SYN, OUT));
+        assert_eq!(a, drop_for(IngressDenied), "default deny");
     }
 
     #[test]
     fn forward_needs_a_syn() {
         let mut n = Net::new("");
-        let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::ACK, OUT));
-        assert_eq!(a, Disposition::Drop(Discard::TcpNoSession.into()));
+        n.dropped(WAN, to_the_forward(ACK), TcpNoSession);
     }
 
     #[test]
     fn hairpin_reaches_the_forwarded_host() {
         let mut n = Net::new("");
-        let (a, f) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
-        assert_eq!(a, Disposition::Forward(LAN));
-        let s = seen(&f);
+        let s = n.forwarded(LAN, hairpin_syn(), LAN);
         assert_eq!(s.dst, (C2, 80));
         assert_eq!(
             s.src.0, PUBLIC,
@@ -358,26 +335,14 @@ mod forward {
         );
         assert_eq!(s.dst_mac, MAC_C2);
         let client_public = s.src;
-        let (a, f) = n.send(
-            LAN,
-            tcp((C2, 80), client_public, TcpFlags::SYN | TcpFlags::ACK, IN2),
-        );
-        assert_eq!(a, Disposition::Forward(LAN));
-        let s = seen(&f);
+        let s = n.forwarded(LAN, tcp((C2, 80), client_public, SYN_ACK, IN2), LAN);
         assert_eq!((s.src, s.dst), ((PUBLIC, 8080), (C1, 41000)));
         // The same reply forged on the outside port (an inside source from outside) does not
         // use the hairpinned session, nor draws an ICMP error quoting inside addresses.
         for ttl in [64, 1, 0] {
-            let forged = with_ttl(
-                tcp((C2, 80), client_public, TcpFlags::SYN | TcpFlags::ACK, OUT),
-                ttl,
-            );
+            let forged = with_ttl(tcp((C2, 80), client_public, SYN_ACK, OUT), ttl);
             let (a, _) = n.send(WAN, forged);
-            assert_eq!(
-                a,
-                Disposition::Drop(Discard::SpoofedSource.into()),
-                "ttl {ttl}"
-            );
+            assert_eq!(a, drop_for(SpoofedSource), "ttl {ttl}");
         }
     }
 
@@ -385,19 +350,16 @@ mod forward {
     fn hairpin_to_itself_is_refused_by_name() {
         let mut n =
             Net::new("[[ingress.static]]\npublic = \"192.0.2.40\"\nprivate = \"10.0.1.11\"\n");
-        let static_ip = Ipv4Addr::new(192, 0, 2, 40);
-        let (a, _) = n.send(LAN, udp((C2, 8080), (static_ip, 8080), IN2));
-        assert_eq!(a, Disposition::Drop(Discard::HairpinToSelf.into()));
+        let to_itself = udp((C2, 8080), (STATIC_PUBLIC, 8080), IN2);
+        n.dropped(LAN, to_itself, HairpinToSelf);
         assert_eq!(n.sessions(), 0);
-        let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
-        assert_eq!(in_use, 0);
+        assert_eq!(n.ports_in_use(), 0);
     }
 
     #[test]
     fn hairpin_can_be_turned_off() {
         let mut n = Net::new("[nat]\nhairpinning = false\n");
-        let (a, _) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
-        assert_eq!(a, Disposition::Drop(Discard::HairpinDisabled.into()));
+        n.dropped(LAN, hairpin_syn(), HairpinDisabled);
     }
 
     #[test]
@@ -406,15 +368,10 @@ mod forward {
             "[[ingress.static]]\npublic = \"192.0.2.40\"\nprivate = \"10.0.1.11\"\n\
              [[ingress.rule]]\naction = \"allow\"\ndst = [\"192.0.2.40\"]\n",
         );
-        let (a, f) = n.send(LAN, udp((C2, 5353), (SERVER, 53), IN2));
-        assert_eq!(a, Disposition::Forward(WAN));
-        assert_eq!(seen(&f).src, (Ipv4Addr::new(192, 0, 2, 40), 5353));
-        let (a, f) = n.send(
-            WAN,
-            udp((OTHER, 1234), (Ipv4Addr::new(192, 0, 2, 40), 7000), OUT),
-        );
-        assert_eq!(a, Disposition::Forward(LAN));
-        assert_eq!(seen(&f).dst, (C2, 7000));
+        let s = n.forwarded(LAN, udp((C2, 5353), (SERVER, 53), IN2), WAN);
+        assert_eq!(s.src, (STATIC_PUBLIC, 5353));
+        let s = n.forwarded(WAN, udp((OTHER, 1234), (STATIC_PUBLIC, 7000), OUT), LAN);
+        assert_eq!(s.dst, (C2, 7000));
     }
 }
 
@@ -436,9 +393,9 @@ mod tcp_states {
 
     /// SYN, SYN-ACK, ACK.
     fn handshake(n: &mut Net) {
-        n.send(LAN, out(TcpFlags::SYN));
-        n.send(WAN, back(TcpFlags::SYN | TcpFlags::ACK));
-        n.send(LAN, out(TcpFlags::ACK));
+        n.send(LAN, out(SYN));
+        n.send(WAN, back(SYN_ACK));
+        n.send(LAN, out(ACK));
     }
 
     fn state(n: &Net) -> TcpState {
@@ -452,27 +409,19 @@ mod tcp_states {
     fn open_transfer_close() {
         let mut n = Net::new("");
         for (port, frame, want) in [
-            (LAN, out(TcpFlags::SYN), TcpState::SynSent),
-            (
-                WAN,
-                back(TcpFlags::SYN | TcpFlags::ACK),
-                TcpState::SynReceived,
-            ),
-            (LAN, out(TcpFlags::ACK), TcpState::Established),
-            (
-                WAN,
-                back(TcpFlags::ACK | TcpFlags::PSH),
-                TcpState::Established,
-            ),
+            (LAN, out(SYN), TcpState::SynSent),
+            (WAN, back(SYN_ACK), TcpState::SynReceived),
+            (LAN, out(ACK), TcpState::Established),
+            (WAN, back(ACK | TcpFlags::PSH), TcpState::Established),
         ] {
             let (a, _) = n.send(port, frame);
             assert!(matches!(a, Disposition::Forward(_)), "{a:?}");
             assert_eq!(state(&n), want);
         }
-        n.send(LAN, out(TcpFlags::FIN | TcpFlags::ACK));
+        n.send(LAN, out(TcpFlags::FIN | ACK));
         assert!(matches!(state(&n), TcpState::FinWait { .. }));
-        n.send(WAN, back(TcpFlags::FIN | TcpFlags::ACK));
-        n.send(LAN, out(TcpFlags::ACK));
+        n.send(WAN, back(TcpFlags::FIN | ACK));
+        n.send(LAN, out(ACK));
         assert_eq!(state(&n), TcpState::TimeWait);
     }
 
@@ -482,31 +431,23 @@ mod tcp_states {
         handshake(&mut n);
         n.send(WAN, back(TcpFlags::RST));
         assert_eq!(state(&n), TcpState::Closed);
-        n.now += 241;
-        n.expire_all();
-        assert_eq!(n.sessions(), 0, "transitory timeout 240 s");
+        assert_eq!(n.idle(241), 0, "transitory timeout 240 s");
     }
 
     #[test]
     fn established_lives_two_hours_four_minutes() {
         let mut n = Net::new("");
         handshake(&mut n);
-        n.now += 7439;
-        n.expire_all();
-        assert_eq!(n.sessions(), 1, "RFC 5382 REQ-5");
-        n.now += 2;
-        n.expire_all();
-        assert_eq!(n.sessions(), 0);
+        assert_eq!(n.idle(7439), 1, "RFC 5382 REQ-5");
+        assert_eq!(n.idle(2), 0);
     }
 
     #[test]
     fn mid_stream_packet_without_session() {
         let mut n = Net::new("");
-        let (a, _) = n.send(LAN, out(TcpFlags::ACK));
-        assert_eq!(a, Disposition::Drop(Discard::TcpNoSession.into()));
+        n.dropped(LAN, out(ACK), TcpNoSession);
         let mut n = Net::new("[nat]\ntcp_loose = true\n");
-        let (a, _) = n.send(LAN, out(TcpFlags::ACK));
-        assert_eq!(a, Disposition::Forward(WAN));
+        n.forwarded(LAN, out(ACK), WAN);
     }
 }
 
@@ -521,19 +462,14 @@ mod related {
         let (_, sent) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         let err = error_about(&sent, ROUTER, OUT, 0);
         let ttl = Ipv4Packet::new_checked(&err[14..]).unwrap().ttl();
-        let (a, f) = n.send(WAN, err.clone());
-        assert_eq!(a, Disposition::Forward(LAN));
-        assert_eq!(seen(&f).ttl, ttl - 1, "the header checksum verified too");
+        let s = n.forwarded(WAN, err.clone(), LAN);
+        assert_eq!(s.ttl, ttl - 1, "the header checksum verified too");
         for last in [1, 0] {
             let (a, f) = n.send(WAN, with_ttl(err.clone(), last));
             // No ICMP error answers an ICMP error (RFC 1812 section 4.3.2.7).
-            assert_eq!(
-                a,
-                Disposition::Drop(Discard::TtlExpired.into()),
-                "ttl {last}: {f:?}"
-            );
+            assert_eq!(a, drop_for(TtlExpired), "ttl {last}: {f:?}");
         }
-        assert_eq!(n.drops(Discard::TtlExpired), 2);
+        assert_eq!(n.drops(TtlExpired), 2);
     }
 
     #[test]
@@ -547,7 +483,7 @@ mod related {
                 let mut n = Net::new("");
                 let frame = match proto {
                     "udp" => udp((C1, 5000), (SERVER, 53), IN),
-                    "tcp" => tcp((C1, 5000), (SERVER, 443), TcpFlags::SYN, IN),
+                    "tcp" => tcp((C1, 5000), (SERVER, 443), SYN, IN),
                     _ => echo(C1, SERVER, 5000, true, IN),
                 };
                 let (_, sent) = n.send(LAN, frame);
@@ -575,7 +511,7 @@ mod related {
     #[test]
     fn errors_from_inside_reach_the_outside_host_translated() {
         let mut n = Net::new("");
-        let (_, delivered) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
+        let (_, delivered) = n.send(WAN, to_the_forward(SYN));
         let err = error_about(&delivered, C2, IN2, 0);
         let (a, f) = n.send(LAN, err);
         assert_eq!(a, Disposition::Forward(WAN));
@@ -598,8 +534,7 @@ mod related {
         let mut n = Net::new("");
         let stray = udp((PUBLIC, 5555), (SERVER, 53), OUT);
         let err = error_about(&stray, ROUTER, OUT, 0);
-        let (a, _) = n.send(WAN, err);
-        assert_eq!(a, Disposition::Drop(Discard::IcmpErrorNoSession.into()));
+        n.dropped(WAN, err, IcmpErrorNoSession);
     }
 }
 
@@ -612,17 +547,13 @@ mod limits {
     fn udp_session_expires_and_its_port_is_free_again() {
         let mut n = Net::new("");
         n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        n.now += 299;
-        n.expire_all();
-        assert_eq!(n.sessions(), 1);
-        n.now += 2;
-        n.expire_all();
-        assert_eq!(n.sessions(), 0);
-        let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
-        assert_eq!(in_use, 0);
+        assert_eq!(n.idle(299), 1);
+        assert_eq!(n.idle(2), 0);
+        assert_eq!(n.ports_in_use(), 0);
         let (a, _) = n.send(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT));
-        assert!(
-            matches!(a, Disposition::Drop(_)),
+        assert_eq!(
+            a,
+            drop_for(NoForward),
             "a reply after expiry is unsolicited"
         );
     }
@@ -631,11 +562,9 @@ mod limits {
     fn port_exhaustion_is_counted() {
         let mut n = Net::new("[nat]\nport_range = \"2000-2002\"\n");
         for p in 0..3 {
-            let (a, _) = n.send(LAN, udp((C1, 3000 + p), (SERVER, 53), IN));
-            assert_eq!(a, Disposition::Forward(WAN));
+            n.forwarded(LAN, udp((C1, 3000 + p), (SERVER, 53), IN), WAN);
         }
-        let (a, _) = n.send(LAN, udp((C1, 4000), (SERVER, 53), IN));
-        assert_eq!(a, Disposition::Drop(Discard::NatPortExhausted.into()));
+        n.dropped(LAN, udp((C1, 4000), (SERVER, 53), IN), NatPortExhausted);
         assert_eq!(n.shards[0].snat().exhausted, 1);
     }
 
@@ -646,16 +575,14 @@ mod limits {
             let (a, _) = n.send(LAN, udp((C1, 10000 + p), (SERVER, 53), IN));
             assert_eq!(a, Disposition::Forward(WAN), "session {p}");
         }
-        let (a, _) = n.send(LAN, udp((C1, 20000), (SERVER, 53), IN));
-        assert_eq!(a, Disposition::Drop(Discard::SessionTableFull.into()));
+        n.dropped(LAN, udp((C1, 20000), (SERVER, 53), IN), SessionTableFull);
         // An established TCP session is never evicted; expired UDP ones are reused.
         n.now += 301;
         let (a, _) = n.send(LAN, udp((C1, 20000), (SERVER, 53), IN));
         assert_eq!(a, Disposition::Forward(WAN), "an expired session is reused");
-        let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
         assert_eq!(
-            in_use as u32,
-            n.sessions(),
+            n.ports_in_use(),
+            n.sessions() as usize,
             "the reclaimed session's port was freed"
         );
     }
@@ -708,9 +635,7 @@ mod local {
     #[test]
     fn ping_to_the_inside_address() {
         let mut n = Net::new("");
-        let (a, f) = n.send(LAN, echo(C1, LAN_IP, 3, true, IN));
-        assert_eq!(a, Disposition::Forward(LAN));
-        let s = seen(&f);
+        let s = n.forwarded(LAN, echo(C1, LAN_IP, 3, true, IN), LAN);
         assert_eq!((s.src.0, s.dst.0, s.dst_mac), (LAN_IP, C1, MAC_C1));
     }
 
@@ -719,19 +644,12 @@ mod local {
         let mut n =
             Net::new("[local.health_probe]\nport = 9999\nsources = [\"168.63.129.16/32\"]\n");
         let probe = Ipv4Addr::new(168, 63, 129, 16);
-        let (a, f) = n.send(WAN, tcp((probe, 5555), (PUBLIC, 9999), TcpFlags::SYN, OUT));
-        assert_eq!(a, Disposition::Forward(WAN));
-        let p = parse_frame(&f, &ChecksumCaps::NONE).unwrap();
-        let L3::Ipv4(m) = p.l3 else { panic!() };
-        assert_eq!(m.l4, L4::Tcp(TcpFlags::SYN | TcpFlags::ACK));
-        let _ = seen(&f);
-        let (a, f) = n.send(WAN, tcp((probe, 5555), (PUBLIC, 9999), TcpFlags::ACK, OUT));
-        assert_eq!(a, Disposition::Forward(WAN));
-        let p = parse_frame(&f, &ChecksumCaps::NONE).unwrap();
-        let L3::Ipv4(m) = p.l3 else { panic!() };
-        assert!(matches!(m.l4, L4::Tcp(fl) if fl.rst()));
-        let (a, _) = n.send(WAN, tcp((OTHER, 5555), (PUBLIC, 9999), TcpFlags::SYN, OUT));
-        assert_eq!(a, Disposition::Drop(Discard::LocalDenied.into()));
+        let s = n.forwarded(WAN, tcp((probe, 5555), (PUBLIC, 9999), SYN, OUT), WAN);
+        assert_eq!(s.l4, L4::Tcp(SYN_ACK));
+        let s = n.forwarded(WAN, tcp((probe, 5555), (PUBLIC, 9999), ACK, OUT), WAN);
+        assert!(matches!(s.l4, L4::Tcp(fl) if fl.rst()), "{s:?}");
+        let stranger = tcp((OTHER, 5555), (PUBLIC, 9999), SYN, OUT);
+        n.dropped(WAN, stranger, LocalDenied);
     }
 
     #[test]
@@ -739,24 +657,18 @@ mod local {
         let mut n = Net::new("");
         let mut f = udp((C1, 5000), (SERVER, 53), IN);
         f[..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
-        let (a, _) = n.send(LAN, f);
-        assert_eq!(a, Disposition::Drop(Discard::NotForUs.into()));
+        n.dropped(LAN, f, NotForUs);
         // IPv4 received as a link-layer broadcast or multicast (RFC 1812 section 5.3.4).
         for group in [[0xff; 6], [0x01, 0x00, 0x5e, 0, 0, 1]] {
             let mut f = udp((C1, 5000), (SERVER, 53), IN);
             f[..6].copy_from_slice(&group);
             let (a, _) = n.send(LAN, f);
-            assert_eq!(
-                a,
-                Disposition::Drop(Discard::NotForUs.into()),
-                "{group:02x?}"
-            );
+            assert_eq!(a, drop_for(NotForUs), "{group:02x?}");
         }
         assert_eq!(n.sessions(), 0);
         let mut f = udp((C1, 5000), (SERVER, 53), IN);
         f[12..14].copy_from_slice(&[0x88, 0xb5]);
-        let (a, _) = n.send(LAN, f);
-        assert_eq!(a, Disposition::Drop(Discard::NotIp.into()));
+        n.dropped(LAN, f, NotIp);
     }
 }
 
@@ -774,16 +686,12 @@ mod reload {
         n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         n.send(LAN, udp((C1, 5001), (OTHER, 53), IN));
         n.reload(DENY);
-        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Disposition::Drop(Discard::PolicyRecheckDeny.into()));
+        n.dropped(LAN, udp((C1, 5000), (SERVER, 53), IN), PolicyRecheckDeny);
         assert_eq!(n.sessions(), 1, "closed");
         let (a, _) = n.send(LAN, udp((C1, 5001), (OTHER, 53), IN));
         assert_eq!(a, Disposition::Forward(WAN), "still allowed: kept");
         let (a, _) = n.send(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT));
-        assert!(
-            matches!(a, Disposition::Drop(_)),
-            "its replies are gone too"
-        );
+        assert_eq!(a, drop_for(NoForward), "its replies are gone too");
     }
 
     #[test]
@@ -797,11 +705,7 @@ mod reload {
         let (_, s) = n.shards[0].table().iter().next().expect("the session");
         assert_eq!(s.packets(), 2, "counted once before and once after");
         let (a, _) = n.send(LAN, udp((C1, 5002), (SERVER, 53), IN));
-        assert_eq!(
-            a,
-            Disposition::Drop(Discard::EgressDenied.into()),
-            "new flows follow the new rule"
-        );
+        assert_eq!(a, drop_for(EgressDenied), "new flows follow the new rule");
     }
 
     #[test]
@@ -816,28 +720,24 @@ mod reload {
             Disposition::Forward(LAN),
             "a remote the host sent to before"
         );
-        let (a, _) = n.send(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Disposition::Drop(Discard::NoForward.into()));
+        n.dropped(WAN, udp((OTHER, 9999), (PUBLIC, 5000), OUT), NoForward);
         // Back and forth: sessions opened in between are counted at the next switch.
         n.reload("");
         n.send(LAN, udp((C1, 5000), (OTHER, 53), IN));
         n.reload(ADF);
-        let (a, _) = n.send(WAN, udp((OTHER, 1234), (PUBLIC, 5000), OUT));
-        assert_eq!(a, Disposition::Forward(LAN));
-        n.now += 100_000;
-        n.expire_all();
+        n.forwarded(WAN, udp((OTHER, 1234), (PUBLIC, 5000), OUT), LAN);
+        let left = n.idle(100_000);
         let snat = n.shards[0].snat();
-        assert_eq!((n.sessions(), snat.mappings(), snat.contacts()), (0, 0, 0));
+        assert_eq!((left, snat.mappings(), snat.contacts()), (0, 0, 0));
     }
 
     #[test]
     fn removed_forward_closes_its_sessions() {
         let mut n = Net::new("");
-        n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
+        n.send(WAN, to_the_forward(SYN));
         let text = BASE.replace("public_port = 8080", "public_port = 8081");
         n.policy = Policy::compile(&Config::parse(&text, "t").unwrap(), 2).unwrap();
-        let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::ACK, OUT));
-        assert_eq!(a, Disposition::Drop(Discard::PolicyRecheckDeny.into()));
+        n.dropped(WAN, to_the_forward(ACK), PolicyRecheckDeny);
     }
 }
 
@@ -866,9 +766,10 @@ mod shards {
                 assert_eq!(seen(&f).dst, (client, 30000 + i));
             }
             // ICMP echo with several workers: the identifier is mapped into the owner's slice.
-            let (a, f) = n.send(LAN, echo(C1, SERVER, 27087, true, IN));
-            assert_eq!(a, Disposition::Forward(WAN));
-            let id = seen(&f).src.1;
+            let id = n
+                .forwarded(LAN, echo(C1, SERVER, 27087, true, IN), WAN)
+                .src
+                .1;
             let (a, f) = n.send(WAN, echo(SERVER, PUBLIC, id, false, OUT));
             assert_eq!(
                 a,
@@ -877,23 +778,15 @@ mod shards {
             );
             assert_eq!(seen(&f).dst, (C1, 27087));
             // Forwards and hairpin with several workers.
-            let (a, _) = n.send(WAN, tcp((OTHER, 40000), (PUBLIC, 8080), TcpFlags::SYN, OUT));
-            assert_eq!(a, Disposition::Forward(LAN));
-            let (a, _) = n.send(
-                LAN,
-                tcp((C2, 80), (OTHER, 40000), TcpFlags::SYN | TcpFlags::ACK, IN2),
-            );
+            n.forwarded(WAN, to_the_forward(SYN), LAN);
+            let (a, _) = n.send(LAN, from_the_forward(SYN_ACK));
             assert_eq!(
                 a,
                 Disposition::Forward(WAN),
                 "the forwarded host's reply finds the session"
             );
-            let (a, f) = n.send(LAN, tcp((C1, 41000), (PUBLIC, 8080), TcpFlags::SYN, IN));
-            assert_eq!(a, Disposition::Forward(LAN));
-            let (a, _) = n.send(
-                LAN,
-                tcp((C2, 80), seen(&f).src, TcpFlags::SYN | TcpFlags::ACK, IN2),
-            );
+            let client_public = n.forwarded(LAN, hairpin_syn(), LAN).src;
+            let (a, _) = n.send(LAN, tcp((C2, 80), client_public, SYN_ACK, IN2));
             assert_eq!(a, Disposition::Forward(LAN), "hairpin reply");
             let per: Vec<u32> = n.shards.iter().map(|s| s.table().len()).collect();
             assert!(per.iter().all(|&x| x > 0), "sessions spread: {per:?}");
@@ -926,7 +819,7 @@ mod properties {
                 let dst = (Ipv4Addr::new(198, 51, 100, far), dport);
                 let frame = match proto {
                     0 => udp(src, dst, IN),
-                    1 => tcp(src, dst, TcpFlags::SYN, IN),
+                    1 => tcp(src, dst, SYN, IN),
                     _ => echo(src.0, dst.0, src.1, true, IN),
                 };
                 let (a, f) = n.send(LAN, frame);
@@ -937,7 +830,7 @@ mod properties {
                 prop_assert!(outside.insert((proto, s.src, s.dst)) || proto == 2, "no two sessions share an outside tuple");
                 let reply = match proto {
                     0 => udp(s.dst, s.src, OUT),
-                    1 => tcp(s.dst, s.src, TcpFlags::SYN | TcpFlags::ACK, OUT),
+                    1 => tcp(s.dst, s.src, SYN_ACK, OUT),
                     _ => echo(s.dst.0, s.src.0, s.src.1, false, OUT),
                 };
                 let (a, f) = n.send(WAN, reply);
@@ -948,11 +841,8 @@ mod properties {
                 let from = if proto == 2 { (dst.0, src.1) } else { dst };
                 prop_assert_eq!(r.src, from);
             }
-            n.now += 100_000;
-            n.expire_all();
-            prop_assert_eq!(n.sessions(), 0);
-            let in_use: usize = n.shards[0].snat().ports_in_use().map(|x| x.2).sum();
-            prop_assert_eq!(in_use, 0);
+            prop_assert_eq!(n.idle(100_000), 0);
+            prop_assert_eq!(n.ports_in_use(), 0);
             prop_assert_eq!(n.shards[0].snat().mappings(), 0);
         }
 
@@ -1038,38 +928,15 @@ mod bursts {
         n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
         n.reload(DENY);
         let closed = udp((C1, 5000), (SERVER, 53), IN);
-        let out = send_burst(
-            &mut n,
-            LAN,
-            &[closed.clone(), udp((C2, 6000), (OTHER, 53), IN2), closed],
-        );
-        assert_eq!(
-            out[0].0,
-            Disposition::Drop(Discard::PolicyRecheckDeny.into())
-        );
+        let out = n.burst(LAN, &[&closed, &udp((C2, 6000), (OTHER, 53), IN2), &closed]);
+        assert_eq!(out[0].0, drop_for(PolicyRecheckDeny));
         assert_eq!(out[1].0, Disposition::Forward(WAN));
         assert_eq!(
             out[2].0,
-            Disposition::Drop(Discard::EgressDenied.into()),
+            drop_for(EgressDenied),
             "a new flow under the new policy, not the reused slot's session"
         );
         assert_eq!(n.sessions(), 1);
-    }
-
-    /// Sends `frames` into `port` of shard 0 as one burst, returning each action and frame.
-    fn send_burst(n: &mut Net, port: u8, frames: &[Vec<u8>]) -> Vec<(Disposition, Vec<u8>)> {
-        let macs = [MAC_LAN, MAC_WAN];
-        let env = Env {
-            policy: &n.policy,
-            neighbours: &n.neighbours,
-            macs: &macs,
-        };
-        let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
-        let mut out = vec![Disposition::Consumed; frames.len()];
-        n.shards[0].process(&env, n.now, port, &mut bufs, &mut out);
-        out.into_iter()
-            .zip(bufs.iter().map(|b| b.bytes().to_vec()))
-            .collect()
     }
 
     /// A burst does what the same packets do one at a time, when no packet of it depends on
@@ -1149,12 +1016,12 @@ mod bursts {
                             }
                             7 => udp(remote, (PUBLIC, 1), OUT),
                             8 => echo(OTHER, PUBLIC, 9, true, OUT),
-                            _ => tcp((OTHER, 40000), (PUBLIC, 8081), TcpFlags::SYN, OUT),
+                            _ => tcp((OTHER, 40000), (PUBLIC, 8081), SYN, OUT),
                         }
                     }
                 })
                 .collect();
-            let got = send_burst(&mut burst, port, &frames);
+            let got = burst.burst(port, &frames.iter().map(Vec::as_slice).collect::<Vec<_>>());
             for (f, g) in frames.into_iter().zip(got) {
                 assert_eq!(single.send(port, f), g, "round {round}");
             }
@@ -1182,21 +1049,17 @@ mod bursts {
     fn tagged_transit_frames_are_not_forwarded() {
         let mut n = Net::new("");
         let (a, _) = n.send(LAN, tagged(udp((C1, 5000), (SERVER, 53), IN), 42));
-        assert!(matches!(a, Disposition::Drop(_)), "a new flow: {a:?}");
+        assert_eq!(a, drop_for(VlanTransit), "a new flow");
         assert_eq!(n.sessions(), 0);
-        let (a, _) = n.send(LAN, udp((C1, 5000), (SERVER, 53), IN));
-        assert_eq!(a, Disposition::Forward(WAN));
+        n.forwarded(LAN, udp((C1, 5000), (SERVER, 53), IN), WAN);
         for (port, f) in [
             (LAN, tagged(udp((C1, 5000), (SERVER, 53), IN), 42)),
             (WAN, tagged(udp((SERVER, 53), (PUBLIC, 5000), OUT), 7)),
         ] {
             let (a, _) = n.send(port, f);
-            assert!(
-                matches!(a, Disposition::Drop(_)),
-                "an open session's: {a:?}"
-            );
+            assert_eq!(a, drop_for(VlanTransit), "an open session's");
         }
-        assert_eq!(n.drops(Discard::VlanTransit), 3);
+        assert_eq!(n.drops(VlanTransit), 3);
         assert_eq!(n.sessions(), 1);
     }
 
@@ -1210,15 +1073,10 @@ mod bursts {
         for src in [C1, Ipv4Addr::new(127, 0, 0, 1)] {
             let late = with_ttl(udp((src, 5000), (OTHER, 53), OUT), 1);
             let (a, _) = n.send(WAN, tagged(late, 100));
-            assert_eq!(
-                a,
-                Disposition::Drop(Discard::SpoofedSource.into()),
-                "from {src}"
-            );
+            assert_eq!(a, drop_for(SpoofedSource), "from {src}");
         }
         let late = with_ttl(udp((SERVER, 5000), (OTHER, 53), IN), 1);
-        let (a, _) = n.send(LAN, tagged(late, 42));
-        assert_eq!(a, Disposition::Drop(Discard::InvalidSource.into()));
+        n.dropped(LAN, tagged(late, 42), InvalidSource);
         // A possible source still gets its time exceeded, tagged.
         let late = with_ttl(udp((SERVER, 5000), (C1, 53), OUT), 1);
         let (a, f) = n.send(WAN, tagged(late, 100));
@@ -1286,17 +1144,13 @@ sources = ["168.63.129.16/32"]
         let to_me = (MAC_ROUTER, MAC_NIC);
         // The cloud routes the host's traffic to the appliance; it leaves by the same port,
         // translated to the port's address, towards the subnet's router.
-        let (a, f) = n.send(NIC, udp((HOST, 5000), (SERVER, 53), to_me));
-        assert_eq!(a, Disposition::Forward(NIC));
-        let s = seen(&f);
+        let s = n.forwarded(NIC, udp((HOST, 5000), (SERVER, 53), to_me), NIC);
         assert_eq!(
             (s.src, s.dst, s.dst_mac),
             ((ME, 5000), (SERVER, 53), MAC_ROUTER)
         );
         // The reply comes back to the port and goes to the host, through the router.
-        let (a, f) = n.send(NIC, udp((SERVER, 53), (ME, 5000), to_me));
-        assert_eq!(a, Disposition::Forward(NIC));
-        let s = seen(&f);
+        let s = n.forwarded(NIC, udp((SERVER, 53), (ME, 5000), to_me), NIC);
         assert_eq!(
             (s.src, s.dst, s.dst_mac),
             ((SERVER, 53), (HOST, 5000), MAC_ROUTER)
@@ -1306,7 +1160,6 @@ sources = ["168.63.129.16/32"]
         let (a, _) = n.send(NIC, udp((OTHER, 1), (ME, 7000), to_me));
         assert!(matches!(a, Disposition::Drop(_)));
         let probe = Ipv4Addr::new(168, 63, 129, 16);
-        let (a, _) = n.send(NIC, tcp((probe, 40000), (ME, 9999), TcpFlags::SYN, to_me));
-        assert_eq!(a, Disposition::Forward(NIC));
+        n.forwarded(NIC, tcp((probe, 40000), (ME, 9999), SYN, to_me), NIC);
     }
 }

@@ -148,7 +148,7 @@ pub fn error_about(offending: &[u8], from: Ipv4Addr, macs: Macs, kind: u8) -> Ve
 }
 
 /// What a frame that left says: its MACs, addresses, ports (the ICMP identifier for an
-/// echo) and TTL.
+/// echo), TTL and transport (TCP flags, ICMP message).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Seen {
     /// Ethernet source.
@@ -161,6 +161,8 @@ pub struct Seen {
     pub dst: (Ipv4Addr, u16),
     /// IPv4 TTL.
     pub ttl: u8,
+    /// The transport and what the fast path reads of it.
+    pub l4: L4,
 }
 
 /// What `frame` says.
@@ -194,6 +196,7 @@ pub fn seen(frame: &[u8]) -> Seen {
         src: (m.tuple.src_addr, m.tuple.src_port),
         dst: (m.tuple.dst_addr, m.tuple.dst_port),
         ttl: ip.ttl(),
+        l4: m.l4,
     }
 }
 

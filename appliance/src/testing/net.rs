@@ -1,7 +1,7 @@
 //! [`Net`]: shards on the two-arm topology, with a fake clock, driven one frame or one burst
 //! at a time.
 
-use super::{neighbours, policy, MAC_LAN, MAC_WAN};
+use super::{neighbours, policy, seen, Seen, MAC_LAN, MAC_WAN};
 use crate::flow::{FlowKey, HashSeed, TcpState};
 use crate::packet::EthernetAddress;
 use crate::pipeline::{
@@ -95,6 +95,28 @@ impl Net {
         panic!("handed off twice: the owner function disagrees between workers");
     }
 
+    /// Sends `frame` into `port` and asserts that it leaves by `out`: the frame as it
+    /// leaves, read back with every checksum verified ([`seen`]).
+    ///
+    /// # Panics
+    /// If the frame is not sent on out of `out`, or leaves with a wrong checksum.
+    #[track_caller]
+    pub fn forwarded(&mut self, port: u8, frame: impl AsRef<[u8]>, out: u8) -> Seen {
+        let (a, f) = self.send(port, frame);
+        assert_eq!(a, Disposition::Forward(out), "{f:02x?}");
+        seen(&f)
+    }
+
+    /// Sends `frame` into `port` and asserts that it is dropped for `reason`.
+    ///
+    /// # Panics
+    /// If it is not.
+    #[track_caller]
+    pub fn dropped(&mut self, port: u8, frame: impl AsRef<[u8]>, reason: impl Into<Reason>) {
+        let (a, f) = self.send(port, frame);
+        assert_eq!(a, Disposition::Drop(reason.into()), "{f:02x?}");
+    }
+
     /// One burst of frames received on `port` by shard 0 (handoffs not followed).
     pub fn burst(&mut self, port: u8, frames: &[&[u8]]) -> Vec<(Disposition, Vec<u8>)> {
         let mut buf: Vec<VecBuf> = frames.iter().map(|f| VecBuf::new(f)).collect();
@@ -130,6 +152,22 @@ impl Net {
         for s in &mut self.shards {
             s.expire(self.now, u32::MAX);
         }
+    }
+
+    /// Lets `secs` seconds pass and runs expiry: the sessions left.
+    pub fn idle(&mut self, secs: u32) -> u32 {
+        self.now += secs;
+        self.expire_all();
+        self.sessions()
+    }
+
+    /// SNAT ports in use, over every shard.
+    pub fn ports_in_use(&self) -> usize {
+        let shards = self.shards.iter();
+        shards
+            .flat_map(|s| s.snat().ports_in_use())
+            .map(|(_, _, n)| n)
+            .sum()
     }
 
     /// Puts the policy of [`super::BASE`] followed by `extra` in force, at the next
