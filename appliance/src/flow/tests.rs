@@ -48,6 +48,15 @@ fn new_udp(i: u32) -> NewSession {
     )
 }
 
+/// An echo session: 10.0.0.1 pinging 8.8.8.8, identifier 7 inside and 9 outside.
+fn new_icmp() -> NewSession {
+    NewSession::new(
+        FlowKey::icmp_echo(0x0a00_0001.into(), 0x0808_0808.into(), 7),
+        FlowKey::icmp_echo(0x0808_0808.into(), 0xc633_6401.into(), 9),
+        Side::Inside,
+    )
+}
+
 fn new_tcp(i: u32, tcp: TcpState) -> NewSession {
     NewSession {
         tcp,
@@ -58,6 +67,38 @@ fn new_tcp(i: u32, tcp: TcpState) -> NewSession {
         )
     }
 }
+
+/// A table of `capacity` records, with the test timeouts and seed.
+fn table(capacity: u32) -> FlowTable {
+    FlowTable::with_seed(capacity, T, seed())
+}
+
+/// A table of `capacity` records holding UDP flows `0..n`, all created at 0.
+fn with_udp(capacity: u32, n: u32) -> FlowTable {
+    let mut t = table(capacity);
+    for i in 0..n {
+        add(&mut t, &new_udp(i), 0);
+    }
+    t
+}
+
+/// Creates `new` at `now`, reclaiming nothing: its record.
+#[track_caller]
+fn add(t: &mut FlowTable, new: &NewSession, now: u32) -> u32 {
+    t.create(new, now, no_cb).expect("created")
+}
+
+/// The SYN of session `i` answered by a SYN+ACK from `answerer` and acknowledged from the
+/// other side, at `now`: the states tracked after each.
+fn handshake(t: &mut FlowTable, i: u32, answerer: Side, now: u32) -> [Option<TcpState>; 2] {
+    [
+        t.track_tcp(i, TcpFlags::SYN | TcpFlags::ACK, answerer, now),
+        t.track_tcp(i, TcpFlags::ACK, answerer.other(), now),
+    ]
+}
+
+/// What [`handshake`] should track.
+const HANDSHAKE: [Option<TcpState>; 2] = [Some(TcpState::SynReceived), Some(TcpState::Established)];
 
 fn hit(index: u32, side: Side) -> Hit {
     Hit { index, side }
@@ -73,8 +114,8 @@ fn no_cb(_: u32, _: &Session) {
 
 #[test]
 fn both_keys_find_the_session_with_their_side() {
-    let mut t = FlowTable::with_seed(16, T, seed());
-    let idx = t.create(&new_udp(1), 5, no_cb).expect("created");
+    let mut t = table(16);
+    let idx = add(&mut t, &new_udp(1), 5);
     assert_eq!(
         t.lookup(&inside(1, IpProtocol::UDP)),
         Some(hit(idx, Side::Inside))
@@ -100,10 +141,7 @@ fn both_keys_find_the_session_with_their_side() {
 
 #[test]
 fn burst_lookup_matches_single_lookup() {
-    let mut t = FlowTable::with_seed(1000, T, seed());
-    for i in 0..1000 {
-        t.create(&new_udp(i), 0, no_cb).expect("created");
-    }
+    let t = with_udp(1000, 1000);
     let keys: Vec<FlowKey> = (0..96)
         .map(|i| {
             if i % 3 == 0 {
@@ -123,20 +161,11 @@ fn burst_lookup_matches_single_lookup() {
 
 #[test]
 fn class_follows_protocol_and_tcp_state() {
-    let mut t = FlowTable::with_seed(8, T, seed());
-    let a = t
-        .create(&new_tcp(1, TcpState::SynSent), 0, no_cb)
-        .expect("tcp");
-    let b = t
-        .create(&new_tcp(2, TcpState::Established), 0, no_cb)
-        .expect("tcp");
-    let icmp = NewSession::new(
-        FlowKey::icmp_echo(0x0a00_0001.into(), 0x0808_0808.into(), 7),
-        FlowKey::icmp_echo(0x0808_0808.into(), 0xc633_6401.into(), 9),
-        Side::Inside,
-    );
-    let c = t.create(&icmp, 0, no_cb).expect("icmp");
-    let d = t.create(&new_udp(3), 0, no_cb).expect("udp");
+    let mut t = table(8);
+    let a = add(&mut t, &new_tcp(1, TcpState::SynSent), 0);
+    let b = add(&mut t, &new_tcp(2, TcpState::Established), 0);
+    let c = add(&mut t, &new_icmp(), 0);
+    let d = add(&mut t, &new_udp(3), 0);
     let class = |t: &FlowTable, i| t.get(i).map(Session::timeout_class);
     assert_eq!(class(&t, a), Some(TimeoutClass::TcpTransitory));
     assert_eq!(class(&t, b), Some(TimeoutClass::TcpEstablished));
@@ -148,18 +177,9 @@ fn class_follows_protocol_and_tcp_state() {
 
 #[test]
 fn tcp_tracking_moves_between_lists() {
-    let mut t = FlowTable::with_seed(8, T, seed());
-    let i = t
-        .create(&new_tcp(1, TcpState::SynSent), 0, no_cb)
-        .expect("tcp");
-    assert_eq!(
-        t.track_tcp(i, TcpFlags::SYN | TcpFlags::ACK, Side::Outside, 1),
-        Some(TcpState::SynReceived)
-    );
-    assert_eq!(
-        t.track_tcp(i, TcpFlags::ACK, Side::Inside, 2),
-        Some(TcpState::Established)
-    );
+    let mut t = table(8);
+    let i = add(&mut t, &new_tcp(1, TcpState::SynSent), 0);
+    assert_eq!(handshake(&mut t, i, Side::Outside, 2), HANDSHAKE);
     assert_eq!(t.len_by_class(), [0, 1, 0, 0]);
     t.check_invariants(true);
     // Established outlives the transitory timeout.
@@ -178,7 +198,7 @@ fn tcp_tracking_moves_between_lists() {
     );
     assert_eq!(freed, [i]);
     // A UDP session is touched, not tracked.
-    let u = t.create(&new_udp(2), 40, no_cb).expect("udp");
+    let u = add(&mut t, &new_udp(2), 40);
     assert_eq!(t.track_tcp(u, TcpFlags::SYN, Side::Inside, 41), None);
     assert_eq!(
         t.get(u).map(Session::timeout_class),
@@ -189,28 +209,21 @@ fn tcp_tracking_moves_between_lists() {
 
 #[test]
 fn ingress_session_directions() {
-    let mut t = FlowTable::with_seed(8, T, seed());
+    let mut t = table(8);
     let new = NewSession {
         orig: Side::Outside,
         ..new_tcp(1, TcpState::SynSent)
     };
-    let i = t.create(&new, 0, no_cb).expect("tcp");
+    let i = add(&mut t, &new, 0);
     assert_eq!(t.get(i).map(|s| s.dir_of(Side::Outside)), Some(Dir::Orig));
     // The SYN+ACK comes from the inside server.
-    assert_eq!(
-        t.track_tcp(i, TcpFlags::SYN | TcpFlags::ACK, Side::Inside, 1),
-        Some(TcpState::SynReceived)
-    );
-    assert_eq!(
-        t.track_tcp(i, TcpFlags::ACK, Side::Outside, 1),
-        Some(TcpState::Established)
-    );
+    assert_eq!(handshake(&mut t, i, Side::Inside, 1), HANDSHAKE);
 }
 
 #[test]
 fn create_burst_equals_creates_in_order() {
-    let mut a = FlowTable::with_seed(6, T, seed());
-    let mut b = FlowTable::with_seed(6, T, seed());
+    let mut a = table(6);
+    let mut b = table(6);
     // Eight new sessions for six records, one duplicate, two reclaims once time has passed.
     let mut new: Vec<NewSession> = (0..8).map(new_udp).collect();
     new[5] = NewSession::new(
@@ -219,8 +232,8 @@ fn create_burst_equals_creates_in_order() {
         Side::Inside,
     );
     for t in [&mut a, &mut b] {
-        t.create(&new_udp(100), 0, no_cb).expect("old");
-        t.create(&new_udp(101), 0, no_cb).expect("old");
+        add(t, &new_udp(100), 0);
+        add(t, &new_udp(101), 0);
     }
     let mut out = vec![Ok(0); new.len()];
     let mut reclaimed_a = Vec::new();
@@ -240,8 +253,8 @@ fn create_burst_equals_creates_in_order() {
 
 #[test]
 fn duplicate_keys_are_refused() {
-    let mut t = FlowTable::with_seed(8, T, seed());
-    let a = t.create(&new_udp(1), 0, no_cb).expect("created");
+    let mut t = table(8);
+    let a = add(&mut t, &new_udp(1), 0);
     let udp = IpProtocol::UDP;
     let mut create =
         |inside, outside| t.create(&NewSession::new(inside, outside, Side::Inside), 0, no_cb);
@@ -261,10 +274,7 @@ fn duplicate_keys_are_refused() {
 
 #[test]
 fn full_table_refuses_when_nothing_expired() {
-    let mut t = FlowTable::with_seed(4, T, seed());
-    for i in 0..4 {
-        t.create(&new_udp(i), 0, no_cb).expect("created");
-    }
+    let mut t = with_udp(4, 4);
     assert_eq!(
         t.create(&new_udp(9), T.udp - 1, no_cb),
         Err(CreateError::Full)
@@ -276,10 +286,8 @@ fn full_table_refuses_when_nothing_expired() {
 
 #[test]
 fn full_table_reuses_oldest_expired_session() {
-    let mut t = FlowTable::with_seed(4, T, seed());
-    let ids: Vec<u32> = (0..4)
-        .map(|i| t.create(&new_udp(i), i, no_cb).expect("created"))
-        .collect();
+    let mut t = table(4);
+    let ids: Vec<u32> = (0..4).map(|i| add(&mut t, &new_udp(i), i)).collect();
     // At 31 the sessions seen at 0 and 1 have expired; the one seen at 0 is the oldest.
     let mut reclaimed = Vec::new();
     let n = t
@@ -314,9 +322,9 @@ fn ahead_and_list(t: &FlowTable, class: TimeoutClass) -> (Vec<u32>, Vec<u32>) {
 
 #[test]
 fn reclaim_keeps_the_next_heads_loading() {
-    let mut t = FlowTable::with_seed(64, T, seed());
+    let mut t = table(64);
     for i in 0..64 {
-        t.create(&new_udp(i), i, no_cb).expect("created");
+        add(&mut t, &new_udp(i), i);
     }
     // Everything expired: each new flow reclaims the oldest session.
     let now = 1000;
@@ -352,36 +360,25 @@ fn reclaim_keeps_the_next_heads_loading() {
 
 #[test]
 fn reuse_picks_the_earliest_deadline_across_classes() {
-    let mut t = FlowTable::with_seed(3, T, seed());
+    let mut t = table(3);
     // ICMP seen at 0 expires at 10, UDP seen at 0 at 30, TCP transitory seen at 5 at 25.
-    let icmp = NewSession::new(
-        FlowKey::icmp_echo(0x0a00_0001.into(), 0x0808_0808.into(), 7),
-        FlowKey::icmp_echo(0x0808_0808.into(), 0xc633_6401.into(), 9),
-        Side::Inside,
-    );
-    let u = t.create(&new_udp(1), 0, no_cb).expect("udp");
-    let c = t.create(&icmp, 0, no_cb).expect("icmp");
-    let p = t
-        .create(&new_tcp(2, TcpState::SynSent), 5, no_cb)
-        .expect("tcp");
+    let u = add(&mut t, &new_udp(1), 0);
+    let c = add(&mut t, &new_icmp(), 0);
+    let p = add(&mut t, &new_tcp(2, TcpState::SynSent), 5);
     let mut got = Vec::new();
-    t.create(&new_udp(3), 40, |i, _: &Session| got.push(i))
-        .expect("reuse");
-    t.create(&new_udp(4), 40, |i, _: &Session| got.push(i))
-        .expect("reuse");
-    t.create(&new_udp(5), 40, |i, _: &Session| got.push(i))
-        .expect("reuse");
+    for k in 3..6 {
+        t.create(&new_udp(k), 40, |i, _: &Session| got.push(i))
+            .expect("reuse");
+    }
     assert_eq!(got, [c, p, u]);
     t.check_invariants(true);
 }
 
 #[test]
 fn established_sessions_are_never_evicted() {
-    let mut t = FlowTable::with_seed(2, T, seed());
-    t.create(&new_tcp(1, TcpState::Established), 0, no_cb)
-        .expect("tcp");
-    t.create(&new_tcp(2, TcpState::Established), 0, no_cb)
-        .expect("tcp");
+    let mut t = table(2);
+    add(&mut t, &new_tcp(1, TcpState::Established), 0);
+    add(&mut t, &new_tcp(2, TcpState::Established), 0);
     // Well past every other timeout, but not the established one.
     assert_eq!(
         t.create(&new_udp(3), T.tcp_established - 1, no_cb),
@@ -396,9 +393,9 @@ fn established_sessions_are_never_evicted() {
 
 #[test]
 fn touch_postpones_expiry() {
-    let mut t = FlowTable::with_seed(4, T, seed());
-    let a = t.create(&new_udp(1), 0, no_cb).expect("a");
-    let b = t.create(&new_udp(2), 0, no_cb).expect("b");
+    let mut t = table(4);
+    let a = add(&mut t, &new_udp(1), 0);
+    let b = add(&mut t, &new_udp(2), 0);
     t.touch(b, 10);
     t.touch(a, 20);
     t.touch(a, 20); // same tick: nothing to move
@@ -417,8 +414,8 @@ fn touch_postpones_expiry() {
 
 #[test]
 fn touch_burst_equals_touch_in_order() {
-    let mut a = FlowTable::with_seed(64, T, seed());
-    let mut b = FlowTable::with_seed(64, T, seed());
+    let mut a = table(64);
+    let mut b = table(64);
     for i in 0..64 {
         a.create(&new_udp(i), i / 8, no_cb).expect("a");
         b.create(&new_udp(i), i / 8, no_cb).expect("b");
@@ -444,11 +441,10 @@ fn touch_burst_equals_touch_in_order() {
 
 #[test]
 fn expire_respects_budget_and_rotates_classes() {
-    let mut t = FlowTable::with_seed(64, T, seed());
+    let mut t = table(64);
     for i in 0..20 {
-        t.create(&new_udp(i), 0, no_cb).expect("udp");
-        t.create(&new_tcp(100 + i, TcpState::SynSent), 0, no_cb)
-            .expect("tcp");
+        add(&mut t, &new_udp(i), 0);
+        add(&mut t, &new_tcp(100 + i, TcpState::SynSent), 0);
     }
     let mut n = 0;
     assert_eq!(t.expire(1000, 5, |_, _| n += 1), 5);
@@ -481,7 +477,7 @@ fn index_overflow_is_refused_cleanly() {
 
 #[test]
 fn counters_and_deltas_through_get_mut() {
-    let mut t = FlowTable::with_seed(4, T, seed());
+    let mut t = table(4);
     let d = ChecksumDeltas {
         ip: 0xbeef,
         l4: 0x1234,
@@ -522,17 +518,14 @@ fn memory_per_session_within_budget() {
     assert_eq!(FlowIndex::buckets_for(2 * cap as usize), 1 << 20);
     let worst = FlowTable::bytes_per_session_for(cap);
     assert!(worst <= 128.0, "{worst}");
-    let t = FlowTable::with_seed(1000, T, seed());
+    let t = table(1000);
     assert_eq!(t.memory_bytes(), 1000 * 64 + 512 * 64);
     assert!((FlowTable::bytes_per_session_for(1000) - 96.768).abs() < 1e-9);
 }
 
 #[test]
 fn clear_resets_everything() {
-    let mut t = FlowTable::with_seed(8, T, seed());
-    for i in 0..8 {
-        t.create(&new_udp(i), 0, no_cb).expect("created");
-    }
+    let mut t = with_udp(8, 8);
     t.clear();
     assert!(t.is_empty());
     assert_eq!(t.lookup(&inside(1, IpProtocol::UDP)), None);
@@ -581,73 +574,6 @@ fn pool_key(k: u8) -> FlowKey {
         80,
         IpProtocol::TCP,
     )
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-
-    /// The index behaves like a map under any sequence of inserts, removes and lookups, up to
-    /// and including a full table, with full or two-bit signatures.
-    #[test]
-    fn index_matches_hashbrown(
-        log2_buckets in 1u32..5,
-        narrow_sigs in any::<bool>(),
-        ops in proptest::collection::vec(index_op(), 1..400),
-        seed_words in any::<(u64, u64, u64)>(),
-    ) {
-        let seed = HashSeed::fixed(seed_words.0, seed_words.1, seed_words.2);
-        let sig_mask = if narrow_sigs { 0x3 } else { u16::MAX };
-        let mut t = FlowIndex::with_signature_mask(1 << log2_buckets, seed, sig_mask);
-        let mut store = Store::default();
-        let mut model: HashMap<FlowKey, Hit> = HashMap::new();
-        for op in ops {
-            match op {
-                IndexOp::Insert(k) => {
-                    let key = pool_key(k);
-                    store.0.push(key);
-                    let hit = Hit { index: (store.0.len() - 1) as u32, side: Side::Inside };
-                    match (t.insert(&key, hit, &store), model.get(&key)) {
-                        (Err(InsertError::Exists(h)), Some(&m)) => prop_assert_eq!(h, m),
-                        (Ok(()), None) => { model.insert(key, hit); }
-                        (Err(InsertError::Full), None) => {
-                            prop_assert!(t.len() >= t.slots() / 2,
-                                "full at {} of {}", t.len(), t.slots());
-                        }
-                        (r, m) => prop_assert!(false, "insert {:?} with model {:?}", r, m),
-                    }
-                }
-                IndexOp::Remove(k) => {
-                    let key = pool_key(k);
-                    match model.remove(&key) {
-                        Some(hit) => {
-                            // An entry that was never inserted does not remove it.
-                            let wrong = Hit { index: Hit::MAX_INDEX, side: hit.side };
-                            prop_assert!(!t.remove(&key, wrong));
-                            let other_side = Hit { side: Side::Outside, ..hit };
-                            prop_assert!(!t.remove(&key, other_side));
-                            prop_assert!(t.remove(&key, hit));
-                        }
-                        None => {
-                            let never = Hit { index: Hit::MAX_INDEX, side: Side::Inside };
-                            prop_assert!(!t.remove(&key, never));
-                        }
-                    }
-                }
-                IndexOp::Lookup(k) => {
-                    let key = pool_key(k);
-                    prop_assert_eq!(t.lookup(&key, &store), model.get(&key).copied());
-                }
-            }
-            prop_assert_eq!(t.len(), model.len());
-            t.check_invariants(&store);
-        }
-        let keys: Vec<FlowKey> = (0..=255).map(pool_key).collect();
-        let mut out = vec![None; keys.len()];
-        t.lookup_burst(&keys, &store, &mut out);
-        for (k, o) in keys.iter().zip(out) {
-            prop_assert_eq!(o, model.get(k).copied());
-        }
-    }
 }
 
 /// Whole-table ops against a model.
@@ -747,6 +673,69 @@ impl Model {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// The index behaves like a map under any sequence of inserts, removes and lookups, up to
+    /// and including a full table, with full or two-bit signatures.
+    #[test]
+    fn index_matches_hashbrown(
+        log2_buckets in 1u32..5,
+        narrow_sigs in any::<bool>(),
+        ops in proptest::collection::vec(index_op(), 1..400),
+        seed_words in any::<(u64, u64, u64)>(),
+    ) {
+        let seed = HashSeed::fixed(seed_words.0, seed_words.1, seed_words.2);
+        let sig_mask = if narrow_sigs { 0x3 } else { u16::MAX };
+        let mut t = FlowIndex::with_signature_mask(1 << log2_buckets, seed, sig_mask);
+        let mut store = Store::default();
+        let mut model: HashMap<FlowKey, Hit> = HashMap::new();
+        for op in ops {
+            match op {
+                IndexOp::Insert(k) => {
+                    let key = pool_key(k);
+                    store.0.push(key);
+                    let hit = Hit { index: (store.0.len() - 1) as u32, side: Side::Inside };
+                    match (t.insert(&key, hit, &store), model.get(&key)) {
+                        (Err(InsertError::Exists(h)), Some(&m)) => prop_assert_eq!(h, m),
+                        (Ok(()), None) => { model.insert(key, hit); }
+                        (Err(InsertError::Full), None) => {
+                            prop_assert!(t.len() >= t.slots() / 2,
+                                "full at {} of {}", t.len(), t.slots());
+                        }
+                        (r, m) => prop_assert!(false, "insert {:?} with model {:?}", r, m),
+                    }
+                }
+                IndexOp::Remove(k) => {
+                    let key = pool_key(k);
+                    match model.remove(&key) {
+                        Some(hit) => {
+                            // An entry that was never inserted does not remove it.
+                            let wrong = Hit { index: Hit::MAX_INDEX, side: hit.side };
+                            prop_assert!(!t.remove(&key, wrong));
+                            let other_side = Hit { side: Side::Outside, ..hit };
+                            prop_assert!(!t.remove(&key, other_side));
+                            prop_assert!(t.remove(&key, hit));
+                        }
+                        None => {
+                            let never = Hit { index: Hit::MAX_INDEX, side: Side::Inside };
+                            prop_assert!(!t.remove(&key, never));
+                        }
+                    }
+                }
+                IndexOp::Lookup(k) => {
+                    let key = pool_key(k);
+                    prop_assert_eq!(t.lookup(&key, &store), model.get(&key).copied());
+                }
+            }
+            prop_assert_eq!(t.len(), model.len());
+            t.check_invariants(&store);
+        }
+        let keys: Vec<FlowKey> = (0..=255).map(pool_key).collect();
+        let mut out = vec![None; keys.len()];
+        t.lookup_burst(&keys, &store, &mut out);
+        for (k, o) in keys.iter().zip(out) {
+            prop_assert_eq!(o, model.get(k).copied());
+        }
+    }
+
     /// The table against a model: lookups agree, no two live sessions share a key, expiry and
     /// reuse free only expired sessions (the oldest first), and once everything has expired
     /// the slab is empty and every record free.
@@ -760,7 +749,7 @@ proptest! {
             // 2 buckets, two-bit signatures: index overflow and signature collisions.
             FlowTable::with_index(capacity, T, FlowIndex::with_signature_mask(2, seed(), 3))
         } else {
-            FlowTable::with_seed(capacity, T, seed())
+            table(capacity)
         };
         let mut m = Model { sessions: HashMap::new(), keys: HashMap::new() };
         let mut now = 0u32;
