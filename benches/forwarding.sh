@@ -22,17 +22,8 @@ file_prefix = "bench-fwd-$$"
 
 [dataplane]
 burst = 32
-
-[[port]]
-name = "in"
-role = "inside"
-device = "net_null0"
-
-[[port]]
-name = "out"
-role = "outside"
-device = "net_null1"
 TOML
+cat appliance/tests/fixtures/null-ports.toml >> "$work/null.toml"
 
 echo "net_null forwarding, 64-byte packets, 1 worker core, ${DURATION}s each, huge pages: $huge"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -29,22 +29,13 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// The ports of the DPDK tests without NICs, after no control socket: `in` (inside,
-/// `net_null0`) and `out` (outside, `net_null1`). An `[eal]` section (and any other) before it
-/// completes a configuration.
-pub const NULL_PORTS: &str = r#"
-[control]
-socket = ""
-
-[[port]]
-name = "in"
-role = "inside"
-device = "net_null0"
-
-[[port]]
-name = "out"
-role = "outside"
-device = "net_null1"
-"#;
+/// `net_null0`) and `out` (outside, `net_null1`), from `fixtures/null-ports.toml`, which
+/// `benches/forwarding.sh` uses too. An `[eal]` section (and any other) before it completes a
+/// configuration.
+pub const NULL_PORTS: &str = concat!(
+    "\n[control]\nsocket = \"\"\n",
+    include_str!("../fixtures/null-ports.toml")
+);
 
 /// Runs `appliance run --config <path> --json` plus `extra`, and returns its output.
 pub fn run_appliance(config: &Path, extra: &[&str]) -> Output {
