@@ -40,10 +40,11 @@ pub struct NeighbourManager {
 
 impl std::fmt::Debug for NeighbourManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NeighbourManager")
-            .field("learned", &self.learned.len())
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
+        let (learned, generation) = (self.learned.len(), self.generation);
+        write!(
+            f,
+            "NeighbourManager {{ learned: {learned}, generation: {generation}, .. }}"
+        )
     }
 }
 

@@ -211,10 +211,8 @@ pub struct FlowIndex {
 
 impl std::fmt::Debug for FlowIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowIndex")
-            .field("buckets", &self.buckets.len())
-            .field("len", &self.len)
-            .finish_non_exhaustive()
+        let (buckets, len) = (self.buckets.len(), self.len);
+        write!(f, "FlowIndex {{ buckets: {buckets}, len: {len}, .. }}")
     }
 }
 

@@ -268,10 +268,8 @@ pub struct Slab {
 
 impl std::fmt::Debug for Slab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slab")
-            .field("capacity", &self.sessions.len())
-            .field("live", &self.live)
-            .finish_non_exhaustive()
+        let (capacity, live) = (self.sessions.len(), self.live);
+        write!(f, "Slab {{ capacity: {capacity}, live: {live}, .. }}")
     }
 }
 
