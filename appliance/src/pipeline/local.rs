@@ -45,9 +45,11 @@ impl<T: Trace> Shard<T> {
     /// A VLAN-tagged packet of a kind that has sessions. Ports have no VLAN settings, so it
     /// is never forwarded (its tag would leave on another port): a packet of an open session
     /// is dropped; one from a source that cannot be on its side is dropped as the slow path
-    /// drops it; one addressed to the appliance is answered (with its tags), as is one whose
-    /// TTL runs out; the rest is dropped too, all as `vlan_transit`. Looked up alone, off the
-    /// fast path, which never sees a tag.
+    /// drops it; one addressed to the appliance is answered (with its tags); the rest is
+    /// dropped too, all as `vlan_transit`, whatever its TTL: a time exceeded would say this
+    /// hop forwards it, and would quote (out of the outside port) an inside destination the
+    /// untagged path never answers for. Looked up alone, off the fast path, which never sees
+    /// a tag.
     fn tagged<B: PacketBuf>(&mut self, cx: &Ctx<'_>, pkt: &mut B, meta: &Meta) -> Disposition {
         if self.table.lookup(&meta.key).is_some() {
             return self.discard(Discard::VlanTransit);
@@ -58,9 +60,6 @@ impl<T: Trace> Shard<T> {
         if self.is_local(cx.env.policy, cx.in_port, meta.key.dst_addr()) {
             self.trace.class(Class::Local);
             return self.local(cx, pkt, meta);
-        }
-        if meta.ttl_runs_out(pkt.bytes()) {
-            return self.time_exceeded(cx, pkt, meta);
         }
         self.discard(Discard::VlanTransit)
     }

@@ -69,7 +69,7 @@ pub enum Discard {
     SessionGone,
     /// A VLAN-tagged frame that would be forwarded. Ports have no VLAN settings yet, so the
     /// tag a frame arrived with must not leave on another port: the appliance answers tagged
-    /// frames addressed to itself (and those whose TTL runs out), and forwards none.
+    /// frames addressed to itself, and forwards none (nor says their TTL ran out).
     VlanTransit,
     /// A packet for, or from, a port index the worker does not have. Not expected (ports
     /// come from the configuration): counted so that it would show.
