@@ -45,6 +45,8 @@ pub struct PortSnapshot {
     pub name: String,
     /// `"inside"`, `"outside"` or `"both"` ([`crate::config::Role::name`]).
     pub role: &'static str,
+    /// The DPDK driver serving it (`net_virtio`, `net_ena`, `net_af_xdp`, ...).
+    pub driver: String,
     /// Packets received (workers' count).
     pub rx_packets: u64,
     /// Bytes received (workers' count).

@@ -125,6 +125,11 @@ impl DataplaneView for View<'_, '_> {
                 PortSnapshot {
                     name: pc.name.clone(),
                     role: pc.role.name(),
+                    driver: self
+                        .ports
+                        .get(i)
+                        .map(|p| p.info().driver.clone())
+                        .unwrap_or_default(),
                     rx_packets: t.rx_packets,
                     rx_bytes: t.rx_bytes,
                     tx_packets: t.tx_packets,

@@ -60,6 +60,7 @@ pub fn snapshot(n: u64) -> Snapshot {
     let port = |name: &str, role, k: u64| PortSnapshot {
         name: name.to_string(),
         role,
+        driver: "net_null".to_string(),
         rx_packets: 1000 * n * k,
         rx_bytes: 64_000 * n * k,
         tx_packets: 990 * n * k,
