@@ -39,7 +39,7 @@ pub use error::{ConfigError, FieldError};
 pub use lcores::{allowed_cpus, parse_lcores};
 pub use sections::{
     Action, EgressConfig, Filtering, ForwardConfig, ForwardProto, HealthProbeConfig, IngressConfig,
-    LocalConfig, Mapping, NatConfig, Neighbour, OnReload, RuleConfig, StaticConfig,
+    LocalConfig, Mapping, NatConfig, Neighbour, OnReload, Pooling, RuleConfig, StaticConfig,
     DEFAULT_MAX_SESSIONS,
 };
 pub use value::{FromConfigText, Parsed, PortRange, Prefix, Proto};

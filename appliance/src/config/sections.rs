@@ -62,6 +62,22 @@ pub enum Filtering {
     AddressAndPortDependent,
 }
 
+/// Which pool address a new mapping may take, RFC 4787 section 4.1 ("IP address pooling").
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// An inside host always leaves from the same pool address (RFC 4787 REQ-2: RECOMMENDED),
+    /// a pure function of its address. When that address's ports are used up for a new
+    /// mapping, the flow is refused (`nat_port_exhausted`), even if other addresses have room.
+    #[default]
+    Paired,
+    /// A new mapping takes a port on another pool address when the host's own has none left:
+    /// the pool's ports serve whoever needs them, but one host may then appear from several
+    /// public addresses, which breaks applications that expect one (some P2P and RTP
+    /// applications, servers that pin a login to the client address).
+    Arbitrary,
+}
+
 /// What happens to live sessions when a new policy is published.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "lowercase")]
@@ -94,6 +110,9 @@ pub struct NatConfig {
     pub mapping: Mapping,
     /// Filtering behaviour (RFC 4787 section 5).
     pub filtering: Filtering,
+    /// IP address pooling (RFC 4787 section 4.1): whether a new mapping may take another
+    /// pool address when the host's own has no port left.
+    pub pooling: Pooling,
     /// Idle timeouts.
     pub timeouts: Timeouts,
     /// Session table capacity for the whole appliance (split among workers).
@@ -121,6 +140,7 @@ impl Default for NatConfig {
             port_range: Parsed::new("1024-65535"),
             mapping: Mapping::default(),
             filtering: Filtering::default(),
+            pooling: Pooling::default(),
             timeouts: Timeouts::default(),
             max_sessions: DEFAULT_MAX_SESSIONS,
             tcp_loose: false,

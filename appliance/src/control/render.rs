@@ -130,10 +130,11 @@ pub fn stats(v: &Value) -> String {
     for p in items(nat, "ports_in_use") {
         let _ = writeln!(
             out,
-            "  {:<16} {:<5} {:>8} port(s) in use",
+            "  {:<16} {:<5} {:>8} port(s) in use {:>10} refused",
             s(p, "address"),
             s(p, "proto"),
-            u(p, "in_use")
+            u(p, "in_use"),
+            u(p, "exhausted")
         );
     }
     let drops: Vec<(&String, u64)> = v

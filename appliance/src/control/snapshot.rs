@@ -160,6 +160,8 @@ pub struct NatPortUsage {
     pub proto: &'static str,
     /// Ports allocated now.
     pub in_use: u64,
+    /// New flows of inside hosts paired with this address refused for want of a port.
+    pub exhausted: u64,
 }
 
 /// Reloads since start, by outcome.

@@ -196,6 +196,7 @@ impl DataplaneView for View<'_, '_> {
                         address,
                         proto,
                         in_use: self.shards.iter().map(|s| s.nat_in_use(a, p)).sum(),
+                        exhausted: self.shards.iter().map(|s| s.nat_exhausted_at(a, p)).sum(),
                     })
             })
             .collect();

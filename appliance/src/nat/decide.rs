@@ -8,7 +8,7 @@
 
 use super::snat::{Snat, SnatError};
 use crate::config::{Action, Filtering, Mapping};
-use crate::flow::{FlowTable, Session, Side};
+use crate::flow::{FlowKey, FlowTable, Session, Side};
 use crate::packet::IpProtocol;
 use crate::policy::{Forward, MatchKey, Policy};
 use std::net::Ipv4Addr;
@@ -23,7 +23,8 @@ pub type Endpoint = (Ipv4Addr, u16);
 pub enum Hold {
     /// Nothing: a port forward or a static mapping gave the public endpoint.
     Nothing = 0,
-    /// A port of the pool, owned by this session alone (endpoint-dependent mapping).
+    /// A share of a port of the pool, with sessions to other remote endpoints
+    /// (endpoint-dependent mapping).
     Port = 1,
     /// A reference on an endpoint-independent mapping.
     Mapping = 2,
@@ -165,7 +166,9 @@ impl Snat {
 
     /// The public endpoint a new flow from `inside` to `remote` leaves with: its static
     /// mapping's (port kept), else one from the pool ([`Snat::acquire`] under the policy's
-    /// mapping behaviour).
+    /// mapping and pooling). An endpoint-dependent session shares a port with the sessions
+    /// in `table` whose remote endpoints differ: a port is free for it when no session's
+    /// outside tuple is `remote -> public` (one index lookup a candidate).
     ///
     /// # Errors
     /// [`SnatError`]: no pool address, this worker's ports used up, a protocol without
@@ -176,13 +179,19 @@ impl Snat {
         p: &Policy,
         proto: IpProtocol,
         inside: Endpoint,
-        remote: Ipv4Addr,
+        remote: Endpoint,
+        table: &FlowTable,
     ) -> Result<Taken, SnatError> {
         if let Some(public) = static_public(p, inside) {
             return Ok(Taken::by_rule(proto, inside, public));
         }
         let mapping = p.snat.mapping;
-        let public = self.acquire(proto, inside, remote, mapping)?;
+        let unused = |public| {
+            table
+                .lookup(&FlowKey::sent_to(proto, remote, public))
+                .is_none()
+        };
+        let public = self.acquire(proto, inside, remote, (mapping, p.snat.pooling), unused)?;
         let hold = match mapping {
             Mapping::EndpointIndependent => Hold::mapping(self.counts_contacts()),
             Mapping::EndpointDependent => Hold::Port,
@@ -192,7 +201,7 @@ impl Snat {
             proto,
             inside,
             public,
-            remote,
+            remote: remote.0,
         })
     }
 

@@ -6,13 +6,19 @@
 //! worker's share of `max_sessions` does not reallocate.
 
 use super::ports::{PortPool, Slices};
-use crate::config::{Filtering, Mapping};
+use crate::config::{Filtering, Mapping, Pooling};
 use crate::packet::IpProtocol;
 use hashbrown::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 /// IP protocols with ports (or echo identifiers) that the NAT maps.
 const PROTOS: [IpProtocol; 3] = [IpProtocol::ICMP, IpProtocol::TCP, IpProtocol::UDP];
+
+/// Random ports an endpoint-dependent session tries on an address after its own port, before
+/// the address counts as exhausted for that remote endpoint. A try fails when the port is
+/// held, or when a session from it to the same remote endpoint exists: with a share `f` of
+/// the slice so used, all fail with probability `f^32` (0.1 % at 80 %, 3 % at 90 %).
+const PROBES: usize = 32;
 
 fn proto_index(proto: IpProtocol) -> Option<usize> {
     PROTOS.iter().position(|&p| p == proto)
@@ -23,7 +29,9 @@ fn proto_index(proto: IpProtocol) -> Option<usize> {
 pub enum SnatError {
     /// The pool has no address (nothing configured and no outside port address).
     NoAddress,
-    /// This worker's slice of ports on the chosen address is used up.
+    /// This worker's slice of ports on the chosen address is used up (for a new
+    /// endpoint-independent mapping), or used towards this remote endpoint (for an
+    /// endpoint-dependent session).
     Exhausted,
     /// A protocol the NAT does not map.
     Protocol,
@@ -38,6 +46,15 @@ struct Mapping1 {
 }
 
 /// Source-NAT state of one worker.
+///
+/// Endpoint-dependent mapping shares each port of the pool between sessions to different
+/// remote endpoints ([`PortPool::share`]): a new session takes a port whose (public
+/// endpoint, remote endpoint) no live session has, which the caller answers from the session
+/// table (one lookup of the outside tuple the session would have). One public address then
+/// holds up to the slice's ports per remote endpoint, as many sessions as the table holds
+/// in all. Endpoint-independent mapping gives each inside endpoint a port of its own, held
+/// while its sessions live: at most the slice's ports of inside endpoints per address and
+/// protocol.
 #[derive(Debug)]
 pub struct Snat {
     worker: usize,
@@ -56,15 +73,18 @@ pub struct Snat {
     contacted: HashMap<(IpProtocol, u32, u16, u32), u32>,
     counts_contacts: bool,
     /// Ports held back because a port forward uses them, and whether the pool gave the port
-    /// to the reservation (false while a mapping that had it first still holds it).
+    /// to the reservation (false while a mapping or sessions that had it first still use it).
     reserved: HashMap<(IpProtocol, u32, u16), bool>,
-    /// Allocations refused for lack of ports.
-    pub exhausted: u64,
+    /// Sessions this worker holds at most: what the mapping maps are sized for.
+    sessions: usize,
+    /// Refusals for lack of ports, `[address index][protocol index]`.
+    exhausted: Vec<[u64; 3]>,
 }
 
 impl Snat {
-    /// State for `worker` over the pool `addresses`, ports sliced by `slices`, with room for
-    /// `sessions` sessions before any map grows.
+    /// State for `worker` over the pool `addresses`, ports sliced by `slices`, for at most
+    /// `sessions` sessions. The maps of endpoint-independent mapping stay empty until
+    /// [`Snat::prepare`] sizes them.
     pub fn new(
         worker: usize,
         slices: Slices,
@@ -90,12 +110,32 @@ impl Snat {
             slices,
             addresses: addresses.to_vec(),
             pools,
-            mappings: HashMap::with_capacity(sessions),
-            reverse: HashMap::with_capacity(sessions),
+            mappings: HashMap::new(),
+            reverse: HashMap::new(),
             contacted: HashMap::new(),
             counts_contacts: true,
             reserved: HashMap::new(),
-            exhausted: 0,
+            sessions,
+            exhausted: vec![[0; 3]; addresses.len()],
+        }
+    }
+
+    /// Makes room for `mapping`: endpoint-independent mapping sizes its maps for as many
+    /// mappings as this worker can hold (its sessions, or its ports on every address and
+    /// protocol if fewer), so that creating them never reallocates; endpoint-dependent
+    /// mapping needs none. Once when the worker starts and at a reload that changes the
+    /// mapping; a no-op when the maps are already big enough.
+    pub fn prepare(&mut self, mapping: Mapping) {
+        if mapping != Mapping::EndpointIndependent {
+            return;
+        }
+        let ports = self.pools.first().map_or(0, |p| p[0].capacity());
+        let want = self
+            .sessions
+            .min(ports * PROTOS.len() * self.addresses.len());
+        if self.mappings.capacity() < want {
+            self.mappings.reserve(want - self.mappings.len());
+            self.reverse.reserve(want - self.reverse.len());
         }
     }
 
@@ -117,11 +157,15 @@ impl Snat {
     /// The pool address an inside host always gets (paired pooling, RFC 4787 REQ-2): a pure
     /// function of its address, the same on every worker.
     pub fn address_for(&self, inside: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.address_index_for(inside).map(|i| self.addresses[i])
+    }
+
+    fn address_index_for(&self, inside: Ipv4Addr) -> Option<usize> {
         if self.addresses.is_empty() {
             return None;
         }
         let h = u64::from(u32::from(inside)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        Some(self.addresses[(h % self.addresses.len() as u64) as usize])
+        Some((h % self.addresses.len() as u64) as usize)
     }
 
     fn pool(&mut self, public: Ipv4Addr, proto: IpProtocol) -> Option<&mut PortPool> {
@@ -149,44 +193,120 @@ impl Snat {
     /// A public endpoint for a new session from `inside` (proto, address, port) to `remote`.
     ///
     /// Endpoint-independent mapping reuses the inside endpoint's mapping when it has one (RFC
-    /// 4787 REQ-1); otherwise, and always with endpoint-dependent mapping, a port of this
-    /// worker's slice is taken: the inside port when free (port preservation), else a random
-    /// one. With an endpoint-independent mapping the contact with `remote` is counted when
-    /// [`Snat::counts_contacts`]. Every successful call must be paired with [`Snat::release`].
+    /// 4787 REQ-1); otherwise a free port of this worker's slice is held for the new mapping:
+    /// the inside port when free (port preservation), else a random one. With an
+    /// endpoint-independent mapping the contact with `remote` is counted when
+    /// [`Snat::counts_contacts`].
+    ///
+    /// Endpoint-dependent mapping shares a port ([`PortPool::share`]) that `unused` says no
+    /// session has towards `remote` (`unused(public)`: no live session's outside tuple is
+    /// `remote -> public`): the inside port if it passes, else up to [`PROBES`] random ones.
+    ///
+    /// Both look at the inside host's own pool address first (paired pooling); with
+    /// [`Pooling::Arbitrary`], at the others in turn when it has no port left. Every
+    /// successful call must be paired with [`Snat::release`].
+    ///
+    /// # Errors
+    /// [`SnatError::Exhausted`] (counted against the host's own address), `NoAddress`,
+    /// `Protocol`.
     pub fn acquire(
         &mut self,
         proto: IpProtocol,
         inside: (Ipv4Addr, u16),
-        remote: Ipv4Addr,
-        mapping: Mapping,
+        remote: (Ipv4Addr, u16),
+        (mapping, pooling): (Mapping, Pooling),
+        unused: impl FnMut((Ipv4Addr, u16)) -> bool,
     ) -> Result<(Ipv4Addr, u16), SnatError> {
-        proto_index(proto).ok_or(SnatError::Protocol)?;
+        let p = proto_index(proto).ok_or(SnatError::Protocol)?;
+        let own = self
+            .address_index_for(inside.0)
+            .ok_or(SnatError::NoAddress)?;
         let key = (proto, u32::from(inside.0), inside.1);
-        let public = if mapping == Mapping::EndpointIndependent {
-            if let Some(m) = self.mappings.get_mut(&key) {
-                m.refs += 1;
-                (m.public, m.port)
-            } else {
-                let public = self.take_port(proto, inside)?;
-                self.mappings.insert(
-                    key,
-                    Mapping1 {
-                        public: public.0,
-                        port: public.1,
-                        refs: 1,
-                    },
-                );
-                self.reverse
-                    .insert((proto, u32::from(public.0), public.1), (key.1, key.2));
-                public
+        let taken = match mapping {
+            Mapping::EndpointDependent => self.share_port(p, own, pooling, inside.1, unused),
+            Mapping::EndpointIndependent => {
+                if let Some(m) = self.mappings.get_mut(&key) {
+                    m.refs += 1;
+                    Some((m.public, m.port))
+                } else if let Some(public) = self.hold_port(p, own, pooling, inside.1) {
+                    self.mappings.insert(
+                        key,
+                        Mapping1 {
+                            public: public.0,
+                            port: public.1,
+                            refs: 1,
+                        },
+                    );
+                    self.reverse
+                        .insert((proto, u32::from(public.0), public.1), (key.1, key.2));
+                    Some(public)
+                } else {
+                    None
+                }
             }
-        } else {
-            return self.take_port(proto, inside);
         };
-        if self.counts_contacts {
-            self.add_contact(proto, public, remote);
+        let Some(public) = taken else {
+            self.exhausted[own][p] += 1;
+            return Err(SnatError::Exhausted);
+        };
+        if mapping == Mapping::EndpointIndependent && self.counts_contacts {
+            self.add_contact(proto, public, remote.0);
         }
         Ok(public)
+    }
+
+    /// The addresses a new mapping may take, the host's own (`own`) first.
+    fn candidates(&self, own: usize, pooling: Pooling) -> impl Iterator<Item = usize> {
+        let n = self.addresses.len();
+        let tries = if pooling == Pooling::Arbitrary { n } else { 1 };
+        (0..tries).map(move |k| (own + k) % n)
+    }
+
+    /// Holds a free port for a new endpoint-independent mapping: `want` if free, else a
+    /// random free one.
+    fn hold_port(
+        &mut self,
+        p: usize,
+        own: usize,
+        pooling: Pooling,
+        want: u16,
+    ) -> Option<(Ipv4Addr, u16)> {
+        for a in self.candidates(own, pooling) {
+            if let Some(port) = self.pools[a][p].alloc(want) {
+                return Some((self.addresses[a], port));
+            }
+        }
+        None
+    }
+
+    /// Shares a port for a new endpoint-dependent session: `want`, or a random port, that
+    /// is not held, not waiting for a port forward, and `unused` towards the remote endpoint.
+    fn share_port(
+        &mut self,
+        p: usize,
+        own: usize,
+        pooling: Pooling,
+        want: u16,
+        mut unused: impl FnMut((Ipv4Addr, u16)) -> bool,
+    ) -> Option<(Ipv4Addr, u16)> {
+        for a in self.candidates(own, pooling) {
+            let public = self.addresses[a];
+            let proto = PROTOS[p];
+            let waiting = |reserved: &HashMap<_, _>, port| {
+                !reserved.is_empty() && reserved.contains_key(&(proto, u32::from(public), port))
+            };
+            let mut port = want;
+            for _ in 0..=PROBES {
+                let pool = &self.pools[a][p];
+                if pool.shareable(port) && !waiting(&self.reserved, port) && unused((public, port))
+                {
+                    self.pools[a][p].share(port);
+                    return Some((public, port));
+                }
+                port = self.pools[a][p].random_port();
+            }
+        }
+        None
     }
 
     /// The public endpoint [`Snat::acquire`] will most likely give `inside` now, without
@@ -207,22 +327,6 @@ impl Snat {
             }
         }
         Some((self.address_for(inside.0)?, inside.1))
-    }
-
-    fn take_port(
-        &mut self,
-        proto: IpProtocol,
-        inside: (Ipv4Addr, u16),
-    ) -> Result<(Ipv4Addr, u16), SnatError> {
-        let public = self.address_for(inside.0).ok_or(SnatError::NoAddress)?;
-        let pool = self.pool(public, proto).ok_or(SnatError::Protocol)?;
-        match pool.alloc(inside.1) {
-            Some(port) => Ok((public, port)),
-            None => {
-                self.exhausted += 1;
-                Err(SnatError::Exhausted)
-            }
-        }
     }
 
     /// Records one more session on an existing mapping admitted from outside (filtering
@@ -274,15 +378,25 @@ impl Snat {
             }
         }
         let key = (proto, u32::from(inside.0), inside.1);
-        if mapping == Mapping::EndpointIndependent {
-            if let Some(m) = self.mappings.get_mut(&key) {
-                if m.public == public.0 && m.port == public.1 {
-                    m.refs -= 1;
-                    if m.refs > 0 {
-                        return;
-                    }
-                    self.mappings.remove(&key);
-                    self.reverse.remove(&(proto, u32::from(public.0), public.1));
+        match mapping {
+            Mapping::EndpointIndependent => {
+                let Some(m) = self.mappings.get_mut(&key) else {
+                    return;
+                };
+                if m.public != public.0 || m.port != public.1 {
+                    return;
+                }
+                m.refs -= 1;
+                if m.refs > 0 {
+                    return;
+                }
+                self.mappings.remove(&key);
+                self.reverse.remove(&(proto, u32::from(public.0), public.1));
+            }
+            Mapping::EndpointDependent => {
+                let last = self.pool(public.0, proto).and_then(|p| p.unshare(public.1));
+                if last != Some(true) {
+                    return;
                 }
             }
         }
@@ -395,11 +509,26 @@ impl Snat {
     pub fn contacts(&self) -> usize {
         self.contacted.len()
     }
+
+    /// Public endpoints refused for lack of ports, in all.
+    pub fn exhausted(&self) -> u64 {
+        self.exhausted.iter().flatten().sum()
+    }
+
+    /// Public endpoints refused for lack of ports per (pool address, protocol): the inside
+    /// host's own address, whatever the pooling.
+    pub fn exhaustion(&self) -> impl Iterator<Item = (Ipv4Addr, IpProtocol, u64)> + '_ {
+        self.addresses
+            .iter()
+            .zip(&self.exhausted)
+            .flat_map(|(&a, counts)| PROTOS.iter().zip(counts).map(move |(&p, &n)| (a, p, n)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet as Set;
 
     const UDP: IpProtocol = IpProtocol::UDP;
     const TCP: IpProtocol = IpProtocol::TCP;
@@ -409,20 +538,76 @@ mod tests {
     const R1: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
     const R2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
     const P: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+    const Q: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
     const EIM: Mapping = Mapping::EndpointIndependent;
     const EDM: Mapping = Mapping::EndpointDependent;
 
     fn snat() -> Snat {
-        Snat::new(0, Slices::new(1024, 65535, 1).unwrap(), &[P], 1000, 1)
+        let mut s = Snat::new(0, Slices::new(1024, 65535, 1).unwrap(), &[P], 1000, 1);
+        s.prepare(EIM);
+        s
+    }
+
+    /// The session table as far as the NAT asks it: the (public, remote) endpoint pairs of
+    /// live sessions.
+    #[derive(Default)]
+    struct Table(Set<(IpProtocol, Endpoint, Endpoint)>);
+
+    type Endpoint = (Ipv4Addr, u16);
+
+    impl Table {
+        /// [`Snat::acquire`] with paired pooling, the session recorded when it succeeds.
+        fn get(
+            &mut self,
+            s: &mut Snat,
+            proto: IpProtocol,
+            inside: (Ipv4Addr, u16),
+            remote: (Ipv4Addr, u16),
+            mapping: Mapping,
+        ) -> Result<(Ipv4Addr, u16), SnatError> {
+            self.get_pooled(s, proto, inside, remote, (mapping, Pooling::Paired))
+        }
+
+        fn get_pooled(
+            &mut self,
+            s: &mut Snat,
+            proto: IpProtocol,
+            inside: (Ipv4Addr, u16),
+            remote: (Ipv4Addr, u16),
+            how: (Mapping, Pooling),
+        ) -> Result<(Ipv4Addr, u16), SnatError> {
+            let used = &self.0;
+            let public = s.acquire(proto, inside, remote, how, |p| {
+                !used.contains(&(proto, p, remote))
+            })?;
+            let new = self.0.insert((proto, public, remote));
+            assert!(new, "two sessions on {public:?} -> {remote:?}");
+            Ok(public)
+        }
+
+        /// [`Snat::release`] of a session [`Table::get`] made, which goes.
+        fn put(
+            &mut self,
+            s: &mut Snat,
+            proto: IpProtocol,
+            inside: (Ipv4Addr, u16),
+            public: (Ipv4Addr, u16),
+            remote: (Ipv4Addr, u16),
+            mapping: Mapping,
+        ) {
+            assert!(self.0.remove(&(proto, public, remote)));
+            s.release(proto, inside, public, remote.0, mapping, true);
+        }
     }
 
     #[test]
     fn eim_reuses_the_mapping_and_frees_after_last_session() {
         let mut s = snat();
+        let mut t = Table::default();
         let f = Filtering::AddressAndPortDependent;
-        let m1 = s.acquire(UDP, (A, 5000), R1, EIM).unwrap();
+        let m1 = t.get(&mut s, UDP, (A, 5000), (R1, 53), EIM).unwrap();
         assert_eq!(m1, (P, 5000), "port preserved");
-        let m2 = s.acquire(UDP, (A, 5000), R2, EIM).unwrap();
+        let m2 = t.get(&mut s, UDP, (A, 5000), (R2, 53), EIM).unwrap();
         assert_eq!(m1, m2, "same mapping for another destination");
         assert_eq!(
             s.inbound(UDP, m1, R2, Filtering::EndpointIndependent),
@@ -443,40 +628,161 @@ mod tests {
     #[test]
     fn predict_is_what_acquire_gives_when_the_port_is_free() {
         let mut s = snat();
+        let mut t = Table::default();
         for mapping in [EIM, EDM] {
             let want = s.predict(UDP, (A, 6000), mapping);
             assert_eq!(want, Some((P, 6000)), "{mapping:?}: port preserved");
-            assert_eq!(s.acquire(UDP, (A, 6000), R1, mapping).ok(), want);
+            assert_eq!(t.get(&mut s, UDP, (A, 6000), (R1, 53), mapping).ok(), want);
             s.release(UDP, (A, 6000), want.unwrap(), R1, mapping, false);
+            t = Table::default();
         }
         // An existing endpoint-independent mapping on another port: predicted exactly.
-        let taken = s.acquire(UDP, (B, 6001), R1, EIM).unwrap();
-        let m = s.acquire(UDP, (A, 6001), R1, EIM).unwrap();
+        let taken = t.get(&mut s, UDP, (B, 6001), (R1, 53), EIM).unwrap();
+        let m = t.get(&mut s, UDP, (A, 6001), (R1, 53), EIM).unwrap();
         assert_ne!(m.1, 6001, "port taken by another host, so another port");
         assert_eq!(s.predict(UDP, (A, 6001), EIM), Some(m));
-        assert_eq!(s.acquire(UDP, (A, 6001), R2, EIM).ok(), Some(m));
-        // Endpoint-dependent: the guess is the inside port even when it is taken (a wasted
+        assert_eq!(t.get(&mut s, UDP, (A, 6001), (R2, 53), EIM).ok(), Some(m));
+        // Endpoint-dependent: the guess is the inside port even when it is held (a wasted
         // prefetch, never a wrong translation: predict takes nothing).
         assert_eq!(s.predict(UDP, (B, 6001), EDM), Some(taken));
-        assert_ne!(s.acquire(UDP, (B, 6001), R2, EDM).ok(), Some(taken));
+        assert_ne!(
+            t.get(&mut s, UDP, (B, 6001), (R2, 53), EDM).ok(),
+            Some(taken)
+        );
     }
 
     #[test]
-    fn edm_takes_a_port_per_session() {
+    fn edm_shares_a_port_between_remote_endpoints() {
         let mut s = snat();
-        let m1 = s.acquire(TCP, (A, 5000), R1, EDM).unwrap();
-        let m2 = s.acquire(TCP, (A, 5000), R2, EDM).unwrap();
-        assert_ne!(m1.1, m2.1);
-        s.release(TCP, (A, 5000), m1, R1, EDM, false);
-        s.release(TCP, (A, 5000), m2, R2, EDM, false);
-        assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
+        let mut t = Table::default();
+        let m1 = t.get(&mut s, TCP, (A, 5000), (R1, 80), EDM).unwrap();
+        let m2 = t.get(&mut s, TCP, (A, 5000), (R2, 80), EDM).unwrap();
+        let m3 = t.get(&mut s, TCP, (A, 5000), (R1, 443), EDM).unwrap();
+        assert_eq!(
+            [m1, m2, m3],
+            [(P, 5000); 3],
+            "the inside port, to three endpoints"
+        );
+        // Another host, same inside port, same remote: the pair is taken, another port.
+        let m4 = t.get(&mut s, TCP, (B, 5000), (R1, 80), EDM).unwrap();
+        assert_ne!(m4, (P, 5000));
+        let m5 = t.get(&mut s, TCP, (B, 5000), (R2, 443), EDM).unwrap();
+        assert_eq!(m5, (P, 5000), "free towards this one");
+        let used = |s: &Snat| s.ports_in_use().map(|x| x.2).sum::<usize>();
+        assert_eq!(used(&s), 2);
+        for (inside, m, r) in [(A, m1, R1), (A, m2, R2), (A, m3, R1), (B, m5, R2)] {
+            s.release(TCP, (inside, 5000), m, r, EDM, false);
+        }
+        assert_eq!(used(&s), 1, "one session left on the other port");
+        s.release(TCP, (B, 5000), m4, R1, EDM, false);
+        assert_eq!(used(&s), 0);
+    }
+
+    #[test]
+    fn edm_takes_no_port_held_by_a_mapping_or_a_forward() {
+        let mut s = snat();
+        let mut t = Table::default();
+        s.reserve([(UDP, P, 7001)]);
+        let held = t.get(&mut s, UDP, (A, 7000), (R1, 53), EIM).unwrap();
+        assert_eq!(held, (P, 7000));
+        let e = t.get(&mut s, UDP, (B, 7000), (R2, 53), EDM).unwrap();
+        assert_ne!(e.1, 7000, "the mapping's port is its own");
+        let f = t.get(&mut s, UDP, (B, 7001), (R2, 53), EDM).unwrap();
+        assert_ne!(f.1, 7001, "the forward's port is held back");
+        // And a mapping never takes a shared port.
+        let g = t.get(&mut s, UDP, (A, e.1), (R1, 53), EIM).unwrap();
+        assert_ne!(g.1, e.1);
+    }
+
+    #[test]
+    fn a_forward_waits_for_the_last_sharer() {
+        let mut s = snat();
+        let mut t = Table::default();
+        let m1 = t.get(&mut s, TCP, (A, 9000), (R1, 80), EDM).unwrap();
+        let m2 = t.get(&mut s, TCP, (B, 9000), (R2, 80), EDM).unwrap();
+        assert_eq!((m1, m2), ((P, 9000), (P, 9000)));
+        s.reserve([(TCP, P, 9000)]);
+        let m3 = t.get(&mut s, TCP, (A, 9000), (R2, 443), EDM).unwrap();
+        assert_ne!(
+            m3.1, 9000,
+            "no new sharer while a forward waits for the port"
+        );
+        s.release(TCP, (A, 9000), m1, R1, EDM, false);
+        s.release(TCP, (B, 9000), m2, R2, EDM, false);
+        s.release(TCP, (A, 9000), m3, R2, EDM, false);
+        assert_eq!(
+            s.ports_in_use().map(|x| x.2).sum::<usize>(),
+            0,
+            "the port passed to the forward, which is not counted"
+        );
+        s.reserve([]);
+        let t2 = &mut Table::default();
+        assert_eq!(
+            t2.get(&mut s, TCP, (A, 9000), (R1, 80), EIM).unwrap().1,
+            9000
+        );
+    }
+
+    #[test]
+    fn edm_holds_a_slice_of_sessions_per_remote_endpoint() {
+        // Ten ports: ten sessions to each remote endpoint, whatever the inside endpoints.
+        let mut s = Snat::new(0, Slices::new(2000, 2009, 1).unwrap(), &[P], 100, 3);
+        let mut t = Table::default();
+        for r in [(R1, 53), (R2, 53), (R1, 54)] {
+            for i in 0..10 {
+                t.get(&mut s, UDP, (A, 3000 + i), r, EDM).unwrap();
+            }
+            assert_eq!(
+                t.get(&mut s, UDP, (B, 3000), r, EDM),
+                Err(SnatError::Exhausted)
+            );
+        }
+        assert_eq!(t.0.len(), 30);
+        assert_eq!(s.exhausted(), 3);
+        assert_eq!(s.exhaustion().collect::<Vec<_>>()[2], (P, UDP, 3));
+    }
+
+    #[test]
+    fn arbitrary_pooling_takes_another_address_when_full() {
+        let mut s = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[P, Q], 100, 3);
+        s.prepare(EIM);
+        let own = s.address_for(A).unwrap();
+        let other = if own == P { Q } else { P };
+        let mut t = Table::default();
+        for mapping in [EIM, EDM] {
+            let paired = (mapping, Pooling::Paired);
+            let arbitrary = (mapping, Pooling::Arbitrary);
+            let r = (R1, 53);
+            let a = t.get_pooled(&mut s, UDP, (A, 1), r, paired).unwrap();
+            let b = t.get_pooled(&mut s, UDP, (A, 2), r, paired).unwrap();
+            assert_eq!((a.0, b.0), (own, own));
+            assert_eq!(
+                t.get_pooled(&mut s, UDP, (A, 3), r, paired),
+                Err(SnatError::Exhausted),
+                "{mapping:?}: paired stays on its address"
+            );
+            let c = t.get_pooled(&mut s, UDP, (A, 3), r, arbitrary).unwrap();
+            assert_eq!(c.0, other, "{mapping:?}: arbitrary moves on");
+            for (port, m) in [(1, a), (2, b), (3, c)] {
+                s.release(UDP, (A, port), m, R1, mapping, false);
+            }
+            t = Table::default();
+            assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 0);
+        }
+        let counted: Vec<_> = s.exhaustion().filter(|e| e.2 > 0).collect();
+        assert_eq!(
+            counted,
+            [(own, UDP, 2)],
+            "counted against the host's own address"
+        );
     }
 
     #[test]
     fn address_dependent_filtering_admits_contacted_addresses() {
         let mut s = snat();
+        let mut t = Table::default();
         let f = Filtering::AddressDependent;
-        let m = s.acquire(UDP, (A, 7000), R1, EIM).unwrap();
+        let m = t.get(&mut s, UDP, (A, 7000), (R1, 53), EIM).unwrap();
         assert_eq!(s.inbound(UDP, m, R1, f), Some((A, 7000)));
         assert_eq!(s.inbound(UDP, m, R2, f), None);
         s.release(UDP, (A, 7000), m, R1, EIM, true);
@@ -486,20 +792,21 @@ mod tests {
     #[test]
     fn contacts_are_counted_only_when_asked() {
         let mut s = snat();
+        let mut t = Table::default();
         let f = Filtering::AddressDependent;
         s.set_counts_contacts(false);
-        let m = s.acquire(UDP, (A, 7000), R1, EIM).unwrap();
+        let m = t.get(&mut s, UDP, (A, 7000), (R1, 53), EIM).unwrap();
         assert_eq!(s.contacts(), 0);
         // Turned on: the owner counts what is open, then new sessions count themselves.
         s.set_counts_contacts(true);
         s.add_contact(UDP, m, R1);
         assert_eq!(s.inbound(UDP, m, R1, f), Some((A, 7000)));
-        assert_eq!(s.acquire(UDP, (A, 7000), R2, EIM).unwrap(), m);
+        assert_eq!(t.get(&mut s, UDP, (A, 7000), (R2, 53), EIM).unwrap(), m);
         assert_eq!(s.inbound(UDP, m, R2, f), Some((A, 7000)));
         s.release(UDP, (A, 7000), m, R1, EIM, true);
         // Turned off again: counted sessions still give their count back.
         s.set_counts_contacts(false);
-        let m3 = s.acquire(UDP, (A, 7000), R1, EIM).unwrap();
+        let m3 = t.get(&mut s, UDP, (A, 7000), (R1, 54), EIM).unwrap();
         assert_eq!(s.contacts(), 1);
         s.release(UDP, (A, 7000), m, R2, EIM, true);
         s.release(UDP, (A, 7000), m3, R1, EIM, false);
@@ -509,20 +816,19 @@ mod tests {
     #[test]
     fn forwards_are_never_handed_out() {
         let mut s = snat();
+        let mut t = Table::default();
         s.reserve([(TCP, P, 8080)]);
-        let m = s.acquire(TCP, (A, 8080), R1, EIM).unwrap();
+        let m = t.get(&mut s, TCP, (A, 8080), (R1, 80), EIM).unwrap();
         assert_ne!(m.1, 8080, "a forward's port is not preserved");
         assert_eq!(
-            s.acquire(UDP, (A, 8080), R1, EIM).unwrap().1,
+            t.get(&mut s, UDP, (A, 8080), (R1, 80), EIM).unwrap().1,
             8080,
             "other protocol is fine"
         );
         // The forward goes: its port comes back.
         s.reserve([]);
         assert_eq!(
-            s.acquire(TCP, (Ipv4Addr::new(10, 0, 1, 11), 8080), R1, EIM)
-                .unwrap()
-                .1,
+            t.get(&mut s, TCP, (B, 8080), (R1, 80), EIM).unwrap().1,
             8080
         );
     }
@@ -530,42 +836,56 @@ mod tests {
     #[test]
     fn forward_added_over_a_live_mapping_then_removed() {
         let mut s = snat();
-        let m = s.acquire(TCP, (A, 9000), R1, EIM).unwrap();
+        let mut t = Table::default();
+        let host = |n| (Ipv4Addr::new(10, 0, 1, n), 9000);
+        let m = t.get(&mut s, TCP, (A, 9000), (R1, 80), EIM).unwrap();
         assert_eq!(m.1, 9000);
         s.reserve([(TCP, P, 9000)]); // the mapping still holds it
         s.reserve([]); // gone again before the mapping ended: the mapping keeps it
-        let other = s
-            .acquire(TCP, (Ipv4Addr::new(10, 0, 1, 12), 9000), R1, EIM)
-            .unwrap();
+        let other = t.get(&mut s, TCP, host(12), (R1, 80), EIM).unwrap();
         assert_ne!(other.1, 9000, "still held by the first mapping");
         s.reserve([(TCP, P, 9000)]);
-        s.release(TCP, (A, 9000), m, R1, EIM, true); // passes to the reservation
-        let third = s
-            .acquire(TCP, (Ipv4Addr::new(10, 0, 1, 13), 9000), R1, EIM)
-            .unwrap();
+        t.put(&mut s, TCP, (A, 9000), m, (R1, 80), EIM); // passes to the reservation
+        let third = t.get(&mut s, TCP, host(13), (R1, 80), EIM).unwrap();
         assert_ne!(third.1, 9000, "reserved for the forward");
         s.reserve([]);
-        let fourth = s
-            .acquire(TCP, (Ipv4Addr::new(10, 0, 1, 14), 9000), R1, EIM)
-            .unwrap();
+        let fourth = t.get(&mut s, TCP, host(14), (R1, 80), EIM).unwrap();
         assert_eq!(fourth.1, 9000, "free again once the forward is gone");
     }
 
     #[test]
     fn exhaustion_is_counted() {
         let mut s = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[P], 10, 1);
-        s.acquire(UDP, (A, 1), R1, EIM).unwrap();
-        s.acquire(UDP, (A, 2), R1, EIM).unwrap();
-        assert_eq!(s.acquire(UDP, (A, 3), R1, EIM), Err(SnatError::Exhausted));
-        assert_eq!(s.exhausted, 1);
+        let mut t = Table::default();
+        t.get(&mut s, UDP, (A, 1), (R1, 53), EIM).unwrap();
+        t.get(&mut s, UDP, (A, 2), (R1, 53), EIM).unwrap();
         assert_eq!(
-            s.acquire(IpProtocol::GRE, (A, 3), R1, EIM),
+            t.get(&mut s, UDP, (A, 3), (R1, 53), EIM),
+            Err(SnatError::Exhausted)
+        );
+        assert_eq!(s.exhausted(), 1);
+        assert_eq!(
+            t.get(&mut s, IpProtocol::GRE, (A, 3), (R1, 53), EIM),
             Err(SnatError::Protocol)
         );
         let mut none = Snat::new(0, Slices::new(2000, 2001, 1).unwrap(), &[], 10, 1);
         assert_eq!(
-            none.acquire(UDP, (A, 3), R1, EIM),
+            t.get(&mut none, UDP, (A, 3), (R1, 53), EIM),
             Err(SnatError::NoAddress)
+        );
+    }
+
+    #[test]
+    fn the_maps_are_sized_for_mappings_only_when_they_are_used() {
+        let mut s = Snat::new(0, Slices::new(1024, 65535, 1).unwrap(), &[P], 1 << 20, 1);
+        s.prepare(EDM);
+        assert_eq!(s.mappings.capacity(), 0, "endpoint-dependent needs no map");
+        s.prepare(EIM);
+        let ports = 64512 * 3;
+        assert!(
+            (ports..2 * ports).contains(&s.mappings.capacity()),
+            "as many as the ports of one address, not a million: {}",
+            s.mappings.capacity()
         );
     }
 }

@@ -17,10 +17,10 @@ pub struct ShardCounters {
     local_replies: AtomicU64,
     /// Gauges the worker refreshes about once a second: live sessions per timeout class
     /// (tcp-transitory, tcp-established, udp, icmp), NAT ports in use per (pool address,
-    /// protocol: icmp, tcp, udp), allocation failures.
+    /// protocol: icmp, tcp, udp), allocation failures per (pool address, protocol).
     active: [AtomicU64; 4],
     nat_in_use: Box<[AtomicU64]>,
-    nat_exhausted: AtomicU64,
+    nat_exhausted: Box<[AtomicU64]>,
 }
 
 impl Default for ShardCounters {
@@ -42,7 +42,7 @@ impl ShardCounters {
             local_replies: AtomicU64::new(0),
             active: std::array::from_fn(|_| AtomicU64::new(0)),
             nat_in_use: (0..addresses * 3).map(|_| AtomicU64::new(0)).collect(),
-            nat_exhausted: AtomicU64::new(0),
+            nat_exhausted: (0..addresses * 3).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -146,14 +146,22 @@ impl ShardCounters {
 
     /// SNAT allocations that failed for lack of ports.
     pub fn nat_exhausted(&self) -> u64 {
-        self.nat_exhausted.load(Relaxed)
+        self.nat_exhausted.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// SNAT allocations that failed for lack of ports on pool address `a` for protocol `p`
+    /// (0 ICMP, 1 TCP, 2 UDP).
+    pub fn nat_exhausted_at(&self, a: usize, p: usize) -> u64 {
+        self.nat_exhausted
+            .get(a * 3 + p)
+            .map_or(0, |c| c.load(Relaxed))
     }
 
     pub(super) fn set_gauges(
         &self,
         active: [u32; 4],
         in_use: impl Iterator<Item = usize>,
-        exhausted: u64,
+        exhausted: impl Iterator<Item = u64>,
     ) {
         for (c, v) in self.active.iter().zip(active) {
             c.store(u64::from(v), Relaxed);
@@ -161,6 +169,8 @@ impl ShardCounters {
         for (c, v) in self.nat_in_use.iter().zip(in_use) {
             c.store(v as u64, Relaxed);
         }
-        self.nat_exhausted.store(exhausted, Relaxed);
+        for (c, v) in self.nat_exhausted.iter().zip(exhausted) {
+            c.store(v, Relaxed);
+        }
     }
 }

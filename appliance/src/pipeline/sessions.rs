@@ -348,7 +348,7 @@ impl<T: Trace> Shard<T> {
         self.counters.set_gauges(
             self.table.len_by_class(),
             self.snat.ports_in_use().map(|(_, _, n)| n),
-            self.snat.exhausted,
+            self.snat.exhaustion().map(|(_, _, n)| n),
         );
     }
 

@@ -10,7 +10,7 @@ use super::env::NeighbourCache;
 use super::meta::{Meta, EMPTY_META};
 use super::owner::Sharding;
 use super::reason::Reason;
-use crate::config::Filtering;
+use crate::config::{Filtering, Mapping};
 use crate::flow::{FlowTable, HashSeed, Pending, Probe, Timeouts, BURST_MAX};
 use crate::nat::{Slices, Snat};
 use crate::packet::ChecksumCaps;
@@ -36,6 +36,9 @@ pub struct ShardConfig {
     pub rx_caps: ChecksumCaps,
     /// Seed of the flow table's hash (random in production, fixed in tests).
     pub seed: Option<HashSeed>,
+    /// The mapping behaviour the process starts with: the NAT's maps are sized for it when
+    /// the shard is made, not at its first packet ([`Snat::prepare`]).
+    pub mapping: Mapping,
 }
 
 impl ShardConfig {
@@ -57,6 +60,7 @@ impl ShardConfig {
             capacity,
             rx_caps: ChecksumCaps::NONE,
             seed: None,
+            mapping: policy.snat.mapping,
         })
     }
 }
@@ -116,13 +120,14 @@ impl<T: Trace> Shard<T> {
             Some(seed) => FlowTable::with_seed(config.capacity, timeouts, seed),
             None => FlowTable::new(config.capacity, timeouts),
         };
-        let snat = Snat::new(
+        let mut snat = Snat::new(
             config.worker,
             *config.sharding.slices(),
             &config.pool,
             config.capacity as usize,
             0x5eed ^ config.worker as u64,
         );
+        snat.prepare(config.mapping);
         Shard {
             worker: config.worker as u16,
             sharding: config.sharding,
@@ -204,8 +209,9 @@ impl<T: Trace> Shard<T> {
         &mut self.trace
     }
 
-    /// Brings the shard in line with a new policy generation: timeouts, and the ports held
-    /// back for port forwards. Runs once per generation, not per packet.
+    /// Brings the shard in line with a new policy generation: timeouts, the ports held back
+    /// for port forwards, room for the mapping behaviour. Runs once per generation, not per
+    /// packet.
     pub(super) fn sync_policy(&mut self, policy: &Policy) {
         if self.policy_generation == Some(policy.generation) {
             return;
@@ -213,6 +219,7 @@ impl<T: Trace> Shard<T> {
         self.policy_generation = Some(policy.generation);
         self.table.set_timeouts(policy.sessions.timeouts);
         self.snat.reserve(policy.forwards.public_ports());
+        self.snat.prepare(policy.snat.mapping);
         let count = policy.snat.filtering == Filtering::AddressDependent;
         if count != self.snat.counts_contacts() {
             self.snat.set_counts_contacts(count);

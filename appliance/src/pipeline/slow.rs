@@ -183,7 +183,7 @@ impl<T: Trace> Shard<T> {
         let proto = k.protocol();
         let inside = (k.src_addr(), k.src_port());
         let remote = (k.dst_addr(), k.dst_port());
-        let taken = match self.snat.public_for(p, proto, inside, remote.0) {
+        let taken = match self.snat.public_for(p, proto, inside, remote, &self.table) {
             Ok(t) => t,
             Err(e) => return Err(self.discard(refused(e))),
         };
@@ -297,7 +297,7 @@ impl<T: Trace> Shard<T> {
         if meta.ttl_runs_out(pkt.bytes()) {
             return Err(self.time_exceeded(cx, pkt, meta));
         }
-        let taken = match self.snat.public_for(p, proto, from, to.0) {
+        let taken = match self.snat.public_for(p, proto, from, to, &self.table) {
             Ok(t) => t,
             Err(e) => return Err(self.discard(refused(e))),
         };

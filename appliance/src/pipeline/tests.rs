@@ -95,12 +95,34 @@ mod egress {
         assert_eq!(n.sessions(), 2);
     }
 
+    /// Endpoint-dependent mapping shares a public port between sessions to different remote
+    /// endpoints, keeping the inside port where it can; each reply reaches its own inside
+    /// endpoint.
     #[test]
-    fn endpoint_dependent_mapping_takes_a_port_per_destination() {
+    fn endpoint_dependent_mapping_shares_ports_between_destinations() {
         let mut n = Net::new("[nat]\nmapping = \"endpoint-dependent\"\n");
-        let (_, f1) = n.send(LAN, udp((C1, 6000), (SERVER, 53), IN));
-        let (_, f2) = n.send(LAN, udp((C1, 6000), (OTHER, 53), IN));
-        assert_ne!(seen(&f1).src.1, seen(&f2).src.1);
+        let flows = [
+            ((C1, 6000), (SERVER, 53), IN),
+            ((C1, 6000), (OTHER, 53), IN),
+            ((C2, 6000), (SERVER, 53), IN2),
+            ((C2, 6000), (OTHER, 54), IN2),
+        ];
+        let mut public = Vec::new();
+        for (inside, remote, mac) in flows {
+            let (_, f) = n.send(LAN, udp(inside, remote, mac));
+            let s = seen(&f);
+            assert_eq!((s.src.0, s.dst), (PUBLIC, remote));
+            public.push(s.src.1);
+        }
+        assert_eq!(public[..2], [6000, 6000], "one port, two destinations");
+        assert_ne!(public[2], 6000, "C1 has 6000 towards the server");
+        assert_eq!(public[3], 6000, "free towards that one");
+        assert_eq!(n.ports_in_use(), 2);
+        for ((inside, remote, _), port) in flows.into_iter().zip(public) {
+            let (a, f) = n.send(WAN, udp(remote, (PUBLIC, port), OUT));
+            assert_eq!(a, Disposition::Forward(LAN));
+            assert_eq!(seen(&f).dst, inside, "reply from {remote:?} to {port}");
+        }
     }
 
     #[test]
@@ -565,7 +587,7 @@ mod limits {
             n.forwarded(LAN, udp((C1, 3000 + p), (SERVER, 53), IN), WAN);
         }
         n.dropped(LAN, udp((C1, 4000), (SERVER, 53), IN), NatPortExhausted);
-        assert_eq!(n.shards[0].snat().exhausted, 1);
+        assert_eq!(n.shards[0].snat().exhausted(), 1);
     }
 
     #[test]

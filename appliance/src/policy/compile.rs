@@ -72,6 +72,7 @@ impl Policy {
             }),
             mapping: nat.mapping,
             filtering: nat.filtering,
+            pooling: nat.pooling,
             hairpinning: nat.hairpinning,
         };
         let sessions = SessionSettings {

@@ -32,7 +32,7 @@ pub use tables::{
     StaticMaps, StaticNeighbour,
 };
 
-use crate::config::{FieldError, Filtering, Mapping, OnReload, PortRange};
+use crate::config::{FieldError, Filtering, Mapping, OnReload, Pooling, PortRange};
 use crate::flow::Timeouts;
 use std::net::Ipv4Addr;
 
@@ -68,7 +68,8 @@ pub enum PolicyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnatPool {
     /// Public addresses, in file order. The NAT picks one per inside address (paired
-    /// pooling, RFC 4787 REQ-2). Empty when nothing gives an address: egress then fails.
+    /// pooling, RFC 4787 REQ-2), or another when it is full under [`Pooling::Arbitrary`].
+    /// Empty when nothing gives an address: egress then fails.
     pub addresses: Vec<Ipv4Addr>,
     /// Source ports to allocate from; workers take equal slices.
     pub ports: PortRange,
@@ -76,6 +77,8 @@ pub struct SnatPool {
     pub mapping: Mapping,
     /// Filtering behaviour (RFC 4787 section 5).
     pub filtering: Filtering,
+    /// Address pooling (RFC 4787 section 4.1).
+    pub pooling: Pooling,
     /// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8).
     pub hairpinning: bool,
 }

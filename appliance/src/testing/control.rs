@@ -104,11 +104,13 @@ pub fn snapshot(n: u64) -> Snapshot {
                     address: PUBLIC,
                     proto: "tcp",
                     in_use: 11 * n,
+                    exhausted: 0,
                 },
                 NatPortUsage {
                     address: PUBLIC,
                     proto: "udp",
                     in_use: 4 * n,
+                    exhausted: n,
                 },
             ],
             exhaustion_total: n,
