@@ -19,6 +19,11 @@ const PUBLIC: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 
 fn config(dir: &Path, input: &str) -> std::path::PathBuf {
+    config_with(dir, input, "")
+}
+
+/// [`config`] with `extra` (whole sections) appended.
+fn config_with(dir: &Path, input: &str, extra: &str) -> std::path::PathBuf {
     write(
         dir,
         &format!("{input}.toml"),
@@ -49,6 +54,7 @@ device = "net_pcap1,rx_pcap={d}/empty.pcap,tx_pcap={d}/out.pcap"
 address = "192.0.2.2/24"
 gateway = "192.0.2.1"
 neighbours = [{{ ip = "192.0.2.1", mac = "{GATEWAY_MAC}" }}]
+{extra}
 "#,
             d = dir.display(),
             pid = std::process::id()
@@ -176,4 +182,42 @@ fn frames_are_translated_in_order_through_pcap() {
     assert_eq!(replies.len(), 1, "one ARP reply: {replies:?}");
     assert_eq!(replies[0].source_hardware_addr, mac);
     assert_eq!(replies[0].target_hardware_addr, CLIENT_MAC);
+}
+
+/// Port exhaustion is logged by the control thread with the address and protocol: four
+/// ports, ten new UDP mappings, six refused, one line (rate-limited) saying so.
+#[test]
+fn port_exhaustion_is_logged_with_address_and_protocol() {
+    let dir = scratch("pcap-exhausted");
+    pcap::write(&dir.join("empty.pcap"), &[]);
+    let nat = "[nat]\nport_range = \"2000-2003\"\n";
+    let r = report(&run_appliance(
+        &config_with(&dir, "empty.pcap", nat),
+        &["--duration", "0.5"],
+    ));
+    let mac: EthernetAddress = port(&r, "lan")["mac"].as_str().unwrap().parse().unwrap();
+    let input: Vec<Vec<u8>> = (0..10u16)
+        .map(|i| {
+            let src = (Ipv4Addr::new(10, 0, 1, 10), 4000 + i);
+            testing::udp_sized(src, (SERVER, 53), (CLIENT_MAC, mac), b"x", true)
+        })
+        .collect();
+    pcap::write(&dir.join("in.pcap"), &input);
+    let out = run_appliance(&config_with(&dir, "in.pcap", nat), &["--duration", "2.5"]);
+    let r = report(&out);
+    assert_eq!(r["sessions_created"].as_u64(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("SNAT ports exhausted"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line, rate-limited:\n{stderr}");
+    for field in [
+        "address=192.0.2.2",
+        "protocol=\"udp\"",
+        "refused=6",
+        "total=6",
+    ] {
+        assert!(lines[0].contains(field), "{field} in {}", lines[0]);
+    }
 }

@@ -2,7 +2,7 @@
 //! command returns (the latter as JSON, read back by `appliance policy`).
 
 use crate::config::Config;
-use crate::config::{validate, Action, Filtering, Mapping, OnReload};
+use crate::config::{validate, Action, Filtering, Mapping, OnReload, Pooling};
 use crate::policy::Policy;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -70,6 +70,14 @@ pub struct SnatSummary {
     pub mapping: String,
     /// Filtering behaviour.
     pub filtering: String,
+    /// Address pooling: `paired` or `arbitrary`.
+    #[serde(default)]
+    pub pooling: String,
+    /// Ports of the range on each address and protocol: with endpoint-independent mapping,
+    /// the inside endpoints one address holds per protocol; with endpoint-dependent mapping,
+    /// the sessions it holds per protocol and remote endpoint.
+    #[serde(default)]
+    pub ports_per_address: u32,
     /// Hairpinning on.
     pub hairpinning: bool,
     /// The pool is routed to the appliance (no ARP answered for it).
@@ -185,6 +193,12 @@ impl PolicySummary {
                     Filtering::AddressAndPortDependent => "address-and-port-dependent",
                 }
                 .into(),
+                pooling: match policy.snat.pooling {
+                    Pooling::Paired => "paired",
+                    Pooling::Arbitrary => "arbitrary",
+                }
+                .into(),
+                ports_per_address: policy.snat.ports.len(),
                 hairpinning: policy.snat.hairpinning,
                 routed: config.nat.routed,
             },
@@ -281,6 +295,25 @@ impl fmt::Display for PolicySummary {
             if s.hairpinning { ", hairpinning" } else { "" },
             if s.routed { ", routed" } else { "" },
         )?;
+        let ports = u64::from(s.ports_per_address);
+        let sessions = self.sessions.max_sessions;
+        if s.mapping == "endpoint-dependent" {
+            writeln!(
+                f,
+                "  capacity: {ports} session(s) per address, protocol and remote endpoint; \
+                 {sessions} in all (max_sessions); {} pooling",
+                s.pooling
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  capacity: {ports} inside endpoint(s) per address and protocol ({} on {} \
+                 address(es)); {sessions} session(s) in all (max_sessions); {} pooling",
+                ports * s.address_count as u64,
+                s.address_count,
+                s.pooling
+            )?;
+        }
         for (name, r) in [("egress", &self.egress), ("ingress", &self.ingress)] {
             writeln!(
                 f,
@@ -380,5 +413,29 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} not in\n{text}");
         }
+    }
+
+    /// The capacity line says what holds a session in each mapping mode.
+    #[test]
+    fn capacity_per_address_and_mode() {
+        let text = |nat: &str| {
+            let file = format!(
+                "{}\n[nat]\nport_range = \"2000-2999\"\n{nat}",
+                crate::testing::BASE
+            );
+            let config = Config::parse(&file, "t.toml").unwrap();
+            let policy = Policy::compile(&config, 1).unwrap();
+            PolicySummary::new(&config, &policy).to_string()
+        };
+        let eim = text("");
+        assert!(
+            eim.contains("capacity: 1000 inside endpoint(s) per address and protocol (1000 on 1 address(es)); 1048576 session(s) in all (max_sessions); paired pooling"),
+            "{eim}"
+        );
+        let edm = text("mapping = \"endpoint-dependent\"\npooling = \"arbitrary\"\n");
+        assert!(
+            edm.contains("capacity: 1000 session(s) per address, protocol and remote endpoint; 1048576 in all (max_sessions); arbitrary pooling"),
+            "{edm}"
+        );
     }
 }

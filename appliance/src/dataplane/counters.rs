@@ -84,9 +84,48 @@ pub fn port_totals(workers: &[WorkerCounters], i: usize) -> PortTotals {
     })
 }
 
+/// How often at most the control thread logs SNAT port exhaustion of one (pool address,
+/// protocol) while it goes on.
+pub const EXHAUSTION_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// When to log SNAT port exhaustion, per (pool address, protocol): the first refusal at
+/// once, then at most one line every [`EXHAUSTION_LOG_EVERY`] while refusals go on, each
+/// with the refusals since the line before. Workers only count (no syscalls on the fast
+/// path); the control thread asks this once a second with the counts summed over workers.
+#[derive(Debug, Default)]
+pub struct ExhaustionLog {
+    /// Per pair: the total at the last line, and when it was written.
+    logged: Vec<(u64, Option<std::time::Instant>)>,
+}
+
+impl ExhaustionLog {
+    /// The lines due at `now`, given each pair's total refusals (in a fixed order): the
+    /// pair's index, the refusals since its last line, and its total.
+    pub fn due(
+        &mut self,
+        now: std::time::Instant,
+        totals: impl IntoIterator<Item = u64>,
+    ) -> Vec<(usize, u64, u64)> {
+        let mut out = Vec::new();
+        for (i, total) in totals.into_iter().enumerate() {
+            if self.logged.len() <= i {
+                self.logged.resize(i + 1, (0, None));
+            }
+            let (was, at) = self.logged[i];
+            let quiet = at.is_none_or(|t| now.duration_since(t) >= EXHAUSTION_LOG_EVERY);
+            if total > was && quiet {
+                out.push((i, total - was, total));
+                self.logged[i] = (total, Some(now));
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn bump_and_sum() {
@@ -100,5 +139,27 @@ mod tests {
         assert_eq!(t.tx_dropped, 3);
         assert_eq!(port_totals(&w, 0), PortTotals::default());
         assert_eq!(std::mem::align_of::<WorkerCounters>(), 64);
+    }
+
+    #[test]
+    fn exhaustion_is_logged_at_once_then_at_most_every_ten_seconds() {
+        let mut log = ExhaustionLog::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(log.due(at(0), [0, 0]), []);
+        assert_eq!(log.due(at(1), [0, 3]), [(1, 3, 3)], "the first at once");
+        assert_eq!(log.due(at(2), [0, 9]), [], "then quiet");
+        assert_eq!(
+            log.due(at(10), [5, 20]),
+            [(0, 5, 5)],
+            "another pair has its own"
+        );
+        assert_eq!(
+            log.due(at(11), [5, 25]),
+            [(1, 22, 25)],
+            "ten seconds on, the sum"
+        );
+        assert_eq!(log.due(at(30), [5, 25]), [], "nothing new, nothing said");
+        assert_eq!(log.due(at(31), [5, 26]), [(1, 1, 26)]);
     }
 }

@@ -26,7 +26,7 @@ use crate::policy::Policy;
 use arc_swap::ArcSwap;
 use arp::{NeighbourManager, Sender};
 use bench::{Bench, Phases};
-use counters::{port_totals, PortTotals, WorkerCounters};
+use counters::{port_totals, ExhaustionLog, PortTotals, WorkerCounters};
 use dpdk_sys::{tsc, Eal, Mempool, Port, PortSettings};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -421,12 +421,9 @@ fn make_shards(
 }
 
 /// Drops the workers cannot log themselves (no syscalls on the fast path): the control
-/// thread logs their increase, at most once a second.
-const WATCHED_DROPS: [Discard; 3] = [
-    Discard::SessionTableFull,
-    Discard::NatPortExhausted,
-    Discard::NoNatAddress,
-];
+/// thread logs their increase, at most once a second. Port exhaustion has its own line, per
+/// address and protocol ([`ExhaustionLog`]).
+const WATCHED_DROPS: [Discard; 2] = [Discard::SessionTableFull, Discard::NoNatAddress];
 
 /// The main lcore's loop while workers run: the control plane (socket, reloads, metrics),
 /// neighbours (notes from workers, ARP), link changes, the logs of what workers cannot log,
@@ -441,6 +438,7 @@ struct ControlLoop<'v, 'a, 'eal> {
     last_totals: Vec<PortTotals>,
     last_drops: [u64; WATCHED_DROPS.len()],
     last_congestion: u64,
+    exhaustion: ExhaustionLog,
 }
 
 impl<'v, 'a, 'eal> ControlLoop<'v, 'a, 'eal> {
@@ -458,6 +456,7 @@ impl<'v, 'a, 'eal> ControlLoop<'v, 'a, 'eal> {
                 .collect(),
             last_drops: [0; WATCHED_DROPS.len()],
             last_congestion: 0,
+            exhaustion: ExhaustionLog::default(),
         };
         lp.last_drops = WATCHED_DROPS.map(|d| lp.drops_of(d));
         lp
@@ -534,6 +533,7 @@ impl<'v, 'a, 'eal> ControlLoop<'v, 'a, 'eal> {
                 self.last_drops[i] = n;
             }
         }
+        self.log_exhaustion();
         let congestion: u64 = view
             .workers
             .iter()
@@ -552,6 +552,25 @@ impl<'v, 'a, 'eal> ControlLoop<'v, 'a, 'eal> {
                 info!(port = %view.config.port[i].name, up = ?up, "link changed");
                 self.links[i] = up;
             }
+        }
+    }
+
+    /// SNAT port exhaustion per pool address and protocol, rate-limited ([`ExhaustionLog`]).
+    fn log_exhaustion(&mut self) {
+        const PROTOS: [&str; 3] = ["icmp", "tcp", "udp"];
+        let view = self.view;
+        let totals = (0..view.pool.len()).flat_map(|a| {
+            (0..PROTOS.len())
+                .map(move |p| view.shards.iter().map(|s| s.nat_exhausted_at(a, p)).sum())
+        });
+        for (i, refused, total) in self.exhaustion.due(Instant::now(), totals) {
+            warn!(
+                address = %view.pool[i / PROTOS.len()],
+                protocol = PROTOS[i % PROTOS.len()],
+                refused,
+                total,
+                "SNAT ports exhausted: new flows refused"
+            );
         }
     }
 

@@ -185,16 +185,23 @@ impl Snat {
         if let Some(public) = static_public(p, inside) {
             return Ok(Taken::by_rule(proto, inside, public));
         }
-        let mapping = p.snat.mapping;
-        let unused = |public| {
-            table
-                .lookup(&FlowKey::sent_to(proto, remote, public))
-                .is_none()
-        };
-        let public = self.acquire(proto, inside, remote, (mapping, p.snat.pooling), unused)?;
-        let hold = match mapping {
-            Mapping::EndpointIndependent => Hold::mapping(self.counts_contacts()),
-            Mapping::EndpointDependent => Hold::Port,
+        let pooling = p.snat.pooling;
+        let (public, hold) = match p.snat.mapping {
+            Mapping::EndpointIndependent => (
+                self.map_independent(proto, inside, remote.0, pooling)?,
+                Hold::mapping(self.counts_contacts()),
+            ),
+            Mapping::EndpointDependent => {
+                let unused = |public| {
+                    table
+                        .lookup(&FlowKey::sent_to(proto, remote, public))
+                        .is_none()
+                };
+                (
+                    self.share_dependent(proto, inside, pooling, unused)?,
+                    Hold::Port,
+                )
+            }
         };
         Ok(Taken {
             hold,

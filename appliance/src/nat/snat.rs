@@ -190,25 +190,12 @@ impl Snat {
         self.counts_contacts = on;
     }
 
-    /// A public endpoint for a new session from `inside` (proto, address, port) to `remote`.
-    ///
-    /// Endpoint-independent mapping reuses the inside endpoint's mapping when it has one (RFC
-    /// 4787 REQ-1); otherwise a free port of this worker's slice is held for the new mapping:
-    /// the inside port when free (port preservation), else a random one. With an
-    /// endpoint-independent mapping the contact with `remote` is counted when
-    /// [`Snat::counts_contacts`].
-    ///
-    /// Endpoint-dependent mapping shares a port ([`PortPool::share`]) that `unused` says no
-    /// session has towards `remote` (`unused(public)`: no live session's outside tuple is
-    /// `remote -> public`): the inside port if it passes, else up to [`PROBES`] random ones.
-    ///
-    /// Both look at the inside host's own pool address first (paired pooling); with
-    /// [`Pooling::Arbitrary`], at the others in turn when it has no port left. Every
+    /// A public endpoint for a new session from `inside` (proto, address, port) to `remote`,
+    /// under `mapping`: [`Snat::map_independent`] or [`Snat::share_dependent`]. Every
     /// successful call must be paired with [`Snat::release`].
     ///
     /// # Errors
-    /// [`SnatError::Exhausted`] (counted against the host's own address), `NoAddress`,
-    /// `Protocol`.
+    /// As theirs.
     pub fn acquire(
         &mut self,
         proto: IpProtocol,
@@ -217,42 +204,83 @@ impl Snat {
         (mapping, pooling): (Mapping, Pooling),
         unused: impl FnMut((Ipv4Addr, u16)) -> bool,
     ) -> Result<(Ipv4Addr, u16), SnatError> {
+        match mapping {
+            Mapping::EndpointIndependent => self.map_independent(proto, inside, remote.0, pooling),
+            Mapping::EndpointDependent => self.share_dependent(proto, inside, pooling, unused),
+        }
+    }
+
+    /// Endpoint-independent mapping (RFC 4787 REQ-1): the inside endpoint's mapping when it
+    /// has one; otherwise a free port of this worker's slice, held for the new mapping: the
+    /// inside port when free (port preservation), else a random one. The contact with
+    /// `remote` is counted when [`Snat::counts_contacts`]. The host's own pool address first
+    /// (paired pooling); with [`Pooling::Arbitrary`], a random free port of the others in
+    /// turn when it has none left.
+    ///
+    /// # Errors
+    /// [`SnatError::Exhausted`] (counted against the host's own address), `NoAddress`,
+    /// `Protocol`.
+    pub fn map_independent(
+        &mut self,
+        proto: IpProtocol,
+        inside: (Ipv4Addr, u16),
+        remote: Ipv4Addr,
+        pooling: Pooling,
+    ) -> Result<(Ipv4Addr, u16), SnatError> {
+        let p = proto_index(proto).ok_or(SnatError::Protocol)?;
+        let key = (proto, u32::from(inside.0), inside.1);
+        let public = if let Some(m) = self.mappings.get_mut(&key) {
+            m.refs += 1;
+            (m.public, m.port)
+        } else {
+            let own = self
+                .address_index_for(inside.0)
+                .ok_or(SnatError::NoAddress)?;
+            let Some(public) = self.hold_port(p, own, pooling, inside.1) else {
+                self.exhausted[own][p] += 1;
+                return Err(SnatError::Exhausted);
+            };
+            let m = Mapping1 {
+                public: public.0,
+                port: public.1,
+                refs: 1,
+            };
+            self.mappings.insert(key, m);
+            self.reverse
+                .insert((proto, u32::from(public.0), public.1), (key.1, key.2));
+            public
+        };
+        if self.counts_contacts {
+            self.add_contact(proto, public, remote);
+        }
+        Ok(public)
+    }
+
+    /// Endpoint-dependent mapping: shares a port ([`PortPool::share`]) that `unused` says
+    /// no session has towards the new session's remote endpoint (`unused(public)`: no live
+    /// session's outside tuple is `remote -> public`): the inside port if it passes, else up to [`PROBES`] random ones.
+    /// The host's own pool address first (paired pooling); with [`Pooling::Arbitrary`], the
+    /// others in turn.
+    ///
+    /// # Errors
+    /// [`SnatError::Exhausted`] (counted against the host's own address), `NoAddress`,
+    /// `Protocol`.
+    pub fn share_dependent(
+        &mut self,
+        proto: IpProtocol,
+        inside: (Ipv4Addr, u16),
+        pooling: Pooling,
+        unused: impl FnMut((Ipv4Addr, u16)) -> bool,
+    ) -> Result<(Ipv4Addr, u16), SnatError> {
         let p = proto_index(proto).ok_or(SnatError::Protocol)?;
         let own = self
             .address_index_for(inside.0)
             .ok_or(SnatError::NoAddress)?;
-        let key = (proto, u32::from(inside.0), inside.1);
-        let taken = match mapping {
-            Mapping::EndpointDependent => self.share_port(p, own, pooling, inside.1, unused),
-            Mapping::EndpointIndependent => {
-                if let Some(m) = self.mappings.get_mut(&key) {
-                    m.refs += 1;
-                    Some((m.public, m.port))
-                } else if let Some(public) = self.hold_port(p, own, pooling, inside.1) {
-                    self.mappings.insert(
-                        key,
-                        Mapping1 {
-                            public: public.0,
-                            port: public.1,
-                            refs: 1,
-                        },
-                    );
-                    self.reverse
-                        .insert((proto, u32::from(public.0), public.1), (key.1, key.2));
-                    Some(public)
-                } else {
-                    None
-                }
-            }
-        };
-        let Some(public) = taken else {
-            self.exhausted[own][p] += 1;
-            return Err(SnatError::Exhausted);
-        };
-        if mapping == Mapping::EndpointIndependent && self.counts_contacts {
-            self.add_contact(proto, public, remote.0);
-        }
-        Ok(public)
+        self.share_port(p, own, pooling, inside.1, unused)
+            .ok_or_else(|| {
+                self.exhausted[own][p] += 1;
+                SnatError::Exhausted
+            })
     }
 
     /// The addresses a new mapping may take, the host's own (`own`) first.
@@ -271,8 +299,11 @@ impl Snat {
         pooling: Pooling,
         want: u16,
     ) -> Option<(Ipv4Addr, u16)> {
-        for a in self.candidates(own, pooling) {
-            if let Some(port) = self.pools[a][p].alloc(want) {
+        if let Some(port) = self.pools[own][p].alloc(want) {
+            return Some((self.addresses[own], port));
+        }
+        for a in self.candidates(own, pooling).skip(1) {
+            if let Some(port) = self.pools[a][p].alloc_random() {
                 return Some((self.addresses[a], port));
             }
         }
