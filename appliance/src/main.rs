@@ -1,6 +1,6 @@
 //! `appliance`: the command-line entry point.
 
-use appliance::config::{Config, ConfigError, DEFAULT_SOCKET};
+use appliance::config::{Config, ConfigError, Mapping, DEFAULT_SOCKET};
 use appliance::control::protocol::{self, Request, Response};
 use appliance::control::{render, socket, PolicySummary, MAX_SESSIONS_LIMIT};
 use appliance::dataplane::{self, RunOptions};
@@ -57,6 +57,20 @@ enum Command {
         /// Run without huge pages (slower; for machines without them).
         #[arg(long)]
         no_huge: bool,
+        /// Remote servers each inside endpoint opens flows to (1: every flow from an inside
+        /// endpoint of its own).
+        #[arg(long, default_value_t = 1000)]
+        remotes: u32,
+        /// NAT mapping: endpoint-independent or endpoint-dependent.
+        #[arg(long, value_parser = parse_mapping, default_value = "endpoint-independent")]
+        mapping: Mapping,
+        /// SNAT pool addresses (192.0.2.16 upwards, at most 200); 0: the outside port's own.
+        #[arg(long, default_value_t = 0)]
+        addresses: u8,
+        /// Session table capacity (default: the flows and a tenth). Equal to --flows, the
+        /// report's resident memory per session is with the table full.
+        #[arg(long)]
+        max_sessions: Option<u32>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -160,6 +174,16 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v))
 }
 
+fn parse_mapping(s: &str) -> Result<Mapping, String> {
+    match s {
+        "endpoint-independent" => Ok(Mapping::EndpointIndependent),
+        "endpoint-dependent" => Ok(Mapping::EndpointDependent),
+        _ => Err(format!(
+            "{s:?} is not a mapping: endpoint-independent or endpoint-dependent"
+        )),
+    }
+}
+
 /// Exit status for bad configuration, arguments or environment, or no appliance to ask.
 const EXIT_BAD_INPUT: u8 = 2;
 /// Exit status when the running appliance answered with an error (e.g. a refused reload).
@@ -219,10 +243,27 @@ fn main() -> ExitCode {
             workers,
             lcores,
             no_huge,
+            remotes,
+            mapping,
+            addresses,
+            max_sessions,
             json,
         } => {
-            if flows == 0 || workers == 0 {
-                return fail("--flows and --workers must be at least 1");
+            if flows == 0 || workers == 0 || remotes == 0 {
+                return fail("--flows, --workers and --remotes must be at least 1");
+            }
+            if addresses > 200 {
+                return fail("--addresses: at most 200 (192.0.2.16 to 192.0.2.215)");
+            }
+            let spec = dataplane::bench::BenchSpec {
+                flows,
+                remotes,
+                mapping,
+                addresses,
+                max_sessions,
+            };
+            if spec.max_sessions() < flows {
+                return fail("--max-sessions must hold --flows");
             }
             let lcores = lcores.unwrap_or_else(|| {
                 let mut l = vec!["0@0".to_string()];
@@ -230,7 +271,7 @@ fn main() -> ExitCode {
                 l.push(format!("{}@0", workers + 1));
                 l.join(",")
             });
-            let text = dataplane::bench::config_text(&lcores, workers, flows, !no_huge);
+            let text = dataplane::bench::config_text(&lcores, workers, &spec, !no_huge);
             let config = match Config::parse(&text, "bench") {
                 Ok(c) => c,
                 Err(e) => return fail(e),
@@ -238,7 +279,7 @@ fn main() -> ExitCode {
             let options = RunOptions {
                 duration: Some(duration),
                 stats_interval: None,
-                bench: Some(dataplane::bench::BenchSpec { flows }),
+                bench: Some(spec),
             };
             run(Path::new("<bench>"), &config, &options, json)
         }

@@ -15,8 +15,10 @@
 //! bench drives it: every packet a new flow, in a table of 4 M sessions (or `SESSIONS`) that is
 //! filled first; then the clock jumps past the UDP timeout, so each new flow reuses the oldest
 //! expired session. `pipeline_rate setup-fresh [SESSIONS]`: new flows into a table with a free
-//! session for each (none is reused).
+//! session for each (none is reused). `edm` after either: endpoint-dependent mapping (ports
+//! shared between remote endpoints) instead of endpoint-independent.
 
+use appliance::config::Mapping;
 use appliance::pipeline::{Disposition, VecBuf};
 use appliance_benches::workload::{buffers, Workload, BURST};
 use std::time::{Duration, Instant};
@@ -28,9 +30,14 @@ const WINDOWS: usize = 400;
 fn main() {
     let first = std::env::args().nth(1);
     if matches!(first.as_deref(), Some("setup" | "setup-fresh")) {
-        let capacity = std::env::args().nth(2).and_then(|a| a.parse().ok());
+        let capacity = std::env::args().skip(2).find_map(|a| a.parse().ok());
         let reuse = first.as_deref() == Some("setup");
-        return setup(capacity.unwrap_or(4_000_000), reuse);
+        let mapping = if std::env::args().any(|a| a == "edm") {
+            Mapping::EndpointDependent
+        } else {
+            Mapping::EndpointIndependent
+        };
+        return setup(capacity.unwrap_or(4_000_000), reuse, mapping);
     }
     let burst = std::env::args()
         .find_map(|a| a.strip_prefix("burst=").and_then(|n| n.parse().ok()))
@@ -128,14 +135,14 @@ fn report(what: &str, unit: &str, rate: &str, mut windows: Vec<Duration>, per_wi
 
 /// New flows, each reusing the oldest expired session of a full table (`reuse`), or taking a
 /// free one (a table large enough for every flow of the run, filled only by it).
-fn setup(capacity: u32, reuse: bool) {
+fn setup(capacity: u32, reuse: bool, mapping: Mapping) {
     let flows = WINDOWS * WINDOW as usize * BURST;
     let capacity = if reuse {
         capacity
     } else {
         capacity.max(flows as u32 + 1)
     };
-    let mut w = Workload::new(capacity);
+    let mut w = Workload::with_mapping(capacity, mapping);
     if reuse {
         w.fill(capacity);
     }
@@ -160,6 +167,10 @@ fn setup(capacity: u32, reuse: bool) {
         format!("new flows, {capacity} sessions reused")
     } else {
         format!("new flows into free sessions ({capacity})")
+    };
+    let what = match mapping {
+        Mapping::EndpointIndependent => what,
+        Mapping::EndpointDependent => format!("{what}, endpoint-dependent"),
     };
     report(&what, "flow", "M/s", windows, WINDOW as usize * BURST);
 }

@@ -3,7 +3,7 @@
 //! `wan` with its gateway's MAC known), 64-byte UDP frames from inside endpoints to remote
 //! servers, and the sessions they open.
 
-use appliance::config::Config;
+use appliance::config::{Config, Mapping};
 use appliance::dataplane::bench;
 use appliance::flow::FlowKey;
 use appliance::packet::build::{self, Link};
@@ -28,7 +28,17 @@ const MAC_HOST: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0x10]);
 /// The policy: the appliance `appliance bench` runs (inside `lan`, outside `wan` with its
 /// gateway's MAC known, SNAT to `wan`'s address), with room for exactly `max_sessions`.
 pub fn policy(max_sessions: u32) -> Policy {
-    let text = bench::config_text("0-1", 1, max_sessions, false);
+    policy_mapping(max_sessions, Mapping::EndpointIndependent)
+}
+
+/// [`policy`] with the NAT's mapping behaviour `mapping`.
+pub fn policy_mapping(max_sessions: u32, mapping: Mapping) -> Policy {
+    let spec = bench::BenchSpec {
+        max_sessions: Some(max_sessions),
+        mapping,
+        ..bench::BenchSpec::new(max_sessions)
+    };
+    let text = bench::config_text("0-1", 1, &spec, false);
     let mut policy =
         Policy::compile(&Config::parse(&text, "bench").expect("config"), 1).expect("policy");
     policy.sessions.max_sessions = max_sessions;
@@ -89,7 +99,12 @@ impl Workload {
     /// A shard with room for `sessions` sessions (at least 64), hash seed fixed. The inside
     /// hosts of those sessions and the gateway are known neighbours.
     pub fn new(sessions: u32) -> Workload {
-        let policy = policy(sessions.max(64));
+        Workload::with_mapping(sessions, Mapping::EndpointIndependent)
+    }
+
+    /// [`Workload::new`] with the NAT's mapping behaviour `mapping`.
+    pub fn with_mapping(sessions: u32, mapping: Mapping) -> Workload {
+        let policy = policy_mapping(sessions.max(64), mapping);
         let cfg = ShardConfig::from_policy(&policy, 0, 1, 7).expect("shard config");
         let shard = Shard::new(cfg, Arc::new(ShardCounters::new(1)));
         let hosts = (0..=sessions / REMOTES).map(|e| session_flow(e * REMOTES, 0).0 .0);

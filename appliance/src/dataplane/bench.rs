@@ -5,40 +5,78 @@
 //! outside servers into the inside port's rx rings (one per rx queue, flows spread over them
 //! like RSS would), and frees what the workers send out of the outside port. First every flow
 //! once, in order (session setup), then flows drawn at random (established traffic) until the
-//! run ends. The control loop watches the phases ([`Phases`]) and samples the counters at the
-//! phase change and at the end.
+//! run ends. Frames are written from one template (addresses, port and checksums changed), so
+//! the generator holds no memory per flow and the process's resident memory is the
+//! appliance's. The control loop watches the phases ([`Phases`]) and samples the counters and
+//! the resident memory at the phase change and at the end.
 //!
 //! The seam with [`super::run`]: a [`Bench`] makes the ports of devices named `bench:*`,
 //! runs the generator on the lcore after the workers', and [`Phases`] tells the control loop
 //! when the run is over. Nothing else of the data path knows it is a benchmark.
 
 use super::counters::WorkerCounters;
+use crate::config::Mapping;
 use crate::packet::build::{self, Link};
-use crate::packet::{EthernetAddress, Vlans};
+use crate::packet::{ChecksumDelta, EthernetAddress, Vlans};
 use dpdk_sys::{Burst, Eal, Mempool, PortId, Ring};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-/// What the benchmark generates.
-#[derive(Debug, Clone, Copy)]
+/// What the benchmark generates, and the NAT it goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BenchSpec {
     /// Distinct flows (sessions).
     pub flows: u32,
+    /// Remote servers per inside endpoint: each inside endpoint opens flows to this many
+    /// servers (1: every flow from an inside endpoint of its own, the most mappings an
+    /// endpoint-independent NAT can be asked for).
+    pub remotes: u32,
+    /// The NAT's mapping behaviour.
+    pub mapping: Mapping,
+    /// Pool addresses, 192.0.2.16 upwards; 0: the outside port's own (masquerade).
+    pub addresses: u8,
+    /// Session table capacity; `None`: `flows` and a tenth.
+    pub max_sessions: Option<u32>,
 }
 
-/// Remote servers per inside endpoint.
-const REMOTES: u32 = 1000;
+impl BenchSpec {
+    /// `flows` flows to 1 000 servers per inside endpoint, endpoint-independent mapping on
+    /// the outside port's address, a table a tenth larger than the flows.
+    pub fn new(flows: u32) -> Self {
+        BenchSpec {
+            flows,
+            remotes: 1000,
+            mapping: Mapping::EndpointIndependent,
+            addresses: 0,
+            max_sessions: None,
+        }
+    }
+
+    /// The session table capacity of the run.
+    pub fn max_sessions(&self) -> u32 {
+        self.max_sessions
+            .unwrap_or_else(|| (u64::from(self.flows) * 11 / 10).clamp(1024, 64 << 20) as u32)
+    }
+}
 /// The bench configuration's fixed addressing (see [`config_text`]).
 pub const INSIDE_NET: &str = "10.64.0.1/10";
 /// The bench's gateway MAC (a static neighbour).
 const GATEWAY_MAC: &str = "02:00:00:00:00:01";
 
-/// The configuration `appliance bench` runs: two ring ports, a pool address, a static
-/// neighbour for the gateway, sessions for `flows`.
-pub fn config_text(lcores: &str, workers: u16, flows: u32, huge_pages: bool) -> String {
-    let sessions = (u64::from(flows) * 11 / 10).clamp(1024, 64 << 20);
+/// The configuration `appliance bench` runs: two ring ports, the pool and mapping of
+/// `spec`, a static neighbour for the gateway, sessions for its flows.
+pub fn config_text(lcores: &str, workers: u16, spec: &BenchSpec, huge_pages: bool) -> String {
+    let sessions = spec.max_sessions();
+    let mapping = match spec.mapping {
+        Mapping::EndpointIndependent => "endpoint-independent",
+        Mapping::EndpointDependent => "endpoint-dependent",
+    };
+    let addresses: Vec<String> = (0..spec.addresses)
+        .map(|i| format!("\"{}\"", Ipv4Addr::new(192, 0, 2, 16 + i)))
+        .collect();
+    let addresses = addresses.join(", ");
     format!(
         r#"
 [eal]
@@ -57,6 +95,8 @@ socket = ""
 
 [nat]
 max_sessions = {sessions}
+mapping = "{mapping}"
+addresses = [{addresses}]
 
 [[port]]
 name = "lan"
@@ -76,26 +116,79 @@ neighbours = [{{ ip = "192.0.2.1", mac = "{GATEWAY_MAC}" }}]
     )
 }
 
-/// Inside endpoint and remote of flow `f`.
-fn flow(f: u32) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
-    let e = f / REMOTES;
+/// Inside endpoint and remote of flow `f`, with `remotes` servers per inside endpoint.
+fn flow(f: u32, remotes: u32) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
+    let e = f / remotes;
     let inside = Ipv4Addr::from(0x0a40_0000 + 2 + e / 8); // 10.64.0.2 upwards
     let port = 20000 + (e % 8) as u16;
-    let remote = Ipv4Addr::from(0xc633_6400 + 1 + f % REMOTES); // 198.51.100.1 upwards
+    let remote = Ipv4Addr::from(0xc633_6400 + 1 + f % remotes); // 198.51.100.1 upwards
     ((inside, port), (remote, 443))
 }
 
-fn frame(dst_mac: EthernetAddress, f: u32) -> [u8; 64] {
-    let (src, dst) = flow(f);
-    let link = Link {
-        src: EthernetAddress([2, 0, 0, 0, 0, 0x10]),
-        dst: dst_mac,
-        vlans: Vlans::None,
+/// The frames of the flows: flow 0's, built once, and for flow `f` the same bytes with its
+/// addresses and source port written in and both checksums updated (RFC 1624).
+struct Frames {
+    template: [u8; 64],
+    first: ((Ipv4Addr, u16), (Ipv4Addr, u16)),
+    remotes: u32,
+}
+
+/// Offsets in the frame: IPv4 checksum, source, destination; UDP source port, checksum.
+const IP_CHECKSUM: usize = 24;
+const IP_SRC: usize = 26;
+const IP_DST: usize = 30;
+const UDP_SRC: usize = 34;
+const UDP_CHECKSUM: usize = 40;
+
+impl Frames {
+    fn new(dst_mac: EthernetAddress, remotes: u32) -> Self {
+        let first = flow(0, remotes);
+        let link = Link {
+            src: EthernetAddress([2, 0, 0, 0, 0, 0x10]),
+            dst: dst_mac,
+            vlans: Vlans::None,
+        };
+        let mut template = [0u8; 64];
+        // 64 bytes hold the frame: this cannot fail.
+        let _ = build::udp_datagram(&mut template, &link, first.0, first.1, &[0x5a; 18]);
+        Frames {
+            template,
+            first,
+            remotes,
+        }
+    }
+
+    /// Writes flow `f`'s frame into `out` (64 bytes).
+    #[inline]
+    fn write(&self, f: u32, out: &mut [u8]) {
+        let ((src, sport), (dst, _)) = flow(f, self.remotes);
+        let ((src0, sport0), (dst0, _)) = self.first;
+        out.copy_from_slice(&self.template);
+        let ip = ChecksumDelta::ZERO.add_addr(src0, src).add_addr(dst0, dst);
+        let udp = ip.add16(sport0, sport);
+        let get = |at: usize| u16::from_be_bytes([self.template[at], self.template[at + 1]]);
+        out[IP_SRC..IP_SRC + 4].copy_from_slice(&src.octets());
+        out[IP_DST..IP_DST + 4].copy_from_slice(&dst.octets());
+        out[UDP_SRC..UDP_SRC + 2].copy_from_slice(&sport.to_be_bytes());
+        out[IP_CHECKSUM..IP_CHECKSUM + 2]
+            .copy_from_slice(&ip.apply(get(IP_CHECKSUM)).to_be_bytes());
+        let sum = udp.apply_udp(get(UDP_CHECKSUM));
+        out[UDP_CHECKSUM..UDP_CHECKSUM + 2].copy_from_slice(&sum.to_be_bytes());
+    }
+}
+
+/// The process's resident memory and its huge pages (`/proc/self/status` `VmRSS` and
+/// `HugetlbPages`), in bytes; `None` where the kernel does not say.
+pub fn resident_memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|k| k * 1024)
     };
-    let mut out = [0u8; 64];
-    // 64 bytes hold the frame: this cannot fail.
-    let _ = build::udp_datagram(&mut out, &link, src, dst, &[0x5a; 18]);
-    out
+    Some((kb("VmRSS:")?, kb("HugetlbPages:").unwrap_or(0)))
 }
 
 /// What `appliance bench` measured.
@@ -120,6 +213,16 @@ pub struct BenchResult {
     pub generator_refused: u64,
     /// Session table bytes per session (slab + index).
     pub table_bytes_per_session: f64,
+    /// The session table capacity (`nat.max_sessions`).
+    pub max_sessions: u32,
+    /// Resident memory of the whole process when every session was created (`VmRSS`: not
+    /// the huge pages of the packet buffers, [`BenchResult::hugetlb_bytes`]).
+    pub rss_bytes: u64,
+    /// `rss_bytes` divided by `max_sessions`: what a session costs, all included, when the
+    /// table is full.
+    pub rss_bytes_per_session: f64,
+    /// Huge pages mapped by the process then (DPDK's memory: packet buffers, rings).
+    pub hugetlb_bytes: u64,
 }
 
 /// Counters the generator keeps.
@@ -272,16 +375,17 @@ pub struct Phases {
 const SETUP_LIMIT: Duration = Duration::from_secs(600);
 
 impl Phases {
-    /// The phases of a benchmark of `flows` that measures established traffic for
+    /// The phases of a benchmark of `spec` that measures established traffic for
     /// `duration` (`None`: until stopped), started at `started`.
-    pub fn new(flows: u32, duration: Option<Duration>, started: Instant) -> Self {
+    pub fn new(spec: &BenchSpec, duration: Option<Duration>, started: Instant) -> Self {
         Phases {
-            flows,
+            flows: spec.flows,
             duration,
             started,
             established: None,
             result: BenchResult {
-                flows,
+                flows: spec.flows,
+                max_sessions: spec.max_sessions(),
                 ..BenchResult::default()
             },
         }
@@ -297,6 +401,12 @@ impl Phases {
                 info!(flows = self.flows, secs, "benchmark: every session created");
                 self.result.setup_secs = secs;
                 self.result.setup_per_sec = f64::from(self.flows) / secs;
+                if let Some((rss, huge)) = resident_memory() {
+                    self.result.rss_bytes = rss;
+                    self.result.hugetlb_bytes = huge;
+                    let max = f64::from(self.result.max_sessions.max(1));
+                    self.result.rss_bytes_per_session = rss as f64 / max;
+                }
                 self.established = Some((Instant::now(), Totals::of(workers)));
                 false
             }
@@ -341,7 +451,7 @@ fn generate(
     stop: &AtomicBool,
 ) {
     let flows = spec.flows.max(1);
-    let frames: Vec<[u8; 64]> = (0..flows).map(|f| frame(lan_mac, f)).collect();
+    let frames = Frames::new(lan_mac, spec.remotes.max(1));
     let mut next = 0u32;
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut setup = true;
@@ -369,7 +479,7 @@ fn generate(
                     ((rng >> 16) % u64::from(flows)) as u32
                 };
                 if let Some(buf) = m.append(64) {
-                    buf.copy_from_slice(&frames[f as usize]);
+                    frames.write(f, buf);
                 }
             }
         }
@@ -395,4 +505,49 @@ fn generate(
         counters.drained.store(drained, Ordering::Relaxed);
     }
     b.free_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame written from the template is the frame built for that flow, checksums and all.
+    #[test]
+    fn frames_from_the_template_are_the_flows_frames() {
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        for remotes in [1, 7, 1000] {
+            let frames = Frames::new(mac, remotes);
+            for f in [0, 1, 6, 999, 1000, 123_457, 9_999_999] {
+                let (src, dst) = flow(f, remotes);
+                let link = Link {
+                    src: EthernetAddress([2, 0, 0, 0, 0, 0x10]),
+                    dst: mac,
+                    vlans: Vlans::None,
+                };
+                let mut built = [0u8; 64];
+                build::udp_datagram(&mut built, &link, src, dst, &[0x5a; 18]).unwrap();
+                let mut written = [0u8; 64];
+                frames.write(f, &mut written);
+                assert_eq!(written, built, "flow {f} of {remotes}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_config_carries_the_spec() {
+        let spec = BenchSpec {
+            mapping: Mapping::EndpointDependent,
+            addresses: 2,
+            max_sessions: Some(5000),
+            ..BenchSpec::new(4000)
+        };
+        let config =
+            crate::config::Config::parse(&config_text("0@0,1@1,2@0", 1, &spec, false), "b")
+                .unwrap();
+        assert_eq!(config.nat.max_sessions, 5000);
+        assert_eq!(config.nat.mapping, Mapping::EndpointDependent);
+        assert_eq!(config.nat.addresses.len(), 2);
+        assert_eq!(BenchSpec::new(4000).max_sessions(), 4400);
+        assert!(resident_memory().is_some_and(|(rss, _)| rss > 0));
+    }
 }

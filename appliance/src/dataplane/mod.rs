@@ -194,7 +194,7 @@ pub fn run(
     let lcore_ids: Vec<u32> = lcores.iter().take(workers).map(|l| l.0).collect();
     let mut phases = bench
         .as_ref()
-        .map(|b| Phases::new(b.spec().flows, options.duration, started));
+        .map(|b| Phases::new(&b.spec(), options.duration, started));
 
     let result = {
         let plans = plan_workers(shards, &ports, usize::from(d.burst));

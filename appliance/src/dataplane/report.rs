@@ -209,7 +209,8 @@ impl std::fmt::Display for Report {
                 f,
                 "bench: {} flows; setup {:.2} s ({:.3} M sessions/s); established {:.3} Mpps over \
                  {:.1} s, {:.1} cycles/packet at {:.2} GHz, workers {:.0}% busy; generator \
-                 waited {} times; table {:.1} B/session",
+                 waited {} times; table {:.1} B/session; resident {:.1} MB for {} sessions, \
+                 {:.1} B/session (huge pages {:.0} MB apart)",
                 b.flows,
                 b.setup_secs,
                 b.setup_per_sec / 1e6,
@@ -219,7 +220,11 @@ impl std::fmt::Display for Report {
                 self.tsc_hz as f64 / 1e9,
                 b.worker_busy * 100.0,
                 b.generator_refused,
-                b.table_bytes_per_session
+                b.table_bytes_per_session,
+                b.rss_bytes as f64 / 1e6,
+                b.max_sessions,
+                b.rss_bytes_per_session,
+                b.hugetlb_bytes as f64 / 1e6
             )?;
         }
         Ok(())

@@ -1,5 +1,5 @@
-//! Public ports: the range split into one slice per worker, and each worker's O(1) structure
-//! of free, held and shared ports per (public address, protocol).
+//! Public ports: the range split into one slice per worker, and each worker's bitmap of
+//! free, held and shared ports per (public address, protocol).
 //!
 //! Each worker owns a contiguous slice of the SNAT port range, so the worker that owns a
 //! translated flow is a pure function of the flow's public port: a packet from outside finds
@@ -66,75 +66,128 @@ impl Slices {
     }
 }
 
-/// A port's state in [`PortPool`]: below `HELD`, free, and its index in the free stack;
-/// `HELD`, held by one owner (an endpoint-independent mapping, or a port forward's
-/// reservation); above it, shared by that many endpoint-dependent sessions (`HELD + n`).
-const HELD: u32 = 1 << 31;
+/// Random ports [`PortPool::alloc_random`] tries before it scans the bitmap for a free one.
+const RANDOM_TRIES: usize = 8;
 
-/// The ports of one slice for one (public address, protocol): a stack of free ports and each
-/// port's state, so taking a given port, taking a random one, freeing, sharing and unsharing
-/// are all O(1) with no allocation after creation. Six bytes a port.
+/// The ports of one slice for one (public address, protocol). A port is free, held by one
+/// owner (an endpoint-independent mapping, or a port forward's reservation), or shared by
+/// endpoint-dependent sessions whose remote endpoints differ (the session table keeps that
+/// true: the caller shares a port only when the session's outside tuple is not taken). A
+/// shared port is never held, so an endpoint-independent mapping never meets another host's
+/// session on its port.
 ///
-/// A port is free, held by one owner, or shared: endpoint-dependent sessions share a port
-/// as long as their remote endpoints differ (the session table keeps that true: the caller
-/// shares a port only when the session's outside tuple is not taken), and a shared port is
-/// never held, so an endpoint-independent mapping never meets another host's session on its
-/// port.
+/// Taking a given port, freeing, sharing and unsharing are O(1); taking a random free port
+/// tries a few at random, then scans a bitmap (at most slice / 64 words). Nothing is
+/// allocated until the first port is taken, and then a bit per port for each of two bitmaps
+/// and, in zeroed memory whose pages are touched only where ports are used, a count and a
+/// holder's tag per port: an address or protocol no flow uses costs nothing.
 #[derive(Debug, Clone)]
 pub struct PortPool {
     lo: u16,
-    free: Vec<u16>,
-    /// For each port of the slice (`port - lo`), its state (see [`HELD`]).
-    state: Vec<u32>,
+    len: u32,
+    in_use: u32,
     rng: u64,
+    ports: Option<Box<Ports>>,
+}
+
+/// A pool's per-port state, made at its first use.
+#[derive(Debug, Clone)]
+struct Ports {
+    /// Bit per port: held or shared.
+    used: Vec<u64>,
+    /// Bit per port: shared.
+    shared: Vec<u64>,
+    /// Per port: the sessions sharing it, or the holder's count ([`PortPool::holder`]).
+    count: Vec<u32>,
+    /// Per port: the holder's tag.
+    tag: Vec<u64>,
+}
+
+impl Ports {
+    fn new(len: usize) -> Box<Ports> {
+        let words = len.div_ceil(64);
+        // vec![0; n] is calloc: the kernel's zero pages until written.
+        Box::new(Ports {
+            used: vec![0; words],
+            shared: vec![0; words],
+            count: vec![0; len],
+            tag: vec![0; len],
+        })
+    }
+}
+
+#[inline]
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
+}
+
+#[inline]
+fn set(bits: &mut [u64], i: usize, on: bool) {
+    if on {
+        bits[i / 64] |= 1 << (i % 64);
+    } else {
+        bits[i / 64] &= !(1 << (i % 64));
+    }
 }
 
 impl PortPool {
     /// A pool of every port in `lo..=hi`, all free; `seed` drives the random choice.
+    /// Allocates nothing yet.
     pub fn new(lo: u16, hi: u16, seed: u64) -> Self {
-        let n = usize::from(hi.max(lo) - lo) + 1;
-        let free: Vec<u16> = (0..n).map(|i| lo + i as u16).collect();
-        let state = (0..n as u32).collect();
         PortPool {
             lo,
-            free,
-            state,
+            len: u32::from(hi.max(lo) - lo) + 1,
+            in_use: 0,
             rng: seed | 1,
+            ports: None,
         }
     }
 
     /// Ports in the slice.
     pub fn capacity(&self) -> usize {
-        self.state.len()
+        self.len as usize
     }
 
     /// Ports held or shared.
     pub fn in_use(&self) -> usize {
-        self.state.len() - self.free.len()
+        self.in_use as usize
     }
 
     /// Ports left.
     pub fn available(&self) -> usize {
-        self.free.len()
+        (self.len - self.in_use) as usize
+    }
+
+    /// Bytes of memory the pool has allocated (its pages are resident only where used).
+    pub fn allocated_bytes(&self) -> usize {
+        self.ports.as_ref().map_or(0, |p| {
+            8 * (p.used.len() + p.shared.len()) + 4 * p.count.len() + 8 * p.tag.len()
+        })
     }
 
     /// Whether `port` is in this slice and free.
     pub fn is_free(&self, port: u16) -> bool {
-        self.state_of(port).is_some_and(|s| s < HELD)
+        self.index(port)
+            .is_some_and(|i| self.ports.as_ref().is_none_or(|p| !bit(&p.used, i)))
     }
 
     /// Whether `port` is in this slice and free or shared: one more endpoint-dependent
     /// session may share it ([`PortPool::share`]).
     #[inline]
     pub fn shareable(&self, port: u16) -> bool {
-        self.state_of(port).is_some_and(|s| s != HELD)
+        self.index(port).is_some_and(|i| {
+            self.ports
+                .as_ref()
+                .is_none_or(|p| !bit(&p.used, i) || bit(&p.shared, i))
+        })
     }
 
     /// Sessions sharing `port` (0 when it is free or held).
     pub fn sharers(&self, port: u16) -> u32 {
-        self.state_of(port)
-            .filter(|&s| s > HELD)
-            .map_or(0, |s| s - HELD)
+        match (self.index(port), &self.ports) {
+            (Some(i), Some(p)) if bit(&p.shared, i) => p.count[i],
+            _ => 0,
+        }
     }
 
     /// Takes `want` if it is in the slice and free (port preservation, RFC 4787 section 4.2.1),
@@ -147,45 +200,71 @@ impl PortPool {
         self.alloc_random()
     }
 
-    /// Takes a pseudo-random free port.
+    /// Takes a pseudo-random free port ([`PortPool::random_free`]).
     pub fn alloc_random(&mut self) -> Option<u16> {
-        if self.free.is_empty() {
+        let port = self.random_free()?;
+        self.take(port);
+        Some(port)
+    }
+
+    /// A pseudo-random free port, not taken: a few random tries, then the first free port
+    /// of the bitmap from a random word on; `None` when none is free.
+    pub fn random_free(&mut self) -> Option<u16> {
+        if self.in_use == self.len {
             return None;
         }
-        let i = self.random_below(self.free.len());
-        let port = self.free[i];
-        self.remove_at(i);
-        Some(port)
+        for _ in 0..RANDOM_TRIES {
+            let port = self.random_port();
+            if self.is_free(port) {
+                return Some(port);
+            }
+        }
+        let words = self.ports.as_ref()?.used.len();
+        let start = self.random_below(words);
+        let p = self.ports.as_ref()?;
+        (0..words).find_map(|k| {
+            let w = (start + k) % words;
+            let free = !p.used[w];
+            let i = w * 64 + free.trailing_zeros() as usize;
+            (free != 0 && i < self.len as usize).then(|| self.lo + i as u16)
+        })
     }
 
     /// A pseudo-random port of the slice, in whatever state: a candidate for sharing.
     #[inline]
     pub fn random_port(&mut self) -> u16 {
-        self.lo + self.random_below(self.state.len()) as u16
+        self.lo + self.random_below(self.len as usize) as u16
     }
 
-    /// Takes exactly `port` (held); false if it is outside the slice or not free.
+    /// Takes exactly `port` (held, its count and tag zero); false if it is outside the slice
+    /// or not free.
     pub fn take(&mut self, port: u16) -> bool {
-        match self.state_of(port) {
-            Some(i) if i < HELD => {
-                self.remove_at(i as usize);
-                true
-            }
-            _ => false,
+        let Some(i) = self.index(port) else {
+            return false;
+        };
+        let len = self.len as usize;
+        let p = self.ports.get_or_insert_with(|| Ports::new(len));
+        if bit(&p.used, i) {
+            return false;
         }
+        set(&mut p.used, i, true);
+        self.in_use += 1;
+        true
     }
 
     /// Gives a held `port` back; false (and nothing changes) if it is outside the slice, free
     /// or shared, which would be a bookkeeping bug the caller counts.
     pub fn free(&mut self, port: u16) -> bool {
-        let Some(i) = self.index(port) else {
+        let (Some(i), Some(p)) = (self.index(port), self.ports.as_mut()) else {
             return false;
         };
-        if self.state[i] != HELD {
+        if !bit(&p.used, i) || bit(&p.shared, i) {
             return false;
         }
-        self.state[i] = self.free.len() as u32;
-        self.free.push(port);
+        set(&mut p.used, i, false);
+        p.count[i] = 0;
+        p.tag[i] = 0;
+        self.in_use -= 1;
         true
     }
 
@@ -196,13 +275,17 @@ impl PortPool {
         let Some(i) = self.index(port) else {
             return false;
         };
-        match self.state[i] {
-            s if s < HELD => {
-                self.remove_at(s as usize);
-                self.state[i] = HELD + 1;
-            }
-            HELD => return false,
-            s => self.state[i] = s + 1,
+        let len = self.len as usize;
+        let p = self.ports.get_or_insert_with(|| Ports::new(len));
+        if !bit(&p.used, i) {
+            set(&mut p.used, i, true);
+            set(&mut p.shared, i, true);
+            p.count[i] = 1;
+            self.in_use += 1;
+        } else if bit(&p.shared, i) {
+            p.count[i] += 1;
+        } else {
+            return false;
         }
         true
     }
@@ -212,12 +295,38 @@ impl PortPool {
     /// share it; `None` (nothing changes) if it was not shared, a bookkeeping bug.
     pub fn unshare(&mut self, port: u16) -> Option<bool> {
         let i = self.index(port)?;
-        let s = self.state[i];
-        if s <= HELD {
+        let p = self.ports.as_mut()?;
+        if !bit(&p.shared, i) {
             return None;
         }
-        self.state[i] = s - 1;
-        Some(s - 1 == HELD)
+        p.count[i] -= 1;
+        if p.count[i] > 0 {
+            return Some(false);
+        }
+        set(&mut p.shared, i, false);
+        Some(true)
+    }
+
+    /// The count and tag a held `port` keeps for its holder (zero when taken), or `None` if
+    /// it is not held.
+    #[inline]
+    pub fn holder(&self, port: u16) -> Option<(u32, u64)> {
+        let i = self.index(port)?;
+        let p = self.ports.as_ref()?;
+        (bit(&p.used, i) && !bit(&p.shared, i)).then(|| (p.count[i], p.tag[i]))
+    }
+
+    /// [`PortPool::holder`], to change.
+    #[inline]
+    pub fn holder_mut(&mut self, port: u16) -> Option<(&mut u32, &mut u64)> {
+        let i = self.index(port)?;
+        let p = self.ports.as_deref_mut()?;
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        let (used, shared) = (*p.used.get(w)?, *p.shared.get(w)?);
+        if used & !shared & b == 0 {
+            return None;
+        }
+        Some((p.count.get_mut(i)?, p.tag.get_mut(i)?))
     }
 
     /// A pseudo-random number below `n` (xorshift64*: cheap, and the output is only a hint
@@ -233,22 +342,8 @@ impl PortPool {
 
     #[inline]
     fn index(&self, port: u16) -> Option<usize> {
-        let i = usize::from(port.checked_sub(self.lo)?);
-        (i < self.state.len()).then_some(i)
-    }
-
-    #[inline]
-    fn state_of(&self, port: u16) -> Option<u32> {
-        self.index(port).map(|i| self.state[i])
-    }
-
-    /// Removes `free[i]` by swapping the last free port into its place; the port is held.
-    fn remove_at(&mut self, i: usize) {
-        let port = self.free.swap_remove(i);
-        self.state[usize::from(port - self.lo)] = HELD;
-        if let Some(&moved) = self.free.get(i) {
-            self.state[usize::from(moved - self.lo)] = i as u32;
-        }
+        let i = u32::from(port.checked_sub(self.lo)?);
+        (i < self.len).then_some(i as usize)
     }
 }
 
@@ -298,6 +393,27 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_allocated_before_the_first_port() {
+        let mut p = PortPool::new(1024, 65535, 1);
+        assert_eq!(p.allocated_bytes(), 0);
+        assert!(p.is_free(5000) && p.shareable(5000));
+        assert_eq!(p.alloc(5000), Some(5000));
+        assert_eq!(p.allocated_bytes(), 2 * 8 * 1008 + 12 * 64512);
+    }
+
+    #[test]
+    fn random_allocation_finds_the_last_free_port() {
+        let mut p = PortPool::new(100, 1123, 9);
+        for port in 100..=1123 {
+            if port != 777 {
+                assert!(p.take(port));
+            }
+        }
+        assert_eq!(p.alloc_random(), Some(777), "found by the scan");
+        assert_eq!(p.alloc_random(), None);
+    }
+
+    #[test]
     fn shared_ports_are_neither_free_nor_held() {
         let mut p = PortPool::new(3000, 3003, 1);
         assert!(p.share(3001));
@@ -311,8 +427,18 @@ mod tests {
         assert_eq!(p.unshare(3001), Some(true), "the last one: now held");
         assert!(!p.shareable(3001));
         assert_eq!(p.unshare(3001), None);
+        assert_eq!(p.holder(3001), Some((0, 0)));
+        let (count, tag) = p.holder_mut(3001).unwrap();
+        (*count, *tag) = (3, 77);
+        assert_eq!(p.holder(3001), Some((3, 77)));
         assert!(p.free(3001));
         assert!(p.is_free(3001));
+        assert!(p.take(3001));
+        assert_eq!(
+            p.holder(3001),
+            Some((0, 0)),
+            "a new holder starts from zero"
+        );
         for _ in 0..100 {
             assert!((3000..=3003).contains(&p.random_port()));
         }

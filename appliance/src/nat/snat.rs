@@ -15,9 +15,10 @@ use std::net::Ipv4Addr;
 const PROTOS: [IpProtocol; 3] = [IpProtocol::ICMP, IpProtocol::TCP, IpProtocol::UDP];
 
 /// Random ports an endpoint-dependent session tries on an address after its own port, before
-/// the address counts as exhausted for that remote endpoint. A try fails when the port is
-/// held, or when a session from it to the same remote endpoint exists: with a share `f` of
-/// the slice so used, all fail with probability `f^32` (0.1 % at 80 %, 3 % at 90 %).
+/// it looks for a port no session uses. A try fails when the port is held, or when a
+/// session from it to the same remote endpoint exists: with a share `f` of the slice so
+/// used, all fail with probability `f^32` (0.1 % at 80 %, 3 % at 90 %), and only then does
+/// the address count as exhausted for that remote endpoint if no port is free at all.
 const PROBES: usize = 32;
 
 fn proto_index(proto: IpProtocol) -> Option<usize> {
@@ -37,12 +38,29 @@ pub enum SnatError {
     Protocol,
 }
 
-/// An inside endpoint's public endpoint and how many sessions use it.
+/// An endpoint-independent mapping's key: the inside endpoint and the protocol (eight
+/// bytes).
+type Inside = (u32, u16, IpProtocol);
+
+/// An inside endpoint's mapping (eight bytes): the pool address's index, the public port,
+/// and how many sessions use it. The port keeps the way back: the inside endpoint as its
+/// holder's tag ([`PortPool::holder`], [`tag`]), so that it costs no map of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Mapping1 {
-    public: Ipv4Addr,
+struct Mapped {
+    address: u16,
     port: u16,
     refs: u32,
+}
+
+/// The tag a mapping's port keeps: its inside endpoint, and a bit that says it is one (a
+/// port forward's reservation holds a port with tag 0).
+fn tag(inside: (Ipv4Addr, u16)) -> u64 {
+    1 << 48 | u64::from(u32::from(inside.0)) << 16 | u64::from(inside.1)
+}
+
+/// The inside endpoint a port's tag names, if it is a mapping's.
+fn untag(tag: u64) -> Option<(Ipv4Addr, u16)> {
+    (tag >> 48 == 1).then(|| (Ipv4Addr::from((tag >> 16) as u32), tag as u16))
 }
 
 /// Source-NAT state of one worker.
@@ -62,10 +80,9 @@ pub struct Snat {
     addresses: Vec<Ipv4Addr>,
     /// `pools[address index][protocol index]`.
     pools: Vec<[PortPool; 3]>,
-    /// Endpoint-independent mappings: (proto, inside addr, inside port) -> public endpoint.
-    mappings: HashMap<(IpProtocol, u32, u16), Mapping1>,
-    /// The reverse: (proto, public addr, public port) -> inside endpoint.
-    reverse: HashMap<(IpProtocol, u32, u16), (u32, u16)>,
+    /// Endpoint-independent mappings: inside endpoint -> its public endpoint. The way back
+    /// and the session counts are kept by the ports ([`Public`]).
+    mappings: HashMap<Inside, Mapped>,
     /// For address-dependent filtering: (proto, public addr, public port, remote addr) ->
     /// sessions counted there. Kept only while `counts_contacts` (see
     /// [`Snat::set_counts_contacts`]): two random accesses to a large map per session created
@@ -111,7 +128,6 @@ impl Snat {
             addresses: addresses.to_vec(),
             pools,
             mappings: HashMap::new(),
-            reverse: HashMap::new(),
             contacted: HashMap::new(),
             counts_contacts: true,
             reserved: HashMap::new(),
@@ -135,7 +151,6 @@ impl Snat {
             .min(ports * PROTOS.len() * self.addresses.len());
         if self.mappings.capacity() < want {
             self.mappings.reserve(want - self.mappings.len());
-            self.reverse.reserve(want - self.reverse.len());
         }
     }
 
@@ -166,6 +181,11 @@ impl Snat {
         }
         let h = u64::from(u32::from(inside)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
         Some((h % self.addresses.len() as u64) as usize)
+    }
+
+    fn pool_ref(&self, public: Ipv4Addr, proto: IpProtocol) -> Option<&PortPool> {
+        let a = self.addresses.iter().position(|&x| x == public)?;
+        Some(&self.pools[a][proto_index(proto)?])
     }
 
     fn pool(&mut self, public: Ipv4Addr, proto: IpProtocol) -> Option<&mut PortPool> {
@@ -228,28 +248,33 @@ impl Snat {
         pooling: Pooling,
     ) -> Result<(Ipv4Addr, u16), SnatError> {
         let p = proto_index(proto).ok_or(SnatError::Protocol)?;
-        let key = (proto, u32::from(inside.0), inside.1);
-        let public = if let Some(m) = self.mappings.get_mut(&key) {
-            m.refs += 1;
-            (m.public, m.port)
-        } else {
-            let own = self
-                .address_index_for(inside.0)
-                .ok_or(SnatError::NoAddress)?;
-            let Some(public) = self.hold_port(p, own, pooling, inside.1) else {
-                self.exhausted[own][p] += 1;
-                return Err(SnatError::Exhausted);
-            };
-            let m = Mapping1 {
-                public: public.0,
-                port: public.1,
-                refs: 1,
-            };
-            self.mappings.insert(key, m);
-            self.reverse
-                .insert((proto, u32::from(public.0), public.1), (key.1, key.2));
-            public
+        let key = (u32::from(inside.0), inside.1, proto);
+        let (a, port) = match self.mappings.get_mut(&key) {
+            Some(m) => {
+                m.refs += 1;
+                (usize::from(m.address), m.port)
+            }
+            None => {
+                let own = self
+                    .address_index_for(inside.0)
+                    .ok_or(SnatError::NoAddress)?;
+                let Some((a, port)) = self.hold_port(p, own, pooling, inside.1) else {
+                    self.exhausted[own][p] += 1;
+                    return Err(SnatError::Exhausted);
+                };
+                let m = Mapped {
+                    address: a as u16,
+                    port,
+                    refs: 1,
+                };
+                self.mappings.insert(key, m);
+                if let Some((_, t)) = self.pools[a][p].holder_mut(port) {
+                    *t = tag(inside);
+                }
+                (a, port)
+            }
         };
+        let public = (self.addresses[a], port);
         if self.counts_contacts {
             self.add_contact(proto, public, remote);
         }
@@ -258,7 +283,8 @@ impl Snat {
 
     /// Endpoint-dependent mapping: shares a port ([`PortPool::share`]) that `unused` says
     /// no session has towards the new session's remote endpoint (`unused(public)`: no live
-    /// session's outside tuple is `remote -> public`): the inside port if it passes, else up to [`PROBES`] random ones.
+    /// session's outside tuple is `remote -> public`): the inside port if it passes, else up
+    /// to [`PROBES`] random ones, else a port no session uses at all.
     /// The host's own pool address first (paired pooling); with [`Pooling::Arbitrary`], the
     /// others in turn.
     ///
@@ -291,20 +317,20 @@ impl Snat {
     }
 
     /// Holds a free port for a new endpoint-independent mapping: `want` if free, else a
-    /// random free one.
+    /// random free one; the address's index and the port.
     fn hold_port(
         &mut self,
         p: usize,
         own: usize,
         pooling: Pooling,
         want: u16,
-    ) -> Option<(Ipv4Addr, u16)> {
+    ) -> Option<(usize, u16)> {
         if let Some(port) = self.pools[own][p].alloc(want) {
-            return Some((self.addresses[own], port));
+            return Some((own, port));
         }
         for a in self.candidates(own, pooling).skip(1) {
             if let Some(port) = self.pools[a][p].alloc_random() {
-                return Some((self.addresses[a], port));
+                return Some((a, port));
             }
         }
         None
@@ -336,6 +362,12 @@ impl Snat {
                 }
                 port = self.pools[a][p].random_port();
             }
+            // Every try met a session to this remote endpoint: a port no session uses is
+            // free towards every one.
+            if let Some(port) = self.pools[a][p].random_free() {
+                self.pools[a][p].share(port);
+                return Some((public, port));
+            }
         }
         None
     }
@@ -353,8 +385,8 @@ impl Snat {
         mapping: Mapping,
     ) -> Option<(Ipv4Addr, u16)> {
         if mapping == Mapping::EndpointIndependent {
-            if let Some(m) = self.mappings.get(&(proto, u32::from(inside.0), inside.1)) {
-                return Some((m.public, m.port));
+            if let Some(m) = self.mappings.get(&(u32::from(inside.0), inside.1, proto)) {
+                return Some((self.addresses[usize::from(m.address)], m.port));
             }
         }
         Some((self.address_for(inside.0)?, inside.1))
@@ -364,12 +396,22 @@ impl Snat {
     /// allowed it), so the mapping lives as long as that session; counts the contact with
     /// `remote` when [`Snat::counts_contacts`].
     pub fn adopt(&mut self, proto: IpProtocol, public: (Ipv4Addr, u16), remote: Ipv4Addr) -> bool {
-        let Some(&(ip, port)) = self.reverse.get(&(proto, u32::from(public.0), public.1)) else {
+        let Some((_, tag)) = self
+            .pool_ref(public.0, proto)
+            .and_then(|p| p.holder(public.1))
+        else {
             return false;
         };
-        if let Some(m) = self.mappings.get_mut(&(proto, ip, port)) {
-            m.refs += 1;
-        }
+        let Some(inside) = untag(tag) else {
+            return false;
+        };
+        let Some(m) = self
+            .mappings
+            .get_mut(&(u32::from(inside.0), inside.1, proto))
+        else {
+            return false;
+        };
+        m.refs += 1;
         if self.counts_contacts {
             self.add_contact(proto, public, remote);
         }
@@ -408,13 +450,15 @@ impl Snat {
                 }
             }
         }
-        let key = (proto, u32::from(inside.0), inside.1);
         match mapping {
             Mapping::EndpointIndependent => {
+                let key = (u32::from(inside.0), inside.1, proto);
                 let Some(m) = self.mappings.get_mut(&key) else {
                     return;
                 };
-                if m.public != public.0 || m.port != public.1 {
+                if self.addresses.get(usize::from(m.address)) != Some(&public.0)
+                    || m.port != public.1
+                {
                     return;
                 }
                 m.refs -= 1;
@@ -422,7 +466,12 @@ impl Snat {
                     return;
                 }
                 self.mappings.remove(&key);
-                self.reverse.remove(&(proto, u32::from(public.0), public.1));
+                if let Some((_, t)) = self
+                    .pool(public.0, proto)
+                    .and_then(|p| p.holder_mut(public.1))
+                {
+                    *t = 0;
+                }
             }
             Mapping::EndpointDependent => {
                 let last = self.pool(public.0, proto).and_then(|p| p.unshare(public.1));
@@ -456,7 +505,8 @@ impl Snat {
         remote: Ipv4Addr,
         filtering: Filtering,
     ) -> Option<(Ipv4Addr, u16)> {
-        let &(ip, port) = self.reverse.get(&(proto, u32::from(public.0), public.1))?;
+        let (_, tag) = self.pool_ref(public.0, proto)?.holder(public.1)?;
+        let inside = untag(tag)?;
         debug_assert!(
             self.counts_contacts || filtering != Filtering::AddressDependent,
             "address-dependent filtering without counting contacts"
@@ -471,7 +521,7 @@ impl Snat {
             )),
             Filtering::AddressAndPortDependent => false,
         };
-        admitted.then_some((Ipv4Addr::from(ip), port))
+        admitted.then_some(inside)
     }
 
     /// Holds back the public ports of port forwards that fall in this worker's slice of a pool
@@ -771,6 +821,24 @@ mod tests {
         assert_eq!(t.0.len(), 30);
         assert_eq!(s.exhausted(), 3);
         assert_eq!(s.exhaustion().collect::<Vec<_>>()[2], (P, UDP, 3));
+    }
+
+    #[test]
+    fn edm_finds_the_last_free_port_when_random_tries_fail() {
+        // 1000 ports, 999 of them used towards R1: the last one is found, not refused.
+        let mut s = Snat::new(0, Slices::new(3000, 3999, 1).unwrap(), &[P], 2000, 5);
+        let mut t = Table::default();
+        for i in 0..999 {
+            t.get(&mut s, UDP, (A, 10_000 + i), (R1, 53), EDM).unwrap();
+        }
+        let last = t.get(&mut s, UDP, (B, 10_000), (R1, 53), EDM).unwrap();
+        assert_eq!(s.ports_in_use().map(|x| x.2).sum::<usize>(), 1000);
+        assert!((3000..=3999).contains(&last.1));
+        assert_eq!(
+            t.get(&mut s, UDP, (B, 10_001), (R1, 53), EDM),
+            Err(SnatError::Exhausted)
+        );
+        assert!(t.get(&mut s, UDP, (B, 10_001), (R2, 53), EDM).is_ok());
     }
 
     #[test]
