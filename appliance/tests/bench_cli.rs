@@ -58,7 +58,10 @@ fn a_million_endpoint_dependent_sessions_on_one_address() {
     let b = &r["bench"];
     assert_eq!(b["max_sessions"].as_u64(), Some(1_100_000), "{r}");
     let per_session = b["rss_bytes_per_session"].as_f64().unwrap_or(0.0);
-    assert!(per_session > 64.0, "a session costs at least its record: {r}");
+    assert!(
+        per_session > 64.0,
+        "a session costs at least its record: {r}"
+    );
 }
 
 #[test]

@@ -590,6 +590,35 @@ mod limits {
         assert_eq!(n.shards[0].snat().exhausted(), 1);
     }
 
+    /// Paired pooling keeps a host on its address and refuses when it is full; arbitrary
+    /// pooling moves the new mapping to another pool address, and its replies come back.
+    #[test]
+    fn arbitrary_pooling_takes_another_address_when_the_hosts_is_full() {
+        let pool =
+            "[nat]\naddresses = [\"192.0.2.2\", \"192.0.2.3\"]\nport_range = \"2000-2001\"\n";
+        let mut paired = Net::new(pool);
+        let mut arbitrary = Net::new(&format!("{pool}pooling = \"arbitrary\"\n"));
+        for n in [&mut paired, &mut arbitrary] {
+            let own: Vec<_> = (0..2)
+                .map(|p| {
+                    n.forwarded(LAN, udp((C1, 3000 + p), (SERVER, 53), IN), WAN)
+                        .src
+                        .0
+                })
+                .collect();
+            assert_eq!(own[0], own[1], "paired: one address for the host");
+        }
+        paired.dropped(LAN, udp((C1, 3002), (SERVER, 53), IN), NatPortExhausted);
+        let s = arbitrary.forwarded(LAN, udp((C1, 3002), (SERVER, 53), IN), WAN);
+        let own = arbitrary
+            .forwarded(LAN, udp((C1, 3000), (OTHER, 53), IN), WAN)
+            .src
+            .0;
+        assert_ne!(s.src.0, own, "the other pool address");
+        let back = arbitrary.forwarded(WAN, udp((SERVER, 53), s.src, OUT), LAN);
+        assert_eq!(back.dst, (C1, 3002));
+    }
+
     #[test]
     fn table_full_drops_new_flows_and_reuses_expired_sessions() {
         let mut n = Net::new("[nat]\nmax_sessions = 64\n");
