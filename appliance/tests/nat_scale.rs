@@ -39,28 +39,16 @@ fn host_mac(h: Ipv4Addr) -> EthernetAddress {
     EthernetAddress([0x02, 0, 0, 0, 1, h.octets()[3]])
 }
 
-const CONFIG: &str = r#"
-[eal]
-lcores = "0-1"
-huge_pages = false
-
-[[port]]
-name = "lan"
-role = "inside"
-device = "net_null0"
-address = "10.0.0.1/16"
-
-[[port]]
-name = "wan"
-role = "outside"
-device = "net_null1"
-address = "192.0.2.2/24"
-gateway = "192.0.2.1"
-
-[nat]
-mapping = "endpoint-dependent"
-max_sessions = 1000000
-"#;
+/// The shared topology's ports, the inside one on a /16 so that hosts 10.0.1.1-254 are
+/// neighbours of a port address that is not one of them; endpoint-dependent mapping.
+fn config() -> String {
+    assert!(
+        testing::PORTS.contains("10.0.1.1/24"),
+        "the topology changed"
+    );
+    let ports = testing::PORTS.replace("10.0.1.1/24", "10.0.0.1/16");
+    format!("{ports}\n[nat]\nmapping = \"endpoint-dependent\"\nmax_sessions = 1000000\n")
+}
 
 /// Sends `frames` into `port` in bursts: each frame as it leaves, which must be forwarded
 /// out of `out`.
@@ -93,7 +81,7 @@ fn pass(
 
 #[test]
 fn a_million_sessions_on_one_public_address() {
-    let policy = testing::compile(CONFIG, 1);
+    let policy = testing::compile(&config(), 1);
     let mut config = ShardConfig::from_policy(&policy, 0, 1, 7).expect("slices");
     assert_eq!(config.capacity, FLOWS, "the table holds exactly the flows");
     config.seed = Some(appliance::flow::HashSeed::fixed(1, 2, 3));

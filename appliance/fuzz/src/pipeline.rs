@@ -9,7 +9,9 @@
 //!
 //! - byte 0, the setup: bits 0-1 filtering (0 and 3 address-and-port-dependent, 1
 //!   address-dependent, 2 endpoint-independent), bit 2 tiny limits (SNAT ports 8070-8090,
-//!   64 sessions; else 1024-5119 and 4096), bit 3 two workers, bit 4 `tcp_loose`.
+//!   64 sessions; else 1024-5119 and 4096), bit 3 two workers, bit 4 `tcp_loose`, bit 5
+//!   endpoint-dependent mapping (ports shared between remote endpoints; a reload flips the
+//!   mapping either way), bit 6 a second pool address (192.0.2.3) and arbitrary pooling.
 //! - then operations, `op % 8`: 0-3 a burst, 4 a clock step, 5 an expiry tick, 6 a policy
 //!   reload (to the other of two policies, next generation), 7 a clock step and a worker's
 //!   expiry tick (budget 64).
@@ -178,6 +180,12 @@ pub mod setup {
     pub const TWO_WORKERS: u8 = 0b1000;
     /// `tcp_loose = true`.
     pub const LOOSE: u8 = 0b1_0000;
+    /// Endpoint-dependent mapping (the reloaded policy has the other).
+    pub const DEPENDENT: u8 = 0b10_0000;
+    /// Two pool addresses, arbitrary pooling.
+    pub const TWO_ADDRESSES: u8 = 0b100_0000;
+    /// Every setup bit.
+    pub const ALL: u8 = 0b111_1111;
 }
 
 fn config_text(s: u8, alt: bool) -> String {
@@ -194,6 +202,18 @@ fn config_text(s: u8, alt: bool) -> String {
         ("1024-5119", 4096)
     };
     let loose = s & setup::LOOSE != 0;
+    // The reloaded policy has the other mapping: sessions and mappings of one live on under
+    // the other.
+    let mapping = if (s & setup::DEPENDENT != 0) != alt {
+        "endpoint-dependent"
+    } else {
+        "endpoint-independent"
+    };
+    let (addresses, pooling) = if s & setup::TWO_ADDRESSES != 0 {
+        (r#""192.0.2.2", "192.0.2.3""#, "arbitrary")
+    } else {
+        (r#""192.0.2.2""#, "paired")
+    };
     // The other policy of a reload: the forward moves to 8081, and UDP to the servers'
     // network is denied (sessions admitted before are re-checked).
     let (forward, extra) = if alt {
@@ -208,8 +228,9 @@ fn config_text(s: u8, alt: bool) -> String {
     format!(
         r#"{ports}
 [nat]
-addresses = ["192.0.2.2"]
-mapping = "endpoint-independent"
+addresses = [{addresses}]
+pooling = "{pooling}"
+mapping = "{mapping}"
 filtering = "{filtering}"
 port_range = "{range}"
 max_sessions = {max}
@@ -252,11 +273,11 @@ sources = ["198.51.100.0/24"]
     )
 }
 
-/// Every policy the harness uses, compiled once: `[setup & 0x1f][alt]`.
+/// Every policy the harness uses, compiled once: `[setup & setup::ALL][alt]`.
 fn policies() -> &'static [[Policy; 2]] {
     static P: OnceLock<Vec<[Policy; 2]>> = OnceLock::new();
     P.get_or_init(|| {
-        (0..32u8)
+        (0..=setup::ALL)
             .map(|s| {
                 [false, true].map(|alt| {
                     let text = config_text(s, alt);
@@ -333,7 +354,7 @@ const SENT_KEPT: usize = 16;
 
 impl World {
     fn new(setup: u8) -> World {
-        let s = setup & 0x1f;
+        let s = setup & setup::ALL;
         let mut policy = policies()[usize::from(s)][0].clone();
         policy.generation = 1;
         let workers = if s & setup::TWO_WORKERS != 0 { 2 } else { 1 };

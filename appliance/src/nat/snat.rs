@@ -630,35 +630,24 @@ mod tests {
     }
 
     /// The session table as far as the NAT asks it: the (public, remote) endpoint pairs of
-    /// live sessions.
+    /// live sessions; and the pooling new sessions ask for.
     #[derive(Default)]
-    struct Table(Set<(IpProtocol, Endpoint, Endpoint)>);
+    struct Table(Set<(IpProtocol, Endpoint, Endpoint)>, Pooling);
 
     type Endpoint = (Ipv4Addr, u16);
 
     impl Table {
-        /// [`Snat::acquire`] with paired pooling, the session recorded when it succeeds.
+        /// [`Snat::acquire`], the session recorded when it succeeds.
         fn get(
             &mut self,
             s: &mut Snat,
             proto: IpProtocol,
-            inside: (Ipv4Addr, u16),
-            remote: (Ipv4Addr, u16),
+            inside: Endpoint,
+            remote: Endpoint,
             mapping: Mapping,
-        ) -> Result<(Ipv4Addr, u16), SnatError> {
-            self.get_pooled(s, proto, inside, remote, (mapping, Pooling::Paired))
-        }
-
-        fn get_pooled(
-            &mut self,
-            s: &mut Snat,
-            proto: IpProtocol,
-            inside: (Ipv4Addr, u16),
-            remote: (Ipv4Addr, u16),
-            how: (Mapping, Pooling),
-        ) -> Result<(Ipv4Addr, u16), SnatError> {
+        ) -> Result<Endpoint, SnatError> {
             let used = &self.0;
-            let public = s.acquire(proto, inside, remote, how, |p| {
+            let public = s.acquire(proto, inside, remote, (mapping, self.1), |p| {
                 !used.contains(&(proto, p, remote))
             })?;
             let new = self.0.insert((proto, public, remote));
@@ -849,18 +838,17 @@ mod tests {
         let other = if own == P { Q } else { P };
         let mut t = Table::default();
         for mapping in [EIM, EDM] {
-            let paired = (mapping, Pooling::Paired);
-            let arbitrary = (mapping, Pooling::Arbitrary);
             let r = (R1, 53);
-            let a = t.get_pooled(&mut s, UDP, (A, 1), r, paired).unwrap();
-            let b = t.get_pooled(&mut s, UDP, (A, 2), r, paired).unwrap();
+            let a = t.get(&mut s, UDP, (A, 1), r, mapping).unwrap();
+            let b = t.get(&mut s, UDP, (A, 2), r, mapping).unwrap();
             assert_eq!((a.0, b.0), (own, own));
             assert_eq!(
-                t.get_pooled(&mut s, UDP, (A, 3), r, paired),
+                t.get(&mut s, UDP, (A, 3), r, mapping),
                 Err(SnatError::Exhausted),
                 "{mapping:?}: paired stays on its address"
             );
-            let c = t.get_pooled(&mut s, UDP, (A, 3), r, arbitrary).unwrap();
+            t.1 = Pooling::Arbitrary;
+            let c = t.get(&mut s, UDP, (A, 3), r, mapping).unwrap();
             assert_eq!(c.0, other, "{mapping:?}: arbitrary moves on");
             for (port, m) in [(1, a), (2, b), (3, c)] {
                 s.release(UDP, (A, port), m, R1, mapping, false);
