@@ -2,8 +2,11 @@
 //! endpoint-independent mappings it owns, and what address-dependent filtering needs.
 //!
 //! Everything here is touched only on the slow path (a session being created or freed) and
-//! by the worker that owns it. Maps are sized at creation so that creating sessions up to the
-//! worker's share of `max_sessions` does not reallocate.
+//! by the worker that owns it. The map of endpoint-independent mappings is sized when that
+//! mapping is in force ([`Snat::prepare`], at start or at the reload that turns it on) for
+//! every mapping the worker can hold, so creating mappings never reallocates. A pool's port
+//! state is allocated at its first port taken (one allocation per address and protocol that
+//! carries traffic, in zeroed memory whose pages are touched only where ports are used).
 
 use super::ports::{PortPool, Slices};
 use crate::config::{Filtering, Mapping, Pooling};
@@ -80,8 +83,8 @@ pub struct Snat {
     addresses: Vec<Ipv4Addr>,
     /// `pools[address index][protocol index]`.
     pools: Vec<[PortPool; 3]>,
-    /// Endpoint-independent mappings: inside endpoint -> its public endpoint. The way back
-    /// and the session counts are kept by the ports ([`Public`]).
+    /// Endpoint-independent mappings: inside endpoint -> its public endpoint and sessions
+    /// ([`Mapped`]). The way back is kept by the ports.
     mappings: HashMap<Inside, Mapped>,
     /// For address-dependent filtering: (proto, public addr, public port, remote addr) ->
     /// sessions counted there. Kept only while `counts_contacts` (see
@@ -284,7 +287,7 @@ impl Snat {
     /// Endpoint-dependent mapping: shares a port ([`PortPool::share`]) that `unused` says
     /// no session has towards the new session's remote endpoint (`unused(public)`: no live
     /// session's outside tuple is `remote -> public`): the inside port if it passes, else up
-    /// to [`PROBES`] random ones, else a port no session uses at all.
+    /// to 32 random ones, else a port no session uses at all.
     /// The host's own pool address first (paired pooling); with [`Pooling::Arbitrary`], the
     /// others in turn.
     ///
