@@ -24,16 +24,13 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
-        let env = &cx.env;
-        let in_port = cx.in_port;
         match meta.kind {
             Kind::Arp => self.arp(cx, pkt, meta),
             _ if meta.kind.has_session() => self.tagged(cx, pkt, meta),
             Kind::IcmpError => self.related(cx, pkt, meta),
             _ => {
                 self.trace.class(Class::Local);
-                let dst = meta.key.dst_addr();
-                if self.is_local(env.policy, in_port, dst) {
+                if self.is_local(cx.env.policy, cx.in_port, meta.key.dst_addr()) {
                     self.local(cx, pkt, meta)
                 } else {
                     self.discard(Discard::ProtocolUnsupported)
@@ -64,20 +61,13 @@ impl<T: Trace> Shard<T> {
         self.discard(Discard::VlanTransit)
     }
 
-    /// The link to answer a packet on: back to the frame's sender, from our MAC on `in_port`,
-    /// with the same VLAN tags.
+    /// The link to answer a packet on: back to the frame's sender, from our MAC on the port it
+    /// came in on, with the same VLAN tags.
     fn reply_link(cx: &Ctx<'_>, frame: &[u8]) -> Link {
-        let env = &cx.env;
-        let in_port = cx.in_port;
-        let mut dst = [0u8; 6];
-        dst.copy_from_slice(&frame[6..12]);
         Link {
-            src: env
-                .macs
-                .get(usize::from(in_port))
-                .copied()
-                .unwrap_or(EthernetAddress([0; 6])),
-            dst: EthernetAddress(dst),
+            src: our_mac(cx),
+            // Stage 1 parsed the frame.
+            dst: EthernetFrame::new_unchecked(frame).src_addr(),
             vlans: vlans(frame),
         }
     }
@@ -101,9 +91,7 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
-        let env = &cx.env;
-        let in_port = cx.in_port;
-        let p = env.policy;
+        let p = cx.env.policy;
         let dst = meta.key.dst_addr();
         // Unsolicited traffic to a public address is ingress without a forward; to the
         // inside address, a service the appliance does not run.
@@ -115,7 +103,7 @@ impl<T: Trace> Shard<T> {
                 let built =
                     build::icmp_echo_reply(&mut self.scratch, &link, &pkt.bytes()[ip.clone()]);
                 match built {
-                    Ok(len) => self.reply(in_port, pkt, len),
+                    Ok(len) => self.reply(cx.in_port, pkt, len),
                     Err(e) => self.discard(e),
                 }
             }
@@ -145,7 +133,7 @@ impl<T: Trace> Shard<T> {
                     build::tcp_rst(&mut self.scratch, &link, &pkt.bytes()[ip.clone()])
                 };
                 match built {
-                    Ok(len) => self.reply(in_port, pkt, len),
+                    Ok(len) => self.reply(cx.in_port, pkt, len),
                     Err(e) => self.discard(e),
                 }
             }
@@ -164,14 +152,13 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
-        let env = &cx.env;
-        let in_port = cx.in_port;
         self.counters.count_drop(Discard::TtlExpired.into());
         self.trace.class(Class::Invalid);
-        let Some(src) = env
+        let Some(src) = cx
+            .env
             .policy
             .ports
-            .get(usize::from(in_port))
+            .get(usize::from(cx.in_port))
             .and_then(|p| p.address)
             .map(|n| n.addr())
         else {
@@ -186,7 +173,7 @@ impl<T: Trace> Shard<T> {
             &pkt.bytes()[ip.clone()],
             TimeExceeded::TtlExpired,
         ) {
-            Ok(len) => self.reply(in_port, pkt, len),
+            Ok(len) => self.reply(cx.in_port, pkt, len),
             Err(_) => Disposition::Drop(Discard::TtlExpired.into()),
         }
     }
@@ -194,10 +181,8 @@ impl<T: Trace> Shard<T> {
     /// ARP: answer requests for our addresses on this port, learn neighbours from what we see
     /// (RFC 826 merge: the sender of a request or reply on our subnet).
     fn arp<B: PacketBuf>(&mut self, cx: &Ctx<'_>, pkt: &mut B, meta: &Meta) -> Disposition {
-        let env = &cx.env;
-        let in_port = cx.in_port;
         let l3 = usize::from(meta.at.l3);
-        let Some(port) = env.policy.ports.get(usize::from(in_port)) else {
+        let Some(port) = cx.env.policy.ports.get(usize::from(cx.in_port)) else {
             return self.discard(Discard::ArpIgnored);
         };
         let Ok(arp) = ArpPacket::new_checked(&pkt.bytes()[l3..]) else {
@@ -211,9 +196,9 @@ impl<T: Trace> Shard<T> {
         );
         let on_link = port.address.is_some_and(|n| n.contains(&spa)) && sha.is_unicast();
         if on_link {
-            self.neigh.learn(env.neighbours, in_port, spa, sha);
+            self.neigh.learn(cx.env.neighbours, cx.in_port, spa, sha);
             self.note(Note::Learned {
-                port: in_port,
+                port: cx.in_port,
                 ip: spa,
                 mac: sha,
             });
@@ -222,16 +207,12 @@ impl<T: Trace> Shard<T> {
             port.address.is_some_and(|n| n.addr() == tpa) || port.arp_addresses.contains(&tpa);
         if op == ArpOperation::Request && for_us && spa != tpa {
             let link = Link {
-                src: env
-                    .macs
-                    .get(usize::from(in_port))
-                    .copied()
-                    .unwrap_or(EthernetAddress([0; 6])),
+                src: our_mac(cx),
                 dst: sha,
                 vlans: vlans(pkt.bytes()),
             };
             return match build::arp_reply(&mut self.scratch, &link, tpa, spa) {
-                Ok(len) => self.reply(in_port, pkt, len),
+                Ok(len) => self.reply(cx.in_port, pkt, len),
                 Err(e) => self.discard(e),
             };
         }
@@ -241,6 +222,12 @@ impl<T: Trace> Shard<T> {
             self.discard(Discard::ArpIgnored)
         }
     }
+}
+
+/// Our MAC on the port the packet came in on: the source of every answer.
+fn our_mac(cx: &Ctx<'_>) -> EthernetAddress {
+    let mac = cx.env.macs.get(usize::from(cx.in_port)).copied();
+    mac.unwrap_or(EthernetAddress([0; 6]))
 }
 
 /// The VLAN tags of a frame stage 1 parsed (so the walk does not fail).
