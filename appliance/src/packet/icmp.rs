@@ -262,27 +262,41 @@ pub(super) fn check_quote(d: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// What an echo request carries and its reply returns (RFC 792): the identifier, the
+/// sequence number and the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo<'a> {
+    /// Identifier.
+    pub ident: u16,
+    /// Sequence number.
+    pub seq_no: u16,
+    /// Data, returned unchanged in the reply (RFC 1122 section 3.2.2.6).
+    pub data: &'a [u8],
+}
+
+impl<'a> Echo<'a> {
+    /// The echo of a checked message, request or reply (its type is not looked at).
+    pub fn of<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&'a T>) -> Echo<'a> {
+        Echo {
+            ident: packet.echo_ident(),
+            seq_no: packet.echo_seq_no(),
+            data: packet.data_bytes(),
+        }
+    }
+
+    /// The header's 4 type-specific bytes: the identifier, then the sequence number.
+    fn rest_of_header(&self) -> u32 {
+        (u32::from(self.ident) << 16) | u32::from(self.seq_no)
+    }
+}
+
 /// The meaning of an ICMP message. Errors keep the quoted bytes as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Repr<'a> {
     /// Echo request.
-    EchoRequest {
-        /// Identifier.
-        ident: u16,
-        /// Sequence number.
-        seq_no: u16,
-        /// Data, returned unchanged in the reply (RFC 1122 section 3.2.2.6).
-        data: &'a [u8],
-    },
-    /// Echo reply.
-    EchoReply {
-        /// Identifier.
-        ident: u16,
-        /// Sequence number.
-        seq_no: u16,
-        /// Data.
-        data: &'a [u8],
-    },
+    EchoRequest(Echo<'a>),
+    /// Echo reply: the request's echo, returned.
+    EchoReply(Echo<'a>),
     /// Destination unreachable.
     DstUnreachable {
         /// Why.
@@ -335,16 +349,8 @@ impl<'a> Repr<'a> {
             check_quote(data)?;
         }
         Ok(match msg {
-            Message::EchoRequest => Repr::EchoRequest {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
-            Message::EchoReply => Repr::EchoReply {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
+            Message::EchoRequest => Repr::EchoRequest(Echo::of(packet)),
+            Message::EchoReply => Repr::EchoReply(Echo::of(packet)),
             Message::DstUnreachable => {
                 let reason = DstUnreachable::from(packet.code());
                 let next_hop_mtu = if reason == DstUnreachable::FragRequired {
@@ -378,7 +384,7 @@ impl<'a> Repr<'a> {
 
     fn body(&self) -> &'a [u8] {
         match *self {
-            Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } => data,
+            Repr::EchoRequest(echo) | Repr::EchoReply(echo) => echo.data,
             Repr::DstUnreachable { quote, .. }
             | Repr::TimeExceeded { quote, .. }
             | Repr::ParamProblem { quote, .. }
@@ -402,16 +408,8 @@ impl<'a> Repr<'a> {
         }
         let mut p = Packet::new_unchecked(&mut buf[..len]);
         let (msg, code, rest) = match *self {
-            Repr::EchoRequest { ident, seq_no, .. } => (
-                Message::EchoRequest,
-                0,
-                (u32::from(ident) << 16) | u32::from(seq_no),
-            ),
-            Repr::EchoReply { ident, seq_no, .. } => (
-                Message::EchoReply,
-                0,
-                (u32::from(ident) << 16) | u32::from(seq_no),
-            ),
+            Repr::EchoRequest(echo) => (Message::EchoRequest, 0, echo.rest_of_header()),
+            Repr::EchoReply(echo) => (Message::EchoReply, 0, echo.rest_of_header()),
             Repr::DstUnreachable {
                 reason,
                 next_hop_mtu,
@@ -479,11 +477,11 @@ mod tests {
         let r = Repr::parse(&p).unwrap();
         assert_eq!(
             r,
-            Repr::EchoRequest {
+            Repr::EchoRequest(Echo {
                 ident: 0x1234,
                 seq_no: 1,
                 data: b"ping"
-            }
+            })
         );
         let mut out = [0u8; 12];
         assert_eq!(r.emit(&mut out).unwrap(), 12);
@@ -576,11 +574,11 @@ mod tests {
                 next_hop_mtu: 0,
                 quote: q,
             },
-            Repr::EchoReply {
+            Repr::EchoReply(Echo {
                 ident: 7,
                 seq_no: 9,
                 data: &[],
-            },
+            }),
         ];
         for r in reprs {
             let mut out = [0u8; 64];

@@ -257,8 +257,8 @@ pub use ethernet::{
     VlanTag, Vlans,
 };
 pub use icmp::{
-    DstUnreachable as IcmpDstUnreachable, Message as IcmpMessage, Packet as IcmpPacket,
-    Repr as IcmpRepr,
+    DstUnreachable as IcmpDstUnreachable, Echo as IcmpEcho, Message as IcmpMessage,
+    Packet as IcmpPacket, Repr as IcmpRepr,
 };
 pub use ipv4::{Endpoint, Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr, Summary as Ipv6Summary};
