@@ -92,53 +92,39 @@ impl<T: Trace> Shard<T> {
         meta: &Meta,
     ) -> Disposition {
         let p = cx.env.policy;
-        let dst = meta.key.dst_addr();
-        // Unsolicited traffic to a public address is ingress without a forward; to the
-        // inside address, a service the appliance does not run.
-        let public = self.snat.is_pool_address(dst) || p.port_with_address(dst).is_none();
+        let (src, dst) = (meta.key.src_addr(), meta.key.dst_addr());
         let link = Self::reply_link(cx, pkt.bytes());
         let ip = meta.at.ip();
-        match meta.kind {
-            Kind::ICMP_ECHO if meta.icmp_type == 8 && p.local.icmp_echo => {
-                let built =
-                    build::icmp_echo_reply(&mut self.scratch, &link, &pkt.bytes()[ip.clone()]);
-                match built {
-                    Ok(len) => self.reply(cx.in_port, pkt, len),
-                    Err(e) => self.discard(e),
-                }
+        let built = match (meta.kind, p.local.health_probe.as_ref()) {
+            (Kind::ICMP_ECHO, _) if meta.icmp_type == 8 && p.local.icmp_echo => {
+                build::icmp_echo_reply(&mut self.scratch, &link, &pkt.bytes()[ip])
             }
-            Kind::TCP
-                if p.local
-                    .health_probe
-                    .as_ref()
-                    .is_some_and(|h| h.port == meta.key.dst_port()) =>
-            {
-                let admitted = p
-                    .local
-                    .health_probe
-                    .as_ref()
-                    .is_some_and(|h| h.admits(meta.key.src_addr()));
-                if !admitted {
+            (Kind::TCP, Some(probe)) if probe.port == meta.key.dst_port() => {
+                if !probe.admits(src) {
                     return self.discard(Discard::LocalDenied);
                 }
                 let flags = meta.tcp_flags;
-                let built = if flags.syn() && !flags.ack() {
+                if flags.syn() && !flags.ack() {
                     // Stage 1 checked the TCP header.
                     let tcp = TcpPacket::new_unchecked(&pkt.bytes()[meta.at.transport()]);
-                    let isn = initial_seq(dst, meta.key.src_addr(), tcp.seq_number());
-                    build::tcp_syn_ack(&mut self.scratch, &link, &pkt.bytes()[ip.clone()], isn)
+                    let isn = initial_seq(dst, src, tcp.seq_number());
+                    build::tcp_syn_ack(&mut self.scratch, &link, &pkt.bytes()[ip], isn)
                 } else if flags.rst() {
                     return self.discard(Discard::LocalUnhandled);
                 } else {
-                    build::tcp_rst(&mut self.scratch, &link, &pkt.bytes()[ip.clone()])
-                };
-                match built {
-                    Ok(len) => self.reply(cx.in_port, pkt, len),
-                    Err(e) => self.discard(e),
+                    build::tcp_rst(&mut self.scratch, &link, &pkt.bytes()[ip])
                 }
             }
-            _ if public => self.discard(Discard::NoForward),
-            _ => self.discard(Discard::LocalUnhandled),
+            // Unsolicited traffic to a public address is ingress without a forward; to the
+            // inside address, a service the appliance does not run.
+            _ if self.snat.is_pool_address(dst) || p.port_with_address(dst).is_none() => {
+                return self.discard(Discard::NoForward);
+            }
+            _ => return self.discard(Discard::LocalUnhandled),
+        };
+        match built {
+            Ok(len) => self.reply(cx.in_port, pkt, len),
+            Err(e) => self.discard(e),
         }
     }
 
