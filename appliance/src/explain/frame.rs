@@ -5,8 +5,8 @@ use super::expr::{Flow, Transport};
 use crate::packet::build::{self, Link, MIN_FRAME_LEN};
 use crate::packet::ethernet::HEADER_LEN as ETHERNET_HEADER_LEN;
 use crate::packet::{
-    parse_frame, ChecksumCaps, EthernetAddress, IcmpMessage, IcmpPacket, IcmpRepr, IpProtocol,
-    Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpRepr, Vlans, L3, L4,
+    parse_frame, ChecksumCaps, EthernetAddress, IcmpEcho, IcmpMessage, IcmpPacket, IcmpRepr,
+    IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpRepr, Vlans, L3, L4,
 };
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -85,11 +85,11 @@ fn icmp(
         Vec::new()
     };
     let repr = match msg {
-        IcmpMessage::EchoReply => IcmpRepr::EchoReply {
+        IcmpMessage::EchoReply => IcmpRepr::EchoReply(IcmpEcho {
             ident,
             seq_no: 1,
             data: PAYLOAD,
-        },
+        }),
         IcmpMessage::DstUnreachable => IcmpRepr::DstUnreachable {
             reason: code.into(),
             next_hop_mtu: 0,
@@ -109,11 +109,11 @@ fn icmp(
             gateway: src,
             quote: &quote,
         },
-        _ => IcmpRepr::EchoRequest {
+        _ => IcmpRepr::EchoRequest(IcmpEcho {
             ident,
             seq_no: 1,
             data: if msg.is_error() { &quote } else { PAYLOAD },
-        },
+        }),
     };
     let mut l4 = vec![0u8; repr.buffer_len()];
     repr.emit(&mut l4)?;

@@ -6,6 +6,7 @@ use super::tcp::{Dir, TcpState};
 use super::timeouts::TimeoutClass;
 use crate::packet::{ChecksumDeltas, IpProtocol};
 use crate::sys::{advise_huge_pages, prefetch};
+use std::mem::offset_of;
 
 /// "No session": the end of a list.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -54,6 +55,19 @@ pub struct Session {
     tcp: u8,
     meta: u8,
 }
+
+// The layout above, checked by the compiler: a change that moves a field or grows the record
+// past its cache line does not build.
+const _: () = {
+    assert!(size_of::<Session>() == 64 && align_of::<Session>() == 64);
+    assert!(offset_of!(Session, keys) == 0);
+    assert!(offset_of!(Session, prev) == 32);
+    assert!(offset_of!(Session, last_seen) == 40);
+    assert!(offset_of!(Session, ip_delta) == 48);
+    assert!(offset_of!(Session, packets) == 52);
+    assert!(offset_of!(Session, tcp) == 62);
+    assert!(offset_of!(Session, meta) == 63);
+};
 
 impl Session {
     /// A free record: on the free list, linked to `next`.
@@ -296,7 +310,7 @@ impl Slab {
 
     /// Bytes of session memory for `capacity` records.
     pub const fn bytes_for(capacity: u32) -> usize {
-        capacity as usize * std::mem::size_of::<Session>()
+        capacity as usize * size_of::<Session>()
     }
 
     /// Takes a record off the free list and marks it live; `None` when all are in use.
@@ -427,20 +441,6 @@ impl KeyStore for Slab {
 mod tests {
     use super::*;
     use crate::packet::{ChecksumDeltas, IpProtocol};
-    use std::mem::{align_of, offset_of, size_of};
-
-    #[test]
-    fn session_is_one_cache_line() {
-        assert_eq!(size_of::<Session>(), 64);
-        assert_eq!(align_of::<Session>(), 64);
-        assert_eq!(offset_of!(Session, keys), 0);
-        assert_eq!(offset_of!(Session, prev), 32);
-        assert_eq!(offset_of!(Session, last_seen), 40);
-        assert_eq!(offset_of!(Session, ip_delta), 48);
-        assert_eq!(offset_of!(Session, packets), 52);
-        assert_eq!(offset_of!(Session, tcp), 62);
-        assert_eq!(offset_of!(Session, meta), 63);
-    }
 
     #[test]
     fn alloc_free_lifo_and_exhaustion() {

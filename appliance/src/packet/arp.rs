@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::ethernet::{Address, EtherType};
-use super::field::{get_u16, get_u32, set_u16, set_u32, Field};
+use super::field::{set_u16, Field};
 use super::Error;
 
 enum_with_unknown! {
@@ -39,7 +39,42 @@ view! {
     /// A view of an ARP packet laid out for Ethernet/IPv4 (6-byte hardware, 4-byte protocol
     /// addresses). The type and length fields are readable; [`Packet::is_ethernet_ipv4`] says
     /// whether the address accessors mean anything.
-    pub struct Packet;
+    pub struct Packet {
+        field::HTYPE: u16 {
+            /// Hardware type (1 for Ethernet).
+            pub fn hardware_type;
+        }
+        field::PTYPE: EtherType {
+            /// Protocol type (an EtherType; IPv4 here).
+            pub fn protocol_type;
+        }
+        field::HLEN: u8 {
+            /// Hardware address length.
+            pub fn hardware_len;
+        }
+        field::PLEN: u8 {
+            /// Protocol address length.
+            pub fn protocol_len;
+        }
+        field::OPER: Operation {
+            /// Opcode.
+            pub fn operation;
+            /// Set the opcode.
+            pub fn set_operation;
+        }
+        field::SPA: Ipv4Addr {
+            /// Sender protocol address.
+            pub fn source_protocol_addr;
+            /// Set the sender protocol address.
+            pub fn set_source_protocol_addr;
+        }
+        field::TPA: Ipv4Addr {
+            /// Target protocol address.
+            pub fn target_protocol_addr;
+            /// Set the target protocol address.
+            pub fn set_target_protocol_addr;
+        }
+    }
 
     /// Wrap a buffer of at least [`PACKET_LEN`] bytes (Ethernet padding may follow).
     ///
@@ -49,26 +84,6 @@ view! {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Hardware type (1 for Ethernet).
-    pub fn hardware_type(&self) -> u16 {
-        get_u16(self.data(), field::HTYPE)
-    }
-
-    /// Protocol type (an EtherType; IPv4 here).
-    pub fn protocol_type(&self) -> EtherType {
-        get_u16(self.data(), field::PTYPE).into()
-    }
-
-    /// Hardware address length.
-    pub fn hardware_len(&self) -> u8 {
-        self.data()[field::HLEN]
-    }
-
-    /// Protocol address length.
-    pub fn protocol_len(&self) -> u8 {
-        self.data()[field::PLEN]
-    }
-
     /// Whether this is IPv4-over-Ethernet ARP, the layout the address accessors assume.
     pub fn is_ethernet_ipv4(&self) -> bool {
         self.hardware_type() == HTYPE_ETHERNET
@@ -77,29 +92,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
             && self.protocol_len() == 4
     }
 
-    /// Opcode.
-    pub fn operation(&self) -> Operation {
-        get_u16(self.data(), field::OPER).into()
-    }
-
     /// Sender hardware address.
     pub fn source_hardware_addr(&self) -> Address {
         Address::from_field(self.data(), field::SHA)
     }
 
-    /// Sender protocol address.
-    pub fn source_protocol_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get_u32(self.data(), field::SPA))
-    }
-
     /// Target hardware address.
     pub fn target_hardware_addr(&self) -> Address {
         Address::from_field(self.data(), field::THA)
-    }
-
-    /// Target protocol address.
-    pub fn target_protocol_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get_u32(self.data(), field::TPA))
     }
 }
 
@@ -113,29 +113,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         d[field::PLEN] = 4;
     }
 
-    /// Set the opcode.
-    pub fn set_operation(&mut self, op: Operation) {
-        set_u16(self.buffer.as_mut(), field::OPER, op.into());
-    }
-
     /// Set the sender hardware address.
     pub fn set_source_hardware_addr(&mut self, a: Address) {
         self.buffer.as_mut()[field::SHA].copy_from_slice(&a.0);
     }
 
-    /// Set the sender protocol address.
-    pub fn set_source_protocol_addr(&mut self, a: Ipv4Addr) {
-        set_u32(self.buffer.as_mut(), field::SPA, a.into());
-    }
-
     /// Set the target hardware address.
     pub fn set_target_hardware_addr(&mut self, a: Address) {
         self.buffer.as_mut()[field::THA].copy_from_slice(&a.0);
-    }
-
-    /// Set the target protocol address.
-    pub fn set_target_protocol_addr(&mut self, a: Ipv4Addr) {
-        set_u32(self.buffer.as_mut(), field::TPA, a.into());
     }
 }
 

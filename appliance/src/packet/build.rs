@@ -199,11 +199,7 @@ pub fn icmp_echo_reply(buf: &mut [u8], link: &Link, request: &[u8]) -> Result<us
     if req.msg_type() != Message::EchoRequest {
         return Err(Error::IcmpUnsupported);
     }
-    let repr = icmp::Repr::EchoReply {
-        ident: req.echo_ident(),
-        seq_no: req.echo_seq_no(),
-        data: req.data_bytes(),
-    };
+    let repr = icmp::Repr::EchoReply(icmp::Echo::of(&req));
     let ip_repr = own_header(
         ip.dst_addr(),
         ip.src_addr(),
@@ -539,11 +535,12 @@ mod tests {
 
     #[test]
     fn echo_reply_returns_data() {
-        let req = IcmpRepr::EchoRequest {
+        let echo = icmp::Echo {
             ident: 0x4242,
             seq_no: 3,
             data: b"0123456789",
         };
+        let req = IcmpRepr::EchoRequest(echo);
         let mut l4 = [0u8; 18];
         req.emit(&mut l4).unwrap();
         let pkt = ip_packet(OUR_IP, IpProtocol::ICMP, &l4);
@@ -555,14 +552,7 @@ mod tests {
             (ip.src_addr, ip.dst_addr, ip.ttl),
             (OUR_IP, PEER_IP, DEFAULT_TTL)
         );
-        assert_eq!(
-            msg,
-            IcmpRepr::EchoReply {
-                ident: 0x4242,
-                seq_no: 3,
-                data: b"0123456789"
-            }
-        );
+        assert_eq!(msg, IcmpRepr::EchoReply(echo));
         // Not an echo request.
         let pkt = udp_packet(OUR_IP, 4);
         assert_eq!(
@@ -667,11 +657,11 @@ mod tests {
         assert_eq!(te(&mut buf, &bcast), Err(Error::ReplyNotAllowed));
         // An echo request may be answered with an error.
         let mut echo = [0u8; 8];
-        IcmpRepr::EchoRequest {
+        IcmpRepr::EchoRequest(icmp::Echo {
             ident: 1,
             seq_no: 1,
             data: &[],
-        }
+        })
         .emit(&mut echo)
         .unwrap();
         assert!(te(&mut buf, &ip_packet(OUR_IP, IpProtocol::ICMP, &echo)).is_ok());

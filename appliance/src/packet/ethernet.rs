@@ -248,7 +248,16 @@ view! {
     ///
     /// `new_checked` guarantees the 14-byte header; VLAN tags are walked by [`Frame::vlans`] /
     /// [`Frame::payload_offset`], which check their own bounds.
-    pub struct Frame;
+    pub struct Frame {
+        field::ETHERTYPE: EtherType {
+            /// The EtherType at offset 12: the payload's type, or a TPID if the frame is tagged.
+            #[inline]
+            pub fn ethertype;
+            /// Set the EtherType at offset 12 (the outer TPID on a tagged frame).
+            #[inline]
+            pub fn set_ethertype;
+        }
+    }
 
     /// Wrap a buffer of at least [`HEADER_LEN`] bytes.
     ///
@@ -268,12 +277,6 @@ impl<T: AsRef<[u8]>> Frame<T> {
     #[inline]
     pub fn src_addr(&self) -> Address {
         Address::from_field(self.data(), field::SOURCE)
-    }
-
-    /// The EtherType at offset 12: the payload's type, or a TPID if the frame is tagged.
-    #[inline]
-    pub fn ethertype(&self) -> EtherType {
-        EtherType::from(get_u16(self.data(), field::ETHERTYPE))
     }
 
     /// Walk the VLAN tags: the payload EtherType, the payload offset and the tags.
@@ -361,12 +364,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     #[inline]
     pub fn set_src_addr(&mut self, addr: Address) {
         self.buffer.as_mut()[field::SOURCE].copy_from_slice(&addr.0);
-    }
-
-    /// Set the EtherType at offset 12 (the outer TPID on a tagged frame).
-    #[inline]
-    pub fn set_ethertype(&mut self, value: EtherType) {
-        set_u16(self.buffer.as_mut(), field::ETHERTYPE, value.into());
     }
 }
 

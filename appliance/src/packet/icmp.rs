@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum;
-use super::field::{get_u16, get_u32, set_u16, set_u32};
+use super::field::set_u32;
 use super::{ipv4, Error};
 
 enum_with_unknown! {
@@ -101,6 +101,8 @@ enum_with_unknown! {
 
 /// Length of the ICMP header (type, code, checksum, 4 type-specific bytes).
 pub const HEADER_LEN: usize = 8;
+const MSG_TYPE: usize = 0;
+const CODE: usize = 1;
 /// Offset of the checksum.
 pub(crate) const CHECKSUM: usize = 2;
 /// Offset of the echo identifier.
@@ -136,7 +138,58 @@ pub(crate) fn is_echo(msg_type: u8) -> bool {
 
 view! {
     /// A view of an ICMP message. The buffer is the whole message (the IPv4 payload).
-    pub struct Packet;
+    pub struct Packet {
+        MSG_TYPE: Message {
+            /// Message type.
+            #[inline]
+            pub fn msg_type;
+            /// Set the type.
+            pub fn set_msg_type;
+        }
+        CODE: u8 {
+            /// Code.
+            #[inline]
+            pub fn code;
+            /// Set the code.
+            pub fn set_code;
+        }
+        CHECKSUM: u16 {
+            /// Checksum field.
+            #[inline]
+            pub fn checksum;
+            /// Set the checksum field.
+            pub fn set_checksum;
+        }
+        ECHO_IDENT: u16 {
+            /// Echo identifier (echo request/reply).
+            #[inline]
+            pub fn echo_ident;
+            /// Set the echo identifier (no checksum update).
+            pub fn set_echo_ident;
+        }
+        ECHO_SEQ: u16 {
+            /// Echo sequence number (echo request/reply).
+            #[inline]
+            pub fn echo_seq_no;
+            /// Set the echo sequence number.
+            pub fn set_echo_seq_no;
+        }
+        NEXT_HOP_MTU: u16 {
+            /// Next-hop MTU (destination unreachable, fragmentation needed; RFC 1191 section 4).
+            #[inline]
+            pub fn next_hop_mtu;
+        }
+        POINTER: u8 {
+            /// Pointer to the offending octet (parameter problem).
+            #[inline]
+            pub fn pointer;
+        }
+        GATEWAY: Ipv4Addr {
+            /// Gateway address (redirect).
+            #[inline]
+            pub fn gateway;
+        }
+    }
 
     /// Wrap a message of at least the 8-byte header.
     ///
@@ -146,54 +199,6 @@ view! {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Message type.
-    #[inline]
-    pub fn msg_type(&self) -> Message {
-        self.data()[0].into()
-    }
-
-    /// Code.
-    #[inline]
-    pub fn code(&self) -> u8 {
-        self.data()[1]
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        get_u16(self.data(), CHECKSUM)
-    }
-
-    /// Echo identifier (echo request/reply).
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        get_u16(self.data(), ECHO_IDENT)
-    }
-
-    /// Echo sequence number (echo request/reply).
-    #[inline]
-    pub fn echo_seq_no(&self) -> u16 {
-        get_u16(self.data(), ECHO_SEQ)
-    }
-
-    /// Next-hop MTU (destination unreachable, fragmentation needed; RFC 1191 section 4).
-    #[inline]
-    pub fn next_hop_mtu(&self) -> u16 {
-        get_u16(self.data(), NEXT_HOP_MTU)
-    }
-
-    /// Pointer to the offending octet (parameter problem).
-    #[inline]
-    pub fn pointer(&self) -> u8 {
-        self.data()[POINTER]
-    }
-
-    /// Gateway address (redirect).
-    #[inline]
-    pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get_u32(self.data(), GATEWAY))
-    }
-
     /// Bytes after the 8-byte header: echo data, or the quoted packet of an error.
     #[inline]
     pub fn data_slice(&self) -> &[u8] {
@@ -215,31 +220,6 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the type.
-    pub fn set_msg_type(&mut self, v: Message) {
-        self.buffer.as_mut()[0] = v.into();
-    }
-
-    /// Set the code.
-    pub fn set_code(&mut self, v: u8) {
-        self.buffer.as_mut()[1] = v;
-    }
-
-    /// Set the checksum field.
-    pub fn set_checksum(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), CHECKSUM, v);
-    }
-
-    /// Set the echo identifier (no checksum update).
-    pub fn set_echo_ident(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), ECHO_IDENT, v);
-    }
-
-    /// Set the echo sequence number.
-    pub fn set_echo_seq_no(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), ECHO_SEQ, v);
-    }
-
     /// Set the 4 type-specific bytes as one word (unused: 0; frag needed: MTU in the low
     /// half; parameter problem: pointer in the top byte; redirect: gateway).
     pub fn set_rest_of_header(&mut self, v: u32) {
@@ -282,27 +262,41 @@ pub(super) fn check_quote(d: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// What an echo request carries and its reply returns (RFC 792): the identifier, the
+/// sequence number and the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo<'a> {
+    /// Identifier.
+    pub ident: u16,
+    /// Sequence number.
+    pub seq_no: u16,
+    /// Data, returned unchanged in the reply (RFC 1122 section 3.2.2.6).
+    pub data: &'a [u8],
+}
+
+impl<'a> Echo<'a> {
+    /// The echo of a checked message, request or reply (its type is not looked at).
+    pub fn of<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&'a T>) -> Echo<'a> {
+        Echo {
+            ident: packet.echo_ident(),
+            seq_no: packet.echo_seq_no(),
+            data: packet.data_bytes(),
+        }
+    }
+
+    /// The header's 4 type-specific bytes: the identifier, then the sequence number.
+    fn rest_of_header(&self) -> u32 {
+        (u32::from(self.ident) << 16) | u32::from(self.seq_no)
+    }
+}
+
 /// The meaning of an ICMP message. Errors keep the quoted bytes as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Repr<'a> {
     /// Echo request.
-    EchoRequest {
-        /// Identifier.
-        ident: u16,
-        /// Sequence number.
-        seq_no: u16,
-        /// Data, returned unchanged in the reply (RFC 1122 section 3.2.2.6).
-        data: &'a [u8],
-    },
-    /// Echo reply.
-    EchoReply {
-        /// Identifier.
-        ident: u16,
-        /// Sequence number.
-        seq_no: u16,
-        /// Data.
-        data: &'a [u8],
-    },
+    EchoRequest(Echo<'a>),
+    /// Echo reply: the request's echo, returned.
+    EchoReply(Echo<'a>),
     /// Destination unreachable.
     DstUnreachable {
         /// Why.
@@ -355,16 +349,8 @@ impl<'a> Repr<'a> {
             check_quote(data)?;
         }
         Ok(match msg {
-            Message::EchoRequest => Repr::EchoRequest {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
-            Message::EchoReply => Repr::EchoReply {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            },
+            Message::EchoRequest => Repr::EchoRequest(Echo::of(packet)),
+            Message::EchoReply => Repr::EchoReply(Echo::of(packet)),
             Message::DstUnreachable => {
                 let reason = DstUnreachable::from(packet.code());
                 let next_hop_mtu = if reason == DstUnreachable::FragRequired {
@@ -398,7 +384,7 @@ impl<'a> Repr<'a> {
 
     fn body(&self) -> &'a [u8] {
         match *self {
-            Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } => data,
+            Repr::EchoRequest(echo) | Repr::EchoReply(echo) => echo.data,
             Repr::DstUnreachable { quote, .. }
             | Repr::TimeExceeded { quote, .. }
             | Repr::ParamProblem { quote, .. }
@@ -422,16 +408,8 @@ impl<'a> Repr<'a> {
         }
         let mut p = Packet::new_unchecked(&mut buf[..len]);
         let (msg, code, rest) = match *self {
-            Repr::EchoRequest { ident, seq_no, .. } => (
-                Message::EchoRequest,
-                0,
-                (u32::from(ident) << 16) | u32::from(seq_no),
-            ),
-            Repr::EchoReply { ident, seq_no, .. } => (
-                Message::EchoReply,
-                0,
-                (u32::from(ident) << 16) | u32::from(seq_no),
-            ),
+            Repr::EchoRequest(echo) => (Message::EchoRequest, 0, echo.rest_of_header()),
+            Repr::EchoReply(echo) => (Message::EchoReply, 0, echo.rest_of_header()),
             Repr::DstUnreachable {
                 reason,
                 next_hop_mtu,
@@ -499,11 +477,11 @@ mod tests {
         let r = Repr::parse(&p).unwrap();
         assert_eq!(
             r,
-            Repr::EchoRequest {
+            Repr::EchoRequest(Echo {
                 ident: 0x1234,
                 seq_no: 1,
                 data: b"ping"
-            }
+            })
         );
         let mut out = [0u8; 12];
         assert_eq!(r.emit(&mut out).unwrap(), 12);
@@ -596,11 +574,11 @@ mod tests {
                 next_hop_mtu: 0,
                 quote: q,
             },
-            Repr::EchoReply {
+            Repr::EchoReply(Echo {
                 ident: 7,
                 seq_no: 9,
                 data: &[],
-            },
+            }),
         ];
         for r in reprs {
             let mut out = [0u8; 64];

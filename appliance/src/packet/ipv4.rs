@@ -86,7 +86,52 @@ view! {
     ///
     /// `new_checked` applies the length checks of RFC 1812 section 5.2.2; the header checksum
     /// is checked separately ([`Packet::verify_checksum`]) because the NIC may have done it.
-    pub struct Packet;
+    pub struct Packet {
+        field::IDENT: u16 {
+            /// Identification, for reassembly.
+            #[inline]
+            pub fn ident;
+            /// Set the identification.
+            pub fn set_ident;
+        }
+        field::TTL: u8 {
+            /// Time to live.
+            #[inline]
+            pub fn ttl;
+            /// Set the TTL (no checksum update; see [`Packet::decrement_ttl`]).
+            pub fn set_ttl;
+        }
+        field::PROTOCOL: IpProtocol {
+            /// Transport protocol.
+            #[inline]
+            pub fn protocol;
+            /// Set the protocol.
+            pub fn set_protocol;
+        }
+        field::CHECKSUM: u16 {
+            /// Header checksum field.
+            #[inline]
+            pub fn checksum;
+            /// Set the checksum field.
+            pub fn set_checksum;
+        }
+        field::SRC_ADDR: Ipv4Addr {
+            /// Source address.
+            #[inline]
+            pub fn src_addr;
+            /// Set the source address (no checksum update; the rewrites that keep the checksums
+            /// are [`Packet::rewrite_addr_only`] and [`super::translate::translate`]).
+            pub fn set_src_addr;
+        }
+        field::DST_ADDR: Ipv4Addr {
+            /// Destination address.
+            #[inline]
+            pub fn dst_addr;
+            /// Set the destination address (no checksum update; the rewrites that keep the
+            /// checksums are [`Packet::rewrite_addr_only`] and [`super::translate::translate`]).
+            pub fn set_dst_addr;
+        }
+    }
 
     /// Wrap a buffer after the RFC 1812 section 5.2.2 checks other than the checksum: the
     /// buffer holds the minimum header, version is 4, IHL is at least 5, and the total length
@@ -130,12 +175,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         usize::from(get_u16(self.data(), field::LENGTH))
     }
 
-    /// Identification, for reassembly.
-    #[inline]
-    pub fn ident(&self) -> u16 {
-        get_u16(self.data(), field::IDENT)
-    }
-
     /// Don't-fragment flag.
     #[inline]
     pub fn dont_frag(&self) -> bool {
@@ -164,36 +203,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn is_first_fragment(&self) -> bool {
         get_u16(self.data(), field::FLG_OFF) & OFFSET_MASK == 0
-    }
-
-    /// Time to live.
-    #[inline]
-    pub fn ttl(&self) -> u8 {
-        self.data()[field::TTL]
-    }
-
-    /// Transport protocol.
-    #[inline]
-    pub fn protocol(&self) -> IpProtocol {
-        self.data()[field::PROTOCOL].into()
-    }
-
-    /// Header checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        get_u16(self.data(), field::CHECKSUM)
-    }
-
-    /// Source address.
-    #[inline]
-    pub fn src_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get_u32(self.data(), field::SRC_ADDR))
-    }
-
-    /// Destination address.
-    #[inline]
-    pub fn dst_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(get_u32(self.data(), field::DST_ADDR))
     }
 
     /// Whether the header checksum verifies (RFC 1812 section 5.2.2).
@@ -279,11 +288,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u16(self.data_mut(), field::LENGTH, value);
     }
 
-    /// Set the identification.
-    pub fn set_ident(&mut self, value: u16) {
-        set_u16(self.data_mut(), field::IDENT, value);
-    }
-
     /// Set flags and fragment offset (in bytes, a multiple of 8).
     pub fn set_frag(&mut self, dont_frag: bool, more_frags: bool, offset: u16) {
         let mut v = (offset >> 3) & OFFSET_MASK;
@@ -294,33 +298,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
             v |= FLAG_MF;
         }
         set_u16(self.data_mut(), field::FLG_OFF, v);
-    }
-
-    /// Set the TTL (no checksum update; see [`Packet::decrement_ttl`]).
-    pub fn set_ttl(&mut self, value: u8) {
-        self.data_mut()[field::TTL] = value;
-    }
-
-    /// Set the protocol.
-    pub fn set_protocol(&mut self, value: IpProtocol) {
-        self.data_mut()[field::PROTOCOL] = value.into();
-    }
-
-    /// Set the checksum field.
-    pub fn set_checksum(&mut self, value: u16) {
-        set_u16(self.data_mut(), field::CHECKSUM, value);
-    }
-
-    /// Set the source address (no checksum update; the rewrites that keep the checksums are
-    /// [`Packet::rewrite_addr_only`] and [`super::translate::translate`]).
-    pub fn set_src_addr(&mut self, value: Ipv4Addr) {
-        set_u32(self.data_mut(), field::SRC_ADDR, value.into());
-    }
-
-    /// Set the destination address (no checksum update; the rewrites that keep the checksums are
-    /// [`Packet::rewrite_addr_only`] and [`super::translate::translate`]).
-    pub fn set_dst_addr(&mut self, value: Ipv4Addr) {
-        set_u32(self.data_mut(), field::DST_ADDR, value.into());
     }
 
     /// Compute the header checksum from scratch.

@@ -3,7 +3,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::field::{get_u16, get_u32, set_u16, set_u32};
+use super::field::{get_u16, get_u32, set_u32};
 use super::{Error, IpProtocol};
 
 mod field {
@@ -38,7 +38,38 @@ fn check_header(d: &[u8]) -> Result<(), Error> {
 
 view! {
     /// A view of an IPv6 packet.
-    pub struct Packet;
+    pub struct Packet {
+        field::LENGTH: u16 {
+            /// Payload length (extension headers included).
+            pub fn payload_len;
+            /// Set the payload length.
+            pub fn set_payload_len;
+        }
+        field::NXT_HDR: IpProtocol {
+            /// Next header after the fixed header.
+            pub fn next_header;
+            /// Set the next header.
+            pub fn set_next_header;
+        }
+        field::HOP_LIMIT: u8 {
+            /// Hop limit.
+            pub fn hop_limit;
+            /// Set the hop limit (IPv6 has no header checksum to update).
+            pub fn set_hop_limit;
+        }
+        field::SRC_ADDR: Ipv6Addr {
+            /// Source address.
+            pub fn src_addr;
+            /// Set the source address.
+            pub fn set_src_addr;
+        }
+        field::DST_ADDR: Ipv6Addr {
+            /// Destination address.
+            pub fn dst_addr;
+            /// Set the destination address.
+            pub fn set_dst_addr;
+        }
+    }
 
     /// Wrap a buffer holding the fixed header, version 6, and the payload length it claims
     /// (padding may follow).
@@ -62,35 +93,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Flow label, 20 bits.
     pub fn flow_label(&self) -> u32 {
         get_u32(self.data(), field::VER_TC_FLOW) & 0x000f_ffff
-    }
-
-    /// Payload length (extension headers included).
-    pub fn payload_len(&self) -> u16 {
-        get_u16(self.data(), field::LENGTH)
-    }
-
-    /// Next header after the fixed header.
-    pub fn next_header(&self) -> IpProtocol {
-        self.data()[field::NXT_HDR].into()
-    }
-
-    /// Hop limit.
-    pub fn hop_limit(&self) -> u8 {
-        self.data()[field::HOP_LIMIT]
-    }
-
-    /// Source address.
-    pub fn src_addr(&self) -> Ipv6Addr {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&self.data()[field::SRC_ADDR..field::SRC_ADDR + 16]);
-        Ipv6Addr::from(a)
-    }
-
-    /// Destination address.
-    pub fn dst_addr(&self) -> Ipv6Addr {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&self.data()[field::DST_ADDR..field::DST_ADDR + 16]);
-        Ipv6Addr::from(a)
     }
 
     /// Payload bytes after the fixed header, up to the payload length.
@@ -168,31 +170,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_version_tc_flow(&mut self, traffic_class: u8, flow_label: u32) {
         let v = (6u32 << 28) | (u32::from(traffic_class) << 20) | (flow_label & 0x000f_ffff);
         set_u32(self.buffer.as_mut(), field::VER_TC_FLOW, v);
-    }
-
-    /// Set the payload length.
-    pub fn set_payload_len(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::LENGTH, v);
-    }
-
-    /// Set the next header.
-    pub fn set_next_header(&mut self, v: IpProtocol) {
-        self.buffer.as_mut()[field::NXT_HDR] = v.into();
-    }
-
-    /// Set the hop limit (IPv6 has no header checksum to update).
-    pub fn set_hop_limit(&mut self, v: u8) {
-        self.buffer.as_mut()[field::HOP_LIMIT] = v;
-    }
-
-    /// Set the source address.
-    pub fn set_src_addr(&mut self, a: Ipv6Addr) {
-        self.buffer.as_mut()[field::SRC_ADDR..field::SRC_ADDR + 16].copy_from_slice(&a.octets());
-    }
-
-    /// Set the destination address.
-    pub fn set_dst_addr(&mut self, a: Ipv6Addr) {
-        self.buffer.as_mut()[field::DST_ADDR..field::DST_ADDR + 16].copy_from_slice(&a.octets());
     }
 }
 

@@ -36,7 +36,8 @@
 #![warn(missing_docs)]
 
 /// An enum over a protocol number that keeps values it does not know (`Unknown`), so decoding
-/// never fails or panics and re-encoding is lossless.
+/// never fails or panics and re-encoding is lossless. It is a [`field::Value`], stored as its
+/// number, so it can be the type of a view's plain field.
 macro_rules! enum_with_unknown {
     (
         $(#[$attr:meta])*
@@ -85,6 +86,18 @@ macro_rules! enum_with_unknown {
                 value.value()
             }
         }
+
+        impl $crate::packet::field::Value for $name {
+            #[inline(always)]
+            fn get(data: &[u8], at: usize) -> Self {
+                $name::of(<$ty as $crate::packet::field::Value>::get(data, at))
+            }
+
+            #[inline(always)]
+            fn set(self, data: &mut [u8], at: usize) {
+                $crate::packet::field::Value::set(self.value(), data, at)
+            }
+        }
     };
 }
 
@@ -92,11 +105,31 @@ macro_rules! enum_with_unknown {
 /// every view shares: `new_unchecked`; `new_checked`, which wraps a buffer that passes
 /// `$check` (a function of `&[u8]` returning `Result<(), Error>`) and carries the doc comment
 /// written above it, its `# Errors` list the check's; `into_inner`; `AsRef<[u8]>`; and the
-/// private `data()` the accessors read. The accessors and setters are each module's own.
+/// private `data()` the accessors read.
+///
+/// The braces after the name list the view's plain fields, each one value at a fixed offset:
+/// `offset: Type { pub fn getter; pub fn setter; }`, the offset a `field` constant, the type a
+/// [`field::Value`], the setter optional, each function with its own doc comment and
+/// attributes. They become `pub fn getter(&self) -> Type` and, where the buffer is `AsMut`,
+/// `pub fn setter(&mut self, value: Type)`. Every other accessor is its module's own: those
+/// that do more than read or write one field (a length in words, flag bits, options,
+/// checksums, the payload), the MAC addresses, whose fields are byte ranges, and the fields
+/// of an ICMP quote, read through an IPv4 view.
 macro_rules! view {
     (
         $(#[$attr:meta])*
-        pub struct $name:ident;
+        pub struct $name:ident {
+            $(
+                $at:path: $ty:ty {
+                    $(#[$get_attr:meta])*
+                    pub fn $get:ident;
+                    $(
+                        $(#[$set_attr:meta])*
+                        pub fn $set:ident;
+                    )?
+                }
+            )*
+        }
 
         $(#[$checked_attr:meta])*
         new_checked = $check:expr;
@@ -130,12 +163,28 @@ macro_rules! view {
             fn data(&self) -> &[u8] {
                 self.buffer.as_ref()
             }
+
+            $(
+                $(#[$get_attr])*
+                pub fn $get(&self) -> $ty {
+                    <$ty as $crate::packet::field::Value>::get(self.data(), $at)
+                }
+            )*
         }
 
         impl<T: AsRef<[u8]>> AsRef<[u8]> for $name<T> {
             fn as_ref(&self) -> &[u8] {
                 self.buffer.as_ref()
             }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
+            $($(
+                $(#[$set_attr])*
+                pub fn $set(&mut self, value: $ty) {
+                    $crate::packet::field::Value::set(value, self.buffer.as_mut(), $at)
+                }
+            )?)*
         }
     };
 }
@@ -208,8 +257,8 @@ pub use ethernet::{
     VlanTag, Vlans,
 };
 pub use icmp::{
-    DstUnreachable as IcmpDstUnreachable, Message as IcmpMessage, Packet as IcmpPacket,
-    Repr as IcmpRepr,
+    DstUnreachable as IcmpDstUnreachable, Echo as IcmpEcho, Message as IcmpMessage,
+    Packet as IcmpPacket, Repr as IcmpRepr,
 };
 pub use ipv4::{Endpoint, Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr, Summary as Ipv6Summary};
@@ -331,6 +380,10 @@ impl core::fmt::Display for IpProtocol {
 /// Big-endian field access at fixed offsets. Callers guarantee the bounds (checked once in
 /// `new_checked`), so these are the only place a slice index appears.
 pub(crate) mod field {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::IpProtocol;
+
     /// A field's byte range.
     pub type Field = core::ops::Range<usize>;
 
@@ -352,6 +405,88 @@ pub(crate) mod field {
     #[inline(always)]
     pub fn set_u32(data: &mut [u8], at: usize, value: u32) {
         data[at..at + 4].copy_from_slice(&value.to_be_bytes());
+    }
+
+    /// The type of a view's plain field (see `view!`): read from and written to the bytes at
+    /// the field's offset, a number big-endian.
+    pub trait Value: Sized {
+        /// The value at `at`.
+        fn get(data: &[u8], at: usize) -> Self;
+
+        /// Write the value at `at`.
+        fn set(self, data: &mut [u8], at: usize);
+    }
+
+    impl Value for u8 {
+        #[inline(always)]
+        fn get(data: &[u8], at: usize) -> Self {
+            data[at]
+        }
+
+        #[inline(always)]
+        fn set(self, data: &mut [u8], at: usize) {
+            data[at] = self;
+        }
+    }
+
+    /// The numbers wider than a byte, through the functions above.
+    macro_rules! big_endian {
+        ($($ty:ty: $get:ident, $set:ident;)*) => {$(
+            impl Value for $ty {
+                #[inline(always)]
+                fn get(data: &[u8], at: usize) -> Self {
+                    $get(data, at)
+                }
+
+                #[inline(always)]
+                fn set(self, data: &mut [u8], at: usize) {
+                    $set(data, at, self);
+                }
+            }
+        )*};
+    }
+
+    big_endian! {
+        u16: get_u16, set_u16;
+        u32: get_u32, set_u32;
+    }
+
+    impl Value for IpProtocol {
+        #[inline(always)]
+        fn get(data: &[u8], at: usize) -> Self {
+            IpProtocol(data[at])
+        }
+
+        #[inline(always)]
+        fn set(self, data: &mut [u8], at: usize) {
+            data[at] = self.0;
+        }
+    }
+
+    impl Value for Ipv4Addr {
+        #[inline(always)]
+        fn get(data: &[u8], at: usize) -> Self {
+            Ipv4Addr::from(get_u32(data, at))
+        }
+
+        #[inline(always)]
+        fn set(self, data: &mut [u8], at: usize) {
+            set_u32(data, at, self.into());
+        }
+    }
+
+    impl Value for Ipv6Addr {
+        #[inline(always)]
+        fn get(data: &[u8], at: usize) -> Self {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&data[at..at + 16]);
+            Ipv6Addr::from(a)
+        }
+
+        #[inline(always)]
+        fn set(self, data: &mut [u8], at: usize) {
+            data[at..at + 16].copy_from_slice(&self.octets());
+        }
     }
 }
 

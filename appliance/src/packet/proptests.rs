@@ -10,7 +10,7 @@ use super::exercise::wire;
 use super::icmp::{self, TimeExceeded};
 use super::ipv4::{self, Endpoint};
 use super::translate::{self, Offsets};
-use super::{build, tcp, udp, FiveTuple, IcmpRepr, IpProtocol};
+use super::{build, tcp, udp, FiveTuple, IcmpEcho, IcmpRepr, IpProtocol};
 
 /// The transport of a generated packet.
 #[derive(Debug, Clone)]
@@ -154,18 +154,15 @@ impl PacketGen {
                 ident,
                 seq,
             } => {
+                let echo = IcmpEcho {
+                    ident,
+                    seq_no: seq,
+                    data: &self.payload,
+                };
                 let r = if request {
-                    IcmpRepr::EchoRequest {
-                        ident,
-                        seq_no: seq,
-                        data: &self.payload,
-                    }
+                    IcmpRepr::EchoRequest(echo)
                 } else {
-                    IcmpRepr::EchoReply {
-                        ident,
-                        seq_no: seq,
-                        data: &self.payload,
-                    }
+                    IcmpRepr::EchoReply(echo)
                 };
                 let mut v = vec![0u8; r.buffer_len()];
                 r.emit(&mut v).unwrap();

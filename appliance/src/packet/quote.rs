@@ -20,7 +20,13 @@ view! {
     /// The quoted header's total length describes the original packet, not the quote, so
     /// this is not an [`Ipv4Packet`](super::Ipv4Packet): its header fields are read through
     /// one, its payload is not.
-    pub struct Quote;
+    pub struct Quote {
+        ipv4::field::LENGTH: u16 {
+            /// The original packet's total length.
+            #[inline]
+            pub fn total_len;
+        }
+    }
 
     /// Wrap quoted bytes: version 4, IHL at least 5, the header and 8 transport bytes
     /// present.
@@ -42,12 +48,6 @@ impl<T: AsRef<[u8]>> Quote<T> {
     #[inline]
     pub fn header_len(&self) -> usize {
         self.ip().header_len()
-    }
-
-    /// The original packet's total length.
-    #[inline]
-    pub fn total_len(&self) -> u16 {
-        get_u16(self.data(), ipv4::field::LENGTH)
     }
 
     /// Whether the quoted packet carried its transport header (offset 0).

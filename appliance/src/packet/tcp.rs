@@ -4,7 +4,7 @@ use core::ops::{BitOr, BitOrAssign};
 use std::net::Ipv4Addr;
 
 use super::checksum::{self, ChecksumCaps};
-use super::field::{get_u16, get_u32, set_u16, set_u32};
+use super::field::{get_u16, get_u32, set_u16};
 use super::{Error, IpProtocol};
 
 pub(super) mod field {
@@ -106,7 +106,57 @@ pub(crate) fn check_header(data: &[u8]) -> Result<(), Error> {
 
 view! {
     /// A view of a TCP segment. The buffer is the whole segment (the IPv4 payload).
-    pub struct Packet;
+    pub struct Packet {
+        field::SRC_PORT: u16 {
+            /// Source port.
+            #[inline]
+            pub fn src_port;
+            /// Set the source port (no checksum update).
+            pub fn set_src_port;
+        }
+        field::DST_PORT: u16 {
+            /// Destination port.
+            #[inline]
+            pub fn dst_port;
+            /// Set the destination port (no checksum update).
+            pub fn set_dst_port;
+        }
+        field::SEQ_NUM: u32 {
+            /// Sequence number.
+            #[inline]
+            pub fn seq_number;
+            /// Set the sequence number.
+            pub fn set_seq_number;
+        }
+        field::ACK_NUM: u32 {
+            /// Acknowledgment number (meaningful with ACK).
+            #[inline]
+            pub fn ack_number;
+            /// Set the acknowledgment number.
+            pub fn set_ack_number;
+        }
+        field::WIN_SIZE: u16 {
+            /// Receive window (unscaled).
+            #[inline]
+            pub fn window_len;
+            /// Set the window.
+            pub fn set_window_len;
+        }
+        field::CHECKSUM: u16 {
+            /// Checksum field.
+            #[inline]
+            pub fn checksum;
+            /// Set the checksum field.
+            pub fn set_checksum;
+        }
+        field::URGENT: u16 {
+            /// Urgent pointer.
+            #[inline]
+            pub fn urgent_at;
+            /// Set the urgent pointer.
+            pub fn set_urgent_at;
+        }
+    }
 
     /// Wrap a segment whose fixed header fits and whose data offset is between 5 words and
     /// the segment length.
@@ -117,30 +167,6 @@ view! {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Source port.
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        get_u16(self.data(), field::SRC_PORT)
-    }
-
-    /// Destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        get_u16(self.data(), field::DST_PORT)
-    }
-
-    /// Sequence number.
-    #[inline]
-    pub fn seq_number(&self) -> u32 {
-        get_u32(self.data(), field::SEQ_NUM)
-    }
-
-    /// Acknowledgment number (meaningful with ACK).
-    #[inline]
-    pub fn ack_number(&self) -> u32 {
-        get_u32(self.data(), field::ACK_NUM)
-    }
-
     /// Header length in bytes (data offset times 4).
     #[inline]
     pub fn header_len(&self) -> usize {
@@ -151,24 +177,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub fn flags(&self) -> Flags {
         Flags(get_u16(self.data(), field::DATA_OFF_FLAGS) & 0x01ff)
-    }
-
-    /// Receive window (unscaled).
-    #[inline]
-    pub fn window_len(&self) -> u16 {
-        get_u16(self.data(), field::WIN_SIZE)
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        get_u16(self.data(), field::CHECKSUM)
-    }
-
-    /// Urgent pointer.
-    #[inline]
-    pub fn urgent_at(&self) -> u16 {
-        get_u16(self.data(), field::URGENT)
     }
 
     /// Raw option bytes.
@@ -209,46 +217,11 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the source port (no checksum update).
-    pub fn set_src_port(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::SRC_PORT, v);
-    }
-
-    /// Set the destination port (no checksum update).
-    pub fn set_dst_port(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::DST_PORT, v);
-    }
-
-    /// Set the sequence number.
-    pub fn set_seq_number(&mut self, v: u32) {
-        set_u32(self.buffer.as_mut(), field::SEQ_NUM, v);
-    }
-
-    /// Set the acknowledgment number.
-    pub fn set_ack_number(&mut self, v: u32) {
-        set_u32(self.buffer.as_mut(), field::ACK_NUM, v);
-    }
-
     /// Set the header length (a multiple of 4, 20 to 60) and the control bits together,
     /// as they share a word.
     pub fn set_header_len_and_flags(&mut self, header_len: usize, flags: Flags) {
         let v = (((header_len / 4) as u16) << 12) | (flags.0 & 0x01ff);
         set_u16(self.buffer.as_mut(), field::DATA_OFF_FLAGS, v);
-    }
-
-    /// Set the window.
-    pub fn set_window_len(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::WIN_SIZE, v);
-    }
-
-    /// Set the checksum field.
-    pub fn set_checksum(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
-    }
-
-    /// Set the urgent pointer.
-    pub fn set_urgent_at(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::URGENT, v);
     }
 
     /// Mutable option bytes.

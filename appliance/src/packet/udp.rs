@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum::{self, ChecksumCaps};
-use super::field::{get_u16, set_u16};
+use super::field::get_u16;
 use super::{Error, IpProtocol};
 
 pub(super) mod field {
@@ -34,7 +34,36 @@ pub(crate) fn check_header(data: &[u8]) -> Result<(), Error> {
 view! {
     /// A view of a UDP datagram. The buffer is the IPv4 payload; the length field may be
     /// shorter (the rest is ignored), never longer.
-    pub struct Packet;
+    pub struct Packet {
+        field::SRC_PORT: u16 {
+            /// Source port (0 if unused).
+            #[inline]
+            pub fn src_port;
+            /// Set the source port (no checksum update).
+            pub fn set_src_port;
+        }
+        field::DST_PORT: u16 {
+            /// Destination port.
+            #[inline]
+            pub fn dst_port;
+            /// Set the destination port (no checksum update).
+            pub fn set_dst_port;
+        }
+        field::LENGTH: u16 {
+            /// Length field: header plus payload.
+            #[inline]
+            pub fn len;
+            /// Set the length field. Recheck before reading the payload of a view you changed.
+            pub fn set_len;
+        }
+        field::CHECKSUM: u16 {
+            /// Checksum field (0: none was computed).
+            #[inline]
+            pub fn checksum;
+            /// Set the checksum field.
+            pub fn set_checksum;
+        }
+    }
 
     /// Wrap a datagram whose header fits and whose length field is between 8 and the buffer
     /// length.
@@ -45,34 +74,10 @@ view! {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Source port (0 if unused).
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        get_u16(self.data(), field::SRC_PORT)
-    }
-
-    /// Destination port.
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        get_u16(self.data(), field::DST_PORT)
-    }
-
-    /// Length field: header plus payload.
-    #[inline]
-    pub fn len(&self) -> u16 {
-        get_u16(self.data(), field::LENGTH)
-    }
-
     /// Whether the payload is empty.
     #[inline]
     pub fn is_empty(&self) -> bool {
         usize::from(self.len()) == HEADER_LEN
-    }
-
-    /// Checksum field (0: none was computed).
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        get_u16(self.data(), field::CHECKSUM)
     }
 
     /// Whether the checksum verifies; a zero checksum (none sent) counts as verified.
@@ -95,26 +100,6 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the source port (no checksum update).
-    pub fn set_src_port(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::SRC_PORT, v);
-    }
-
-    /// Set the destination port (no checksum update).
-    pub fn set_dst_port(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::DST_PORT, v);
-    }
-
-    /// Set the length field. Recheck before reading the payload of a view you changed.
-    pub fn set_len(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::LENGTH, v);
-    }
-
-    /// Set the checksum field.
-    pub fn set_checksum(&mut self, v: u16) {
-        set_u16(self.buffer.as_mut(), field::CHECKSUM, v);
-    }
-
     /// Mutable payload, up to the length field.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let len = usize::from(self.len());

@@ -29,10 +29,8 @@ impl<T: Trace> Shard<T> {
         meta: &Meta,
         hit: Hit,
     ) -> Disposition {
-        let env = &cx.env;
-        let now = cx.now;
         self.trace.class(Class::Reply);
-        let generation = env.policy.generation as u32;
+        let generation = cx.env.policy.generation as u32;
         let len = pkt.bytes().len() as u32;
         let Some(s) = self.table.get_mut(hit.index) else {
             return self.discard(Discard::SessionGone);
@@ -44,11 +42,11 @@ impl<T: Trace> Shard<T> {
             return self.hit_recheck(cx, pkt, meta, hit);
         }
         s.count(len);
-        let idle = now > s.last_seen();
+        let idle = cx.now > s.last_seen();
         let to = *s.key(hit.side.other());
         let deltas = s.deltas_from(hit.side);
         let tcp = (meta.kind == Kind::TCP).then_some(meta.tcp_flags);
-        self.table.follow(hit, now, tcp, idle);
+        self.table.follow(hit, cx.now, tcp, idle);
         self.send_translated(cx, pkt, meta, &to, deltas)
     }
 

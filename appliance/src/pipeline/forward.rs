@@ -27,26 +27,24 @@ impl<T: Trace> Shard<T> {
         meta: &Meta,
         dst: Ipv4Addr,
     ) -> Disposition {
-        let env = &cx.env;
-        let now = cx.now;
         if meta.kind == Kind::TCP && meta.tcp_flags.syn() {
-            if let Some(mss) = env.policy.sessions.mss_clamp {
+            if let Some(mss) = cx.env.policy.sessions.mss_clamp {
                 let segment = pkt.bytes_mut().get_mut(meta.at.transport());
                 if let Some(Ok(mut tcp)) = segment.map(TcpPacket::new_checked) {
                     tcp.clamp_mss(mss);
                 }
             }
         }
-        let Some(hop) = env.policy.next_hop(dst) else {
+        let Some(hop) = cx.env.policy.next_hop(dst) else {
             return self.discard(Discard::NoRoute);
         };
         let port = hop.port as u8;
-        let Some(mac) = self.neigh.lookup(env.neighbours, port, hop.ip) else {
-            self.want_neighbour(port, hop.ip, now);
+        let Some(mac) = self.neigh.lookup(cx.env.neighbours, port, hop.ip) else {
+            self.want_neighbour(port, hop.ip, cx.now);
             return self.discard(Discard::NeighbourUnresolved);
         };
         const NONE: EthernetAddress = EthernetAddress([0; 6]);
-        let src = env.macs.get(hop.port).unwrap_or(&NONE);
+        let src = cx.env.macs.get(hop.port).unwrap_or(&NONE);
         set_macs(pkt.bytes_mut(), &mac, src);
         self.forwarded += 1;
         Disposition::Forward(port)

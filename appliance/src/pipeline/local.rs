@@ -24,16 +24,13 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
-        let env = &cx.env;
-        let in_port = cx.in_port;
         match meta.kind {
             Kind::Arp => self.arp(cx, pkt, meta),
             _ if meta.kind.has_session() => self.tagged(cx, pkt, meta),
             Kind::IcmpError => self.related(cx, pkt, meta),
             _ => {
                 self.trace.class(Class::Local);
-                let dst = meta.key.dst_addr();
-                if self.is_local(env.policy, in_port, dst) {
+                if self.is_local(cx.env.policy, cx.in_port, meta.key.dst_addr()) {
                     self.local(cx, pkt, meta)
                 } else {
                     self.discard(Discard::ProtocolUnsupported)
@@ -64,20 +61,13 @@ impl<T: Trace> Shard<T> {
         self.discard(Discard::VlanTransit)
     }
 
-    /// The link to answer a packet on: back to the frame's sender, from our MAC on `in_port`,
-    /// with the same VLAN tags.
+    /// The link to answer a packet on: back to the frame's sender, from our MAC on the port it
+    /// came in on, with the same VLAN tags.
     fn reply_link(cx: &Ctx<'_>, frame: &[u8]) -> Link {
-        let env = &cx.env;
-        let in_port = cx.in_port;
-        let mut dst = [0u8; 6];
-        dst.copy_from_slice(&frame[6..12]);
         Link {
-            src: env
-                .macs
-                .get(usize::from(in_port))
-                .copied()
-                .unwrap_or(EthernetAddress([0; 6])),
-            dst: EthernetAddress(dst),
+            src: our_mac(cx),
+            // Stage 1 parsed the frame.
+            dst: EthernetFrame::new_unchecked(frame).src_addr(),
             vlans: vlans(frame),
         }
     }
@@ -101,56 +91,40 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
-        let env = &cx.env;
-        let in_port = cx.in_port;
-        let p = env.policy;
-        let dst = meta.key.dst_addr();
-        // Unsolicited traffic to a public address is ingress without a forward; to the
-        // inside address, a service the appliance does not run.
-        let public = self.snat.is_pool_address(dst) || p.port_with_address(dst).is_none();
+        let p = cx.env.policy;
+        let (src, dst) = (meta.key.src_addr(), meta.key.dst_addr());
         let link = Self::reply_link(cx, pkt.bytes());
         let ip = meta.at.ip();
-        match meta.kind {
-            Kind::ICMP_ECHO if meta.icmp_type == 8 && p.local.icmp_echo => {
-                let built =
-                    build::icmp_echo_reply(&mut self.scratch, &link, &pkt.bytes()[ip.clone()]);
-                match built {
-                    Ok(len) => self.reply(in_port, pkt, len),
-                    Err(e) => self.discard(e),
-                }
+        let built = match (meta.kind, p.local.health_probe.as_ref()) {
+            (Kind::ICMP_ECHO, _) if meta.icmp_type == 8 && p.local.icmp_echo => {
+                build::icmp_echo_reply(&mut self.scratch, &link, &pkt.bytes()[ip])
             }
-            Kind::TCP
-                if p.local
-                    .health_probe
-                    .as_ref()
-                    .is_some_and(|h| h.port == meta.key.dst_port()) =>
-            {
-                let admitted = p
-                    .local
-                    .health_probe
-                    .as_ref()
-                    .is_some_and(|h| h.admits(meta.key.src_addr()));
-                if !admitted {
+            (Kind::TCP, Some(probe)) if probe.port == meta.key.dst_port() => {
+                if !probe.admits(src) {
                     return self.discard(Discard::LocalDenied);
                 }
                 let flags = meta.tcp_flags;
-                let built = if flags.syn() && !flags.ack() {
+                if flags.syn() && !flags.ack() {
                     // Stage 1 checked the TCP header.
                     let tcp = TcpPacket::new_unchecked(&pkt.bytes()[meta.at.transport()]);
-                    let isn = initial_seq(dst, meta.key.src_addr(), tcp.seq_number());
-                    build::tcp_syn_ack(&mut self.scratch, &link, &pkt.bytes()[ip.clone()], isn)
+                    let isn = initial_seq(dst, src, tcp.seq_number());
+                    build::tcp_syn_ack(&mut self.scratch, &link, &pkt.bytes()[ip], isn)
                 } else if flags.rst() {
                     return self.discard(Discard::LocalUnhandled);
                 } else {
-                    build::tcp_rst(&mut self.scratch, &link, &pkt.bytes()[ip.clone()])
-                };
-                match built {
-                    Ok(len) => self.reply(in_port, pkt, len),
-                    Err(e) => self.discard(e),
+                    build::tcp_rst(&mut self.scratch, &link, &pkt.bytes()[ip])
                 }
             }
-            _ if public => self.discard(Discard::NoForward),
-            _ => self.discard(Discard::LocalUnhandled),
+            // Unsolicited traffic to a public address is ingress without a forward; to the
+            // inside address, a service the appliance does not run.
+            _ if self.snat.is_pool_address(dst) || p.port_with_address(dst).is_none() => {
+                return self.discard(Discard::NoForward);
+            }
+            _ => return self.discard(Discard::LocalUnhandled),
+        };
+        match built {
+            Ok(len) => self.reply(cx.in_port, pkt, len),
+            Err(e) => self.discard(e),
         }
     }
 
@@ -164,14 +138,13 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
-        let env = &cx.env;
-        let in_port = cx.in_port;
         self.counters.count_drop(Discard::TtlExpired.into());
         self.trace.class(Class::Invalid);
-        let Some(src) = env
+        let Some(src) = cx
+            .env
             .policy
             .ports
-            .get(usize::from(in_port))
+            .get(usize::from(cx.in_port))
             .and_then(|p| p.address)
             .map(|n| n.addr())
         else {
@@ -186,7 +159,7 @@ impl<T: Trace> Shard<T> {
             &pkt.bytes()[ip.clone()],
             TimeExceeded::TtlExpired,
         ) {
-            Ok(len) => self.reply(in_port, pkt, len),
+            Ok(len) => self.reply(cx.in_port, pkt, len),
             Err(_) => Disposition::Drop(Discard::TtlExpired.into()),
         }
     }
@@ -194,10 +167,8 @@ impl<T: Trace> Shard<T> {
     /// ARP: answer requests for our addresses on this port, learn neighbours from what we see
     /// (RFC 826 merge: the sender of a request or reply on our subnet).
     fn arp<B: PacketBuf>(&mut self, cx: &Ctx<'_>, pkt: &mut B, meta: &Meta) -> Disposition {
-        let env = &cx.env;
-        let in_port = cx.in_port;
         let l3 = usize::from(meta.at.l3);
-        let Some(port) = env.policy.ports.get(usize::from(in_port)) else {
+        let Some(port) = cx.env.policy.ports.get(usize::from(cx.in_port)) else {
             return self.discard(Discard::ArpIgnored);
         };
         let Ok(arp) = ArpPacket::new_checked(&pkt.bytes()[l3..]) else {
@@ -211,9 +182,9 @@ impl<T: Trace> Shard<T> {
         );
         let on_link = port.address.is_some_and(|n| n.contains(&spa)) && sha.is_unicast();
         if on_link {
-            self.neigh.learn(env.neighbours, in_port, spa, sha);
+            self.neigh.learn(cx.env.neighbours, cx.in_port, spa, sha);
             self.note(Note::Learned {
-                port: in_port,
+                port: cx.in_port,
                 ip: spa,
                 mac: sha,
             });
@@ -222,16 +193,12 @@ impl<T: Trace> Shard<T> {
             port.address.is_some_and(|n| n.addr() == tpa) || port.arp_addresses.contains(&tpa);
         if op == ArpOperation::Request && for_us && spa != tpa {
             let link = Link {
-                src: env
-                    .macs
-                    .get(usize::from(in_port))
-                    .copied()
-                    .unwrap_or(EthernetAddress([0; 6])),
+                src: our_mac(cx),
                 dst: sha,
                 vlans: vlans(pkt.bytes()),
             };
             return match build::arp_reply(&mut self.scratch, &link, tpa, spa) {
-                Ok(len) => self.reply(in_port, pkt, len),
+                Ok(len) => self.reply(cx.in_port, pkt, len),
                 Err(e) => self.discard(e),
             };
         }
@@ -241,6 +208,12 @@ impl<T: Trace> Shard<T> {
             self.discard(Discard::ArpIgnored)
         }
     }
+}
+
+/// Our MAC on the port the packet came in on: the source of every answer.
+fn our_mac(cx: &Ctx<'_>) -> EthernetAddress {
+    let mac = cx.env.macs.get(usize::from(cx.in_port)).copied();
+    mac.unwrap_or(EthernetAddress([0; 6]))
 }
 
 /// The VLAN tags of a frame stage 1 parsed (so the walk does not fail).

@@ -20,7 +20,6 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
-        let now = cx.now;
         self.trace.class(Class::Related);
         if meta.tagged() {
             // Forwarded, it would leave with the tag it arrived with.
@@ -78,7 +77,7 @@ impl<T: Trace> Shard<T> {
                 Some(outside.dst_addr()),
             ),
         };
-        self.table.touch(hit.index, now);
+        self.table.touch(hit.index, cx.now);
         let expired = {
             let bytes = pkt.bytes_mut();
             let Ok(mut ip) = Ipv4Packet::new_checked(&mut bytes[at.ip()]) else {

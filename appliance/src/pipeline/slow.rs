@@ -327,8 +327,6 @@ impl<T: Trace> Shard<T> {
         meta: &Meta,
         o: Opening,
     ) -> Disposition {
-        let env = &cx.env;
-        let now = cx.now;
         let Opening {
             inside,
             outside,
@@ -338,11 +336,13 @@ impl<T: Trace> Shard<T> {
         } = o;
         let new = NewSession {
             tcp,
-            policy_gen: env.policy.generation as u32,
+            policy_gen: cx.env.policy.generation as u32,
             ..NewSession::translating(inside, outside, orig)
         };
         let snat = &mut self.snat;
-        let created = self.table.create(&new, now, |_, s| snat.release_session(s));
+        let created = self
+            .table
+            .create(&new, cx.now, |_, s| snat.release_session(s));
         match created {
             Ok(idx) => {
                 self.counters.bump_created();

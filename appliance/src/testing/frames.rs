@@ -4,8 +4,8 @@
 use crate::packet::build::{self, Link, Unreachable};
 use crate::packet::icmp::TimeExceeded;
 use crate::packet::{
-    parse_frame, ChecksumCaps, EthernetAddress, IcmpPacket, IcmpRepr, IpProtocol, Ipv4Packet,
-    Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpPacket, UdpRepr, Vlans, L3, L4,
+    parse_frame, ChecksumCaps, EthernetAddress, IcmpEcho, IcmpPacket, IcmpRepr, IpProtocol,
+    Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpPacket, UdpRepr, Vlans, L3, L4,
 };
 use std::net::Ipv4Addr;
 
@@ -103,19 +103,15 @@ pub fn icmp(src: Ipv4Addr, dst: Ipv4Addr, r: IcmpRepr<'_>, macs: Macs) -> Vec<u8
 
 /// An echo request (or reply) with identifier `ident`, sequence number 1.
 pub fn echo(src: Ipv4Addr, dst: Ipv4Addr, ident: u16, request: bool, macs: Macs) -> Vec<u8> {
-    let data = b"ping-data-0123456789";
+    let echo = IcmpEcho {
+        ident,
+        seq_no: 1,
+        data: b"ping-data-0123456789",
+    };
     let r = if request {
-        IcmpRepr::EchoRequest {
-            ident,
-            seq_no: 1,
-            data,
-        }
+        IcmpRepr::EchoRequest(echo)
     } else {
-        IcmpRepr::EchoReply {
-            ident,
-            seq_no: 1,
-            data,
-        }
+        IcmpRepr::EchoReply(echo)
     };
     icmp(src, dst, r, macs)
 }
