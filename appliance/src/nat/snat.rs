@@ -41,9 +41,15 @@ pub enum SnatError {
     Protocol,
 }
 
-/// An endpoint-independent mapping's key: the inside endpoint and the protocol (eight
-/// bytes).
-type Inside = (u32, u16, IpProtocol);
+/// An endpoint-independent mapping's key: the protocol, the inside address and port in one
+/// word ([`inside_key`]), hashed and compared as one.
+type Inside = u64;
+
+/// The [`Inside`] key of `inside` for `proto`.
+#[inline]
+fn inside_key(proto: IpProtocol, inside: (Ipv4Addr, u16)) -> Inside {
+    u64::from(proto.0) << 48 | u64::from(u32::from(inside.0)) << 16 | u64::from(inside.1)
+}
 
 /// An inside endpoint's mapping (eight bytes): the pool address's index, the public port,
 /// and how many sessions use it. The port keeps the way back: the inside endpoint as its
@@ -251,37 +257,48 @@ impl Snat {
         pooling: Pooling,
     ) -> Result<(Ipv4Addr, u16), SnatError> {
         let p = proto_index(proto).ok_or(SnatError::Protocol)?;
-        let key = (u32::from(inside.0), inside.1, proto);
+        let key = inside_key(proto, inside);
         let (a, port) = match self.mappings.get_mut(&key) {
             Some(m) => {
                 m.refs += 1;
                 (usize::from(m.address), m.port)
             }
-            None => {
-                let own = self
-                    .address_index_for(inside.0)
-                    .ok_or(SnatError::NoAddress)?;
-                let Some((a, port)) = self.hold_port(p, own, pooling, inside.1) else {
-                    self.exhausted[own][p] += 1;
-                    return Err(SnatError::Exhausted);
-                };
-                let m = Mapped {
-                    address: a as u16,
-                    port,
-                    refs: 1,
-                };
-                self.mappings.insert(key, m);
-                if let Some((_, t)) = self.pools[a][p].holder_mut(port) {
-                    *t = tag(inside);
-                }
-                (a, port)
-            }
+            None => self.new_mapping(p, inside, pooling)?,
         };
         let public = (self.addresses[a], port);
         if self.counts_contacts {
             self.add_contact(proto, public, remote);
         }
         Ok(public)
+    }
+
+    /// A new endpoint-independent mapping for `inside` of protocol index `p`:
+    /// the address index and port it holds. Out of line: most sessions find their mapping.
+    #[inline(never)]
+    fn new_mapping(
+        &mut self,
+        p: usize,
+        inside: (Ipv4Addr, u16),
+        pooling: Pooling,
+    ) -> Result<(usize, u16), SnatError> {
+        let key = inside_key(PROTOS[p], inside);
+        let own = self
+            .address_index_for(inside.0)
+            .ok_or(SnatError::NoAddress)?;
+        let Some((a, port)) = self.hold_port(p, own, pooling, inside.1) else {
+            self.exhausted[own][p] += 1;
+            return Err(SnatError::Exhausted);
+        };
+        let m = Mapped {
+            address: a as u16,
+            port,
+            refs: 1,
+        };
+        self.mappings.insert(key, m);
+        if let Some((_, t)) = self.pools[a][p].holder_mut(port) {
+            *t = tag(inside);
+        }
+        Ok((a, port))
     }
 
     /// Endpoint-dependent mapping: shares a port ([`PortPool::share`]) that `unused` says
@@ -388,7 +405,7 @@ impl Snat {
         mapping: Mapping,
     ) -> Option<(Ipv4Addr, u16)> {
         if mapping == Mapping::EndpointIndependent {
-            if let Some(m) = self.mappings.get(&(u32::from(inside.0), inside.1, proto)) {
+            if let Some(m) = self.mappings.get(&inside_key(proto, inside)) {
                 return Some((self.addresses[usize::from(m.address)], m.port));
             }
         }
@@ -408,10 +425,7 @@ impl Snat {
         let Some(inside) = untag(tag) else {
             return false;
         };
-        let Some(m) = self
-            .mappings
-            .get_mut(&(u32::from(inside.0), inside.1, proto))
-        else {
+        let Some(m) = self.mappings.get_mut(&inside_key(proto, inside)) else {
             return false;
         };
         m.refs += 1;
@@ -455,7 +469,7 @@ impl Snat {
         }
         match mapping {
             Mapping::EndpointIndependent => {
-                let key = (u32::from(inside.0), inside.1, proto);
+                let key = inside_key(proto, inside);
                 let Some(m) = self.mappings.get_mut(&key) else {
                     return;
                 };
