@@ -7,6 +7,7 @@
 #   make docker-demo   the same show with the appliance, client, router and server as containers
 #   make docker-test   that show, asserted, cleaned up even when it fails (part of make test)
 #   make docker-bench  a DPDK generator container to the appliance container over vhost-user
+#   make bench-compare  appliance vs dpdk-testpmd io / 5tswap, natively over vhost-user
 #   make docker-compare  kernel nftables vs AF_PACKET (and its tuning) vs AF_XDP, containers
 #   make image  the cloud VM image (deploy/); make image-test boots it in qemu (part of make test)
 SHELL := /bin/bash
@@ -17,7 +18,7 @@ CARGO ?= cargo
 E2E_MODE ?= appliance
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
-.PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench clean \
+.PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench bench-compare clean \
 	docker-image docker-demo docker-test docker-bench docker-compare docker-down \
 	image-deps image image-cloud image-test
 
@@ -94,6 +95,12 @@ baseline: deps release
 
 bench: deps hugepages release
 	benches/forwarding.sh
+
+# The appliance next to dpdk-testpmd io and 5tswap as DUTs on CPU 1, testpmd flowgen on CPU 0,
+# over vhost-user, no Docker: 1 K, 10 K, 1 M flows, 3 interleaved repetitions (about 7 min).
+# FLOWS, REPS, SECS, WARMUP, DUTS, BENCH_OUT: see benches/compare.sh.
+bench-compare: deps hugepages release
+	benches/compare.sh
 
 # The Docker testbed (docker/): Docker is installed and dockerd started when missing (and
 # stopped again when these started it); images are built locally, nothing is pulled.
