@@ -97,7 +97,7 @@ bench: deps hugepages release
 	benches/forwarding.sh
 
 # The appliance next to dpdk-testpmd io and 5tswap as DUTs on CPU 1, testpmd flowgen on CPU 0,
-# over vhost-user, no Docker: 1 K, 10 K, 1 M flows, 3 interleaved repetitions (about 7 min).
+# over vhost-user, no Docker: 1 K, 10 K, 1 M flows, 3 interleaved repetitions (about 9 min).
 # FLOWS, REPS, SECS, WARMUP, DUTS, BENCH_OUT: see benches/compare.sh.
 bench-compare: deps hugepages release
 	benches/compare.sh
