@@ -52,8 +52,9 @@ DUTS=${DUTS:-appliance io 5tswap}
 BENCH_OUT=${BENCH_OUT:-/tmp/nva-bench-compare}
 pages=${BENCH_HUGEPAGES:-256}
 bin=${NVA_APPLIANCE:-$PWD/target/release/appliance}
-gen_mac=00:01:02:03:04:00
-dut_mac=00:01:02:03:04:01
+# shellcheck source=benches/vhost-bench.sh
+source benches/vhost-bench.sh
+dut_mac=$VHOST_DUT_MAC
 
 fail() {
   echo "bench-compare: $*" >&2
@@ -144,40 +145,7 @@ thread_ticks() {
 gen_blocks() { grep -ac "Rx-pps" "$1" || true; }
 
 appliance_config() { # flows
-  local sessions=$(($1 < 65536 ? 65536 : $1 * 2))
-  cat <<EOF
-# bench-compare: one-arm appliance on a virtio-user port to the generator's vhost-user port.
-private_prefixes = ["10.254.0.0/32"]
-
-[eal]
-lcores = "0@0,1@1"
-huge_pages = true
-memory_mb = 256
-file_prefix = "nva-cmp-app"
-extra_args = ["--single-file-segments"]
-
-[dataplane]
-mbufs = 16383
-burst = 32
-
-[[port]]
-name = "vnic"
-role = "both"
-device = "virtio_user0,path=$sock,queue_size=1024,mac=$dut_mac"
-address = "198.18.0.2/24"
-gateway = "198.18.0.1"
-neighbours = [{ ip = "198.18.0.1", mac = "$gen_mac" }]
-
-[nat]
-addresses = []
-max_sessions = $sessions
-
-[egress]
-default = "allow"
-
-[control]
-socket = "$work/control.sock"
-EOF
+  vhost_bench_config "$1" "$sock" nva-cmp-app "$work/control.sock" bench-compare
 }
 
 # One run: generator, DUT, warm-up, window; appends to samples.csv and runs.csv.

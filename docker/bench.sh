@@ -39,6 +39,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=docker/lib.sh
 source docker/lib.sh
+# shellcheck source=benches/vhost-bench.sh
+source benches/vhost-bench.sh
 FLOWS=${FLOWS:-1000 1000000}
 SECS=${SECS:-10}
 WARMUP=${WARMUP:-5}
@@ -72,47 +74,14 @@ free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
 echo "huge pages: raised nr_hugepages by $raised to $((before + raised)) for this run ($free free)"
 ((raised > 0)) || dk_fail "could not reserve $pages more huge pages"
 
-gen_mac=00:01:02:03:04:00 app_mac=00:01:02:03:04:01
 results=()
 for flows in $FLOWS; do
   echo
   echo "== $flows flows"
   dk_down
   rm -rf "$work" && mkdir -p "$work/vhost"
-  sessions=$((flows < 65536 ? 65536 : flows * 2))
-  cat > "$work/appliance.toml" <<EOF
-# docker-bench: one-arm appliance on a virtio-user port to the generator's vhost-user port.
-private_prefixes = ["10.254.0.0/32"]
-
-[eal]
-lcores = "0@0,1@1"
-huge_pages = true
-memory_mb = 256
-file_prefix = "nva-bench"
-extra_args = ["--single-file-segments"]
-
-[dataplane]
-mbufs = 16383
-burst = 32
-
-[[port]]
-name = "vnic"
-role = "both"
-device = "virtio_user0,path=/run/vhost/nva.sock,queue_size=1024,mac=$app_mac"
-address = "198.18.0.2/24"
-gateway = "198.18.0.1"
-neighbours = [{ ip = "198.18.0.1", mac = "$gen_mac" }]
-
-[nat]
-addresses = []
-max_sessions = $sessions
-
-[egress]
-default = "allow"
-
-[control]
-socket = "/run/appliance/control.sock"
-EOF
+  vhost_bench_config "$flows" /run/vhost/nva.sock nva-bench /run/appliance/control.sock \
+    docker-bench > "$work/appliance.toml"
   # The generator first: it creates the socket (vhost-user server) the appliance connects to.
   shares=()
   [[ -n ${BENCH_SHARES:-} ]] && shares=(--cpu-shares "$BENCH_SHARES")
