@@ -164,11 +164,11 @@ impl Snat {
             || p.statics.private_of(addr).is_some()
     }
 
-    /// The public endpoint a new flow from `inside` to `remote` leaves with: its static
-    /// mapping's (port kept), else one from the pool ([`Snat::acquire`] under the policy's
-    /// mapping and pooling). An endpoint-dependent session shares a port with the sessions
-    /// in `table` whose remote endpoints differ: a port is free for it when no session's
-    /// outside tuple is `remote -> public` (one index lookup a candidate).
+    /// The public endpoint a new flow from `inside` to `remote` leaves with: its static mapping's
+    /// (port kept), else one from the pool under the policy's mapping and pooling
+    /// ([`Snat::map_independent`], [`Snat::share_dependent`]). An endpoint-dependent session shares
+    /// a port with the sessions in `table` whose remote endpoints differ: a port is free for it
+    /// when no session's outside tuple is `remote -> public` (one index lookup a candidate).
     ///
     /// # Errors
     /// [`SnatError`]: no pool address, this worker's ports used up, a protocol without

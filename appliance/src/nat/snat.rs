@@ -203,8 +203,8 @@ impl Snat {
         Some(&mut self.pools[a][p])
     }
 
-    /// Whether [`Snat::acquire`] and [`Snat::adopt`] count the remote address of each session
-    /// on an endpoint-independent mapping, which address-dependent filtering reads
+    /// Whether [`Snat::map_independent`] and [`Snat::adopt`] count the remote address of each
+    /// session on an endpoint-independent mapping, which address-dependent filtering reads
     /// ([`Snat::inbound`]). On when created.
     pub fn counts_contacts(&self) -> bool {
         self.counts_contacts
@@ -217,26 +217,6 @@ impl Snat {
     /// owner does that with [`Snat::add_contact`] before the next packet is filtered.
     pub fn set_counts_contacts(&mut self, on: bool) {
         self.counts_contacts = on;
-    }
-
-    /// A public endpoint for a new session from `inside` (proto, address, port) to `remote`,
-    /// under `mapping`: [`Snat::map_independent`] or [`Snat::share_dependent`]. Every
-    /// successful call must be paired with [`Snat::release`].
-    ///
-    /// # Errors
-    /// As theirs.
-    pub fn acquire(
-        &mut self,
-        proto: IpProtocol,
-        inside: (Ipv4Addr, u16),
-        remote: (Ipv4Addr, u16),
-        (mapping, pooling): (Mapping, Pooling),
-        unused: impl FnMut((Ipv4Addr, u16)) -> bool,
-    ) -> Result<(Ipv4Addr, u16), SnatError> {
-        match mapping {
-            Mapping::EndpointIndependent => self.map_independent(proto, inside, remote.0, pooling),
-            Mapping::EndpointDependent => self.share_dependent(proto, inside, pooling, unused),
-        }
     }
 
     /// Endpoint-independent mapping (RFC 4787 REQ-1): the inside endpoint's mapping when it
@@ -392,11 +372,11 @@ impl Snat {
         None
     }
 
-    /// The public endpoint [`Snat::acquire`] will most likely give `inside` now, without
-    /// taking it: its endpoint-independent mapping when it has one, else its own port on its
-    /// pool address (port preservation). A guess for prefetching (the pipeline loads the
-    /// index bucket of a new session's outside key ahead of creating it): when the port turns
-    /// out taken, only the prefetch is wasted.
+    /// The public endpoint [`Snat::map_independent`] or [`Snat::share_dependent`] will most likely
+    /// give `inside` now, without taking it: its endpoint-independent mapping when it has one, else
+    /// its own port on its pool address (port preservation). A guess for prefetching (the pipeline
+    /// loads the index bucket of a new session's outside key ahead of creating it): when the port
+    /// turns out taken, only the prefetch is wasted.
     #[inline]
     pub fn predict(
         &self,
@@ -436,9 +416,9 @@ impl Snat {
     }
 
     /// Counts one more session between the mapping at `public` and a remote address (what
-    /// address-dependent filtering asks). [`Snat::acquire`] and [`Snat::adopt`] call it while
-    /// counting is on; the owner calls it for the sessions already open when it turns counting
-    /// on, and then releases them as counted.
+    /// address-dependent filtering asks). [`Snat::map_independent`] and [`Snat::adopt`] call it
+    /// while counting is on; the owner calls it for the sessions already open when it turns
+    /// counting on, and then releases them as counted.
     pub fn add_contact(&mut self, proto: IpProtocol, public: (Ipv4Addr, u16), remote: Ipv4Addr) {
         *self
             .contacted
@@ -446,9 +426,9 @@ impl Snat {
             .or_insert(0) += 1;
     }
 
-    /// Gives back what [`Snat::acquire`] or [`Snat::adopt`] took for a session that is going;
-    /// `contacted` says whether its contact was counted ([`Snat::counts_contacts`] when it was
-    /// taken, or [`Snat::add_contact`] since).
+    /// Gives back what [`Snat::map_independent`], [`Snat::share_dependent`] or [`Snat::adopt`] took
+    /// for a session that is going; `contacted` says whether its contact was counted
+    /// ([`Snat::counts_contacts`] when it was taken, or [`Snat::add_contact`] since).
     pub fn release(
         &mut self,
         proto: IpProtocol,
@@ -654,7 +634,8 @@ mod tests {
     type Endpoint = (Ipv4Addr, u16);
 
     impl Table {
-        /// [`Snat::acquire`], the session recorded when it succeeds.
+        /// A public endpoint under `mapping` (and the table's pooling), the session recorded
+        /// when it succeeds.
         fn get(
             &mut self,
             s: &mut Snat,
@@ -664,9 +645,11 @@ mod tests {
             mapping: Mapping,
         ) -> Result<Endpoint, SnatError> {
             let used = &self.0;
-            let public = s.acquire(proto, inside, remote, (mapping, self.1), |p| {
-                !used.contains(&(proto, p, remote))
-            })?;
+            let unused = |p| !used.contains(&(proto, p, remote));
+            let public = match mapping {
+                Mapping::EndpointIndependent => s.map_independent(proto, inside, remote.0, self.1),
+                Mapping::EndpointDependent => s.share_dependent(proto, inside, self.1, unused),
+            }?;
             let new = self.0.insert((proto, public, remote));
             assert!(new, "two sessions on {public:?} -> {remote:?}");
             Ok(public)
