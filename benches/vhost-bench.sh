@@ -9,10 +9,12 @@
 VHOST_GEN_MAC=00:01:02:03:04:00
 VHOST_DUT_MAC=00:01:02:03:04:01
 
-# vhost_bench_config FLOWS SOCKET FILE_PREFIX CONTROL_SOCKET NAME: the configuration on stdout,
-# with room for twice the flows (at least 65 536 sessions).
+# vhost_bench_config FLOWS SOCKET FILE_PREFIX CONTROL_SOCKET NAME [DEVICE]: the configuration on
+# stdout, with room for twice the flows (at least 65 536 sessions). DEVICE replaces the
+# virtio-user port on SOCKET (benches/callgrind-worker.sh feeds the same frames from a pcap).
 vhost_bench_config() {
   local flows=$1 sock=$2 prefix=$3 control=$4 name=$5
+  local device=${6:-virtio_user0,path=$sock,queue_size=1024,mac=$VHOST_DUT_MAC}
   local sessions=$((flows < 65536 ? 65536 : flows * 2))
   cat <<CONFIG
 # $name: one-arm appliance on a virtio-user port to the generator's vhost-user port.
@@ -32,7 +34,7 @@ burst = 32
 [[port]]
 name = "vnic"
 role = "both"
-device = "virtio_user0,path=$sock,queue_size=1024,mac=$VHOST_DUT_MAC"
+device = "$device"
 address = "198.18.0.2/24"
 gateway = "198.18.0.1"
 neighbours = [{ ip = "198.18.0.1", mac = "$VHOST_GEN_MAC" }]

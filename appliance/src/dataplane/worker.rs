@@ -140,17 +140,36 @@ impl<'eal> Worker<'_, 'eal> {
         let mut last = start;
         let mut last_expire = start;
         let mut last_gauges = start;
+        // Whole seconds since start, plus one so that no session is ever stamped 0; counted
+        // up as the clock passes each second rather than divided out every iteration.
+        let mut now = 1u32;
+        let mut next_second = start + hz;
+        // The published snapshots, re-read only when the control thread has published a
+        // new one (one atomic load an iteration, not arc-swap's full protocol).
+        let mut policies = arc_swap::Cache::new(&*shared.policy);
+        let mut neighbour_tables = arc_swap::Cache::new(&*shared.neighbours);
+        // Packets the last iteration moved: its cycles are busy or idle by it. One clock
+        // read an iteration ends the last one and begins this one.
+        let mut moved_last = 0u64;
         while !shared.stop.load(Ordering::Relaxed) {
-            let policy = shared.policy.load();
-            let neighbours = shared.neighbours.load();
+            let begin = tsc::now();
+            let spent = begin.wrapping_sub(last);
+            last = begin;
+            if moved_last > 0 {
+                bump(&counters.busy_cycles, spent);
+                bump(&counters.processed, moved_last);
+            } else {
+                bump(&counters.idle_cycles, spent);
+            }
+            while begin >= next_second {
+                now += 1;
+                next_second += hz;
+            }
             let env = Env {
-                policy: &policy,
-                neighbours: &neighbours,
+                policy: policies.load(),
+                neighbours: neighbour_tables.load(),
                 macs: &shared.macs,
             };
-            let begin = tsc::now();
-            // Whole seconds since start, plus one so that no session is ever stamped 0.
-            let now = ((begin - start) / hz) as u32 + 1;
             let mut moved = 0u64;
             for (port, queue) in &mut self.rx {
                 let n = queue.rx_burst(&mut l.rx, burst);
@@ -189,58 +208,71 @@ impl<'eal> Worker<'_, 'eal> {
                 );
             }
             moved += self.drain_handoffs(&env, now, &mut l, shared, counters, burst);
-            if self.index == 0 {
-                // The control thread's frames (ARP), as if this worker had made them.
-                let mut out = Out {
-                    tx: &mut self.tx,
-                    pending: &mut l.pending,
-                    rings: &shared.rings[self.index],
-                    counters,
-                };
-                while let Some((port, m)) = shared.outbox.pop() {
-                    let to = [Disposition::Forward(port)];
-                    dispatch(
-                        [m].into_iter(),
-                        &to,
-                        false,
-                        &mut out,
-                        counters,
-                        self.shard.counters(),
-                    );
-                }
-            }
             for (out, buf) in l.pending.iter_mut().enumerate() {
                 if !buf.is_empty() {
                     flush(&mut self.tx[out], buf, counters, out);
                 }
             }
-            let end = tsc::now();
-            if end - last_expire >= expire_every {
-                last_expire = end;
+            moved_last = moved;
+            if begin - last_expire >= expire_every {
+                last_expire = begin;
                 self.shard.expire(now, EXPIRE_BUDGET);
                 self.shard.take_notes(|n| {
                     let _ = shared.notes.push(n);
                 });
                 let slot = &shared.dumps[self.index];
                 slot.serve(|filter, limit, out| self.shard.dump(now, filter, limit, out));
+                if self.index == 0 {
+                    // The control thread's frames (ARP), as if this worker had made them:
+                    // a tenth of a millisecond late at most, and no look at the queue on
+                    // every iteration.
+                    self.send_outbox(&mut l, shared, counters);
+                }
             }
-            if end - last_gauges >= hz {
-                last_gauges = end;
+            if begin - last_gauges >= hz {
+                last_gauges = begin;
                 self.shard.publish_gauges();
             }
-            let spent = end.wrapping_sub(last);
-            last = end;
-            if moved > 0 {
-                bump(&counters.busy_cycles, spent);
-                bump(&counters.processed, moved);
-            } else {
-                bump(&counters.idle_cycles, spent);
-            }
+        }
+        if moved_last > 0 {
+            bump(&counters.busy_cycles, tsc::now().wrapping_sub(last));
+            bump(&counters.processed, moved_last);
         }
         for (out, buf) in l.pending.iter_mut().enumerate() {
             flush(&mut self.tx[out], buf, counters, out);
         }
         self.shard.publish_gauges();
+    }
+
+    /// Sends the frames the control thread queued (ARP) out of their ports.
+    fn send_outbox(
+        &mut self,
+        l: &mut Loop<'eal>,
+        shared: &Shared<'eal>,
+        counters: &WorkerCounters,
+    ) {
+        let mut out = Out {
+            tx: &mut self.tx,
+            pending: &mut l.pending,
+            rings: &shared.rings[self.index],
+            counters,
+        };
+        while let Some((port, m)) = shared.outbox.pop() {
+            let to = [Disposition::Forward(port)];
+            dispatch(
+                [m].into_iter(),
+                &to,
+                false,
+                &mut out,
+                counters,
+                self.shard.counters(),
+            );
+        }
+        for (port, buf) in l.pending.iter_mut().enumerate() {
+            if !buf.is_empty() {
+                flush(&mut self.tx[port], buf, counters, port);
+            }
+        }
     }
 
     /// Processes what other workers handed over, a burst at a time per sending worker.
@@ -388,16 +420,27 @@ struct Out<'a, 'p, 'eal> {
     counters: &'a WorkerCounters,
 }
 
+impl<'eal> Out<'_, '_, 'eal> {
+    /// `send` when the port's buffer is full: sends it, then queues `m`. Out of line, so
+    /// that `send` itself is a push inlined into the dispatch loop.
+    #[cold]
+    #[inline(never)]
+    fn send_full(&mut self, port: usize, m: Mbuf<'eal>) {
+        let buf = &mut self.pending[port];
+        flush(&mut self.tx[port], buf, self.counters, port);
+        let _ = buf.push(m);
+    }
+}
+
 impl<'eal> Outputs<Mbuf<'eal>> for Out<'_, '_, 'eal> {
     fn ports(&self) -> usize {
         self.pending.len()
     }
 
+    #[inline]
     fn send(&mut self, port: usize, m: Mbuf<'eal>) {
-        let buf = &mut self.pending[port];
-        if let Err(m) = buf.push(m) {
-            flush(&mut self.tx[port], buf, self.counters, port);
-            let _ = buf.push(m);
+        if let Err(m) = self.pending[port].push(m) {
+            self.send_full(port, m);
         }
     }
 
