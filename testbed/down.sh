@@ -8,7 +8,7 @@ set -uo pipefail
 P=${NVA_PREFIX:-nva-}
 run=${NVA_RUN:-/run/nva-testbed/${P%-}}
 names=()
-for n in c1 c2 lan fw inet srv; do names+=("$P$n"); done
+for n in c1 c2 lan fw rtr fw1 fw2 inet srv; do names+=("$P$n"); done
 [[ $P == nva- ]] && names+=(nva-client nva-server)
 
 present=()

@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # Creates the network-namespace testbed (idempotent: an existing one is removed first).
 #
+# NVA_TOPOLOGY=single (the default): one appliance.
+#
 #   nva-c1 10.0.1.10 --+
 #                      +-- br0 [nva-lan] --- lan [nva-fw] wan --- 192.0.2.1 [nva-inet] -+- 203.0.113.10  [nva-srv]
 #   nva-c2 10.0.1.11 --+        (L2 segment)  10.0.1.1   192.0.2.2       (router)        +- 198.51.100.10 [nva-srv]
 #
-# nva-fw is the appliance's namespace. Here its veths `lan` and `wan` stay unaddressed, with
-# forwarding off: the appliance (AF_PACKET PMD) owns them, and the kernel must neither answer
-# ARP nor forward nor reset TCP there (DPDK-NOTES.md). testbed/kernel-nat.sh turns nva-fw
-# into a Linux nftables NAT instead (kernel mode, the baseline).
+# NVA_TOPOLOGY=ecmp: two appliances in NAT mode side by side, each with a public address of
+# its own, behind an inside router that spreads flows over them with ECMP (a hash of the
+# 5-tuple, fib_multipath_hash_policy 1). Each reply comes back to the address it left from,
+# so to the appliance that holds its session.
+#
+#   nva-c1 10.0.1.10 --+                         10.0.2.2 -- lan [nva-fw1] wan 192.0.2.2 --+
+#                      +-- br0 [nva-lan] -- [nva-rtr]          10.0.2.1                    +-- br0 [nva-inet] 192.0.2.1 -+- servers
+#   nva-c2 10.0.1.11 --+            10.0.1.1  ECMP   10.0.3.2 -- lan [nva-fw2] wan 192.0.2.3 --+           (router)
+#                                                              10.0.3.1
+#
+# nva-fw (nva-fw1, nva-fw2) is the appliance's namespace. Here its veths `lan` and `wan` stay
+# unaddressed, with forwarding off: the appliance (AF_PACKET PMD) owns them, and the kernel
+# must neither answer ARP nor forward nor reset TCP there (DPDK-NOTES.md).
+# testbed/kernel-nat.sh turns nva-fw into a Linux nftables NAT instead (kernel mode, the
+# baseline; single topology only).
 # Offloads are off on both ends of every veth (AF_PACKET does not carry CHECKSUM_PARTIAL),
 # IPv6 is off everywhere (no router solicitations or DAD in the captures), and nothing is
 # routed towards the machine's own network: traffic never leaves these namespaces.
@@ -22,18 +35,36 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 "$here/down.sh" >/dev/null 2>&1 || true
 
-for n in c1 c2 lan fw inet srv; do
+topology=${NVA_TOPOLOGY:-single}
+case $topology in
+  single)
+    names=(c1 c2 lan fw inet srv)
+    gateway=fw # what the inside segment's hosts reach the world through
+    pairs=("${P}fw:lan ${P}lan:fw" "${P}fw:wan ${P}inet:fw")
+    ;;
+  ecmp)
+    names=(c1 c2 lan rtr fw1 fw2 inet srv)
+    gateway=rtr
+    pairs=("${P}rtr:lan ${P}lan:rtr"
+      "${P}fw1:lan ${P}rtr:fw1" "${P}fw2:lan ${P}rtr:fw2"
+      "${P}fw1:wan ${P}inet:fw1" "${P}fw2:wan ${P}inet:fw2")
+    ;;
+  *)
+    echo "NVA_TOPOLOGY must be single or ecmp, not '$topology'" >&2
+    exit 2
+    ;;
+esac
+
+for n in "${names[@]}"; do
   ip netns add "$P$n"
   ip -n "$P$n" link set lo up
   ip netns exec "$P$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 done
 
 # veth pairs: "ns:if ns:if"
-pairs=(
+pairs+=(
   "${P}c1:eth0 ${P}lan:c1"
   "${P}c2:eth0 ${P}lan:c2"
-  "${P}fw:lan ${P}lan:fw"
-  "${P}fw:wan ${P}inet:fw"
   "${P}srv:net1 ${P}inet:srv1"
   "${P}srv:net2 ${P}inet:srv2"
 )
@@ -49,20 +80,36 @@ done
 
 # The inside segment: a plain bridge, no STP, forwarding at once.
 ip -n "${P}lan" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
-for i in c1 c2 fw; do ip -n "${P}lan" link set "$i" master br0; done
+for i in c1 c2 "$gateway"; do ip -n "${P}lan" link set "$i" master br0; done
 ip -n "${P}lan" link set br0 up
 
-# Inside hosts: the appliance's inside address is their gateway.
+# Inside hosts: the appliance's (or the inside router's) address is their gateway.
 ip -n "${P}c1" addr add 10.0.1.10/24 dev eth0
 ip -n "${P}c2" addr add 10.0.1.11/24 dev eth0
 for c in c1 c2; do ip -n "$P$c" route add default via 10.0.1.1; done
 
-# The appliance: unaddressed, no forwarding (appliance mode).
-ip netns exec "${P}fw" sysctl -qw net.ipv4.ip_forward=0
-
-# The "internet" router: the appliance's public segment and two server networks. It has no
-# route to 10.0.1.0/24: a packet that leaves the appliance untranslated gets no answer.
-ip -n "${P}inet" addr add 192.0.2.1/24 dev fw
+if [[ $topology == single ]]; then
+  # The appliance: unaddressed, no forwarding (appliance mode).
+  ip netns exec "${P}fw" sysctl -qw net.ipv4.ip_forward=0
+  # The "internet" router: the appliance's public segment and two server networks. It has no
+  # route to 10.0.1.0/24: a packet that leaves the appliance untranslated gets no answer.
+  ip -n "${P}inet" addr add 192.0.2.1/24 dev fw
+else
+  for f in fw1 fw2; do ip netns exec "$P$f" sysctl -qw net.ipv4.ip_forward=0; done
+  # The inside router: the hosts' gateway, an ECMP default route over both appliances,
+  # hashed on the 5-tuple so that the flows of one host spread too.
+  ip -n "${P}rtr" addr add 10.0.1.1/24 dev lan
+  ip -n "${P}rtr" addr add 10.0.2.2/24 dev fw1
+  ip -n "${P}rtr" addr add 10.0.3.2/24 dev fw2
+  ip netns exec "${P}rtr" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1
+  ip -n "${P}rtr" route add default nexthop via 10.0.2.1 dev fw1 nexthop via 10.0.3.1 dev fw2
+  # The "internet" router: both appliances' public side on one segment. Again no route to
+  # 10.0.1.0/24.
+  ip -n "${P}inet" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+  for i in fw1 fw2; do ip -n "${P}inet" link set "$i" master br0; done
+  ip -n "${P}inet" link set br0 up
+  ip -n "${P}inet" addr add 192.0.2.1/24 dev br0
+fi
 ip -n "${P}inet" addr add 203.0.113.1/24 dev srv1
 ip -n "${P}inet" addr add 198.51.100.1/24 dev srv2
 ip netns exec "${P}inet" sysctl -qw net.ipv4.ip_forward=1
@@ -74,4 +121,8 @@ ip -n "${P}srv" route add default via 203.0.113.1 dev net1
 ip -n "${P}srv" route add default via 198.51.100.1 dev net2 table 100
 ip -n "${P}srv" rule add from 198.51.100.10 table 100
 
-echo "testbed up (${P}*): c1 10.0.1.10, c2 10.0.1.11 -- [${P}fw lan|wan] -- 192.0.2.1 router -- servers 203.0.113.10, 198.51.100.10"
+if [[ $topology == single ]]; then
+  echo "testbed up (${P}*): c1 10.0.1.10, c2 10.0.1.11 -- [${P}fw lan|wan] -- 192.0.2.1 router -- servers 203.0.113.10, 198.51.100.10"
+else
+  echo "testbed up (${P}*, ecmp): c1 10.0.1.10, c2 10.0.1.11 -- 10.0.1.1 router, ECMP over [${P}fw1 lan|wan 192.0.2.2] and [${P}fw2 lan|wan 192.0.2.3] -- 192.0.2.1 router -- servers"
+fi

@@ -823,3 +823,102 @@ fn kill_mid_transfer_and_restart() {
         );
     }
 }
+
+/// NAT scale-out without a load balancer: two appliances, each with its own public address
+/// (`configs/ecmp-a.toml`, `ecmp-b.toml`), behind an inside router with an ECMP default route
+/// hashed on the 5-tuple. Many HTTP downloads and DNS queries from both hosts: every one
+/// succeeds, both instances carry some (the server sees both public addresses), and each
+/// reply comes back through the instance that translated its flow: neither drops a packet
+/// from outside for want of a session, and each instance's sessions match what the server
+/// logged from its address.
+#[test]
+fn ecmp_nat_scale_out() {
+    let test = "ecmp_nat_scale_out";
+    if !can_run(test) {
+        return;
+    }
+    let options = Options {
+        topology: Topology::Ecmp,
+        ..Options::default()
+    };
+    let mut tb = Testbed::up(Mode::Appliance, test, options);
+    tb.wait_ready();
+    // 32 connections from each host, each from a new source port: the router's hash
+    // spreads them. One shell loop per host, curl printing each status code.
+    let flows = 32;
+    for host in ["c1", "c2"] {
+        let codes = tb.ok(
+            host,
+            &format!(
+                "for i in $(seq {flows}); do curl -s -o /dev/null -w '%{{http_code}}\\n' \
+                 --max-time 5 http://{SRV1}/index.html; done"
+            ),
+            120,
+        );
+        let ok = codes.lines().filter(|c| *c == "200").count();
+        assert_eq!(
+            ok, flows,
+            "{test}: {host}: {ok} of {flows} downloads answered 200: {codes}"
+        );
+        let answers = tb.ok(
+            host,
+            &format!(
+                "for i in $(seq {flows}); do dig +short +time=2 +tries=1 @{SRV1} www.nva.test; done"
+            ),
+            120,
+        );
+        let ok = answers.lines().filter(|a| *a == SRV1).count();
+        assert_eq!(
+            ok, flows,
+            "{test}: {host}: {ok} of {flows} DNS queries answered: {answers}"
+        );
+    }
+    // Who the server saw: every request came from one of the two public addresses, and
+    // from both.
+    let log = tb.read("srv-access.log");
+    let from = |a: &str| {
+        log.lines()
+            .filter(|l| l.starts_with(&format!("{a} ")))
+            .count()
+    };
+    let (a, b) = (from("192.0.2.2"), from("192.0.2.3"));
+    assert_eq!(
+        a + b,
+        2 * flows,
+        "{test}: requests not from a public address:\n{log}"
+    );
+    assert!(
+        a > 0 && b > 0,
+        "{test}: the flows did not spread: {a} via fw1, {b} via fw2"
+    );
+    // Each instance: the sessions it created are the flows it carried (HTTP, DNS and the
+    // readiness pings), and it dropped nothing arriving from outside for want of a session.
+    let mut created = Vec::new();
+    for i in tb.instances.clone() {
+        let s = tb.stats_of(&i.config);
+        let n = s["sessions"]["created_total"].as_u64().unwrap_or(0);
+        let drops = s["drops"].as_array().cloned().unwrap_or_default();
+        let refused: u64 = drops
+            .iter()
+            .filter(|d| {
+                ["ingress_denied", "tcp_no_session", "icmp_error_no_session"]
+                    .iter()
+                    .any(|r| d[0] == *r)
+            })
+            .map(|d| d[1].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(refused, 0, "{test}: {} dropped replies: {s}", i.ns);
+        assert!(n > 0, "{test}: {} created no session: {s}", i.ns);
+        created.push(n);
+    }
+    figure(
+        Mode::Appliance,
+        test,
+        &format!(
+            "{} HTTP downloads: {a} via fw1 (192.0.2.2), {b} via fw2 (192.0.2.3); sessions created fw1 {}, fw2 {}",
+            2 * flows,
+            created[0],
+            created[1]
+        ),
+    );
+}

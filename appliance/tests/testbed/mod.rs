@@ -137,6 +137,8 @@ pub struct Options {
     pub workers: usize,
     /// Use huge pages when the machine has them (the kill test checks none leak).
     pub huge_pages: bool,
+    /// Which network `testbed/up.sh` builds.
+    pub topology: Topology,
 }
 
 impl Default for Options {
@@ -144,8 +146,37 @@ impl Default for Options {
         Options {
             workers: 1,
             huge_pages: false,
+            topology: Topology::Single,
         }
     }
+}
+
+/// The testbed's network (`NVA_TOPOLOGY` of `testbed/up.sh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// One appliance (`fw`) between the inside segment and the router.
+    Single,
+    /// Two appliances in NAT mode (`fw1`, `fw2`: `configs/ecmp-a.toml`, `ecmp-b.toml`)
+    /// behind an inside router (`rtr`) that spreads flows over them with ECMP.
+    Ecmp,
+}
+
+impl Topology {
+    fn name(self) -> &'static str {
+        match self {
+            Topology::Single => "single",
+            Topology::Ecmp => "ecmp",
+        }
+    }
+}
+
+/// One appliance of a topology with several (`fw1`, `fw2`): its namespace, its config, its
+/// child (an index of [`Testbed::spawn`]).
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub ns: String,
+    pub config: PathBuf,
+    child: usize,
 }
 
 /// A testbed of its own for one test in one mode; removed on drop.
@@ -159,6 +190,8 @@ pub struct Testbed {
     pub config: PathBuf,
     pub options: Options,
     appliance: Option<Child>,
+    /// The appliances of a topology with several.
+    pub instances: Vec<Instance>,
     starts: usize,
     children: Vec<Child>,
     test: String,
@@ -187,6 +220,7 @@ impl Testbed {
             run,
             options,
             appliance: None,
+            instances: Vec::new(),
             starts: 0,
             children: Vec::new(),
             test: test.to_string(),
@@ -195,8 +229,33 @@ impl Testbed {
         println!("== {test} [{mode}] testbed {}*", tb.prefix);
         tb.script("up.sh", &[]);
         tb.script("servers.sh", &[]);
-        match mode {
-            Mode::Kernel => {
+        match (mode, tb.options.topology) {
+            (Mode::Kernel, Topology::Ecmp) => {
+                panic!("{test}: kernel mode has the single topology only")
+            }
+            (Mode::Appliance, Topology::Ecmp) => {
+                for (x, ns) in [("a", "fw1"), ("b", "fw2")] {
+                    let config = tb.run.join(format!("ecmp-{x}.toml"));
+                    tb.write_config_from(&format!("configs/ecmp-{x}.toml"), &config, &[]);
+                    let argv = [
+                        appliance_bin().to_string_lossy().into_owned(),
+                        "run".into(),
+                        "--json".into(),
+                        "--config".into(),
+                        config.to_string_lossy().into_owned(),
+                    ];
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    let child = tb.spawn(ns, &argv, &format!("appliance-{ns}.log"));
+                    tb.instances.push(Instance {
+                        ns: ns.to_string(),
+                        config,
+                        child,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                tb.check_appliance_alive();
+            }
+            (Mode::Kernel, Topology::Single) => {
                 tb.script("kernel-nat.sh", &["on"]);
                 if tb.options.workers > 1 {
                     // Receive packet steering over both cores on the forwarding namespace.
@@ -209,7 +268,7 @@ impl Testbed {
                     }
                 }
             }
-            Mode::Appliance => {
+            (Mode::Appliance, Topology::Single) => {
                 tb.write_config(&[]);
                 tb.start_appliance();
             }
@@ -229,6 +288,7 @@ impl Testbed {
             .args(args)
             .env("NVA_PREFIX", &self.prefix)
             .env("NVA_RUN", &self.run)
+            .env("NVA_TOPOLOGY", self.options.topology.name())
             .output()
             .expect("spawn testbed script");
         assert!(
@@ -384,9 +444,22 @@ impl Testbed {
     /// Writes the appliance's config: configs/testbed.toml with this testbed's file prefix,
     /// control socket and worker count, plus `extra` TOML appended (rules for a reload).
     pub fn write_config(&self, extra: &[&str]) {
-        let base = std::fs::read_to_string(repo().join("configs/testbed.toml"))
-            .expect("read configs/testbed.toml");
-        let name = self.prefix.trim_end_matches('-');
+        self.write_config_from("configs/testbed.toml", &self.config, extra);
+    }
+
+    /// Writes `template` (a config of the repository) to `dest` as [`Testbed::write_config`]
+    /// does, with a file prefix and a control socket of its own (named after `dest`), and
+    /// checks it with `appliance check`.
+    pub fn write_config_from(&self, template: &str, dest: &Path, extra: &[&str]) {
+        let base = std::fs::read_to_string(repo().join(template))
+            .unwrap_or_else(|e| panic!("read {template}: {e}"));
+        let stem = dest.file_stem().and_then(|s| s.to_str()).unwrap_or("nva");
+        let name = format!("{}-{stem}", self.prefix.trim_end_matches('-'));
+        let socket = if dest == self.config.as_path() {
+            self.run.join("control.sock")
+        } else {
+            self.run.join(format!("{stem}.sock"))
+        };
         let mut text = replace_line(
             &base,
             "file_prefix = ",
@@ -395,7 +468,7 @@ impl Testbed {
         text = replace_line(
             &text,
             "socket = ",
-            &format!("socket = \"{}\"", self.run.join("control.sock").display()),
+            &format!("socket = \"{}\"", socket.display()),
         );
         if self.options.huge_pages && crate::common::hugepages_available() {
             text = replace_line(&text, "huge_pages = ", "huge_pages = true");
@@ -414,16 +487,16 @@ impl Testbed {
             text.push('\n');
         }
         std::fs::create_dir_all(&self.run).expect("run folder");
-        std::fs::write(&self.config, &text).expect("write appliance config");
+        std::fs::write(dest, &text).expect("write appliance config");
         let out = Command::new(appliance_bin())
             .args(["check", "--config"])
-            .arg(&self.config)
+            .arg(dest)
             .output()
             .expect("spawn appliance check");
         assert!(
             out.status.success(),
             "appliance check refused the test config {}:\n{}{}",
-            self.config.display(),
+            dest.display(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -459,6 +532,16 @@ impl Testbed {
 
     /// Fails the test (with the log) when the appliance has exited.
     pub fn check_appliance_alive(&mut self) {
+        for i in 0..self.instances.len() {
+            let (ns, child) = (self.instances[i].ns.clone(), self.instances[i].child);
+            if let Ok(Some(status)) = self.children[child].try_wait() {
+                let log = self.read(&format!("appliance-{ns}.log"));
+                panic!(
+                    "[{}] {}: the appliance in {ns} exited ({status}); its log:\n{log}",
+                    self.mode, self.test
+                );
+            }
+        }
         if let Some(c) = self.appliance.as_mut() {
             if let Ok(Some(status)) = c.try_wait() {
                 self.appliance = None;
@@ -509,12 +592,17 @@ impl Testbed {
 
     /// `appliance <cmd> --config FILE [args]` against the running appliance (control socket).
     pub fn control(&self, cmd: &str, args: &[&str]) -> Output {
+        self.control_of(&self.config, cmd, args)
+    }
+
+    /// [`Testbed::control`] against the appliance running `config` (one of several).
+    pub fn control_of(&self, config: &Path, cmd: &str, args: &[&str]) -> Output {
         Command::new("timeout")
             .args(["-k", "2", "30"])
             .arg(appliance_bin())
             .arg(cmd)
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .args(["--timeout", "10"])
             .args(args)
             .output()
@@ -523,14 +611,19 @@ impl Testbed {
 
     /// [`Testbed::control`], failing the test clearly when the command fails.
     fn control_ok(&self, cmd: &str, args: &[&str]) -> Output {
-        let out = self.control(cmd, args);
+        self.control_ok_of(&self.config, cmd, args)
+    }
+
+    /// [`Testbed::control_ok`] against the appliance running `config` (one of several).
+    fn control_ok_of(&self, config: &Path, cmd: &str, args: &[&str]) -> Output {
+        let out = self.control_of(config, cmd, args);
         assert!(
             out.status.success(),
             "[{}] {}: `appliance {cmd}{} --config {}` failed ({}): {}{}",
             self.mode,
             self.test,
             args.iter().map(|a| format!(" {a}")).collect::<String>(),
-            self.config.display(),
+            config.display(),
             out.status,
             String::from_utf8_lossy(&out.stderr),
             self.appliance_hint()
@@ -540,7 +633,12 @@ impl Testbed {
 
     /// `appliance stats --json`, parsed; fails the test clearly when it cannot be had.
     pub fn stats(&self) -> serde_json::Value {
-        let out = self.control_ok("stats", &["--json"]);
+        self.stats_of(&self.config)
+    }
+
+    /// [`Testbed::stats`] of the appliance running `config` (one of several).
+    pub fn stats_of(&self, config: &Path) -> serde_json::Value {
+        let out = self.control_ok_of(config, "stats", &["--json"]);
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "appliance stats --json is not JSON ({e}): {}",
