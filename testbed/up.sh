@@ -49,8 +49,15 @@ case $topology in
       "${P}fw1:lan ${P}rtr:fw1" "${P}fw2:lan ${P}rtr:fw2"
       "${P}fw1:wan ${P}inet:fw1" "${P}fw2:wan ${P}inet:fw2")
     ;;
+  gwlb | vxlan)
+    names=(c1 c2 lan rtr fw1 inet srv)
+    [[ $topology == gwlb ]] && names+=(fw2)
+    gateway=rtr
+    pairs=("${P}rtr:lan ${P}lan:rtr" "${P}rtr:wan ${P}inet:rtr" "${P}fw1:gwlb ${P}rtr:fw1")
+    [[ $topology == gwlb ]] && pairs+=("${P}fw2:gwlb ${P}rtr:fw2")
+    ;;
   *)
-    echo "NVA_TOPOLOGY must be single or ecmp, not '$topology'" >&2
+    echo "NVA_TOPOLOGY must be single, ecmp, gwlb or vxlan, not '$topology'" >&2
     exit 2
     ;;
 esac
@@ -78,6 +85,62 @@ for p in "${pairs[@]}"; do
   done
 done
 
+# The load-balancer layouts. The router nva-rtr joins the inside segment (10.0.1.1), the
+# internet router (192.0.2.2 on its `wan`) and the appliances' segment (bridge `gw`,
+# 10.0.9.1; the appliances' tunnel ports are 10.0.9.11 and 10.0.9.12). No NAT: the internet
+# router routes 10.0.1.0/24 to nva-rtr, as a cloud routes a VNet's prefix. Whatever nva-rtr
+# receives from the inside segment or the internet goes through the load balancer (routing
+# table 100 and, for vxlan, 101); what the load balancer hands back comes in on the tunnel
+# devices and is routed normally.
+#   gwlb:  a TUN device `gwlb0` in table 100, for testbed/gwlb-emu.py (GENEVE, AWS's
+#          gateway load balancer) to read and write, over two appliances nva-fw1, nva-fw2.
+#   vxlan: Linux VXLAN devices, Azure's gateway load balancer with one appliance nva-fw1:
+#          from the inside segment into the internal tunnel (VNI 800, UDP 10800), from the
+#          internet into the external one (VNI 801, UDP 10801). The appliance hands a packet
+#          back on the other tunnel, so the next hop's MAC in each table is the other
+#          device's (and Linux takes the frame, which is addressed to that device and comes
+#          from the first one's MAC: not a loop).
+gwlb_topology() {
+  local r=${P}rtr
+  ip netns exec "$r" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+    net.ipv4.conf.default.rp_filter=0
+  ip -n "$r" addr add 10.0.1.1/24 dev lan
+  ip -n "$r" addr add 192.0.2.2/24 dev wan
+  ip -n "$r" route add default via 192.0.2.1
+  ip -n "$r" link add gw type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+  for f in fw1 fw2; do
+    [[ -e /run/netns/$P$f ]] || continue
+    ip -n "$r" link set "$f" master gw
+    ip netns exec "$P$f" sysctl -qw net.ipv4.ip_forward=0
+  done
+  ip -n "$r" link set gw up
+  ip -n "$r" addr add 10.0.9.1/24 dev gw
+  ip -n "${P}inet" addr add 192.0.2.1/24 dev rtr
+  ip -n "${P}inet" route add 10.0.1.0/24 via 192.0.2.2
+  if [[ $topology == gwlb ]]; then
+    ip -n "$r" tuntap add dev gwlb0 mode tun
+    ip -n "$r" link set gwlb0 up
+    ip -n "$r" route add default dev gwlb0 table 100
+    ip -n "$r" rule add iif lan lookup 100
+    ip -n "$r" rule add iif wan lookup 100
+  else
+    ip -n "$r" link add vx800 address 02:00:00:00:08:00 type vxlan id 800 local 10.0.9.1 \
+      remote 10.0.9.11 dstport 10800 nolearning
+    ip -n "$r" link add vx801 address 02:00:00:00:08:01 type vxlan id 801 local 10.0.9.1 \
+      remote 10.0.9.11 dstport 10801 nolearning
+    for v in vx800 vx801; do
+      ip netns exec "$r" ethtool -K "$v" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
+      ip -n "$r" link set "$v" up
+    done
+    ip -n "$r" neigh add 169.254.8.1 lladdr 02:00:00:00:08:01 dev vx800 nud permanent
+    ip -n "$r" neigh add 169.254.8.1 lladdr 02:00:00:00:08:00 dev vx801 nud permanent
+    ip -n "$r" route add default via 169.254.8.1 dev vx800 onlink table 100
+    ip -n "$r" route add default via 169.254.8.1 dev vx801 onlink table 101
+    ip -n "$r" rule add iif lan lookup 100
+    ip -n "$r" rule add iif wan lookup 101
+  fi
+}
+
 # The inside segment: a plain bridge, no STP, forwarding at once.
 ip -n "${P}lan" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
 for i in c1 c2 "$gateway"; do ip -n "${P}lan" link set "$i" master br0; done
@@ -94,7 +157,7 @@ if [[ $topology == single ]]; then
   # The "internet" router: the appliance's public segment and two server networks. It has no
   # route to 10.0.1.0/24: a packet that leaves the appliance untranslated gets no answer.
   ip -n "${P}inet" addr add 192.0.2.1/24 dev fw
-else
+elif [[ $topology == ecmp ]]; then
   for f in fw1 fw2; do ip netns exec "$P$f" sysctl -qw net.ipv4.ip_forward=0; done
   # The inside router: the hosts' gateway, an ECMP default route over both appliances,
   # hashed on the 5-tuple so that the flows of one host spread too.
@@ -109,6 +172,8 @@ else
   for i in fw1 fw2; do ip -n "${P}inet" link set "$i" master br0; done
   ip -n "${P}inet" link set br0 up
   ip -n "${P}inet" addr add 192.0.2.1/24 dev br0
+else
+  gwlb_topology
 fi
 ip -n "${P}inet" addr add 203.0.113.1/24 dev srv1
 ip -n "${P}inet" addr add 198.51.100.1/24 dev srv2
@@ -123,6 +188,10 @@ ip -n "${P}srv" rule add from 198.51.100.10 table 100
 
 if [[ $topology == single ]]; then
   echo "testbed up (${P}*): c1 10.0.1.10, c2 10.0.1.11 -- [${P}fw lan|wan] -- 192.0.2.1 router -- servers 203.0.113.10, 198.51.100.10"
-else
+elif [[ $topology == ecmp ]]; then
   echo "testbed up (${P}*, ecmp): c1 10.0.1.10, c2 10.0.1.11 -- 10.0.1.1 router, ECMP over [${P}fw1 lan|wan 192.0.2.2] and [${P}fw2 lan|wan 192.0.2.3] -- 192.0.2.1 router -- servers"
+else
+  fws="${P}fw1 10.0.9.11"
+  [[ $topology == gwlb ]] && fws+=", ${P}fw2 10.0.9.12"
+  echo "testbed up (${P}*, $topology): c1 10.0.1.10, c2 10.0.1.11 -- 10.0.1.1 [${P}rtr] 192.0.2.2 -- 192.0.2.1 router -- servers; load balancer to $fws"
 fi
