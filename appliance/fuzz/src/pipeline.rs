@@ -48,7 +48,7 @@ use appliance::config::Config;
 use appliance::flow::HashSeed;
 use appliance::packet::{parse_frame, ChecksumCaps, EthernetAddress};
 use appliance::pipeline::{
-    Disposition, Env, Neighbours, Note, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
+    Disposition, Env, Health, Neighbours, Note, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
 use appliance::policy::Policy;
 use appliance::testing;
@@ -600,6 +600,7 @@ impl World {
                 policy: &self.policy,
                 neighbours: &self.neighbours,
                 macs: &macs,
+                health: Health::Serving,
             };
             self.shards[start].process(&env, self.now, port, &mut bufs, &mut out);
             for w in 0..workers {

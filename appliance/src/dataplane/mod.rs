@@ -187,7 +187,13 @@ pub fn run(
     let (shards, shard_counters) = make_shards(&policy0, workers)?;
     let neighbours = Arc::new(ArcSwap::from_pointee(Neighbours::new()));
     let neighbour_manager = NeighbourManager::new(neighbours.clone(), &policy0);
-    let shared = worker::Shared::new(control.policy(), neighbours, macs.clone(), workers);
+    let shared = worker::Shared::new(
+        control.policy(),
+        neighbours,
+        control.draining_flag(),
+        macs.clone(),
+        workers,
+    );
     let counters: Vec<WorkerCounters> = (0..workers).map(|_| WorkerCounters::default()).collect();
     let started = Instant::now();
     let tsc_hz = tsc::hz();
