@@ -107,7 +107,10 @@ impl<T: Trace> Shard<T> {
                 }
                 match self.probe(cx.env.health, probe, &link, pkt.bytes(), meta) {
                     Some(built) => built,
-                    None => return Disposition::Consumed,
+                    None => {
+                        self.trace.class(Class::Local);
+                        return Disposition::Consumed;
+                    }
                 }
             }
             // Unsolicited traffic to a public address is ingress without a forward; to the
