@@ -4,6 +4,7 @@
 #   make e2e    the end-to-end tests through the namespace testbed (E2E_MODE below)
 #   make baseline  the same show through Linux nftables NAT and the appliance, figures side by side
 #   make fuzz   every cargo-fuzz target for FUZZ_SECONDS each (part of make test)
+#   make gwlb-selftest  the GENEVE gateway load balancer emulator against two fake appliances (part of make test)
 #   make docker-demo   the same show with the appliance, client, router and server as containers
 #   make docker-test   that show, asserted, cleaned up even when it fails (part of make test)
 #   make docker-bench  a DPDK generator container to the appliance container over vhost-user
@@ -18,7 +19,7 @@ CARGO ?= cargo
 E2E_MODE ?= appliance
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
-.PHONY: all deps hugepages build release test lint unit dynamic configs fuzz demo e2e baseline bench bench-compare clean \
+.PHONY: all deps hugepages build release test lint unit dynamic configs fuzz gwlb-selftest demo e2e baseline bench bench-compare clean \
 	docker-image docker-demo docker-test docker-bench docker-compare docker-down \
 	image-deps image image-cloud image-test
 
@@ -63,7 +64,13 @@ export FUZZ_TARGET_DIR ?= $(HOME)/.cache/nva-fuzz-target
 fuzz: deps
 	@for t in $(FUZZ_TARGETS); do appliance/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
-test: lint unit dynamic configs fuzz docker-test image-test
+# testbed/gwlb-emu.py (the GWLB emulator) in namespaces with two reflectors standing in for
+# appliances: traffic both ways, flow stickiness, GENEVE option checks, health failover and
+# rebalance. Root; no build needed; about 25 s.
+gwlb-selftest: deps
+	python3 testbed/gwlb-emu-selftest.py -v
+
+test: lint unit dynamic configs fuzz gwlb-selftest docker-test image-test
 
 # The cloud NVA image (deploy/README.md): a GPT/UEFI Debian 12 disk, raw and qcow2, cached in
 # NVA_IMAGE_CACHE (default ~/.cache/nva-image) by a hash of its inputs. image-cloud adds the

@@ -12,6 +12,7 @@ packages=(
   iproute2 iputils-ping ethtool netcat-openbsd curl util-linux procps  # tests and testbed
   # the namespace testbed and its e2e tests (testbed/, appliance/tests/e2e.rs)
   nginx dnsmasq-base iperf3 nmap traceroute tcpdump nftables bind9-dnsutils
+  python3                            # testbed/gwlb-emu.py and its self-test (stdlib only)
 )
 # `scripts/deps.sh image`: also what building and boot-testing the cloud image needs
 # (deploy/). qemu-utils is named although qemu-system-x86 pulls it: on a machine with a newer

@@ -111,6 +111,18 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Drain the running appliance: its health probe fails (HTTP 503, a reset to a TCP
+    /// probe's SYN) while traffic keeps flowing, so that the load balancer sends new flows
+    /// to other instances before maintenance. Lasts until `appliance resume` or a restart.
+    Drain {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// End a drain: the health probe passes again.
+    Resume {
+        #[command(flatten)]
+        target: Target,
+    },
     /// What the appliance would do with one packet: its class, the rule that matches, the
     /// NAT it gets and where it goes. Runs the real pipeline on the configuration file; needs
     /// no running appliance. Exit 0 with the answer, 2 for a bad expression or file.
@@ -237,6 +249,12 @@ fn main() -> ExitCode {
             Ok(render::reload(v))
         }),
         Command::Policy { target } => ask(&target, protocol::Command::Policy, render::policy),
+        Command::Drain { target } => {
+            ask(&target, protocol::Command::Drain, |v| Ok(render::drain(v)))
+        }
+        Command::Resume { target } => {
+            ask(&target, protocol::Command::Resume, |v| Ok(render::drain(v)))
+        }
         Command::Bench {
             flows,
             duration,

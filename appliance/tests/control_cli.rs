@@ -1,6 +1,6 @@
 //! The control CLI through the real binary: `check` on every shipped config and on bad
-//! files; `stats`, `sessions`, `reload`, `policy` against a control loop served by this test
-//! process (a `Control` with a fake data path: no DPDK needed).
+//! files; `stats`, `sessions`, `reload`, `policy`, `drain` and `resume` against a control
+//! loop served by this test process (a `Control` with a fake data path: no DPDK needed).
 
 mod common;
 use appliance::config::Config;
@@ -220,6 +220,28 @@ fn stats_sessions_policy_over_the_socket() {
     let out = expect(&["policy", "--socket", s, "--json"], 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["summary"]["ports"][1]["name"], "wan");
+}
+
+#[test]
+fn drain_and_resume_over_the_socket() {
+    let a = Appliance::start("cli-drain");
+    let s = a.sock();
+    let out = expect(&["drain", "--socket", s], 0);
+    let t = stdout(&out);
+    assert!(
+        t.starts_with("draining: ") && t.contains("traffic keeps flowing"),
+        "{t}"
+    );
+    let out = expect(&["drain", "--socket", s, "--json"], 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v["draining"], &v["changed"]),
+        (&true.into(), &false.into())
+    );
+    assert!(stdout(&expect(&["stats", "--socket", s], 0)).contains("DRAINING"));
+    let out = expect(&["resume", "--config", a.config.to_str().unwrap()], 0);
+    assert!(stdout(&out).starts_with("serving"), "{}", stdout(&out));
+    assert!(!stdout(&expect(&["stats", "--socket", s], 0)).contains("DRAINING"));
 }
 
 #[test]

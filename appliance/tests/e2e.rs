@@ -922,3 +922,120 @@ fn ecmp_nat_scale_out() {
         ),
     );
 }
+
+/// The HTTP health probe through the real data path, as a load balancer sees it: curl from
+/// the router (an allowed source) gets 200 on the public address, 503 after `appliance
+/// drain` while traffic still flows both ways, 200 again after `appliance resume`; the
+/// inside address answers the same; a source outside `sources` gets no answer at all (its
+/// SYN dropped as `local_denied`). Then SIGTERM with `drain_on_stop`: the probe says 503
+/// while the appliance still forwards, and it stops by itself when the drain is over.
+/// Appliance mode only: the kernel baseline has no probe.
+#[test]
+fn health_probe_http() {
+    let test = "health_probe_http";
+    if !can_run(test) {
+        return;
+    }
+    if !modes().contains(&Mode::Appliance) {
+        println!("== {test}: appliance mode only (NVA_E2E_MODE asks for kernel)");
+        return;
+    }
+    const DRAIN_SECS: u64 = 4;
+    let options = Options {
+        config: vec![format!(
+            "[local.health_probe]\nport = 80\nprotocol = \"http\"\npath = \"/healthz\"\n\
+             sources = [\"{ROUTER}/32\", \"{C1}/32\"]\ndrain_on_stop = {DRAIN_SECS}"
+        )],
+        ..Options::default()
+    };
+    let mut tb = Testbed::up(Mode::Appliance, test, options);
+    tb.wait_ready();
+    // `curl -w`: "<status> <body>", the body one word.
+    let probe = |tb: &Testbed, host: &str, url: &str| -> String {
+        let out = tb.ok(
+            host,
+            &format!("curl -sS --max-time 5 -w ' %{{http_code}}' {url}"),
+            10,
+        );
+        out.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let public = format!("http://{PUBLIC}/healthz");
+    let inside = format!("http://{INSIDE_GW}/healthz");
+    let started = Instant::now();
+    assert_eq!(
+        probe(&tb, "inet", &public),
+        "serving 200",
+        "from the router"
+    );
+    let first_ms = started.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(probe(&tb, "c1", &inside), "serving 200", "from c1, inside");
+    assert_eq!(
+        probe(&tb, "inet", &format!("http://{PUBLIC}/")),
+        "not found 404"
+    );
+    let head = tb.ok("inet", &format!("curl -sS --max-time 5 -I {public}"), 10);
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK") && head.contains("Connection: close"),
+        "{head}"
+    );
+
+    // A source the probe does not admit: no SYN-ACK, curl times out (exit 28).
+    let denied_before = tb.stats()["drops"]["local_denied"].as_u64().unwrap_or(0);
+    for (host, url) in [("srv", &public), ("c2", &inside)] {
+        let out = tb.exec(
+            host,
+            &format!("curl -sS --connect-timeout 2 -o /dev/null {url}"),
+            10,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(28),
+            "{host} is not in sources: its connect must time out, not be answered: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let denied = tb.stats()["drops"]["local_denied"].as_u64().unwrap_or(0);
+    assert!(
+        denied >= denied_before + 2,
+        "the strangers' SYNs are counted as local_denied ({denied_before} -> {denied})"
+    );
+
+    // Drain: the probe fails, traffic flows.
+    let out = tb.control_ok("drain", &[]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.starts_with("draining"), "{said}");
+    assert_eq!(probe(&tb, "inet", &public), "draining 503");
+    assert_eq!(probe(&tb, "c1", &inside), "draining 503");
+    assert_eq!(tb.stats()["draining"], true);
+    tb.ok(
+        "c1",
+        &format!("curl -sS --max-time 10 -o /dev/null http://{SRV1}/"),
+        15,
+    );
+    port_forward(&tb, test);
+    tb.control_ok("resume", &[]);
+    assert_eq!(probe(&tb, "inet", &public), "serving 200");
+
+    // A stop with drain_on_stop: 503 while still forwarding, then the appliance ends.
+    tb.signal_appliance("TERM");
+    let term = Instant::now();
+    assert_eq!(probe(&tb, "inet", &public), "draining 503", "after SIGTERM");
+    tb.ok("c1", &format!("ping -c 2 -i 0.2 -W 2 {SRV1}"), 10);
+    let status = tb
+        .wait_appliance(Duration::from_secs(DRAIN_SECS + 10))
+        .unwrap_or_else(|| panic!("{test}: the appliance did not stop after its drain"));
+    let stopped = term.elapsed().as_secs_f64();
+    assert!(status.success(), "{test}: exit status {status}");
+    assert!(
+        stopped >= DRAIN_SECS as f64 - 0.5,
+        "{test}: stopped {stopped:.1} s after SIGTERM, before its {DRAIN_SECS} s drain"
+    );
+    figure(
+        Mode::Appliance,
+        test,
+        &format!(
+            "first probe answered in {first_ms:.0} ms; 200 -> 503 on drain -> 200 on resume; \
+             strangers unanswered; SIGTERM drained {stopped:.1} s (drain_on_stop = {DRAIN_SECS})"
+        ),
+    );
+}

@@ -5,7 +5,7 @@
 
 use appliance::packet::EthernetAddress;
 use appliance::pipeline::{
-    Disposition, Env, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
+    Disposition, Env, Health, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
 use appliance::testing::{self, seen};
 use std::net::Ipv4Addr;
@@ -100,6 +100,7 @@ fn a_million_sessions_on_one_public_address() {
         policy: &policy,
         neighbours: &neighbours,
         macs: &macs,
+        health: Health::Serving,
     };
 
     // Out: every flow's first packet, in order; remember the public port each got.

@@ -9,7 +9,7 @@ use appliance::flow::FlowKey;
 use appliance::packet::build::{self, Link};
 use appliance::packet::{EthernetAddress, IpProtocol, Vlans};
 use appliance::pipeline::{
-    Disposition, Env, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
+    Disposition, Env, Health, Neighbours, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
 use appliance::policy::Policy;
 use std::net::Ipv4Addr;
@@ -145,6 +145,7 @@ impl Workload {
             policy: &self.policy,
             neighbours: &self.neighbours,
             macs: &macs,
+            health: Health::Serving,
         };
         self.shard.process(&env, self.now, port, bufs, actions);
     }

@@ -48,7 +48,7 @@ use appliance::config::Config;
 use appliance::flow::HashSeed;
 use appliance::packet::{parse_frame, ChecksumCaps, EthernetAddress};
 use appliance::pipeline::{
-    Disposition, Env, Neighbours, Note, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
+    Disposition, Env, Health, Neighbours, Note, PacketBuf, Shard, ShardConfig, ShardCounters, VecBuf,
 };
 use appliance::policy::Policy;
 use appliance::testing;
@@ -214,15 +214,17 @@ fn config_text(s: u8, alt: bool) -> String {
     } else {
         (r#""192.0.2.2""#, "paired")
     };
-    // The other policy of a reload: the forward moves to 8081, and UDP to the servers'
-    // network is denied (sessions admitted before are re-checked).
-    let (forward, extra) = if alt {
+    // The other policy of a reload: the forward moves to 8081, UDP to the servers' network
+    // is denied (sessions admitted before are re-checked), and the health probe speaks HTTP
+    // (the harness drains while this policy is in force: 503s and refused handshakes).
+    let (forward, extra, probe) = if alt {
         (
             8081,
             "[[egress.rule]]\naction = \"deny\"\nproto = \"udp\"\ndst = [\"198.51.100.0/24\"]\n",
+            "protocol = \"http\"\npath = \"/healthz\"",
         )
     } else {
-        (8080, "")
+        (8080, "", "protocol = \"tcp\"")
     };
     let ports = testing::PORTS;
     format!(
@@ -268,6 +270,7 @@ icmp_echo = true
 
 [local.health_probe]
 port = 9999
+{probe}
 sources = ["198.51.100.0/24"]
 "#
     )
@@ -600,6 +603,11 @@ impl World {
                 policy: &self.policy,
                 neighbours: &self.neighbours,
                 macs: &macs,
+                health: if self.alt {
+                    Health::Draining
+                } else {
+                    Health::Serving
+                },
             };
             self.shards[start].process(&env, self.now, port, &mut bufs, &mut out);
             for w in 0..workers {

@@ -39,8 +39,8 @@ pub use error::{ConfigError, FieldError};
 pub use lcores::{allowed_cpus, parse_lcores};
 pub use sections::{
     Action, EgressConfig, Filtering, ForwardConfig, ForwardProto, HealthProbeConfig, IngressConfig,
-    LocalConfig, Mapping, NatConfig, Neighbour, OnReload, Pooling, RuleConfig, StaticConfig,
-    DEFAULT_MAX_SESSIONS,
+    LocalConfig, Mapping, NatConfig, Neighbour, OnReload, Pooling, ProbeProtocol, RuleConfig,
+    StaticConfig, DEFAULT_MAX_SESSIONS, DEFAULT_PROBE_PATH,
 };
 pub use value::{FromConfigText, Parsed, PortRange, Prefix, Proto};
 

@@ -8,7 +8,7 @@
 //!
 //! The whole schema, annotated, is `configs/example-policy.toml`.
 
-use super::value::{Parsed, PortRange, Prefix, Proto};
+use super::value::{FromConfigText, Parsed, PortRange, Prefix, Proto};
 use crate::flow::Timeouts;
 use crate::packet::{EthernetAddress, IpProtocol};
 use serde::Deserialize;
@@ -313,15 +313,80 @@ impl IngressConfig {
     }
 }
 
-/// A TCP health probe the appliance answers itself (a cloud load balancer's liveness check).
+/// What the health probe answers: a TCP handshake, or an HTTP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ProbeProtocol {
+    /// A SYN is answered with a SYN-ACK (a reset while draining), anything after it with a
+    /// reset: the TCP check of Azure's load balancer and of AWS target groups.
+    #[default]
+    Tcp,
+    /// A `GET` (or `HEAD`) of `path` is answered `200 OK` while the appliance takes new
+    /// flows and `503 Service Unavailable` while it drains; other paths 404, other methods
+    /// 405.
+    Http,
+}
+
+impl ProbeProtocol {
+    /// The name used in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeProtocol::Tcp => "tcp",
+            ProbeProtocol::Http => "http",
+        }
+    }
+}
+
+impl FromConfigText for ProbeProtocol {
+    fn from_config_text(text: &str) -> Result<Self, String> {
+        match text {
+            "tcp" => Ok(ProbeProtocol::Tcp),
+            "http" => Ok(ProbeProtocol::Http),
+            _ => Err("must be \"tcp\" or \"http\"".into()),
+        }
+    }
+}
+
+/// A health probe the appliance answers itself, from its data path (a cloud load balancer's
+/// liveness check of a port address: no kernel stack owns a DPDK port).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthProbeConfig {
     /// TCP port on the appliance's port addresses.
     pub port: u16,
+    /// `"tcp"` (default) or `"http"`.
+    #[serde(default = "tcp_probe")]
+    pub protocol: Parsed<ProbeProtocol>,
+    /// The path an HTTP probe asks for (`"/healthz"`); `"/"` by default. Only with
+    /// `protocol = "http"`.
+    #[serde(default)]
+    pub path: Option<String>,
     /// Who may probe (e.g. Azure's `168.63.129.16/32`); empty: anyone.
     #[serde(default)]
     pub sources: Vec<Parsed<Prefix>>,
+    /// Seconds the appliance drains before it stops on SIGTERM or SIGINT: the probe fails
+    /// (503, or a reset for a TCP probe) while traffic still flows, so that the load balancer
+    /// moves new flows away first. 0 (default): stop at once. A second signal stops at once.
+    #[serde(default)]
+    pub drain_on_stop: u32,
+}
+
+fn tcp_probe() -> Parsed<ProbeProtocol> {
+    Parsed::new("tcp")
+}
+
+/// The path of an HTTP probe when the file gives none (as AWS and Azure default to).
+pub const DEFAULT_PROBE_PATH: &str = "/";
+
+impl HealthProbeConfig {
+    /// The protocol (TCP when the file's value is invalid: validation reports it).
+    pub fn protocol(&self) -> ProbeProtocol {
+        self.protocol.ok().copied().unwrap_or_default()
+    }
+
+    /// The path an HTTP probe answers.
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or(DEFAULT_PROBE_PATH)
+    }
 }
 
 /// `[local]`: services the appliance offers on its own addresses.
@@ -330,7 +395,7 @@ pub struct HealthProbeConfig {
 pub struct LocalConfig {
     /// Answer ICMP echo requests to the appliance's port addresses (RFC 1122 3.2.2.6).
     pub icmp_echo: bool,
-    /// Answer a TCP health probe.
+    /// Answer a health probe (TCP or HTTP).
     pub health_probe: Option<HealthProbeConfig>,
 }
 

@@ -5,7 +5,7 @@
 //! parsed address, the effective private prefixes, the SNAT pool. It tolerates invalid values
 //! (it skips them), so the checks can run on a file with errors and report all of them.
 
-use super::sections::{Action, ForwardProto, RuleConfig, StaticConfig};
+use super::sections::{Action, ForwardProto, ProbeProtocol, RuleConfig, StaticConfig};
 use super::value::{Parsed, PortRange, Prefix, Proto};
 use crate::config::{Config, FieldError as E, Role};
 use crate::packet::IpProtocol;
@@ -762,6 +762,33 @@ fn once(
     }
 }
 
+/// Longest `local.health_probe.path`: a load balancer's request line fits one segment.
+pub const MAX_PROBE_PATH: usize = 256;
+/// Longest `local.health_probe.drain_on_stop`, seconds.
+pub const MAX_DRAIN_ON_STOP: u32 = 3600;
+
+/// An HTTP probe's path: an absolute path of printable ASCII without spaces or a query (RFC
+/// 9112 section 3.2.1 origin form; the query of a request is not compared).
+fn check_probe_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!(
+            "must be an absolute path starting with \"/\", like \"/{path}\""
+        ));
+    }
+    if path.len() > MAX_PROBE_PATH {
+        return Err(format!("must be at most {MAX_PROBE_PATH} bytes long"));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || *c == '?' || *c == '#')
+    {
+        return Err(format!(
+            "must be printable ASCII without spaces, \"?\" or \"#\" (found {c:?})"
+        ));
+    }
+    Ok(())
+}
+
 fn check_local(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
     let Some(probe) = &config.local.health_probe else {
         return;
@@ -777,6 +804,29 @@ fn check_local(config: &Config, facts: &Facts, errors: &mut Vec<E>) {
         if let Err(why) = s.value() {
             errors.push(E::new(format!("local.health_probe.sources[{i}]"), s, why));
         }
+    }
+    let protocol = parsed("local.health_probe.protocol", &probe.protocol, errors);
+    if let Some(path) = &probe.path {
+        if protocol == Some(ProbeProtocol::Tcp) {
+            errors.push(E::new(
+                "local.health_probe.path",
+                path,
+                "is only for protocol = \"http\": a TCP probe has no path",
+            ));
+        } else if let Err(why) = check_probe_path(path) {
+            errors.push(E::new("local.health_probe.path", path, why));
+        }
+    }
+    if probe.drain_on_stop > MAX_DRAIN_ON_STOP {
+        errors.push(E::new(
+            "local.health_probe.drain_on_stop",
+            probe.drain_on_stop,
+            format!(
+                "must be at most {MAX_DRAIN_ON_STOP} seconds (and below the time the \
+                 supervisor waits for a stop: TimeoutStopSec=30 in the image's \
+                 appliance.service)"
+            ),
+        ));
     }
     for (i, f) in config.ingress.forward.iter().enumerate() {
         let on_port = f

@@ -109,6 +109,7 @@ pub struct Control {
     requests: Option<Receiver<Pending>>,
     exporter: Option<Exporter>,
     reload_flag: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
     sighup: Option<signal_hook::SigId>,
     stamp: Option<FileStamp>,
     last_watch: Instant,
@@ -148,6 +149,7 @@ impl Control {
             requests,
             exporter,
             reload_flag: Arc::new(AtomicBool::new(false)),
+            draining: Arc::new(AtomicBool::new(false)),
             sighup: None,
             stamp,
             last_watch: Instant::now(),
@@ -205,6 +207,62 @@ impl Control {
     /// Whether a reload has been asked for and not yet done.
     pub fn reload_requested(&self) -> bool {
         self.reload_flag.load(Ordering::SeqCst)
+    }
+
+    /// The drain flag, for the workers: each reads it once per burst (a relaxed load) into
+    /// its [`Env::health`](crate::pipeline::Env::health).
+    pub fn draining_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.draining)
+    }
+
+    /// Whether the appliance drains.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Starts (`on`) or ends a drain, saying `why` in the log; returns whether the state
+    /// changed. Draining only changes what the health probe answers: sessions, new flows and
+    /// the policy are untouched. It lasts until [`Control::set_draining`] turns it off or
+    /// the process ends (a restart serves again).
+    pub fn set_draining(&mut self, on: bool, why: &str) -> bool {
+        let changed = self.draining.swap(on, Ordering::SeqCst) != on;
+        if changed {
+            let probe = self.probe_description();
+            if on {
+                info!(
+                    why,
+                    probe = probe.as_deref().unwrap_or("none"),
+                    "draining: the health probe fails, traffic keeps flowing"
+                );
+                if probe.is_none() {
+                    warn!("draining without [local.health_probe]: no load balancer can tell");
+                }
+            } else {
+                info!(
+                    why,
+                    probe = probe.as_deref().unwrap_or("none"),
+                    "serving: the health probe passes again"
+                );
+            }
+        }
+        changed
+    }
+
+    /// The health probe in force, in words (`http GET /healthz on tcp/80`), if any.
+    fn probe_description(&self) -> Option<String> {
+        let policy = self.policy.load();
+        policy
+            .local
+            .health_probe
+            .as_ref()
+            .map(|h| match &h.http_path {
+                Some(path) => format!(
+                    "http GET {} on tcp/{}",
+                    String::from_utf8_lossy(path),
+                    h.port
+                ),
+                None => format!("tcp/{}", h.port),
+            })
     }
 
     /// Makes SIGHUP ask for a reload (done at the next tick). Undone when `self` drops.
@@ -353,6 +411,7 @@ impl Control {
                 "protocol": VERSION,
                 "uptime_secs": self.started.elapsed().as_secs_f64(),
                 "generation": self.generation(),
+                "draining": self.draining(),
             })),
             Command::Stats => to_response(&self.snapshot(view)),
             Command::Sessions { filter, limit } => {
@@ -381,6 +440,15 @@ impl Control {
                 Ok(report) => to_response(&report),
                 Err(e) => Response::error(e.to_string()),
             },
+            Command::Drain | Command::Resume => {
+                let on = *command == Command::Drain;
+                let changed = self.set_draining(on, "asked on the control socket");
+                Response::ok(serde_json::json!({
+                    "draining": on,
+                    "changed": changed,
+                    "probe": self.probe_description(),
+                }))
+            }
             Command::Policy => {
                 let summary = PolicySummary::new(&self.config, &self.current());
                 to_response(&serde_json::json!({
@@ -396,6 +464,7 @@ impl Control {
         let mut s = view.snapshot();
         s.policy_generation = self.generation();
         s.reloads = self.reloads;
+        s.draining = self.draining();
         s
     }
 

@@ -31,6 +31,7 @@ pub const METRICS: &[(&str, Kind, &[&str], &str)] = &[
     ("nva_uptime_seconds", Kind::Gauge, &[], "Seconds since the data path started."),
     ("nva_policy_generation", Kind::Gauge, &[], "Generation of the policy in force (1 at start, +1 per successful reload)."),
     ("nva_reloads_total", Kind::Counter, &["result"], "Configuration reloads, by result: ok (new policy published) or failed (refused, old policy kept)."),
+    ("nva_draining", Kind::Gauge, &[], "1 while the appliance drains (its health probe fails, traffic still flows), else 0."),
     ("nva_port_rx_packets_total", Kind::Counter, &["port"], "Packets received on the port."),
     ("nva_port_rx_bytes_total", Kind::Counter, &["port"], "Bytes received on the port."),
     ("nva_port_tx_packets_total", Kind::Counter, &["port"], "Packets sent on the port."),
@@ -167,6 +168,7 @@ fn record(s: &Snapshot) {
     gauge!("nva_policy_generation").set(s.policy_generation as f64);
     counter!("nva_reloads_total", "result" => "ok").absolute(s.reloads.ok);
     counter!("nva_reloads_total", "result" => "failed").absolute(s.reloads.failed);
+    gauge!("nva_draining").set(if s.draining { 1.0 } else { 0.0 });
     for p in &s.ports {
         let port = p.name.clone();
         for (name, v) in [

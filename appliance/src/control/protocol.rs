@@ -47,6 +47,11 @@ pub enum Command {
     Reload,
     /// The running policy: generation, source, summary.
     Policy,
+    /// Make the health probe fail (HTTP 503, a reset to a TCP probe's SYN) while traffic
+    /// keeps flowing, so that a load balancer sends new flows elsewhere.
+    Drain,
+    /// Make the health probe pass again after a drain.
+    Resume,
 }
 
 /// A reply as sent on the wire.
@@ -107,7 +112,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         None => return Err("request has no protocol version \"v\"".to_string()),
     }
     if let Some(cmd) = value.get("cmd").and_then(serde_json::Value::as_str) {
-        const KNOWN: [&str; 5] = ["version", "stats", "sessions", "reload", "policy"];
+        const KNOWN: [&str; 7] = [
+            "version", "stats", "sessions", "reload", "policy", "drain", "resume",
+        ];
         if !KNOWN.contains(&cmd) {
             return Err(format!(
                 "unknown command {cmd:?} (known: {})",
@@ -155,6 +162,8 @@ mod tests {
             },
             Command::Reload,
             Command::Policy,
+            Command::Drain,
+            Command::Resume,
         ] {
             let r = Request {
                 v: VERSION,
@@ -180,6 +189,7 @@ mod tests {
             ("{\"v\":1}", "no \"cmd\""),
             ("{\"v\":1,\"cmd\":\"frob\"}", "unknown command \"frob\""),
             ("{\"v\":1,\"cmd\":\"stats\",\"extra\":1}", "bad request"),
+            ("{\"v\":1,\"cmd\":\"drain\",\"for\":30}", "bad request"),
             (
                 "{\"v\":1,\"cmd\":\"sessions\",\"limit\":\"x\"}",
                 "bad request",

@@ -33,11 +33,16 @@ pub fn stats(v: &Value) -> String {
     let reloads = v.get("reloads").unwrap_or(&Value::Null);
     let _ = writeln!(
         out,
-        "uptime {:.1} s, policy generation {}, reloads {} ok / {} failed",
+        "uptime {:.1} s, policy generation {}, reloads {} ok / {} failed{}",
         f(v, "uptime_secs"),
         u(v, "policy_generation"),
         u(reloads, "ok"),
-        u(reloads, "failed")
+        u(reloads, "failed"),
+        if v.get("draining").and_then(Value::as_bool) == Some(true) {
+            ", DRAINING (health probe fails)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         out,
@@ -238,6 +243,36 @@ pub fn reload(v: &Value) -> String {
     out
 }
 
+/// `appliance drain` and `appliance resume`: the state now, and what the probe answers.
+pub fn drain(v: &Value) -> String {
+    let draining = v.get("draining").and_then(Value::as_bool) == Some(true);
+    let mut out = String::from(
+        match (draining, v.get("changed").and_then(Value::as_bool)) {
+            (true, Some(false)) => "already draining",
+            (true, _) => "draining",
+            (false, Some(false)) => "already serving",
+            (false, _) => "serving",
+        },
+    );
+    match v.get("probe").and_then(Value::as_str) {
+        Some(probe) => {
+            let answer = match (draining, probe.starts_with("http")) {
+                (true, true) => "503 Service Unavailable",
+                (true, false) => "a reset (connection refused)",
+                (false, true) => "200 OK",
+                (false, false) => "a SYN-ACK",
+            };
+            let _ = write!(out, ": the health probe ({probe}) answers {answer}");
+        }
+        None => out.push_str(
+            ": no health probe is configured ([local.health_probe]), so no load balancer \
+             can tell",
+        ),
+    }
+    out.push_str("; traffic keeps flowing\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +298,23 @@ mod tests {
         }
         // Garbage in: no panic, zeros out.
         assert!(stats(&serde_json::json!({"ports": 3})).contains("drops: 0"));
+    }
+
+    #[test]
+    fn drain_says_what_the_probe_answers() {
+        let t = drain(&serde_json::json!({
+            "draining": true, "changed": true, "probe": "http GET /healthz on tcp/80"
+        }));
+        assert!(t.starts_with("draining: "), "{t}");
+        assert!(t.contains("503"), "{t}");
+        let t =
+            drain(&serde_json::json!({"draining": false, "changed": false, "probe": "tcp/8080"}));
+        assert!(t.starts_with("already serving"), "{t}");
+        assert!(t.contains("SYN-ACK"), "{t}");
+        let t = drain(&serde_json::json!({"draining": true, "changed": true}));
+        assert!(t.contains("no health probe"), "{t}");
+        let t = stats(&serde_json::json!({"draining": true}));
+        assert!(t.contains("DRAINING"), "{t}");
     }
 
     #[test]

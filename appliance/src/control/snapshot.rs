@@ -36,6 +36,10 @@ pub struct Snapshot {
     pub nat: NatSnapshot,
     /// Reloads since start. Filled in by [`super::Control`].
     pub reloads: ReloadCounts,
+    /// Whether the appliance drains (`appliance drain`, or a stop with
+    /// `local.health_probe.drain_on_stop`): its health probe fails, traffic still flows.
+    /// Filled in by [`super::Control`].
+    pub draining: bool,
 }
 
 /// One port's counters: what the workers counted and what the driver counted.

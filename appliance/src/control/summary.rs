@@ -230,7 +230,15 @@ impl PolicySummary {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                format!("tcp/{} from {from}", h.port)
+                let what = match &h.http_path {
+                    Some(path) => format!("http GET {}", String::from_utf8_lossy(path)),
+                    None => "syn-ack".to_string(),
+                };
+                let drain = match h.drain_on_stop {
+                    0 => String::new(),
+                    s => format!(", drains {s} s before a stop"),
+                };
+                format!("tcp/{} ({what}) from {from}{drain}", h.port)
             }),
             control: ControlSummary {
                 socket: config
@@ -399,7 +407,7 @@ mod tests {
         assert_eq!(s.snat.address_count, 5);
         assert_eq!(
             s.health_probe.as_deref(),
-            Some("tcp/8080 from 168.63.129.16/32")
+            Some("tcp/8080 (syn-ack) from 168.63.129.16/32")
         );
         let back: PolicySummary =
             serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();

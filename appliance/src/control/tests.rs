@@ -364,6 +364,52 @@ fn concurrent_reloads_are_serialised() {
 }
 
 #[test]
+fn drain_and_resume_through_the_socket() {
+    let dir = Scratch::new("drain");
+    let probe = "[local.health_probe]\nport = 80\nprotocol = \"http\"\npath = \"/healthz\"\n";
+    let text = format!("{}\n{probe}", config(&dir.socket(), ""));
+    let (path, control) = start(&dir, &text);
+    let flag = control.draining_flag();
+    let sock = control.socket_path().unwrap().to_path_buf();
+    let bg = Background::start(control, view());
+    assert!(
+        !flag.load(std::sync::atomic::Ordering::SeqCst),
+        "serving at start"
+    );
+    let r = ask(&sock, Command::Drain);
+    assert!(r.ok, "{r:?}");
+    let data = r.data.unwrap();
+    assert_eq!(data["draining"], true);
+    assert_eq!(data["changed"], true);
+    assert_eq!(data["probe"], "http GET /healthz on tcp/80");
+    assert!(
+        flag.load(std::sync::atomic::Ordering::SeqCst),
+        "the workers' flag"
+    );
+    assert!(render::drain(&data).contains("503"));
+    assert_eq!(ask(&sock, Command::Drain).data.unwrap()["changed"], false);
+    let stats = ask(&sock, Command::Stats).data.unwrap();
+    assert_eq!(stats["draining"], true);
+    assert_eq!(ask(&sock, Command::Version).data.unwrap()["draining"], true);
+    // A reload leaves the drain as it is: it is the operator's, not the file's.
+    std::fs::write(
+        &path,
+        format!("{}\n{probe}", config(&dir.socket(), DENY_SMTP)),
+    )
+    .unwrap();
+    assert!(ask(&sock, Command::Reload).ok);
+    assert!(flag.load(std::sync::atomic::Ordering::SeqCst));
+    let r = ask(&sock, Command::Resume).data.unwrap();
+    assert_eq!(
+        (&r["draining"], &r["changed"]),
+        (&false.into(), &true.into())
+    );
+    assert!(!flag.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(ask(&sock, Command::Stats).data.unwrap()["draining"], false);
+    bg.stop();
+}
+
+#[test]
 fn sighup_reloads_at_the_next_tick() {
     let dir = Scratch::new("sighup");
     let (path, mut control) = start(&dir, &config("socket = \"\"", ""));

@@ -187,7 +187,13 @@ pub fn run(
     let (shards, shard_counters) = make_shards(&policy0, workers)?;
     let neighbours = Arc::new(ArcSwap::from_pointee(Neighbours::new()));
     let neighbour_manager = NeighbourManager::new(neighbours.clone(), &policy0);
-    let shared = worker::Shared::new(control.policy(), neighbours, macs.clone(), workers);
+    let shared = worker::Shared::new(
+        control.policy(),
+        neighbours,
+        control.draining_flag(),
+        macs.clone(),
+        workers,
+    );
     let counters: Vec<WorkerCounters> = (0..workers).map(|_| WorkerCounters::default()).collect();
     let started = Instant::now();
     let tsc_hz = tsc::hz();
@@ -475,7 +481,33 @@ impl<'v, 'a, 'eal> ControlLoop<'v, 'a, 'eal> {
         mut bench: Option<(&Bench<'_>, &mut Phases)>,
     ) {
         let view = self.view;
-        while !self.stop.load(Ordering::SeqCst) {
+        // When a signal's stop waits for a drain: the moment it ends.
+        let mut drained_at: Option<Instant> = None;
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                let policy = control.current();
+                let wait = policy
+                    .local
+                    .health_probe
+                    .as_ref()
+                    .map_or(0, |h| h.drain_on_stop);
+                if drained_at.is_some() || wait == 0 {
+                    break;
+                }
+                // The first signal drains; the next one (the flag set again) stops at once.
+                self.stop.store(false, Ordering::SeqCst);
+                control.set_draining(true, "stop asked by a signal");
+                info!(
+                    seconds = wait,
+                    "stop asked: draining first (local.health_probe.drain_on_stop); a second \
+                     signal stops at once"
+                );
+                drained_at = Some(Instant::now() + Duration::from_secs(u64::from(wait)));
+            }
+            if drained_at.is_some_and(|t| Instant::now() >= t) {
+                info!("drain over: stopping");
+                break;
+            }
             match bench.as_mut() {
                 Some((b, phases)) => {
                     let created: u64 = view.shards.iter().map(|s| s.created()).sum();

@@ -212,6 +212,7 @@ impl DataplaneView for View<'_, '_> {
                 exhaustion_total: self.shards.iter().map(|s| s.nat_exhausted()).sum(),
             },
             reloads: Default::default(),
+            draining: false,
         }
     }
 

@@ -7,7 +7,7 @@ use super::counters::{bump, WorkerCounters};
 use super::view::DumpSlot;
 use crate::packet::EthernetAddress;
 use crate::pipeline::{
-    Discard, Disposition, Env, Neighbours, Note, PacketBuf, Shard, ShardCounters,
+    Discard, Disposition, Env, Health, Neighbours, Note, PacketBuf, Shard, ShardCounters,
 };
 use crate::policy::Policy;
 use arc_swap::ArcSwap;
@@ -57,23 +57,30 @@ pub struct Shared<'eal> {
     pub dumps: Vec<DumpSlot>,
     /// Set to stop every worker.
     pub stop: AtomicBool,
+    /// Set while the appliance drains (the control thread's [`Control::draining_flag`]):
+    /// what the health probe answers.
+    ///
+    /// [`Control::draining_flag`]: crate::control::Control::draining_flag
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Packets each handoff ring holds (per pair of workers).
 const HANDOFF_RING: usize = 4096;
 
 impl<'eal> Shared<'eal> {
-    /// What `workers` workers share: the published `policy` and `neighbours`, each port's
-    /// MAC, empty rings, queues and session-listing slots.
+    /// What `workers` workers share: the published `policy` and `neighbours`, the drain
+    /// flag, each port's MAC, empty rings, queues and session-listing slots.
     pub fn new(
         policy: Arc<ArcSwap<Policy>>,
         neighbours: Arc<ArcSwap<Neighbours>>,
+        draining: Arc<AtomicBool>,
         macs: Vec<EthernetAddress>,
         workers: usize,
     ) -> Self {
         Shared {
             policy,
             neighbours,
+            draining,
             rings: (0..workers)
                 .map(|_| {
                     (0..workers)
@@ -169,6 +176,11 @@ impl<'eal> Worker<'_, 'eal> {
                 policy: policies.load(),
                 neighbours: neighbour_tables.load(),
                 macs: &shared.macs,
+                health: if shared.draining.load(Ordering::Relaxed) {
+                    Health::Draining
+                } else {
+                    Health::Serving
+                },
             };
             let mut moved = 0u64;
             for (port, queue) in &mut self.rx {

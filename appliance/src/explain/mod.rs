@@ -30,8 +30,8 @@ use crate::config::{Action, Config, Role};
 use crate::flow::HashSeed;
 use crate::packet::{EthernetAddress, TcpFlags};
 use crate::pipeline::{
-    Disposition, Env, Neighbours, Reason, Rules, SessionFilter, SessionInfo, Shard, ShardConfig,
-    ShardCounters, Trace, Translation, VecBuf,
+    Disposition, Env, Health, Neighbours, Reason, Rules, SessionFilter, SessionInfo, Shard,
+    ShardConfig, ShardCounters, Trace, Translation, VecBuf,
 };
 use crate::policy::{Decision, Policy};
 use serde::Serialize;
@@ -453,6 +453,7 @@ impl<'a> Bench<'a> {
             policy: self.policy,
             neighbours: &self.neighbours,
             macs: &self.macs,
+            health: Health::Serving,
         };
         let mut bufs = [VecBuf::new(frame)];
         let mut out = [Disposition::Consumed];

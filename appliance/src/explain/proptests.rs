@@ -503,6 +503,7 @@ impl Reference {
             policy,
             neighbours: &self.neighbours,
             macs: &MACS,
+            health: Health::Serving,
         };
         let mut bufs = [VecBuf::new(frame)];
         let mut out = [Disposition::Consumed];

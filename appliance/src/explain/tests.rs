@@ -618,6 +618,21 @@ fn health_probe_is_local() {
     assert_eq!(o.tcp_flags.as_deref(), Some("syn,ack"));
     let x = run(EXAMPLE, "tcp 192.0.2.9:50000 -> 203.0.113.2:8080");
     dropped(&x.step, Class::Local, "local_denied");
+    // A reset to the probe needs no answer: used up, not dropped, and still local.
+    let x = run(
+        EXAMPLE,
+        "tcp 168.63.129.16:50000 -> 203.0.113.2:8080 flags rst",
+    );
+    assert_eq!(
+        (x.step.class, x.step.verdict.action),
+        (Class::Local, Handling::Consume)
+    );
+    // An HTTP probe answers the handshake the same way.
+    let http = EXAMPLE.replace("protocol = \"tcp\"", "protocol = \"http\"");
+    assert_ne!(http, EXAMPLE);
+    let x = run(&http, "tcp 168.63.129.16:50000 -> 203.0.113.2:8080");
+    let o = leaves(&x.step, Class::Local, Handling::Answer, "wan");
+    assert_eq!(o.tcp_flags.as_deref(), Some("syn,ack"));
 }
 
 #[test]

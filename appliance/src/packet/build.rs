@@ -1,5 +1,5 @@
 //! Builders for the frames the appliance sends itself: ARP, ICMP echo replies and errors, TCP
-//! resets, the health probe's SYN-ACK; a plain UDP datagram, the traffic the benchmark generators make; and any IPv4
+//! resets, the health probe's SYN-ACK and later segments; a plain UDP datagram, the traffic the benchmark generators make; and any IPv4
 //! packet around transport bytes, the frame `explain` and the tests start from.
 //!
 //! Each writes a whole Ethernet frame into a caller-provided buffer (the data path does not
@@ -368,6 +368,52 @@ pub fn tcp_syn_ack(buf: &mut [u8], link: &Link, syn: &[u8], isn: u32) -> Result<
         ack_number: seg.seq_number().wrapping_add(1),
         window_len: SYN_ACK_WINDOW,
         max_seg_size: Some(SYN_ACK_MSS),
+        ..tcp::Repr::default()
+    };
+    tcp_reply(buf, link, &ip, &repr)
+}
+
+/// A segment of the health probe's side of a connection it keeps no state for: the
+/// sequence and acknowledgment numbers the caller worked out from the segment it answers,
+/// the control bits, and the data (an HTTP response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment<'a> {
+    /// Sequence number of the first byte (or of the SYN or FIN).
+    pub seq: u32,
+    /// Acknowledgment number (sent with the ACK bit in `flags`).
+    pub ack: u32,
+    /// Control bits.
+    pub flags: Flags,
+    /// Data.
+    pub payload: &'a [u8],
+}
+
+/// The segment `seg` back to the sender of `received` (an IPv4 packet carrying TCP), from the
+/// address and port it was sent to, with the window of [`tcp_syn_ack`]: the health probe's
+/// answers after its SYN-ACK (data with FIN, or the ACK of a FIN), RFC 9293 section 3.10.7.4.
+///
+/// # Errors
+/// IPv4 and TCP validation errors of `received`, [`Error::ReplyNotAllowed`] when it is not
+/// TCP or a non-first fragment, [`Error::BufferTooSmall`].
+pub fn tcp_answer(
+    buf: &mut [u8],
+    link: &Link,
+    received: &[u8],
+    seg: &Segment<'_>,
+) -> Result<usize, Error> {
+    let ip = ipv4::Packet::new_checked(received)?;
+    if ip.protocol() != IpProtocol::TCP || !ip.is_first_fragment() {
+        return Err(Error::ReplyNotAllowed);
+    }
+    let theirs = tcp::Packet::new_checked(ip.payload())?;
+    let repr = tcp::Repr {
+        src_port: theirs.dst_port(),
+        dst_port: theirs.src_port(),
+        flags: seg.flags,
+        seq_number: seg.seq,
+        ack_number: seg.ack,
+        window_len: SYN_ACK_WINDOW,
+        payload: seg.payload,
         ..tcp::Repr::default()
     };
     tcp_reply(buf, link, &ip, &repr)
@@ -772,6 +818,40 @@ mod tests {
         assert_eq!(
             tcp_syn_ack(&mut buf, &LINK, &syn[..39], 1),
             Err(Error::Ipv4Truncated)
+        );
+    }
+
+    #[test]
+    fn answer_carries_data_and_fin() {
+        let get = tcp_segment(
+            tcp::Flags::ACK | tcp::Flags::PSH,
+            1001,
+            5001,
+            b"GET / HTTP/1.1\r\n",
+        );
+        let mut buf = [0u8; 256];
+        let seg = Segment {
+            seq: 5001,
+            ack: 1017,
+            flags: tcp::Flags::ACK | tcp::Flags::PSH | tcp::Flags::FIN,
+            payload: b"HTTP/1.1 200 OK\r\n\r\n",
+        };
+        let n = tcp_answer(&mut buf, &LINK, &get, &seg).unwrap();
+        let r = segment_of(&buf[..n]);
+        assert_eq!((r.src_port, r.dst_port), (22, 40000));
+        assert_eq!(
+            (r.seq_number, r.ack_number, r.flags),
+            (5001, 1017, seg.flags)
+        );
+        assert_eq!(r.payload, seg.payload);
+        assert_eq!(r.window_len, SYN_ACK_WINDOW);
+        assert_eq!(
+            tcp_answer(&mut buf, &LINK, &udp_packet(OUR_IP, 4), &seg),
+            Err(Error::ReplyNotAllowed)
+        );
+        assert_eq!(
+            tcp_answer(&mut buf[..70], &LINK, &get, &seg),
+            Err(Error::BufferTooSmall)
         );
     }
 

@@ -25,12 +25,13 @@
 //! | [`ipv4`] | the IPv4 header: view, `Repr`, TTL decrement, address-only rewrite, [`Endpoint`] | `checksum` |
 //! | [`ipv6`] | the IPv6 header and its extension-header walk | - |
 //! | [`tcp`], [`udp`] | one transport each: view, `Repr`, header checks, options (TCP) | `checksum` |
+//! | [`http`] | the health probe's HTTP/1.x: a request line read, a closing response written | `error` |
 //! | [`icmp`] | ICMP messages: view, `Repr`, the check that an error carries a quote | `checksum`, `ipv4` |
 //! | [`tuple`](mod@tuple) | [`FiveTuple`], the ports of any transport, `Ipv4Packet::five_tuple` | `ipv4`, `tcp`, `udp`, `icmp` |
 //! | [`quote`] | the packet an ICMP error quotes: [`IcmpQuote`], its tuple and rewrite, `IcmpPacket::quote` | `checksum`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple` |
 //! | [`translate`] | the NAT rewrite of a session's packet and of an ICMP error about one (`Ipv4Packet::translate_icmp_error`), [`Offsets`], `Ipv4Packet::offsets`, MACs | `checksum`, `ethernet`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple`, `quote` |
 //! | `parse.rs` | [`parse_frame`], [`common_ipv4`]: a received frame classified in one pass | the header files, `tuple`, `translate` |
-//! | [`build`] | the frames the appliance sends itself | `checksum`, `ethernet`, `arp`, `ipv4`, `icmp`, `tcp`, `udp` |
+//! | [`build`] | the frames the appliance sends itself (the health probe's segments carry [`http`]'s bytes, which it does not read) | `checksum`, `ethernet`, `arp`, `ipv4`, `icmp`, `tcp`, `udp` |
 //! | `exercise.rs` | every parser and rewrite over arbitrary bytes, for the fuzz target and the property tests | `build`, `parse`, `translate` and the rest |
 
 #![warn(missing_docs)]
@@ -239,6 +240,7 @@ pub mod error;
 pub mod ethernet;
 #[doc(hidden)]
 pub mod exercise;
+pub mod http;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;

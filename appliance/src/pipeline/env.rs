@@ -1,6 +1,6 @@
-//! What a worker reads besides its own sessions: the policy, the neighbour table and the
-//! ports' MAC addresses. The control thread publishes new policies and neighbour tables;
-//! workers take the current ones once per burst.
+//! What a worker reads besides its own sessions: the policy, the neighbour table, the
+//! ports' MAC addresses and whether the appliance drains. The control thread publishes new
+//! policies and neighbour tables; workers take the current ones once per burst.
 
 use crate::config::Role;
 use crate::packet::EthernetAddress;
@@ -59,6 +59,30 @@ impl Neighbours {
     }
 }
 
+/// Whether the appliance asks for new flows: what its health probe says. An operator drains
+/// it (`appliance drain`, or a stop with `local.health_probe.drain_on_stop`) so that a load
+/// balancer sends new flows elsewhere before maintenance; the data path itself carries on
+/// exactly as before, sessions and new flows alike. The control thread sets it; workers read
+/// it once per burst (a relaxed atomic load), never under a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Health {
+    /// The probe passes: HTTP 200, a SYN-ACK.
+    #[default]
+    Serving,
+    /// The probe fails: HTTP 503, a reset to a SYN.
+    Draining,
+}
+
+impl Health {
+    /// The name `appliance stats` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Serving => "serving",
+            Health::Draining => "draining",
+        }
+    }
+}
+
 /// One burst's view of the world, borrowed from the published snapshots.
 #[derive(Debug, Clone, Copy)]
 pub struct Env<'a> {
@@ -68,6 +92,8 @@ pub struct Env<'a> {
     pub neighbours: &'a Neighbours,
     /// Each port's MAC address, by port index.
     pub macs: &'a [EthernetAddress],
+    /// What the health probe answers.
+    pub health: Health,
 }
 
 /// What every stage reads of the burst it processes: the world ([`Env`]), the clock, the

@@ -1,19 +1,21 @@
 //! What the appliance answers itself: ARP for its addresses, ICMP echo, the health probe,
 //! ICMP time exceeded; and what it learns from ARP.
 
-use std::net::Ipv4Addr;
-
 use super::action::{Disposition, Note};
 use super::buf::PacketBuf;
 use super::class::{Class, Trace};
 use super::classify::side_of;
-use super::env::Ctx;
+use super::env::{Ctx, Health};
 use super::meta::{Kind, Meta};
 use super::reason::Discard;
 use super::shard::Shard;
-use crate::packet::build::{self, Link};
+use crate::packet::build::{self, Link, Segment};
+use crate::packet::http::{Method, Request, Response, Status};
 use crate::packet::icmp::TimeExceeded;
-use crate::packet::{ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, TcpPacket, Vlans};
+use crate::packet::{
+    ArpOperation, ArpPacket, Error, EthernetAddress, EthernetFrame, TcpFlags, TcpPacket, Vlans,
+};
+use crate::policy::HealthProbe;
 
 impl<T: Trace> Shard<T> {
     /// Packets that take no part in the burst's session lookups: ARP, ICMP errors, other
@@ -103,16 +105,12 @@ impl<T: Trace> Shard<T> {
                 if !probe.admits(src) {
                     return self.discard(Discard::LocalDenied);
                 }
-                let flags = meta.tcp_flags;
-                if flags.syn() && !flags.ack() {
-                    // Stage 1 checked the TCP header.
-                    let tcp = TcpPacket::new_unchecked(&pkt.bytes()[meta.at.transport()]);
-                    let isn = initial_seq(dst, src, tcp.seq_number());
-                    build::tcp_syn_ack(&mut self.scratch, &link, &pkt.bytes()[ip], isn)
-                } else if flags.rst() {
-                    return self.discard(Discard::LocalUnhandled);
-                } else {
-                    build::tcp_rst(&mut self.scratch, &link, &pkt.bytes()[ip])
+                match self.probe(cx.env.health, probe, &link, pkt.bytes(), meta) {
+                    Some(built) => built,
+                    None => {
+                        self.trace.class(Class::Local);
+                        return Disposition::Consumed;
+                    }
                 }
             }
             // Unsolicited traffic to a public address is ingress without a forward; to the
@@ -126,6 +124,92 @@ impl<T: Trace> Shard<T> {
             Ok(len) => self.reply(cx.in_port, pkt, len),
             Err(e) => self.discard(e),
         }
+    }
+
+    /// The health probe's answer to a TCP segment from a source it admits, written to the
+    /// scratch buffer; `None` when the segment needs none (a RST, the ACK of the SYN-ACK or
+    /// of the response). No state is kept between segments: the SYN-ACK's sequence number is
+    /// a keyed hash of the connection ([`initial_seq`]), and a later segment is answered
+    /// from its own numbers.
+    ///
+    /// TCP probe: a SYN gets a SYN-ACK while serving and a reset while draining (the
+    /// connect fails, as with nothing listening); anything else but a RST gets a reset.
+    ///
+    /// HTTP probe, one short connection per check (RFC 9112 section 9.6, `Connection:
+    /// close`): the SYN gets a SYN-ACK; the segment with the request (one segment: a load
+    /// balancer's request line and fields are short) gets the whole response with ACK, PSH
+    /// and FIN, provided it acknowledges our SYN-ACK and starts right after the client's SYN
+    /// (else a reset: the request of no handshake of ours); a FIN gets its ACK, with our FIN
+    /// when no response went out before (the client closed without asking).
+    fn probe(
+        &mut self,
+        health: Health,
+        probe: &HealthProbe,
+        link: &Link,
+        frame: &[u8],
+        meta: &Meta,
+    ) -> Option<Result<usize, Error>> {
+        let received = &frame[meta.at.ip()];
+        // Stage 1 checked the TCP header.
+        let tcp = TcpPacket::new_unchecked(&frame[meta.at.transport()]);
+        let (flags, seq, ack) = (meta.tcp_flags, tcp.seq_number(), tcp.ack_number());
+        let key = self.probe_key;
+        let isn = |client_isn: u32| initial_seq(key, meta, client_isn);
+        let out = &mut self.scratch;
+        if flags.rst() {
+            return None;
+        }
+        if flags.syn() && !flags.ack() {
+            let out = if probe.http_path.is_none() && health == Health::Draining {
+                build::tcp_rst(out, link, received)
+            } else {
+                build::tcp_syn_ack(out, link, received, isn(seq))
+            };
+            return Some(out);
+        }
+        let Some(path) = probe.http_path.as_deref() else {
+            return Some(build::tcp_rst(out, link, received));
+        };
+        if flags.syn() || !flags.ack() {
+            return Some(build::tcp_rst(out, link, received));
+        }
+        let data = tcp.payload();
+        // The first segment after the handshake: it acknowledges our ISN and carries the
+        // client's first byte.
+        let first = ack == isn(seq.wrapping_sub(1)).wrapping_add(1);
+        let fin = u32::from(flags.fin());
+        if !data.is_empty() {
+            if !first {
+                return Some(build::tcp_rst(out, link, received));
+            }
+            let mut text = [0u8; Response::MAX_LEN];
+            let response = response(health, path, data);
+            let n = match response.emit(&mut text) {
+                Ok(n) => n,
+                Err(e) => return Some(Err(e)),
+            };
+            let seg = Segment {
+                seq: ack,
+                ack: seq.wrapping_add(data.len() as u32 + fin),
+                flags: TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN,
+                payload: &text[..n],
+            };
+            return Some(build::tcp_answer(out, link, received, &seg));
+        }
+        if flags.fin() {
+            let seg = Segment {
+                seq: ack,
+                ack: seq.wrapping_add(1),
+                flags: if first {
+                    TcpFlags::ACK | TcpFlags::FIN
+                } else {
+                    TcpFlags::ACK
+                },
+                payload: &[],
+            };
+            return Some(build::tcp_answer(out, link, received, &seg));
+        }
+        None
     }
 
     /// TTL would expire here: answer with ICMP time exceeded from the receiving port's address
@@ -223,11 +307,52 @@ fn vlans(frame: &[u8]) -> Vlans {
         .unwrap_or(Vlans::None)
 }
 
-/// The initial sequence number of the health probe's SYN-ACK from `src` to `dst` answering
-/// sequence number `seq`: not predictable from outside the host (RFC 9293 section 3.4.1),
-/// and with no state kept, the same for a retransmitted SYN.
-fn initial_seq(src: Ipv4Addr, dst: Ipv4Addr, seq: u32) -> u32 {
-    let x = u64::from(u32::from(src)) << 32 | u64::from(u32::from(dst)) ^ u64::from(seq);
-    let h = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (h >> 32) as u32 ^ std::process::id()
+/// The initial sequence number of the health probe's SYN-ACK on the connection of `meta`
+/// whose SYN had sequence number `client_isn`: a keyed hash (SipHash) of both, so that it
+/// is not predictable from outside the host (RFC 9293 section 3.4.1), a retransmitted SYN
+/// gets the same one, and a later segment can be checked without state: it acknowledges
+/// this number plus one and carries the client's ISN plus one (as SYN cookies do, RFC 4987
+/// section 3.6).
+fn initial_seq(key: u64, meta: &Meta, client_isn: u32) -> u32 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let k = &meta.key;
+    let mut h = DefaultHasher::new();
+    (
+        key,
+        k.src_addr(),
+        k.dst_addr(),
+        k.src_port(),
+        k.dst_port(),
+        client_isn,
+    )
+        .hash(&mut h);
+    h.finish() as u32
+}
+
+/// What an HTTP probe's request gets: 404 for another path, 405 for a method other than GET
+/// and HEAD, else 200 while serving and 503 while draining; 400 or 505 for a request line
+/// that does not parse.
+fn response(health: Health, path: &[u8], data: &[u8]) -> Response {
+    let request = match Request::parse(data) {
+        Ok(r) => r,
+        Err(status) => {
+            return Response {
+                status,
+                head_only: false,
+            }
+        }
+    };
+    let status = if request.path() != path {
+        Status::NotFound
+    } else if request.method == Method::Other {
+        Status::MethodNotAllowed
+    } else if health == Health::Draining {
+        Status::ServiceUnavailable
+    } else {
+        Status::Ok
+    };
+    Response {
+        status,
+        head_only: request.method == Method::Head,
+    }
 }

@@ -54,7 +54,7 @@ pub use action::{Disposition, Note};
 pub use buf::{PacketBuf, VecBuf};
 pub use class::{Class, NoTrace, Rules, Trace, Translation};
 pub use counters::ShardCounters;
-pub use env::{Ctx, Env, NeighbourCache, Neighbours};
+pub use env::{Ctx, Env, Health, NeighbourCache, Neighbours};
 pub use owner::Sharding;
 pub use reason::{Discard, Reason};
 pub use sessions::{FilterError, SessionFilter, SessionInfo, SessionState};

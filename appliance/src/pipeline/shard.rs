@@ -39,6 +39,9 @@ pub struct ShardConfig {
     /// The mapping behaviour the process starts with: the NAT's maps are sized for it when
     /// the shard is made, not at its first packet ([`Snat::prepare`]).
     pub mapping: Mapping,
+    /// The secret of the health probe's initial sequence numbers, the same for every worker
+    /// (a segment after the SYN is checked against it, whichever worker gets it).
+    pub probe_key: u64,
 }
 
 impl ShardConfig {
@@ -61,8 +64,19 @@ impl ShardConfig {
             rx_caps: ChecksumCaps::NONE,
             seed: None,
             mapping: policy.snat.mapping,
+            probe_key: probe_key(seed),
         })
     }
+}
+
+/// The health probe's secret from the process's sharding seed, through a one-way hash: the
+/// initial sequence numbers the probe sends must not let anyone work back to the seed that
+/// decides which worker owns a flow.
+fn probe_key(seed: u64) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (b"health probe", seed).hash(&mut h);
+    h.finish()
 }
 
 /// One worker's shard of the appliance state. Only its worker touches it. `T` is what it
@@ -79,6 +93,8 @@ pub struct Shard<T: Trace = NoTrace> {
     pub(super) policy_generation: Option<u64>,
     /// Scratch for replies the appliance builds (ICMP errors quote the packet they answer).
     pub(super) scratch: Box<[u8]>,
+    /// The health probe's secret ([`ShardConfig::probe_key`]).
+    pub(super) probe_key: u64,
     notes: [Option<Note>; NOTES_MAX],
     notes_len: usize,
     /// Recently requested resolutions: (port, ip, time).
@@ -138,6 +154,7 @@ impl<T: Trace> Shard<T> {
             rx_caps: config.rx_caps,
             policy_generation: None,
             scratch: vec![0u8; 2048].into_boxed_slice(),
+            probe_key: config.probe_key,
             notes: [None; NOTES_MAX],
             notes_len: 0,
             resolving: [(0, 0, 0); 16],

@@ -74,6 +74,7 @@ mod egress {
             policy: &n.policy,
             neighbours: &n.neighbours,
             macs: &macs,
+            health: Health::Serving,
         };
         let shard = &mut n.shards[0];
         let meta = shard.classify(&env, LAN, &f).expect("a valid frame");
@@ -723,6 +724,209 @@ mod local {
     }
 }
 
+// --- the health probe --------------------------------------------------------------------
+
+/// The HTTP probe, state by state: one short connection per check, answered without state
+/// (RFC 9293 numbers checked against the SYN-ACK's keyed sequence number).
+mod health_probe {
+    use super::*;
+
+    const HTTP: &str = "[local.health_probe]\nport = 80\nprotocol = \"http\"\npath = \"/healthz\"\nsources = [\"168.63.129.16/32\"]\n";
+    const TCP: &str = "[local.health_probe]\nport = 9999\nsources = [\"168.63.129.16/32\"]\n";
+    const LB: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
+    const GET: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: 192.0.2.2\r\nUser-Agent: lb\r\n\r\n";
+    /// The client's ISN.
+    const ISN: u32 = 0xffff_fff0;
+
+    fn from_lb(flags: TcpFlags, numbers: (u32, u32), payload: &[u8]) -> Vec<u8> {
+        tcp_segment((LB, 40000), (PUBLIC, 80), flags, numbers, payload, OUT)
+    }
+
+    /// Sends `frame` from the load balancer and reads the answer.
+    #[track_caller]
+    fn answer(n: &mut Net, frame: Vec<u8>) -> Segment {
+        let (a, f) = n.send(WAN, frame);
+        assert_eq!(a, Disposition::Forward(WAN), "{f:02x?}");
+        let s = seen(&f);
+        assert_eq!((s.src, s.dst), ((PUBLIC, 80), (LB, 40000)));
+        assert_eq!((s.src_mac, s.dst_mac), (MAC_WAN, MAC_GW));
+        segment(&f)
+    }
+
+    /// The handshake: our ISN.
+    fn handshake(n: &mut Net) -> u32 {
+        let syn_ack = answer(n, from_lb(SYN, (ISN, 0), b""));
+        assert_eq!(syn_ack.flags, SYN_ACK);
+        assert_eq!(syn_ack.ack, ISN.wrapping_add(1));
+        let (a, _) = n.send(
+            WAN,
+            from_lb(ACK, (ISN.wrapping_add(1), syn_ack.seq.wrapping_add(1)), b""),
+        );
+        assert_eq!(
+            a,
+            Disposition::Consumed,
+            "the handshake's ACK needs no answer"
+        );
+        syn_ack.seq
+    }
+
+    /// The request after the handshake, and the answer to it.
+    fn ask(n: &mut Net, request: &[u8]) -> (Segment, String) {
+        let ours = handshake(n);
+        let seq = ISN.wrapping_add(1);
+        let r = answer(
+            n,
+            from_lb(ACK | TcpFlags::PSH, (seq, ours.wrapping_add(1)), request),
+        );
+        assert_eq!(r.flags, ACK | TcpFlags::PSH | TcpFlags::FIN);
+        assert_eq!(r.seq, ours.wrapping_add(1));
+        assert_eq!(r.ack, seq.wrapping_add(request.len() as u32));
+        let text = String::from_utf8(r.payload.clone()).expect("a text response");
+        (r, text)
+    }
+
+    #[test]
+    fn a_whole_check_while_serving() {
+        let mut n = Net::new(HTTP);
+        let ours = handshake(&mut n);
+        // A retransmitted SYN gets the same numbers: nothing was kept.
+        assert_eq!(answer(&mut n, from_lb(SYN, (ISN, 0), b"")).seq, ours);
+        let (r, text) = ask(&mut n, GET);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Length: 8\r\n"), "{text}");
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nserving\n"), "{text}");
+        // The client acknowledges the response and our FIN, then closes: its FIN gets an
+        // ACK alone (ours went out with the response).
+        let seq = r.ack;
+        let fin_acked = r.seq.wrapping_add(r.payload.len() as u32 + 1);
+        let (a, _) = n.send(WAN, from_lb(ACK, (seq, fin_acked), b""));
+        assert_eq!(a, Disposition::Consumed);
+        let last = answer(&mut n, from_lb(ACK | TcpFlags::FIN, (seq, fin_acked), b""));
+        assert_eq!(
+            (last.flags, last.seq, last.ack),
+            (ACK, fin_acked, seq.wrapping_add(1))
+        );
+        // A reset (some balancers close that way) gets nothing.
+        let (a, _) = n.send(WAN, from_lb(TcpFlags::RST, (seq, 0), b""));
+        assert_eq!(a, Disposition::Consumed);
+        assert_eq!(n.sessions(), 0, "the probe keeps no session");
+        // Three SYN-ACKs (two handshakes and a retransmission), the response, the FIN's ACK.
+        assert_eq!(n.shards[0].counters().local_replies(), 5);
+    }
+
+    #[test]
+    fn draining_answers_503_and_traffic_still_flows() {
+        let mut n = Net::new(HTTP);
+        n.health = Health::Draining;
+        let (_, text) = ask(&mut n, GET);
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("draining\n"), "{text}");
+        let (_, text) = ask(&mut n, b"HEAD /healthz HTTP/1.1\r\n\r\n");
+        assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+        assert!(
+            text.ends_with("Content-Length: 9\r\n\r\n"),
+            "HEAD: no body: {text}"
+        );
+        // New flows and their replies pass as ever.
+        n.forwarded(LAN, udp((C1, 5000), (SERVER, 53), IN), WAN);
+        n.forwarded(WAN, udp((SERVER, 53), (PUBLIC, 5000), OUT), LAN);
+        n.health = Health::Serving;
+        let (_, text) = ask(&mut n, GET);
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    }
+
+    #[test]
+    fn other_paths_methods_and_garbage() {
+        let mut n = Net::new(HTTP);
+        for (request, status) in [
+            (&b"GET / HTTP/1.1\r\n\r\n"[..], "404 Not Found"),
+            (b"GET /healthz/more HTTP/1.1\r\n\r\n", "404 Not Found"),
+            (b"GET /healthz?probe=1 HTTP/1.0\r\n\r\n", "200 OK"),
+            (
+                b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                "405 Method Not Allowed",
+            ),
+            (
+                b"GET /healthz HTTP/2.0\r\n\r\n",
+                "505 HTTP Version Not Supported",
+            ),
+            (b"GET /healthz", "400 Bad Request"),
+            (b"\x16\x03\x01\x00\xa5\x01\x00\x00", "400 Bad Request"),
+        ] {
+            let (_, text) = ask(&mut n, request);
+            assert!(
+                text.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+                "{:?}: {text}",
+                String::from_utf8_lossy(request)
+            );
+        }
+    }
+
+    #[test]
+    fn segments_of_no_handshake_of_ours_are_reset() {
+        let mut n = Net::new(HTTP);
+        let ours = handshake(&mut n);
+        let seq = ISN.wrapping_add(1);
+        // A request that acknowledges another ISN, or starts elsewhere than after the SYN.
+        for numbers in [
+            (seq, ours.wrapping_add(2)),
+            (seq.wrapping_add(1), ours.wrapping_add(1)),
+        ] {
+            let r = answer(&mut n, from_lb(ACK | TcpFlags::PSH, numbers, GET));
+            assert_eq!((r.flags, r.seq), (TcpFlags::RST, numbers.1), "{numbers:?}");
+            assert!(r.payload.is_empty());
+        }
+        // Data without ACK, a SYN-ACK.
+        let r = answer(&mut n, from_lb(TcpFlags::PSH, (seq, 0), GET));
+        assert!(r.flags.rst(), "{r:?}");
+        let r = answer(&mut n, from_lb(SYN_ACK, (seq, 1), b""));
+        assert!(r.flags.rst(), "{r:?}");
+    }
+
+    #[test]
+    fn a_close_before_asking_gets_our_fin() {
+        let mut n = Net::new(HTTP);
+        let ours = handshake(&mut n);
+        let seq = ISN.wrapping_add(1);
+        let r = answer(
+            &mut n,
+            from_lb(ACK | TcpFlags::FIN, (seq, ours.wrapping_add(1)), b""),
+        );
+        assert_eq!(r.flags, ACK | TcpFlags::FIN);
+        assert_eq!((r.seq, r.ack), (ours.wrapping_add(1), seq.wrapping_add(1)));
+    }
+
+    #[test]
+    fn other_sources_are_dropped_and_counted() {
+        let mut n = Net::new(HTTP);
+        let stranger = |flags, payload: &[u8]| {
+            tcp_segment((OTHER, 40000), (PUBLIC, 80), flags, (ISN, 1), payload, OUT)
+        };
+        n.dropped(WAN, stranger(SYN, b""), LocalDenied);
+        n.dropped(WAN, stranger(ACK | TcpFlags::PSH, GET), LocalDenied);
+        assert_eq!(n.drops(LocalDenied), 2);
+        // And from inside, to the inside address: not a source the probe admits either.
+        let inside = tcp_segment((C1, 40000), (LAN_IP, 80), SYN, (ISN, 0), b"", IN);
+        n.dropped(LAN, inside, LocalDenied);
+    }
+
+    #[test]
+    fn a_draining_tcp_probe_is_refused() {
+        let mut n = Net::new(TCP);
+        let s = n.forwarded(WAN, tcp((LB, 5555), (PUBLIC, 9999), SYN, OUT), WAN);
+        assert_eq!(s.l4, L4::Tcp(SYN_ACK));
+        n.health = Health::Draining;
+        let r = segment(&n.send(WAN, tcp((LB, 5555), (PUBLIC, 9999), SYN, OUT)).1);
+        assert_eq!(r.flags, TcpFlags::RST | ACK, "connection refused");
+        let (a, _) = n.send(WAN, tcp((LB, 5555), (PUBLIC, 9999), TcpFlags::RST, OUT));
+        assert_eq!(a, Disposition::Consumed, "a reset gets nothing");
+    }
+}
+
 // --- policy reload ----------------------------------------------------------------------
 
 mod reload {
@@ -910,7 +1114,7 @@ mod properties {
             // A port whose MAC is a group address (no NIC has one) receives nothing.
             let lan = if group { EthernetAddress([0x03, 0, 0, 0, 0, 0xa0]) } else { MAC_LAN };
             let macs = [lan, MAC_WAN];
-            let env = Env { policy: &n.policy, neighbours: &n.neighbours, macs: &macs };
+            let env = Env { policy: &n.policy, neighbours: &n.neighbours, macs: &macs, health: Health::Serving };
             let src = (Ipv4Addr::new(10, 0, 1, host), sport);
             let mut f = if tcp_frame {
                 tcp(src, (SERVER, dport), TcpFlags(u16::from(flags)), IN)

@@ -7,7 +7,7 @@ use super::tables::{
 };
 use super::{Policy, PolicyError, SessionSettings, SnatPool};
 use crate::config::validate::Facts;
-use crate::config::{Config, FieldError, PortRange, Role, RuleConfig};
+use crate::config::{Config, FieldError, PortRange, ProbeProtocol, Role, RuleConfig};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 impl Policy {
@@ -124,6 +124,9 @@ impl Policy {
             health_probe: config.local.health_probe.as_ref().map(|h| HealthProbe {
                 port: h.port,
                 sources: PrefixSet::new(h.sources.iter().filter_map(|s| s.ok().copied()).collect()),
+                http_path: (h.protocol() == ProbeProtocol::Http)
+                    .then(|| h.path().as_bytes().into()),
+                drain_on_stop: h.drain_on_stop,
             }),
         };
 

@@ -472,13 +472,17 @@ impl Routes {
     }
 }
 
-/// A TCP health probe the appliance answers.
+/// A health probe the appliance answers (`[local.health_probe]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthProbe {
     /// TCP port on the appliance's port addresses.
     pub port: u16,
     /// Who may probe; empty: anyone.
     pub sources: PrefixSet,
+    /// `Some(path)`: an HTTP probe answering `GET path`; `None`: a TCP probe.
+    pub http_path: Option<Box<[u8]>>,
+    /// Seconds to drain before a stop asked by a signal.
+    pub drain_on_stop: u32,
 }
 
 impl HealthProbe {

@@ -228,6 +228,29 @@ fn example_config_parses_and_compiles() {
     assert_eq!(probe.port, 8080);
     assert!(probe.admits(ip("168.63.129.16")));
     assert!(!probe.admits(ip("168.63.129.17")));
+    assert_eq!(probe.http_path, None, "a TCP probe");
+    assert_eq!(probe.drain_on_stop, 0);
+}
+
+#[test]
+fn http_health_probe() {
+    let one_arm = "[[port]]\nname = \"nic\"\nrole = \"both\"\ndevice = \"net_null0\"\naddress = \"10.0.0.4/24\"\n";
+    let probe = |extra: &str| {
+        let text = format!("{one_arm}[local.health_probe]\nport = 80\n{extra}");
+        let config = Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        Policy::compile(&config, 1)
+            .unwrap()
+            .local
+            .health_probe
+            .unwrap()
+    };
+    let p = probe("protocol = \"http\"\npath = \"/healthz\"\ndrain_on_stop = 20\n");
+    assert_eq!(p.http_path.as_deref(), Some(&b"/healthz"[..]));
+    assert_eq!(p.drain_on_stop, 20);
+    assert!(p.admits(ip("198.51.100.7")), "no sources: anyone");
+    let p = probe("protocol = \"http\"\n");
+    assert_eq!(p.http_path.as_deref(), Some(&b"/"[..]), "the default path");
+    assert_eq!(probe("protocol = \"tcp\"\n").http_path, None);
 }
 
 #[test]
@@ -493,6 +516,13 @@ fn bad_policy_configs_name_the_field() {
         ("".into(), LAN.into(), WAN.into(), "[local.health_probe]\nport = 0\n".into(), "local.health_probe.port", "0", "1-65535"),
         ("".into(), LAN.into(), WAN.into(), "[local.health_probe]\nport = 80\nsources = [\"168.63.129.16/33\"]\n".into(), "local.health_probe.sources[0]", "168.63.129.16/33", "prefix like"),
         ("".into(), LAN.into(), WAN.into(), "[local]\nssh = true\n".into(), "ssh", "", "icmp_echo"),
+        ("".into(), LAN.into(), WAN.into(), "[local.health_probe]\nport = 80\nprotocol = \"htpp\"\n".into(), "local.health_probe.protocol", "htpp", "\"tcp\" or \"http\""),
+        ("".into(), LAN.into(), WAN.into(), "[local.health_probe]\nport = 80\npath = \"/healthz\"\n".into(), "local.health_probe.path", "/healthz", "only for protocol = \"http\""),
+        ("".into(), LAN.into(), WAN.into(), "[local.health_probe]\nport = 80\nprotocol = \"http\"\npath = \"healthz\"\n".into(), "local.health_probe.path", "healthz", "like \"/healthz\""),
+        ("".into(), LAN.into(), WAN.into(), "[local.health_probe]\nport = 80\nprotocol = \"http\"\npath = \"/health z\"\n".into(), "local.health_probe.path", "/health z", "without spaces"),
+        ("".into(), LAN.into(), WAN.into(), "[local.health_probe]\nport = 80\nprotocol = \"http\"\npath = \"/healthz?full=1\"\n".into(), "local.health_probe.path", "/healthz?full=1", "\"?\""),
+        ("".into(), LAN.into(), WAN.into(), "[local.health_probe]\nport = 80\ndrain_on_stop = 7200\n".into(), "local.health_probe.drain_on_stop", "7200", "at most 3600 seconds"),
+        ("".into(), LAN.into(), WAN.into(), "[local.health_probe]\nport = 80\nprotocol = \"http\"\nhttp_path = \"/\"\n".into(), "http_path", "", "unknown field"),
         (
             "".into(), LAN.into(), WAN.into(),
             "[local.health_probe]\nport = 443\n".to_string() + &fwd("203.0.113.2", "443", "10.0.1.10"),

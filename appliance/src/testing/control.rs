@@ -116,6 +116,7 @@ pub fn snapshot(n: u64) -> Snapshot {
             exhaustion_total: n,
         },
         reloads: Default::default(),
+        draining: false,
     }
 }
 

@@ -94,6 +94,61 @@ pub fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: TcpFlags, macs: Ma
     ip_frame(macs, src.0, dst.0, IpProtocol::TCP, &l4)
 }
 
+/// A TCP segment with sequence and acknowledgment numbers `(seq, ack)`, `flags` and
+/// `payload`, no options: a host's side of a conversation the test follows number by number.
+pub fn tcp_segment(
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: TcpFlags,
+    (seq, ack): (u32, u32),
+    payload: &[u8],
+    macs: Macs,
+) -> Vec<u8> {
+    let r = TcpRepr {
+        src_port: src.1,
+        dst_port: dst.1,
+        flags,
+        seq_number: seq,
+        ack_number: ack,
+        window_len: 65535,
+        payload,
+        ..TcpRepr::default()
+    };
+    let mut l4 = vec![0u8; r.buffer_len()];
+    r.emit(&mut l4, src.0, dst.0, &ChecksumCaps::NONE)
+        .expect("sized");
+    ip_frame(macs, src.0, dst.0, IpProtocol::TCP, &l4)
+}
+
+/// What a TCP segment that left says of the conversation: control bits, numbers, data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Control bits.
+    pub flags: TcpFlags,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// Data.
+    pub payload: Vec<u8>,
+}
+
+/// The TCP segment of an untagged frame that left.
+///
+/// # Panics
+/// If the frame is not IPv4 carrying TCP with a valid checksum ([`seen`]).
+pub fn segment(frame: &[u8]) -> Segment {
+    seen(frame);
+    let ip = Ipv4Packet::new_checked(&frame[14..]).expect("IPv4");
+    let tcp = TcpPacket::new_checked(ip.payload_slice()).expect("TCP");
+    Segment {
+        flags: tcp.flags(),
+        seq: tcp.seq_number(),
+        ack: tcp.ack_number(),
+        payload: tcp.payload().to_vec(),
+    }
+}
+
 /// An ICMP message.
 pub fn icmp(src: Ipv4Addr, dst: Ipv4Addr, r: IcmpRepr<'_>, macs: Macs) -> Vec<u8> {
     let mut l4 = vec![0u8; r.buffer_len()];

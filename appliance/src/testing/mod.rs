@@ -18,7 +18,8 @@ mod net;
 
 pub use expect::{has, json_has};
 pub use frames::{
-    echo, error_about, icmp, ip_frame, quoted, seen, tcp, udp, udp_sized, with_ttl, Seen,
+    echo, error_about, icmp, ip_frame, quoted, seen, segment, tcp, tcp_segment, udp, udp_sized,
+    with_ttl, Seen, Segment,
 };
 pub use net::Net;
 

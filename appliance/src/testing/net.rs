@@ -5,7 +5,8 @@ use super::{neighbours, policy, seen, Seen, MAC_LAN, MAC_WAN};
 use crate::flow::{FlowKey, HashSeed, TcpState};
 use crate::packet::EthernetAddress;
 use crate::pipeline::{
-    Disposition, Env, Neighbours, PacketBuf, Reason, Shard, ShardConfig, ShardCounters, VecBuf,
+    Disposition, Env, Health, Neighbours, PacketBuf, Reason, Shard, ShardConfig, ShardCounters,
+    VecBuf,
 };
 use crate::policy::Policy;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct Net {
     pub macs: Vec<EthernetAddress>,
     /// The clock, seconds.
     pub now: u32,
+    /// What the health probe answers.
+    pub health: Health,
 }
 
 impl std::fmt::Debug for Net {
@@ -69,6 +72,7 @@ impl Net {
             neighbours: neighbours(),
             macs: vec![MAC_LAN, MAC_WAN],
             now: 1000,
+            health: Health::Serving,
         }
     }
 
@@ -132,6 +136,7 @@ impl Net {
             policy: &self.policy,
             neighbours: &self.neighbours,
             macs: &self.macs,
+            health: self.health,
         };
         self.shards[shard].process(&env, self.now, port, buf, out);
     }

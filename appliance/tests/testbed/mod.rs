@@ -139,6 +139,9 @@ pub struct Options {
     pub huge_pages: bool,
     /// Which network `testbed/up.sh` builds.
     pub topology: Topology,
+    /// TOML appended to the appliance's configuration, every time it is written (appliance
+    /// mode): a `[local.health_probe]`, say.
+    pub config: Vec<String>,
 }
 
 impl Default for Options {
@@ -147,6 +150,7 @@ impl Default for Options {
             workers: 1,
             huge_pages: false,
             topology: Topology::Single,
+            config: Vec::new(),
         }
     }
 }
@@ -481,7 +485,13 @@ impl Testbed {
                 .replace("iface=lan\"", "iface=lan,qpairs=2\"")
                 .replace("iface=wan\"", "iface=wan,qpairs=2\"");
         }
-        for e in extra {
+        for e in self
+            .options
+            .config
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+        {
             text.push('\n');
             text.push_str(e);
             text.push('\n');
@@ -563,6 +573,32 @@ impl Testbed {
         }
     }
 
+    /// Sends `signal` (e.g. "TERM") to the appliance by its PID, without waiting.
+    pub fn signal_appliance(&mut self, signal: &str) {
+        if let Some(c) = self.appliance.as_ref() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Waits at most `timeout` for the appliance to exit by itself: its status, or `None`
+    /// when it still runs (it is left running).
+    pub fn wait_appliance(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(c) = self.appliance.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    self.appliance = None;
+                    return Some(status);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGTERM and wait (at most 20 s); returns the exit status.
     pub fn stop_appliance(&mut self) -> Option<ExitStatus> {
         self.appliance.take().map(|mut c| {
@@ -610,12 +646,12 @@ impl Testbed {
     }
 
     /// [`Testbed::control`], failing the test clearly when the command fails.
-    fn control_ok(&self, cmd: &str, args: &[&str]) -> Output {
+    pub fn control_ok(&self, cmd: &str, args: &[&str]) -> Output {
         self.control_ok_of(&self.config, cmd, args)
     }
 
     /// [`Testbed::control_ok`] against the appliance running `config` (one of several).
-    fn control_ok_of(&self, config: &Path, cmd: &str, args: &[&str]) -> Output {
+    pub fn control_ok_of(&self, config: &Path, cmd: &str, args: &[&str]) -> Output {
         let out = self.control_of(config, cmd, args);
         assert!(
             out.status.success(),
