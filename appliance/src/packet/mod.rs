@@ -30,6 +30,8 @@
 //! | [`quote`] | the packet an ICMP error quotes: [`IcmpQuote`], its tuple and rewrite, `IcmpPacket::quote` | `checksum`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple` |
 //! | [`translate`] | the NAT rewrite of a session's packet and of an ICMP error about one (`Ipv4Packet::translate_icmp_error`), [`Offsets`], `Ipv4Packet::offsets`, MACs | `checksum`, `ethernet`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple`, `quote` |
 //! | `parse.rs` | [`parse_frame`], [`common_ipv4`]: a received frame classified in one pass | the header files, `tuple`, `translate` |
+//! | [`tunnel`] | what the tunnel encapsulations share: [`Vni`], [`Decap`] (where a tunnel packet's parts lie), the walk of its outer Ethernet, IPv4 and UDP headers | `checksum`, `ethernet`, `ipv4`, `udp`, `parse` |
+//! | [`geneve`] | the GENEVE encapsulation: view, `Repr` that re-emits the header byte for byte (GENEVE's options kept as bytes), `decapsulate` (the inner frame's offsets in a whole frame) | `checksum`, `ethernet`, `tunnel` |
 //! | [`build`] | the frames the appliance sends itself | `checksum`, `ethernet`, `arp`, `ipv4`, `icmp`, `tcp`, `udp` |
 //! | `exercise.rs` | every parser and rewrite over arbitrary bytes, for the fuzz target and the property tests | `build`, `parse`, `translate` and the rest |
 
@@ -239,6 +241,7 @@ pub mod error;
 pub mod ethernet;
 #[doc(hidden)]
 pub mod exercise;
+pub mod geneve;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
@@ -246,6 +249,7 @@ mod parse;
 pub mod quote;
 pub mod tcp;
 pub mod translate;
+pub mod tunnel;
 pub mod tuple;
 pub mod udp;
 
@@ -255,6 +259,9 @@ pub use error::Error;
 pub use ethernet::{
     Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr, Tpid,
     VlanTag, Vlans,
+};
+pub use geneve::{
+    GeneveOption, Options as GeneveOptions, Packet as GenevePacket, Repr as GeneveRepr,
 };
 pub use icmp::{
     DstUnreachable as IcmpDstUnreachable, Echo as IcmpEcho, Message as IcmpMessage,
@@ -266,6 +273,7 @@ pub use parse::{common_ipv4, parse_frame, Common, Ipv4Meta, ParsedFrame, L3, L4}
 pub use quote::Quote as IcmpQuote;
 pub use tcp::{Flags as TcpFlags, Packet as TcpPacket, Repr as TcpRepr, TcpOption};
 pub use translate::{ChecksumDeltas, Offsets};
+pub use tunnel::{Decap, Vni};
 pub use tuple::FiveTuple;
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
 
