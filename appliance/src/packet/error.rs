@@ -100,6 +100,10 @@ drop_reasons! {
     GeneveBadOptionsLen => "geneve_bad_options_len",
     /// A GENEVE option's header or data runs past the options area (RFC 8926 section 3.5).
     GeneveBadOption => "geneve_bad_option",
+    /// VXLAN header shorter than its 8 bytes (RFC 7348 section 5).
+    VxlanTruncated => "vxlan_truncated",
+    /// VXLAN flags without the I bit, which says the VNI is valid (RFC 7348 section 5).
+    VxlanIFlagMissing => "vxlan_i_flag_missing",
     /// A frame where a tunnel packet was expected that is not IPv4 UDP to the tunnel's port,
     /// or is a fragment of one (the appliance does not reassemble).
     TunnelNotEncapsulated => "tunnel_not_encapsulated",

@@ -31,7 +31,7 @@
 //! | [`translate`] | the NAT rewrite of a session's packet and of an ICMP error about one (`Ipv4Packet::translate_icmp_error`), [`Offsets`], `Ipv4Packet::offsets`, MACs | `checksum`, `ethernet`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple`, `quote` |
 //! | `parse.rs` | [`parse_frame`], [`common_ipv4`]: a received frame classified in one pass | the header files, `tuple`, `translate` |
 //! | [`tunnel`] | what the tunnel encapsulations share: [`Vni`], [`Decap`] (where a tunnel packet's parts lie), the walk of its outer Ethernet, IPv4 and UDP headers | `checksum`, `ethernet`, `ipv4`, `udp`, `parse` |
-//! | [`geneve`] | the GENEVE encapsulation: view, `Repr` that re-emits the header byte for byte (GENEVE's options kept as bytes), `decapsulate` (the inner frame's offsets in a whole frame) | `checksum`, `ethernet`, `tunnel` |
+//! | [`geneve`], [`vxlan`] | one encapsulation each: view, `Repr` that re-emits the header byte for byte (GENEVE's options kept as bytes), `decapsulate` (the inner frame's offsets in a whole frame) | `checksum`, `ethernet`, `tunnel` |
 //! | [`build`] | the frames the appliance sends itself | `checksum`, `ethernet`, `arp`, `ipv4`, `icmp`, `tcp`, `udp` |
 //! | `exercise.rs` | every parser and rewrite over arbitrary bytes, for the fuzz target and the property tests | `build`, `parse`, `translate` and the rest |
 
@@ -252,6 +252,7 @@ pub mod translate;
 pub mod tunnel;
 pub mod tuple;
 pub mod udp;
+pub mod vxlan;
 
 pub use arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
 pub use checksum::{ChecksumCaps, ChecksumDelta};
@@ -276,6 +277,7 @@ pub use translate::{ChecksumDeltas, Offsets};
 pub use tunnel::{Decap, Vni};
 pub use tuple::FiveTuple;
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
+pub use vxlan::{Packet as VxlanPacket, Repr as VxlanRepr};
 
 /// An IP protocol / IPv6 next-header number (IANA "Assigned Internet Protocol Numbers"),
 /// with names for the ones the appliance knows; every value is kept as it is.

@@ -1,6 +1,7 @@
-//! What the tunnel encapsulations share: the 24-bit [`Vni`], [`Decap`] (where an
+//! What the two tunnel encapsulations share: the 24-bit [`Vni`], [`Decap`] (where an
 //! encapsulated frame's parts lie), and the walk of the outer headers, Ethernet, IPv4 and UDP
-//! to the tunnel's port, that [`super::geneve::decapsulate`] finishes with its own header.
+//! to the tunnel's port, that [`super::geneve::decapsulate`] and
+//! [`super::vxlan::decapsulate`] finish with their own header.
 
 use super::checksum::ChecksumCaps;
 use super::ethernet::EtherType;
@@ -70,8 +71,8 @@ pub struct Decap {
     pub inner: usize,
     /// The end of the inner frame: the end of the UDP datagram (Ethernet padding may follow).
     pub end: usize,
-    /// What the inner frame is: [`EtherType::TransparentBridging`] for an Ethernet frame,
-    /// else the EtherType of the packet that starts at `inner`.
+    /// What the inner frame is: [`EtherType::TransparentBridging`] for an Ethernet frame
+    /// (always, for VXLAN), else the EtherType of the packet that starts at `inner`.
     pub inner_type: EtherType,
     /// The tunnel's VNI.
     pub vni: Vni,
