@@ -388,6 +388,12 @@ mod tests {
     ];
 
     #[test]
+    fn the_fuzz_seed_is_the_aws_frame() {
+        let seed = include_bytes!("../../fuzz/seeds/packet_parser/ipv4_udp_geneve_aws_gwlb.bin");
+        assert_eq!(seed[..], AWS_FRAME[..]);
+    }
+
+    #[test]
     fn aws_gateway_load_balancer_packet() {
         let at = decapsulate(&AWS_FRAME, &ChecksumCaps::NONE).unwrap();
         assert_eq!(

@@ -213,6 +213,12 @@ mod tests {
     ];
 
     #[test]
+    fn the_fuzz_seed_is_the_azure_frame() {
+        let seed = include_bytes!("../../fuzz/seeds/packet_parser/ipv4_udp_vxlan_azure_gwlb.bin");
+        assert_eq!(seed[..], AZURE_FRAME[..]);
+    }
+
+    #[test]
     fn azure_gateway_load_balancer_packet() {
         let at = decapsulate(&AZURE_FRAME, AZURE_PORT, &ChecksumCaps::NONE).unwrap();
         assert_eq!(
