@@ -10,6 +10,10 @@
 //! packet from the checksum deltas the session computed once. ICMP errors are translated by
 //! [`Ipv4Packet::translate_icmp_error`] and [`Ipv4Packet::rewrite_addr_only`]. None allocates.
 //!
+//! A packet in a tunnel (GENEVE from AWS Gateway Load Balancer, VXLAN from Azure's) is taken
+//! apart by [`geneve::decapsulate`] and [`vxlan::decapsulate`], which say where its inner
+//! packet lies ([`Decap`]); their `Repr`s write a received header back byte for byte.
+//!
 //! # Files
 //!
 //! The files import each other in one direction, from the bottom of this list up (a file
