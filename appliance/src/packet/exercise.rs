@@ -8,8 +8,8 @@ use super::build::{self, Link, Unreachable};
 use super::icmp::TimeExceeded;
 use super::translate::{translate, ChecksumDeltas, Transport};
 use super::{
-    arp, geneve, icmp, ipv4, ipv6, tcp, udp, vxlan, ChecksumCaps, Decap, Endpoint, Error,
-    EthernetAddress, EthernetFrame, FiveTuple, IpProtocol, Vlans, L3, L4,
+    arp, geneve, icmp, ipv4, ipv6, tcp, tunnel, udp, vxlan, ChecksumCaps, Decap, Endpoint, Error,
+    EthernetAddress, EthernetFrame, FiveTuple, IpProtocol, Vlans, Vni, L3, L4,
 };
 
 const LINK: Link = Link {
@@ -98,13 +98,44 @@ fn decapsulated(frame: &[u8], port: u16, caps: &ChecksumCaps) {
         let p = geneve::Packet::new_checked(&frame[d.header..d.end]).expect("checked");
         assert_eq!(d.header + p.header_len(), d.inner);
         assert_eq!((p.protocol(), p.vni()), (d.inner_type, d.vni));
+        turned_around(frame, &d, caps);
     }
     if let Ok(d) = vxlan::decapsulate(frame, port, caps) {
         in_order(&d);
         assert_eq!(d.header + vxlan::HEADER_LEN, d.inner);
         let p = vxlan::Packet::new_checked(&frame[d.header..d.end]).expect("checked");
         assert_eq!(p.vni(), d.vni);
+        turned_around(frame, &d, caps);
     }
+}
+
+/// A tunnel packet's inner packet, parsed, lies inside the datagram; turned around, the
+/// packet goes back with its tunnel header and inner packet unchanged and its checksums as
+/// right as they were, and moved to another tunnel, with only the port and VNI changed.
+fn turned_around(frame: &[u8], d: &Decap, caps: &ChecksumCaps) {
+    if let Ok(inner) = tunnel::parse_inner(frame, d, caps) {
+        assert!((d.inner..=d.end).contains(&inner.l3_offset()), "{d:?}");
+        if let L3::Ipv4(m) = inner.l3 {
+            assert!(m.l4_offset() <= m.l3_end() && m.l3_end() <= d.end, "{d:?}");
+        }
+    }
+    let udp_ok = |f: &[u8]| {
+        let ip = ipv4::Packet::new_checked(&f[d.l3..]).expect("checked");
+        let datagram = udp::Packet::new_checked(&f[d.udp..d.end]).expect("checked");
+        datagram.checksum() == 0 || datagram.verify_checksum(ip.src_addr(), ip.dst_addr())
+    };
+    let ip_ok = |f: &[u8]| ipv4::Packet::new_checked(&f[d.l3..]).is_ok_and(|p| p.verify_checksum());
+    let mut back = frame.to_vec();
+    tunnel::turn_around(&mut back, d.l3, d.udp, None).expect("the headers fit");
+    assert_eq!(back[d.header..], frame[d.header..], "header and inner kept");
+    assert_eq!((&back[..6], &back[6..12]), (&frame[6..12], &frame[..6]));
+    assert_eq!(ip_ok(&back), ip_ok(frame), "ipv4 checksum");
+    assert_eq!(udp_ok(&back), udp_ok(frame), "udp checksum");
+    let other = Vni::new(d.vni.value() ^ 0x5a5a5a).expect("24 bits");
+    tunnel::turn_around(&mut back, d.l3, d.udp, Some((0x2a31, other))).expect("fits");
+    assert_eq!(back[d.inner..], frame[d.inner..], "inner kept");
+    assert_eq!(ip_ok(&back), ip_ok(frame), "ipv4 checksum, other tunnel");
+    assert_eq!(udp_ok(&back), udp_ok(frame), "udp checksum, other tunnel");
 }
 
 fn l3(data: &[u8]) {

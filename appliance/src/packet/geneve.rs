@@ -13,7 +13,7 @@
 use super::checksum::ChecksumCaps;
 use super::ethernet::EtherType;
 use super::field::get_u16;
-use super::tunnel::{self, Decap, Vni};
+use super::tunnel::{self, Decap, Outer, Vni};
 use super::Error;
 
 pub(super) mod field {
@@ -319,17 +319,17 @@ impl<'a> Repr<'a> {
 /// the frame is not IPv4 UDP to port 6081 or is a fragment; the errors of
 /// [`Packet::new_checked`].
 pub fn decapsulate(frame: &[u8], caps: &ChecksumCaps) -> Result<Decap, Error> {
-    let outer = tunnel::outer(frame, UDP_PORT, caps)?;
+    decap(frame, &tunnel::outer(frame, UDP_PORT, caps)?)
+}
+
+/// [`decapsulate`] past the outer headers, which [`Outer`] found: the GENEVE header checked,
+/// where the inner packet starts and what it is.
+///
+/// # Errors
+/// The errors of [`Packet::new_checked`].
+pub fn decap(frame: &[u8], outer: &Outer) -> Result<Decap, Error> {
     let geneve = Packet::new_checked(outer.udp_payload(frame))?;
-    Ok(Decap {
-        l3: outer.l3,
-        udp: outer.udp,
-        header: outer.header,
-        inner: outer.header + geneve.header_len(),
-        end: outer.end,
-        inner_type: geneve.protocol(),
-        vni: geneve.vni(),
-    })
+    Ok(outer.decap(geneve.header_len(), geneve.protocol(), geneve.vni()))
 }
 
 #[cfg(test)]

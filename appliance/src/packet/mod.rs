@@ -34,9 +34,9 @@
 //! | [`quote`] | the packet an ICMP error quotes: [`IcmpQuote`], its tuple and rewrite, `IcmpPacket::quote` | `checksum`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple` |
 //! | [`translate`] | the NAT rewrite of a session's packet and of an ICMP error about one (`Ipv4Packet::translate_icmp_error`), [`Offsets`], `Ipv4Packet::offsets`, MACs | `checksum`, `ethernet`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple`, `quote` |
 //! | `parse.rs` | [`parse_frame`], [`common_ipv4`]: a received frame classified in one pass | the header files, `tuple`, `translate` |
-//! | [`tunnel`] | what the tunnel encapsulations share: [`Vni`], [`Decap`] (where a tunnel packet's parts lie), the walk of its outer Ethernet, IPv4 and UDP headers | `checksum`, `ethernet`, `ipv4`, `udp`, `parse` |
+//! | [`tunnel`] | what the tunnel encapsulations share: [`Vni`], [`Outer`] and [`Decap`] (where a tunnel packet's parts lie), the walk of its outer Ethernet, IPv4 and UDP headers, its inner packet parsed in place, the packet turned around to its sender | `checksum`, `ethernet`, `ipv4`, `udp`, `parse` |
 //! | [`geneve`], [`vxlan`] | one encapsulation each: view, `Repr` that re-emits the header byte for byte (GENEVE's options kept as bytes), `decapsulate` (the inner frame's offsets in a whole frame) | `checksum`, `ethernet`, `tunnel` |
-//! | [`build`] | the frames the appliance sends itself | `checksum`, `ethernet`, `arp`, `ipv4`, `icmp`, `tcp`, `udp` |
+//! | [`build`] | the frames the appliance sends itself; a tunnel packet as a load balancer sends it | `checksum`, `ethernet`, `arp`, `ipv4`, `icmp`, `tcp`, `udp`, `geneve`, `vxlan` |
 //! | `exercise.rs` | every parser and rewrite over arbitrary bytes, for the fuzz target and the property tests | `build`, `parse`, `translate` and the rest |
 
 #![warn(missing_docs)]
@@ -278,7 +278,7 @@ pub use parse::{common_ipv4, parse_frame, Common, Ipv4Meta, ParsedFrame, L3, L4}
 pub use quote::Quote as IcmpQuote;
 pub use tcp::{Flags as TcpFlags, Packet as TcpPacket, Repr as TcpRepr, TcpOption};
 pub use translate::{ChecksumDeltas, Offsets};
-pub use tunnel::{Decap, Vni};
+pub use tunnel::{Decap, Outer, Vni};
 pub use tuple::FiveTuple;
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
 pub use vxlan::{Packet as VxlanPacket, Repr as VxlanRepr};

@@ -3,9 +3,11 @@
 //! to the tunnel's port, that [`super::geneve::decapsulate`] and
 //! [`super::vxlan::decapsulate`] finish with their own header.
 
-use super::checksum::ChecksumCaps;
-use super::ethernet::EtherType;
-use super::{ipv4, parse_frame, udp, Error, L3, L4};
+use super::checksum::{self, ChecksumCaps};
+use super::ethernet::{self, EtherType};
+use super::field::{get_u32, Value};
+use super::parse::parse_at;
+use super::{ipv4, parse_frame, udp, Error, ParsedFrame, L3, L4};
 
 /// A virtual network identifier, the 24-bit field of both GENEVE (RFC 8926 section 3.4) and
 /// VXLAN (RFC 7348 section 5). A number that does not fit 24 bits is not a VNI, so the type
@@ -38,7 +40,7 @@ impl From<Vni> for u32 {
     }
 }
 
-impl super::field::Value for Vni {
+impl Value for Vni {
     /// The three bytes at `at`, big-endian.
     #[inline(always)]
     fn get(data: &[u8], at: usize) -> Self {
@@ -78,19 +80,62 @@ pub struct Decap {
     pub vni: Vni,
 }
 
-/// The outer headers of a tunnel packet: [`Decap`] up to the tunnel header.
+/// Where the outer headers of a tunnel packet lie in its frame: the IPv4 header, the UDP
+/// header, the tunnel header after it and the end of the datagram. What a tunnel port needs
+/// to send the packet back ([`turn_around`]), and [`Decap`] up to the tunnel header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Outer {
+pub struct Outer {
+    /// The outer IPv4 header.
     pub l3: usize,
+    /// The outer UDP header.
     pub udp: usize,
+    /// The tunnel header, right after the UDP header.
     pub header: usize,
+    /// The end of the UDP datagram.
     pub end: usize,
 }
 
 impl Outer {
+    /// The outer headers of a frame [`parse_frame`] classified as `parsed`, if it is an IPv4
+    /// UDP datagram and no fragment (a first fragment holds only part of the inner packet),
+    /// whatever its port: the caller knows its tunnels' ports.
+    pub fn of(frame: &[u8], parsed: &ParsedFrame) -> Option<Outer> {
+        let L3::Ipv4(meta) = parsed.l3 else {
+            return None;
+        };
+        let l3 = parsed.l3_offset();
+        // parse_frame checked both headers, so neither view fails.
+        let ip = ipv4::Packet::new_checked(frame.get(l3..)?).ok()?;
+        if meta.l4 != L4::Udp || ip.is_fragment() {
+            return None;
+        }
+        let udp = meta.l4_offset();
+        let datagram = udp::Packet::new_checked(frame.get(udp..meta.l3_end())?).ok()?;
+        Some(Outer {
+            l3,
+            udp,
+            header: udp + udp::HEADER_LEN,
+            end: udp + usize::from(datagram.len()),
+        })
+    }
+
     /// The tunnel header and everything after it, to the end of the UDP datagram.
     pub fn udp_payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
         &frame[self.header..self.end]
+    }
+
+    /// The whole [`Decap`], once the tunnel header (`header_len` bytes, options included)
+    /// said what follows it and in which network.
+    pub fn decap(&self, header_len: usize, inner_type: EtherType, vni: Vni) -> Decap {
+        Decap {
+            l3: self.l3,
+            udp: self.udp,
+            header: self.header,
+            inner: self.header + header_len,
+            end: self.end,
+            inner_type,
+            vni,
+        }
     }
 }
 
@@ -103,32 +148,102 @@ impl Outer {
 /// is not IPv4 UDP to `port`, or is a fragment.
 pub(super) fn outer(frame: &[u8], port: u16, caps: &ChecksumCaps) -> Result<Outer, Error> {
     let parsed = parse_frame(frame, caps)?;
-    let L3::Ipv4(meta) = parsed.l3 else {
-        return Err(Error::TunnelNotEncapsulated);
-    };
-    if meta.l4 != L4::Udp || meta.tuple.dst_port != port {
-        return Err(Error::TunnelNotEncapsulated);
+    match (Outer::of(frame, &parsed), parsed.l3) {
+        (Some(o), L3::Ipv4(m)) if m.tuple.dst_port == port => Ok(o),
+        _ => Err(Error::TunnelNotEncapsulated),
     }
-    let l3 = parsed.l3_offset();
-    // parse_frame checked both headers, so the views below cannot fail; a first fragment
-    // still holds only part of the inner frame.
-    if ipv4::Packet::new_checked(&frame[l3..])?.is_fragment() {
-        return Err(Error::TunnelNotEncapsulated);
-    }
-    let udp = meta.l4_offset();
-    let datagram = udp::Packet::new_checked(&frame[udp..meta.l3_end()])?;
-    Ok(Outer {
-        l3,
-        udp,
-        header: udp + udp::HEADER_LEN,
-        end: udp + usize::from(datagram.len()),
-    })
 }
+
+/// What the inner packet of a tunnel packet is, parsed as [`parse_frame`] parses a frame,
+/// its offsets counted from the start of the whole frame (so that the pipeline rewrites it
+/// where it lies): an Ethernet frame when the tunnel carries one (VXLAN, GENEVE's
+/// [`EtherType::TransparentBridging`]), else the IP packet the protocol type names (AWS's
+/// GENEVE). The inner packet ends with the outer UDP datagram.
+///
+/// # Errors
+/// The validation errors of [`parse_frame`] on the inner packet.
+pub fn parse_inner(frame: &[u8], d: &Decap, caps: &ChecksumCaps) -> Result<ParsedFrame, Error> {
+    let inner = frame.get(..d.end).ok_or(Error::TunnelNotEncapsulated)?;
+    match d.inner_type {
+        EtherType::TransparentBridging => {
+            let parsed = parse_frame(inner.get(d.inner..).unwrap_or_default(), caps)?;
+            Ok(parsed.moved(d.inner))
+        }
+        other => parse_at(inner, d.inner, other.value(), caps),
+    }
+}
+
+/// Turns a tunnel packet around in place, the way a gateway load balancer's target returns
+/// it (AWS: the same packet with the outer source and destination addresses swapped): the
+/// Ethernet addresses swapped (back to the sender's MAC, from the one it was sent to), the
+/// outer IPv4 addresses swapped and the TTL set to [`ipv4::DEFAULT_TTL`] (the appliance
+/// sends this outer packet), the UDP ports and the tunnel header kept. `to`, when given,
+/// moves the packet to another tunnel of the same load balancer (Azure's internal and
+/// external tunnels): the UDP destination port and the VNI become its. The IPv4 header
+/// checksum is updated, and the UDP checksum when there is one (zero, RFC 768's "none",
+/// stays zero, as RFC 7348 and RFC 8926 allow over IPv4). The inner packet is not touched.
+///
+/// `l3` and `udp` are where [`Outer`] found the outer IPv4 and UDP headers.
+///
+/// # Errors
+/// [`Error::BufferTooSmall`] if the headers at those offsets do not fit in `frame` (nothing
+/// is changed then).
+pub fn turn_around(
+    frame: &mut [u8],
+    l3: usize,
+    udp: usize,
+    to: Option<(u16, Vni)>,
+) -> Result<(), Error> {
+    let vni_at = udp + udp::HEADER_LEN + VNI_OFFSET;
+    if frame.len() < vni_at + 4 || l3 + ipv4::HEADER_LEN > udp || l3 < ethernet::HEADER_LEN {
+        return Err(Error::BufferTooSmall);
+    }
+    let (dst, src) = frame.split_at_mut(6);
+    dst.swap_with_slice(&mut src[..6]);
+    let mut ip = ipv4::Packet::new_unchecked(&mut frame[l3..udp]);
+    let (from, towards) = (ip.src_addr(), ip.dst_addr());
+    ip.set_src_addr(towards);
+    ip.set_dst_addr(from);
+    // The swap leaves every checksum as it was: a ones' complement sum does not depend on
+    // the order of its words. The TTL shares its word with the protocol.
+    let old = u16::from_be_bytes([ip.ttl(), ip.protocol().value()]);
+    ip.set_ttl(ipv4::DEFAULT_TTL);
+    let new = u16::from_be_bytes([ipv4::DEFAULT_TTL, ip.protocol().value()]);
+    let sum = ip.checksum();
+    ip.set_checksum(checksum::update16(sum, old, new));
+    let Some((port, vni)) = to else {
+        return Ok(());
+    };
+    let old_vni = get_u32(frame, vni_at);
+    Value::set(vni, frame, vni_at);
+    let new_vni = get_u32(frame, vni_at);
+    let mut datagram = udp::Packet::new_unchecked(&mut frame[udp..]);
+    let old_port = datagram.dst_port();
+    datagram.set_dst_port(port);
+    let sum = datagram.checksum();
+    let updated = checksum::update32(checksum::update16(sum, old_port, port), old_vni, new_vni);
+    datagram.set_checksum(checksum::udp_finish(sum, updated));
+    Ok(())
+}
+
+/// Where both tunnel headers keep their VNI: GENEVE (RFC 8926 section 3.4) and VXLAN
+/// (RFC 7348 section 5) alike, bytes 4 to 6, then a reserved byte.
+pub const VNI_OFFSET: usize = 4;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::field::Value;
+    use crate::packet::{geneve, vxlan, EthernetFrame, Ipv4Packet, UdpPacket};
+    use std::net::Ipv4Addr;
+
+    /// AWS Gateway Load Balancer's packet of `geneve.rs`: GENEVE with three options to
+    /// 10.0.0.10:6081, an IPv4 ICMP echo inside, no UDP checksum.
+    const AWS: &[u8] =
+        include_bytes!("../../fuzz/seeds/packet_parser/ipv4_udp_geneve_aws_gwlb.bin");
+    /// Azure Gateway Load Balancer's packet of `vxlan.rs`: VXLAN VNI 800 to 10.1.0.10:10800,
+    /// an Ethernet frame with an IPv4 ICMP echo inside, no UDP checksum.
+    const AZURE: &[u8] =
+        include_bytes!("../../fuzz/seeds/packet_parser/ipv4_udp_vxlan_azure_gwlb.bin");
 
     #[test]
     fn a_vni_is_24_bits_on_three_bytes() {
@@ -138,5 +253,96 @@ mod tests {
         Vni::new(0x0a0b0c).unwrap().set(&mut b, 1);
         assert_eq!(b, [0xee, 0x0a, 0x0b, 0x0c, 0xee]);
         assert_eq!(u32::from(Vni::get(&b, 1)), 0x0a0b0c);
+    }
+
+    #[test]
+    fn the_inner_packet_is_parsed_where_it_lies() {
+        let caps = ChecksumCaps::NONE;
+        let d = geneve::decapsulate(AWS, &caps).unwrap();
+        let inner = parse_inner(AWS, &d, &caps).unwrap();
+        assert_eq!(inner.l3_offset(), 82);
+        let L3::Ipv4(m) = inner.l3 else {
+            panic!("{inner:?}")
+        };
+        assert_eq!((m.l4_offset(), m.l3_end()), (102, AWS.len()));
+        assert_eq!(m.tuple.dst_addr, Ipv4Addr::new(198, 51, 100, 7));
+
+        // Under VXLAN the inner packet is an Ethernet frame: its IPv4 header follows it.
+        let d = vxlan::decapsulate(AZURE, 10800, &caps).unwrap();
+        let inner = parse_inner(AZURE, &d, &caps).unwrap();
+        assert_eq!(inner.l3_offset(), 50 + 14);
+        let L3::Ipv4(m) = inner.l3 else {
+            panic!("{inner:?}")
+        };
+        assert_eq!((m.l4_offset(), m.l3_end()), (84, AZURE.len()));
+
+        // An inner packet that does not parse says why; one past the datagram is not read.
+        let d = geneve::decapsulate(AWS, &caps).unwrap();
+        let mut bad = AWS.to_vec();
+        bad[82] = 0x55;
+        assert_eq!(
+            parse_inner(&bad, &d, &caps).map(|_| ()),
+            Err(Error::Ipv4BadVersion)
+        );
+        let short = Decap { end: 90, ..d };
+        assert_eq!(
+            parse_inner(AWS, &short, &caps).map(|_| ()),
+            Err(Error::Ipv4Truncated)
+        );
+    }
+
+    #[test]
+    fn a_packet_turned_around_goes_back_with_its_header() {
+        let caps = ChecksumCaps::NONE;
+        let d = geneve::decapsulate(AWS, &caps).unwrap();
+        let mut back = AWS.to_vec();
+        turn_around(&mut back, d.l3, d.udp, None).unwrap();
+        let f = EthernetFrame::new_checked(&back[..]).unwrap();
+        assert_eq!(
+            (f.dst_addr(), f.src_addr()),
+            (
+                EthernetFrame::new_checked(AWS).unwrap().src_addr(),
+                EthernetFrame::new_checked(AWS).unwrap().dst_addr(),
+            )
+        );
+        let ip = Ipv4Packet::new_checked(&back[d.l3..]).unwrap();
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr(), ip.ttl()),
+            (Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 5), 64)
+        );
+        assert!(ip.verify_checksum());
+        let datagram = UdpPacket::new_checked(&back[d.udp..]).unwrap();
+        assert_eq!((datagram.src_port(), datagram.dst_port()), (49153, 6081));
+        // The options and the inner packet, byte for byte.
+        assert_eq!(back[d.header..], AWS[d.header..]);
+
+        // Azure's: moved to the external tunnel, with a UDP checksum to keep right.
+        let d = vxlan::decapsulate(AZURE, 10800, &caps).unwrap();
+        let mut sent = AZURE.to_vec();
+        let (src, dst) = (Ipv4Addr::new(10, 1, 0, 4), Ipv4Addr::new(10, 1, 0, 10));
+        UdpPacket::new_unchecked(&mut sent[d.udp..]).fill_checksum(src, dst, &caps);
+        for checksummed in [false, true] {
+            let mut back = if checksummed {
+                sent.clone()
+            } else {
+                AZURE.to_vec()
+            };
+            let external = Vni::new(801).unwrap();
+            turn_around(&mut back, d.l3, d.udp, Some((10801, external))).unwrap();
+            let datagram = UdpPacket::new_checked(&back[d.udp..]).unwrap();
+            assert_eq!((datagram.src_port(), datagram.dst_port()), (50000, 10801));
+            if checksummed {
+                assert!(datagram.verify_checksum(dst, src));
+            } else {
+                assert_eq!(datagram.checksum(), 0, "none stays none");
+            }
+            let p = vxlan::Packet::new_checked(&back[d.header..]).unwrap();
+            assert_eq!((p.vni(), p.flags()), (external, vxlan::FLAG_I));
+            assert_eq!(back[d.inner..], AZURE[d.inner..]);
+        }
+        assert_eq!(
+            turn_around(&mut back[..45], d.l3, d.udp, None),
+            Err(Error::BufferTooSmall)
+        );
     }
 }

@@ -10,7 +10,7 @@
 use super::checksum::ChecksumCaps;
 use super::ethernet::EtherType;
 use super::field::Field;
-use super::tunnel::{self, Decap, Vni};
+use super::tunnel::{self, Decap, Outer, Vni};
 use super::Error;
 
 pub(super) mod field {
@@ -158,17 +158,17 @@ impl Repr {
 /// the frame is not IPv4 UDP to `port` or is a fragment; the errors of
 /// [`Packet::new_checked`].
 pub fn decapsulate(frame: &[u8], port: u16, caps: &ChecksumCaps) -> Result<Decap, Error> {
-    let outer = tunnel::outer(frame, port, caps)?;
+    decap(frame, &tunnel::outer(frame, port, caps)?)
+}
+
+/// [`decapsulate`] past the outer headers, which [`Outer`] found: the VXLAN header checked;
+/// the inner Ethernet frame follows it.
+///
+/// # Errors
+/// The errors of [`Packet::new_checked`].
+pub fn decap(frame: &[u8], outer: &Outer) -> Result<Decap, Error> {
     let vxlan = Packet::new_checked(outer.udp_payload(frame))?;
-    Ok(Decap {
-        l3: outer.l3,
-        udp: outer.udp,
-        header: outer.header,
-        inner: outer.header + HEADER_LEN,
-        end: outer.end,
-        inner_type: EtherType::TransparentBridging,
-        vni: vxlan.vni(),
-    })
+    Ok(outer.decap(HEADER_LEN, EtherType::TransparentBridging, vxlan.vni()))
 }
 
 #[cfg(test)]
