@@ -137,6 +137,26 @@ pub fn stats(v: &Value) -> String {
             u(p, "exhausted")
         );
     }
+    for t in items(v, "tunnels") {
+        let _ = writeln!(
+            out,
+            "tunnel {} ({}): {} packet(s) in ({} bytes), {} back ({} bytes)",
+            s(t, "port"),
+            s(t, "kind"),
+            u(t, "decapsulated_packets"),
+            u(t, "decapsulated_bytes"),
+            u(t, "encapsulated_packets"),
+            u(t, "encapsulated_bytes"),
+        );
+        drop_lines(&mut out, t, "  dropped", "    ");
+    }
+    drop_lines(&mut out, v, "drops", "  ");
+    out
+}
+
+/// The `drops` object of `v` (reason to count): a total line, then a line per reason that
+/// has a count.
+fn drop_lines(out: &mut String, v: &Value, title: &str, indent: &str) {
     let drops: Vec<(&String, u64)> = v
         .get("drops")
         .and_then(Value::as_object)
@@ -147,11 +167,10 @@ pub fn stats(v: &Value) -> String {
         })
         .unwrap_or_default();
     let total: u64 = drops.iter().map(|(_, n)| n).sum();
-    let _ = writeln!(out, "drops: {total}");
+    let _ = writeln!(out, "{title}: {total}");
     for (reason, n) in drops.iter().filter(|(_, n)| *n > 0) {
-        let _ = writeln!(out, "  {reason:<28} {n:>14}");
+        let _ = writeln!(out, "{indent}{reason:<28} {n:>14}");
     }
-    out
 }
 
 /// `appliance sessions`: one line per session.
@@ -258,6 +277,9 @@ mod tests {
             "192.0.2.2",
             "policy_deny",
             "drops: 18",
+            "tunnel gwlb (geneve): 200 packet(s) in (30000 bytes), 180 back",
+            "  dropped: 20",
+            "    geneve_bad_version",
         ] {
             assert!(t.contains(needle), "{needle:?} not in\n{t}");
         }
