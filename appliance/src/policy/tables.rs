@@ -226,6 +226,23 @@ pub enum Tunnel {
     },
 }
 
+impl std::fmt::Display for Tunnel {
+    /// `geneve udp/6081`, or `vxlan internal udp/10800 vni 800, external udp/10801 vni 801`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tunnel::Geneve { port } => write!(f, "geneve udp/{port}"),
+            Tunnel::Vxlan { internal, external } => write!(
+                f,
+                "vxlan internal udp/{} vni {}, external udp/{} vni {}",
+                internal.0,
+                internal.1.value(),
+                external.0,
+                external.1.value()
+            ),
+        }
+    }
+}
+
 impl Tunnel {
     /// `geneve` or `vxlan`.
     pub fn kind(&self) -> &'static str {
