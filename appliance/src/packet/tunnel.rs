@@ -9,6 +9,14 @@ use super::field::{get_u32, Value};
 use super::parse::parse_at;
 use super::{ipv4, parse_frame, udp, Error, ParsedFrame, L3, L4};
 
+/// The second word of both tunnel headers, GENEVE's (RFC 8926 section 3.4) and VXLAN's
+/// (RFC 7348 section 5) alike: the 24-bit VNI, then a reserved byte. Their own `field`
+/// modules take these offsets from here.
+pub(super) mod field {
+    pub const VNI: usize = 4;
+    pub const RESERVED: usize = 7;
+}
+
 /// A virtual network identifier, the 24-bit field of both GENEVE (RFC 8926 section 3.4) and
 /// VXLAN (RFC 7348 section 5). A number that does not fit 24 bits is not a VNI, so the type
 /// holds only those that do.
@@ -194,7 +202,7 @@ pub fn turn_around(
     udp: usize,
     to: Option<(u16, Vni)>,
 ) -> Result<(), Error> {
-    let vni_at = udp + udp::HEADER_LEN + VNI_OFFSET;
+    let vni_at = udp + udp::HEADER_LEN + field::VNI;
     if frame.len() < vni_at + 4 || l3 + ipv4::HEADER_LEN > udp || l3 < ethernet::HEADER_LEN {
         return Err(Error::BufferTooSmall);
     }
@@ -226,9 +234,89 @@ pub fn turn_around(
     Ok(())
 }
 
-/// Where both tunnel headers keep their VNI: GENEVE (RFC 8926 section 3.4) and VXLAN
-/// (RFC 7348 section 5) alike, bytes 4 to 6, then a reserved byte.
-pub const VNI_OFFSET: usize = 4;
+/// The frames the gateway load balancers send, as test vectors for every tunnel file: one
+/// comment a header, the parts both frames share written once.
+#[cfg(test)]
+#[rustfmt::skip]
+pub(crate) mod vectors {
+    /// The client's packet both load balancers carry.
+    const ECHO: [u8; 28] = [
+        // IPv4: total length 28, DF, TTL 63, ICMP, checksum 0x4ff3,
+        // 192.168.1.10 -> 198.51.100.7
+        0x45, 0x00, 0x00, 0x1c, 0x00, 0x01, 0x40, 0x00, 0x3f, 0x01, 0x4f, 0xf3,
+        0xc0, 0xa8, 0x01, 0x0a, 0xc6, 0x33, 0x64, 0x07,
+        // ICMP echo request, ident 0x1234, sequence 1
+        0x08, 0x00, 0xe5, 0xca, 0x12, 0x34, 0x00, 0x01,
+    ];
+
+    /// AWS Gateway Load Balancer's tunnel: the client's IPv4 packet in GENEVE with
+    /// Amazon's three options (68 bytes of overhead past the outer Ethernet header).
+    const AWS_TUNNEL: [u8; 68] = [
+        // IPv4: total length 96, DF, TTL 64, UDP, checksum 0x267f, 10.0.0.5 -> 10.0.0.10
+        0x45, 0x00, 0x00, 0x60, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x26, 0x7f,
+        0x0a, 0x00, 0x00, 0x05, 0x0a, 0x00, 0x00, 0x0a,
+        // UDP: 49153 -> 6081, length 76, no checksum
+        0xc0, 0x01, 0x17, 0xc1, 0x00, 0x4c, 0x00, 0x00,
+        // GENEVE: version 0, 8 words of options, no flags, IPv4, VNI 0
+        0x08, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // option: class 0x0108, type 1 (the endpoint's id), 2 words
+        0x01, 0x08, 0x01, 0x02, 0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f, 0x60, 0x71,
+        // option: class 0x0108, type 2 (the attachment's id), 2 words
+        0x01, 0x08, 0x02, 0x02, 0x81, 0x92, 0xa3, 0xb4, 0xc5, 0xd6, 0xe7, 0xf8,
+        // option: class 0x0108, type 3 (the flow cookie), 1 word
+        0x01, 0x08, 0x03, 0x01, 0xde, 0xad, 0xbe, 0xef,
+    ];
+
+    /// Ethernet: to 02:00:00:00:00:01 from 02:00:00:00:00:02, IPv4 (both frames' outer
+    /// header).
+    const ETHERNET: [u8; 14] = [
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00,
+    ];
+
+    /// Azure Gateway Load Balancer's internal tunnel: the client's Ethernet frame in VXLAN.
+    const AZURE_TUNNEL: [u8; 50] = [
+        // IPv4: total length 78, DF, TTL 64, UDP, checksum 0x2690, 10.1.0.4 -> 10.1.0.10
+        0x45, 0x00, 0x00, 0x4e, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x26, 0x90,
+        0x0a, 0x01, 0x00, 0x04, 0x0a, 0x01, 0x00, 0x0a,
+        // UDP: 50000 -> 10800, length 58, no checksum
+        0xc3, 0x50, 0x2a, 0x30, 0x00, 0x3a, 0x00, 0x00,
+        // VXLAN: I, VNI 800
+        0x08, 0x00, 0x00, 0x00, 0x00, 0x03, 0x20, 0x00,
+        // inner Ethernet: to 12:34:56:78:9a:bc from 02:00:00:00:00:0a, IPv4
+        0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0x02, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x08, 0x00,
+    ];
+
+    /// `a`, `b` and `c` one after the other (`N` their lengths' sum).
+    const fn frame<const A: usize, const B: usize, const C: usize, const N: usize>(
+        a: [u8; A],
+        b: [u8; B],
+        c: [u8; C],
+    ) -> [u8; N] {
+        assert!(A + B + C == N);
+        let mut out = [0u8; N];
+        let mut i = 0;
+        while i < N {
+            out[i] = if i < A { a[i] } else if i < A + B { b[i - A] } else { c[i - A - B] };
+            i += 1;
+        }
+        out
+    }
+
+    /// What AWS's load balancer sends a target (the fuzz seed
+    /// `ipv4_udp_geneve_aws_gwlb.bin`).
+    pub const AWS_FRAME: [u8; 110] = frame(ETHERNET, AWS_TUNNEL, ECHO);
+    /// What Azure's load balancer sends its backend on the internal tunnel (port 10800,
+    /// the fuzz seed `ipv4_udp_vxlan_azure_gwlb.bin`).
+    pub const AZURE_FRAME: [u8; 92] = frame(ETHERNET, AZURE_TUNNEL, ECHO);
+    /// Where the tunnel header starts in both frames.
+    pub const HEADER: usize = 42;
+    /// Where the inner packet starts in `AWS_FRAME`, past GENEVE and its options.
+    pub const AWS_INNER: usize = 82;
+    /// Where the inner frame starts in `AZURE_FRAME`, past VXLAN.
+    pub const AZURE_INNER: usize = 50;
+    /// The UDP port of `AZURE_FRAME`'s tunnel, Azure's internal one (VNI 800).
+    pub const AZURE_PORT: u16 = 10800;
+}
 
 #[cfg(test)]
 mod tests {
@@ -253,6 +341,40 @@ mod tests {
         Vni::new(0x0a0b0c).unwrap().set(&mut b, 1);
         assert_eq!(b, [0xee, 0x0a, 0x0b, 0x0c, 0xee]);
         assert_eq!(u32::from(Vni::get(&b, 1)), 0x0a0b0c);
+    }
+
+    #[test]
+    fn the_load_balancers_packets_come_apart_where_the_vectors_say() {
+        let caps = ChecksumCaps::NONE;
+        let aws_seed =
+            include_bytes!("../../fuzz/seeds/packet_parser/ipv4_udp_geneve_aws_gwlb.bin");
+        let azure_seed =
+            include_bytes!("../../fuzz/seeds/packet_parser/ipv4_udp_vxlan_azure_gwlb.bin");
+        let cases = [
+            (
+                geneve::decapsulate(AWS, &caps),
+                (AWS, &aws_seed[..]),
+                (vectors::AWS_INNER, EtherType::Ipv4, 0),
+            ),
+            (
+                vxlan::decapsulate(AZURE, vectors::AZURE_PORT, &caps),
+                (AZURE, &azure_seed[..]),
+                (vectors::AZURE_INNER, EtherType::TransparentBridging, 800),
+            ),
+        ];
+        for (found, (frame, seed), (inner, inner_type, vni)) in cases {
+            assert_eq!(seed, frame, "the fuzz seed is the test vector");
+            let d = Decap {
+                l3: 14,
+                udp: 34,
+                header: vectors::HEADER,
+                inner,
+                end: frame.len(),
+                inner_type,
+                vni: Vni::new(vni).unwrap(),
+            };
+            assert_eq!(found, Ok(d));
+        }
     }
 
     #[test]
