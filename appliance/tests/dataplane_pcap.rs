@@ -72,6 +72,21 @@ socket = ""
     )
 }
 
+/// The MAC of port `name`, which the frames must be addressed to: a first run of half a
+/// second on an empty pcap (`config` writes the configuration that reads its input).
+fn learn_mac(
+    dir: &Path,
+    config: impl Fn(&str) -> std::path::PathBuf,
+    name: &str,
+) -> EthernetAddress {
+    pcap::write(&dir.join("empty.pcap"), &[]);
+    let r = report(&run_appliance(
+        &config("empty.pcap"),
+        &["--duration", "0.5"],
+    ));
+    port(&r, name)["mac"].as_str().unwrap().parse().unwrap()
+}
+
 /// 100 UDP datagrams and 50 TCP SYNs from two inside hosts, then two frames with a broken
 /// IPv4 header checksum, then an ARP request for the appliance's inside address.
 fn frames(mac: EthernetAddress) -> (Vec<Vec<u8>>, Vec<(Ipv4Addr, u16)>) {
@@ -115,13 +130,7 @@ fn frames(mac: EthernetAddress) -> (Vec<Vec<u8>>, Vec<(Ipv4Addr, u16)>) {
 #[test]
 fn frames_are_translated_in_order_through_pcap() {
     let dir = scratch("pcap");
-    pcap::write(&dir.join("empty.pcap"), &[]);
-    // First run: learn the port's MAC, which the frames must be addressed to.
-    let r = report(&run_appliance(
-        &config(&dir, "empty.pcap"),
-        &["--duration", "0.5"],
-    ));
-    let mac: EthernetAddress = port(&r, "lan")["mac"].as_str().unwrap().parse().unwrap();
+    let mac = learn_mac(&dir, |input| config(&dir, input), "lan");
 
     let (input, sent) = frames(mac);
     pcap::write(&dir.join("in.pcap"), &input);
@@ -199,13 +208,8 @@ fn frames_are_translated_in_order_through_pcap() {
 #[test]
 fn port_exhaustion_is_logged_with_address_and_protocol() {
     let dir = scratch("pcap-exhausted");
-    pcap::write(&dir.join("empty.pcap"), &[]);
     let nat = "[nat]\nport_range = \"2000-2003\"\n";
-    let r = report(&run_appliance(
-        &config_with(&dir, "empty.pcap", nat),
-        &["--duration", "0.5"],
-    ));
-    let mac: EthernetAddress = port(&r, "lan")["mac"].as_str().unwrap().parse().unwrap();
+    let mac = learn_mac(&dir, |input| config_with(&dir, input, nat), "lan");
     let input: Vec<Vec<u8>> = (0..10u16)
         .map(|i| {
             let src = (Ipv4Addr::new(10, 0, 1, 10), 4000 + i);
@@ -265,12 +269,7 @@ fn a_gwlb_port_returns_its_tunnel_through_pcap() {
     use testing::gwlb::{geneve, outer, APPLIANCE, LB, LB_PORT, MAC_LB};
     use testing::{C1, C2, OTHER};
     let dir = scratch("pcap-gwlb");
-    pcap::write(&dir.join("empty.pcap"), &[]);
-    let r = report(&run_appliance(
-        &gwlb_config(&dir, "empty.pcap"),
-        &["--duration", "0.5"],
-    ));
-    let mac: EthernetAddress = port(&r, "gwlb")["mac"].as_str().unwrap().parse().unwrap();
+    let mac = learn_mac(&dir, |input| gwlb_config(&dir, input), "gwlb");
 
     let hosts = (CLIENT_MAC, testing::MAC_GW);
     let syn = TcpFlags::SYN;

@@ -292,23 +292,15 @@ fn bad_tunnels_name_the_field() {
         );
     }
     // A tunnel on another kind of port; a gwlb port without its address.
-    let err = Config::parse(
-        "[[port]]\nname = \"a\"\nrole = \"both\"\ndevice = \"net_null0\"\n\
-         tunnel = { kind = \"geneve\" }\n",
-        "t",
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("port[0].tunnel") && err.contains("\"gwlb\""),
-        "{err}"
-    );
-    let err = Config::parse(
-        "[[port]]\nname = \"a\"\nrole = \"gwlb\"\ndevice = \"net_null0\"\n\
-         tunnel = { kind = \"geneve\" }\n",
-        "t",
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("port[0].address"), "{err}");
+    for (port, fields) in [
+        ("role = \"both\"", ["port[0].tunnel", "\"gwlb\""]),
+        ("role = \"gwlb\"", ["port[0].address", "needs its address"]),
+    ] {
+        let text = format!(
+            "[[port]]\nname = \"a\"\n{port}\ndevice = \"net_null0\"\n\
+             tunnel = {{ kind = \"geneve\" }}\n"
+        );
+        let err = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(fields.iter().all(|f| err.contains(f)), "{err}");
+    }
 }

@@ -138,16 +138,13 @@ pub fn stats(v: &Value) -> String {
         );
     }
     for t in items(v, "tunnels") {
-        let _ = writeln!(
-            out,
-            "tunnel {} ({}): {} packet(s) in ({} bytes), {} back ({} bytes)",
-            s(t, "port"),
-            s(t, "kind"),
-            u(t, "decapsulated_packets"),
-            u(t, "decapsulated_bytes"),
-            u(t, "encapsulated_packets"),
-            u(t, "encapsulated_bytes"),
-        );
+        let carried = |way: &str| {
+            let (packets, bytes) = (format!("{way}_packets"), format!("{way}_bytes"));
+            format!("{} packet(s), {} bytes", u(t, &packets), u(t, &bytes))
+        };
+        let (port, kind) = (s(t, "port"), s(t, "kind"));
+        let (taken, sent) = (carried("decapsulated"), carried("encapsulated"));
+        let _ = writeln!(out, "tunnel {port} ({kind}): in {taken}; back {sent}");
         drop_lines(&mut out, t, "  dropped", "    ");
     }
     drop_lines(&mut out, v, "drops", "  ");
@@ -277,7 +274,7 @@ mod tests {
             "192.0.2.2",
             "policy_deny",
             "drops: 18",
-            "tunnel gwlb (geneve): 200 packet(s) in (30000 bytes), 180 back",
+            "tunnel gwlb (geneve): in 200 packet(s), 30000 bytes; back 180 packet(s)",
             "  dropped: 20",
             "    geneve_bad_version",
         ] {

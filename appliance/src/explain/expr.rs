@@ -84,8 +84,13 @@ pub enum Transport {
 }
 
 /// How a packet comes on a `gwlb` port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Encapsulation {
+    /// In the port's own tunnel (GENEVE with VNI 0 and AWS's options; under VXLAN the
+    /// internal tunnel from a source in the private prefixes, else the external one): what
+    /// the expression means when it says nothing.
+    #[default]
+    Own,
     /// In GENEVE (AWS's load balancer).
     Geneve {
         /// Its VNI.
@@ -105,6 +110,7 @@ impl Encapsulation {
     /// Its name in the expression.
     pub fn name(&self) -> &'static str {
         match self {
+            Encapsulation::Own => "own",
             Encapsulation::Geneve { .. } => "geneve",
             Encapsulation::Internal => "internal",
             Encapsulation::External => "external",
@@ -126,8 +132,8 @@ pub struct Flow {
     pub port: Option<String>,
     /// IPv4 time to live.
     pub ttl: u8,
-    /// The tunnel it comes in on a `gwlb` port; `None`: the port's own.
-    pub tunnel: Option<Encapsulation>,
+    /// The tunnel it comes in on a `gwlb` port.
+    pub tunnel: Encapsulation,
 }
 
 /// The TTL of a packet when the expression gives none: a host's usual default.
@@ -246,7 +252,11 @@ impl fmt::Display for Flow {
             write!(f, " on {p}")?;
         }
         write!(f, " ttl {}", self.ttl)?;
-        if let Some(t) = &self.tunnel {
+        if let t @ (Encapsulation::Geneve { .. }
+        | Encapsulation::Internal
+        | Encapsulation::External
+        | Encapsulation::Plain) = &self.tunnel
+        {
             write!(f, " tunnel {}", t.name())?;
             if let Encapsulation::Geneve { vni, options } = t {
                 write!(f, " vni {vni}")?;
@@ -528,13 +538,11 @@ impl Flow {
             },
         };
         let tunnel = match (tunnel, vni, geneve_options) {
-            (t, None, None) => t,
-            (None | Some(Encapsulation::Geneve { .. }), vni, options) => {
-                Some(Encapsulation::Geneve {
-                    vni: vni.unwrap_or(0),
-                    options,
-                })
-            }
+            (t, None, None) => t.unwrap_or_default(),
+            (None | Some(Encapsulation::Geneve { .. }), vni, options) => Encapsulation::Geneve {
+                vni: vni.unwrap_or(0),
+                options,
+            },
             (Some(t), ..) => {
                 return Err(ParseError {
                     token: Some(t.name().to_string()),

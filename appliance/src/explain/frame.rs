@@ -374,7 +374,7 @@ pub fn encapsulate(
             let (port, vni) = vxlan_at(*how == Encapsulation::Internal);
             (Encap::Vxlan(VxlanRepr::new(vni)), port, inner)
         }
-        Encapsulation::Plain => return Ok(inner.to_vec()),
+        Encapsulation::Own | Encapsulation::Plain => return Ok(inner.to_vec()),
     };
     let link = Link {
         src: ends.lb_mac,

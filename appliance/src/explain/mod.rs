@@ -740,25 +740,22 @@ fn load_balancer(p: &crate::policy::PortAddressing) -> Ipv4Addr {
 /// one).
 fn arrival_tunnel(policy: &Policy, t: &Tunnel, flow: &Flow) -> Encapsulation {
     match (&flow.tunnel, t) {
-        (Some(how), _) => how.clone(),
-        (None, Tunnel::Geneve { .. }) => Encapsulation::Geneve {
+        (Encapsulation::Own, Tunnel::Geneve { .. }) => Encapsulation::Geneve {
             vni: 0,
             options: None,
         },
-        (None, Tunnel::Vxlan { .. }) if policy.is_private(flow.src) => Encapsulation::Internal,
-        (None, Tunnel::Vxlan { .. }) => Encapsulation::External,
+        (Encapsulation::Own, Tunnel::Vxlan { .. }) if policy.is_private(flow.src) => {
+            Encapsulation::Internal
+        }
+        (Encapsulation::Own, Tunnel::Vxlan { .. }) => Encapsulation::External,
+        (how, _) => how.clone(),
     }
 }
 
 /// The reply to the packet `out` as it left: addresses and ports swapped, a SYN answered by
 /// a SYN-ACK, an echo request by an echo reply, in the tunnel the packet left in (`tunnel`).
 /// `None` for what has no reply.
-fn reply_flow(
-    sent: &Flow,
-    out: &PacketView,
-    port: String,
-    tunnel: Option<Encapsulation>,
-) -> Option<Flow> {
+fn reply_flow(sent: &Flow, out: &PacketView, port: String, tunnel: Encapsulation) -> Option<Flow> {
     let transport = match sent.transport {
         Transport::Tcp { flags, .. } => Transport::Tcp {
             src_port: out.dst_port?,
@@ -845,17 +842,17 @@ pub fn explain(
         };
         // The reply comes in the tunnel the packet left in.
         let back_in = match (&step.output_tunnel, bench.tunnel(in_port)) {
-            (Some(v), Some((t, _))) => Some(match v.encapsulation(&t) {
+            (Some(v), Some((t, _))) => match v.encapsulation(&t) {
                 Encapsulation::Geneve { vni, .. } => Encapsulation::Geneve {
                     vni,
                     options: match &flow.tunnel {
-                        Some(Encapsulation::Geneve { options, .. }) => options.clone(),
+                        Encapsulation::Geneve { options, .. } => options.clone(),
                         _ => None,
                     },
                 },
                 other => other,
-            }),
-            _ => None,
+            },
+            _ => Encapsulation::Own,
         };
         match left {
             Some((p, out)) => match reply_flow(flow, &out, bench.port_name(p), back_in) {

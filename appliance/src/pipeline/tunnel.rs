@@ -249,7 +249,10 @@ impl<T: Trace> Shard<T> {
         match (meta.via.tunnelled(), meta.kind) {
             (false, Kind::IcmpError) => self.discard(Malformed::TunnelNotEncapsulated),
             (false, _) => self.special(cx, pkt, meta),
-            (true, Kind::IcmpError) => self.tunnel_related(cx, pkt, meta),
+            (true, Kind::IcmpError) => {
+                self.trace.class(Class::Related);
+                self.tunnel_related(cx, pkt, meta)
+            }
             (true, _) => {
                 self.trace.class(Class::Invalid);
                 self.discard(Discard::ProtocolUnsupported)
@@ -265,12 +268,9 @@ impl<T: Trace> Shard<T> {
         pkt: &mut B,
         meta: &Meta,
     ) -> Disposition {
-        self.trace.class(Class::Related);
-        let quoted = IcmpPacket::new_checked(&pkt.bytes()[meta.at.transport()])
-            .and_then(|m| m.quote().and_then(|q| q.five_tuple()));
-        let q = match quoted {
+        let q = match self.quoted(pkt, meta) {
             Ok(q) => q,
-            Err(e) => return self.discard(e),
+            Err(end) => return end,
         };
         // The quote is a packet of the session; the error travels as its reply does.
         let reply = FlowKey::of(&q.reversed()).with_vni(meta.key.vni());

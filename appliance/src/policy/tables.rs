@@ -189,6 +189,8 @@ pub struct StaticNeighbour {
 /// A port's layer-3 setup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortAddressing {
+    /// The load balancer's tunnel of a `gwlb` port.
+    pub tunnel: Option<Tunnel>,
     /// The port's name from the file.
     pub name: String,
     /// The side it faces.
@@ -202,8 +204,6 @@ pub struct PortAddressing {
     /// Every address the appliance answers ARP for on this port (RFC 826): its own, and the
     /// SNAT pool and static-mapping public addresses on its subnet unless `nat.routed`.
     pub arp_addresses: Vec<Ipv4Addr>,
-    /// The load balancer's tunnel of a `gwlb` port.
-    pub tunnel: Option<Tunnel>,
 }
 
 /// A `gwlb` port's tunnel, as the pipeline reads it: where tunnel packets arrive, and which

@@ -46,39 +46,26 @@ dst_ports = [80]
     };
 }
 
-/// One `gwlb` port behind AWS's load balancer: GENEVE at 6081.
-pub const GENEVE: &str = concat!(
-    r#"
-[eal]
-lcores = "0-1"
-huge_pages = false
+/// One `gwlb` port at 10.0.2.10/24 with tunnel `$tunnel`, and the rules both tunnels share.
+macro_rules! gwlb_port {
+    ($tunnel:literal) => {
+        concat!(
+            "\n[eal]\nlcores = \"0-1\"\nhuge_pages = false\n\n[[port]]\nname = \"gwlb\"\n\
+             role = \"gwlb\"\ndevice = \"net_null0\"\naddress = \"10.0.2.10/24\"\ntunnel = ",
+            $tunnel,
+            "\n",
+            rules!()
+        )
+    };
+}
 
-[[port]]
-name = "gwlb"
-role = "gwlb"
-device = "net_null0"
-address = "10.0.2.10/24"
-tunnel = { kind = "geneve" }
-"#,
-    rules!()
-);
+/// One `gwlb` port behind AWS's load balancer: GENEVE at 6081.
+pub const GENEVE: &str = gwlb_port!(r#"{ kind = "geneve" }"#);
 
 /// One `gwlb` port behind Azure's load balancer: VXLAN, internal 10800/800, external
 /// 10801/801 (Azure's defaults, written out).
-pub const VXLAN: &str = concat!(
-    r#"
-[eal]
-lcores = "0-1"
-huge_pages = false
-
-[[port]]
-name = "gwlb"
-role = "gwlb"
-device = "net_null0"
-address = "10.0.2.10/24"
-tunnel = { kind = "vxlan", internal = { port = 10800, vni = 800 }, external = { port = 10801, vni = 801 } }
-"#,
-    rules!()
+pub const VXLAN: &str = gwlb_port!(
+    r#"{ kind = "vxlan", internal = { port = 10800, vni = 800 }, external = { port = 10801, vni = 801 } }"#
 );
 
 /// AWS's three options (class 0x0108): the endpoint's id, the attachment's id, the flow
