@@ -147,11 +147,15 @@ const EXPLAIN_HELP: &str =
   tcp|udp SRC:PORT -> DST:PORT [on PORT] [flags syn,ack,fin,rst,psh,urg,ece,cwr|none] [ttl N]
   icmp SRC -> DST [on PORT] [type echo-request|echo-reply|unreachable|time-exceeded|N]
                   [code N] [id N] [ttl N]
+  either, on a gwlb port: [tunnel geneve|internal|external|none] [vni N] [options HEX]
 TCP packets are SYNs unless `flags` says otherwise; ICMP ones echo requests with id 1; TTL 64.
 Without `on`, a source in the private prefixes arrives on the inside port, others on the
-outside port. Examples:
+outside port. On a gwlb port the packet comes in the port's tunnel (GENEVE: VNI 0, AWS's
+options; VXLAN: the internal tunnel from a private source, else the external one) unless
+`tunnel` says otherwise. Examples:
   appliance explain -c configs/testbed.toml \"tcp 10.0.1.10:40000 -> 203.0.113.10:443\" --reply
-  appliance explain -c configs/testbed.toml \"icmp 203.0.113.10 -> 192.0.2.2\"";
+  appliance explain -c configs/testbed.toml \"icmp 203.0.113.10 -> 192.0.2.2\"
+  appliance explain -c configs/gwlb-aws.toml \"udp 10.0.1.10:5000 -> 198.51.100.10:53\" --reply";
 
 const SESSIONS_HELP: &str = "Filter terms, joined by \"and\":
   proto tcp|udp|icmp|N   host A.B.C.D   net A.B.C.D/N   port N

@@ -1,6 +1,7 @@
 //! net_pcap through `appliance run`: crafted frames in (`rx_pcap`), through the stateful
 //! pipeline, out (`tx_pcap`): every good frame leaves source-NATed, in order, with valid
-//! checksums; bad frames are counted by reason; ARP for the appliance is answered.
+//! checksums; bad frames are counted by reason; ARP for the appliance is answered. A port of
+//! role gwlb returns its GENEVE tunnel.
 
 mod common;
 use common::*;
@@ -24,6 +25,31 @@ fn config(dir: &Path, input: &str) -> std::path::PathBuf {
 
 /// [`config`] with `extra` (whole sections) appended.
 fn config_with(dir: &Path, input: &str, extra: &str) -> std::path::PathBuf {
+    let ports = format!(
+        r#"
+[[port]]
+name = "lan"
+role = "inside"
+device = "net_pcap0,rx_pcap={d}/{input},tx_pcap={d}/back.pcap"
+address = "10.0.1.1/24"
+
+[[port]]
+name = "wan"
+role = "outside"
+device = "net_pcap1,rx_pcap={d}/empty.pcap,tx_pcap={d}/out.pcap"
+address = "192.0.2.2/24"
+gateway = "192.0.2.1"
+neighbours = [{{ ip = "192.0.2.1", mac = "{GATEWAY_MAC}" }}]
+{extra}
+"#,
+        d = dir.display(),
+    );
+    config_file(dir, input, &ports)
+}
+
+/// A configuration of net_pcap ports for reading `input`: the EAL, buffer and control
+/// settings of these tests, then `ports` (and whatever sections follow them).
+fn config_file(dir: &Path, input: &str, ports: &str) -> std::path::PathBuf {
     write(
         dir,
         &format!("{input}.toml"),
@@ -40,26 +66,25 @@ mbufs = 4095
 
 [control]
 socket = ""
-
-[[port]]
-name = "lan"
-role = "inside"
-device = "net_pcap0,rx_pcap={d}/{input},tx_pcap={d}/back.pcap"
-address = "10.0.1.1/24"
-
-[[port]]
-name = "wan"
-role = "outside"
-device = "net_pcap1,rx_pcap={d}/empty.pcap,tx_pcap={d}/out.pcap"
-address = "192.0.2.2/24"
-gateway = "192.0.2.1"
-neighbours = [{{ ip = "192.0.2.1", mac = "{GATEWAY_MAC}" }}]
-{extra}
-"#,
-            d = dir.display(),
+{ports}"#,
             pid = std::process::id()
         ),
     )
+}
+
+/// The MAC of port `name`, which the frames must be addressed to: a first run of half a
+/// second on an empty pcap (`config` writes the configuration that reads its input).
+fn learn_mac(
+    dir: &Path,
+    config: impl Fn(&str) -> std::path::PathBuf,
+    name: &str,
+) -> EthernetAddress {
+    pcap::write(&dir.join("empty.pcap"), &[]);
+    let r = report(&run_appliance(
+        &config("empty.pcap"),
+        &["--duration", "0.5"],
+    ));
+    port(&r, name)["mac"].as_str().unwrap().parse().unwrap()
 }
 
 /// 100 UDP datagrams and 50 TCP SYNs from two inside hosts, then two frames with a broken
@@ -105,13 +130,7 @@ fn frames(mac: EthernetAddress) -> (Vec<Vec<u8>>, Vec<(Ipv4Addr, u16)>) {
 #[test]
 fn frames_are_translated_in_order_through_pcap() {
     let dir = scratch("pcap");
-    pcap::write(&dir.join("empty.pcap"), &[]);
-    // First run: learn the port's MAC, which the frames must be addressed to.
-    let r = report(&run_appliance(
-        &config(&dir, "empty.pcap"),
-        &["--duration", "0.5"],
-    ));
-    let mac: EthernetAddress = port(&r, "lan")["mac"].as_str().unwrap().parse().unwrap();
+    let mac = learn_mac(&dir, |input| config(&dir, input), "lan");
 
     let (input, sent) = frames(mac);
     pcap::write(&dir.join("in.pcap"), &input);
@@ -189,13 +208,8 @@ fn frames_are_translated_in_order_through_pcap() {
 #[test]
 fn port_exhaustion_is_logged_with_address_and_protocol() {
     let dir = scratch("pcap-exhausted");
-    pcap::write(&dir.join("empty.pcap"), &[]);
     let nat = "[nat]\nport_range = \"2000-2003\"\n";
-    let r = report(&run_appliance(
-        &config_with(&dir, "empty.pcap", nat),
-        &["--duration", "0.5"],
-    ));
-    let mac: EthernetAddress = port(&r, "lan")["mac"].as_str().unwrap().parse().unwrap();
+    let mac = learn_mac(&dir, |input| config_with(&dir, input, nat), "lan");
     let input: Vec<Vec<u8>> = (0..10u16)
         .map(|i| {
             let src = (Ipv4Addr::new(10, 0, 1, 10), 4000 + i);
@@ -219,5 +233,101 @@ fn port_exhaustion_is_logged_with_address_and_protocol() {
         "total=6",
     ] {
         assert!(lines[0].contains(field), "{field} in {}", lines[0]);
+    }
+}
+
+/// One `gwlb` port behind AWS's load balancer, reading `input` and writing `out.pcap`: the
+/// GENEVE tunnel and the rules of `testing::gwlb` (SMTP out denied, in only to C2:80).
+fn gwlb_config(dir: &Path, input: &str) -> std::path::PathBuf {
+    let (config, rules) = testing::gwlb::GENEVE
+        .split_once("[[egress.rule]]")
+        .expect("the fixture has rules");
+    let ports = config
+        .split_once("[[port]]")
+        .expect("the fixture has its port")
+        .1
+        .replace(
+            "net_null0",
+            &format!(
+                "net_pcap0,rx_pcap={d}/{input},tx_pcap={d}/out.pcap",
+                d = dir.display()
+            ),
+        );
+    config_file(
+        dir,
+        input,
+        &format!("[[port]]{ports}[[egress.rule]]{rules}"),
+    )
+}
+
+/// The real binary on a DPDK port of role gwlb: GENEVE frames in (net_pcap), every allowed
+/// one back out of the same port turned around (to the load balancer's MAC and address,
+/// from ours, the UDP ports, the GENEVE header with its options and the inner packet byte
+/// for byte), the denied and malformed ones dropped and counted for the tunnel.
+#[test]
+fn a_gwlb_port_returns_its_tunnel_through_pcap() {
+    use testing::gwlb::{geneve, outer, APPLIANCE, LB, LB_PORT, MAC_LB};
+    use testing::{C1, C2, OTHER};
+    let dir = scratch("pcap-gwlb");
+    let mac = learn_mac(&dir, |input| gwlb_config(&dir, input), "gwlb");
+
+    let hosts = (CLIENT_MAC, testing::MAC_GW);
+    let syn = TcpFlags::SYN;
+    let mut passed: Vec<Vec<u8>> = Vec::new();
+    for i in 0..20u16 {
+        passed.push(geneve(&testing::udp((C1, 4000 + i), (SERVER, 53), hosts)));
+    }
+    for i in 0..10u16 {
+        passed.push(geneve(&testing::udp((SERVER, 53), (C1, 4000 + i), hosts)));
+    }
+    passed.push(geneve(&testing::tcp((OTHER, 40000), (C2, 80), syn, hosts)));
+    let smtp = geneve(&testing::tcp((C1, 40000), (SERVER, 25), syn, hosts));
+    let ssh = geneve(&testing::tcp((OTHER, 40000), (C1, 22), syn, hosts));
+    let mut bad_version = passed[0].clone();
+    bad_version[42] |= 0x40;
+    let mut input = passed.to_vec();
+    input.extend([smtp, ssh, bad_version]);
+    for f in &mut input {
+        f[..6].copy_from_slice(&mac.0);
+    }
+    pcap::write(&dir.join("in.pcap"), &input);
+    let r = report(&run_appliance(
+        &gwlb_config(&dir, "in.pcap"),
+        &["--duration", "1.5"],
+    ));
+    assert_eq!(count(port(&r, "gwlb"), "rx_packets"), input.len() as u64);
+    let t = &r["tunnels"][0];
+    assert_eq!(
+        (t["port"].as_str(), t["kind"].as_str()),
+        (Some("gwlb"), Some("geneve")),
+        "{r}"
+    );
+    assert_eq!(t["decapsulated_packets"].as_u64(), Some(33), "{t}");
+    assert_eq!(t["encapsulated_packets"].as_u64(), Some(31), "{t}");
+    for reason in ["egress_denied", "ingress_denied", "geneve_bad_version"] {
+        assert_eq!(t["drops"][reason].as_u64(), Some(1), "{reason}: {t}");
+    }
+    assert_eq!(r["sessions_created"].as_u64(), Some(21));
+
+    let out = pcap::read(&dir.join("out.pcap"));
+    let back: Vec<&Vec<u8>> = out.iter().filter(|f| f[12..14] == [0x08, 0x00]).collect();
+    assert_eq!(back.len(), passed.len(), "every allowed packet came back");
+    for (i, (f, sent)) in back.iter().zip(&passed).enumerate() {
+        let o = outer(f);
+        assert_eq!(
+            (o.seen.src_mac, o.seen.dst_mac),
+            (mac, MAC_LB),
+            "frame {i}: MACs"
+        );
+        assert_eq!(
+            (o.seen.src, o.seen.dst),
+            ((APPLIANCE, LB_PORT), (LB, 6081)),
+            "frame {i}"
+        );
+        assert_eq!(
+            o.payload,
+            outer(sent).payload,
+            "frame {i}: GENEVE and inner unchanged"
+        );
     }
 }

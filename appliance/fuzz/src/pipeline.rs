@@ -11,7 +11,10 @@
 //!   address-dependent, 2 endpoint-independent), bit 2 tiny limits (SNAT ports 8070-8090,
 //!   64 sessions; else 1024-5119 and 4096), bit 3 two workers, bit 4 `tcp_loose`, bit 5
 //!   endpoint-dependent mapping (ports shared between remote endpoints; a reload flips the
-//!   mapping either way), bit 6 a second pool address (192.0.2.3) and arbitrary pooling.
+//!   mapping either way), bit 6 a second pool address (192.0.2.3) and arbitrary pooling,
+//!   bit 7 tunnel mode ([`crate::tunnel`]: one `gwlb` port, GENEVE, or VXLAN if bit 0 is
+//!   set; bits 2, 3 and 4 as above; every frame in the load balancer's tunnel, as one more
+//!   byte says).
 //! - then operations, `op % 8`: 0-3 a burst, 4 a clock step, 5 an expiry tick, 6 a policy
 //!   reload (to the other of two policies, next generation), 7 a clock step and a worker's
 //!   expiry tick (budget 64).
@@ -39,10 +42,13 @@
 //! right whatever came in; a frame sent out of the outside port carries no inside
 //! (10.0.1.0/24) address as its source, in an ICMP error's quote, or as an ARP sender; a
 //! handed-off packet is not handed off again; sessions never exceed a shard's capacity;
-//! SNAT ports in use and endpoint-independent mappings never outnumber sessions. At the end,
+//! SNAT ports in use and endpoint-independent mappings never outnumber sessions (in tunnel
+//! mode there are none, and what leaves is what a load balancer's target sends back,
+//! [`crate::tunnel::check`]). At the end,
 //! after the clock passes every timeout and expiry runs: every table is empty and no port
 //! or mapping is left.
 
+use crate::tunnel::{self, Encap};
 use crate::wire::{self, Ip, L2};
 use appliance::config::Config;
 use appliance::flow::HashSeed;
@@ -184,8 +190,31 @@ pub mod setup {
     pub const DEPENDENT: u8 = 0b10_0000;
     /// Two pool addresses, arbitrary pooling.
     pub const TWO_ADDRESSES: u8 = 0b100_0000;
-    /// Every setup bit.
+    /// Every setup bit of the two-arm mode.
     pub const ALL: u8 = 0b111_1111;
+    /// Tunnel mode: one `gwlb` port (GENEVE; VXLAN with bit 0).
+    pub const TUNNEL: u8 = 0b1000_0000;
+}
+
+/// The tunnel mode's policies, compiled once: `[vxlan | tiny << 1 | loose << 2][alt]`.
+fn tunnel_policies() -> &'static [[Policy; 2]] {
+    static P: OnceLock<Vec<[Policy; 2]>> = OnceLock::new();
+    P.get_or_init(|| {
+        (0..8u8)
+            .map(|i| {
+                let encap = if i & 1 != 0 {
+                    Encap::Vxlan
+                } else {
+                    Encap::Geneve
+                };
+                [false, true].map(|alt| {
+                    let text = tunnel::config_text(encap, i & 2 != 0, i & 4 != 0, alt);
+                    let config = Config::parse(&text, "fuzz.toml").expect("harness config");
+                    Policy::compile(&config, 1).expect("harness policy")
+                })
+            })
+            .collect()
+    })
 }
 
 fn config_text(s: u8, alt: bool) -> String {
@@ -344,6 +373,7 @@ struct Sent {
 
 struct World {
     setup: u8,
+    tunnel: Option<Encap>,
     alt: bool,
     policy: Policy,
     neighbours: Neighbours,
@@ -357,8 +387,13 @@ const SENT_KEPT: usize = 16;
 
 impl World {
     fn new(setup: u8) -> World {
+        let tunnel = (setup & setup::TUNNEL != 0).then_some(if setup & 1 != 0 {
+            Encap::Vxlan
+        } else {
+            Encap::Geneve
+        });
         let s = setup & setup::ALL;
-        let mut policy = policies()[usize::from(s)][0].clone();
+        let mut policy = Self::policy(s, tunnel, false);
         policy.generation = 1;
         let workers = if s & setup::TWO_WORKERS != 0 { 2 } else { 1 };
         let shards = (0..workers)
@@ -370,6 +405,7 @@ impl World {
             .collect();
         World {
             setup: s,
+            tunnel,
             alt: false,
             policy,
             neighbours: testing::neighbours(),
@@ -380,11 +416,34 @@ impl World {
         }
     }
 
+    /// The policy of setup `s` (tunnel mode: `tunnel`), or the other one of a reload.
+    fn policy(s: u8, tunnel: Option<Encap>, alt: bool) -> Policy {
+        match tunnel {
+            None => policies()[usize::from(s)][usize::from(alt)].clone(),
+            Some(e) => {
+                let i = u8::from(e == Encap::Vxlan)
+                    | u8::from(s & setup::TINY != 0) << 1
+                    | u8::from(s & setup::LOOSE != 0) << 2;
+                tunnel_policies()[usize::from(i)][usize::from(alt)].clone()
+            }
+        }
+    }
+
     fn reload(&mut self) {
         self.alt = !self.alt;
         let generation = self.policy.generation + 1;
-        self.policy = policies()[usize::from(self.setup)][usize::from(self.alt)].clone();
+        self.policy = Self::policy(self.setup, self.tunnel, self.alt);
         self.policy.generation = generation;
+    }
+
+    /// The port a burst is received on: its port bit, or in tunnel mode the `gwlb` port
+    /// (the bit then picks Azure's tunnel).
+    fn rx_port(&self, bit: u8) -> u8 {
+        if self.tunnel.is_some() {
+            0
+        } else {
+            bit
+        }
     }
 
     fn step(&mut self, r: &mut Reader<'_>) {
@@ -586,7 +645,13 @@ impl World {
                 }
             }
         }
-        f
+        match self.tunnel {
+            Some(e) => {
+                let t = r.u8();
+                tunnel::encapsulate(e, f, port, t, || r.u8())
+            }
+            None => f,
+        }
     }
 
     /// Runs one burst received on `port` by worker `start`, follows handoffs, checks every
@@ -642,6 +707,11 @@ impl World {
             assert!(t.len() <= t.capacity(), "{} sessions > capacity", t.len());
             let ports: usize = s.snat().ports_in_use().map(|x| x.2).sum();
             assert!(
+                self.tunnel.is_none() || ports + s.snat().mappings() == 0,
+                "a tunnel port translated: {ports} SNAT ports, {} mappings",
+                s.snat().mappings()
+            );
+            assert!(
                 ports <= t.len() as usize && s.snat().mappings() <= t.len() as usize,
                 "{ports} SNAT ports and {} mappings for {} sessions",
                 s.snat().mappings(),
@@ -689,6 +759,19 @@ impl World {
             )
         };
         assert!(usize::from(p) < self.policy.ports.len(), "no port {p}");
+        if let Some(e) = self.tunnel {
+            let inner = tunnel::check(e, input, f, &why);
+            match wire::verify(f) {
+                Err(what) if valid_in || what == "IPv4 header checksum" => {
+                    panic!("{what} wrong: {}", why())
+                }
+                _ => {}
+            }
+            if let Some(frame) = inner {
+                self.remember(0, frame);
+            }
+            return;
+        }
         let mac = if p == LAN { MAC_LAN } else { MAC_WAN };
         assert!(
             f.len() >= 14 && f[6..12] == mac,
@@ -716,18 +799,7 @@ impl World {
                     );
                 }
             }
-            if self.sent.len() < SENT_KEPT {
-                self.sent.push(Sent {
-                    port: p,
-                    frame: f.to_vec(),
-                });
-            } else {
-                self.sent[self.sent_next] = Sent {
-                    port: p,
-                    frame: f.to_vec(),
-                };
-            }
-            self.sent_next = (self.sent_next + 1) % SENT_KEPT;
+            self.remember(p, f.to_vec());
         } else if p == WAN {
             if let Some(l) = wire::layout(f).filter(|l| l.ethertype == 0x0806) {
                 if let Some(spa) = f.get(l.l3 + 14..l.l3 + 18) {
@@ -736,6 +808,17 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Keeps a frame sent out of `port` for the replies and errors built from it.
+    fn remember(&mut self, port: u8, frame: Vec<u8>) {
+        let s = Sent { port, frame };
+        if self.sent.len() < SENT_KEPT {
+            self.sent.push(s);
+        } else {
+            self.sent[self.sent_next] = s;
+        }
+        self.sent_next = (self.sent_next + 1) % SENT_KEPT;
     }
 
     /// Past every timeout, expiry leaves nothing: no session, no port, no mapping.
@@ -818,7 +901,7 @@ pub fn run(data: &[u8]) {
                 for _ in 0..count {
                     frames.push(world.frame(&mut r, port));
                 }
-                world.burst(start, port, &frames);
+                world.burst(start, world.rx_port(port), &frames);
             }
             4 => world.step(&mut r),
             5 => {
@@ -940,6 +1023,19 @@ pub mod enc {
         frame(l2, kind::ARP, &[opt, spa, tpa])
     }
 
+    /// A frame put in the tunnel as the tunnel byte `t` says (tunnel mode).
+    pub fn tunnelled(mut frame: Vec<u8>, t: u8) -> Vec<u8> {
+        frame.push(t);
+        frame
+    }
+
+    /// A frame in the tunnel with the byte at `at` of its outer headers changed by `v`
+    /// (bit 7: the checksums fixed after).
+    pub fn tunnel_broken(mut frame: Vec<u8>, at: u8, v: u8) -> Vec<u8> {
+        frame.extend_from_slice(&[3, at, v]);
+        frame
+    }
+
     /// Garbage after an IPv4 ethertype.
     pub fn raw(l2: u8, bytes: &[u8]) -> Vec<u8> {
         let mut f = vec![bytes.len() as u8];
@@ -1049,6 +1145,59 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 .0,
         ),
         (
+            "geneve_tunnel.bin",
+            Script::new(setup::TUNNEL)
+                .burst(0, 0, &[tunnelled(udp(US, ip(C1, SERVER), P5000, DNS), 0)])
+                .burst(0, 0, &[tunnelled(reply(US, 0, 0), 0x80)])
+                .burst(
+                    0,
+                    0,
+                    &[tunnelled(tcp(US, ip(OTHER, C2), P40000, HTTP, SYN), 0)],
+                )
+                .burst(0, 0, &[tunnelled(reply(US, 0, SYN_ACK), 0x14)])
+                .burst(
+                    0,
+                    0,
+                    &[
+                        tunnelled(tcp(US, ip(C1, SERVER), P40000, SMTP, SYN), 0),
+                        tunnelled(udp(US, ip(C1, SERVER), P5000, DNS), 8),
+                        tunnel_broken(udp(US, ip(C1, SERVER), P5000, DNS), 28, 0xc0),
+                        tunnel_broken(udp(US, ip(C1, SERVER), P5000, DNS), 31, 0x9f),
+                        tunnelled(echo(US, ip(C1, SERVER), P5000), 2),
+                        tunnelled(error_about(US, 1, 0, 0), 0),
+                    ],
+                )
+                .reload()
+                .burst(0, 0, &[tunnelled(reply(US, 1, 0), 0)])
+                .step(13)
+                .expire(0)
+                .0,
+        ),
+        (
+            "vxlan_tunnels.bin",
+            Script::new(setup::TUNNEL | setup::TWO_WORKERS | 1)
+                .burst(
+                    1,
+                    0,
+                    &[tunnelled(tcp(US, ip(OTHER, C2), P40000, HTTP, SYN), 0)],
+                )
+                .burst(0, 1, &[tunnelled(reply(US, 0, SYN_ACK), 0)])
+                .burst(0, 0, &[tunnelled(udp(US, ip(C1, SERVER), P5000, DNS), 0)])
+                .burst(
+                    1,
+                    1,
+                    &[
+                        tunnelled(reply(US, 0, 0), 0),
+                        tunnelled(reply(US, 0, 0), 0x10),
+                        tunnelled(udp(US, ip(C1, SERVER), P5000, DNS), 0),
+                        tunnel_broken(udp(US, ip(C1, SERVER), P5000, DNS), 28, 0x88),
+                    ],
+                )
+                .step(13)
+                .expire(0)
+                .0,
+        ),
+        (
             "arp_and_garbage.bin",
             Script::new(0)
                 .burst(
@@ -1112,7 +1261,7 @@ mod tests {
                         for _ in 0..1 + usize::from(h >> 2) % 40 {
                             frames.push(w.frame(&mut r, h & 1));
                         }
-                        w.burst(usize::from((h >> 1) & 1), h & 1, &frames);
+                        w.burst(usize::from((h >> 1) & 1), w.rx_port(h & 1), &frames);
                     }
                     4 => w.step(&mut r),
                     5 => {

@@ -26,11 +26,15 @@
 //! role = "outside"
 //! device = "0000:00:05.0"
 //! ```
+//!
+//! A port of role `gwlb` sits behind a cloud's gateway load balancer instead, with the
+//! balancer's `tunnel` ([`TunnelConfig`]).
 
 mod control;
 mod error;
 mod lcores;
 mod sections;
+mod tunnel;
 pub mod validate;
 pub mod value;
 
@@ -42,6 +46,7 @@ pub use sections::{
     LocalConfig, Mapping, NatConfig, Neighbour, OnReload, Pooling, ProbeProtocol, RuleConfig,
     StaticConfig, DEFAULT_MAX_SESSIONS, DEFAULT_PROBE_PATH,
 };
+pub use tunnel::{TunnelConfig, VxlanTunnel};
 pub use value::{FromConfigText, Parsed, PortRange, Prefix, Proto};
 
 use ipnet::Ipv4Net;
@@ -62,8 +67,9 @@ pub struct Config {
     /// The ports, in the order DPDK probes them. At least one.
     #[serde(default)]
     pub port: Vec<PortConfig>,
-    /// The private network's prefixes: in one-arm mode they give a packet its role. Default:
-    /// the RFC 1918 ranges when a `both` port exists, else the inside ports' subnets.
+    /// The private network's prefixes: in one-arm mode and behind AWS's GENEVE they give a
+    /// packet its role. Default: the RFC 1918 ranges when a `both` or `gwlb` port exists,
+    /// else the inside ports' subnets.
     #[serde(default)]
     pub private_prefixes: Vec<Parsed<Prefix>>,
     /// Source NAT and NAT behaviour ([`crate::policy`]).
@@ -183,6 +189,11 @@ pub enum Role {
     /// One-arm deployment: one port carries both; a packet's role comes from the configured
     /// private prefixes.
     Both,
+    /// Behind a cloud's gateway load balancer: the port receives packets in the balancer's
+    /// tunnel (its `tunnel`), filters them as a transparent stateful firewall (no NAT) and
+    /// returns them in the tunnel. A packet's side comes from the tunnel (Azure's VXLAN) or
+    /// from the private prefixes (AWS's GENEVE).
+    Gwlb,
 }
 
 impl Role {
@@ -192,6 +203,7 @@ impl Role {
             Role::Inside => "inside",
             Role::Outside => "outside",
             Role::Both => "both",
+            Role::Gwlb => "gwlb",
         }
     }
 }
@@ -228,6 +240,9 @@ pub struct PortConfig {
     /// Static ARP entries (`[[port.neighbours]]` or `neighbours = [{ ip, mac }]`).
     #[serde(default)]
     pub neighbours: Vec<Neighbour>,
+    /// The load balancer's tunnel, on a `gwlb` port (and only there).
+    #[serde(default)]
+    pub tunnel: Option<TunnelConfig>,
 }
 
 /// How a port's device is handed to EAL.
@@ -453,6 +468,7 @@ impl Config {
             ));
         }
         crate::config::validate::check(self, &mut errors);
+        tunnel::check(self, &mut errors);
         control::check(&self.control, &mut errors);
         if errors.is_empty() {
             Ok(())
@@ -526,13 +542,13 @@ impl Config {
     }
 
     /// Index of the port a plain L2 forwarder sends a port's traffic to: the first port of the
-    /// opposite role; a `both` port sends back out of itself.
+    /// opposite role; a `both` or `gwlb` port sends back out of itself.
     pub fn peer_port(&self, index: usize) -> Option<usize> {
         let role = self.port.get(index)?.role;
         let wanted = match role {
             Role::Inside => Role::Outside,
             Role::Outside => Role::Inside,
-            Role::Both => return Some(index),
+            Role::Both | Role::Gwlb => return Some(index),
         };
         self.port.iter().position(|p| p.role == wanted)
     }

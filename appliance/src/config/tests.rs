@@ -196,3 +196,111 @@ fn lcores_the_machine_lacks_are_named() {
         .check_cpus(&[0, 1])
         .is_ok());
 }
+
+/// A gwlb port as the file gives it, with `tunnel` and the sections after it.
+fn gwlb(tunnel: &str, rest: &str) -> Result<Config, ConfigError> {
+    Config::parse(
+        &format!(
+            "[[port]]\nname = \"g\"\nrole = \"gwlb\"\ndevice = \"net_null0\"\n\
+             address = \"10.0.2.10/24\"\n{tunnel}\n{rest}"
+        ),
+        "gwlb.toml",
+    )
+}
+
+#[test]
+fn a_gwlb_port_reads_its_tunnel_with_the_clouds_defaults() {
+    let c = gwlb("tunnel = { kind = \"geneve\" }", "").unwrap();
+    assert_eq!(c.port[0].role, Role::Gwlb);
+    assert_eq!(c.port[0].tunnel, Some(TunnelConfig::Geneve { port: 6081 }));
+    assert_eq!(c.peer_port(0), Some(0));
+    let c = gwlb("tunnel = { kind = \"vxlan\" }", "").unwrap();
+    assert_eq!(
+        c.port[0].tunnel,
+        Some(TunnelConfig::Vxlan {
+            internal: VxlanTunnel::internal(),
+            external: VxlanTunnel::external(),
+        })
+    );
+    let c = gwlb(
+        "tunnel = { kind = \"vxlan\", internal = { port = 2000, vni = 900 } }",
+        "",
+    )
+    .unwrap();
+    let Some(TunnelConfig::Vxlan { internal, external }) = c.port[0].tunnel else {
+        panic!("{:?}", c.port[0].tunnel)
+    };
+    assert_eq!((internal.port, internal.vni), (2000, 900));
+    assert_eq!(external, VxlanTunnel::external());
+    // No SNAT address is asked for: nothing is translated.
+    assert!(
+        validate::warnings(&c).is_empty(),
+        "{:?}",
+        validate::warnings(&c)
+    );
+}
+
+#[test]
+fn bad_tunnels_name_the_field() {
+    let vxlan = |t: &str| format!("tunnel = {{ kind = \"vxlan\", {t} }}");
+    let cases = [
+        (String::new(), "", "port[0].tunnel"),
+        ("tunnel = { kind = \"gre\" }".into(), "", "gre"),
+        ("tunnel = { kind = \"geneve\", vni = 3 }".into(), "", "vni"),
+        (
+            "tunnel = { kind = \"geneve\", port = 0 }".into(),
+            "",
+            "port[0].tunnel.port",
+        ),
+        (
+            vxlan("internal = { port = 10801, vni = 800 }"),
+            "",
+            "port[0].tunnel.external.port",
+        ),
+        (
+            vxlan("external = { port = 10802, vni = 800 }"),
+            "",
+            "port[0].tunnel.external.vni",
+        ),
+        (
+            vxlan("internal = { port = 10800, vni = 16777216 }"),
+            "",
+            "port[0].tunnel.internal.vni",
+        ),
+        (
+            "tunnel = { kind = \"geneve\" }".into(),
+            "[nat]\naddresses = [\"10.0.2.20\"]\n",
+            "nat.addresses",
+        ),
+        (
+            "tunnel = { kind = \"geneve\" }".into(),
+            "[[ingress.forward]]\nproto = \"tcp\"\npublic = \"10.0.2.10\"\npublic_port = 80\n\
+             private = \"10.0.1.5\"\nprivate_port = 80\n",
+            "ingress.forward",
+        ),
+        (
+            "tunnel = { kind = \"geneve\" }".into(),
+            "[[port]]\nname = \"wan\"\nrole = \"outside\"\ndevice = \"net_null1\"\n",
+            "port[1].role",
+        ),
+    ];
+    for (tunnel, rest, field) in &cases {
+        let err = gwlb(tunnel, rest).expect_err(tunnel).to_string();
+        assert!(
+            err.contains(field),
+            "{tunnel:?} {rest:?}: {err:?} does not name {field}"
+        );
+    }
+    // A tunnel on another kind of port; a gwlb port without its address.
+    for (port, fields) in [
+        ("role = \"both\"", ["port[0].tunnel", "\"gwlb\""]),
+        ("role = \"gwlb\"", ["port[0].address", "needs its address"]),
+    ] {
+        let text = format!(
+            "[[port]]\nname = \"a\"\n{port}\ndevice = \"net_null0\"\n\
+             tunnel = {{ kind = \"geneve\" }}\n"
+        );
+        let err = Config::parse(&text, "t").unwrap_err().to_string();
+        assert!(fields.iter().all(|f| err.contains(f)), "{err}");
+    }
+}

@@ -55,7 +55,11 @@ impl Facts {
                 .iter()
                 .filter_map(|p| p.ok().copied())
                 .collect()
-        } else if config.port.iter().any(|p| p.role == Role::Both) {
+        } else if config
+            .port
+            .iter()
+            .any(|p| matches!(p.role, Role::Both | Role::Gwlb))
+        {
             RFC1918.to_vec()
         } else {
             config
@@ -141,7 +145,8 @@ pub(crate) fn check(config: &Config, errors: &mut Vec<E>) {
 pub fn warnings(config: &Config) -> Vec<E> {
     let facts = Facts::of(config);
     let mut out = Vec::new();
-    if facts.pool.is_empty() && !config.port.is_empty() {
+    // Tunnel ports translate nothing: a file of them alone needs no SNAT address.
+    if facts.pool.is_empty() && config.port.iter().any(|p| p.role != Role::Gwlb) {
         out.push(E::new(
             "nat.addresses",
             "[]",

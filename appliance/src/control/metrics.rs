@@ -54,6 +54,11 @@ pub const METRICS: &[(&str, Kind, &[&str], &str)] = &[
     ("nva_handoff_drops_total", Kind::Counter, &["worker"], "Packets the worker dropped because the owner's handoff ring was full."),
     ("nva_nat_ports_in_use", Kind::Gauge, &["address", "proto"], "SNAT ports (ICMP: identifiers) in use per public address and protocol."),
     ("nva_nat_port_exhaustion_total", Kind::Counter, &[], "New flows dropped because no SNAT port was free."),
+    ("nva_tunnel_decapsulated_packets_total", Kind::Counter, &["port"], "Packets of a gwlb port's tunnel taken apart."),
+    ("nva_tunnel_decapsulated_bytes_total", Kind::Counter, &["port"], "Bytes of the packets taken apart (whole frames)."),
+    ("nva_tunnel_encapsulated_packets_total", Kind::Counter, &["port"], "Packets sent back into a gwlb port's tunnel."),
+    ("nva_tunnel_encapsulated_bytes_total", Kind::Counter, &["port"], "Bytes of the packets sent back (whole frames)."),
+    ("nva_tunnel_drops_total", Kind::Counter, &["port", "reason"], "Packets a gwlb port received and dropped, by reason."),
 ];
 
 /// Why the Prometheus endpoint could not start.
@@ -213,6 +218,26 @@ fn record(s: &Snapshot) {
             .set(u.in_use as f64);
     }
     counter!("nva_nat_port_exhaustion_total").absolute(s.nat.exhaustion_total);
+    for t in &s.tunnels {
+        for (name, v) in [
+            (
+                "nva_tunnel_decapsulated_packets_total",
+                t.decapsulated_packets,
+            ),
+            ("nva_tunnel_decapsulated_bytes_total", t.decapsulated_bytes),
+            (
+                "nva_tunnel_encapsulated_packets_total",
+                t.encapsulated_packets,
+            ),
+            ("nva_tunnel_encapsulated_bytes_total", t.encapsulated_bytes),
+        ] {
+            counter!(name, "port" => t.port.clone()).absolute(v);
+        }
+        for &(reason, v) in &t.drops {
+            counter!("nva_tunnel_drops_total", "port" => t.port.clone(), "reason" => reason)
+                .absolute(v);
+        }
+    }
 }
 
 #[cfg(test)]

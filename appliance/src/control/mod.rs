@@ -26,7 +26,8 @@ pub use controller::{
 pub use metrics::{Exporter, MetricsError};
 pub use reload::{restart_only_changes, ReloadError, RestartChange};
 pub use snapshot::{
-    NatPortUsage, NatSnapshot, PortSnapshot, ReloadCounts, SessionCounts, Snapshot, WorkerSnapshot,
+    NatPortUsage, NatSnapshot, PortSnapshot, ReloadCounts, SessionCounts, Snapshot, TunnelSnapshot,
+    WorkerSnapshot,
 };
 pub use summary::PolicySummary;
 

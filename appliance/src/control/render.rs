@@ -142,6 +142,23 @@ pub fn stats(v: &Value) -> String {
             u(p, "exhausted")
         );
     }
+    for t in items(v, "tunnels") {
+        let carried = |way: &str| {
+            let (packets, bytes) = (format!("{way}_packets"), format!("{way}_bytes"));
+            format!("{} packet(s), {} bytes", u(t, &packets), u(t, &bytes))
+        };
+        let (port, kind) = (s(t, "port"), s(t, "kind"));
+        let (taken, sent) = (carried("decapsulated"), carried("encapsulated"));
+        let _ = writeln!(out, "tunnel {port} ({kind}): in {taken}; back {sent}");
+        drop_lines(&mut out, t, "  dropped", "    ");
+    }
+    drop_lines(&mut out, v, "drops", "  ");
+    out
+}
+
+/// The `drops` object of `v` (reason to count): a total line, then a line per reason that
+/// has a count.
+fn drop_lines(out: &mut String, v: &Value, title: &str, indent: &str) {
     let drops: Vec<(&String, u64)> = v
         .get("drops")
         .and_then(Value::as_object)
@@ -152,11 +169,10 @@ pub fn stats(v: &Value) -> String {
         })
         .unwrap_or_default();
     let total: u64 = drops.iter().map(|(_, n)| n).sum();
-    let _ = writeln!(out, "drops: {total}");
+    let _ = writeln!(out, "{title}: {total}");
     for (reason, n) in drops.iter().filter(|(_, n)| *n > 0) {
-        let _ = writeln!(out, "  {reason:<28} {n:>14}");
+        let _ = writeln!(out, "{indent}{reason:<28} {n:>14}");
     }
-    out
 }
 
 /// `appliance sessions`: one line per session.
@@ -293,6 +309,9 @@ mod tests {
             "192.0.2.2",
             "policy_deny",
             "drops: 18",
+            "tunnel gwlb (geneve): in 200 packet(s), 30000 bytes; back 180 packet(s)",
+            "  dropped: 20",
+            "    geneve_bad_version",
         ] {
             assert!(t.contains(needle), "{needle:?} not in\n{t}");
         }

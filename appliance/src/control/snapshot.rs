@@ -40,6 +40,29 @@ pub struct Snapshot {
     /// `local.health_probe.drain_on_stop`): its health probe fails, traffic still flows.
     /// Filled in by [`super::Control`].
     pub draining: bool,
+    /// Per `gwlb` port, what its load balancer's tunnel carried (none on other ports).
+    pub tunnels: Vec<TunnelSnapshot>,
+}
+
+/// What the tunnel of one `gwlb` port carried, summed over workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TunnelSnapshot {
+    /// The port's name (`port[i].name`).
+    pub port: String,
+    /// `"geneve"` or `"vxlan"`.
+    pub kind: &'static str,
+    /// Tunnel packets taken apart (their inner packet judged).
+    pub decapsulated_packets: u64,
+    /// Their bytes, whole frames as received.
+    pub decapsulated_bytes: u64,
+    /// Packets sent back into the tunnel.
+    pub encapsulated_packets: u64,
+    /// Their bytes, whole frames as sent.
+    pub encapsulated_bytes: u64,
+    /// The drops among the port's packets, by reason (the reasons with a count only):
+    /// malformed tunnel headers (`geneve_*`, `vxlan_*`), the rules' denials, ...
+    #[serde(serialize_with = "drops_as_object")]
+    pub drops: Vec<(&'static str, u64)>,
 }
 
 /// One port's counters: what the workers counted and what the driver counted.

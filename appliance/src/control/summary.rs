@@ -45,7 +45,7 @@ pub struct PolicySummary {
 pub struct PortSummary {
     /// Its name.
     pub name: String,
-    /// `inside`, `outside` or `both`.
+    /// `inside`, `outside`, `both` or `gwlb`.
     pub role: String,
     /// The DPDK device.
     pub device: String,
@@ -55,6 +55,9 @@ pub struct PortSummary {
     pub gateway: Option<String>,
     /// Static neighbours.
     pub neighbours: usize,
+    /// A `gwlb` port's tunnel (`geneve udp/6081`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
 }
 
 /// The SNAT pool.
@@ -164,6 +167,7 @@ impl PolicySummary {
                     address: p.address.map(|a| a.to_string()),
                     gateway: p.gateway.map(|g| g.to_string()),
                     neighbours: p.neighbours.len(),
+                    tunnel: p.tunnel.map(|t| t.to_string()),
                 })
                 .collect(),
             private_prefixes: policy
@@ -283,6 +287,9 @@ impl fmt::Display for PolicySummary {
                     String::new()
                 }
             )?;
+            if let Some(t) = &p.tunnel {
+                writeln!(f, "  {:<10} tunnel {t}; no NAT", "")?;
+            }
         }
         writeln!(f, "  private:  {}", list_or_none(&self.private_prefixes))?;
         let s = &self.snat;

@@ -3,7 +3,9 @@
 
 use super::bench::BenchResult;
 use super::counters::{port_totals, PortTotals, WorkerCounters};
+use super::view::tunnel_snapshot;
 use crate::config::Config;
+use crate::control::TunnelSnapshot;
 use crate::packet::EthernetAddress;
 use crate::pipeline::{Reason, ShardCounters};
 use dpdk_sys::{LcoreId, Port, PortStats};
@@ -29,6 +31,8 @@ pub struct Report {
     pub sessions_created: u64,
     /// Sessions live at the end.
     pub sessions_live: u64,
+    /// Per `gwlb` port, what its tunnel carried.
+    pub tunnels: Vec<TunnelSnapshot>,
     /// Benchmark figures, for `appliance bench`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bench: Option<BenchResult>,
@@ -115,6 +119,9 @@ pub(super) fn build(
         drops: Vec::new(),
         sessions_created: shards.iter().map(|s| s.created()).sum(),
         sessions_live: shards.iter().map(|s| s.active().iter().sum::<u64>()).sum(),
+        tunnels: (config.port.iter().enumerate())
+            .filter_map(|(i, p)| Some(tunnel_snapshot(shards, i as u8, &p.name, p.tunnel?.kind())))
+            .collect(),
         bench,
     };
     for r in (0..Reason::COUNT).filter_map(Reason::from_index) {
@@ -175,6 +182,17 @@ impl std::fmt::Display for Report {
             "sessions: {} created, {} live at exit",
             self.sessions_created, self.sessions_live
         )?;
+        for t in &self.tunnels {
+            writeln!(
+                f,
+                "tunnel {} ({}): {} in, {} back, {} dropped",
+                t.port,
+                t.kind,
+                t.decapsulated_packets,
+                t.encapsulated_packets,
+                t.drops.iter().map(|(_, n)| n).sum::<u64>()
+            )?;
+        }
         if !self.drops.is_empty() {
             writeln!(f, "drops by reason:")?;
             for (name, n) in &self.drops {

@@ -4,9 +4,10 @@
 use super::counters::{port_totals, WorkerCounters};
 use crate::config::Config;
 use crate::control::{
-    DataplaneView, NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, Snapshot, WorkerSnapshot,
+    DataplaneView, NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, Snapshot,
+    TunnelSnapshot, WorkerSnapshot,
 };
-use crate::pipeline::{Reason, SessionFilter, SessionInfo, ShardCounters};
+use crate::pipeline::{Reason, SessionFilter, SessionInfo, ShardCounters, TunnelCounters};
 use dpdk_sys::Port;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -200,6 +201,14 @@ impl DataplaneView for View<'_, '_> {
                     })
             })
             .collect();
+        let tunnels = self
+            .config
+            .port
+            .iter()
+            .enumerate()
+            .filter_map(|(i, pc)| Some((i as u8, pc, pc.tunnel?)))
+            .map(|(i, pc, t)| tunnel_snapshot(self.shards, i, &pc.name, t.kind()))
+            .collect();
         Snapshot {
             uptime_secs: self.started.elapsed().as_secs_f64(),
             policy_generation: 0,
@@ -213,6 +222,7 @@ impl DataplaneView for View<'_, '_> {
             },
             reloads: Default::default(),
             draining: false,
+            tunnels,
         }
     }
 
@@ -226,5 +236,41 @@ impl DataplaneView for View<'_, '_> {
         }
         all.truncate(limit);
         all
+    }
+}
+
+/// The counters of port `port`'s tunnel, summed over the shards.
+pub fn tunnel_snapshot(
+    shards: &[Arc<ShardCounters>],
+    port: u8,
+    name: &str,
+    kind: &'static str,
+) -> TunnelSnapshot {
+    let sum = |f: &dyn Fn(&TunnelCounters) -> (u64, u64)| {
+        shards
+            .iter()
+            .map(|s| f(s.tunnel(port)))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let (decapsulated_packets, decapsulated_bytes) = sum(&|t| t.decapsulated());
+    let (encapsulated_packets, encapsulated_bytes) = sum(&|t| t.encapsulated());
+    let drops = (0..Reason::COUNT)
+        .filter_map(Reason::from_index)
+        .map(|r| {
+            (
+                r.name(),
+                shards.iter().map(|s| s.tunnel(port).drops_of(r)).sum(),
+            )
+        })
+        .filter(|&(_, n): &(&str, u64)| n > 0)
+        .collect();
+    TunnelSnapshot {
+        port: name.to_string(),
+        kind,
+        decapsulated_packets,
+        decapsulated_bytes,
+        encapsulated_packets,
+        encapsulated_bytes,
+        drops,
     }
 }

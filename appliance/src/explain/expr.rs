@@ -5,11 +5,18 @@
 //! tcp|udp SRC:PORT -> DST:PORT [on PORTNAME] [flags syn,ack,...] [ttl N]
 //! icmp SRC -> DST [on PORTNAME] [type echo-request|echo-reply|unreachable|time-exceeded|N]
 //!                 [code N] [id N] [ttl N]
+//! ... [tunnel geneve|internal|external|none] [vni N] [options HEX]
 //! ```
 //!
 //! Keywords and protocol names are case-insensitive; options come in any order, each at most
 //! once. A TCP packet is a SYN unless `flags` says otherwise; an ICMP one an echo request with
 //! identifier 1. Errors name the offending token and the form expected there.
+//!
+//! On a `gwlb` port the packet comes in its load balancer's tunnel: `tunnel` says which
+//! (GENEVE, AWS's; Azure's internal or external VXLAN tunnel; `none`: in no tunnel), by
+//! default the port's own (under VXLAN the internal one for a source in the private
+//! prefixes, else the external one). `vni` and `options` (bytes in hex) are GENEVE's; by
+//! default VNI 0 and AWS's three options.
 
 use crate::packet::{IpProtocol, TcpFlags};
 use std::fmt;
@@ -18,7 +25,8 @@ use std::net::Ipv4Addr;
 /// The grammar, for error messages and `--help`.
 pub const FORMS: &str = "\"tcp|udp SRC:PORT -> DST:PORT [on PORT] [flags syn,ack,...] [ttl N]\" \
 or \"icmp SRC -> DST [on PORT] [type echo-request|echo-reply|unreachable|time-exceeded|N] \
-[code N] [id N] [ttl N]\"";
+[code N] [id N] [ttl N]\", either followed on a gwlb port by \
+[tunnel geneve|internal|external|none] [vni N] [options HEX]";
 
 /// TCP flag names `flags` accepts, with their bits.
 const FLAG_NAMES: [(&str, TcpFlags); 8] = [
@@ -75,6 +83,42 @@ pub enum Transport {
     },
 }
 
+/// How a packet comes on a `gwlb` port.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Encapsulation {
+    /// In the port's own tunnel (GENEVE with VNI 0 and AWS's options; under VXLAN the
+    /// internal tunnel from a source in the private prefixes, else the external one): what
+    /// the expression means when it says nothing.
+    #[default]
+    Own,
+    /// In GENEVE (AWS's load balancer).
+    Geneve {
+        /// Its VNI.
+        vni: u32,
+        /// Its options as bytes; `None`: AWS's three.
+        options: Option<Vec<u8>>,
+    },
+    /// In Azure's internal VXLAN tunnel (from the consumer's side).
+    Internal,
+    /// In Azure's external VXLAN tunnel (from the internet's side).
+    External,
+    /// In no tunnel.
+    Plain,
+}
+
+impl Encapsulation {
+    /// Its name in the expression.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Encapsulation::Own => "own",
+            Encapsulation::Geneve { .. } => "geneve",
+            Encapsulation::Internal => "internal",
+            Encapsulation::External => "external",
+            Encapsulation::Plain => "none",
+        }
+    }
+}
+
 /// One packet, as `appliance explain` takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
@@ -88,6 +132,8 @@ pub struct Flow {
     pub port: Option<String>,
     /// IPv4 time to live.
     pub ttl: u8,
+    /// The tunnel it comes in on a `gwlb` port.
+    pub tunnel: Encapsulation,
 }
 
 /// The TTL of a packet when the expression gives none: a host's usual default.
@@ -205,8 +251,52 @@ impl fmt::Display for Flow {
         if let Some(p) = &self.port {
             write!(f, " on {p}")?;
         }
-        write!(f, " ttl {}", self.ttl)
+        write!(f, " ttl {}", self.ttl)?;
+        if let t @ (Encapsulation::Geneve { .. }
+        | Encapsulation::Internal
+        | Encapsulation::External
+        | Encapsulation::Plain) = &self.tunnel
+        {
+            write!(f, " tunnel {}", t.name())?;
+            if let Encapsulation::Geneve { vni, options } = t {
+                write!(f, " vni {vni}")?;
+                if let Some(o) = options {
+                    write!(f, " options {}", hex(o))?;
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+/// `bytes` in hex, two digits a byte (`-` for none).
+pub fn hex(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "-".into();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// GENEVE options written in hex: whole 4-byte words, at most 252 bytes (`-`: none).
+fn option_bytes(token: &str, position: usize) -> Result<Vec<u8>, ParseError> {
+    let expected = "GENEVE options in hex, whole 4-byte words (8 digits each), at most 252 \
+                    bytes, or - for none";
+    if token == "-" {
+        return Ok(Vec::new());
+    }
+    let digits = token.as_bytes();
+    if digits.len() % 8 != 0 || digits.len() > 2 * crate::packet::geneve::MAX_OPTIONS_LEN {
+        return Err(bad(token, position, expected));
+    }
+    digits
+        .chunks(2)
+        .map(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| bad(token, position, expected))
 }
 
 /// Words of the expression with their positions; `->` is a word of its own even when written
@@ -357,18 +447,21 @@ impl Flow {
         let mut code: Option<u8> = None;
         let mut ident: Option<u16> = None;
         let mut ttl: Option<u8> = None;
+        let mut tunnel: Option<Encapsulation> = None;
+        let mut vni: Option<u32> = None;
+        let mut geneve_options: Option<Vec<u8>> = None;
         while w.peek().is_some() {
             let (key, at) = w.take("an option")?;
             let lower = key.to_ascii_lowercase();
             let options = if icmp {
-                "an option: on PORT, type T, code N, id N or ttl N"
+                "an option: on PORT, type T, code N, id N, ttl N, tunnel T, vni N or options HEX"
             } else if proto == "tcp" {
-                "an option: on PORT, flags F,... or ttl N"
+                "an option: on PORT, flags F,..., ttl N, tunnel T, vni N or options HEX"
             } else {
-                "an option: on PORT or ttl N"
+                "an option: on PORT, ttl N, tunnel T, vni N or options HEX"
             };
             let allowed = match lower.as_str() {
-                "on" | "ttl" => true,
+                "on" | "ttl" | "tunnel" | "vni" | "options" => true,
                 "flags" => proto == "tcp",
                 "type" | "code" | "id" => icmp,
                 _ => false,
@@ -389,6 +482,36 @@ impl Flow {
                     })?)
                     .is_some(),
                 "flags" => tcp_flags.replace(flags(&value, vat)?).is_some(),
+                "tunnel" => tunnel
+                    .replace(match value.to_ascii_lowercase().as_str() {
+                        "geneve" => Encapsulation::Geneve {
+                            vni: 0,
+                            options: None,
+                        },
+                        "internal" => Encapsulation::Internal,
+                        "external" => Encapsulation::External,
+                        "none" => Encapsulation::Plain,
+                        _ => {
+                            return Err(bad(
+                                &value,
+                                vat,
+                                "a tunnel: geneve, internal, external (Azure's VXLAN) or none",
+                            ))
+                        }
+                    })
+                    .is_some(),
+                "vni" => vni
+                    .replace(
+                        number::<u32>(&value, vat, "a VNI 0-16777215").and_then(|v| {
+                            if v > 0x00ff_ffff {
+                                Err(bad(&value, vat, "a VNI 0-16777215"))
+                            } else {
+                                Ok(v)
+                            }
+                        })?,
+                    )
+                    .is_some(),
+                "options" => geneve_options.replace(option_bytes(&value, vat)?).is_some(),
                 "type" => ty.replace(icmp_type(&value, vat)?).is_some(),
                 "code" => code
                     .replace(number(&value, vat, "an ICMP code 0-255")?)
@@ -414,12 +537,27 @@ impl Flow {
                 ident: ident.unwrap_or(DEFAULT_ICMP_ID),
             },
         };
+        let tunnel = match (tunnel, vni, geneve_options) {
+            (t, None, None) => t.unwrap_or_default(),
+            (None | Some(Encapsulation::Geneve { .. }), vni, options) => Encapsulation::Geneve {
+                vni: vni.unwrap_or(0),
+                options,
+            },
+            (Some(t), ..) => {
+                return Err(ParseError {
+                    token: Some(t.name().to_string()),
+                    position: w.words.len(),
+                    expected: "tunnel geneve: vni and options are GENEVE's".into(),
+                })
+            }
+        };
         Ok(Flow {
             src,
             dst,
             transport,
             port,
             ttl: ttl.unwrap_or(DEFAULT_TTL),
+            tunnel,
         })
     }
 }

@@ -1,13 +1,17 @@
 //! Frames for `explain`: the packet a flow expression describes, built with the packet
 //! layer's `Repr`s, and what a frame leaving the pipeline says.
 
+use super::expr::{hex, Encapsulation};
 use super::expr::{Flow, Transport};
+use crate::packet::build::Encap;
 use crate::packet::build::{self, Link, MIN_FRAME_LEN};
 use crate::packet::ethernet::HEADER_LEN as ETHERNET_HEADER_LEN;
 use crate::packet::{
-    parse_frame, ChecksumCaps, EthernetAddress, IcmpEcho, IcmpMessage, IcmpPacket, IcmpRepr,
-    IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, UdpRepr, Vlans, L3, L4,
+    geneve, parse_frame, tunnel, vxlan, ChecksumCaps, EtherType, EthernetAddress, GeneveRepr,
+    IcmpEcho, IcmpMessage, IcmpPacket, IcmpRepr, IpProtocol, Ipv4Packet, Ipv4Repr, ParsedFrame,
+    TcpFlags, TcpPacket, TcpRepr, UdpPacket, UdpRepr, Vlans, Vni, VxlanRepr, L3, L4,
 };
+use crate::policy::Tunnel;
 use serde::Serialize;
 use std::net::Ipv4Addr;
 
@@ -205,7 +209,12 @@ impl PacketView {
     /// Reads an Ethernet frame carrying IPv4; `None` for anything else or a frame that does
     /// not parse.
     pub fn of(frame: &[u8]) -> Option<PacketView> {
-        let parsed = parse_frame(frame, &ChecksumCaps::NONE).ok()?;
+        PacketView::of_parsed(frame, &parse_frame(frame, &ChecksumCaps::NONE).ok()?)
+    }
+
+    /// Reads the IPv4 packet `parsed` found in `frame` (its offsets counted from the start
+    /// of `frame`: a frame's own packet, or a tunnel's inner packet).
+    pub fn of_parsed(frame: &[u8], parsed: &ParsedFrame) -> Option<PacketView> {
         let L3::Ipv4(m) = parsed.l3 else {
             return None;
         };
@@ -291,5 +300,225 @@ impl std::fmt::Display for PacketView {
             write!(f, " id {id}")?;
         }
         write!(f, " ttl {}", self.ttl)
+    }
+}
+
+/// AWS's three GENEVE options (class 0x0108: the endpoint's id, the attachment's id, the
+/// flow cookie), made-up values: what a packet from AWS's load balancer carries when the
+/// expression gives no `options`.
+#[rustfmt::skip]
+pub const AWS_OPTIONS: [u8; 32] = [
+    0x01, 0x08, 0x01, 0x02, 0x65, 0x78, 0x70, 0x6c, 0x61, 0x69, 0x6e, 0x01,
+    0x01, 0x08, 0x02, 0x02, 0x65, 0x78, 0x70, 0x6c, 0x61, 0x69, 0x6e, 0x02,
+    0x01, 0x08, 0x03, 0x01, 0x00, 0x00, 0x00, 0x01,
+];
+
+/// Where a load balancer's tunnel packet goes between: the load balancer (address and MAC)
+/// and the appliance's port (address and MAC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ends {
+    /// The load balancer's address.
+    pub lb: Ipv4Addr,
+    /// Its MAC.
+    pub lb_mac: EthernetAddress,
+    /// The port's address.
+    pub port: Ipv4Addr,
+    /// The port's MAC.
+    pub port_mac: EthernetAddress,
+}
+
+/// The UDP port the load balancer sends from.
+pub const LB_PORT: u16 = 49153;
+
+/// `inner` (a frame [`build`] made) put in the tunnel `how` of a port with tunnel `t`, as
+/// the load balancer would send it: GENEVE carries the IP packet, VXLAN the whole frame.
+///
+/// # Errors
+/// The packet layer's, if a header does not fit (a GENEVE options area that does not walk).
+pub fn encapsulate(
+    inner: &[u8],
+    how: &Encapsulation,
+    t: &Tunnel,
+    ends: &Ends,
+) -> Result<Vec<u8>, crate::packet::Error> {
+    let vxlan_at = |internal: bool| match (t, internal) {
+        (Tunnel::Vxlan { internal, .. }, true) => *internal,
+        (Tunnel::Vxlan { external, .. }, false) => *external,
+        // Azure's defaults, on a port whose tunnel is another.
+        (_, true) => (10800, Vni::new(800).unwrap_or_default()),
+        (_, false) => (10801, Vni::new(801).unwrap_or_default()),
+    };
+    let ip = Ipv4Packet::new_checked(inner.get(ETHERNET_HEADER_LEN..).unwrap_or_default())?;
+    let packet = &inner[ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + ip.total_len()];
+    let (header, port, payload) = match how {
+        Encapsulation::Geneve { vni, options } => {
+            let options = options.as_deref().unwrap_or(&AWS_OPTIONS);
+            // C says a critical option is there (RFC 8926 section 3.4), as a sender sets it.
+            let critical = geneve::Options::new(options).any(|o| o.is_ok_and(|o| o.is_critical()));
+            let repr = GeneveRepr {
+                oam: false,
+                critical,
+                protocol: EtherType::Ipv4,
+                vni: Vni::new(*vni).unwrap_or_default(),
+                options,
+                reserved_flags: 0,
+                reserved: 0,
+            };
+            let port = match t {
+                Tunnel::Geneve { port } => *port,
+                Tunnel::Vxlan { .. } => geneve::UDP_PORT,
+            };
+            (Encap::Geneve(repr), port, packet)
+        }
+        Encapsulation::Internal | Encapsulation::External => {
+            let (port, vni) = vxlan_at(*how == Encapsulation::Internal);
+            (Encap::Vxlan(VxlanRepr::new(vni)), port, inner)
+        }
+        Encapsulation::Own | Encapsulation::Plain => return Ok(inner.to_vec()),
+    };
+    let link = Link {
+        src: ends.lb_mac,
+        dst: ends.port_mac,
+        vlans: Vlans::None,
+    };
+    let mut f =
+        vec![0u8; ETHERNET_HEADER_LEN + 28 + header.buffer_len() + payload.len() + MIN_FRAME_LEN];
+    let n = build::encapsulated(
+        &mut f,
+        &link,
+        (ends.lb, LB_PORT),
+        (ends.port, port),
+        &header,
+        payload,
+    )?;
+    f.truncate(n);
+    Ok(f)
+}
+
+/// One GENEVE option, as `explain` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OptionView {
+    /// Option class (0x0108: Amazon's).
+    pub class: u16,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: u8,
+    /// Whether it is critical.
+    pub critical: bool,
+    /// Its data, in hex.
+    pub data: String,
+}
+
+/// What a tunnel packet's outer headers say, as `explain` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelView {
+    /// `geneve` or `vxlan`.
+    pub kind: &'static str,
+    /// Outer source address.
+    pub src: Ipv4Addr,
+    /// Outer UDP source port.
+    pub src_port: u16,
+    /// Outer destination address.
+    pub dst: Ipv4Addr,
+    /// Outer UDP destination port.
+    pub dst_port: u16,
+    /// Outer TTL.
+    pub ttl: u8,
+    /// The VNI.
+    pub vni: u32,
+    /// GENEVE's options, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<OptionView>,
+}
+
+impl TunnelView {
+    /// The outer headers of `frame` and its inner packet, if it is a packet of tunnel `t`
+    /// (GENEVE at its port, VXLAN at either of Azure's).
+    pub fn of(frame: &[u8], t: &Tunnel) -> Option<(TunnelView, Option<PacketView>)> {
+        let caps = ChecksumCaps::NONE;
+        let parsed = parse_frame(frame, &caps).ok()?;
+        let outer = tunnel::Outer::of(frame, &parsed)?;
+        let udp = UdpPacket::new_checked(&frame[outer.udp..outer.end]).ok()?;
+        let ip = Ipv4Packet::new_checked(&frame[outer.l3..]).ok()?;
+        let port = udp.dst_port();
+        let geneve_port = match t {
+            Tunnel::Geneve { port } => *port,
+            Tunnel::Vxlan { .. } => geneve::UDP_PORT,
+        };
+        let (kind, d) = if port == geneve_port {
+            ("geneve", geneve::decap(frame, &outer).ok()?)
+        } else if matches!(t, Tunnel::Vxlan { internal, external }
+            if port == internal.0 || port == external.0)
+        {
+            ("vxlan", vxlan::decap(frame, &outer).ok()?)
+        } else {
+            return None;
+        };
+        let options = match kind {
+            "geneve" => geneve::Packet::new_checked(outer.udp_payload(frame))
+                .ok()?
+                .options()
+                .filter_map(Result::ok)
+                .map(|o| OptionView {
+                    class: o.class,
+                    kind: o.kind,
+                    critical: o.is_critical(),
+                    data: hex(o.data),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let view = TunnelView {
+            kind,
+            src: ip.src_addr(),
+            src_port: udp.src_port(),
+            dst: ip.dst_addr(),
+            dst_port: port,
+            ttl: ip.ttl(),
+            vni: d.vni.value(),
+            options,
+        };
+        let inner = tunnel::parse_inner(frame, &d, &caps)
+            .ok()
+            .and_then(|p| PacketView::of_parsed(frame, &p));
+        Some((view, inner))
+    }
+
+    /// How a packet comes in this tunnel, as the expression says it, for a port of tunnel
+    /// `t` (`options`: those of this packet).
+    pub fn encapsulation(&self, t: &Tunnel) -> Encapsulation {
+        match t {
+            Tunnel::Vxlan { internal, .. } if self.kind == "vxlan" => {
+                if self.dst_port == internal.0 {
+                    Encapsulation::Internal
+                } else {
+                    Encapsulation::External
+                }
+            }
+            _ => Encapsulation::Geneve {
+                vni: self.vni,
+                options: None,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for TunnelView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}:{} -> {}:{} ttl {} vni {}",
+            self.kind, self.src, self.src_port, self.dst, self.dst_port, self.ttl, self.vni
+        )?;
+        for (i, o) in self.options.iter().enumerate() {
+            let sep = if i == 0 { ", options" } else { "," };
+            let critical = if o.critical { " critical" } else { "" };
+            write!(
+                f,
+                "{sep} {:04x}:{:02x}{critical} {}",
+                o.class, o.kind, o.data
+            )?;
+        }
+        Ok(())
     }
 }

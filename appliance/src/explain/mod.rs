@@ -23,8 +23,8 @@ mod proptests;
 mod tests;
 
 pub use crate::pipeline::Class;
-pub use expr::{Flow, ParseError, Transport};
-pub use frame::PacketView;
+pub use expr::{Encapsulation, Flow, ParseError, Transport};
+pub use frame::{PacketView, TunnelView};
 
 use crate::config::{Action, Config, Role};
 use crate::flow::HashSeed;
@@ -33,7 +33,7 @@ use crate::pipeline::{
     Disposition, Env, Health, Neighbours, Reason, Rules, SessionFilter, SessionInfo, Shard,
     ShardConfig, ShardCounters, Trace, Translation, VecBuf,
 };
-use crate::policy::{Decision, Policy};
+use crate::policy::{Decision, Policy, Tunnel};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -132,15 +132,22 @@ pub struct NextHopView {
 pub struct Step {
     /// The port it arrives on.
     pub port: String,
-    /// The packet as it arrives.
+    /// The outer headers, when it arrives in a load balancer's tunnel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelView>,
+    /// The packet as it arrives (in a tunnel, the inner packet).
     pub packet: PacketView,
     /// What the appliance takes it for.
     pub class: Class,
     /// What happens to it.
     pub verdict: Verdict,
-    /// The packet as it leaves (translated, or the appliance's answer).
+    /// The packet as it leaves (translated, or the appliance's answer; back in a tunnel,
+    /// the inner packet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<PacketView>,
+    /// The outer headers it leaves with, back in the load balancer's tunnel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tunnel: Option<TunnelView>,
     /// Where it goes next (forwarded packets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_hop: Option<NextHopView>,
@@ -314,19 +321,16 @@ pub fn arrival_port(policy: &Policy, flow: &Flow) -> Result<(u8, String), Explai
     } else {
         (Role::Outside, "outside", "is not in the private prefixes")
     };
-    let found = policy
-        .ports
-        .iter()
-        .position(|p| p.role == role)
+    let first = |r: Role| policy.ports.iter().position(|p| p.role == r);
+    let found = first(role)
         .map(|i| (i, label))
-        .or_else(|| {
-            policy
-                .ports
-                .iter()
-                .position(|p| p.role == Role::Both)
-                .map(|i| (i, "one-arm"))
-        });
+        .or_else(|| first(Role::Both).map(|i| (i, "one-arm")))
+        .or_else(|| first(Role::Gwlb).map(|i| (i, "gwlb")));
     match found {
+        Some((i, "gwlb")) => Ok((
+            index(i)?,
+            "the first gwlb port: a gwlb appliance has ports of no other role".into(),
+        )),
         Some((i, kind)) => Ok((
             index(i)?,
             format!("the first {kind} port: {} {why}", flow.src),
@@ -494,10 +498,16 @@ impl<'a> Bench<'a> {
         in_port: u8,
         flow: &Flow,
     ) -> Result<(Step, Recorder), ExplainError> {
-        let frame = frame::build(flow, host_mac(flow.src), self.macs[usize::from(in_port)])
-            .map_err(ExplainError::Build)?;
-        let packet = PacketView::of(&frame)
-            .ok_or(ExplainError::Build(crate::packet::Error::EthernetTruncated))?;
+        let our_mac = self.macs[usize::from(in_port)];
+        let tunnel = self.tunnel(in_port);
+        let mut frame =
+            frame::build(flow, host_mac(flow.src), our_mac).map_err(ExplainError::Build)?;
+        if let Some((t, ends)) = tunnel {
+            let how = arrival_tunnel(self.policy, &t, flow);
+            frame = frame::encapsulate(&frame, &how, &t, &ends).map_err(ExplainError::Build)?;
+        }
+        let (arriving, packet) = self.views(in_port, &frame);
+        let packet = packet.ok_or(ExplainError::Build(crate::packet::Error::EthernetTruncated))?;
         let o = self.run(now, in_port, &frame);
         let verdict = match o.action {
             Disposition::Forward(p) if o.answered => Verdict {
@@ -529,28 +539,29 @@ impl<'a> Bench<'a> {
         let forwarded = matches!(o.action, Disposition::Forward(_));
         // Every packet gets a class on its way; a valid frame built here always does.
         let class = o.told.class.unwrap_or(Class::Invalid);
-        let output = if forwarded {
-            PacketView::of(&o.frame)
+        let (output_tunnel, output) = if forwarded {
+            self.views(in_port, &o.frame)
         } else {
-            None
+            (None, None)
         };
         let next_hop = match (&output, o.action) {
             (Some(out), Disposition::Forward(p)) if !o.answered => self.next_hop_view(out.dst, p),
             _ => None,
         };
-        let session = if forwarded && !o.answered {
-            self.session_of(now, &o.frame)
-        } else {
-            None
+        let session = match &output {
+            Some(out) if !o.answered => self.session_of(now, out),
+            _ => None,
         };
         let t = self.policy.sessions.timeouts;
         let timeout_s = session.map(|s| t.of(s.class));
         let step = Step {
             port: self.port_name(in_port),
+            tunnel: arriving,
             packet,
             class,
             verdict,
             output,
+            output_tunnel,
             next_hop,
             session_created: o.created,
             session,
@@ -583,9 +594,35 @@ impl<'a> Bench<'a> {
         })
     }
 
+    /// The tunnel of port `port` and where its packets go between, if it is a `gwlb` port.
+    fn tunnel(&self, port: u8) -> Option<(Tunnel, frame::Ends)> {
+        let p = self.policy.ports.get(usize::from(port))?;
+        let (t, net) = (p.tunnel?, p.address?);
+        Some((
+            t,
+            frame::Ends {
+                lb: load_balancer(p),
+                lb_mac: host_mac(load_balancer(p)),
+                port: net.addr(),
+                port_mac: self.macs[usize::from(port)],
+            },
+        ))
+    }
+
+    /// What a frame on port `port` carries: on a `gwlb` port, a tunnel packet's outer
+    /// headers and its inner packet; anywhere, a plain packet.
+    fn views(&self, port: u8, frame: &[u8]) -> (Option<TunnelView>, Option<PacketView>) {
+        match self
+            .tunnel(port)
+            .and_then(|(t, _)| TunnelView::of(frame, &t))
+        {
+            Some((outer, inner)) => (Some(outer), inner),
+            None => (None, PacketView::of(frame)),
+        }
+    }
+
     /// The session a packet that left belongs to: the one whose endpoints it carries.
-    fn session_of(&self, now: u32, frame: &[u8]) -> Option<SessionInfo> {
-        let out = PacketView::of(frame)?;
+    fn session_of(&self, now: u32, out: &PacketView) -> Option<SessionInfo> {
         let mut all = Vec::new();
         self.shard
             .dump(now, &SessionFilter::default(), CAPACITY as usize, &mut all);
@@ -686,9 +723,40 @@ fn nat_view(config: &Config, policy: &Policy, flow: &Flow, t: Translation) -> Na
     }
 }
 
+/// The load balancer a `gwlb` port's tunnel comes from, as `explain` assumes it: the port's
+/// gateway, or the first other address of its subnet.
+fn load_balancer(p: &crate::policy::PortAddressing) -> Ipv4Addr {
+    let Some(net) = p.address else {
+        return Ipv4Addr::UNSPECIFIED;
+    };
+    p.gateway.unwrap_or_else(|| {
+        let first = u32::from(net.network()) + 1;
+        let ours = u32::from(net.addr());
+        Ipv4Addr::from(if first == ours { first + 1 } else { first })
+    })
+}
+
+/// How `flow` comes on a port of tunnel `t`: as it says, or the port's own tunnel (under
+/// Azure's VXLAN, the internal one from a source in the private prefixes, else the external
+/// one).
+fn arrival_tunnel(policy: &Policy, t: &Tunnel, flow: &Flow) -> Encapsulation {
+    match (&flow.tunnel, t) {
+        (Encapsulation::Own, Tunnel::Geneve { .. }) => Encapsulation::Geneve {
+            vni: 0,
+            options: None,
+        },
+        (Encapsulation::Own, Tunnel::Vxlan { .. }) if policy.is_private(flow.src) => {
+            Encapsulation::Internal
+        }
+        (Encapsulation::Own, Tunnel::Vxlan { .. }) => Encapsulation::External,
+        (how, _) => how.clone(),
+    }
+}
+
 /// The reply to the packet `out` as it left: addresses and ports swapped, a SYN answered by
-/// a SYN-ACK, an echo request by an echo reply. `None` for what has no reply.
-fn reply_flow(sent: &Flow, out: &PacketView, port: String) -> Option<Flow> {
+/// a SYN-ACK, an echo request by an echo reply, in the tunnel the packet left in (`tunnel`).
+/// `None` for what has no reply.
+fn reply_flow(sent: &Flow, out: &PacketView, port: String, tunnel: Encapsulation) -> Option<Flow> {
     let transport = match sent.transport {
         Transport::Tcp { flags, .. } => Transport::Tcp {
             src_port: out.dst_port?,
@@ -718,6 +786,7 @@ fn reply_flow(sent: &Flow, out: &PacketView, port: String) -> Option<Flow> {
         transport,
         port: Some(port),
         ttl: expr::DEFAULT_TTL,
+        tunnel,
     })
 }
 
@@ -750,13 +819,20 @@ pub fn explain(
         .translations
         .iter()
         .any(|t| matches!(t, Translation::Forward(_) | Translation::Static { .. }));
-    if step.class == Class::Ingress && !by_rule {
+    if step.class == Class::Ingress && !by_rule && step.tunnel.is_none() {
         notes.push(
             "no port forward or static mapping takes it: the ingress rules are not consulted"
                 .into(),
         );
     }
 
+    if let Some(t) = &step.tunnel {
+        notes.push(format!(
+            "in the {} tunnel of port {} from an assumed load balancer at {} (the port's \
+             gateway, or its subnet's first address)",
+            t.kind, step.port, t.src
+        ));
+    }
     let mut reply = None;
     if options.reply {
         let left = match (step.action, &step.output) {
@@ -765,8 +841,22 @@ pub fn explain(
             }
             _ => None,
         };
+        // The reply comes in the tunnel the packet left in.
+        let back_in = match (&step.output_tunnel, bench.tunnel(in_port)) {
+            (Some(v), Some((t, _))) => match v.encapsulation(&t) {
+                Encapsulation::Geneve { vni, .. } => Encapsulation::Geneve {
+                    vni,
+                    options: match &flow.tunnel {
+                        Encapsulation::Geneve { options, .. } => options.clone(),
+                        _ => None,
+                    },
+                },
+                other => other,
+            },
+            _ => Encapsulation::Own,
+        };
         match left {
-            Some((p, out)) => match reply_flow(flow, &out, bench.port_name(p)) {
+            Some((p, out)) => match reply_flow(flow, &out, bench.port_name(p), back_in) {
                 Some(back) => reply = Some(bench.step(NOW + 1, p, &back)?.0),
                 None => notes.push("no reply to show: this packet gets none".into()),
             },
@@ -834,9 +924,25 @@ fn step_lines(out: &mut String, indent: &str, s: &Step) {
         "class",
         format_args!("{}: {}", s.class.name(), s.class.meaning()),
     );
-    line(out, indent, "verdict", verdict_text(&s.verdict));
+    let verdict = match (&s.output_tunnel, s.verdict.action) {
+        (Some(_), Handling::Forward) => format!(
+            "back into the tunnel, out of {}",
+            s.verdict.port.as_deref().unwrap_or("?")
+        ),
+        _ => verdict_text(&s.verdict),
+    };
+    line(out, indent, "verdict", verdict);
     if let Some(o) = &s.output {
         line(out, indent, "leaves", o);
+    }
+    if let Some(t) = &s.output_tunnel {
+        let same = s.tunnel.as_ref().is_some_and(|i| i.options == t.options);
+        let options = if same && !t.options.is_empty() {
+            " (options unchanged)"
+        } else {
+            ""
+        };
+        line(out, indent, "  in", format_args!("{t}{options}"));
     }
     if let Some(h) = &s.next_hop {
         line(
@@ -877,6 +983,10 @@ impl Explanation {
             "arrives",
             format_args!("on {} ({})", self.step.port, self.port_choice),
         );
+        if let Some(t) = &self.step.tunnel {
+            line(&mut out, "", "tunnel", t);
+            line(&mut out, "", "inner", &self.step.packet);
+        }
         let s = &self.step;
         line(
             &mut out,

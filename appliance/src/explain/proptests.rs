@@ -378,6 +378,7 @@ fn flow_gen() -> impl Strategy<Value = Flow> {
             transport,
             port: on.or(port).map(str::to_string),
             ttl,
+            tunnel: Encapsulation::Own,
         })
 }
 
@@ -642,6 +643,7 @@ fn reference_reply(sent: &Flow, out_frame: &[u8], port: u8) -> Option<Flow> {
         transport,
         port: Some(port_name(port).to_string()),
         ttl: 64,
+        tunnel: Encapsulation::Own,
     })
 }
 

@@ -46,6 +46,7 @@ mod parse {
                 },
                 port: None,
                 ttl: 64,
+                tunnel: Encapsulation::Own,
             }
         );
     }
@@ -149,6 +150,10 @@ mod parse {
             "icmp 10.0.1.10 -> 1.1.1.1 type echo-reply id 9",
             "icmp 10.0.1.10 -> 1.1.1.1 type unreachable code 3",
             "icmp 10.0.1.10 -> 1.1.1.1 type 13 on wan",
+            "udp 10.0.1.10:5000 -> 198.51.100.10:53 tunnel geneve vni 7",
+            "tcp 10.0.1.10:1 -> 1.1.1.1:25 tunnel geneve vni 0 options 01088100deadbeef",
+            "icmp 10.0.1.10 -> 1.1.1.1 tunnel external",
+            "udp 10.0.1.10:5000 -> 198.51.100.10:53 tunnel none",
         ] {
             let f = parse(s);
             assert_eq!(parse(&f.to_string()), f, "{s} -> {f}");
@@ -266,7 +271,7 @@ mod parse {
             (
                 "udp 1.2.3.4:1 -> 5.6.7.8:2 flags syn",
                 Some("flags"),
-                "on PORT or ttl N",
+                "on PORT, ttl N, tunnel T",
             ),
             ("tcp 1.2.3.4:1 -> 5.6.7.8:2 type 8", Some("type"), "flags"),
             ("icmp 1.2.3.4 -> 5.6.7.8 flags syn", Some("flags"), "type T"),
@@ -303,6 +308,31 @@ mod parse {
                 "identifier",
             ),
             ("icmp 1.2.3.4 -> 5.6.7.8 code -1", Some("-1"), "ICMP code"),
+            (
+                "udp 1.2.3.4:1 -> 5.6.7.8:2 tunnel gre",
+                Some("gre"),
+                "geneve, internal, external",
+            ),
+            (
+                "udp 1.2.3.4:1 -> 5.6.7.8:2 vni 16777216",
+                Some("16777216"),
+                "VNI 0-16777215",
+            ),
+            (
+                "udp 1.2.3.4:1 -> 5.6.7.8:2 options 0108",
+                Some("0108"),
+                "4-byte words",
+            ),
+            (
+                "udp 1.2.3.4:1 -> 5.6.7.8:2 options 0108zz00",
+                Some("0108zz00"),
+                "in hex",
+            ),
+            (
+                "udp 1.2.3.4:1 -> 5.6.7.8:2 tunnel internal vni 3",
+                Some("internal"),
+                "GENEVE's",
+            ),
         ]);
     }
 
@@ -708,4 +738,111 @@ fn human_and_json_forms() {
             "session": {"outside": "192.0.2.2:5000"},
         }),
     );
+}
+
+// --- behind a gateway load balancer ---------------------------------------------------------
+
+const GWLB_AWS: &str = include_str!("../../../configs/gwlb-aws.toml");
+const GWLB_AZURE: &str = include_str!("../../../configs/gwlb-azure.toml");
+
+#[test]
+fn a_flow_in_the_geneve_tunnel_goes_back_in_it() {
+    let x = run_with_reply(GWLB_AWS, "udp 10.0.1.10:5000 -> 198.51.100.10:53");
+    assert_eq!(x.step.port, "gwlb");
+    let t = x.step.tunnel.as_ref().expect("it came in the tunnel");
+    assert_eq!(
+        (t.kind, t.dst_port, t.vni, t.options.len()),
+        ("geneve", 6081, 0, 3)
+    );
+    assert_eq!(ends(&x.step.packet), "10.0.1.10:5000 -> 198.51.100.10:53");
+    assert_eq!(rule(&x), ("egress.default".into(), "allow", None));
+    let o = leaves(&x.step, Class::Egress, Handling::Forward, "gwlb");
+    assert_eq!(
+        ends(o),
+        "10.0.1.10:5000 -> 198.51.100.10:53",
+        "not translated"
+    );
+    assert_eq!(o.ttl, 64, "not decremented");
+    let back = x
+        .step
+        .output_tunnel
+        .as_ref()
+        .expect("it left in the tunnel");
+    assert_eq!(
+        (back.src, back.dst),
+        (t.dst, t.src),
+        "outer addresses swapped"
+    );
+    assert_eq!((back.src_port, back.dst_port), (t.src_port, t.dst_port));
+    assert_eq!(back.options, t.options);
+    assert!(x.nat.is_empty());
+    let r = x.reply.as_ref().expect("a reply");
+    leaves(r, Class::Reply, Handling::Forward, "gwlb");
+    has(
+        &x.render(),
+        &[
+            "tunnel      geneve 10.100.1.1:49153 -> 10.100.1.10:6081",
+            "inner       udp 10.0.1.10:5000",
+            "verdict     back into the tunnel, out of gwlb",
+            "(options unchanged)",
+        ],
+    );
+}
+
+#[test]
+fn the_geneve_tunnel_judges_both_sides_and_its_header() {
+    let x = run(GWLB_AWS, "tcp 203.0.113.5:40000 -> 10.0.1.20:22");
+    dropped(&x.step, Class::Ingress, "ingress_denied");
+    let x = run(GWLB_AWS, "tcp 203.0.113.5:40000 -> 10.0.1.20:443");
+    assert_eq!(rule(&x).0, "ingress.rule[0]");
+    leaves(&x.step, Class::Ingress, Handling::Forward, "gwlb");
+    let x = run(GWLB_AWS, "tcp 10.0.1.10:40000 -> 198.51.100.10:25");
+    dropped(&x.step, Class::Egress, "egress_denied");
+    let x = run(
+        GWLB_AWS,
+        "udp 10.0.1.10:5000 -> 198.51.100.10:53 options 01088100",
+    );
+    dropped(&x.step, Class::Invalid, "tunnel_critical_option");
+    let x = run(
+        GWLB_AWS,
+        "udp 10.0.1.10:5000 -> 198.51.100.10:53 tunnel none",
+    );
+    dropped(&x.step, Class::Invalid, "tunnel_not_encapsulated");
+    let x = run(
+        GWLB_AWS,
+        "tcp 10.100.1.5:5000 -> 10.100.1.10:8080 tunnel none",
+    );
+    leaves(&x.step, Class::Local, Handling::Answer, "gwlb");
+}
+
+#[test]
+fn azure_returns_a_packet_on_the_other_tunnel() {
+    let x = run_with_reply(GWLB_AZURE, "tcp 203.0.113.5:40000 -> 20.101.109.26:443");
+    let t = x.step.tunnel.as_ref().expect("in a tunnel");
+    assert_eq!(
+        (t.kind, t.dst_port, t.vni),
+        ("vxlan", 10801, 801),
+        "the external one"
+    );
+    leaves(&x.step, Class::Ingress, Handling::Forward, "gwlb");
+    let back = x.step.output_tunnel.as_ref().expect("back in a tunnel");
+    assert_eq!(
+        (back.dst_port, back.vni),
+        (10800, 800),
+        "on the internal one"
+    );
+    let r = x.reply.as_ref().expect("a reply");
+    let (t, back) = (
+        r.tunnel.as_ref().unwrap(),
+        r.output_tunnel.as_ref().unwrap(),
+    );
+    assert_eq!((t.dst_port, back.dst_port), (10800, 10801));
+    assert_eq!(r.class, Class::Reply);
+    let x = run(GWLB_AZURE, "tcp 203.0.113.5:40000 -> 20.101.109.26:22");
+    dropped(&x.step, Class::Ingress, "ingress_denied");
+    let x = run(
+        GWLB_AZURE,
+        "tcp 20.101.109.26:40000 -> 203.0.113.5:22 tunnel internal",
+    );
+    leaves(&x.step, Class::Egress, Handling::Forward, "gwlb");
 }

@@ -1,6 +1,6 @@
 //! The IPv4 flow key and its keyed hash.
 
-use crate::packet::{FiveTuple, IpProtocol};
+use crate::packet::{FiveTuple, IpProtocol, Vni};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::Ipv4Addr;
 
@@ -11,8 +11,10 @@ use std::net::Ipv4Addr;
 /// stands in for both ports ([`FlowKey::icmp_echo`]), which is how RFC 5508 section 3.1 asks a
 /// NAT to map echo queries.
 ///
-/// Word 0 is `src_addr | dst_addr << 32`, word 1 is `src_port | dst_port << 16 | protocol << 32`
-/// (addresses as host-order integers); the top 24 bits of word 1 are always zero.
+/// Word 0 is `src_addr | dst_addr << 32`, word 1 is `src_port | dst_port << 16 | protocol << 32
+/// | vni << 40` (addresses as host-order integers). The top 24 bits, the VNI, are zero but for
+/// the inner packets of a gateway load balancer's tunnel ([`FlowKey::with_vni`]), so a
+/// tunnel's flows are kept apart from the same tuples elsewhere at no cost to the others.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(8))]
 pub struct FlowKey {
@@ -30,6 +32,7 @@ impl std::fmt::Debug for FlowKey {
             .field("src_port", &self.src_port())
             .field("dst_port", &self.dst_port())
             .field("protocol", &self.protocol())
+            .field("vni", &self.vni().value())
             .finish()
     }
 }
@@ -103,7 +106,8 @@ impl FlowKey {
         }
     }
 
-    /// The key of the packets flowing the other way: addresses and ports swapped.
+    /// The key of the packets flowing the other way: addresses and ports swapped, the
+    /// protocol and the VNI kept.
     #[inline]
     #[must_use]
     pub const fn reverse(&self) -> Self {
@@ -111,8 +115,28 @@ impl FlowKey {
         Self {
             words: [
                 a.rotate_left(32),
-                (b & 0xff_0000_0000) | ((b & 0xffff) << 16) | ((b >> 16) & 0xffff),
+                (b & !0xffff_ffff) | ((b & 0xffff) << 16) | ((b >> 16) & 0xffff),
             ],
+        }
+    }
+
+    /// The same key in the virtual network `vni`: a tunnel's inner packets are keyed by
+    /// their 5-tuple and the tunnel's VNI.
+    #[inline]
+    #[must_use]
+    pub const fn with_vni(&self, vni: Vni) -> Self {
+        let [a, b] = self.words;
+        Self {
+            words: [a, (b & 0xff_ffff_ffff) | (vni.value() as u64) << 40],
+        }
+    }
+
+    /// The virtual network of the key (0: not in a tunnel, or a tunnel's VNI 0).
+    #[inline]
+    pub const fn vni(&self) -> Vni {
+        match Vni::new((self.words[1] >> 40) as u32) {
+            Some(v) => v,
+            None => Vni::MAX,
         }
     }
 
@@ -338,6 +362,23 @@ mod tests {
         assert_eq!(r.protocol(), IpProtocol::TCP);
         assert_ne!(r, k);
         assert_eq!(r.reverse(), k);
+    }
+
+    #[test]
+    fn the_vni_keeps_tunnels_apart_and_survives_reverse() {
+        let seed = HashSeed::fixed(1, 2, 3);
+        let k = key();
+        let vni = Vni::new(0x00ab_cdef).unwrap();
+        let t = k.with_vni(vni);
+        assert_eq!((t.vni(), k.vni().value()), (vni, 0));
+        assert_ne!(t, k);
+        assert_ne!(t.hash(&seed), k.hash(&seed));
+        assert_eq!(t.tuple(), k.tuple());
+        assert_eq!(t.reverse(), k.reverse().with_vni(vni));
+        assert_eq!(t.reverse().reverse(), t);
+        assert_eq!(t.reverse_wire(), k.reverse_wire());
+        assert_eq!(t.with_vni(Vni::MAX).with_vni(vni), t);
+        assert_eq!(t.with_vni(Vni::default()), k);
     }
 
     #[test]

@@ -313,7 +313,9 @@ impl Snat {
     /// recheck of DESIGN.md "Policy and the control thread"): the egress rules for a flow
     /// from inside; for one from outside, the forward or static mapping that admitted it
     /// must still lead to the same inside endpoint and the ingress rules allow it, or the
-    /// filtering must still let its remote reach its mapping.
+    /// filtering must still let its remote reach its mapping. A session that translates
+    /// nothing (a tunnel port's, whose keys are the flow's two directions) is admitted by
+    /// the rules of the side that opened it alone.
     pub fn still_admits(&self, p: &Policy, s: &Session) -> bool {
         let (inside, outside) = (s.inside(), s.outside());
         let proto = inside.protocol();
@@ -322,6 +324,7 @@ impl Snat {
             |set: &crate::policy::RuleSet, k| set.check(&match_key(k, 8)).action == Action::Allow;
         match s.orig_side() {
             Side::Inside => allowed(&p.egress, inside),
+            Side::Outside if *inside == outside.reverse() => allowed(&p.ingress, outside),
             Side::Outside => {
                 let public = (outside.dst_addr(), outside.dst_port());
                 let private = (inside.src_addr(), inside.src_port());

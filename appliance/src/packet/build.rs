@@ -14,7 +14,7 @@ use super::ethernet::{Address, EtherType, Repr as EthernetRepr, Vlans};
 use super::icmp::{self, DstUnreachable, Message, TimeExceeded};
 use super::ipv4::{self, DEFAULT_TTL};
 use super::tcp::{self, Flags};
-use super::{arp, udp, Error, IpProtocol};
+use super::{arp, geneve, udp, vxlan, Error, IpProtocol};
 
 /// Shortest Ethernet frame without the FCS; shorter frames are padded.
 pub const MIN_FRAME_LEN: usize = 60;
@@ -464,6 +464,64 @@ pub fn ipv4_frame(
     let hl = header.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
     buf[off + hl..off + hl + l4.len()].copy_from_slice(l4);
     Ok(finish(buf, off + hl + l4.len()))
+}
+
+/// The tunnel header of a frame [`encapsulated`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encap<'a> {
+    /// GENEVE (RFC 8926), options and all.
+    Geneve(geneve::Repr<'a>),
+    /// VXLAN (RFC 7348).
+    Vxlan(vxlan::Repr),
+}
+
+impl Encap<'_> {
+    /// Bytes the header takes.
+    pub const fn buffer_len(&self) -> usize {
+        match self {
+            Encap::Geneve(r) => r.buffer_len(),
+            Encap::Vxlan(r) => r.buffer_len(),
+        }
+    }
+
+    fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        match self {
+            Encap::Geneve(r) => r.emit(buf),
+            Encap::Vxlan(r) => r.emit(buf),
+        }
+    }
+}
+
+/// A tunnel packet as a gateway load balancer sends it to its target: a UDP datagram from
+/// `src` to `dst` (TTL 64, DF set, the UDP checksum computed) carrying `header` and then
+/// `inner`, the packet in the tunnel (an IP packet or an Ethernet frame, as the header
+/// says). `explain` and the tests start from it.
+///
+/// # Errors
+/// [`Error::BufferTooSmall`]; the header's own emit errors.
+pub fn encapsulated(
+    buf: &mut [u8],
+    link: &Link,
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    header: &Encap<'_>,
+    inner: &[u8],
+) -> Result<usize, Error> {
+    let payload_len = header.buffer_len() + inner.len();
+    let ip = own_header(src.0, dst.0, IpProtocol::UDP, udp::HEADER_LEN + payload_len);
+    let off = start(buf, link, EtherType::Ipv4, ip.buffer_len())?;
+    let hl = ip.emit(&mut buf[off..], &ChecksumCaps::NONE)?;
+    let at = off + hl;
+    let end = at + udp::HEADER_LEN + payload_len;
+    // The tunnel header and the inner packet first, in place; then the UDP header over them.
+    let n = header.emit(&mut buf[at + udp::HEADER_LEN..end])?;
+    buf[at + udp::HEADER_LEN + n..end].copy_from_slice(inner);
+    let mut datagram = udp::Packet::new_unchecked(&mut buf[at..end]);
+    datagram.set_src_port(src.1);
+    datagram.set_dst_port(dst.1);
+    datagram.set_len((end - at) as u16);
+    datagram.fill_checksum(src.0, dst.0, &ChecksumCaps::NONE);
+    Ok(finish(buf, end))
 }
 
 #[cfg(test)]

@@ -91,6 +91,22 @@ drop_reasons! {
     /// An ICMP type the operation does not handle (for example a port rewrite on an ICMP
     /// message that is not an echo).
     IcmpUnsupported => "icmp_unsupported",
+    /// GENEVE header shorter than its 8 bytes (RFC 8926 section 3.4).
+    GeneveTruncated => "geneve_truncated",
+    /// GENEVE version other than 0: a version we do not know, which RFC 8926 section 3.4
+    /// says to drop.
+    GeneveBadVersion => "geneve_bad_version",
+    /// The GENEVE option length runs past the packet (RFC 8926 section 3.4).
+    GeneveBadOptionsLen => "geneve_bad_options_len",
+    /// A GENEVE option's header or data runs past the options area (RFC 8926 section 3.5).
+    GeneveBadOption => "geneve_bad_option",
+    /// VXLAN header shorter than its 8 bytes (RFC 7348 section 5).
+    VxlanTruncated => "vxlan_truncated",
+    /// VXLAN flags without the I bit, which says the VNI is valid (RFC 7348 section 5).
+    VxlanIFlagMissing => "vxlan_i_flag_missing",
+    /// A frame where a tunnel packet was expected that is not IPv4 UDP to the tunnel's port,
+    /// or is a fragment of one (the appliance does not reassemble).
+    TunnelNotEncapsulated => "tunnel_not_encapsulated",
     /// No reply may be generated for this packet (RST for a RST, ICMP error about an ICMP
     /// error, a non-first fragment, or a non-unicast address; RFC 1812 section 4.3.2.7).
     ReplyNotAllowed => "reply_not_allowed",

@@ -15,6 +15,9 @@ enum_with_unknown! {
         Arp = 0x0806,
         /// IPv6 (RFC 2464).
         Ipv6 = 0x86dd,
+        /// Transparent Ethernet bridging (RFC 1701): a whole Ethernet frame, as the payload
+        /// of a tunnel (GENEVE's protocol type for an inner Ethernet frame).
+        TransparentBridging = 0x6558,
         /// 802.1Q customer VLAN tag.
         Vlan = 0x8100,
         /// 802.1ad service VLAN tag (outer tag of QinQ).

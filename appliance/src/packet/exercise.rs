@@ -8,8 +8,8 @@ use super::build::{self, Link, Unreachable};
 use super::icmp::TimeExceeded;
 use super::translate::{translate, ChecksumDeltas, Transport};
 use super::{
-    arp, icmp, ipv4, ipv6, tcp, udp, ChecksumCaps, Endpoint, Error, EthernetAddress, EthernetFrame,
-    FiveTuple, IpProtocol, Vlans, L3,
+    arp, geneve, icmp, ipv4, ipv6, tcp, tunnel, udp, vxlan, ChecksumCaps, Decap, Endpoint, Error,
+    EthernetAddress, EthernetFrame, FiveTuple, IpProtocol, Vlans, Vni, L3, L4,
 };
 
 const LINK: Link = Link {
@@ -35,6 +35,9 @@ pub fn exercise(data: &[u8]) {
         if let Ok(frame) = parsed {
             if let L3::Ipv4(meta) = frame.l3 {
                 assert!(meta.l4_offset() <= meta.l3_end() && meta.l3_end() <= data.len());
+                if meta.l4 == L4::Udp {
+                    decapsulated(data, meta.tuple.dst_port, &caps);
+                }
             }
         }
     }
@@ -51,6 +54,88 @@ pub fn exercise(data: &[u8]) {
     }
     l3(data);
     l4_all(data, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+    tunnel_headers(data);
+}
+
+/// `data` as the payload of a tunnel's UDP datagram: a header that passes its checks walks
+/// and re-emits byte for byte.
+fn tunnel_headers(data: &[u8]) {
+    for _ in geneve::Options::new(data) {}
+    if let Ok(p) = geneve::Packet::new_checked(data) {
+        let _ = (p.version(), p.oam(), p.critical(), p.protocol(), p.vni());
+        assert!(
+            p.options().all(|o| o.is_ok()),
+            "a checked header's options fit"
+        );
+        assert_eq!(p.header_len() + p.payload().len(), data.len());
+        let r = geneve::Repr::parse(&p);
+        let mut out = [0u8; geneve::HEADER_LEN + geneve::MAX_OPTIONS_LEN];
+        let n = r.emit(&mut out).expect("a parsed header emits");
+        assert_eq!(out[..n], data[..p.header_len()], "geneve round trip");
+    }
+    if let Ok(p) = vxlan::Packet::new_checked(data) {
+        let r = vxlan::Repr::parse(&p);
+        let mut out = [0u8; vxlan::HEADER_LEN];
+        r.emit(&mut out).expect("a vxlan header fits");
+        assert_eq!(out[..], data[..vxlan::HEADER_LEN], "vxlan round trip");
+        assert_eq!(p.payload().len(), data.len() - vxlan::HEADER_LEN);
+    }
+}
+
+/// A frame carrying UDP to `port` taken apart as a tunnel packet, GENEVE at its port and
+/// VXLAN at `port`: the parts lie in order inside the frame, and the header at `header`
+/// is one its own view accepts, ending at `inner`.
+fn decapsulated(frame: &[u8], port: u16, caps: &ChecksumCaps) {
+    let in_order = |d: &Decap| {
+        assert!(d.l3 < d.udp && d.udp + udp::HEADER_LEN == d.header, "{d:?}");
+        assert!(
+            d.header < d.inner && d.inner <= d.end && d.end <= frame.len(),
+            "{d:?}"
+        );
+    };
+    if let Ok(d) = geneve::decapsulate(frame, caps) {
+        in_order(&d);
+        let p = geneve::Packet::new_checked(&frame[d.header..d.end]).expect("checked");
+        assert_eq!(d.header + p.header_len(), d.inner);
+        assert_eq!((p.protocol(), p.vni()), (d.inner_type, d.vni));
+        turned_around(frame, &d, caps);
+    }
+    if let Ok(d) = vxlan::decapsulate(frame, port, caps) {
+        in_order(&d);
+        assert_eq!(d.header + vxlan::HEADER_LEN, d.inner);
+        let p = vxlan::Packet::new_checked(&frame[d.header..d.end]).expect("checked");
+        assert_eq!(p.vni(), d.vni);
+        turned_around(frame, &d, caps);
+    }
+}
+
+/// A tunnel packet's inner packet, parsed, lies inside the datagram; turned around, the
+/// packet goes back with its tunnel header and inner packet unchanged and its checksums as
+/// right as they were, and moved to another tunnel, with only the port and VNI changed.
+fn turned_around(frame: &[u8], d: &Decap, caps: &ChecksumCaps) {
+    if let Ok(inner) = tunnel::parse_inner(frame, d, caps) {
+        assert!((d.inner..=d.end).contains(&inner.l3_offset()), "{d:?}");
+        if let L3::Ipv4(m) = inner.l3 {
+            assert!(m.l4_offset() <= m.l3_end() && m.l3_end() <= d.end, "{d:?}");
+        }
+    }
+    let udp_ok = |f: &[u8]| {
+        let ip = ipv4::Packet::new_checked(&f[d.l3..]).expect("checked");
+        let datagram = udp::Packet::new_checked(&f[d.udp..d.end]).expect("checked");
+        datagram.checksum() == 0 || datagram.verify_checksum(ip.src_addr(), ip.dst_addr())
+    };
+    let ip_ok = |f: &[u8]| ipv4::Packet::new_checked(&f[d.l3..]).is_ok_and(|p| p.verify_checksum());
+    let mut back = frame.to_vec();
+    tunnel::turn_around(&mut back, d.l3, d.udp, None).expect("the headers fit");
+    assert_eq!(back[d.header..], frame[d.header..], "header and inner kept");
+    assert_eq!((&back[..6], &back[6..12]), (&frame[6..12], &frame[..6]));
+    assert_eq!(ip_ok(&back), ip_ok(frame), "ipv4 checksum");
+    assert_eq!(udp_ok(&back), udp_ok(frame), "udp checksum");
+    let other = Vni::new(d.vni.value() ^ 0x5a5a5a).expect("24 bits");
+    tunnel::turn_around(&mut back, d.l3, d.udp, Some((0x2a31, other))).expect("fits");
+    assert_eq!(back[d.inner..], frame[d.inner..], "inner kept");
+    assert_eq!(ip_ok(&back), ip_ok(frame), "ipv4 checksum, other tunnel");
+    assert_eq!(udp_ok(&back), udp_ok(frame), "udp checksum, other tunnel");
 }
 
 fn l3(data: &[u8]) {
@@ -191,6 +276,7 @@ fn l4_all(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) {
         }
     }
     if let Ok(u) = udp::Packet::new_checked(data) {
+        tunnel_headers(u.payload());
         if let Ok(r) = udp::Repr::parse(&u, src, dst, &ChecksumCaps::NONE) {
             let emit = |out: &mut [u8]| r.emit(out, src, dst, &ChecksumCaps::NONE);
             if let Some(out) = emitted(r.buffer_len(), emit) {

@@ -10,6 +10,10 @@
 //! packet from the checksum deltas the session computed once. ICMP errors are translated by
 //! [`Ipv4Packet::translate_icmp_error`] and [`Ipv4Packet::rewrite_addr_only`]. None allocates.
 //!
+//! A packet in a tunnel (GENEVE from AWS Gateway Load Balancer, VXLAN from Azure's) is taken
+//! apart by [`geneve::decapsulate`] and [`vxlan::decapsulate`], which say where its inner
+//! packet lies ([`Decap`]); their `Repr`s write a received header back byte for byte.
+//!
 //! # Files
 //!
 //! The files import each other in one direction, from the bottom of this list up (a file
@@ -31,7 +35,9 @@
 //! | [`quote`] | the packet an ICMP error quotes: [`IcmpQuote`], its tuple and rewrite, `IcmpPacket::quote` | `checksum`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple` |
 //! | [`translate`] | the NAT rewrite of a session's packet and of an ICMP error about one (`Ipv4Packet::translate_icmp_error`), [`Offsets`], `Ipv4Packet::offsets`, MACs | `checksum`, `ethernet`, `ipv4`, `tcp`, `udp`, `icmp`, `tuple`, `quote` |
 //! | `parse.rs` | [`parse_frame`], [`common_ipv4`]: a received frame classified in one pass | the header files, `tuple`, `translate` |
-//! | [`build`] | the frames the appliance sends itself (the health probe's segments carry [`http`]'s bytes, which it does not read) | `checksum`, `ethernet`, `arp`, `ipv4`, `icmp`, `tcp`, `udp` |
+//! | [`tunnel`] | what the tunnel encapsulations share: [`Vni`], [`Outer`] and [`Decap`] (where a tunnel packet's parts lie), the walk of its outer Ethernet, IPv4 and UDP headers, its inner packet parsed in place, the packet turned around to its sender | `checksum`, `ethernet`, `ipv4`, `udp`, `parse` |
+//! | [`geneve`], [`vxlan`] | one encapsulation each: view, `Repr` that re-emits the header byte for byte (GENEVE's options kept as bytes), `decapsulate` (the inner frame's offsets in a whole frame) | `checksum`, `ethernet`, `tunnel` |
+//! | [`build`] | the frames the appliance sends itself (the health probe's segments carry [`http`]'s bytes, which it does not read); a tunnel packet as a load balancer sends it | `checksum`, `ethernet`, `arp`, `ipv4`, `icmp`, `tcp`, `udp`, `geneve`, `vxlan` |
 //! | `exercise.rs` | every parser and rewrite over arbitrary bytes, for the fuzz target and the property tests | `build`, `parse`, `translate` and the rest |
 
 #![warn(missing_docs)]
@@ -240,6 +246,7 @@ pub mod error;
 pub mod ethernet;
 #[doc(hidden)]
 pub mod exercise;
+pub mod geneve;
 pub mod http;
 pub mod icmp;
 pub mod ipv4;
@@ -248,8 +255,10 @@ mod parse;
 pub mod quote;
 pub mod tcp;
 pub mod translate;
+pub mod tunnel;
 pub mod tuple;
 pub mod udp;
+pub mod vxlan;
 
 pub use arp::{Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
 pub use checksum::{ChecksumCaps, ChecksumDelta};
@@ -257,6 +266,9 @@ pub use error::Error;
 pub use ethernet::{
     Address as EthernetAddress, EtherType, Frame as EthernetFrame, Repr as EthernetRepr, Tpid,
     VlanTag, Vlans,
+};
+pub use geneve::{
+    GeneveOption, Options as GeneveOptions, Packet as GenevePacket, Repr as GeneveRepr,
 };
 pub use icmp::{
     DstUnreachable as IcmpDstUnreachable, Echo as IcmpEcho, Message as IcmpMessage,
@@ -268,8 +280,10 @@ pub use parse::{common_ipv4, parse_frame, Common, Ipv4Meta, ParsedFrame, L3, L4}
 pub use quote::Quote as IcmpQuote;
 pub use tcp::{Flags as TcpFlags, Packet as TcpPacket, Repr as TcpRepr, TcpOption};
 pub use translate::{ChecksumDeltas, Offsets};
+pub use tunnel::{Decap, Outer, Vni};
 pub use tuple::FiveTuple;
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
+pub use vxlan::{Packet as VxlanPacket, Repr as VxlanRepr};
 
 /// An IP protocol / IPv6 next-header number (IANA "Assigned Internet Protocol Numbers"),
 /// with names for the ones the appliance knows; every value is kept as it is.

@@ -33,6 +33,24 @@ impl ParsedFrame {
         usize::from(self.l3_offset)
     }
 
+    /// The same frame seen from `by` bytes before its start: every offset moved by `by`
+    /// (an inner frame's offsets in the whole tunnel packet).
+    pub(crate) fn moved(self, by: usize) -> ParsedFrame {
+        let l3 = match self.l3 {
+            L3::Ipv4(m) => L3::Ipv4(Ipv4Meta {
+                l4_offset: m.l4_offset + by as u32,
+                l3_end: m.l3_end + by as u32,
+                ..m
+            }),
+            other => other,
+        };
+        ParsedFrame {
+            l3_offset: self.l3_offset + by as u16,
+            l3,
+            ..self
+        }
+    }
+
     /// Where an IPv4 packet's headers lie in the frame, for [`super::translate::translate`];
     /// `None` for anything else.
     pub fn offsets(&self) -> Option<Offsets> {
@@ -260,14 +278,31 @@ fn parse_general(frame: &[u8], caps: &ChecksumCaps) -> Result<ParsedFrame, Error
     } else {
         (outer, ethernet::HEADER_LEN, Vlans::None)
     };
+    Ok(ParsedFrame {
+        vlans,
+        ..parse_at(frame, l3_offset, ethertype, caps)?
+    })
+}
+
+/// The packet of EtherType `ethertype` at `l3_offset` in `frame` (no VLAN tags before it),
+/// as [`parse_frame`] classifies the packet of a frame, its offsets counted from the start
+/// of `frame`: the general walk past the Ethernet header, and the inner IP packet of a
+/// tunnel that carries one ([`super::tunnel::parse_inner`]).
+pub(crate) fn parse_at(
+    frame: &[u8],
+    l3_offset: usize,
+    ethertype: u16,
+    caps: &ChecksumCaps,
+) -> Result<ParsedFrame, Error> {
+    let l3_bytes = frame.get(l3_offset..).unwrap_or_default();
     let l3 = if ethertype == 0x0800 {
         L3::Ipv4(parse_ipv4(frame, l3_offset, caps)?)
     } else {
-        not_ipv4(ethertype, &frame[l3_offset..])?
+        not_ipv4(ethertype, l3_bytes)?
     };
     Ok(ParsedFrame {
-        vlans,
-        // At most 14 + 2 * 4.
+        vlans: Vlans::None,
+        // A frame is shorter than 64 KiB.
         l3_offset: l3_offset as u16,
         l3,
     })
@@ -302,7 +337,7 @@ fn not_ipv4(ethertype: u16, l3_bytes: &[u8]) -> Result<L3, Error> {
 /// IPv4 and its transport, reading each field once.
 #[inline(always)]
 fn parse_ipv4(frame: &[u8], l3_offset: usize, caps: &ChecksumCaps) -> Result<Ipv4Meta, Error> {
-    let ip = ipv4::Packet::new_checked(&frame[l3_offset..])?;
+    let ip = ipv4::Packet::new_checked(frame.get(l3_offset..).unwrap_or_default())?;
     if !caps.ipv4 && !ip.verify_checksum() {
         return Err(Error::Ipv4BadChecksum);
     }

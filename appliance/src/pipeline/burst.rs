@@ -39,16 +39,34 @@ impl<T: Trace> Shard<T> {
         assert!(out.len() >= pkts.len(), "one action per packet");
         self.sync_policy(env.policy);
         let cx = Ctx::new(env, now, in_port);
-        for (pkts, out) in pkts.chunks_mut(BURST_MAX).zip(out.chunks_mut(BURST_MAX)) {
-            self.chunk(&cx, pkts, out);
+        let chunks = pkts.chunks_mut(BURST_MAX).zip(out.chunks_mut(BURST_MAX));
+        if cx.tunnel.is_some() {
+            for (pkts, out) in chunks {
+                self.chunk::<B, true>(&cx, pkts, out);
+                self.count_tunnel_drops(in_port, out);
+            }
+        } else {
+            for (pkts, out) in chunks {
+                self.chunk::<B, false>(&cx, pkts, out);
+            }
         }
         self.counters
             .add_forwarded(std::mem::take(&mut self.forwarded));
     }
 
-    fn chunk<B: PacketBuf>(&mut self, cx: &Ctx<'_>, pkts: &mut [B], out: &mut [Disposition]) {
+    /// One chunk of a burst. `TUNNEL`: it came in on a `gwlb` port ([`super::tunnel`]): no
+    /// packet takes the common-frame path (a tunnel packet is a common frame outside), tunnel
+    /// packets are looked up by their inner packet, tagged or not, and every stage is the
+    /// tunnel's. Each kind of port has its own copy of the loop, so the others pay nothing.
+    fn chunk<B: PacketBuf, const TUNNEL: bool>(
+        &mut self,
+        cx: &Ctx<'_>,
+        pkts: &mut [B],
+        out: &mut [Disposition],
+    ) {
         let env = &cx.env;
         let in_port = cx.in_port;
+        let tunnel = cx.tunnel.as_ref();
         // Stage 1: parse, own, key. Packets without a session (ARP, ICMP errors, other
         // protocols) wait in `special` for the end of the burst.
         let mut lookups = 0;
@@ -59,7 +77,12 @@ impl<T: Trace> Shard<T> {
         for (i, pkt) in pkts.iter().enumerate() {
             let bytes = pkt.bytes();
             // The common frame, unicast to us, is read straight into its `Meta`.
-            if let Some(c) = self.common(ours, bytes) {
+            let common = if TUNNEL {
+                None
+            } else {
+                self.common(ours, bytes)
+            };
+            if let Some(c) = common {
                 self.metas[i].set_common(&c);
                 if self.sharding.workers() > 1 {
                     let owner = self.owner_of_key(env, &self.metas[i].key);
@@ -75,11 +98,17 @@ impl<T: Trace> Shard<T> {
                 lookups += 1;
                 continue;
             }
-            match self.classify(env, in_port, bytes) {
+            match self.classify(env, in_port, tunnel, bytes) {
                 Ok(meta) => {
                     self.metas[i] = meta;
-                    // A tagged frame is never forwarded, so it needs no session.
-                    if meta.kind.has_session() && !meta.tagged() {
+                    // A tagged frame is never forwarded, so it needs no session; a tunnel
+                    // packet goes back where it came from, tags and all.
+                    let routed = if TUNNEL {
+                        meta.via.tunnelled() || !meta.tagged()
+                    } else {
+                        !meta.tagged()
+                    };
+                    if meta.kind.has_session() && routed {
                         self.pos[lookups] = i as u8;
                         misses |= self.start_lookup(lookups, &meta.key);
                         lookups += 1;
@@ -109,7 +138,8 @@ impl<T: Trace> Shard<T> {
                 .table
                 .finish(&meta.key, self.probes[j], self.pending[j])
             {
-                Some(hit) => self.hit(cx, &mut pkts[i], &meta, hit),
+                Some(hit) => self.hit::<B, TUNNEL>(cx, &mut pkts[i], &meta, hit),
+                None if TUNNEL => self.tunnel_miss(cx, &mut pkts[i], &meta),
                 None => self.miss(cx, &mut pkts[i], &meta),
             };
         }
@@ -117,7 +147,22 @@ impl<T: Trace> Shard<T> {
             let i = special.trailing_zeros() as usize;
             special &= special - 1;
             let meta = self.metas[i];
-            out[i] = self.special(cx, &mut pkts[i], &meta);
+            out[i] = if TUNNEL {
+                self.tunnel_special(cx, &mut pkts[i], &meta)
+            } else {
+                self.special(cx, &mut pkts[i], &meta)
+            };
+        }
+    }
+
+    /// Counts the drops among a chunk of a tunnel port's packets as that tunnel's.
+    #[cold]
+    fn count_tunnel_drops(&self, in_port: u8, out: &[Disposition]) {
+        let tunnel = self.counters.tunnel(in_port);
+        for d in out {
+            if let Disposition::Drop(r) = d {
+                tunnel.count_drop(*r);
+            }
         }
     }
 

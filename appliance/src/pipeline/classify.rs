@@ -13,9 +13,9 @@ use super::shard::Shard;
 use crate::config::Role;
 use crate::flow::FlowKey;
 use crate::packet::{
-    common_ipv4, icmp, parse_frame, Common, IcmpMessage, Offsets, TcpFlags, L3, L4,
+    common_ipv4, icmp, parse_frame, Common, IcmpMessage, Ipv4Meta, Offsets, TcpFlags, L3, L4,
 };
-use crate::policy::Policy;
+use crate::policy::{Policy, Tunnel};
 use std::net::Ipv4Addr;
 
 /// Which side of the network a packet comes from: its port's role, or on a one-arm (`both`)
@@ -72,13 +72,15 @@ impl<T: Trace> Shard<T> {
         (unicast && bytes.first_chunk::<6>() == ours.as_ref()).then_some(c)
     }
 
-    /// Stage 1 for one packet: parse and validate, check the frame is for us, decide the
-    /// owner. `Err` carries the final action (a drop, or a handoff).
+    /// Stage 1 for one packet: parse and validate, check the frame is for us, take a tunnel
+    /// packet apart (on a port with a `tunnel`), decide the owner. `Err` carries the final
+    /// action (a drop, or a handoff).
     #[inline(never)]
     pub(super) fn classify(
         &mut self,
         env: &Env<'_>,
         in_port: u8,
+        tunnel: Option<&Tunnel>,
         bytes: &[u8],
     ) -> Result<Meta, Disposition> {
         let parsed = parse_frame(bytes, &self.rx_caps).map_err(|e| self.discard(e))?;
@@ -94,6 +96,11 @@ impl<T: Trace> Shard<T> {
                 .is_some_and(|m| m.0 == *dst_mac);
             if !ours {
                 return Err(self.discard(Discard::NotForUs));
+            }
+        }
+        if let (Some(t), false) = (tunnel, group) {
+            if let Some(inner) = self.decapsulate(env, in_port, t, bytes, &parsed) {
+                return inner;
             }
         }
         let l3 = parsed.l3_offset() as u16;
@@ -113,7 +120,20 @@ impl<T: Trace> Shard<T> {
             L3::Ipv6(_) => return Err(self.discard(Discard::Ipv6)),
             L3::Other(_) => return Err(self.discard(Discard::NotIp)),
         };
-        let t = m.tuple;
+        let meta = self.ipv4_meta(&m, l3)?;
+        if self.sharding.workers() > 1 {
+            let owner = self.owner(env, bytes, &meta);
+            if owner != usize::from(self.worker) {
+                self.counters.bump_handoff();
+                return Err(Disposition::Handoff(owner as u16));
+            }
+        }
+        Ok(meta)
+    }
+
+    /// What stage 1 keeps of an IPv4 packet whose header is at `l3`: its key, offsets and
+    /// kind. `Err`: a non-first fragment, dropped.
+    pub(super) fn ipv4_meta(&mut self, m: &Ipv4Meta, l3: u16) -> Result<Meta, Disposition> {
         let (kind, tcp_flags, icmp_type) = match m.l4 {
             L4::Tcp(f) => (Kind::TCP, f, 0),
             L4::Udp => (Kind::UDP, TcpFlags(0), 0),
@@ -129,9 +149,8 @@ impl<T: Trace> Shard<T> {
             L4::Fragment => return Err(self.discard(Discard::Fragment)),
             L4::Other => (Kind::OtherProto, TcpFlags(0), 0),
         };
-        let key = FlowKey::of(&t);
-        let meta = Meta {
-            key,
+        Ok(Meta {
+            key: FlowKey::of(&m.tuple),
             at: Offsets {
                 l3,
                 l4: m.l4_offset() as u16,
@@ -140,15 +159,8 @@ impl<T: Trace> Shard<T> {
             kind,
             tcp_flags,
             icmp_type,
-        };
-        if self.sharding.workers() > 1 {
-            let owner = self.owner(env, bytes, &meta);
-            if owner != usize::from(self.worker) {
-                self.counters.bump_handoff();
-                return Err(Disposition::Handoff(owner as u16));
-            }
-        }
-        Ok(meta)
+            ..EMPTY_META
+        })
     }
 
     /// The worker that owns the session of a packet with key `k`.

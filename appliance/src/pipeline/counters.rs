@@ -2,6 +2,7 @@
 //! instruction), read by the control thread at any time.
 
 use super::reason::Reason;
+use crate::config::validate::MAX_PORTS;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Counters of one shard. Cache-line aligned so two workers' counters never share a line.
@@ -21,6 +22,61 @@ pub struct ShardCounters {
     active: [AtomicU64; 4],
     nat_in_use: Box<[AtomicU64]>,
     nat_exhausted: Box<[AtomicU64]>,
+    /// Per port (by index), what its tunnel carried: only a `gwlb` port's count.
+    tunnels: Box<[TunnelCounters]>,
+}
+
+/// What the tunnel of one `gwlb` port carried, counted by one shard: packets and bytes taken
+/// out of the tunnel (whole frames, as received) and sent back into it (as sent), and the
+/// drops of what the port received, by reason.
+#[derive(Debug)]
+pub struct TunnelCounters {
+    decapsulated: [AtomicU64; 2],
+    encapsulated: [AtomicU64; 2],
+    drops: [AtomicU64; Reason::COUNT],
+}
+
+impl Default for TunnelCounters {
+    fn default() -> Self {
+        TunnelCounters {
+            decapsulated: Default::default(),
+            encapsulated: Default::default(),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl TunnelCounters {
+    pub(super) fn add_decapsulated(&self, bytes: usize) {
+        add(&self.decapsulated[0], 1);
+        add(&self.decapsulated[1], bytes as u64);
+    }
+
+    pub(super) fn add_encapsulated(&self, bytes: usize) {
+        add(&self.encapsulated[0], 1);
+        add(&self.encapsulated[1], bytes as u64);
+    }
+
+    pub(super) fn count_drop(&self, r: Reason) {
+        add(&self.drops[r.index()], 1);
+    }
+
+    /// Packets and bytes taken out of the tunnel.
+    pub fn decapsulated(&self) -> (u64, u64) {
+        let [p, b] = &self.decapsulated;
+        (p.load(Relaxed), b.load(Relaxed))
+    }
+
+    /// Packets and bytes sent back into the tunnel.
+    pub fn encapsulated(&self) -> (u64, u64) {
+        let [p, b] = &self.encapsulated;
+        (p.load(Relaxed), b.load(Relaxed))
+    }
+
+    /// Drops of one reason among the port's packets.
+    pub fn drops_of(&self, r: Reason) -> u64 {
+        self.drops[r.index()].load(Relaxed)
+    }
 }
 
 impl Default for ShardCounters {
@@ -43,6 +99,7 @@ impl ShardCounters {
             active: std::array::from_fn(|_| AtomicU64::new(0)),
             nat_in_use: (0..addresses * 3).map(|_| AtomicU64::new(0)).collect(),
             nat_exhausted: (0..addresses * 3).map(|_| AtomicU64::new(0)).collect(),
+            tunnels: (0..MAX_PORTS).map(|_| TunnelCounters::default()).collect(),
         }
     }
 }
@@ -85,6 +142,13 @@ impl ShardCounters {
 
     pub(super) fn bump_local(&self) {
         add(&self.local_replies, 1);
+    }
+
+    /// The tunnel counters of port `port` (a port past the last counts with the first:
+    /// the configuration has no such port).
+    #[inline]
+    pub fn tunnel(&self, port: u8) -> &TunnelCounters {
+        &self.tunnels[usize::from(port) % MAX_PORTS]
     }
 
     /// Drops so far, by reason, in [`Reason::index`] order.

@@ -4,7 +4,7 @@
 
 use crate::config::Role;
 use crate::packet::EthernetAddress;
-use crate::policy::Policy;
+use crate::policy::{Policy, Tunnel};
 use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
@@ -109,16 +109,20 @@ pub struct Ctx<'a> {
     pub in_port: u8,
     /// That port's role (`None`: a port the policy does not know).
     pub role: Option<Role>,
+    /// That port's tunnel, on a `gwlb` port.
+    pub tunnel: Option<Tunnel>,
 }
 
 impl<'a> Ctx<'a> {
     /// The context of a burst that arrived on `in_port` at `now`.
     pub fn new(env: &Env<'a>, now: u32, in_port: u8) -> Ctx<'a> {
+        let port = env.policy.ports.get(usize::from(in_port));
         Ctx {
             env: *env,
             now,
             in_port,
-            role: env.policy.ports.get(usize::from(in_port)).map(|p| p.role),
+            role: port.map(|p| p.role),
+            tunnel: port.and_then(|p| p.tunnel),
         }
     }
 }

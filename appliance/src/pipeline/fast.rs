@@ -21,25 +21,32 @@ impl<T: Trace> Shard<T> {
     /// It fetches the session record once, for the checks, the count and the rewrite. (Three
     /// fetches, each with its own bounds and liveness test, cost 22 instructions a packet more
     /// by callgrind: the compiler cannot keep a record across the writes in between.)
+    ///
+    /// `TUNNEL`: the burst came in on a `gwlb` port ([`super::tunnel`]). Its packets
+    /// translate nothing and go back into the tunnel; one that came in no tunnel never uses
+    /// a session. The data path's other ports get the code without these steps.
     #[inline(always)]
-    pub(super) fn hit<B: PacketBuf>(
+    pub(super) fn hit<B: PacketBuf, const TUNNEL: bool>(
         &mut self,
         cx: &Ctx<'_>,
         pkt: &mut B,
         meta: &Meta,
         hit: Hit,
     ) -> Disposition {
+        if TUNNEL && !meta.via.tunnelled() {
+            return self.untunnelled(cx, pkt, meta);
+        }
         self.trace.class(Class::Reply);
         let generation = cx.env.policy.generation as u32;
         let len = pkt.bytes().len() as u32;
         let Some(s) = self.table.get_mut(hit.index) else {
             return self.discard(Discard::SessionGone);
         };
-        if !arrives_right(cx, hit.side, s) {
+        if !arrives_right(cx, hit.side, s) || (TUNNEL && !meta.via.may_use(hit.side)) {
             return self.discard(Discard::SpoofedSource);
         }
         if s.policy_generation() != generation {
-            return self.hit_recheck(cx, pkt, meta, hit);
+            return self.hit_recheck::<B, TUNNEL>(cx, pkt, meta, hit);
         }
         s.count(len);
         let idle = cx.now > s.last_seen();
@@ -47,6 +54,9 @@ impl<T: Trace> Shard<T> {
         let deltas = s.deltas_from(hit.side);
         let tcp = (meta.kind == Kind::TCP).then_some(meta.tcp_flags);
         self.table.follow(hit, cx.now, tcp, idle);
+        if TUNNEL {
+            return self.send_back(cx, pkt, meta);
+        }
         self.send_translated(cx, pkt, meta, &to, deltas)
     }
 
@@ -55,7 +65,7 @@ impl<T: Trace> Shard<T> {
     /// which the recheck made current.
     #[cold]
     #[inline(never)]
-    fn hit_recheck<B: PacketBuf>(
+    fn hit_recheck<B: PacketBuf, const TUNNEL: bool>(
         &mut self,
         cx: &Ctx<'_>,
         pkt: &mut B,
@@ -65,7 +75,7 @@ impl<T: Trace> Shard<T> {
         if !self.recheck(&cx.env, hit.index) {
             return self.discard(Discard::PolicyRecheckDeny);
         }
-        self.hit(cx, pkt, meta, hit)
+        self.hit::<B, TUNNEL>(cx, pkt, meta, hit)
     }
 
     /// Re-checks session `idx` against the current policy; false if it was closed.

@@ -1,13 +1,17 @@
 //! What stage 1 ([`super::classify`]) learns about a packet before its session is looked up:
 //! the `Meta` the rest of the pipeline reads instead of the headers (but to rewrite them).
 
-use crate::flow::FlowKey;
+use crate::flow::{FlowKey, Side};
 use crate::packet::translate::Transport;
 use crate::packet::{Common, IpProtocol, Ipv4Packet, Offsets, TcpFlags};
 
 /// What stage 1 learned about a packet: 32 bytes, so passing it between stages is two
 /// vector moves. (The VLAN tags are not kept: only replies the appliance builds need them,
 /// and those read them again from the frame, whose Ethernet header nothing changed.)
+///
+/// A packet that came in a load balancer's tunnel is its inner packet here (`key` and `at`
+/// are the inner packet's, the key in the tunnel's network), and `via` says which tunnel,
+/// `outer` where its outer IPv4 and UDP headers lie: what sending it back needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Meta {
     pub key: FlowKey,
@@ -15,6 +19,47 @@ pub(super) struct Meta {
     pub kind: Kind,
     pub tcp_flags: TcpFlags,
     pub icmp_type: u8,
+    pub via: Via,
+    pub outer: [u8; 2],
+}
+
+// Two vector moves, tunnel or not.
+const _: () = assert!(size_of::<Meta>() == 32);
+
+/// The tunnel a packet came in, on a `gwlb` port. Set by stage 1 on tunnel ports only
+/// (elsewhere the fast path never reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// Not in a tunnel: on a `gwlb` port, a packet for the appliance itself or nobody's.
+    Plain,
+    /// GENEVE: it goes back in the same tunnel; its side comes from the private prefixes.
+    Geneve,
+    /// VXLAN, Azure's internal tunnel: from the consumer's side (inside); it goes back on
+    /// the external one.
+    Internal,
+    /// VXLAN, Azure's external tunnel: from the internet's side (outside); it goes back on
+    /// the internal one.
+    External,
+}
+
+impl Via {
+    /// Whether the packet came in a tunnel.
+    #[inline(always)]
+    pub fn tunnelled(self) -> bool {
+        self != Via::Plain
+    }
+
+    /// Whether a packet that came this way may use a session's key of `side`: on Azure's
+    /// tunnels, only the key of the tunnel's own side (a packet of the consumer's flow
+    /// arriving on the external tunnel is forged). GENEVE's one tunnel carries both.
+    #[inline(always)]
+    pub fn may_use(self, side: Side) -> bool {
+        match self {
+            Via::Internal => side == Side::Inside,
+            Via::External => side == Side::Outside,
+            Via::Plain | Via::Geneve => true,
+        }
+    }
 }
 
 impl Meta {
@@ -111,4 +156,6 @@ pub(super) const EMPTY_META: Meta = Meta {
     kind: Kind::OtherProto,
     tcp_flags: TcpFlags(0),
     icmp_type: 0,
+    via: Via::Plain,
+    outer: [0; 2],
 };

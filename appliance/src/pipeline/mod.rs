@@ -12,7 +12,8 @@
 //! | 3 | [`slow`] | a packet without a session: class, policy, the NAT's decisions, a new session |
 //! | 3 | [`local`] | what the appliance answers: ARP, echo, the health probe, time exceeded; tagged frames |
 //! | 3 | [`related`] | ICMP errors about sessions |
-//! | end | [`forward`] | MSS clamp, route, next hop, MACs |
+//! | 3 | [`tunnel`] | a `gwlb` port: the tunnel packet taken apart (stage 1), a new flow in the tunnel judged, ICMP errors in it |
+//! | end | [`forward`] | MSS clamp, route, next hop, MACs; or back into the tunnel |
 //!
 //! What comes out is a [`Disposition`] per packet (forward, hand off, drop with a
 //! [`Reason`], consumed) and [`Note`]s for the control thread. The [`Class`] of each packet
@@ -46,14 +47,17 @@ pub mod related;
 pub mod sessions;
 pub mod shard;
 pub mod slow;
+pub mod tunnel;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tunnel_tests;
 
 pub use action::{Disposition, Note};
 pub use buf::{PacketBuf, VecBuf};
 pub use class::{Class, NoTrace, Rules, Trace, Translation};
-pub use counters::ShardCounters;
+pub use counters::{ShardCounters, TunnelCounters};
 pub use env::{Ctx, Env, Health, NeighbourCache, Neighbours};
 pub use owner::Sharding;
 pub use reason::{Discard, Reason};

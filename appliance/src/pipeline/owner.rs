@@ -58,6 +58,19 @@ impl Sharding {
         (((h & 0xffff_ffff) * u64::from(self.workers)) >> 32) as usize
     }
 
+    /// The worker of a flow between endpoints `a` and `b` whichever way its packet goes:
+    /// a tunnel port's, which translates nothing, so no NAT slice says whose it is.
+    #[inline]
+    pub fn of_either_way(
+        &self,
+        proto: IpProtocol,
+        a: (Ipv4Addr, u16),
+        b: (Ipv4Addr, u16),
+    ) -> usize {
+        let addr = Ipv4Addr::from(u32::from(a.0) ^ u32::from(b.0));
+        self.of_endpoint(proto, addr, a.1 ^ b.1)
+    }
+
     /// The worker of a packet with `tuple` (proto, src, sport, dst, dport) that is not an ICMP
     /// error: see the module documentation.
     #[inline]

@@ -77,11 +77,18 @@ pub enum Discard {
     /// A packet another worker handed over that this one would hand over again: the two
     /// disagree on its owner. Dropped rather than passed back and forth.
     HandoffLoop,
+    /// A VXLAN packet to one of a `gwlb` port's tunnels with a VNI that is not the tunnel's.
+    TunnelUnknownVni,
+    /// A GENEVE packet with a critical option (RFC 8926 section 3.5: an endpoint that does
+    /// not know one drops the packet; the appliance knows none, it carries them back).
+    TunnelCriticalOption,
+    /// A GENEVE control packet (the O bit): not data to filter and return.
+    TunnelOam,
 }
 
 impl Discard {
     /// Every reason, in counter order.
-    pub const ALL: [Discard; 29] = [
+    pub const ALL: [Discard; 32] = [
         Discard::NotIp,
         Discard::Ipv6,
         Discard::NotForUs,
@@ -111,6 +118,9 @@ impl Discard {
         Discard::VlanTransit,
         Discard::UnknownPort,
         Discard::HandoffLoop,
+        Discard::TunnelUnknownVni,
+        Discard::TunnelCriticalOption,
+        Discard::TunnelOam,
     ];
 
     /// The counter name.
@@ -145,6 +155,9 @@ impl Discard {
             Discard::VlanTransit => "vlan_transit",
             Discard::UnknownPort => "unknown_port",
             Discard::HandoffLoop => "handoff_loop",
+            Discard::TunnelUnknownVni => "tunnel_unknown_vni",
+            Discard::TunnelCriticalOption => "tunnel_critical_option",
+            Discard::TunnelOam => "tunnel_oam",
         }
     }
 }
@@ -195,7 +208,10 @@ impl Reason {
                 | Discard::TtlExpired
                 | Discard::SpoofedSource
                 | Discard::InvalidSource
-                | Discard::TcpNoSession,
+                | Discard::TcpNoSession
+                | Discard::TunnelUnknownVni
+                | Discard::TunnelCriticalOption
+                | Discard::TunnelOam,
             ) => Some(Class::Invalid),
             Reason::Pipeline(Discard::LocalUnhandled | Discard::LocalDenied) => Some(Class::Local),
             Reason::Pipeline(_) => None,

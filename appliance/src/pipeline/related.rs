@@ -10,9 +10,21 @@ use super::meta::Meta;
 use super::reason::Discard;
 use super::shard::Shard;
 use crate::flow::{FlowKey, Side};
-use crate::packet::{Endpoint, IcmpPacket, IpProtocol, Ipv4Packet};
+use crate::packet::{Endpoint, FiveTuple, IcmpPacket, IpProtocol, Ipv4Packet};
 
 impl<T: Trace> Shard<T> {
+    /// The addresses and ports of the packet an ICMP error quotes, or the error's end (a
+    /// message or quote too short to say, dropped and counted).
+    pub(super) fn quoted<B: PacketBuf>(
+        &mut self,
+        pkt: &B,
+        meta: &Meta,
+    ) -> Result<FiveTuple, Disposition> {
+        IcmpPacket::new_checked(&pkt.bytes()[meta.at.transport()])
+            .and_then(|m| m.quote().and_then(|q| q.five_tuple()))
+            .map_err(|e| self.discard(e))
+    }
+
     /// An ICMP error: translated for the session of the packet it quotes, or dropped.
     pub(super) fn related<B: PacketBuf>(
         &mut self,
@@ -26,14 +38,9 @@ impl<T: Trace> Shard<T> {
             return self.discard(Discard::VlanTransit);
         }
         let at = meta.at;
-        let quoted = {
-            let bytes = pkt.bytes();
-            IcmpPacket::new_checked(&bytes[at.transport()])
-                .and_then(|m| m.quote().and_then(|q| q.five_tuple()))
-        };
-        let q = match quoted {
+        let q = match self.quoted(pkt, meta) {
             Ok(q) => q,
-            Err(e) => return self.discard(e),
+            Err(end) => return end,
         };
         // The quote is a packet the session sent; the session knows its reply.
         let reply = FlowKey::of(&q.reversed());

@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 
 /// Whether a packet may open a session: TCP, UDP, or an ICMP echo request (an echo reply
 /// without a session is not a new flow).
-fn opens_flow(meta: &Meta) -> bool {
+pub(super) fn opens_flow(meta: &Meta) -> bool {
     match meta.kind {
         Kind::Session(Transport::Tcp | Transport::Udp) => true,
         Kind::Session(Transport::IcmpEcho) => meta.icmp_type == 8,
@@ -125,7 +125,7 @@ impl<T: Trace> Shard<T> {
 
     /// The TCP state a new session starts in, or `None` when the packet may not open one
     /// (strict mode: only a SYN without ACK).
-    fn opening(&self, p: &Policy, meta: &Meta) -> Option<TcpState> {
+    pub(super) fn opening(&self, p: &Policy, meta: &Meta) -> Option<TcpState> {
         if meta.kind != Kind::TCP {
             return Some(TcpState::Closed);
         }
@@ -134,7 +134,7 @@ impl<T: Trace> Shard<T> {
 
     /// Whether rule set `rules` lets the new flow of `meta` through (told to the tracer).
     #[inline(always)]
-    fn allowed(&mut self, p: &Policy, rules: Rules, meta: &Meta) -> bool {
+    pub(super) fn allowed(&mut self, p: &Policy, rules: Rules, meta: &Meta) -> bool {
         let set = match rules {
             Rules::Egress => &p.egress,
             Rules::Ingress => &p.ingress,
@@ -327,67 +327,79 @@ impl<T: Trace> Shard<T> {
         meta: &Meta,
         o: Opening,
     ) -> Disposition {
-        let Opening {
-            inside,
-            outside,
-            orig,
-            tcp,
-            taken,
-        } = o;
+        let taken = o.taken;
         let new = NewSession {
-            tcp,
+            tcp: o.tcp,
             policy_gen: cx.env.policy.generation as u32,
-            ..NewSession::translating(inside, outside, orig)
+            ..NewSession::translating(o.inside, o.outside, o.orig)
         };
+        let (hit, created) = match self.open(cx, pkt, meta, &new, taken.hold.tag()) {
+            Ok(opened) => opened,
+            Err(end) => {
+                self.snat.give_back(&taken);
+                return end;
+            }
+        };
+        if !created {
+            self.snat.give_back(&taken);
+        } else if o.orig == Side::Inside {
+            self.trace.translation(match taken.hold {
+                Hold::Nothing => Translation::Static {
+                    public: taken.public.0,
+                    private: taken.inside.0,
+                },
+                _ => Translation::Snat {
+                    public: taken.public,
+                },
+            });
+        }
+        self.send_session(cx, pkt, meta, hit)
+    }
+
+    /// Puts the session `new` in the table, tagged with what it holds (`tag`), and counts
+    /// the packet that opened it: the session to send the packet by, and whether it is new.
+    /// If one of the keys is already a session's (a simultaneous open from both sides, two
+    /// packets of one new flow in one burst), the packet belongs to that session when the
+    /// key is the packet's own, and no session is made. `Err`: the packet's end (the table
+    /// is full, or the other key collides); the caller gives back what it took for it.
+    #[inline(always)]
+    pub(super) fn open<B: PacketBuf>(
+        &mut self,
+        cx: &Ctx<'_>,
+        pkt: &B,
+        meta: &Meta,
+        new: &NewSession,
+        tag: u8,
+    ) -> Result<(Hit, bool), Disposition> {
         let snat = &mut self.snat;
         let created = self
             .table
-            .create(&new, cx.now, |_, s| snat.release_session(s));
+            .create(new, cx.now, |_, s| snat.release_session(s));
         match created {
-            Ok(idx) => {
+            Ok(index) => {
                 self.counters.bump_created();
-                if orig == Side::Inside {
-                    self.trace.translation(match taken.hold {
-                        Hold::Nothing => Translation::Static {
-                            public: taken.public.0,
-                            private: taken.inside.0,
-                        },
-                        _ => Translation::Snat {
-                            public: taken.public,
-                        },
-                    });
-                }
                 let len = pkt.bytes().len() as u32;
-                let Some(s) = self.table.get_mut(idx) else {
-                    return self.discard(Discard::SessionGone);
+                let Some(s) = self.table.get_mut(index) else {
+                    return Err(self.discard(Discard::SessionGone));
                 };
-                s.set_tag(taken.hold.tag());
+                s.set_tag(tag);
                 s.count(len);
-                let hit = Hit {
-                    index: idx,
-                    side: orig,
-                };
-                self.send_session(cx, pkt, meta, hit)
+                let side = new.orig;
+                Ok((Hit { index, side }, true))
             }
-            Err(CreateError::Full) => {
-                self.snat.give_back(&taken);
-                self.discard(Discard::SessionTableFull)
-            }
-            Err(CreateError::Exists(Hit { index, side })) => {
-                // One of the keys is already a session's (a simultaneous open from both
-                // sides): the packet belongs to it.
-                self.snat.give_back(&taken);
+            Err(CreateError::Full) => Err(self.discard(Discard::SessionTableFull)),
+            Err(CreateError::Exists(hit)) => {
                 // Only if the key that exists is this packet's own (two packets of one new
                 // flow in one burst): a collision of the new session's other key with an
                 // existing session must not borrow that session's rewrite.
                 let own = self
                     .table
-                    .get(index)
-                    .is_some_and(|s| side == orig && *s.key(side) == meta.key);
+                    .get(hit.index)
+                    .is_some_and(|s| hit.side == new.orig && *s.key(hit.side) == meta.key);
                 if !own {
-                    return self.discard(Discard::NoForward);
+                    return Err(self.discard(Discard::NoForward));
                 }
-                self.send_session(cx, pkt, meta, Hit { index, side })
+                Ok((hit, false))
             }
         }
     }

@@ -77,11 +77,11 @@ mod egress {
             health: Health::Serving,
         };
         let shard = &mut n.shards[0];
-        let meta = shard.classify(&env, LAN, &f).expect("a valid frame");
+        let meta = shard.classify(&env, LAN, None, &f).expect("a valid frame");
         let hit = shard.table().lookup(&meta.key).expect("the session");
         shard.close(hit.index);
         let cx = Ctx::new(&env, n.now, LAN);
-        let a = shard.hit(&cx, &mut VecBuf::new(&f), &meta, hit);
+        let a = shard.hit::<_, false>(&cx, &mut VecBuf::new(&f), &meta, hit);
         assert_eq!(a, drop_for(SessionGone));
         assert_eq!(n.drops(SessionGone), 1);
         assert_eq!(n.drops(IcmpErrorNoSession), 0);
@@ -1131,7 +1131,7 @@ mod properties {
                 Some(c) => {
                     let mut meta = super::meta::EMPTY_META;
                     meta.set_common(&c);
-                    prop_assert_eq!(Ok(meta), shard.classify(&env, LAN, &f));
+                    prop_assert_eq!(Ok(meta), shard.classify(&env, LAN, None, &f));
                 }
                 None => {
                     // Not common: changed where the fast path looks, or not for us.

@@ -3,7 +3,7 @@
 use super::matcher::{Rule, RuleSet};
 use super::tables::{
     Forward, Forwards, HealthProbe, LocalServices, PortAddressing, PrefixSet, Routes, StaticMaps,
-    StaticNeighbour,
+    StaticNeighbour, Tunnel,
 };
 use super::{Policy, PolicyError, SessionSettings, SnatPool};
 use crate::config::validate::Facts;
@@ -113,6 +113,7 @@ impl Policy {
                         })
                         .collect(),
                     arp_addresses,
+                    tunnel: p.tunnel.as_ref().map(Tunnel::of),
                 }
             })
             .collect::<Vec<_>>();

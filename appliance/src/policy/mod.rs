@@ -29,7 +29,7 @@ pub mod tables;
 pub use matcher::{Decision, MatchKey, Rule, RuleSet, RuleSetStats};
 pub use tables::{
     Forward, Forwards, HealthProbe, LocalServices, NextHop, PortAddressing, PrefixSet, Routes,
-    StaticMaps, StaticNeighbour,
+    StaticMaps, StaticNeighbour, Tunnel,
 };
 
 use crate::config::{FieldError, Filtering, Mapping, OnReload, Pooling, PortRange};

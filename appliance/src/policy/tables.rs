@@ -2,8 +2,8 @@
 //! mappings, prefix sets, and port addressing.
 
 use crate::config::Prefix;
-use crate::config::Role;
-use crate::packet::{EthernetAddress, IpProtocol};
+use crate::config::{Role, TunnelConfig, VxlanTunnel};
+use crate::packet::{EthernetAddress, IpProtocol, Vni};
 use hashbrown::{HashMap, HashSet};
 use ipnet::Ipv4Net;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -189,6 +189,8 @@ pub struct StaticNeighbour {
 /// A port's layer-3 setup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortAddressing {
+    /// The load balancer's tunnel of a `gwlb` port.
+    pub tunnel: Option<Tunnel>,
     /// The port's name from the file.
     pub name: String,
     /// The side it faces.
@@ -202,6 +204,67 @@ pub struct PortAddressing {
     /// Every address the appliance answers ARP for on this port (RFC 826): its own, and the
     /// SNAT pool and static-mapping public addresses on its subnet unless `nat.routed`.
     pub arp_addresses: Vec<Ipv4Addr>,
+}
+
+/// A `gwlb` port's tunnel, as the pipeline reads it: where tunnel packets arrive, and which
+/// tunnel a packet goes back in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tunnel {
+    /// GENEVE to UDP `port` (AWS): a packet goes back in the tunnel it came in.
+    Geneve {
+        /// The UDP port.
+        port: u16,
+    },
+    /// VXLAN (Azure): two tunnels, each a UDP port and a VNI; the internal one carries the
+    /// consumer's side (inside), the external one the internet's (outside). A packet goes
+    /// back in the other one.
+    Vxlan {
+        /// The internal tunnel's UDP port and VNI.
+        internal: (u16, Vni),
+        /// The external tunnel's UDP port and VNI.
+        external: (u16, Vni),
+    },
+}
+
+impl std::fmt::Display for Tunnel {
+    /// `geneve udp/6081`, or `vxlan internal udp/10800 vni 800, external udp/10801 vni 801`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tunnel::Geneve { port } => write!(f, "geneve udp/{port}"),
+            Tunnel::Vxlan { internal, external } => write!(
+                f,
+                "vxlan internal udp/{} vni {}, external udp/{} vni {}",
+                internal.0,
+                internal.1.value(),
+                external.0,
+                external.1.value()
+            ),
+        }
+    }
+}
+
+impl Tunnel {
+    /// `geneve` or `vxlan`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Tunnel::Geneve { .. } => "geneve",
+            Tunnel::Vxlan { .. } => "vxlan",
+        }
+    }
+
+    /// The tunnel of a checked port's configuration.
+    pub fn of(t: &TunnelConfig) -> Tunnel {
+        match *t {
+            TunnelConfig::Geneve { port } => Tunnel::Geneve { port },
+            TunnelConfig::Vxlan { internal, external } => {
+                let pair = |v: VxlanTunnel| (v.port, v.vni().unwrap_or(Vni::MAX));
+                Tunnel::Vxlan {
+                    internal: pair(internal),
+                    external: pair(external),
+                }
+            }
+        }
+    }
 }
 
 impl PortAddressing {
@@ -349,9 +412,11 @@ impl Routes {
     /// The routes of `ports` (in DPDK port order), `private` being the policy's private
     /// prefixes.
     pub fn new(ports: &[PortAddressing], private: &PrefixSet) -> Routes {
+        // A gwlb port sends back only what came in its tunnel: nothing is routed out of it.
         let connected = ports
             .iter()
             .enumerate()
+            .filter(|(_, p)| p.role != Role::Gwlb)
             .filter_map(|(port, p)| {
                 p.address
                     .map(|n| (u32::from(n.network()), u32::from(n.netmask()), port))

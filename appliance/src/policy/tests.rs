@@ -558,14 +558,17 @@ fn bad_policy_configs_name_the_field() {
 }
 
 /// What [`Routes`] precomputes, written as the definition: the first port whose subnet holds
-/// `dst`, else the first port of the destination's kind (inside for private, outside for
-/// public, `both` for either) that has a gateway.
+/// `dst` (never a `gwlb` port: it routes nothing), else the first port of the destination's
+/// kind (inside for private, outside for public, `both` for either) that has a gateway.
 fn next_hop_by_definition(
     ports: &[PortAddressing],
     private: &PrefixSet,
     dst: Ipv4Addr,
 ) -> Option<NextHop> {
-    if let Some(port) = ports.iter().position(|p| p.on_link(dst)) {
+    if let Some(port) = ports
+        .iter()
+        .position(|p| p.on_link(dst) && p.role != Role::Gwlb)
+    {
         return Some(NextHop { port, ip: dst });
     }
     let wanted = if private.contains(dst) {
@@ -608,7 +611,7 @@ fn routes_agree_with_the_definition() {
         Some("192.0.2.1"),
         Some("172.16.0.1"),
     ];
-    let roles = [Role::Inside, Role::Outside, Role::Both];
+    let roles = [Role::Inside, Role::Outside, Role::Both, Role::Gwlb];
     // The last set has too many ranges for a compiled table: those routes use the definition.
     let many = (0..40u32)
         .map(|i| {
@@ -654,11 +657,12 @@ fn routes_agree_with_the_definition() {
         let ports: Vec<PortAddressing> = (0..n)
             .map(|i| PortAddressing {
                 name: format!("p{i}"),
-                role: roles[(next() % 3) as usize],
+                role: roles[(next() % 4) as usize],
                 address: nets[(next() % nets.len() as u64) as usize].map(|s| s.parse().unwrap()),
                 gateway: gateways[(next() % gateways.len() as u64) as usize].map(ip),
                 neighbours: Vec::new(),
                 arp_addresses: Vec::new(),
+                tunnel: None,
             })
             .collect();
         for private in &privates {
@@ -727,4 +731,27 @@ fn prefix_sets_hold_what_their_prefixes_hold() {
             assert_eq!(set.contains(addr), expected, "{addr} in {prefixes:?}");
         }
     }
+}
+
+#[test]
+fn a_gwlb_port_compiles_its_tunnel_and_routes_nothing() {
+    use crate::packet::Vni;
+    let p = crate::testing::compile(crate::testing::gwlb::GENEVE, 1);
+    assert_eq!(p.ports[0].tunnel, Some(Tunnel::Geneve { port: 6081 }));
+    assert_eq!(
+        p.next_hop(crate::testing::gwlb::LB),
+        None,
+        "its subnet is not routed"
+    );
+    assert!(p.is_private(ip("10.0.1.10")), "RFC 1918 by default");
+    assert!(p.snat.addresses.is_empty());
+    let p = crate::testing::compile(crate::testing::gwlb::VXLAN, 1);
+    let vni = |v| Vni::new(v).unwrap();
+    assert_eq!(
+        p.ports[0].tunnel,
+        Some(Tunnel::Vxlan {
+            internal: (10800, vni(800)),
+            external: (10801, vni(801)),
+        })
+    );
 }

@@ -4,7 +4,8 @@
 
 use super::PUBLIC;
 use crate::control::snapshot::{
-    NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, Snapshot, WorkerSnapshot,
+    NatPortUsage, NatSnapshot, PortSnapshot, SessionCounts, Snapshot, TunnelSnapshot,
+    WorkerSnapshot,
 };
 use crate::control::{Control, DataplaneView};
 use crate::flow::TimeoutClass;
@@ -117,6 +118,15 @@ pub fn snapshot(n: u64) -> Snapshot {
         },
         reloads: Default::default(),
         draining: false,
+        tunnels: vec![TunnelSnapshot {
+            port: "gwlb".to_string(),
+            kind: "geneve",
+            decapsulated_packets: 100 * n,
+            decapsulated_bytes: 15_000 * n,
+            encapsulated_packets: 90 * n,
+            encapsulated_bytes: 13_500 * n,
+            drops: vec![("geneve_bad_version", n), ("ingress_denied", 9 * n)],
+        }],
     }
 }
 

@@ -14,6 +14,7 @@
 pub mod control;
 mod expect;
 pub mod frames;
+pub mod gwlb;
 mod net;
 
 pub use expect::{has, json_has};
