@@ -107,10 +107,13 @@ gwlb_topology() {
   ip -n "$r" addr add 10.0.1.1/24 dev lan
   ip -n "$r" addr add 192.0.2.2/24 dev wan
   ip -n "$r" route add default via 192.0.2.1
-  ip -n "$r" link add gw type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+  # The underlay carries a whole 1500-byte inner packet: GENEVE with GWLB's options adds
+  # 68 bytes, VXLAN 50 (as the clouds' own underlays allow more than 1500: 8500, 1550+).
+  ip -n "$r" link add gw mtu 1600 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
   for f in fw1 fw2; do
     [[ -e /run/netns/$P$f ]] || continue
-    ip -n "$r" link set "$f" master gw
+    ip -n "$r" link set "$f" mtu 1600 master gw
+    ip -n "$P$f" link set gwlb mtu 1600
     ip netns exec "$P$f" sysctl -qw net.ipv4.ip_forward=0
   done
   ip -n "$r" link set gw up

@@ -196,9 +196,14 @@ fn iperf3(tb: &Testbed, test: &str, args: &str, secs: u64) -> serde_json::Value 
         .rev()
         .find_map(|l| l.strip_prefix("Accepted connection from "))
         .unwrap_or("");
+    // Behind a load balancer nothing is translated: the server sees c1 itself.
+    let want = match tb.options.topology {
+        Topology::Gwlb | Topology::Vxlan => C1,
+        Topology::Single | Topology::Ecmp => PUBLIC,
+    };
     assert!(
-        from.starts_with(&format!("{PUBLIC},")),
-        "[{}] {test}: iperf3 server saw the client as {from:?}, not {PUBLIC}",
+        from.starts_with(&format!("{want},")),
+        "[{}] {test}: iperf3 server saw the client as {from:?}, not {want}",
         tb.mode
     );
     v
@@ -1037,5 +1042,238 @@ fn health_probe_http() {
             "first probe answered in {first_ms:.0} ms; 200 -> 503 on drain -> 200 on resume; \
              strangers unanswered; SIGTERM drained {stopped:.1} s (drain_on_stop = {DRAIN_SECS})"
         ),
+    );
+}
+
+/// What a load-balancer test checks through the appliances behind it (no NAT: the inside
+/// hosts' own addresses reach the server): a download from each inside host, intact and
+/// seen from the host's own address; DNS; iperf3 TCP from c1. Returns iperf3's rate (Mbit/s).
+fn through_load_balancer(tb: &Testbed, test: &str) -> f64 {
+    let want = tb.read("www-srv/big.bin.sha256");
+    for host in ["c1", "c2"] {
+        let file = tb.run.join(format!("{host}-big.bin"));
+        tb.ok(
+            host,
+            &format!(
+                "curl -sS --max-time 60 -o {} http://{SRV1}/big.bin",
+                file.display()
+            ),
+            70,
+        );
+        let got = common::sh(&format!("sha256sum {}", file.display()));
+        assert_eq!(
+            field(&got, 0),
+            field(&want, 0),
+            "{test}: {host}'s download differs"
+        );
+        let _ = std::fs::remove_file(&file);
+        let answer = tb.ok(
+            host,
+            &format!("dig +short +time=2 @{SRV1} www.nva.test"),
+            10,
+        );
+        assert_eq!(answer.trim(), SRV1, "{test}: {host}: DNS answer");
+    }
+    let log = tb.read("srv-access.log");
+    for addr in [C1, C2] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with(&format!("{addr} ")) && l.contains("GET /big.bin")),
+            "{test}: the server did not see {addr} itself (no NAT behind a load balancer):\n{log}"
+        );
+    }
+    let (mbps, _) = iperf3_tcp(tb, test, 3);
+    mbps
+}
+
+/// Drops in an appliance's stats that mean a packet of an admitted flow reached an appliance
+/// that did not admit it (the other instance, or after its session was lost).
+fn stray_drops(s: &serde_json::Value) -> u64 {
+    s["drops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| {
+            ["tcp_no_session", "icmp_error_no_session"]
+                .iter()
+                .any(|r| d[0] == *r)
+        })
+        .map(|d| d[1].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// nmap from the server's side against both inside hosts (c2 runs a web server on port 80):
+/// nothing unsolicited gets through the appliance, so no port is open.
+fn nothing_open_from_outside(tb: &Testbed, test: &str) {
+    let out = tb.ok(
+        "srv",
+        &format!(
+            "nmap -n -Pn -sS -T4 --max-retries 1 --min-rate 2000 -p 1-1024,5201,8080 {C1} {C2} -oG -"
+        ),
+        120,
+    );
+    let open: Vec<&str> = out.lines().filter(|l| l.contains("/open/")).collect();
+    assert!(
+        open.is_empty(),
+        "{test}: nmap from outside found open ports:\n{}",
+        open.join("\n")
+    );
+    assert!(
+        out.lines()
+            .filter(|l| l.starts_with("Host: ") && l.contains("Ports:"))
+            .count()
+            == 2,
+        "{test}: nmap did not scan both hosts:\n{out}"
+    );
+}
+
+/// Behind the GENEVE gateway load balancer (`testbed/gwlb-emu.py`, AWS's data path) with
+/// two appliances in tunnel mode: downloads, DNS and iperf3 from inside pass; each flow's
+/// packets, both ways, cross one appliance only (the emulator's flow table, and no appliance
+/// drops a packet of a flow it did not admit); flows land on both; nmap from outside finds
+/// nothing open. Then fw1 is killed: the emulator's health probe marks it unhealthy and new
+/// flows go to fw2; the time from the kill until every new flow passes is the figure.
+#[test]
+fn gwlb_geneve_two_appliances() {
+    let test = "gwlb_geneve_two_appliances";
+    if !can_run(test) {
+        return;
+    }
+    let options = Options {
+        topology: Topology::Gwlb,
+        ..Options::default()
+    };
+    let mut tb = Testbed::up(Mode::Appliance, test, options);
+    tb.wait_ready();
+    let mbps = through_load_balancer(&tb, test);
+    // More flows, so that both appliances get some: 24 short downloads from each host.
+    for host in ["c1", "c2"] {
+        let codes = tb.ok(
+            host,
+            &format!(
+                "for i in $(seq 24); do curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 5 http://{SRV1}/index.html; done"
+            ),
+            150,
+        );
+        assert_eq!(
+            codes.lines().filter(|c| *c == "200").count(),
+            24,
+            "{test}: {host}: {codes}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1200)); // the status file is rewritten each second
+    let status = tb.gwlb_status();
+    let appliances = status["appliances"].as_array().cloned().unwrap_or_default();
+    assert_eq!(appliances.len(), 2, "{test}: emulator status: {status}");
+    for a in &appliances {
+        assert!(
+            a["tx_packets"].as_u64().unwrap_or(0) > 0 && a["rx_packets"].as_u64().unwrap_or(0) > 0,
+            "{test}: no flows through {}: {status}",
+            a["address"]
+        );
+        assert_eq!(
+            a["option_mismatches"], 0,
+            "{test}: GENEVE options changed by {}",
+            a["address"]
+        );
+    }
+    let mut created = Vec::new();
+    for i in tb.instances.clone() {
+        let s = tb.stats_of(&i.config);
+        assert_eq!(
+            stray_drops(&s),
+            0,
+            "{test}: {} saw packets of flows it did not admit: {s}",
+            i.ns
+        );
+        created.push(s["sessions"]["created_total"].as_u64().unwrap_or(0));
+    }
+    nothing_open_from_outside(&tb, test);
+
+    // Failover: kill fw1; new flows must pass through fw2.
+    let emulator = tb.emulator.expect("the emulator runs in the gwlb topology");
+    let lines = tb.lines(emulator);
+    let killed = Instant::now();
+    tb.kill_instance("fw1");
+    let mut all_pass = None;
+    while killed.elapsed() < Duration::from_secs(20) {
+        // Eight new flows at once (new source ports): all must pass.
+        let out = tb.exec(
+            "c1",
+            &format!(
+                "for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 1 http://{SRV1}/index.html & done; wait"
+            ),
+            10,
+        );
+        let ok = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|c| *c == "200")
+            .count();
+        if ok == 8 {
+            all_pass = Some(killed.elapsed().as_secs_f64());
+            break;
+        }
+    }
+    let all_pass = all_pass.unwrap_or_else(|| {
+        panic!(
+            "{test}: new flows still fail 20 s after fw1 died: {}",
+            tb.read("gwlb-emu.log")
+        )
+    });
+    let detected = lines
+        .try_iter()
+        .find(|(_, l)| l.contains("10.0.9.11") && l.contains("-> unhealthy"))
+        .map(|(t, _)| t);
+    assert!(
+        detected.is_some(),
+        "{test}: the emulator never marked fw1 unhealthy"
+    );
+    let (mbps2, _) = iperf3_tcp(&tb, test, 2);
+    figure(
+        Mode::Appliance,
+        test,
+        &format!(
+            "iperf3 TCP {mbps:.0} Mbit/s through GENEVE; sessions created fw1 {}, fw2 {}; after fw1 was killed every new flow passed via fw2 within {all_pass:.1} s (probe every 0.5 s, 2 failures); then iperf3 {mbps2:.0} Mbit/s",
+            created[0], created[1]
+        ),
+    );
+}
+
+/// Behind Azure's gateway load balancer chain, emulated with Linux VXLAN devices (internal
+/// tunnel VNI 800 / UDP 10800 from the inside, external VNI 801 / UDP 10801 from the
+/// internet), one appliance in tunnel mode: downloads, DNS and iperf3 from inside pass,
+/// nmap from outside finds nothing open, and the HTTP health probe answers the load
+/// balancer's address.
+#[test]
+fn gwlb_vxlan_chain() {
+    let test = "gwlb_vxlan_chain";
+    if !can_run(test) {
+        return;
+    }
+    let options = Options {
+        topology: Topology::Vxlan,
+        ..Options::default()
+    };
+    let mut tb = Testbed::up(Mode::Appliance, test, options);
+    tb.wait_ready();
+    let mbps = through_load_balancer(&tb, test);
+    let probe = tb.ok(
+        "rtr",
+        "curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://10.0.9.11/healthz",
+        5,
+    );
+    assert_eq!(probe, "200", "{test}: the health probe");
+    let s = tb.stats_of(&tb.instances[0].config.clone());
+    assert_eq!(stray_drops(&s), 0, "{test}: {s}");
+    let created = s["sessions"]["created_total"].as_u64().unwrap_or(0);
+    assert!(
+        created >= 5,
+        "{test}: the appliance created {created} sessions: {s}"
+    );
+    nothing_open_from_outside(&tb, test);
+    figure(
+        Mode::Appliance,
+        test,
+        &format!("iperf3 TCP {mbps:.0} Mbit/s through the VXLAN chain; {created} sessions"),
     );
 }

@@ -163,6 +163,12 @@ pub enum Topology {
     /// Two appliances in NAT mode (`fw1`, `fw2`: `configs/ecmp-a.toml`, `ecmp-b.toml`)
     /// behind an inside router (`rtr`) that spreads flows over them with ECMP.
     Ecmp,
+    /// Two appliances in GENEVE tunnel mode (`configs/testbed-gwlb-a.toml`, `-b.toml`)
+    /// behind `testbed/gwlb-emu.py` in `rtr`, AWS's gateway load balancer.
+    Gwlb,
+    /// One appliance in VXLAN tunnel mode (`configs/testbed-vxlan.toml`) behind Linux VXLAN
+    /// devices in `rtr`, Azure's gateway load balancer chain.
+    Vxlan,
 }
 
 impl Topology {
@@ -170,6 +176,8 @@ impl Topology {
         match self {
             Topology::Single => "single",
             Topology::Ecmp => "ecmp",
+            Topology::Gwlb => "gwlb",
+            Topology::Vxlan => "vxlan",
         }
     }
 }
@@ -196,6 +204,8 @@ pub struct Testbed {
     appliance: Option<Child>,
     /// The appliances of a topology with several.
     pub instances: Vec<Instance>,
+    /// The GENEVE load balancer emulator (gwlb topology): an index of [`Testbed::spawn`].
+    pub emulator: Option<usize>,
     starts: usize,
     children: Vec<Child>,
     test: String,
@@ -225,6 +235,7 @@ impl Testbed {
             options,
             appliance: None,
             instances: Vec::new(),
+            emulator: None,
             starts: 0,
             children: Vec::new(),
             test: test.to_string(),
@@ -234,30 +245,24 @@ impl Testbed {
         tb.script("up.sh", &[]);
         tb.script("servers.sh", &[]);
         match (mode, tb.options.topology) {
-            (Mode::Kernel, Topology::Ecmp) => {
-                panic!("{test}: kernel mode has the single topology only")
+            (Mode::Kernel, t @ (Topology::Ecmp | Topology::Gwlb | Topology::Vxlan)) => {
+                panic!("{test}: kernel mode has the single topology only, not {t:?}")
             }
             (Mode::Appliance, Topology::Ecmp) => {
-                for (x, ns) in [("a", "fw1"), ("b", "fw2")] {
-                    let config = tb.run.join(format!("ecmp-{x}.toml"));
-                    tb.write_config_from(&format!("configs/ecmp-{x}.toml"), &config, &[]);
-                    let argv = [
-                        appliance_bin().to_string_lossy().into_owned(),
-                        "run".into(),
-                        "--json".into(),
-                        "--config".into(),
-                        config.to_string_lossy().into_owned(),
-                    ];
-                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-                    let child = tb.spawn(ns, &argv, &format!("appliance-{ns}.log"));
-                    tb.instances.push(Instance {
-                        ns: ns.to_string(),
-                        config,
-                        child,
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(300));
-                tb.check_appliance_alive();
+                tb.start_instances(&[
+                    ("configs/ecmp-a.toml", "fw1"),
+                    ("configs/ecmp-b.toml", "fw2"),
+                ]);
+            }
+            (Mode::Appliance, Topology::Gwlb) => {
+                tb.start_instances(&[
+                    ("configs/testbed-gwlb-a.toml", "fw1"),
+                    ("configs/testbed-gwlb-b.toml", "fw2"),
+                ]);
+                tb.start_gwlb_emulator();
+            }
+            (Mode::Appliance, Topology::Vxlan) => {
+                tb.start_instances(&[("configs/testbed-vxlan.toml", "fw1")]);
             }
             (Mode::Kernel, Topology::Single) => {
                 tb.script("kernel-nat.sh", &["on"]);
@@ -278,6 +283,78 @@ impl Testbed {
             }
         }
         tb
+    }
+
+    /// Starts one appliance per `(config template, namespace)`: the config written to
+    /// `<namespace>.toml` in the run folder ([`Testbed::write_config_from`]), its log to
+    /// `appliance-<namespace>.log`.
+    fn start_instances(&mut self, list: &[(&str, &str)]) {
+        for &(template, ns) in list {
+            let config = self.run.join(format!("{ns}.toml"));
+            self.write_config_from(template, &config, &[]);
+            let bin = appliance_bin();
+            let argv = [
+                bin.to_str().expect("UTF-8 path"),
+                "run",
+                "--json",
+                "--config",
+                config.to_str().expect("UTF-8 path"),
+            ];
+            let child = self.spawn(ns, &argv, &format!("appliance-{ns}.log"));
+            self.instances.push(Instance {
+                ns: ns.to_string(),
+                config,
+                child,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        self.check_appliance_alive();
+    }
+
+    /// Starts `testbed/gwlb-emu.py` in `rtr` (the gwlb topology's load balancer) over the
+    /// appliances at 10.0.9.11 and 10.0.9.12, probing `/healthz` every half second, its
+    /// status in `gwlb-status.json`; its stdout (health changes) is [`Testbed::lines`] of
+    /// [`Testbed::emulator`].
+    fn start_gwlb_emulator(&mut self) {
+        let emu = repo().join("testbed/gwlb-emu.py");
+        let status = self.run.join("gwlb-status.json");
+        let argv = [
+            "python3",
+            emu.to_str().expect("UTF-8 path"),
+            "--local",
+            "10.0.9.1",
+            "--appliance",
+            "10.0.9.11",
+            "--appliance",
+            "10.0.9.12",
+            "--probe-path",
+            "/healthz",
+            "--probe-interval",
+            "0.5",
+            "--status",
+            status.to_str().expect("UTF-8 path"),
+        ];
+        self.emulator = Some(self.spawn("rtr", &argv, "gwlb-emu.log"));
+    }
+
+    /// The GENEVE emulator's status file, parsed (gwlb topology).
+    pub fn gwlb_status(&self) -> serde_json::Value {
+        let text = self.read("gwlb-status.json");
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: gwlb-status.json is not JSON ({e}): {text}", self.test))
+    }
+
+    /// SIGKILL to the appliance in namespace `ns` (one of several), as a crash.
+    pub fn kill_instance(&mut self, ns: &str) {
+        let i = self
+            .instances
+            .iter()
+            .position(|i| i.ns == ns)
+            .unwrap_or_else(|| panic!("no appliance in {ns}"));
+        let instance = self.instances.remove(i);
+        let child = &mut self.children[instance.child];
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// A namespace's full name: `ns("c1")`.
