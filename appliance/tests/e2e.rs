@@ -829,6 +829,21 @@ fn kill_mid_transfer_and_restart() {
     }
 }
 
+/// A ready testbed of `topology` in appliance mode (the several-appliance layouts have no
+/// kernel baseline), or `None` where [`can_run`] says the test may be skipped.
+fn topology_ready(test: &str, topology: Topology) -> Option<Testbed> {
+    if !can_run(test) {
+        return None;
+    }
+    let options = Options {
+        topology,
+        ..Options::default()
+    };
+    let mut tb = Testbed::up(Mode::Appliance, test, options);
+    tb.wait_ready();
+    Some(tb)
+}
+
 /// NAT scale-out without a load balancer: two appliances, each with its own public address
 /// (`configs/ecmp-a.toml`, `ecmp-b.toml`), behind an inside router with an ECMP default route
 /// hashed on the 5-tuple. Many HTTP downloads and DNS queries from both hosts: every one
@@ -839,15 +854,9 @@ fn kill_mid_transfer_and_restart() {
 #[test]
 fn ecmp_nat_scale_out() {
     let test = "ecmp_nat_scale_out";
-    if !can_run(test) {
+    let Some(tb) = topology_ready(test, Topology::Ecmp) else {
         return;
-    }
-    let options = Options {
-        topology: Topology::Ecmp,
-        ..Options::default()
     };
-    let mut tb = Testbed::up(Mode::Appliance, test, options);
-    tb.wait_ready();
     // 32 connections from each host, each from a new source port: the router's hash
     // spreads them. One shell loop per host, curl printing each status code.
     let flows = 32;
@@ -1136,15 +1145,9 @@ fn nothing_open_from_outside(tb: &Testbed, test: &str) {
 #[test]
 fn gwlb_geneve_two_appliances() {
     let test = "gwlb_geneve_two_appliances";
-    if !can_run(test) {
+    let Some(mut tb) = topology_ready(test, Topology::Gwlb) else {
         return;
-    }
-    let options = Options {
-        topology: Topology::Gwlb,
-        ..Options::default()
     };
-    let mut tb = Testbed::up(Mode::Appliance, test, options);
-    tb.wait_ready();
     let mbps = through_load_balancer(&tb, test);
     // More flows, so that both appliances get some: 24 short downloads from each host.
     for host in ["c1", "c2"] {
@@ -1247,15 +1250,9 @@ fn gwlb_geneve_two_appliances() {
 #[test]
 fn gwlb_vxlan_chain() {
     let test = "gwlb_vxlan_chain";
-    if !can_run(test) {
+    let Some(tb) = topology_ready(test, Topology::Vxlan) else {
         return;
-    }
-    let options = Options {
-        topology: Topology::Vxlan,
-        ..Options::default()
     };
-    let mut tb = Testbed::up(Mode::Appliance, test, options);
-    tb.wait_ready();
     let mbps = through_load_balancer(&tb, test);
     let probe = tb.ok(
         "rtr",
