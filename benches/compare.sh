@@ -681,8 +681,8 @@ def limit(rs):
     votes = [r["limit"] for r in rs if r["limit"]]
     if not votes:
         return "-"
-    top = max(set(votes), key=votes.count)
-    return f"{top} {votes.count(top)}/{len(rs)}"
+    order = sorted(set(votes), key=lambda v: (-votes.count(v), ("DUT", "generator", "machine").index(v)))
+    return ", ".join(f"{v} {votes.count(v)}" for v in order)
 
 def snat(rs):
     checked = [r for r in rs if r["snat"]]
@@ -733,8 +733,8 @@ gen on CPU  the same for the generator's forwarding lcore on CPU 0, which it sha
             DUT's main thread (OVS: its handler, revalidator and conntrack threads)
 limit       per run: DUT when DUT busy >= {100 * busy_limit:.0f} %; else the DUT waited for frames, and
             the limit is the generator (its one core sends and counts what comes back, and
-            the link) when both had at least 90 % of their CPUs, the machine when not; the
-            most frequent verdict and its count
+            the link) when both had at least 90 % of their CPUs, the machine when not; how
+            many runs gave each verdict
 snat ok     appliance and ovs: every frame the DUT sent back, in a capture after the window
             (dpdk-dumpcap on the generator's port), has IPv4 source 198.18.0.2, the DUT's
             and the generator's MACs, a valid IP checksum and a valid or absent UDP
