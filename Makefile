@@ -102,7 +102,7 @@ bench: deps hugepages release
 
 # The appliance next to dpdk-testpmd io and 5tswap and OVS-DPDK as DUTs on CPU 1, testpmd
 # flowgen on CPU 0, over vhost-user, no Docker: 1 K, 10 K, 1 M flows, 3 interleaved
-# repetitions (about 14 min), SNAT checked at the sink, a chart (compare-plot).
+# repetitions (about 10 min), SNAT checked at the sink, a chart (compare-plot).
 # FLOWS, REPS, SECS, WARMUP, DUTS, CAPTURE_KB, BENCH_OUT: see benches/compare.sh.
 bench-compare: bench-deps hugepages release
 	$(CARGO) build --release -p compare-plot
