@@ -185,10 +185,8 @@ gen_cleanup() {
 finish() {
   local pid now
   exec 7>&- 2>/dev/null || true
-  # OVS first (SIGTERM), then the rest; each only if this script started it.
-  for pid in "${pids[@]}"; do
-    if [[ -n ${ovs_pids[$pid]:-} ]]; then stop_pid "$pid" TERM; fi
-  done
+  # OVS first (SIGTERM), then the rest; only what this script started.
+  for pid in "${!ovs_pids[@]}"; do stop_pid "$pid" TERM; done
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   gen_cleanup
   if [[ " $DUTS " == *" ovs "* ]]; then rm -rf /var/run/dpdk/nva-cmp-ovs; fi
@@ -281,6 +279,7 @@ ovs_start() { # flows log
     --pidfile="$ovs_dir/ovs-vswitchd.pid" --unixctl="$ovs_dir/ovs-vswitchd.ctl" \
     --log-file="$ovs_dir/ovs-vswitchd.log" >> "$log" 2>&1 9>&- &
   dut_pid=$!
+  pids+=("$dut_pid")
   ovs_pids[$dut_pid]=1
   vsctl --timeout=60 add-br br0 -- set bridge br0 datapath_type=netdev \
     -- add-port br0 dut0 -- set Interface dut0 type=dpdk \
