@@ -8,7 +8,7 @@
 #   make docker-demo   the same show with the appliance, client, router and server as containers
 #   make docker-test   that show, asserted, cleaned up even when it fails (part of make test)
 #   make docker-bench  a DPDK generator container to the appliance container over vhost-user
-#   make bench-compare  appliance vs dpdk-testpmd io / 5tswap, natively over vhost-user
+#   make bench-compare  appliance vs dpdk-testpmd io / 5tswap and OVS-DPDK, natively over vhost-user
 #   make docker-compare  kernel nftables vs AF_PACKET (and its tuning) vs AF_XDP, containers
 #   make image  the cloud VM image (deploy/); make image-test boots it in qemu (part of make test)
 SHELL := /bin/bash
@@ -19,7 +19,7 @@ CARGO ?= cargo
 E2E_MODE ?= appliance
 export NVA_E2E_MODE ?= $(E2E_MODE)
 
-.PHONY: all deps hugepages build release test lint unit dynamic configs fuzz gwlb-selftest demo e2e baseline bench bench-compare clean \
+.PHONY: all deps bench-deps hugepages build release test lint unit dynamic configs fuzz gwlb-selftest demo e2e baseline bench bench-compare clean \
 	docker-image docker-demo docker-test docker-bench docker-compare docker-down \
 	image-deps image image-cloud image-test
 
@@ -27,6 +27,10 @@ all: release
 
 deps:
 	@scripts/deps.sh
+
+# What bench-compare drives besides the appliance: OVS with DPDK (openvswitch-switch-dpdk).
+bench-deps:
+	@scripts/deps.sh bench
 
 hugepages:
 	@scripts/hugepages.sh
@@ -103,10 +107,12 @@ baseline: deps release
 bench: deps hugepages release
 	benches/forwarding.sh
 
-# The appliance next to dpdk-testpmd io and 5tswap as DUTs on CPU 1, testpmd flowgen on CPU 0,
-# over vhost-user, no Docker: 1 K, 10 K, 1 M flows, 3 interleaved repetitions (about 9 min).
-# FLOWS, REPS, SECS, WARMUP, DUTS, BENCH_OUT: see benches/compare.sh.
-bench-compare: deps hugepages release
+# The appliance next to dpdk-testpmd io and 5tswap and OVS-DPDK as DUTs on CPU 1, testpmd
+# flowgen on CPU 0, over vhost-user, no Docker: 1 K, 10 K, 1 M flows, 3 interleaved
+# repetitions (about 10 min), SNAT checked at the sink, a chart (compare-plot).
+# FLOWS, REPS, SECS, WARMUP, DUTS, CAPTURE_KB, BENCH_OUT: see benches/compare.sh.
+bench-compare: bench-deps hugepages release
+	$(CARGO) build --release -p compare-plot
 	benches/compare.sh
 
 # The Docker testbed (docker/): Docker is installed and dockerd started when missing (and

@@ -8,6 +8,8 @@
 
 VHOST_GEN_MAC=00:01:02:03:04:00
 VHOST_DUT_MAC=00:01:02:03:04:01
+# The DUT's address, which every flow is SNATed to.
+VHOST_DUT_IP=198.18.0.2
 
 # vhost_bench_config FLOWS SOCKET FILE_PREFIX CONTROL_SOCKET NAME [DEVICE]: the configuration on
 # stdout, with room for twice the flows (at least 65 536 sessions). DEVICE replaces the
@@ -35,7 +37,7 @@ burst = 32
 name = "vnic"
 role = "both"
 device = "$device"
-address = "198.18.0.2/24"
+address = "$VHOST_DUT_IP/24"
 gateway = "198.18.0.1"
 neighbours = [{ ip = "198.18.0.1", mac = "$VHOST_GEN_MAC" }]
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing the appliance needs on Debian 12, if missing
-# (`image` as argument: the cloud image's tools too). Idempotent: does nothing when
-# everything is there.
+# (`image` as argument: the cloud image's tools too; `bench`: what `make bench-compare` drives
+# besides the appliance). Idempotent: does nothing when everything is there.
 set -euo pipefail
 
 packages=(
@@ -23,6 +23,11 @@ if [[ ${1:-} == image ]]; then
     qemu-system-x86 qemu-utils ovmf python3        # deploy/image-test.sh
   )
 fi
+# `scripts/deps.sh bench`: OVS with DPDK as a device under test (benches/compare.sh runs a
+# private instance; the policy below keeps the package's own service from starting).
+if [[ ${1:-} == bench ]]; then
+  packages+=(openvswitch-switch-dpdk python3)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -36,8 +41,9 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # The servers the testbed starts in its namespaces (nginx, iperf3) must not also start as
-  # services of the machine: where no policy-rc.d forbids it, one does for the install.
+  # The servers the testbed starts in its namespaces (nginx, iperf3), and Open vSwitch, must
+  # not also start as services of the machine: where no policy-rc.d forbids it, one does for
+  # the install.
   policy=/usr/sbin/policy-rc.d
   own_policy=0
   if [[ ! -e $policy ]]; then
