@@ -1180,6 +1180,15 @@ fn gwlb_geneve_two_appliances() {
             a["address"]
         );
     }
+    // Each flow, both directions, on one appliance: the emulator sent every packet of a
+    // flow to the flow's appliance and counts any that came back from another one, or that
+    // belong to no flow it sent.
+    for c in ["wrong_appliance", "unknown_flow", "option_mismatch"] {
+        assert_eq!(
+            status["counters"][c], 0,
+            "{test}: emulator counter {c}: {status}"
+        );
+    }
     let mut created = Vec::new();
     for i in tb.instances.clone() {
         let s = tb.stats_of(&i.config);
