@@ -41,7 +41,6 @@ config() {
 }
 
 # The port's MAC (net_pcap makes one up): from a short run's report.
-: > "$work/empty.pcap"
 python3 -c 'import struct,sys; sys.stdout.buffer.write(struct.pack("<IHHiIII",0xa1b2c3d4,2,4,0,0,65535,1))' > "$work/empty.pcap"
 config "$work/probe.toml" "net_pcap0,rx_pcap=$work/empty.pcap,tx_pcap=/dev/null"
 "$bin" run --config "$work/probe.toml" --duration 1 --json > "$work/probe.json" 2> "$work/probe.log" ||

@@ -220,11 +220,7 @@ impl<'eal> Worker<'_, 'eal> {
                 );
             }
             moved += self.drain_handoffs(&env, now, &mut l, shared, counters, burst);
-            for (out, buf) in l.pending.iter_mut().enumerate() {
-                if !buf.is_empty() {
-                    flush(&mut self.tx[out], buf, counters, out);
-                }
-            }
+            flush_all(&mut self.tx, &mut l.pending, counters);
             moved_last = moved;
             if begin - last_expire >= expire_every {
                 last_expire = begin;
@@ -250,9 +246,7 @@ impl<'eal> Worker<'_, 'eal> {
             bump(&counters.busy_cycles, tsc::now().wrapping_sub(last));
             bump(&counters.processed, moved_last);
         }
-        for (out, buf) in l.pending.iter_mut().enumerate() {
-            flush(&mut self.tx[out], buf, counters, out);
-        }
+        flush_all(&mut self.tx, &mut l.pending, counters);
         self.shard.publish_gauges();
     }
 
@@ -280,11 +274,7 @@ impl<'eal> Worker<'_, 'eal> {
                 self.shard.counters(),
             );
         }
-        for (port, buf) in l.pending.iter_mut().enumerate() {
-            if !buf.is_empty() {
-                flush(&mut self.tx[port], buf, counters, port);
-            }
-        }
+        flush_all(&mut self.tx, &mut l.pending, counters);
     }
 
     /// Processes what other workers handed over, a burst at a time per sending worker.
@@ -469,6 +459,20 @@ impl<'eal> Outputs<Mbuf<'eal>> for Out<'_, '_, 'eal> {
 pub(crate) fn port_index(ids: impl IntoIterator<Item = u16>, id: u16) -> Option<u8> {
     let i = ids.into_iter().position(|p| p == id)?;
     u8::try_from(i).ok()
+}
+
+/// Sends what every port's buffer in `pending` holds on its queue in `tx`.
+#[inline]
+fn flush_all<'eal>(
+    tx: &mut [TxQueue<'_, 'eal>],
+    pending: &mut [Burst<'eal, MAX_BURST>],
+    counters: &WorkerCounters,
+) {
+    for (port, buf) in pending.iter_mut().enumerate() {
+        if !buf.is_empty() {
+            flush(&mut tx[port], buf, counters, port);
+        }
+    }
 }
 
 /// Sends what `buf` holds on `tx`; what the driver does not take is freed and counted.
