@@ -39,6 +39,7 @@ fn field(line: &str, i: usize) -> &str {
 /// address. Returns (seconds, Mbit/s).
 fn download(tb: &Testbed, test: &str) -> (f64, f64) {
     let file = tb.run.join("c1-big.bin");
+    let before = tb.lines_in("srv-access.log");
     let out = tb.ok(
         "c1",
         &format!(
@@ -57,7 +58,7 @@ fn download(tb: &Testbed, test: &str) -> (f64, f64) {
         "[{}] {test}: the downloaded file differs from the server's ({size} bytes received)",
         tb.mode
     );
-    let log = tb.read("srv-access.log");
+    let log = tb.log_after("srv-access.log", before, 1);
     let line = log
         .lines()
         .rev()
@@ -143,6 +144,7 @@ fn ping(tb: &Testbed, test: &str) -> f64 {
 /// An outside host reaches the web server on c2 through the port forward; the server sees
 /// the outside client's own address.
 fn port_forward(tb: &Testbed, test: &str) {
+    let before = tb.lines_in("c2-access.log");
     let body = tb.ok(
         "srv",
         &format!("curl -sS --max-time 10 http://{PUBLIC}:{FORWARD_PORT}/"),
@@ -153,7 +155,7 @@ fn port_forward(tb: &Testbed, test: &str) {
         "[{}] {test}: {PUBLIC}:{FORWARD_PORT} did not reach c2's web server: {body}",
         tb.mode
     );
-    let log = tb.read("c2-access.log");
+    let log = tb.log_after("c2-access.log", before, 1);
     let last = log.lines().last().unwrap_or("");
     assert_eq!(
         field(last, 0),
@@ -234,12 +236,13 @@ fn egress_http_download_through_snat() {
             &format!("curl 16 MiB in {secs:.2} s ({mbps:.0} Mbit/s)"),
         );
         // c2 leaves with the same public address.
+        let before = tb.lines_in("srv-access.log");
         tb.ok(
             "c2",
             &format!("curl -sS --max-time 10 -o /dev/null http://{SRV1}/"),
             15,
         );
-        let log = tb.read("srv-access.log");
+        let log = tb.log_after("srv-access.log", before, 1);
         let last = log.lines().last().unwrap_or("");
         assert_eq!(field(last, 0), PUBLIC, "c2's request: {last}");
         // Egress filtering: nothing listens on 26 or 25 at the server, so an allowed SYN is
@@ -477,6 +480,7 @@ fn port_forward_and_hairpin() {
     let test = "port_forward_and_hairpin";
     each_mode(test, Options::default(), |tb| {
         port_forward(tb, test);
+        let before = tb.lines_in("c2-access.log");
         let body = tb.ok(
             "c1",
             &format!("curl -sS --max-time 10 http://{PUBLIC}:{FORWARD_PORT}/"),
@@ -487,7 +491,7 @@ fn port_forward_and_hairpin() {
             "[{}] {test}: hairpin c1 -> {PUBLIC}:{FORWARD_PORT} did not reach c2: {body}",
             tb.mode
         );
-        let log = tb.read("c2-access.log");
+        let log = tb.log_after("c2-access.log", before, 1);
         let hairpin_src = field(log.lines().last().unwrap_or(""), 0).to_string();
         assert_ne!(
             hairpin_src, C1,
@@ -860,6 +864,7 @@ fn ecmp_nat_scale_out() {
     // 32 connections from each host, each from a new source port: the router's hash
     // spreads them. One shell loop per host, curl printing each status code.
     let flows = 32;
+    let before = tb.lines_in("srv-access.log");
     for host in ["c1", "c2"] {
         let codes = tb.ok(
             host,
@@ -889,7 +894,7 @@ fn ecmp_nat_scale_out() {
     }
     // Who the server saw: every request came from one of the two public addresses, and
     // from both.
-    let log = tb.read("srv-access.log");
+    let log = tb.log_after("srv-access.log", before, 2 * flows);
     let from = |a: &str| {
         log.lines()
             .filter(|l| l.starts_with(&format!("{a} ")))
@@ -1059,6 +1064,7 @@ fn health_probe_http() {
 /// seen from the host's own address; DNS; iperf3 TCP from c1. Returns iperf3's rate (Mbit/s).
 fn through_load_balancer(tb: &Testbed, test: &str) -> f64 {
     let want = tb.read("www-srv/big.bin.sha256");
+    let before = tb.lines_in("srv-access.log");
     for host in ["c1", "c2"] {
         let file = tb.run.join(format!("{host}-big.bin"));
         tb.ok(
@@ -1083,7 +1089,7 @@ fn through_load_balancer(tb: &Testbed, test: &str) -> f64 {
         );
         assert_eq!(answer.trim(), SRV1, "{test}: {host}: DNS answer");
     }
-    let log = tb.read("srv-access.log");
+    let log = tb.log_after("srv-access.log", before, 2);
     for addr in [C1, C2] {
         assert!(
             log.lines()

@@ -783,6 +783,33 @@ impl Testbed {
     pub fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.run.join(name)).unwrap_or_default()
     }
+
+    /// How many lines a file of the run folder has now: take it before the requests whose
+    /// log lines `log_after` then waits for.
+    pub fn lines_in(&self, name: &str) -> usize {
+        self.read(name).lines().count()
+    }
+
+    /// A server log once it holds `new` lines more than `before`. A server writes its access
+    /// log line after the response has left (nginx's log phase), so the client can be done
+    /// before the line exists: wait for it, at most 5 s, then fail naming the file.
+    pub fn log_after(&self, name: &str, before: usize, new: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.read(name);
+            let have = log.lines().count();
+            if have >= before + new {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] {name}: {} new lines after 5 s, {new} expected:\n{log}",
+                self.mode,
+                have.saturating_sub(before)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Testbed {
