@@ -5,6 +5,9 @@
 #   dpdk-testpmd flowgen (CPU 0), net_vhost0 (server) --socket-- virtio_user0 (client), the DUT
 #   (CPU 1), one-arm: the DUT sends every frame back out of the port it came in on, and the
 #   generator counts what comes back (the "sink" figure).
+#   The transport is the same for every DUT: virtio-user with packed rings and the driver's
+#   vector paths (VHOST_VIRTIO_OPTS and VHOST_EAL_EXTRA in benches/vhost-bench.sh, which say
+#   why and how to get virtio-user's defaults back).
 #
 # The DUTs, one at a time on the same link:
 #   appliance  `appliance run`, one port with role "both", its worker alone on CPU 1 (EAL
@@ -272,7 +275,7 @@ ovs_start() { # flows log
   vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true \
     other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
     other_config:dpdk-socket-mem=128 other_config:dpdk-socket-limit=128 \
-    "other_config:dpdk-extra=--in-memory --single-file-segments --no-pci --file-prefix=nva-cmp-ovs"
+    "other_config:dpdk-extra=--in-memory --single-file-segments --no-pci --file-prefix=nva-cmp-ovs${VHOST_EAL_EXTRA:+ $VHOST_EAL_EXTRA}"
   # taskset: the handler, revalidator and main threads stay on CPU 0; the PMD thread moves
   # itself to CPU 1 (pmd-cpu-mask).
   "${ovs_env[@]}" taskset -c 0 "$ovs_vswitchd" "unix:$ovs_dir/db.sock" \
@@ -283,7 +286,7 @@ ovs_start() { # flows log
   ovs_pids[$dut_pid]=1
   vsctl --timeout=60 add-br br0 -- set bridge br0 datapath_type=netdev \
     -- add-port br0 dut0 -- set Interface dut0 type=dpdk \
-    "options:dpdk-devargs=net_virtio_user0,path=$sock,queue_size=1024,mac=$dut_mac" \
+    "options:dpdk-devargs=net_virtio_user0,path=$sock,$VHOST_VIRTIO_OPTS,mac=$dut_mac" \
     options:n_rxq_desc=1024 options:n_txq_desc=1024 >> "$log" 2>&1 ||
     { tail -20 "$ovs_dir/ovs-vswitchd.log"; fail "DUT ovs: could not add the dpdk port (see above)"; }
   [[ $(vsctl get Interface dut0 ofport) -gt 0 ]] ||
@@ -360,8 +363,8 @@ run_one() { # flows rep dut
       rm -f "$fifo" && mkfifo "$fifo"
       exec 7<>"$fifo"
       dpdk-testpmd --lcores 0@0,1@1 --in-memory --single-file-segments --no-pci \
-        --file-prefix nva-cmp-dut --log-level=warning \
-        --vdev "virtio_user0,path=$sock,queue_size=1024,mac=$dut_mac" -- -i \
+        --file-prefix nva-cmp-dut --log-level=warning ${VHOST_EAL_EXTRA:+"$VHOST_EAL_EXTRA"} \
+        --vdev "virtio_user0,path=$sock,$VHOST_VIRTIO_OPTS,mac=$dut_mac" -- -i \
         --forward-mode="$dut" --port-topology=loop --nb-cores=1 --rxq=1 --txq=1 \
         --rxd=1024 --txd=1024 --total-num-mbufs=32768 --record-core-cycles --auto-start \
         < "$fifo" > "$dlog" 2>&1 &
@@ -662,11 +665,13 @@ for rep in $(seq 1 "$REPS"); do
 done
 elapsed=$(($(date +%s) - start))
 
-python3 - "$out/runs.csv" "$SECS" "$WARMUP" "$elapsed" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)" "$busy_limit" <<'PY' | tee "$out/table.txt"
+python3 - "$out/runs.csv" "$SECS" "$WARMUP" "$elapsed" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)" "$busy_limit" \
+  "$VHOST_VIRTIO_OPTS${VHOST_EAL_EXTRA:+ (EAL $VHOST_EAL_EXTRA)}" <<'PY' | tee "$out/table.txt"
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 secs, warmup, elapsed, load0, load1 = sys.argv[2:7]
 busy_limit = float(sys.argv[7])
+transport = sys.argv[8]
 f = lambda r, k: float(r[k]) if r[k] not in ("", "nan") else None
 io = {(r["flows"], r["rep"]): f(r, "sink_mpps") for r in rows if r["dut"] == "io"}
 
@@ -693,6 +698,7 @@ def snat(rs):
 
 print()
 print(f"bench-compare: testpmd flowgen (CPU 0) -> vhost-user -> DUT (virtio-user, CPU 1) -> back;")
+print(f"virtio-user: {transport};")
 print(f"64-byte UDP; {warmup} s warm-up, {secs} s window sampled per second; {elapsed} s in all;")
 print(f"load before {load0}, after {load1}. Figures: median [min-max] over repetitions.")
 hdr = ("flows", "DUT", "runs", "sink Mpps", "x io", "cycles/pkt", "DUT busy", "DUT on CPU", "gen on CPU",
