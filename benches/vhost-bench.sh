@@ -20,7 +20,8 @@ VHOST_DUT_IP=198.18.0.2
 # split ring's vector receive (mrg_rxbuf=0,in_order=0,vectorized=1). They also make the
 # generator's side cheaper: it reaches about 16-17 Mpps where it reached 12-13. So the DUT's
 # own work is more of what is measured. VHOST_VIRTIO_OPTS=queue_size=1024 VHOST_EAL_EXTRA=
-# gives virtio-user's defaults back.
+# gives virtio-user's defaults back. VHOST_EAL_EXTRA is one EAL argument (each DUT gets it as
+# one word), or empty.
 VHOST_VIRTIO_OPTS=${VHOST_VIRTIO_OPTS-queue_size=1024,packed_vq=1,in_order=1,mrg_rxbuf=0,vectorized=1}
 VHOST_EAL_EXTRA=${VHOST_EAL_EXTRA-"--force-max-simd-bitwidth=512"}
 
